@@ -1,0 +1,234 @@
+#include "autograd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ops/ops.h"
+#include "../tensor/error.h"
+
+static _Thread_local bool grad_disabled;
+
+bool ag_set_grad_enabled(bool enabled) {
+    bool prev = !grad_disabled;
+    grad_disabled = !enabled;
+    return prev;
+}
+bool ag_grad_enabled(void) { return !grad_disabled; }
+
+tensor *ag_requires_grad(tensor *t, bool requires) {
+    if (t) t->requires_grad = requires;
+    return t;
+}
+
+void ag_zero_grad(tensor *t) {
+    if (!t || !t->grad) return;
+    tensor_release(t->grad);
+    t->grad = NULL;
+}
+
+bool ag_any_requires_grad(int n, tensor *const *inputs) {
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && inputs[i]->requires_grad) return true;
+    return false;
+}
+
+int ag_record(tensor *out, const char *op, ag_backward_fn backward, int n_inputs,
+              tensor *const *inputs, const void *ctx, size_t ctx_size) {
+    if (!out || grad_disabled || !ag_any_requires_grad(n_inputs, inputs)) return 0;
+    ag_node *n = calloc(1, sizeof *n);
+    if (!n) {
+        err_set("%s: out of host memory recording the graph", op);
+        return -1;
+    }
+    n->op = op;
+    n->backward = backward;
+    n->n_inputs = n_inputs;
+    for (int i = 0; i < n_inputs; i++) n->inputs[i] = tensor_retain(inputs[i]);
+    if (ctx_size) {
+        n->ctx = malloc(ctx_size);
+        if (!n->ctx) {
+            ag_node_release(n);
+            err_set("%s: out of host memory recording the graph", op);
+            return -1;
+        }
+        memcpy(n->ctx, ctx, ctx_size);
+    }
+    out->node = n;
+    out->requires_grad = true;
+    return 0;
+}
+
+void ag_node_release(ag_node *node) {
+    if (!node) return;
+    for (int i = 0; i < node->n_inputs; i++) tensor_release(node->inputs[i]);
+    free(node->ctx);
+    free(node);
+}
+
+// Topological order of the tensors with nodes reachable from root: inputs before outputs.
+typedef struct {
+    tensor **items;
+    size_t n, cap;
+} tensor_list;
+
+static int push(tensor_list *l, tensor *t) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        tensor **items = realloc(l->items, cap * sizeof *items);
+        if (!items) return -1;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->n++] = t;
+    return 0;
+}
+
+static int topo_sort(tensor *root, tensor_list *order) {
+    static _Atomic long epoch_counter = 1;
+    long epoch = ++epoch_counter;
+    // Iterative post-order DFS: the stack holds (tensor, next input to visit).
+    typedef struct {
+        tensor *t;
+        int next;
+    } frame;
+    size_t cap = 64, top = 0;
+    frame *stack = malloc(cap * sizeof *stack);
+    if (!stack) return -1;
+    root->node->mark = epoch;
+    stack[top++] = (frame){root, 0};
+    while (top) {
+        frame *f = &stack[top - 1];
+        ag_node *n = f->t->node;
+        if (f->next < n->n_inputs) {
+            tensor *in = n->inputs[f->next++];
+            if (in->node && in->node->mark != epoch) {
+                in->node->mark = epoch;
+                if (top == cap) {
+                    cap *= 2;
+                    frame *s = realloc(stack, cap * sizeof *stack);
+                    if (!s) {
+                        free(stack);
+                        return -1;
+                    }
+                    stack = s;
+                }
+                stack[top++] = (frame){in, 0};
+            }
+        } else {
+            if (push(order, f->t)) {
+                free(stack);
+                return -1;
+            }
+            top--;
+        }
+    }
+    free(stack);
+    return 0;
+}
+
+// leaf->grad += g, in place when a gradient buffer exists (optimizers preallocate them as
+// views into one flat buffer), else a fresh copy owned by the leaf.
+static int accumulate_leaf(tensor *leaf, tensor *g) {
+    if (leaf->grad) {
+        tensor *sum = op_add(leaf->grad, g);
+        return sum ? tensor_copy_(leaf->grad, sum) : -1;
+    }
+    tensor *copy = tensor_clone(g);
+    if (!copy) return -1;
+    leaf->grad = tensor_keep(copy);
+    return 0;
+}
+
+int ag_backward(tensor *root, tensor *seed) {
+    if (!root) return -1;
+    if (!root->requires_grad) {
+        err_set("backward: the tensor does not require a gradient (nothing it depends on does)");
+        return -1;
+    }
+    bool prev = ag_set_grad_enabled(false);
+    tensor_scope_begin();
+    int rc = -1;
+    tensor_list order = {0};
+    tensor **grads = NULL;
+    if (!seed) {
+        if (tensor_numel(root) != 1) {
+            err_set("backward: root has %lld elements; pass a seed gradient",
+                    (long long)tensor_numel(root));
+            goto done;
+        }
+        seed = tensor_ones(root->dtype, root->ndim, root->shape, tensor_device(root));
+        if (!seed) goto done;
+    } else if (!tensor_same_shape(seed, root)) {
+        err_set("backward: seed gradient's shape differs from the root's");
+        goto done;
+    }
+    if (!root->node) { // a leaf: its gradient is the seed
+        rc = accumulate_leaf(root, seed);
+        goto done;
+    }
+    if (topo_sort(root, &order)) {
+        err_set("backward: out of host memory sorting the graph");
+        goto done;
+    }
+    grads = calloc(order.n, sizeof *grads);
+    if (!grads) {
+        err_set("backward: out of host memory");
+        goto done;
+    }
+    for (size_t i = 0; i < order.n; i++) order.items[i]->node->mark = (long)i;
+    grads[order.n - 1] = seed;
+    for (size_t i = order.n; i-- > 0;) {
+        tensor *t = order.items[i];
+        ag_node *n = t->node;
+        if (!grads[i]) continue; // does not reach the root
+        tensor *gin[AG_MAX_INPUTS] = {0};
+        tensor_scope_begin();
+        if (n->backward(n, grads[i], gin)) {
+            err_prefix("backward of %s: ", n->op);
+            tensor_scope_end();
+            goto done;
+        }
+        for (int k = 0; k < n->n_inputs; k++) {
+            tensor *in = n->inputs[k];
+            if (!gin[k] || !in->requires_grad) continue;
+            if (!in->node) {
+                if (accumulate_leaf(in, gin[k])) goto fail_inner;
+                continue;
+            }
+            size_t j = (size_t)in->node->mark;
+            if (grads[j]) {
+                tensor *sum = op_add(grads[j], gin[k]);
+                if (!sum) goto fail_inner;
+                tensor_release(grads[j]);
+                grads[j] = tensor_retain(sum);
+            } else grads[j] = tensor_retain(gin[k]);
+        }
+        tensor_scope_end();
+        if (i != order.n - 1) tensor_release(grads[i]);
+        grads[i] = NULL;
+        continue;
+    fail_inner:
+        err_prefix("backward of %s: ", n->op);
+        tensor_scope_end();
+        goto done;
+    }
+    rc = 0;
+done:
+    if (grads)
+        for (size_t i = 0; i + 1 < order.n; i++) tensor_release(grads[i]);
+    // Free the graph: nodes and everything they kept alive.
+    // Detach every node first: releasing one may free tensors later in the list.
+    ag_node **nodes = order.n ? malloc(order.n * sizeof *nodes) : NULL;
+    for (size_t i = 0; i < order.n; i++) {
+        ag_node *n = order.items[i]->node;
+        order.items[i]->node = NULL;
+        if (nodes) nodes[i] = n;
+    }
+    for (size_t i = 0; nodes && i < order.n; i++) ag_node_release(nodes[i]);
+    free(nodes);
+    free(grads);
+    free(order.items);
+    tensor_scope_end();
+    ag_set_grad_enabled(prev);
+    return rc;
+}

@@ -1,0 +1,51 @@
+// One backend interface, two implementations (ops/cpu/, ops/cuda/). Ops in ops/*.c check
+// shapes, allocate outputs and record the graph; then they call exactly one of these.
+// Every function returns 0 on success or -1 with err_set() naming the op.
+#pragma once
+#include "../tensor/tensor.h"
+#include "ew_ir.h"
+
+typedef enum { REDUCE_SUM, REDUCE_MAX } reduce_kind;
+
+// C[b] = A[b] @ B[b] for b < batch; A: (M, K), B: (K, N) addressed by element strides
+// (so a transpose is free); C: contiguous (batch, M, N).
+typedef struct {
+    int64_t batch, M, N, K;
+    const tensor *a, *b, *c;  // element offsets come from the tensors
+    int64_t a_batch_stride, a_row_stride, a_col_stride;
+    int64_t b_batch_stride, b_row_stride, b_col_stride;
+} gemm_args;
+
+// 2-D convolution geometry. x: (N, C, H, W), w: (K, C, R, S), y: (N, K, OH, OW), all
+// contiguous. Padding may be asymmetric (Keras 'same'): pad_bottom/right are implied by OH/OW.
+typedef struct {
+    int64_t N, C, H, W, K, R, S, OH, OW;
+    int64_t stride_h, stride_w, pad_top, pad_left;
+} conv_geometry;
+
+typedef struct backend {
+    const char *name;
+    device_type device;
+    void *(*alloc)(size_t nbytes);
+    void (*free)(void *ptr);
+    int (*copy_from_host)(void *dst, const void *src, size_t nbytes);
+    int (*copy_to_host)(void *dst, const void *src, size_t nbytes);
+    int (*copy_device)(void *dst, const void *src, size_t nbytes);
+    // outs[k] = program output k, evaluated at every index of outs[0]'s shape; each input is
+    // already a view broadcast (stride 0) to that shape. Outputs may alias inputs exactly.
+    int (*elementwise)(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+    // out has in's ndim with extent 1 on the reduced axes.
+    int (*reduce)(reduce_kind kind, const tensor *in, tensor *out);
+    int (*gemm)(const gemm_args *args);
+    int (*conv2d_forward)(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y);
+    int (*conv2d_backward_input)(const conv_geometry *g, const tensor *dy, const tensor *w,
+                                 tensor *dx);
+    int (*conv2d_backward_weight)(const conv_geometry *g, const tensor *x, const tensor *dy,
+                                  tensor *dw);
+    int (*synchronize)(void);
+} backend;
+
+const backend *backend_cpu(void);
+// The CUDA backend, or NULL with err_message() saying why (not built, no driver, no GPU).
+const backend *backend_cuda(void);
+const backend *backend_for(device_type dev);

@@ -1,0 +1,167 @@
+// conv2d and conv_transpose2d. The backend supplies three primitives of one convolution
+// (forward, input gradient, weight gradient); the transposed convolution is the same three
+// with the roles of forward and input gradient exchanged.
+#include "../tensor/error.h"
+#include "backend.h"
+#include "ops.h"
+
+op_conv_opts op_conv_valid(int stride) {
+    return (op_conv_opts){.stride_h = stride, .stride_w = stride};
+}
+
+static void same_pad(int64_t in, int k, int stride, int *lo, int *hi) {
+    int64_t out = (in + stride - 1) / stride;
+    int64_t total = (out - 1) * stride + k - in;
+    if (total < 0) total = 0;
+    *lo = (int)(total / 2);
+    *hi = (int)(total - total / 2);
+}
+
+op_conv_opts op_conv_same(int64_t in_h, int64_t in_w, int k_h, int k_w, int stride) {
+    op_conv_opts o = {.stride_h = stride, .stride_w = stride};
+    same_pad(in_h, k_h, stride, &o.pad_top, &o.pad_bottom);
+    same_pad(in_w, k_w, stride, &o.pad_left, &o.pad_right);
+    return o;
+}
+
+op_conv_opts op_conv_transpose_same(int64_t in_h, int64_t in_w, int k_h, int k_w, int stride) {
+    // The padding of the forward convolution that maps in*stride back to in.
+    op_conv_opts o = op_conv_same(in_h * stride, in_w * stride, k_h, k_w, stride);
+    o.output_pad_h = (int)(in_h * stride - ((in_h - 1) * stride - o.pad_top - o.pad_bottom + k_h));
+    o.output_pad_w = (int)(in_w * stride - ((in_w - 1) * stride - o.pad_left - o.pad_right + k_w));
+    return o;
+}
+
+static int check_conv(const char *who, tensor *x, tensor *w, tensor *bias, const op_conv_opts *o,
+                      int64_t w_in_channels) {
+    char sx[96], sw[96];
+    if (x->ndim != 4 || w->ndim != 4) {
+        err_set("%s: expects x (N, C, H, W) and a 4-d weight; got %s and %s", who,
+                tensor_shape_str(x, sx, sizeof sx), tensor_shape_str(w, sw, sizeof sw));
+        return -1;
+    }
+    if (x->shape[1] != w_in_channels) {
+        err_set("%s: x has %lld channels but the weight %s expects %lld", who,
+                (long long)x->shape[1], tensor_shape_str(w, sw, sizeof sw), (long long)w_in_channels);
+        return -1;
+    }
+    if (o->stride_h < 1 || o->stride_w < 1 || o->pad_top < 0 || o->pad_bottom < 0 ||
+        o->pad_left < 0 || o->pad_right < 0 || o->output_pad_h < 0 || o->output_pad_w < 0) {
+        err_set("%s: strides must be >= 1 and paddings >= 0", who);
+        return -1;
+    }
+    if (x->dtype != w->dtype || tensor_device(x) != tensor_device(w) ||
+        (bias && (bias->dtype != x->dtype || tensor_device(bias) != tensor_device(x)))) {
+        err_set("%s: operands differ in dtype or device", who);
+        return -1;
+    }
+    return 0;
+}
+
+static tensor *add_bias(tensor *y, tensor *bias) {
+    if (!bias || !y) return y;
+    if (bias->ndim != 1 || bias->shape[0] != y->shape[1]) {
+        err_set("conv: bias must have shape (%lld)", (long long)y->shape[1]);
+        return NULL;
+    }
+    return op_add(y, op_reshape(bias, SHAPE(1, -1, 1, 1)));
+}
+
+// ---- conv2d -------------------------------------------------------------------------------
+static int conv2d_backward(ag_node *n, tensor *g, tensor **gin) {
+    const conv_geometry *geo = n->ctx;
+    tensor *x = n->inputs[0], *w = n->inputs[1];
+    g = op_contiguous(g);
+    if (!g) return -1;
+    if (x->requires_grad) {
+        gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
+        if (!gin[0] || tensor_backend(x)->conv2d_backward_input(geo, g, op_contiguous(w), gin[0]))
+            return -1;
+    }
+    if (w->requires_grad) {
+        gin[1] = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
+        if (!gin[1] || tensor_backend(x)->conv2d_backward_weight(geo, op_contiguous(x), g, gin[1]))
+            return -1;
+    }
+    return 0;
+}
+
+tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
+    if (!x || !w) return NULL;
+    if (check_conv("conv2d", x, w, bias, o, w->ndim == 4 ? w->shape[1] : -1)) return NULL;
+    conv_geometry g = {
+        .N = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
+        .K = w->shape[0], .R = w->shape[2], .S = w->shape[3],
+        .stride_h = o->stride_h, .stride_w = o->stride_w, .pad_top = o->pad_top,
+        .pad_left = o->pad_left,
+    };
+    g.OH = (g.H + o->pad_top + o->pad_bottom - g.R) / o->stride_h + 1;
+    g.OW = (g.W + o->pad_left + o->pad_right - g.S) / o->stride_w + 1;
+    if (g.H + o->pad_top + o->pad_bottom < g.R || g.W + o->pad_left + o->pad_right < g.S) {
+        err_set("conv2d: kernel %lldx%lld is larger than the padded input %lldx%lld",
+                (long long)g.R, (long long)g.S, (long long)(g.H + o->pad_top + o->pad_bottom),
+                (long long)(g.W + o->pad_left + o->pad_right));
+        return NULL;
+    }
+    tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
+    tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.K, g.OH, g.OW), tensor_device(x));
+    if (!xc || !wc || !y) return NULL;
+    if (tensor_backend(x)->conv2d_forward(&g, xc, wc, y)) {
+        err_prefix("conv2d: ");
+        return NULL;
+    }
+    tensor *in[2] = {x, w};
+    if (ag_record(y, "conv2d", conv2d_backward, 2, in, &g, sizeof g)) return NULL;
+    return add_bias(y, bias);
+}
+
+// ---- conv_transpose2d ---------------------------------------------------------------------
+// In the geometry the "convolution" maps the transposed conv's output (N, K, OH, OW) back to
+// its input (N, C, H, W): geometry.C is the output channels, geometry.K the input channels.
+static int conv_transpose2d_backward(ag_node *n, tensor *g, tensor **gin) {
+    const conv_geometry *geo = n->ctx;
+    tensor *x = n->inputs[0], *w = n->inputs[1];
+    g = op_contiguous(g);
+    if (!g) return -1;
+    if (x->requires_grad) {
+        gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
+        if (!gin[0] || tensor_backend(x)->conv2d_forward(geo, g, op_contiguous(w), gin[0]))
+            return -1;
+    }
+    if (w->requires_grad) {
+        gin[1] = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
+        if (!gin[1] || tensor_backend(x)->conv2d_backward_weight(geo, g, op_contiguous(x), gin[1]))
+            return -1;
+    }
+    return 0;
+}
+
+tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
+    if (!x || !w) return NULL;
+    if (check_conv("conv_transpose2d", x, w, bias, o, w->ndim == 4 ? w->shape[0] : -1))
+        return NULL;
+    int64_t R = w->shape[2], S = w->shape[3];
+    int64_t OH = (x->shape[2] - 1) * o->stride_h - o->pad_top - o->pad_bottom + R + o->output_pad_h;
+    int64_t OW = (x->shape[3] - 1) * o->stride_w - o->pad_left - o->pad_right + S + o->output_pad_w;
+    if (OH <= 0 || OW <= 0 || o->output_pad_h >= o->stride_h || o->output_pad_w >= o->stride_w) {
+        err_set("conv_transpose2d: output size %lldx%lld is empty, or output padding is not "
+                "smaller than the stride", (long long)OH, (long long)OW);
+        return NULL;
+    }
+    conv_geometry g = {
+        .N = x->shape[0], .C = w->shape[1], .H = OH, .W = OW, .K = w->shape[0], .R = R, .S = S,
+        .OH = x->shape[2], .OW = x->shape[3], .stride_h = o->stride_h, .stride_w = o->stride_w,
+        .pad_top = o->pad_top, .pad_left = o->pad_left,
+    };
+    tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
+    tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.C, OH, OW), tensor_device(x));
+    if (!xc || !wc || !y) return NULL;
+    if (tensor_backend(x)->conv2d_backward_input(&g, xc, wc, y)) {
+        err_prefix("conv_transpose2d: ");
+        return NULL;
+    }
+    tensor *in[2] = {x, w};
+    if (ag_record(y, "conv_transpose2d", conv_transpose2d_backward, 2, in, &g, sizeof g))
+        return NULL;
+    return add_bias(y, bias);
+}

@@ -1,0 +1,151 @@
+// The elementwise IR interpreter: the index space is cut into chunks; for each chunk every
+// live node is computed over the whole chunk (a tight loop the compiler vectorises), in
+// double precision, then the outputs are stored in their dtype.
+#include <math.h>
+#include <string.h>
+
+#include "../../tensor/error.h"
+#include "cpu.h"
+
+#define CHUNK 256
+#define MAX_OPERANDS (EW_MAX_INPUTS + EW_MAX_OUTPUTS)
+
+typedef struct {
+    char *base;
+    tensor_dtype dtype;
+    int64_t strides[TENSOR_MAX_DIMS];
+} operand;
+
+static _Thread_local double values[EW_MAX_NODES][CHUNK];
+static _Thread_local int64_t offsets[MAX_OPERANDS][CHUNK];
+
+static void eval_node(const ew_node *e, int n, int self) {
+    double *r = values[self];
+    const double *a = values[e->a], *b = values[e->b], *c = values[e->c];
+    switch ((ew_opcode)e->op) {
+    case EW_NEG: for (int i = 0; i < n; i++) r[i] = -a[i]; break;
+    case EW_EXP: for (int i = 0; i < n; i++) r[i] = exp(a[i]); break;
+    case EW_LOG: for (int i = 0; i < n; i++) r[i] = log(a[i]); break;
+    case EW_SQRT: for (int i = 0; i < n; i++) r[i] = sqrt(a[i]); break;
+    case EW_RSQRT: for (int i = 0; i < n; i++) r[i] = 1.0 / sqrt(a[i]); break;
+    case EW_ABS: for (int i = 0; i < n; i++) r[i] = fabs(a[i]); break;
+    case EW_TANH: for (int i = 0; i < n; i++) r[i] = tanh(a[i]); break;
+    case EW_SIGMOID: for (int i = 0; i < n; i++) r[i] = 1.0 / (1.0 + exp(-a[i])); break;
+    case EW_RELU: for (int i = 0; i < n; i++) r[i] = a[i] > 0 ? a[i] : 0; break;
+    case EW_SIGN: for (int i = 0; i < n; i++) r[i] = (a[i] > 0) - (a[i] < 0); break;
+    case EW_ADD: for (int i = 0; i < n; i++) r[i] = a[i] + b[i]; break;
+    case EW_SUB: for (int i = 0; i < n; i++) r[i] = a[i] - b[i]; break;
+    case EW_MUL: for (int i = 0; i < n; i++) r[i] = a[i] * b[i]; break;
+    case EW_DIV: for (int i = 0; i < n; i++) r[i] = a[i] / b[i]; break;
+    case EW_MAX: for (int i = 0; i < n; i++) r[i] = a[i] >= b[i] ? a[i] : b[i]; break;
+    case EW_MIN: for (int i = 0; i < n; i++) r[i] = a[i] <= b[i] ? a[i] : b[i]; break;
+    case EW_POW: for (int i = 0; i < n; i++) r[i] = pow(a[i], b[i]); break;
+    case EW_LT: for (int i = 0; i < n; i++) r[i] = a[i] < b[i]; break;
+    case EW_LE: for (int i = 0; i < n; i++) r[i] = a[i] <= b[i]; break;
+    case EW_GT: for (int i = 0; i < n; i++) r[i] = a[i] > b[i]; break;
+    case EW_GE: for (int i = 0; i < n; i++) r[i] = a[i] >= b[i]; break;
+    case EW_EQ: for (int i = 0; i < n; i++) r[i] = a[i] == b[i]; break;
+    case EW_NE: for (int i = 0; i < n; i++) r[i] = a[i] != b[i]; break;
+    case EW_WHERE: for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i]; break;
+    default: break;
+    }
+}
+
+// Offsets of every operand for the elements [start, start + n) of the index space.
+static void chunk_offsets(int ndim, const int64_t *shape, int n_ops, const operand *ops,
+                          int64_t start, int n) {
+    int64_t idx[TENSOR_MAX_DIMS], off[MAX_OPERANDS];
+    int64_t rem = start;
+    for (int d = ndim - 1; d >= 0; d--) {
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
+    }
+    for (int k = 0; k < n_ops; k++) {
+        off[k] = 0;
+        for (int d = 0; d < ndim; d++) off[k] += idx[d] * ops[k].strides[d];
+    }
+    int last = ndim - 1;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < n_ops; k++) offsets[k][i] = off[k];
+        // increment the multi-index
+        int d = last;
+        idx[d]++;
+        for (int k = 0; k < n_ops; k++) off[k] += ops[k].strides[d];
+        while (d > 0 && idx[d] == shape[d]) {
+            for (int k = 0; k < n_ops; k++) off[k] -= ops[k].strides[d] * shape[d];
+            idx[d] = 0;
+            d--;
+            idx[d]++;
+            for (int k = 0; k < n_ops; k++) off[k] += ops[k].strides[d];
+        }
+    }
+}
+
+int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
+    const tensor *o0 = outs[0];
+    int64_t numel = tensor_numel(o0);
+    if (numel == 0) return 0;
+    // Operands: outputs first, then inputs. Collapse dimensions that are contiguous in all.
+    operand ops[MAX_OPERANDS];
+    int n_ops = p->n_outputs + p->n_inputs;
+    for (int k = 0; k < n_ops; k++) {
+        const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
+        ops[k].base = cpu_data(t);
+        ops[k].dtype = t->dtype;
+        memcpy(ops[k].strides, t->strides, sizeof ops[k].strides);
+    }
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = 0;
+    for (int d = 0; d < o0->ndim; d++) {
+        if (o0->shape[d] == 1) continue;
+        bool merge = ndim > 0;
+        for (int k = 0; merge && k < n_ops; k++)
+            if (ops[k].strides[ndim - 1] != ops[k].strides[d] * o0->shape[d]) merge = false;
+        if (merge) {
+            shape[ndim - 1] *= o0->shape[d];
+            for (int k = 0; k < n_ops; k++) ops[k].strides[ndim - 1] = ops[k].strides[d];
+        } else {
+            shape[ndim] = o0->shape[d];
+            for (int k = 0; k < n_ops; k++) ops[k].strides[ndim] = ops[k].strides[d];
+            ndim++;
+        }
+    }
+    if (ndim == 0) {
+        shape[0] = 1;
+        for (int k = 0; k < n_ops; k++) ops[k].strides[0] = 0;
+        ndim = 1;
+    }
+    bool live[EW_MAX_NODES];
+    ew_live_nodes(p, live);
+    int64_t n_chunks = (numel + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (numel > 65536)
+    for (int64_t ch = 0; ch < n_chunks; ch++) {
+        int64_t start = ch * CHUNK;
+        int n = (int)(numel - start < CHUNK ? numel - start : CHUNK);
+        chunk_offsets(ndim, shape, n_ops, ops, start, n);
+        for (int v = 0; v < p->n_nodes; v++) {
+            if (!live[v]) continue;
+            const ew_node *e = &p->nodes[v];
+            if (e->op == EW_INPUT) {
+                const operand *in = &ops[p->n_outputs + e->input];
+                const int64_t *off = offsets[p->n_outputs + e->input];
+                if (in->dtype == TENSOR_F64)
+                    for (int i = 0; i < n; i++) values[v][i] = ((const double *)in->base)[off[i]];
+                else
+                    for (int i = 0; i < n; i++) values[v][i] = ((const float *)in->base)[off[i]];
+            } else if (e->op == EW_CONST) {
+                for (int i = 0; i < n; i++) values[v][i] = e->value;
+            } else {
+                eval_node(e, n, v);
+            }
+        }
+        for (int k = 0; k < p->n_outputs; k++) {
+            const double *src = values[p->outputs[k]];
+            if (ops[k].dtype == TENSOR_F64)
+                for (int i = 0; i < n; i++) ((double *)ops[k].base)[offsets[k][i]] = src[i];
+            else
+                for (int i = 0; i < n; i++) ((float *)ops[k].base)[offsets[k][i]] = (float)src[i];
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+// GEMM for the CPU backend: float and double instances of cpu_gemm_impl.h, and the
+// backend's batched entry point.
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define T float
+#define SUFFIX f32
+#define MR 6
+#define NR 16
+#include "cpu_gemm_impl.h"
+#undef T
+#undef SUFFIX
+#undef MR
+#undef NR
+
+#define T double
+#define SUFFIX f64
+#define MR 6
+#define NR 8
+#include "cpu_gemm_impl.h"
+#undef T
+#undef SUFFIX
+#undef MR
+#undef NR
+
+int cpu_gemm(const gemm_args *g) {
+    size_t es = tensor_dtype_size(g->c->dtype);
+    const char *a = cpu_data(g->a), *b = cpu_data(g->b);
+    char *c = cpu_data(g->c);
+    bool per_thread = g->batch >= cpu_threads() && g->batch > 1;
+#pragma omp parallel for schedule(static) if (per_thread)
+    for (int64_t i = 0; i < g->batch; i++) {
+        const char *ai = a + i * g->a_batch_stride * (int64_t)es;
+        const char *bi = b + i * g->b_batch_stride * (int64_t)es;
+        char *ci = c + i * g->M * g->N * (int64_t)es;
+        if (g->c->dtype == TENSOR_F64) {
+            (per_thread ? cpu_gemm_f64 : cpu_gemm_parallel_f64)(
+                g->M, g->N, g->K, (const double *)ai, g->a_row_stride, g->a_col_stride,
+                (const double *)bi, g->b_row_stride, g->b_col_stride, (double *)ci, g->N, false);
+        } else {
+            (per_thread ? cpu_gemm_f32 : cpu_gemm_parallel_f32)(
+                g->M, g->N, g->K, (const float *)ai, g->a_row_stride, g->a_col_stride,
+                (const float *)bi, g->b_row_stride, g->b_col_stride, (float *)ci, g->N, false);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,10 @@
+// Built when the CUDA toolkit is absent (-Dcuda=disabled or not found): the CUDA device
+// exists as a name only, and asking for it says why it cannot be had.
+#include "../../tensor/error.h"
+#include "../backend.h"
+
+const backend *backend_cuda(void) {
+    err_set("CUDA: this build has no CUDA backend (configured without the CUDA toolkit; "
+            "rebuild with -Dcuda=enabled)");
+    return NULL;
+}

@@ -1,0 +1,106 @@
+// Ops that layers are made of: batch normalisation (with a fused activation), dropout,
+// and the activations by name. Built from the elementwise and reduction ops, so their
+// gradients come from those ops' rules.
+#include <math.h>
+
+#include "../tensor/error.h"
+#include "backend.h"
+#include "ops.h"
+
+// Appends activation `act` applied to node v.
+static int apply_act(ew_program *p, int v, op_activation act, double slope) {
+    switch (act) {
+    case OP_ACT_LEAKY_RELU:
+        return ew_where(p, ew_binary(p, EW_GT, v, ew_const(p, 0)), v,
+                        ew_mul(p, v, ew_const(p, slope)));
+    case OP_ACT_RELU: return ew_unary(p, EW_RELU, v);
+    case OP_ACT_TANH: return ew_unary(p, EW_TANH, v);
+    case OP_ACT_SIGMOID: return ew_unary(p, EW_SIGMOID, v);
+    default: return v;
+    }
+}
+
+tensor *op_activation_apply(tensor *x, op_activation act, double slope) {
+    if (act == OP_ACT_NONE) return op_reshape(x, x ? x->ndim : 0, x ? x->shape : NULL);
+    ew_program p;
+    ew_init(&p, 1);
+    ew_output(&p, apply_act(&p, ew_input(&p, 0), act, slope));
+    return op_ew("activation", &p, 1, &x);
+}
+
+tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
+                      tensor *running_var, const op_bn_opts *o) {
+    if (!x || !gamma || !beta || !running_mean || !running_var) return NULL;
+    char s[96];
+    if (x->ndim != 2 && x->ndim != 4) {
+        err_set("batch_norm: expects (N, C) or (N, C, H, W), got %s", tensor_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    int64_t C = x->shape[1];
+    tensor *params[4] = {gamma, beta, running_mean, running_var};
+    for (int i = 0; i < 4; i++)
+        if (params[i]->ndim != 1 || params[i]->shape[0] != C) {
+            err_set("batch_norm: parameter %d has shape %s, expected (%lld)", i,
+                    tensor_shape_str(params[i], s, sizeof s), (long long)C);
+            return NULL;
+        }
+    // Per-channel tensors broadcast as (1, C) or (1, C, 1, 1).
+    int64_t bshape[4] = {1, C, 1, 1};
+    int nd = x->ndim;
+    int axes4[3] = {0, 2, 3}, axes2[1] = {0};
+    const int *axes = nd == 4 ? axes4 : axes2;
+    int n_axes = nd == 4 ? 3 : 1;
+    tensor *mean, *var;
+    if (o->training) {
+        int64_t count = tensor_numel(x) / (C ? C : 1);
+        if (count < 2) {
+            err_set("batch_norm: training needs more than one value per channel (got %lld)",
+                    (long long)count);
+            return NULL;
+        }
+        mean = op_mean(x, n_axes, axes, true);
+        var = op_mean(op_square(op_sub(x, mean)), n_axes, axes, true);
+        if (!var) return NULL;
+        // running = momentum * running + (1 - momentum) * batch; variance unbiased.
+        bool prev = ag_set_grad_enabled(false);
+        ew_program p;
+        ew_init(&p, 4);
+        int m = ew_const(&p, o->momentum), one_m = ew_const(&p, 1 - o->momentum);
+        ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 0)), ew_mul(&p, one_m, ew_input(&p, 2))));
+        int unbiased = ew_mul(&p, ew_input(&p, 3), ew_const(&p, (double)count / (double)(count - 1)));
+        ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 1)), ew_mul(&p, one_m, unbiased)));
+        tensor *outs[2] = {running_mean, running_var};
+        tensor *ins[4] = {running_mean, running_var, op_reshape(mean, 1, &C), op_reshape(var, 1, &C)};
+        int rc = op_ew_into(&p, 2, outs, 4, ins);
+        ag_set_grad_enabled(prev);
+        if (rc) return NULL;
+    } else {
+        mean = op_reshape(running_mean, nd, bshape);
+        var = op_reshape(running_var, nd, bshape);
+    }
+    // y = act((x - mean) * rsqrt(var + eps) * gamma + beta), one fused pass.
+    ew_program p;
+    ew_init(&p, 5);
+    int xhat = ew_mul(&p, ew_sub(&p, ew_input(&p, 0), ew_input(&p, 1)),
+                      ew_unary(&p, EW_RSQRT, ew_add(&p, ew_input(&p, 2), ew_const(&p, o->eps))));
+    int y = ew_add(&p, ew_mul(&p, xhat, ew_input(&p, 3)), ew_input(&p, 4));
+    ew_output(&p, apply_act(&p, y, o->act, o->slope));
+    tensor *in[5] = {x, mean, var, op_reshape(gamma, nd, bshape), op_reshape(beta, nd, bshape)};
+    return op_ew("batch_norm", &p, 5, in);
+}
+
+tensor *op_dropout(tensor *x, double p, bool training, rng *r) {
+    if (!x) return NULL;
+    if (p < 0 || p >= 1) {
+        err_set("dropout: probability %g is not in [0, 1)", p);
+        return NULL;
+    }
+    if (!training || p == 0) return op_reshape(x, x->ndim, x->shape); // identity
+    tensor *keep = tensor_rand_bernoulli(r, x->dtype, x->ndim, x->shape, 1 - p, tensor_device(x));
+    ew_program prog;
+    ew_init(&prog, 2);
+    ew_output(&prog, ew_mul(&prog, ew_mul(&prog, ew_input(&prog, 0), ew_input(&prog, 1)),
+                            ew_const(&prog, 1.0 / (1.0 - p))));
+    tensor *in[2] = {x, keep};
+    return op_ew("dropout", &prog, 2, in);
+}

@@ -1,0 +1,131 @@
+#include "rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "error.h"
+
+void rng_init(rng *r, uint64_t seed) {
+    r->seed = seed;
+    r->offset = 0;
+}
+
+static inline uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t *hi) {
+    uint64_t p = (uint64_t)a * b;
+    *hi = (uint32_t)(p >> 32);
+    return (uint32_t)p;
+}
+
+void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]) {
+    uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; round++) {
+        uint32_t hi0, hi1;
+        uint32_t lo0 = mulhilo(0xD2511F53u, c0, &hi0);
+        uint32_t lo1 = mulhilo(0xCD9E8D57u, c2, &hi1);
+        uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]) {
+    uint64_t i = r->offset + index;
+    uint32_t ctr[4] = {(uint32_t)i, (uint32_t)(i >> 32), round, 0};
+    uint32_t key[2] = {(uint32_t)r->seed, (uint32_t)(r->seed >> 32)};
+    philox4x32_10(ctr, key, out);
+}
+
+double rng_u01(uint32_t hi, uint32_t lo) {
+    uint64_t bits = (((uint64_t)hi << 32) | lo) >> 11;
+    return ((double)bits + 0.5) * 0x1.0p-53;
+}
+
+static double box_muller(const uint32_t w[4]) {
+    double u1 = rng_u01(w[0], w[1]), u2 = rng_u01(w[2], w[3]);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void rng_fill_uniform(rng *r, double *dst, int64_t n, double lo, double hi) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w[4];
+        rng_block(r, (uint64_t)i, 0, w);
+        dst[i] = lo + (hi - lo) * rng_u01(w[0], w[1]);
+    }
+    r->offset += (uint64_t)n;
+}
+
+void rng_fill_normal(rng *r, double *dst, int64_t n, double mean, double std) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w[4];
+        rng_block(r, (uint64_t)i, 0, w);
+        dst[i] = mean + std * box_muller(w);
+    }
+    r->offset += (uint64_t)n;
+}
+
+void rng_fill_truncated_normal(rng *r, double *dst, int64_t n, double mean, double std) {
+    for (int64_t i = 0; i < n; i++) {
+        double z = 0;
+        for (uint32_t round = 0; round < 256; round++) { // P(256 rejections) ~ 0.0455^256
+            uint32_t w[4];
+            rng_block(r, (uint64_t)i, round, w);
+            z = box_muller(w);
+            if (fabs(z) <= 2.0) break;
+            z = 0;
+        }
+        dst[i] = mean + std * z;
+    }
+    r->offset += (uint64_t)n;
+}
+
+void rng_fill_bernoulli(rng *r, double *dst, int64_t n, double p) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w[4];
+        rng_block(r, (uint64_t)i, 0, w);
+        dst[i] = rng_u01(w[0], w[1]) < p ? 1.0 : 0.0;
+    }
+    r->offset += (uint64_t)n;
+}
+
+typedef void (*fill_fn)(rng *, double *, int64_t, double, double);
+
+static void fill_bernoulli2(rng *r, double *d, int64_t n, double p, double unused) {
+    (void)unused;
+    rng_fill_bernoulli(r, d, n, p);
+}
+
+static tensor *draw(const char *who, fill_fn fill, rng *r, tensor_dtype dt, int ndim,
+                    const int64_t *shape, double a, double b, device_type dev) {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d] > 0 ? shape[d] : 0;
+    double *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    if (!tmp) {
+        err_set("%s: out of host memory for %lld values", who, (long long)n);
+        return NULL;
+    }
+    fill(r, tmp, n, a, b);
+    tensor *t = tensor_from_doubles(dt, ndim, shape, tmp, dev);
+    free(tmp);
+    return t;
+}
+
+tensor *tensor_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
+                            double hi, device_type dev) {
+    return draw("rand_uniform", rng_fill_uniform, r, dt, ndim, shape, lo, hi, dev);
+}
+tensor *tensor_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
+                           double std, device_type dev) {
+    return draw("rand_normal", rng_fill_normal, r, dt, ndim, shape, mean, std, dev);
+}
+tensor *tensor_rand_truncated_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape,
+                                     double mean, double std, device_type dev) {
+    return draw("rand_truncated_normal", rng_fill_truncated_normal, r, dt, ndim, shape, mean, std,
+                dev);
+}
+tensor *tensor_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double p,
+                              device_type dev) {
+    return draw("rand_bernoulli", fill_bernoulli2, r, dt, ndim, shape, p, 0, dev);
+}

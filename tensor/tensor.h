@@ -1,0 +1,114 @@
+// N-dimensional tensors: shape, strides and offset over reference-counted storage that
+// belongs to a device. Views (reshape, permute, slice, expand) share storage; `contiguous`
+// copies only when it must.
+//
+// Ownership, in one rule: a function that returns a new tensor hands it to the innermost open
+// scope (tensor_scope_begin/end), which releases it when it ends; with no scope open the
+// caller owns it and calls tensor_release. tensor_retain keeps a tensor past its scope.
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TENSOR_MAX_DIMS 6
+
+typedef enum { TENSOR_F32 = 0, TENSOR_F64 = 1 } tensor_dtype;
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } device_type;
+
+struct backend;
+struct ag_node;
+
+typedef struct tensor_storage {
+    int refcount;
+    const struct backend *backend; // who allocated `data` and computes on it
+    size_t nbytes;
+    void *data;                    // host or device pointer
+    bool borrowed;                 // data not ours to free (a view into another allocation)
+} tensor_storage;
+
+typedef struct tensor {
+    int refcount;
+    tensor_dtype dtype;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int64_t strides[TENSOR_MAX_DIMS]; // in elements; 0 for a broadcast dimension
+    int64_t offset;                   // in elements
+    tensor_storage *storage;
+    bool requires_grad;
+    struct tensor *grad;              // accumulated gradient (leaves) or NULL
+    struct ag_node *node;             // the op that produced it; NULL for leaves
+} tensor;
+
+// SHAPE(2, 3) expands to the (ndim, shape) pair the constructors take.
+#define SHAPE(...) \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+size_t tensor_dtype_size(tensor_dtype dt);
+const char *tensor_dtype_name(tensor_dtype dt);
+const char *device_name(device_type d);
+device_type tensor_device(const tensor *t);
+const struct backend *tensor_backend(const tensor *t);
+
+// --- creation (NULL and err_message() on failure: bad shape, out of memory) ---
+tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev);
+tensor *tensor_zeros(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev);
+tensor *tensor_ones(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev);
+tensor *tensor_full(tensor_dtype dt, int ndim, const int64_t *shape, double value, device_type dev);
+tensor *tensor_scalar(tensor_dtype dt, double value, device_type dev);
+// `data` holds numel values of dtype `dt`, row-major.
+tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const void *data,
+                         device_type dev);
+// Values given as doubles, converted to `dt`.
+tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape,
+                            const double *values, device_type dev);
+// A tensor over existing storage (shares it).
+tensor *tensor_over_storage(tensor_storage *st, tensor_dtype dt, int ndim, const int64_t *shape,
+                            int64_t offset);
+
+// --- reading back ---
+// Copies the logical (row-major) contents to `dst` as dtype `t->dtype`.
+int tensor_to_host(const tensor *t, void *dst);
+// Same, converted to doubles. `dst` holds tensor_numel(t) values.
+int tensor_to_doubles(const tensor *t, double *dst);
+double tensor_item(const tensor *t); // a one-element tensor's value (NaN on error)
+tensor *tensor_to_device(const tensor *t, device_type dev); // a copy (no gradient)
+tensor *tensor_clone(const tensor *t);                       // contiguous copy, same device
+tensor *tensor_contiguous(const tensor *t); // t itself as a new view if contiguous, else a copy
+tensor *tensor_cast(const tensor *t, tensor_dtype dt);       // contiguous copy in dtype
+int tensor_copy_(tensor *dst, const tensor *src);            // dst[...] = src, same shape
+int tensor_fill_(tensor *t, double value);
+
+// --- shape queries ---
+int64_t tensor_numel(const tensor *t);
+bool tensor_is_contiguous(const tensor *t);
+bool tensor_same_shape(const tensor *a, const tensor *b);
+// "(2, 3, 4)" into buf.
+const char *tensor_shape_str(const tensor *t, char *buf, size_t n);
+void tensor_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+
+// --- raw views (no autograd; ops/ has the differentiable versions) ---
+tensor *tensor_view(const tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                    int64_t offset);
+tensor *tensor_view_reshape(const tensor *t, int ndim, const int64_t *shape); // NULL if not viewable
+tensor *tensor_view_permute(const tensor *t, const int *perm);
+tensor *tensor_view_slice(const tensor *t, int dim, int64_t start, int64_t stop, int64_t step);
+tensor *tensor_view_expand(const tensor *t, int ndim, const int64_t *shape);
+// Resolves a -1 in `shape` against numel; returns 0 or -1 with a message naming `who`.
+int tensor_infer_shape(const char *who, int64_t numel, int ndim, int64_t *shape);
+
+// --- lifetime ---
+tensor *tensor_retain(tensor *t);
+void tensor_release(tensor *t);
+void tensor_scope_begin(void);
+void tensor_scope_end(void);
+// Takes a tensor out of the innermost scope: the caller owns it now.
+tensor *tensor_keep(tensor *t);
+// Registers a new tensor with the innermost scope (used by constructors).
+tensor *tensor_autorelease(tensor *t);
+
+tensor_storage *tensor_storage_new(const struct backend *be, size_t nbytes);
+void tensor_storage_release(tensor_storage *st);
+
+// Live counts, for leak tests.
+int64_t tensor_live_count(void);
+int64_t tensor_storage_live_bytes(void);
