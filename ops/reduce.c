@@ -85,7 +85,7 @@ tensor *op_sum(tensor *x, int n_axes, const int *axes, bool keepdim) {
         ag_set_grad_enabled(prev);
     }
     reduce_ctx c = {.n_axes = n_axes, .keepdim = keepdim};
-    memcpy(c.axes, axes, (size_t)n_axes * sizeof *axes);
+    if (n_axes) memcpy(c.axes, axes, (size_t)n_axes * sizeof *axes);
     if (out && ag_record(out, "sum", sum_backward, 1, &x, &c, sizeof c)) return NULL;
     return out;
 }
@@ -124,7 +124,7 @@ tensor *op_max(tensor *x, int n_axes, const int *axes, bool keepdim) {
         ag_set_grad_enabled(prev);
     }
     reduce_ctx c = {.n_axes = n_axes, .keepdim = keepdim};
-    memcpy(c.axes, axes, (size_t)n_axes * sizeof *axes);
+    if (n_axes) memcpy(c.axes, axes, (size_t)n_axes * sizeof *axes);
     if (out && ag_record(out, "max", max_backward, 1, &x, &c, sizeof c)) return NULL;
     return out;
 }

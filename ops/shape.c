@@ -18,7 +18,7 @@ tensor *op_reshape(tensor *x, int ndim, const int64_t *shape_in) {
         return NULL;
     }
     int64_t shape[TENSOR_MAX_DIMS];
-    memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
     if (tensor_infer_shape("reshape", tensor_numel(x), ndim, shape)) return NULL;
     tensor *y = tensor_view_reshape(x, ndim, shape);
     if (!y) {

@@ -209,8 +209,8 @@ static tensor *new_header(tensor_storage *st, tensor_dtype dt, int ndim, const i
     t->refcount = 1;
     t->dtype = dt;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    if (strides) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (strides && ndim) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
     else tensor_contiguous_strides(ndim, shape, t->strides);
     t->offset = offset;
     t->storage = st;
@@ -418,7 +418,7 @@ tensor *tensor_view_reshape(const tensor *t, int ndim, const int64_t *shape_in) 
         err_set("reshape: %d dimensions (at most %d)", ndim, TENSOR_MAX_DIMS);
         return NULL;
     }
-    memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(shape, shape_in, (size_t)ndim * sizeof *shape);
     if (tensor_infer_shape("reshape", tensor_numel(t), ndim, shape)) return NULL;
     // Groups of old dimensions map to groups of new ones; each old group must be one
     // contiguous run in memory for the view to exist without a copy (PyTorch's rule).

@@ -86,7 +86,7 @@ static int n_cases;
 
 static gc_input in_shape(int ndim, const int64_t *shape, gc_input_kind kind) {
     gc_input g = {.ndim = ndim, .kind = kind};
-    memcpy(g.shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim) memcpy(g.shape, shape, (size_t)ndim * sizeof *shape);
     return g;
 }
 #define IN(kind, ...) in_shape(SHAPE(__VA_ARGS__), kind)

@@ -29,3 +29,6 @@ void cpu_gemm_parallel_f64(int64_t M, int64_t N, int64_t K, const double *a, int
                            int64_t acs, const double *b, int64_t brs, int64_t bcs, double *c,
                            int64_t ldc, bool accumulate);
 int cpu_threads(void);
+// Per-thread scratch buffer `slot` (0..3) of at least `nbytes`, kept for the thread's life and
+// freed when it exits. NULL when out of memory.
+void *cpu_scratch(int slot, size_t nbytes);

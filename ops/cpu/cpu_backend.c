@@ -1,4 +1,5 @@
 // The CPU backend: the readable reference every other backend is tested against.
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,41 @@ int cpu_threads(void) { return omp_get_max_threads(); }
 #else
 int cpu_threads(void) { return 1; }
 #endif
+
+// ---- per-thread scratch, released by a thread-exit destructor
+typedef struct {
+    void *ptr[4];
+    size_t size[4];
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    scratch *s = p;
+    for (int i = 0; i < 4; i++) free(s->ptr[i]);
+    free(s);
+}
+
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *cpu_scratch(int slot, size_t nbytes) {
+    pthread_once(&scratch_once, scratch_init);
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || pthread_setspecific(scratch_key, s)) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->size[slot] < nbytes) {
+        free(s->ptr[slot]);
+        s->ptr[slot] = aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
+        s->size[slot] = s->ptr[slot] ? nbytes : 0;
+    }
+    return s->ptr[slot];
+}
 
 static void *cpu_alloc(size_t nbytes) {
     void *p = NULL;

@@ -8,19 +8,31 @@
 #define MC 96
 #define NC 2048
 
+typedef T CAT(vec_, SUFFIX) __attribute__((vector_size(NR * sizeof(T))));
+
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void CAT(micro_kernel_, SUFFIX)(int64_t kc, const T *restrict ap, const T *restrict bp,
                                        T *restrict c, int64_t ldc, int mr, int nr) {
-    T acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = 0;
+    typedef CAT(vec_, SUFFIX) vec;
+    vec acc[MR];
+    for (int i = 0; i < MR; i++) acc[i] = (vec){0};
     for (int64_t k = 0; k < kc; k++) {
-        const T *a = ap + k * MR, *b = bp + k * NR;
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] += a[i] * b[j];
+        vec b;
+        memcpy(&b, bp + k * NR, sizeof b);
+        const T *a = ap + k * MR;
+        for (int i = 0; i < MR; i++) acc[i] += a[i] * b;
     }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
+    if (nr == NR) {
+        for (int i = 0; i < mr; i++) {
+            vec row;
+            memcpy(&row, c + i * ldc, sizeof row);
+            row += acc[i];
+            memcpy(c + i * ldc, &row, sizeof row);
+        }
+    } else {
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
+    }
 }
 
 static void CAT(pack_a_, SUFFIX)(int64_t mc, int64_t kc, const T *a, int64_t ars, int64_t acs,
@@ -57,11 +69,7 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
     if (!accumulate)
         for (int64_t i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(T));
     if (M == 0 || N == 0 || K == 0) return;
-    static _Thread_local T *ap, *bp;
-    if (!ap) {
-        ap = aligned_alloc(64, sizeof(T) * MC * KC);
-        bp = aligned_alloc(64, sizeof(T) * KC * (NC + NR));
-    }
+    T *ap = cpu_scratch(0, sizeof(T) * MC * KC), *bp = cpu_scratch(1, sizeof(T) * KC * (NC + NR));
     if (!ap || !bp) { // no memory for packing: the plain triple loop still gives the answer
         for (int64_t i = 0; i < M; i++)
             for (int64_t k = 0; k < K; k++) {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the build and test dependencies from Debian's packages when they are missing.
+set -euo pipefail
+need=()
+command -v meson >/dev/null || need+=(meson)
+command -v ninja >/dev/null || need+=(ninja-build)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v cc >/dev/null || need+=(gcc)
+pkg-config --exists check 2>/dev/null || need+=(check)
+pkg-config --exists libpng 2>/dev/null || need+=(libpng-dev)
+pkg-config --exists libtiff-4 2>/dev/null || need+=(libtiff-dev)
+pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
