@@ -6,6 +6,8 @@ command -v meson >/dev/null || need+=(meson)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(gcc)
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 pkg-config --exists check 2>/dev/null || need+=(check)
 pkg-config --exists libpng 2>/dev/null || need+=(libpng-dev)
 pkg-config --exists libtiff-4 2>/dev/null || need+=(libtiff-dev)
@@ -15,4 +17,9 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Python's reference safetensors package, for the interop test.
+if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
+  python3 -m pip install -q safetensors numpy 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages safetensors numpy
 fi

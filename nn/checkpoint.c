@@ -1,0 +1,89 @@
+#include "checkpoint.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tensor/error.h"
+
+void nn_ckpt_add_module(nn_checkpoint *c, const char *prefix, nn_module *m) {
+    nn_collect(m, prefix, true, true, &c->tensors);
+}
+
+void nn_ckpt_add_optimizer(nn_checkpoint *c, nn_optimizer *o) {
+    if (c->n_optimizers < NN_CKPT_MAX) c->optimizers[c->n_optimizers++] = o;
+    nn_optimizer_state(o, &c->tensors);
+}
+
+void nn_ckpt_add_rng(nn_checkpoint *c, const char *name, rng *r) {
+    if (c->n_rngs >= NN_CKPT_MAX) return;
+    snprintf(c->rng_names[c->n_rngs], sizeof c->rng_names[0], "%s", name);
+    c->rngs[c->n_rngs++] = r;
+}
+
+void nn_ckpt_set_meta(nn_checkpoint *c, const char *key, const char *fmt, ...) {
+    st_meta *m = NULL;
+    for (int i = 0; i < c->n_meta; i++)
+        if (!strcmp(c->meta[i].key, key)) m = &c->meta[i];
+    if (!m) {
+        if (c->n_meta >= (int)(sizeof c->meta / sizeof *c->meta)) return;
+        m = &c->meta[c->n_meta++];
+        snprintf(m->key, sizeof m->key, "%s", key);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->value, sizeof m->value, fmt, ap);
+    va_end(ap);
+}
+
+int nn_ckpt_save(nn_checkpoint *c, const char *path) {
+    char key[64];
+    for (int i = 0; i < c->n_optimizers; i++) {
+        snprintf(key, sizeof key, "%s.steps", nn_optimizer_name(c->optimizers[i]));
+        nn_ckpt_set_meta(c, key, "%" PRId64, nn_optimizer_steps(c->optimizers[i]));
+    }
+    for (int i = 0; i < c->n_rngs; i++) {
+        snprintf(key, sizeof key, "rng.%s", c->rng_names[i]);
+        nn_ckpt_set_meta(c, key, "%" PRIu64 " %" PRIu64, c->rngs[i]->seed, c->rngs[i]->offset);
+    }
+    return st_save(path, &c->tensors, c->n_meta, c->meta);
+}
+
+int nn_ckpt_load(nn_checkpoint *c, const char *path, st_file **out) {
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    if (st_load_list(f, &c->tensors)) goto fail;
+    char key[64];
+    for (int i = 0; i < c->n_optimizers; i++) {
+        snprintf(key, sizeof key, "%s.steps", nn_optimizer_name(c->optimizers[i]));
+        const char *v = st_meta_get(f, key);
+        char *end;
+        long long s = v ? strtoll(v, &end, 10) : -1;
+        if (!v || *end || s < 0) {
+            err_set("%s: metadata '%s' is missing or not a step count", path, key);
+            goto fail;
+        }
+        nn_optimizer_set_steps(c->optimizers[i], s);
+    }
+    for (int i = 0; i < c->n_rngs; i++) {
+        snprintf(key, sizeof key, "rng.%s", c->rng_names[i]);
+        const char *v = st_meta_get(f, key);
+        unsigned long long seed, offset;
+        if (!v || sscanf(v, "%llu %llu", &seed, &offset) != 2) {
+            err_set("%s: metadata '%s' is missing or not an RNG state", path, key);
+            goto fail;
+        }
+        c->rngs[i]->seed = seed;
+        c->rngs[i]->offset = offset;
+    }
+    if (out) *out = f;
+    else st_close(f);
+    return 0;
+fail:
+    st_close(f);
+    return -1;
+}
+
+void nn_ckpt_free(nn_checkpoint *c) { nn_list_free(&c->tensors); }

@@ -1,0 +1,269 @@
+// The layers. Each is a config struct, a constructor that creates and initialises its
+// parameters, and a forward of a few ops.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tensor/error.h"
+#include "nn.h"
+
+static nn_module *new_module(const char *type, nn_forward_fn fwd, size_t config_size) {
+    nn_module *m = nn_container(type);
+    if (!m) return NULL;
+    m->forward = fwd;
+    if (config_size) {
+        m->config = calloc(1, config_size);
+        if (!m->config) {
+            free(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
+static tensor *add_tensor(nn_named_tensor *list, int *n, const char *name, const nn_ctx *c,
+                          int ndim, const int64_t *shape, bool param) {
+    tensor *t = tensor_keep(tensor_zeros(c->dtype, ndim, shape, c->device));
+    if (!t) return NULL;
+    t->requires_grad = param;
+    snprintf(list[*n].name, NN_NAME_MAX, "%s", name);
+    list[(*n)++].t = t;
+    return t;
+}
+
+static tensor *param(nn_module *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return m->params[i].t;
+    return NULL;
+}
+
+// Keras fan_in/fan_out of a weight, by layer type.
+static void fans(const nn_module *m, const tensor *w, int64_t *fan_in, int64_t *fan_out) {
+    if (w->ndim == 2) { // Linear: (in, out)
+        *fan_in = w->shape[0];
+        *fan_out = w->shape[1];
+        return;
+    }
+    int64_t rs = w->ndim == 4 ? w->shape[2] * w->shape[3] : 1;
+    if (!strcmp(m->type, "ConvTranspose2d")) { // (C_in, C_out, R, S); Keras: fan_in = R*S*C_out
+        *fan_in = rs * w->shape[1];
+        *fan_out = rs * w->shape[0];
+    } else { // Conv2d: (K, C, R, S)
+        *fan_in = rs * w->shape[1];
+        *fan_out = rs * w->shape[0];
+    }
+}
+
+int nn_reinit(const nn_ctx *c, nn_module *m, const char *name, nn_init init) {
+    tensor *w = param(m, name);
+    if (!w) {
+        err_set("reinit: %s has no parameter '%s'", m->type, name);
+        return -1;
+    }
+    int64_t fi, fo;
+    fans(m, w, &fi, &fo);
+    return nn_init_tensor(w, init, fi, fo, c->init_rng);
+}
+
+// ---- Linear -------------------------------------------------------------------------------
+static tensor *linear_forward(nn_module *m, tensor *x) {
+    tensor *w = m->params[0].t, *b = param(m, "bias");
+    if (x->ndim != 2 || x->shape[1] != w->shape[0]) {
+        char s[96];
+        err_set("Linear '%s': expects (N, %lld), got %s", m->name, (long long)w->shape[0],
+                tensor_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    tensor *y = op_matmul(x, w);
+    return b ? op_add(y, b) : y;
+}
+
+nn_module *nn_linear(const nn_ctx *c, int64_t in, int64_t out, bool bias) {
+    nn_module *m = new_module("Linear", linear_forward, 0);
+    if (!m) return NULL;
+    add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in, out), true);
+    if (bias) add_tensor(m->params, &m->n_params, "bias", c, SHAPE(out), true);
+    if (nn_reinit(c, m, "weight", NN_INIT_GLOROT_UNIFORM)) {
+        nn_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+// ---- convolutions -----------------------------------------------------------------------
+typedef struct {
+    int k, stride;
+    nn_padding pad;
+} conv_config;
+
+static tensor *conv_forward(nn_module *m, tensor *x) {
+    const conv_config *cfg = m->config;
+    if (x->ndim != 4) {
+        char s[96];
+        err_set("%s '%s': expects (N, C, H, W), got %s", m->type, m->name, tensor_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    bool transpose = !strcmp(m->type, "ConvTranspose2d");
+    op_conv_opts o;
+    if (cfg->pad == NN_PAD_VALID) o = op_conv_valid(cfg->stride);
+    else if (transpose) o = op_conv_transpose_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
+    else o = op_conv_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
+    tensor *w = m->params[0].t, *b = param(m, "bias");
+    return transpose ? op_conv_transpose2d(x, w, b, &o) : op_conv2d(x, w, b, &o);
+}
+
+static nn_module *conv_module(const char *type, const nn_ctx *c, int64_t in_ch, int64_t out_ch,
+                              int k, int stride, nn_padding pad, bool bias) {
+    nn_module *m = new_module(type, conv_forward, sizeof(conv_config));
+    if (!m) return NULL;
+    *(conv_config *)m->config = (conv_config){k, stride, pad};
+    bool transpose = !strcmp(type, "ConvTranspose2d");
+    if (transpose) add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in_ch, out_ch, k, k), true);
+    else add_tensor(m->params, &m->n_params, "weight", c, SHAPE(out_ch, in_ch, k, k), true);
+    if (bias) add_tensor(m->params, &m->n_params, "bias", c, SHAPE(out_ch), true);
+    if (nn_reinit(c, m, "weight", NN_INIT_HE_NORMAL)) {
+        nn_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+nn_module *nn_conv2d(const nn_ctx *c, int64_t in_ch, int64_t out_ch, int k, int stride,
+                     nn_padding pad, bool bias) {
+    return conv_module("Conv2d", c, in_ch, out_ch, k, stride, pad, bias);
+}
+
+nn_module *nn_conv_transpose2d(const nn_ctx *c, int64_t in_ch, int64_t out_ch, int k, int stride,
+                               nn_padding pad, bool bias) {
+    return conv_module("ConvTranspose2d", c, in_ch, out_ch, k, stride, pad, bias);
+}
+
+// ---- BatchNorm ----------------------------------------------------------------------------
+typedef struct {
+    double momentum, eps;
+} bn_config;
+
+static tensor *bn_apply(nn_module *m, tensor *x, op_activation act, double slope) {
+    const bn_config *cfg = m->config;
+    op_bn_opts o = {.training = m->training, .momentum = cfg->momentum, .eps = cfg->eps,
+                    .act = act, .slope = slope};
+    return op_batch_norm(x, m->params[0].t, m->params[1].t, m->buffers[0].t, m->buffers[1].t, &o);
+}
+
+static tensor *bn_forward(nn_module *m, tensor *x) { return bn_apply(m, x, OP_ACT_NONE, 0); }
+
+nn_module *nn_batch_norm(const nn_ctx *c, int64_t channels, double momentum, double eps) {
+    nn_module *m = new_module("BatchNorm", bn_forward, sizeof(bn_config));
+    if (!m) return NULL;
+    *(bn_config *)m->config = (bn_config){momentum, eps};
+    tensor *g = add_tensor(m->params, &m->n_params, "weight", c, SHAPE(channels), true);
+    add_tensor(m->params, &m->n_params, "bias", c, SHAPE(channels), true);
+    add_tensor(m->buffers, &m->n_buffers, "running_mean", c, SHAPE(channels), false);
+    tensor *rv = add_tensor(m->buffers, &m->n_buffers, "running_var", c, SHAPE(channels), false);
+    if (!g || !rv || tensor_fill_(g, 1) || tensor_fill_(rv, 1)) {
+        nn_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+// ---- Dropout ------------------------------------------------------------------------------
+typedef struct {
+    double p;
+    rng *r;
+} dropout_config;
+
+static tensor *dropout_forward(nn_module *m, tensor *x) {
+    const dropout_config *cfg = m->config;
+    if (m->training && !cfg->r) {
+        err_set("Dropout '%s': no dropout_rng in the nn_ctx it was built with", m->name);
+        return NULL;
+    }
+    return op_dropout(x, cfg->p, m->training, cfg->r);
+}
+
+nn_module *nn_dropout(const nn_ctx *c, double p) {
+    nn_module *m = new_module("Dropout", dropout_forward, sizeof(dropout_config));
+    if (m) *(dropout_config *)m->config = (dropout_config){p, c->dropout_rng};
+    return m;
+}
+
+// ---- activations ------------------------------------------------------------------------
+typedef struct {
+    op_activation act;
+    double slope;
+} act_config;
+
+static tensor *act_forward(nn_module *m, tensor *x) {
+    const act_config *cfg = m->config;
+    return op_activation_apply(x, cfg->act, cfg->slope);
+}
+
+static nn_module *activation(const char *type, op_activation act, double slope) {
+    nn_module *m = new_module(type, act_forward, sizeof(act_config));
+    if (m) *(act_config *)m->config = (act_config){act, slope};
+    return m;
+}
+
+nn_module *nn_leaky_relu(double slope) { return activation("LeakyReLU", OP_ACT_LEAKY_RELU, slope); }
+nn_module *nn_relu(void) { return activation("ReLU", OP_ACT_RELU, 0); }
+nn_module *nn_tanh(void) { return activation("Tanh", OP_ACT_TANH, 0); }
+nn_module *nn_sigmoid(void) { return activation("Sigmoid", OP_ACT_SIGMOID, 0); }
+
+// ---- Flatten / Reshape ------------------------------------------------------------------
+static tensor *flatten_forward(nn_module *m, tensor *x) {
+    (void)m;
+    return op_flatten(x, 1);
+}
+
+nn_module *nn_flatten(void) { return new_module("Flatten", flatten_forward, 0); }
+
+typedef struct {
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+} reshape_config;
+
+static tensor *reshape_forward(nn_module *m, tensor *x) {
+    const reshape_config *cfg = m->config;
+    int64_t shape[TENSOR_MAX_DIMS] = {x->shape[0]};
+    memcpy(shape + 1, cfg->shape, (size_t)cfg->ndim * sizeof *shape);
+    return op_reshape(x, cfg->ndim + 1, shape);
+}
+
+nn_module *nn_reshape(int ndim, const int64_t *shape) {
+    nn_module *m = new_module("Reshape", reshape_forward, sizeof(reshape_config));
+    if (!m) return NULL;
+    reshape_config *cfg = m->config;
+    cfg->ndim = ndim < TENSOR_MAX_DIMS ? ndim : TENSOR_MAX_DIMS - 1;
+    memcpy(cfg->shape, shape, (size_t)cfg->ndim * sizeof *shape);
+    return m;
+}
+
+// ---- Sequential ---------------------------------------------------------------------------
+static tensor *sequential_forward(nn_module *m, tensor *x) {
+    for (int i = 0; i < m->n_children && x; i++) {
+        nn_module *c = m->children[i];
+        nn_module *next = i + 1 < m->n_children ? m->children[i + 1] : NULL;
+        if (!strcmp(c->type, "BatchNorm") && next && next->forward == act_forward) {
+            const act_config *a = next->config; // BatchNorm + activation: one fused pass
+            x = bn_apply(c, x, a->act, a->slope);
+            i++;
+        } else {
+            x = nn_forward(c, x);
+        }
+    }
+    return x;
+}
+
+void nn_sequential_add(nn_module *seq, nn_module *child) {
+    char name[16];
+    snprintf(name, sizeof name, "%d", seq->n_children);
+    nn_add_child(seq, name, child);
+}
+
+nn_module *nn_sequential(int n, nn_module *const *children) {
+    nn_module *m = new_module("Sequential", sequential_forward, 0);
+    if (!m) return NULL;
+    for (int i = 0; i < n; i++) nn_sequential_add(m, children[i]);
+    return m;
+}

@@ -1,0 +1,232 @@
+// The generic optimizer: SGD (with optional momentum) and Adam over any list of parameters.
+// Parameters that lie next to each other in one flat buffer (nn_pack) form a run, and a run is
+// updated by one fused elementwise pass that writes the parameters and the optimizer state
+// together: one launch per run, so one per packed module.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tensor/error.h"
+#include "nn.h"
+
+typedef struct {
+    int first, count;     // parameters [first, first + count) of the list
+    int64_t numel;
+    tensor *param_view;   // 1-D view over the whole run (owned)
+    tensor *state[2];     // Adam m, v / SGD velocity (owned), 1-D of numel
+} run;
+
+struct nn_optimizer {
+    char name[NN_NAME_MAX];
+    nn_optim_config cfg;
+    nn_tensor_list params;
+    run *runs;
+    int n_runs;
+    int64_t steps;
+};
+
+nn_optim_config nn_sgd(double lr, double momentum) {
+    return (nn_optim_config){.kind = NN_SGD, .lr = lr, .momentum = momentum, .factor = 1};
+}
+
+nn_optim_config nn_adam(double lr, double beta1, double beta2, double eps) {
+    return (nn_optim_config){.kind = NN_ADAM, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
+                             .factor = 1};
+}
+
+static bool adjacent(const tensor *a, const tensor *b) {
+    return a && b && a->storage == b->storage && tensor_is_contiguous(a) && tensor_is_contiguous(b) &&
+           a->offset + tensor_numel(a) == b->offset;
+}
+
+static tensor *flat_view(const tensor *first, int64_t numel) {
+    return tensor_view(first, 1, &numel, NULL, first->offset);
+}
+
+nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_tensor_list *params) {
+    nn_optimizer *o = calloc(1, sizeof *o);
+    if (!o) {
+        err_set("optimizer %s: out of host memory", name);
+        return NULL;
+    }
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->cfg = cfg;
+    for (int i = 0; i < params->n; i++) nn_list_add(&o->params, params->items[i].name, params->items[i].t);
+    o->runs = calloc((size_t)(params->n ? params->n : 1), sizeof *o->runs);
+    if (!o->runs) goto fail;
+    int n_state = cfg.kind == NN_ADAM ? 2 : cfg.momentum != 0 ? 1 : 0;
+    tensor_scope_begin();
+    for (int i = 0; i < params->n;) {
+        run *r = &o->runs[o->n_runs++];
+        r->first = i;
+        r->numel = tensor_numel(params->items[i].t);
+        int j = i + 1;
+        while (j < params->n && adjacent(params->items[j - 1].t, params->items[j].t)) {
+            r->numel += tensor_numel(params->items[j].t);
+            j++;
+        }
+        r->count = j - i;
+        const tensor *p0 = params->items[i].t;
+        if (r->count > 1 || tensor_is_contiguous(p0)) r->param_view = tensor_keep(flat_view(p0, r->numel));
+        for (int s = 0; s < n_state; s++) {
+            r->state[s] = tensor_keep(tensor_zeros(p0->dtype, 1, &r->numel, tensor_device(p0)));
+            if (!r->state[s]) {
+                tensor_scope_end();
+                goto fail;
+            }
+        }
+        i = j;
+    }
+    tensor_scope_end();
+    return o;
+fail:
+    err_prefix("optimizer %s: ", name);
+    nn_optimizer_free(o);
+    return NULL;
+}
+
+void nn_optimizer_free(nn_optimizer *o) {
+    if (!o) return;
+    for (int i = 0; i < o->n_runs; i++) {
+        tensor_release(o->runs[i].param_view);
+        tensor_release(o->runs[i].state[0]);
+        tensor_release(o->runs[i].state[1]);
+    }
+    free(o->runs);
+    nn_list_free(&o->params);
+    free(o);
+}
+
+double nn_optimizer_lr(const nn_optimizer *o) {
+    double lr = o->cfg.lr;
+    for (int i = 0; i < o->cfg.n_milestones; i++)
+        if (o->steps >= o->cfg.milestones[i]) lr *= o->cfg.factor;
+    return lr;
+}
+
+int64_t nn_optimizer_steps(const nn_optimizer *o) { return o->steps; }
+void nn_optimizer_set_steps(nn_optimizer *o, int64_t steps) { o->steps = steps; }
+int nn_optimizer_launches(const nn_optimizer *o) { return o->n_runs; }
+const char *nn_optimizer_name(const nn_optimizer *o) { return o->name; }
+
+// The update programs. Inputs: param, grad, state..., rate (a 0-d tensor, so the program, and
+// on CUDA its compiled kernel, is the same at every step).
+static void adam_program(ew_program *p, const nn_optim_config *c) {
+    // Keras: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr_t m / (sqrt(v) + eps),
+    // lr_t = lr sqrt(1 - b2^t) / (1 - b1^t).
+    ew_init(p, 5);
+    int w = ew_input(p, 0), g = ew_input(p, 1), m = ew_input(p, 2), v = ew_input(p, 3), lr = ew_input(p, 4);
+    int m2 = ew_add(p, ew_mul(p, ew_const(p, c->beta1), m), ew_mul(p, ew_const(p, 1 - c->beta1), g));
+    int v2 = ew_add(p, ew_mul(p, ew_const(p, c->beta2), v),
+                    ew_mul(p, ew_const(p, 1 - c->beta2), ew_mul(p, g, g)));
+    int step = ew_div(p, ew_mul(p, lr, m2), ew_add(p, ew_unary(p, EW_SQRT, v2), ew_const(p, c->eps)));
+    ew_output(p, ew_sub(p, w, step));
+    ew_output(p, m2);
+    ew_output(p, v2);
+}
+
+static void sgd_program(ew_program *p, const nn_optim_config *c) {
+    if (c->momentum == 0) { // p -= lr g
+        ew_init(p, 3);
+        ew_output(p, ew_sub(p, ew_input(p, 0), ew_mul(p, ew_input(p, 2), ew_input(p, 1))));
+        return;
+    }
+    // Keras: velocity = momentum velocity - lr g; p += velocity
+    ew_init(p, 4);
+    int vel = ew_sub(p, ew_mul(p, ew_const(p, c->momentum), ew_input(p, 2)),
+                     ew_mul(p, ew_input(p, 3), ew_input(p, 1)));
+    ew_output(p, ew_add(p, ew_input(p, 0), vel));
+    ew_output(p, vel);
+}
+
+// Applies the update to params [first, first+count) whose elements are [at, at + n) of the run.
+static int update(nn_optimizer *o, const ew_program *p, tensor *param, tensor *grad, run *r,
+                  int64_t at, int64_t n, tensor *rate) {
+    int n_state = p->n_outputs - 1;
+    tensor *outs[3] = {param}, *ins[5] = {param, grad};
+    for (int s = 0; s < n_state; s++) {
+        tensor *st = tensor_view_slice(r->state[s], 0, at, at + n, 1);
+        if (!st) return -1;
+        outs[1 + s] = st;
+        ins[2 + s] = st;
+    }
+    ins[2 + n_state] = rate;
+    (void)o;
+    return op_ew_into(p, p->n_outputs, outs, p->n_inputs, ins);
+}
+
+int nn_optimizer_step(nn_optimizer *o) {
+    if (o->params.n == 0) return 0;
+    ew_program p;
+    double lr = nn_optimizer_lr(o), rate = lr;
+    int64_t t = o->steps + 1;
+    if (o->cfg.kind == NN_ADAM) {
+        adam_program(&p, &o->cfg);
+        rate = lr * sqrt(1 - pow(o->cfg.beta2, (double)t)) / (1 - pow(o->cfg.beta1, (double)t));
+    } else {
+        sgd_program(&p, &o->cfg);
+    }
+    tensor_scope_begin();
+    bool prev = ag_set_grad_enabled(false);
+    const tensor *p0 = o->params.items[0].t;
+    tensor *rate_t = tensor_scalar(p0->dtype, rate, tensor_device(p0));
+    int rc = rate_t ? 0 : -1;
+    for (int i = 0; i < o->n_runs && !rc; i++) {
+        run *r = &o->runs[i];
+        // whole-run update when the gradients are laid out like the parameters
+        bool flat = r->param_view != NULL;
+        for (int k = r->first; flat && k < r->first + r->count; k++) {
+            tensor *a = o->params.items[k].t->grad;
+            if (!a) flat = false;
+            else if (k > r->first && !adjacent(o->params.items[k - 1].t->grad, a)) flat = false;
+        }
+        if (flat) {
+            tensor *g = flat_view(o->params.items[r->first].t->grad, r->numel);
+            rc = g ? update(o, &p, r->param_view, g, r, 0, r->numel, rate_t) : -1;
+            continue;
+        }
+        int64_t at = 0;
+        for (int k = r->first; k < r->first + r->count && !rc; k++) {
+            tensor *w = o->params.items[k].t;
+            int64_t n = tensor_numel(w);
+            if (w->grad) {
+                tensor *wv = tensor_view_reshape(w, 1, &n), *gv = tensor_contiguous(w->grad);
+                gv = gv ? tensor_view_reshape(gv, 1, &n) : NULL;
+                rc = wv && gv ? update(o, &p, wv, gv, r, at, n, rate_t) : -1;
+                if (!wv && !rc) err_set("parameter %s is not contiguous", o->params.items[k].name);
+            }
+            at += n;
+        }
+    }
+    ag_set_grad_enabled(prev);
+    tensor_scope_end();
+    if (rc) {
+        err_prefix("optimizer %s step: ", o->name);
+        return -1;
+    }
+    o->steps++;
+    return 0;
+}
+
+int nn_optimizer_zero_grad(nn_optimizer *o) {
+    for (int i = 0; i < o->params.n; i++) {
+        tensor *w = o->params.items[i].t;
+        if (!w->grad) continue;
+        // packed gradients stay (they are views into the flat buffer); zero them in place
+        if (tensor_fill_(w->grad, 0)) return -1;
+    }
+    return 0;
+}
+
+void nn_optimizer_state(nn_optimizer *o, nn_tensor_list *out) {
+    static const char *const names[2][2] = {{"velocity", ""}, {"m", "v"}};
+    int kind = o->cfg.kind == NN_ADAM;
+    for (int i = 0; i < o->n_runs; i++)
+        for (int s = 0; s < 2; s++) {
+            if (!o->runs[i].state[s]) continue;
+            char name[2 * NN_NAME_MAX];
+            snprintf(name, sizeof name, "%s.%s.%d", o->name, names[kind][s], i);
+            nn_list_add(out, name, o->runs[i].state[s]);
+        }
+}

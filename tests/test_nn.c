@@ -1,0 +1,471 @@
+// nn/: layer shapes and names, initialiser statistics, optimizer steps against hand-computed
+// values, schedules, freezing, packing, checkpoints (round trip, resume exactness, and
+// malformed files refused).
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../nn/checkpoint.h"
+#include "../nn/nn.h"
+#include "../tensor/error.h"
+
+static rng init_rng, drop_rng;
+static nn_ctx ctx(tensor_dtype dt) {
+    rng_init(&init_rng, 11);
+    rng_init(&drop_rng, 12);
+    return (nn_ctx){.dtype = dt, .device = DEVICE_CPU, .init_rng = &init_rng, .dropout_rng = &drop_rng};
+}
+
+static void values(const tensor *t, double *v) { ck_assert_int_eq(tensor_to_doubles(t, v), 0); }
+
+START_TEST(test_layer_shapes_and_names) {
+    tensor_scope_begin();
+    nn_ctx c = ctx(TENSOR_F32);
+    nn_module *enc = nn_sequential(6, (nn_module *[]){
+        nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true), nn_batch_norm(&c, 8, 0.8, 1e-3),
+        nn_leaky_relu(0.2), nn_dropout(&c, 0.3), nn_flatten(), nn_linear(&c, 8 * 8 * 8, 10, true)});
+    nn_module *dec = nn_sequential(3, (nn_module *[]){
+        nn_linear(&c, 10, 4 * 4 * 6, false), nn_reshape(SHAPE(6, 4, 4)),
+        nn_conv_transpose2d(&c, 6, 3, 5, 2, NN_PAD_SAME, false)});
+    nn_module *root = nn_container("Model");
+    nn_add_child(root, "enc", enc);
+    nn_add_child(root, "dec", dec);
+    tensor *x = tensor_zeros(TENSOR_F32, SHAPE(2, 1, 16, 16), DEVICE_CPU);
+    tensor *z = nn_forward(enc, x);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_int_eq(z->ndim, 2);
+    ck_assert_int_eq(z->shape[1], 10);
+    tensor *y = nn_forward(dec, z);
+    ck_assert_int_eq(y->ndim, 4);
+    ck_assert_int_eq(y->shape[1], 3);
+    ck_assert_int_eq(y->shape[2], 8);
+    ck_assert_int_eq(y->shape[3], 8);
+    nn_tensor_list l = {0};
+    nn_collect(root, "", true, true, &l);
+    const char *want[] = {"enc.0.weight", "enc.0.bias", "enc.1.weight", "enc.1.bias",
+                          "enc.1.running_mean", "enc.1.running_var", "enc.5.weight", "enc.5.bias",
+                          "dec.0.weight", "dec.2.weight"};
+    ck_assert_int_eq(l.n, 10);
+    for (int i = 0; i < 10; i++) ck_assert_str_eq(l.items[i].name, want[i]);
+    nn_list_free(&l);
+    ck_assert_int_eq(nn_count_parameters(root), 8 * 25 + 8 + 16 + 512 * 10 + 10 + 10 * 96 + 6 * 3 * 25);
+    // a wrong input shape names the layer
+    ck_assert_ptr_null(nn_forward(enc->children[5], tensor_zeros(TENSOR_F32, SHAPE(2, 7), DEVICE_CPU)));
+    ck_assert_ptr_nonnull(strstr(err_message(), "Linear"));
+    nn_free(root);
+    tensor_scope_end();
+}
+END_TEST
+
+START_TEST(test_initialiser_statistics) {
+    tensor_scope_begin();
+    nn_ctx c = ctx(TENSOR_F64);
+    nn_module *conv = nn_conv2d(&c, 32, 64, 5, 1, NN_PAD_SAME, false);
+    int64_t n = 64 * 32 * 25;
+    double *w = malloc((size_t)n * sizeof *w);
+    values(conv->params[0].t, w);
+    // he_normal: truncated normal of stddev sqrt(2/fan_in)/0.8796 -> sample stddev sqrt(2/fan_in)
+    double target = sqrt(2.0 / 800), s = 0, s2 = 0, mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += w[i];
+        s2 += w[i] * w[i];
+        mx = fmax(mx, fabs(w[i]));
+    }
+    ck_assert_double_eq_tol(s / n, 0, 0.002);
+    ck_assert_double_eq_tol(sqrt(s2 / n), target, target * 0.02);
+    ck_assert(mx <= 2 * target / 0.87962566103423978 + 1e-12);
+    free(w);
+    nn_module *lin = nn_linear(&c, 300, 200, true);
+    double limit = sqrt(6.0 / 500);
+    double *v = malloc(60000 * sizeof *v);
+    values(lin->params[0].t, v);
+    s2 = 0;
+    for (int i = 0; i < 60000; i++) {
+        ck_assert(fabs(v[i]) <= limit);
+        s2 += v[i] * v[i];
+    }
+    ck_assert_double_eq_tol(s2 / 60000, limit * limit / 3, limit * limit / 3 * 0.03);
+    double b[200];
+    values(lin->params[1].t, b);
+    for (int i = 0; i < 200; i++) ck_assert_double_eq(b[i], 0);
+    free(v);
+    nn_free(conv);
+    nn_free(lin);
+    tensor_scope_end();
+}
+END_TEST
+
+// loss = sum(w * c): grad = c
+static void linear_loss_backward(tensor *w, const double *cv) {
+    tensor_scope_begin();
+    tensor *ct = tensor_from_doubles(TENSOR_F64, SHAPE(3), cv, DEVICE_CPU);
+    ck_assert_int_eq(ag_backward(op_sum(op_mul(w, ct), ALL_AXES, false), NULL), 0);
+    tensor_scope_end();
+}
+
+START_TEST(test_sgd_and_adam_steps_by_hand) {
+    double w0[3] = {1, -2, 0.5}, c[3] = {0.3, -1.5, 2.0};
+    // SGD with momentum 0.9, two steps (Keras: v = 0.9 v - lr g; w += v)
+    tensor *w = tensor_from_doubles(TENSOR_F64, SHAPE(3), w0, DEVICE_CPU);
+    w->requires_grad = true;
+    nn_tensor_list l = {0};
+    nn_list_add(&l, "w", w);
+    nn_optimizer *sgd = nn_optimizer_new("sgd", nn_sgd(0.1, 0.9), &l);
+    for (int step = 0; step < 2; step++) {
+        nn_optimizer_zero_grad(sgd);
+        linear_loss_backward(w, c);
+        ck_assert_int_eq(nn_optimizer_step(sgd), 0);
+    }
+    double got[3];
+    values(w, got);
+    for (int i = 0; i < 3; i++) {
+        double v1 = -0.1 * c[i], v2 = 0.9 * v1 - 0.1 * c[i];
+        ck_assert_double_eq_tol(got[i], w0[i] + v1 + v2, 1e-15);
+    }
+    nn_optimizer_free(sgd);
+    nn_list_free(&l);
+    tensor_release(w);
+
+    // Adam, two steps, against Keras's formulas written out
+    w = tensor_from_doubles(TENSOR_F64, SHAPE(3), w0, DEVICE_CPU);
+    w->requires_grad = true;
+    nn_list_add(&l, "w", w);
+    double lr = 0.01, b1 = 0.5, b2 = 0.999, eps = 1e-7;
+    nn_optimizer *adam = nn_optimizer_new("adam", nn_adam(lr, b1, b2, eps), &l);
+    double m[3] = {0}, v[3] = {0}, ref[3] = {w0[0], w0[1], w0[2]};
+    for (int t = 1; t <= 2; t++) {
+        nn_optimizer_zero_grad(adam);
+        linear_loss_backward(w, c);
+        ck_assert_int_eq(nn_optimizer_step(adam), 0);
+        double lr_t = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
+        for (int i = 0; i < 3; i++) {
+            m[i] = b1 * m[i] + (1 - b1) * c[i];
+            v[i] = b2 * v[i] + (1 - b2) * c[i] * c[i];
+            ref[i] -= lr_t * m[i] / (sqrt(v[i]) + eps);
+        }
+    }
+    values(w, got);
+    for (int i = 0; i < 3; i++) ck_assert_double_eq_tol(got[i], ref[i], 1e-14);
+    // first step of Adam moves every weight by about lr against its gradient's sign
+    ck_assert(got[0] < w0[0] && got[1] > w0[1]);
+    nn_optimizer_free(adam);
+    nn_list_free(&l);
+    tensor_release(w);
+}
+END_TEST
+
+START_TEST(test_schedule) {
+    nn_tensor_list l = {0};
+    nn_optim_config cfg = nn_sgd(1.0, 0);
+    cfg.n_milestones = 2;
+    cfg.milestones[0] = 2;
+    cfg.milestones[1] = 4;
+    cfg.factor = 0.5;
+    nn_optimizer *o = nn_optimizer_new("s", cfg, &l);
+    double want[6] = {1, 1, 0.5, 0.5, 0.25, 0.25};
+    for (int s = 0; s < 6; s++) {
+        nn_optimizer_set_steps(o, s);
+        ck_assert_double_eq(nn_optimizer_lr(o), want[s]);
+    }
+    nn_optimizer_free(o);
+}
+END_TEST
+
+START_TEST(test_freezing) {
+    tensor_scope_begin();
+    nn_ctx c = ctx(TENSOR_F64);
+    nn_module *a = nn_linear(&c, 4, 3, true), *b = nn_linear(&c, 3, 1, true);
+    nn_module *net = nn_sequential(3, (nn_module *[]){a, nn_tanh(), b});
+    rng r;
+    rng_init(&r, 3);
+    tensor *x = tensor_rand_uniform(&r, TENSOR_F64, SHAPE(5, 4), -1, 1, DEVICE_CPU);
+    // reference gradient of a's weight with nothing frozen
+    ck_assert_int_eq(ag_backward(op_sum(nn_forward(net, x), ALL_AXES, false), NULL), 0);
+    double ga[12], gb_before[3];
+    values(a->params[0].t->grad, ga);
+    values(b->params[0].t->grad, gb_before);
+    ag_zero_grad(a->params[0].t);
+    ag_zero_grad(a->params[1].t);
+    ag_zero_grad(b->params[0].t);
+    ag_zero_grad(b->params[1].t);
+    nn_freeze(b, true);
+    ck_assert(!b->params[0].t->requires_grad);
+    ck_assert_int_eq(ag_backward(op_sum(nn_forward(net, x), ALL_AXES, false), NULL), 0);
+    ck_assert_ptr_null(b->params[0].t->grad); // frozen: no gradient for its weights
+    double ga2[12];
+    values(a->params[0].t->grad, ga2); // ...but it still flows through to a
+    for (int i = 0; i < 12; i++) ck_assert_double_eq_tol(ga2[i], ga[i], 1e-15);
+    nn_freeze(b, false);
+    ck_assert(b->params[0].t->requires_grad);
+    nn_free(net);
+    tensor_scope_end();
+}
+END_TEST
+
+// A small model with every kind of state: conv, BN buffers, dropout, Adam moments.
+static nn_module *small_model(nn_ctx *c) {
+    return nn_sequential(7, (nn_module *[]){
+        nn_conv2d(c, 1, 4, 3, 2, NN_PAD_SAME, true), nn_batch_norm(c, 4, 0.8, 1e-3), nn_leaky_relu(0.2),
+        nn_dropout(c, 0.3), nn_flatten(), nn_linear(c, 4 * 4 * 4, 1, true), nn_sigmoid()});
+}
+
+static void train_steps(nn_module *m, nn_optimizer *o, rng *data, int steps) {
+    for (int s = 0; s < steps; s++) {
+        tensor_scope_begin();
+        tensor *x = tensor_rand_uniform(data, TENSOR_F32, SHAPE(6, 1, 8, 8), -1, 1, DEVICE_CPU);
+        tensor *y = tensor_rand_bernoulli(data, TENSOR_F32, SHAPE(6, 1), 0.5, DEVICE_CPU);
+        nn_optimizer_zero_grad(o);
+        ck_assert_int_eq(ag_backward(nn_bce_loss(nn_forward(m, x), y), NULL), 0);
+        ck_assert_int_eq(nn_optimizer_step(o), 0);
+        tensor_scope_end();
+    }
+}
+
+typedef struct {
+    nn_ctx c;
+    rng init, drop, data;
+    nn_module *m;
+    nn_optimizer *o;
+} trainer;
+
+static void trainer_init(trainer *t, uint64_t seed, bool pack) {
+    rng_init(&t->init, seed);
+    rng_init(&t->drop, seed + 1);
+    rng_init(&t->data, seed + 2);
+    t->c = (nn_ctx){TENSOR_F32, DEVICE_CPU, &t->init, &t->drop};
+    t->m = small_model(&t->c);
+    if (pack) ck_assert_int_eq(nn_pack(t->m), 0);
+    nn_tensor_list l = {0};
+    nn_collect(t->m, "", true, false, &l);
+    t->o = nn_optimizer_new("adam", nn_adam(1e-2, 0.5, 0.999, 1e-7), &l);
+    nn_list_free(&l);
+}
+
+static void trainer_free(trainer *t) {
+    nn_optimizer_free(t->o);
+    nn_free(t->m);
+}
+
+static void checkpoint_of(trainer *t, nn_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    nn_ckpt_add_module(ck, "model", t->m);
+    nn_ckpt_add_optimizer(ck, t->o);
+    nn_ckpt_add_rng(ck, "dropout", &t->drop);
+    nn_ckpt_add_rng(ck, "data", &t->data);
+}
+
+static void params_bits(nn_module *m, float *out, int64_t n) {
+    nn_tensor_list l = {0};
+    nn_collect(m, "", true, true, &l);
+    int64_t at = 0;
+    for (int i = 0; i < l.n; i++) {
+        ck_assert_int_le(at + tensor_numel(l.items[i].t), n);
+        ck_assert_int_eq(tensor_to_host(l.items[i].t, out + at), 0);
+        at += tensor_numel(l.items[i].t);
+    }
+    nn_list_free(&l);
+}
+
+START_TEST(test_resume_is_exact) {
+    char path[] = "/tmp/test_nn_resumeXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    // N + M steps straight through
+    trainer a;
+    trainer_init(&a, 100, true);
+    train_steps(a.m, a.o, &a.data, 7);
+    // N steps, save, load into a fresh trainer of another seed, M steps
+    trainer b;
+    trainer_init(&b, 100, true);
+    train_steps(b.m, b.o, &b.data, 4);
+    nn_checkpoint ck;
+    checkpoint_of(&b, &ck);
+    nn_ckpt_set_meta(&ck, "step", "4");
+    ck_assert_int_eq(nn_ckpt_save(&ck, path), 0);
+    nn_ckpt_free(&ck);
+    trainer_free(&b);
+    trainer c;
+    trainer_init(&c, 999, true);
+    checkpoint_of(&c, &ck);
+    st_file *f = NULL;
+    ck_assert_msg(nn_ckpt_load(&ck, path, &f) == 0, "%s", err_message());
+    ck_assert_str_eq(st_meta_get(f, "step"), "4");
+    ck_assert_int_eq(nn_optimizer_steps(c.o), 4);
+    st_close(f);
+    nn_ckpt_free(&ck);
+    train_steps(c.m, c.o, &c.data, 3);
+    static float pa[4096], pc[4096];
+    params_bits(a.m, pa, 4096);
+    params_bits(c.m, pc, 4096);
+    ck_assert_int_eq(memcmp(pa, pc, sizeof pa), 0);
+    // and training changed the parameters (the comparison is not of two untouched models)
+    trainer d;
+    trainer_init(&d, 100, true);
+    static float pd[4096];
+    params_bits(d.m, pd, 4096);
+    ck_assert_int_ne(memcmp(pa, pd, sizeof pa), 0);
+    trainer_free(&a);
+    trainer_free(&c);
+    trainer_free(&d);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_packing) {
+    trainer p, u;
+    trainer_init(&p, 5, true);
+    trainer_init(&u, 5, false);
+    // packed: one flat buffer, one launch per step
+    ck_assert_int_eq(nn_optimizer_launches(p.o), 1);
+    ck_assert_ptr_eq(p.m->children[0]->params[0].t->storage, p.m->children[5]->params[1].t->storage);
+    ck_assert_int_gt(nn_optimizer_launches(u.o), 1);
+    train_steps(p.m, p.o, &p.data, 3);
+    train_steps(u.m, u.o, &u.data, 3);
+    static float a[4096], b[4096];
+    params_bits(p.m, a, 4096);
+    params_bits(u.m, b, 4096);
+    ck_assert_int_eq(memcmp(a, b, sizeof a), 0); // packing changes the layout, not the numbers
+    trainer_free(&p);
+    trainer_free(&u);
+}
+END_TEST
+
+START_TEST(test_save_load_round_trip) {
+    char path[] = "/tmp/test_nn_rtXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    tensor_scope_begin();
+    rng r;
+    rng_init(&r, 8);
+    nn_tensor_list l = {0};
+    nn_list_add(&l, "a.weight", tensor_rand_normal(&r, TENSOR_F32, SHAPE(3, 4, 5), 0, 1, DEVICE_CPU));
+    nn_list_add(&l, "b \"quoted\"", tensor_rand_normal(&r, TENSOR_F64, SHAPE(7), 0, 1, DEVICE_CPU));
+    nn_list_add(&l, "scalar", tensor_scalar(TENSOR_F32, 2.5, DEVICE_CPU));
+    st_meta meta[1] = {{"note", "hello \"world\""}};
+    ck_assert_int_eq(st_save(path, &l, 1, meta), 0);
+    st_file *f = st_open(path);
+    ck_assert_msg(f != NULL, "%s", err_message());
+    ck_assert_int_eq(f->n_entries, 3);
+    ck_assert_str_eq(st_meta_get(f, "note"), "hello \"world\"");
+    for (int i = 0; i < 3; i++) {
+        tensor *t = l.items[i].t;
+        tensor *back = tensor_zeros(t->dtype, t->ndim, t->shape, DEVICE_CPU);
+        ck_assert_int_eq(st_read_into(f, l.items[i].name, back), 0);
+        double x[64], y[64];
+        values(t, x);
+        values(back, y);
+        ck_assert_int_eq(memcmp(x, y, sizeof(double) * (size_t)tensor_numel(t)), 0);
+    }
+    // a shape mismatch is refused, naming the tensor
+    ck_assert_int_ne(st_read_into(f, "a.weight", tensor_zeros(TENSOR_F32, SHAPE(4, 3, 5), DEVICE_CPU)), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "a.weight"));
+    st_close(f);
+    // a failed save leaves the previous file intact
+    ck_assert_int_ne(st_save("/nonexistent-dir/x.safetensors", &l, 0, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "/nonexistent-dir/x.safetensors"));
+    nn_list_free(&l);
+    tensor_scope_end();
+    unlink(path);
+}
+END_TEST
+
+// ---- malformed files --------------------------------------------------------------------------
+static void write_file(const char *path, const char *header, size_t header_len_field,
+                       size_t data_bytes) {
+    FILE *f = fopen(path, "wb");
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header_len_field >> (8 * i));
+    fwrite(len8, 1, 8, f);
+    fwrite(header, 1, strlen(header), f);
+    for (size_t i = 0; i < data_bytes; i++) fputc(0, f);
+    fclose(f);
+}
+
+typedef struct {
+    const char *what, *header, *expect;
+    long len_delta; // added to the true header length in the length field
+    size_t data;
+} bad_file;
+
+static const bad_file bad_files[] = {
+    {"truncated length field", NULL, "truncated", 0, 0},
+    {"header length past the end", "{}", "past the end", 100, 0},
+    {"header length over the limit", "{}", "limit", (long)ST_MAX_HEADER + 10, 0},
+    {"bad JSON", "{\"a\": {\"dtype\": \"F32\", ", "not valid JSON", 0, 0},
+    {"trailing garbage after JSON", "{} x", "not valid JSON", 0, 0},
+    {"not an object", "[1, 2]", "not a JSON object", 0, 0},
+    {"unknown dtype", "{\"a\":{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,4]}}", "not a safetensors dtype", 0, 4},
+    {"unsupported dtype", "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", "not supported", 0, 4},
+    {"offsets out of range", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "run past", 0, 8},
+    {"overlapping offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", "overlap", 0, 12},
+    {"hole between tensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", "hole", 0, 12},
+    {"shape/size mismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", "shape and dtype need", 0, 8},
+    {"duplicate names", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "duplicate", 0, 8},
+    {"reversed offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", "reversed", 0, 4},
+    {"undescribed trailing bytes", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "not described", 0, 12},
+    {"missing field", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", "exactly dtype, shape and data_offsets", 0, 0},
+    {"negative shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", "non-negative", 0, 4},
+    {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", "not a string", 0, 0},
+    {"fractional offset", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4.5]}}", "data_offsets", 0, 4},
+};
+
+START_TEST(test_malformed_files_refused) {
+    const bad_file *b = &bad_files[_i];
+    char path[] = "/tmp/test_nn_badXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    if (!b->header) {
+        FILE *f = fopen(path, "wb");
+        fwrite("\x02\x00\x00", 1, 3, f);
+        fclose(f);
+    } else {
+        write_file(path, b->header, strlen(b->header) + (size_t)b->len_delta, b->data);
+    }
+    err_clear();
+    st_file *f = st_open(path);
+    ck_assert_msg(f == NULL, "%s: accepted", b->what);
+    ck_assert_msg(strstr(err_message(), b->expect) != NULL, "%s: message '%s' lacks '%s'", b->what,
+                  err_message(), b->expect);
+    ck_assert_msg(strstr(err_message(), path) != NULL, "%s: message does not name the file", b->what);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_valid_edge_files_accepted) {
+    // an empty header object and a zero-element tensor are both valid
+    char path[] = "/tmp/test_nn_okXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    const char *h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]}}  ";
+    write_file(path, h, strlen(h), 0);
+    st_file *f = st_open(path);
+    ck_assert_msg(f != NULL, "%s", err_message());
+    ck_assert_int_eq(f->n_entries, 1);
+    st_close(f);
+    unlink(path);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("nn");
+    TCase *tc = tcase_create("nn");
+    tcase_add_test(tc, test_layer_shapes_and_names);
+    tcase_add_test(tc, test_initialiser_statistics);
+    tcase_add_test(tc, test_sgd_and_adam_steps_by_hand);
+    tcase_add_test(tc, test_schedule);
+    tcase_add_test(tc, test_freezing);
+    tcase_add_test(tc, test_resume_is_exact);
+    tcase_add_test(tc, test_packing);
+    tcase_add_test(tc, test_save_load_round_trip);
+    tcase_add_loop_test(tc, test_malformed_files_refused, 0, (int)(sizeof bad_files / sizeof *bad_files));
+    tcase_add_test(tc, test_valid_edge_files_accepted);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
