@@ -1,0 +1,478 @@
+#include "image.h"
+
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tiffio.h>
+#include <unistd.h>
+
+#include "../tensor/error.h"
+
+image *image_new(int w, int h, int c) {
+    if (w <= 0 || h <= 0 || c <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || c > 4) {
+        err_set("image of %dx%dx%d is out of bounds (sides 1..%d, 1..4 channels)", w, h, c, IMAGE_MAX_SIDE);
+        return NULL;
+    }
+    image *im = calloc(1, sizeof *im);
+    if (!im) return NULL;
+    im->data = calloc((size_t)w * (size_t)h * (size_t)c, sizeof *im->data);
+    if (!im->data) {
+        free(im);
+        err_set("out of host memory for a %dx%d image", w, h);
+        return NULL;
+    }
+    im->w = w;
+    im->h = h;
+    im->c = c;
+    im->bit_depth = 8;
+    return im;
+}
+
+void image_free(image *im) {
+    if (!im) return;
+    free(im->data);
+    free(im);
+}
+
+void image_free_pages(image **pages, int n) {
+    for (int i = 0; pages && i < n; i++) image_free(pages[i]);
+    free(pages);
+}
+
+// ---- PNG ----------------------------------------------------------------------------------
+typedef struct {
+    const unsigned char *p;
+    size_t n, at;
+} mem_reader;
+
+static void png_mem_read(png_structp png, png_bytep out, png_size_t len) {
+    mem_reader *r = png_get_io_ptr(png);
+    if (r->n - r->at < len) png_error(png, "file is truncated");
+    memcpy(out, r->p + r->at, len);
+    r->at += len;
+}
+
+static _Thread_local char png_msg[256];
+static void png_err(png_structp png, png_const_charp msg) {
+    snprintf(png_msg, sizeof png_msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+static void png_warn(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+
+static int decode_png(const char *name, const unsigned char *bytes, size_t n, image ***pages) {
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    // what the error path frees: volatile, since setjmp returns into this frame
+    image *volatile im = NULL;
+    png_bytep *volatile rows = NULL;
+    unsigned char *volatile buf = NULL;
+    mem_reader r = {bytes, n, 0};
+    if (!info) {
+        err_set("%s: out of memory starting the PNG decoder", name);
+        png_destroy_read_struct(&png, NULL, NULL);
+        return -1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        err_set("%s: corrupt PNG: %s", name, png_msg);
+        free(rows);
+        free(buf);
+        image_free(im);
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    png_set_read_fn(png, &r, png_mem_read);
+    png_set_user_limits(png, IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
+    png_read_info(png, info);
+    int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    if (depth == 16) png_set_swap(png); // host order (little-endian)
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
+    int c = png_get_channels(png, info), d = png_get_bit_depth(png, info);
+    im = image_new(w, h, c);
+    if (!im) png_error(png, "image dimensions out of bounds");
+    im->bit_depth = d;
+    size_t rowbytes = png_get_rowbytes(png, info);
+    buf = malloc(rowbytes * (size_t)h);
+    rows = malloc(sizeof *rows * (size_t)h);
+    if (!buf || !rows) png_error(png, "out of memory");
+    for (int y = 0; y < h; y++) rows[y] = buf + rowbytes * (size_t)y;
+    png_read_image(png, rows);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w * c; x++)
+            im->data[(size_t)y * (size_t)(w * c) + (size_t)x] =
+                d == 16 ? ((uint16_t *)rows[y])[x] : rows[y][x];
+    free(buf);
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    *pages = malloc(sizeof **pages);
+    if (!*pages) {
+        image_free(im);
+        err_set("%s: out of memory", name);
+        return -1;
+    }
+    (*pages)[0] = im;
+    return 1;
+}
+
+int image_write_png(const char *path, const image *im, float lo, float hi) {
+    if (im->c != 1 && im->c != 3) {
+        err_set("%s: PNG output takes 1 or 3 channels, not %d", path, im->c);
+        return -1;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        err_set("%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    unsigned char *row = malloc((size_t)im->w * (size_t)im->c);
+    if (!info || !row || setjmp(png_jmpbuf(png))) {
+        err_set("%s: writing PNG failed: %s", path, png_msg);
+        png_destroy_write_struct(&png, &info);
+        free(row);
+        fclose(f);
+        unlink(tmp);
+        return -1;
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)im->w, (png_uint_32)im->h, 8,
+                 im->c == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    float scale = hi > lo ? 255.0f / (hi - lo) : 0;
+    for (int y = 0; y < im->h; y++) {
+        for (int x = 0; x < im->w * im->c; x++) {
+            float v = (im->data[(size_t)y * (size_t)(im->w * im->c) + (size_t)x] - lo) * scale;
+            row[x] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+        }
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    if (fflush(f) || fsync(fileno(f)) || fclose(f)) {
+        err_set("%s: write failed: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path)) {
+        err_set("%s: rename failed: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+// ---- TIFF ---------------------------------------------------------------------------------
+typedef struct {
+    const unsigned char *p;
+    toff_t n, at;
+} tiff_mem;
+
+static tmsize_t tm_read(thandle_t h, void *buf, tmsize_t size) {
+    tiff_mem *m = h;
+    if (size < 0) return -1;
+    toff_t left = m->at < m->n ? m->n - m->at : 0;
+    tmsize_t k = (toff_t)size < left ? size : (tmsize_t)left;
+    memcpy(buf, m->p + m->at, (size_t)k);
+    m->at += (toff_t)k;
+    return k;
+}
+static tmsize_t tm_write(thandle_t h, void *buf, tmsize_t size) { (void)h; (void)buf; (void)size; return -1; }
+static toff_t tm_seek(thandle_t h, toff_t off, int whence) {
+    tiff_mem *m = h;
+    toff_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->at : m->n;
+    if (off > UINT64_MAX - base) return (toff_t)-1;
+    m->at = base + off;
+    return m->at;
+}
+static int tm_close(thandle_t h) { (void)h; return 0; }
+static toff_t tm_size(thandle_t h) { return ((tiff_mem *)h)->n; }
+static int tm_map(thandle_t h, void **base, toff_t *size) { (void)h; (void)base; (void)size; return 0; }
+static void tm_unmap(thandle_t h, void *base, toff_t size) { (void)h; (void)base; (void)size; }
+
+static _Thread_local char tiff_msg[256];
+static void tiff_error(const char *module, const char *fmt, va_list ap) {
+    (void)module;
+    vsnprintf(tiff_msg, sizeof tiff_msg, fmt, ap);
+}
+
+static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, image ***pages_out) {
+    TIFFSetErrorHandler(tiff_error);
+    TIFFSetWarningHandler(NULL);
+    tiff_mem m = {bytes, n, 0};
+    tiff_msg[0] = 0;
+    TIFF *tif = TIFFClientOpen(name, "rm", &m, tm_read, tm_write, tm_seek, tm_close, tm_size, tm_map, tm_unmap);
+    if (!tif) {
+        err_set("%s: corrupt TIFF: %s", name, tiff_msg[0] ? tiff_msg : "cannot open");
+        return -1;
+    }
+    image **pages = NULL;
+    int np = 0;
+    do {
+        uint32_t w = 0, h = 0;
+        uint16_t bps = 0, spp = 1, fmt = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG;
+        TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+        TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &fmt);
+        TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar);
+        if (np >= IMAGE_MAX_PAGES) {
+            err_set("%s: more than %d pages", name, IMAGE_MAX_PAGES);
+            goto fail;
+        }
+        if ((bps != 8 && bps != 16) || fmt != SAMPLEFORMAT_UINT || spp < 1 || spp > 4 ||
+            planar != PLANARCONFIG_CONTIG) {
+            err_set("%s: page %d: unsupported TIFF (%u bits, %u samples, format %u, planar %u); "
+                    "8- or 16-bit unsigned, 1-4 interleaved channels are read", name, np, bps, spp, fmt, planar);
+            goto fail;
+        }
+        image *im = image_new((int)(w > IMAGE_MAX_SIDE ? 0 : w), (int)(h > IMAGE_MAX_SIDE ? 0 : h), spp);
+        if (!im) {
+            err_prefix("%s: page %d: ", name, np);
+            goto fail;
+        }
+        im->bit_depth = bps;
+        image **grown = realloc(pages, sizeof *pages * (size_t)(np + 1));
+        if (!grown) {
+            image_free(im);
+            err_set("%s: out of memory", name);
+            goto fail;
+        }
+        pages = grown;
+        pages[np++] = im;
+        tmsize_t sl = TIFFScanlineSize(tif);
+        if (sl < (tmsize_t)((size_t)w * spp * (bps / 8))) {
+            err_set("%s: page %d: inconsistent scanline size", name, np - 1);
+            goto fail;
+        }
+        unsigned char *line = _TIFFmalloc(sl);
+        if (!line) {
+            err_set("%s: out of memory", name);
+            goto fail;
+        }
+        for (uint32_t y = 0; y < h; y++) {
+            if (TIFFReadScanline(tif, line, y, 0) < 0) {
+                _TIFFfree(line);
+                err_set("%s: page %d row %u: %s", name, np - 1, y, tiff_msg[0] ? tiff_msg : "unreadable (truncated?)");
+                goto fail;
+            }
+            for (size_t x = 0; x < (size_t)w * spp; x++)
+                im->data[(size_t)y * (size_t)w * spp + x] = bps == 16 ? ((uint16_t *)line)[x] : line[x];
+        }
+        _TIFFfree(line);
+    } while (TIFFReadDirectory(tif));
+    TIFFClose(tif);
+    *pages_out = pages;
+    return np;
+fail:
+    TIFFClose(tif);
+    image_free_pages(pages, np);
+    return -1;
+}
+
+int image_decode(const char *name, const unsigned char *bytes, size_t n, image ***pages) {
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 8 && !memcmp(bytes, png_sig, 8)) return decode_png(name, bytes, n, pages);
+    if (n >= 4 && ((bytes[0] == 'I' && bytes[1] == 'I' && bytes[2] == 42 && bytes[3] == 0) ||
+                   (bytes[0] == 'M' && bytes[1] == 'M' && bytes[2] == 0 && bytes[3] == 42) ||
+                   (bytes[0] == 'I' && bytes[1] == 'I' && bytes[2] == 43 && bytes[3] == 0) ||
+                   (bytes[0] == 'M' && bytes[1] == 'M' && bytes[2] == 0 && bytes[3] == 43)))
+        return decode_tiff(name, bytes, n, pages);
+    err_set("%s: not a PNG or TIFF file (%s)", name, n < 8 ? "too short" : "unknown signature");
+    return -1;
+}
+
+int image_read(const char *path, image ***pages) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fseek(f, 0, SEEK_END)) {
+        fclose(f);
+        err_set("%s: cannot seek: %s", path, strerror(errno));
+        return -1;
+    }
+    long size = ftell(f);
+    rewind(f);
+    if (size < 0 || size > (1L << 31)) {
+        fclose(f);
+        err_set("%s: unreadable size or larger than 2 GiB", path);
+        return -1;
+    }
+    unsigned char *buf = malloc((size_t)size + 1);
+    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        free(buf);
+        fclose(f);
+        err_set("%s: read failed", path);
+        return -1;
+    }
+    fclose(f);
+    int n = image_decode(path, buf, (size_t)size, pages);
+    free(buf);
+    return n;
+}
+
+// ---- operations ---------------------------------------------------------------------------
+image *image_grayscale(const image *im) {
+    image *g = image_new(im->w, im->h, 1);
+    if (!g) return NULL;
+    g->bit_depth = im->bit_depth;
+    for (size_t i = 0; i < (size_t)im->w * (size_t)im->h; i++) {
+        const float *p = im->data + i * (size_t)im->c;
+        g->data[i] = im->c >= 3 ? 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2] : p[0];
+    }
+    return g;
+}
+
+image *image_channel(const image *im, int ch) {
+    if (ch < 0 || ch >= im->c) {
+        err_set("channel %d requested from an image of %d channel%s", ch, im->c, im->c == 1 ? "" : "s");
+        return NULL;
+    }
+    image *g = image_new(im->w, im->h, 1);
+    if (!g) return NULL;
+    g->bit_depth = im->bit_depth;
+    for (size_t i = 0; i < (size_t)im->w * (size_t)im->h; i++) g->data[i] = im->data[i * (size_t)im->c + (size_t)ch];
+    return g;
+}
+
+static int reflect(int i, int n) { // OpenCV's BORDER_REFLECT_101
+    if (n == 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+    return i;
+}
+
+image *image_gaussian_blur(const image *im, int k, double sigma) {
+    double kern[64];
+    if (k < 1 || k > 63 || k % 2 == 0) {
+        err_set("gaussian blur: kernel size %d must be odd, 1..63", k);
+        return NULL;
+    }
+    double s = 0;
+    for (int i = 0; i < k; i++) {
+        double x = i - k / 2;
+        kern[i] = exp(-x * x / (2 * sigma * sigma));
+        s += kern[i];
+    }
+    for (int i = 0; i < k; i++) kern[i] /= s;
+    image *tmp = image_new(im->w, im->h, im->c), *out = image_new(im->w, im->h, im->c);
+    if (!tmp || !out) {
+        image_free(tmp);
+        image_free(out);
+        return NULL;
+    }
+    out->bit_depth = im->bit_depth;
+    for (int y = 0; y < im->h; y++)
+        for (int x = 0; x < im->w; x++)
+            for (int c = 0; c < im->c; c++) {
+                double a = 0;
+                for (int i = 0; i < k; i++) a += kern[i] * image_at(im, reflect(x + i - k / 2, im->w), y)[c];
+                image_at(tmp, x, y)[c] = (float)a;
+            }
+    for (int y = 0; y < im->h; y++)
+        for (int x = 0; x < im->w; x++)
+            for (int c = 0; c < im->c; c++) {
+                double a = 0;
+                for (int i = 0; i < k; i++) a += kern[i] * image_at(tmp, x, reflect(y + i - k / 2, im->h))[c];
+                image_at(out, x, y)[c] = (float)a;
+            }
+    image_free(tmp);
+    return out;
+}
+
+static double lanczos3(double x) {
+    if (x == 0) return 1;
+    if (x <= -3 || x >= 3) return 0;
+    double px = M_PI * x;
+    return 3 * sin(px) * sin(px / 3) / (px * px);
+}
+
+// Separable Lanczos-3, the kernel stretched by the scale when shrinking (antialiased, as PIL).
+static image *resize_axis(const image *im, int n_out, bool horizontal) {
+    int n_in = horizontal ? im->w : im->h;
+    image *out = horizontal ? image_new(n_out, im->h, im->c) : image_new(im->w, n_out, im->c);
+    if (!out) return NULL;
+    out->bit_depth = im->bit_depth;
+    double scale = (double)n_in / n_out, support = 3 * (scale > 1 ? scale : 1);
+    double stretch = scale > 1 ? scale : 1;
+    for (int o = 0; o < n_out; o++) {
+        double center = (o + 0.5) * scale;
+        int lo = (int)floor(center - support), hi = (int)ceil(center + support);
+        double wsum = 0;
+        for (int i = lo; i <= hi; i++) wsum += lanczos3((i + 0.5 - center) / stretch);
+        int other = horizontal ? im->h : im->w;
+        for (int j = 0; j < other; j++)
+            for (int c = 0; c < im->c; c++) {
+                double a = 0;
+                for (int i = lo; i <= hi; i++) {
+                    double wgt = lanczos3((i + 0.5 - center) / stretch);
+                    if (wgt == 0) continue;
+                    int ii = i < 0 ? 0 : i >= n_in ? n_in - 1 : i;
+                    a += wgt * (horizontal ? image_at(im, ii, j) : image_at(im, j, ii))[c];
+                }
+                (horizontal ? image_at(out, o, j) : image_at(out, j, o))[c] = (float)(a / wsum);
+            }
+    }
+    return out;
+}
+
+image *image_resize_lanczos(const image *im, int w, int h) {
+    image *a = resize_axis(im, w, true);
+    if (!a) return NULL;
+    image *b = resize_axis(a, h, false);
+    image_free(a);
+    return b;
+}
+
+image *image_crop(const image *im, int x0, int y0, int w, int h) {
+    if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 + w > im->w || y0 + h > im->h) {
+        err_set("crop [%d,%d %dx%d] outside a %dx%d image", x0, y0, w, h, im->w, im->h);
+        return NULL;
+    }
+    image *out = image_new(w, h, im->c);
+    if (!out) return NULL;
+    out->bit_depth = im->bit_depth;
+    for (int y = 0; y < h; y++)
+        memcpy(image_at(out, 0, y), image_at(im, x0, y0 + y), sizeof(float) * (size_t)(w * im->c));
+    return out;
+}
+
+image *image_transpose(const image *im) {
+    image *out = image_new(im->h, im->w, im->c);
+    if (!out) return NULL;
+    out->bit_depth = im->bit_depth;
+    for (int y = 0; y < im->h; y++)
+        for (int x = 0; x < im->w; x++)
+            memcpy(image_at(out, y, x), image_at(im, x, y), sizeof(float) * (size_t)im->c);
+    return out;
+}
+
+float image_max(const image *im) {
+    float m = -INFINITY;
+    for (size_t i = 0; i < (size_t)im->w * (size_t)im->h * (size_t)im->c; i++)
+        if (im->data[i] > m) m = im->data[i];
+    return m;
+}
+
+void image_paste(image *dst, const image *src, int x, int y) {
+    for (int j = 0; j < src->h; j++)
+        for (int i = 0; i < src->w; i++) {
+            int dx = x + i, dy = y + j;
+            if (dx < 0 || dy < 0 || dx >= dst->w || dy >= dst->h) continue;
+            for (int c = 0; c < dst->c; c++) image_at(dst, dx, dy)[c] = image_at(src, i, j)[c < src->c ? c : 0];
+        }
+}

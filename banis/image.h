@@ -1,0 +1,43 @@
+// Images on the host: decoding PNG and TIFF (8/16-bit, grey or multi-channel, multi-page),
+// writing PNG, and the small image operations the data pipeline and the sample grids need.
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IMAGE_MAX_SIDE 16384   // larger images are refused as absurd
+#define IMAGE_MAX_PAGES 4096
+
+// A float image, row-major, channels interleaved. Raw intensities (0..255 or 0..65535).
+typedef struct {
+    int w, h, c;
+    int bit_depth; // of the source file: 8 or 16
+    float *data;
+} image;
+
+image *image_new(int w, int h, int c);
+void image_free(image *im);
+static inline float *image_at(const image *im, int x, int y) {
+    return im->data + ((size_t)y * (size_t)im->w + (size_t)x) * (size_t)im->c;
+}
+
+// Reads every page (TIFF) or the one image (PNG). Returns the page count, or -1 with an error
+// naming the file. *pages is an array of images to free with image_free_pages.
+int image_read(const char *path, image ***pages);
+// Decodes from memory (used by the fuzzer); `name` appears in error messages.
+int image_decode(const char *name, const unsigned char *bytes, size_t n, image ***pages);
+void image_free_pages(image **pages, int n);
+
+// Writes 8-bit PNG (1 = grey, 3 = RGB) from values in [lo, hi] (clamped). Atomic.
+int image_write_png(const char *path, const image *im, float lo, float hi);
+
+// ---- operations ---------------------------------------------------------------------------
+image *image_grayscale(const image *im);                    // luminance (ITU-R 601) or copy
+image *image_channel(const image *im, int channel);
+image *image_gaussian_blur(const image *im, int ksize, double sigma); // 'reflect' borders
+image *image_resize_lanczos(const image *im, int w, int h);           // a = 3
+image *image_crop(const image *im, int x0, int y0, int w, int h);
+image *image_transpose(const image *im);
+float image_max(const image *im);
+// Draws `src` (1 channel) into `dst` at (x, y), mapping [lo, hi] to channel values.
+void image_paste(image *dst, const image *src, int x, int y);
