@@ -1,0 +1,399 @@
+// Data: the synthetic generator (determinism, geometric invariants), loaders for each layout
+// and format, the preprocessing steps on hand-worked cases, and bad input refused by name.
+#include <check.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <tiffio.h>
+#include <unistd.h>
+
+#include "../banis/data.h"
+#include "../tensor/error.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_data_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+START_TEST(test_synth_determinism) {
+    synth_config c = synth_defaults();
+    static float a1[BANIS_PIXELS], b1[BANIS_PIXELS], a2[BANIS_PIXELS], b2[BANIS_PIXELS], a3[BANIS_PIXELS];
+    synth_pair(&c, 7, 3, a1, b1, NULL, NULL, NULL);
+    synth_pair(&c, 7, 3, a2, b2, NULL, NULL, NULL);
+    ck_assert_int_eq(memcmp(a1, a2, sizeof a1), 0);
+    ck_assert_int_eq(memcmp(b1, b2, sizeof b1), 0);
+    synth_pair(&c, 7, 4, a3, NULL, NULL, NULL, NULL);
+    ck_assert_int_ne(memcmp(a1, a3, sizeof a1), 0);
+    for (int i = 0; i < BANIS_PIXELS; i++) ck_assert(a1[i] >= -1 && a1[i] <= 1 && b1[i] >= -1 && b1[i] <= 1);
+    // the whole-set generator agrees with the per-pair one (threads do not change numbers)
+    banis_dataset *d = banis_synthetic(&c, 6, 7);
+    ck_assert_int_eq(memcmp(d->a + 3 * BANIS_PIXELS, a1, sizeof a1), 0);
+    banis_dataset_free(d);
+}
+END_TEST
+
+START_TEST(test_synth_geometry_invariants) {
+    synth_config c = synth_defaults();
+    banis_dataset *d = banis_synthetic(&c, 300, 11);
+    long inter = 0, sum = 0, nuclei_px = 0, membrane_px = 0;
+    int cells_seen = 0;
+    for (int k = 0; k < d->n; k++) {
+        const int16_t *lab = d->labels + (size_t)k * BANIS_PIXELS;
+        const uint8_t *mem = d->membrane + (size_t)k * BANIS_PIXELS, *nuc = d->nuclei + (size_t)k * BANIS_PIXELS;
+        int max_label = 0;
+        for (int i = 0; i < BANIS_PIXELS; i++) {
+            max_label = lab[i] > max_label ? lab[i] : max_label;
+            inter += mem[i] && nuc[i];
+            sum += mem[i] + nuc[i];
+            nuclei_px += nuc[i];
+            membrane_px += mem[i];
+            if (!nuc[i]) continue;
+            ck_assert_int_gt(lab[i], 0); // inside the embryo
+            // inside its cell: no 4-neighbour of a nucleus pixel belongs to another cell
+            int x = i % BANIS_SIDE, y = i / BANIS_SIDE;
+            const int dx[4] = {1, -1, 0, 0}, dy[4] = {0, 0, 1, -1};
+            for (int t = 0; t < 4; t++) {
+                int xx = x + dx[t], yy = y + dy[t];
+                if (xx < 0 || yy < 0 || xx >= BANIS_SIDE || yy >= BANIS_SIDE) continue;
+                ck_assert_int_eq(lab[yy * BANIS_SIDE + xx], lab[i]);
+            }
+        }
+        cells_seen = max_label > cells_seen ? max_label : cells_seen;
+    }
+    double dice = 2.0 * (double)inter / (double)sum;
+    ck_assert_msg(dice < 0.02, "membrane/nuclei Dice %.4f", dice);
+    ck_assert_int_gt(nuclei_px, 1000);   // the masks are not trivially empty
+    ck_assert_int_gt(membrane_px, 10000);
+    ck_assert_int_ge(cells_seen, 30);    // embryos up to ~50 cells occur
+    banis_dataset_free(d);
+}
+END_TEST
+
+START_TEST(test_preprocess_steps_hand_worked) {
+    // pad: a 2x3 crop, background = mean of its first 3 rows (here all 2 rows)
+    image *crop = image_new(3, 2, 1);
+    float v[6] = {1, 2, 3, 4, 5, 6};
+    memcpy(crop->data, v, sizeof v);
+    static float out[BANIS_PIXELS];
+    prepare_pad(crop, out);
+    ck_assert_float_eq_tol(out[0], 3.5f, 1e-6);
+    int ox = (64 - 3) / 2, oy = (64 - 2) / 2;
+    ck_assert_float_eq(out[oy * 64 + ox], 1);
+    ck_assert_float_eq(out[(oy + 1) * 64 + ox + 2], 6);
+    // transpose
+    image *t = image_transpose(crop);
+    ck_assert_int_eq(t->w, 2);
+    ck_assert_float_eq(*image_at(t, 1, 2), 6);
+    ck_assert_float_eq(*image_at(t, 1, 0), 4);
+    // gaussian 5x5 sigma 1.5: an impulse spreads into the normalised kernel
+    image *imp = image_new(9, 9, 1);
+    *image_at(imp, 4, 4) = 1;
+    image *bl = image_gaussian_blur(imp, 5, 1.5);
+    double g[5], s = 0;
+    for (int i = 0; i < 5; i++) s += g[i] = exp(-(i - 2) * (i - 2) / (2 * 1.5 * 1.5));
+    ck_assert_double_eq_tol(*image_at(bl, 4, 4), g[2] * g[2] / (s * s), 1e-6);
+    ck_assert_double_eq_tol(*image_at(bl, 6, 5), g[4] * g[3] / (s * s), 1e-6);
+    double total = 0;
+    for (int i = 0; i < 81; i++) total += bl->data[i];
+    ck_assert_double_eq_tol(total, 1, 1e-6);
+    // Lanczos: a constant stays constant; a ramp stays a ramp in the interior
+    image *ramp = image_new(64, 8, 1);
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 64; x++) *image_at(ramp, x, y) = (float)x;
+    image *small = image_resize_lanczos(ramp, 16, 2);
+    ck_assert_double_eq_tol(*image_at(small, 8, 1), 8 * 4 + 1.5, 1e-3); // centre of pixels 32..35
+    // normalisation through prepare_pair: 0 -> -1, m -> 1 (m the raw maximum)
+    image *ra = image_new(64, 64, 1), *rb = image_new(64, 64, 1);
+    for (int i = 0; i < 64 * 64; i++) {
+        ra->data[i] = 200;
+        rb->data[i] = 0;
+    }
+    prepare_options o = prepare_defaults();
+    o.scale = 1;
+    static float pa[BANIS_PIXELS * PREP_MAX_BOXES], pb[BANIS_PIXELS * PREP_MAX_BOXES];
+    ck_assert_int_eq(prepare_pair(ra, rb, &o, pa, pb), 1);
+    ck_assert_float_eq_tol(pa[100], 1, 1e-5);
+    ck_assert_float_eq_tol(pb[100], -1, 1e-5);
+    image_free(crop); image_free(t); image_free(imp); image_free(bl); image_free(ramp); image_free(small);
+    image_free(ra); image_free(rb);
+}
+END_TEST
+
+// A raw slice: membrane rings (A) and nucleus dots (B) from the generator, at 4x scale.
+static void raw_pair(image **a, image **b, int seed) {
+    synth_config c = synth_defaults();
+    static float sa[BANIS_PIXELS], sb[BANIS_PIXELS];
+    synth_pair(&c, 5, seed, sa, sb, NULL, NULL, NULL);
+    *a = image_new(128, 128, 1);
+    *b = image_new(128, 128, 1);
+    for (int y = 0; y < 128; y++)
+        for (int x = 0; x < 128; x++) {
+            *image_at(*a, x, y) = (sa[(y / 2) * 64 + x / 2] + 1) * 127.5f;
+            *image_at(*b, x, y) = (sb[(y / 2) * 64 + x / 2] + 1) * 127.5f;
+        }
+}
+
+START_TEST(test_side_by_side_layout) {
+    make_tmpdir();
+    for (int k = 0; k < 3; k++) {
+        image *a, *b;
+        raw_pair(&a, &b, k);
+        image *both = image_new(256, 128, 1);
+        image_paste(both, a, 0, 0);
+        image_paste(both, b, 128, 0);
+        char path[512];
+        snprintf(path, sizeof path, "%s/slice_%d.png", tmpdir, k);
+        ck_assert_int_eq(image_write_png(path, both, 0, 255), 0);
+        image_free(a); image_free(b); image_free(both);
+    }
+    prepare_options o = prepare_defaults();
+    o.scale = 2;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 3);
+    // the membrane channel is the brighter ring image: A's mean exceeds B's
+    double ma = 0, mb = 0;
+    for (int i = 0; i < 3 * BANIS_PIXELS; i++) {
+        ck_assert(d->a[i] >= -1 && d->a[i] <= 1);
+        ma += d->a[i];
+        mb += d->b[i];
+    }
+    ck_assert_double_gt(ma, mb);
+    // with boxes: two crops per slice
+    o.n_boxes = 2;
+    int boxes[2][4] = {{0, 120, 0, 100}, {10, 90, 20, 128}};
+    memcpy(o.boxes, boxes, sizeof boxes);
+    banis_dataset *d2 = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d2 != NULL, "%s", err_message());
+    ck_assert_int_eq(d2->n, 6);
+    // a box outside the image is refused, naming the file
+    o.boxes[1][3] = 400;
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "slice_0.png"));
+    // round trip through the stored form
+    char path[512];
+    snprintf(path, sizeof path, "%s/set.safetensors", tmpdir);
+    ck_assert_int_eq(banis_dataset_save(d, path), 0);
+    banis_dataset *back = banis_dataset_load(path);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(back->n, 3);
+    ck_assert_int_eq(memcmp(back->a, d->a, sizeof(float) * 3 * BANIS_PIXELS), 0);
+    banis_dataset_free(d); banis_dataset_free(d2); banis_dataset_free(back);
+}
+END_TEST
+
+START_TEST(test_folders_layout_and_unmatched) {
+    make_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/A", tmpdir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/B", tmpdir);
+    mkdir(p, 0755);
+    for (int k = 0; k < 2; k++) {
+        image *a, *b;
+        raw_pair(&a, &b, 10 + k);
+        snprintf(p, sizeof p, "%s/A/s%d.png", tmpdir, k);
+        ck_assert_int_eq(image_write_png(p, a, 0, 255), 0);
+        snprintf(p, sizeof p, "%s/B/s%d.png", tmpdir, k);
+        ck_assert_int_eq(image_write_png(p, b, 0, 255), 0);
+        image_free(a); image_free(b);
+    }
+    prepare_options o = prepare_defaults();
+    o.layout = LAYOUT_FOLDERS;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 2);
+    banis_dataset_free(d);
+    // an A image without its B partner
+    image *a, *b;
+    raw_pair(&a, &b, 20);
+    snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
+    image_write_png(p, a, 0, 255);
+    image_free(a); image_free(b);
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "s9.png"));
+}
+END_TEST
+
+static void write_tiff(const char *path, int pages, int spp, int bps, int w, int h, int value_step) {
+    TIFF *t = TIFFOpen(path, "w");
+    ck_assert_ptr_nonnull(t);
+    unsigned char *row = malloc((size_t)(w * spp * bps / 8));
+    for (int pg = 0; pg < pages; pg++) {
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, h);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bps);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, spp);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+        TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+        TIFFSetField(t, TIFFTAG_SUBFILETYPE, FILETYPE_PAGE);
+        TIFFSetField(t, TIFFTAG_PAGENUMBER, pg, pages);
+        for (int y = 0; y < h; y++) {
+            for (int x = 0; x < w * spp; x++) {
+                // channel c of page pg: a disc whose brightness encodes (page, channel)
+                int c = x % spp, px = x / spp;
+                int inside = (px - w / 2) * (px - w / 2) + (y - h / 2) * (y - h / 2) < (w / 4) * (w / 4);
+                int v = inside ? (pg * spp + c + 1) * value_step : 0;
+                if (bps == 16) ((uint16_t *)row)[x] = (uint16_t)v;
+                else row[x] = (unsigned char)v;
+            }
+            TIFFWriteScanline(t, row, (uint32_t)y, 0);
+        }
+        TIFFWriteDirectory(t);
+    }
+    free(row);
+    TIFFClose(t);
+}
+
+START_TEST(test_tiff_stacks) {
+    make_tmpdir();
+    char p[512];
+    // 16-bit, 8 single-channel pages alternating A, B: 4 slices
+    snprintf(p, sizeof p, "%s/stack16.tif", tmpdir);
+    write_tiff(p, 8, 1, 16, 64, 64, 1000);
+    image **pages;
+    int n = image_read(p, &pages);
+    ck_assert_int_eq(n, 8);
+    ck_assert_int_eq(pages[0]->bit_depth, 16);
+    ck_assert_float_eq(*image_at(pages[5], 32, 32), 6000);
+    image_free_pages(pages, n);
+    prepare_options o = prepare_defaults();
+    o.layout = LAYOUT_TIFF;
+    o.scale = 1;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 4);
+    banis_dataset_free(d);
+    // the middle half of the slices, as the paper keeps 15 of 30
+    o.middle_half = true;
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_int_eq(d->n, 2);
+    banis_dataset_free(d);
+    unlink(p);
+    // 8-bit, 2 pages of 3 interleaved channels; A = channel 2, B = channel 0
+    snprintf(p, sizeof p, "%s/multi8.tif", tmpdir);
+    write_tiff(p, 2, 3, 8, 48, 40, 20);
+    o = prepare_defaults();
+    o.layout = LAYOUT_TIFF;
+    o.scale = 1;
+    o.channel_a = 2;
+    o.channel_b = 0;
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 2);
+    banis_dataset_free(d);
+    // a channel the file does not have is refused, naming it
+    o.channel_a = 5;
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "multi8.tif"));
+}
+END_TEST
+
+START_TEST(test_bad_input_refused) {
+    make_tmpdir();
+    char p[512];
+    image **pages;
+    // empty folder
+    prepare_options o = prepare_defaults();
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "no PNG or TIFF"));
+    // a truncated PNG
+    image *a, *b;
+    raw_pair(&a, &b, 1);
+    snprintf(p, sizeof p, "%s/cut.png", tmpdir);
+    image_write_png(p, a, 0, 255);
+    image_free(a); image_free(b);
+    FILE *f = fopen(p, "r+");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    ck_assert_int_eq(truncate(p, size / 2), 0);
+    ck_assert_int_lt(image_read(p, &pages), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "cut.png"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "corrupt PNG"));
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "cut.png"));
+    unlink(p);
+    // not an image at all
+    snprintf(p, sizeof p, "%s/text.png", tmpdir);
+    f = fopen(p, "w");
+    fputs("this is not a picture", f);
+    fclose(f);
+    ck_assert_int_lt(image_read(p, &pages), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "not a PNG or TIFF"));
+    unlink(p);
+    // absurd dimensions: a valid 20000 x 1 PNG
+    snprintf(p, sizeof p, "%s/wide.png", tmpdir);
+    f = fopen(p, "wb");
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, 20000, 1, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    unsigned char *row = calloc(20000, 1);
+    png_write_row(png, row);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    fclose(f);
+    ck_assert_int_lt(image_read(p, &pages), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "wide.png"));
+    unlink(p);
+    // a boxes file with a bad line
+    snprintf(p, sizeof p, "%s/boxes.txt", tmpdir);
+    f = fopen(p, "w");
+    fputs("# embryo boxes\n60 310 80 260\n80 30 250 440\n", f);
+    fclose(f);
+    ck_assert_int_ne(prepare_read_boxes(p, &o), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "boxes.txt:3"));
+    // a data set file that is not one
+    ck_assert_ptr_null(banis_dataset_load(p));
+    ck_assert_ptr_nonnull(strstr(err_message(), "boxes.txt"));
+}
+END_TEST
+
+START_TEST(test_split_and_sampler) {
+    banis_split s = banis_split_make(200, 0.1, 3), s2 = banis_split_make(200, 0.1, 3);
+    ck_assert_int_eq(s.n_test, 20);
+    ck_assert_int_eq(s.n_train, 180);
+    ck_assert_int_eq(memcmp(s.test, s2.test, sizeof(int) * 20), 0);
+    int seen[200] = {0};
+    for (int i = 0; i < 20; i++) seen[s.test[i]]++;
+    for (int i = 0; i < 180; i++) seen[s.train[i]]++;
+    for (int i = 0; i < 200; i++) ck_assert_int_eq(seen[i], 1); // a partition
+    banis_sampler sm;
+    banis_sampler_init(&sm, s.train, s.n_train, 9);
+    int batch[180], count[200] = {0};
+    banis_sampler_next(&sm, 180, batch); // one epoch: each training index exactly once
+    for (int i = 0; i < 180; i++) count[batch[i]]++;
+    for (int i = 0; i < 180; i++) ck_assert_int_eq(count[s.train[i]], 1);
+    banis_sampler_free(&sm);
+    banis_split_free(&s);
+    banis_split_free(&s2);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("data");
+    TCase *tc = tcase_create("data");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_synth_determinism);
+    tcase_add_test(tc, test_synth_geometry_invariants);
+    tcase_add_test(tc, test_preprocess_steps_hand_worked);
+    tcase_add_test(tc, test_side_by_side_layout);
+    tcase_add_test(tc, test_folders_layout_and_unmatched);
+    tcase_add_test(tc, test_tiff_stacks);
+    tcase_add_test(tc, test_bad_input_refused);
+    tcase_add_test(tc, test_split_and_sampler);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
