@@ -17,7 +17,6 @@ typedef struct {
 } operand;
 
 static _Thread_local double values[EW_MAX_NODES][CHUNK];
-static _Thread_local int64_t offsets[MAX_OPERANDS][CHUNK];
 
 static void eval_node(const ew_node *e, int n, int self) {
     double *r = values[self];
@@ -48,36 +47,6 @@ static void eval_node(const ew_node *e, int n, int self) {
     case EW_NE: for (int i = 0; i < n; i++) r[i] = a[i] != b[i]; break;
     case EW_WHERE: for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i]; break;
     default: break;
-    }
-}
-
-// Offsets of every operand for the elements [start, start + n) of the index space.
-static void chunk_offsets(int ndim, const int64_t *shape, int n_ops, const operand *ops,
-                          int64_t start, int n) {
-    int64_t idx[TENSOR_MAX_DIMS], off[MAX_OPERANDS];
-    int64_t rem = start;
-    for (int d = ndim - 1; d >= 0; d--) {
-        idx[d] = rem % shape[d];
-        rem /= shape[d];
-    }
-    for (int k = 0; k < n_ops; k++) {
-        off[k] = 0;
-        for (int d = 0; d < ndim; d++) off[k] += idx[d] * ops[k].strides[d];
-    }
-    int last = ndim - 1;
-    for (int i = 0; i < n; i++) {
-        for (int k = 0; k < n_ops; k++) offsets[k][i] = off[k];
-        // increment the multi-index
-        int d = last;
-        idx[d]++;
-        for (int k = 0; k < n_ops; k++) off[k] += ops[k].strides[d];
-        while (d > 0 && idx[d] == shape[d]) {
-            for (int k = 0; k < n_ops; k++) off[k] -= ops[k].strides[d] * shape[d];
-            idx[d] = 0;
-            d--;
-            idx[d]++;
-            for (int k = 0; k < n_ops; k++) off[k] += ops[k].strides[d];
-        }
     }
 }
 
@@ -117,34 +86,56 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
     }
     bool live[EW_MAX_NODES];
     ew_live_nodes(p, live);
-    int64_t n_chunks = (numel + CHUNK - 1) / CHUNK;
+    // Work items: (row of the outer dims, chunk of the innermost dim). Each operand's offset is
+    // computed once per item; along the row it advances by the innermost stride.
+    int last = ndim - 1;
+    int64_t inner = shape[last], rows = numel / inner;
+    int64_t chunks_per_row = (inner + CHUNK - 1) / CHUNK, items = rows * chunks_per_row;
 #pragma omp parallel for schedule(static) if (numel > 65536)
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        int64_t start = ch * CHUNK;
-        int n = (int)(numel - start < CHUNK ? numel - start : CHUNK);
-        chunk_offsets(ndim, shape, n_ops, ops, start, n);
+    for (int64_t item = 0; item < items; item++) {
+        int64_t row = item / chunks_per_row, j0 = (item % chunks_per_row) * CHUNK;
+        int n = (int)(inner - j0 < CHUNK ? inner - j0 : CHUNK);
+        int64_t off[MAX_OPERANDS];
+        for (int k = 0; k < n_ops; k++) off[k] = j0 * ops[k].strides[last];
+        int64_t rem = row;
+        for (int d = last - 1; d >= 0; d--) {
+            int64_t i = rem % shape[d];
+            rem /= shape[d];
+            for (int k = 0; k < n_ops; k++) off[k] += i * ops[k].strides[d];
+        }
         for (int v = 0; v < p->n_nodes; v++) {
             if (!live[v]) continue;
             const ew_node *e = &p->nodes[v];
+            double *r = values[v];
             if (e->op == EW_INPUT) {
-                const operand *in = &ops[p->n_outputs + e->input];
-                const int64_t *off = offsets[p->n_outputs + e->input];
-                if (in->dtype == TENSOR_F64)
-                    for (int i = 0; i < n; i++) values[v][i] = ((const double *)in->base)[off[i]];
-                else
-                    for (int i = 0; i < n; i++) values[v][i] = ((const float *)in->base)[off[i]];
+                int k = p->n_outputs + e->input;
+                int64_t st = ops[k].strides[last];
+                if (ops[k].dtype == TENSOR_F64) {
+                    const double *src = (const double *)ops[k].base + off[k];
+                    if (st == 1) memcpy(r, src, (size_t)n * sizeof *r);
+                    else for (int i = 0; i < n; i++) r[i] = src[i * st];
+                } else {
+                    const float *src = (const float *)ops[k].base + off[k];
+                    if (st == 1) for (int i = 0; i < n; i++) r[i] = src[i];
+                    else for (int i = 0; i < n; i++) r[i] = src[i * st];
+                }
             } else if (e->op == EW_CONST) {
-                for (int i = 0; i < n; i++) values[v][i] = e->value;
+                for (int i = 0; i < n; i++) r[i] = e->value;
             } else {
                 eval_node(e, n, v);
             }
         }
         for (int k = 0; k < p->n_outputs; k++) {
             const double *src = values[p->outputs[k]];
-            if (ops[k].dtype == TENSOR_F64)
-                for (int i = 0; i < n; i++) ((double *)ops[k].base)[offsets[k][i]] = src[i];
-            else
-                for (int i = 0; i < n; i++) ((float *)ops[k].base)[offsets[k][i]] = (float)src[i];
+            int64_t st = ops[k].strides[last];
+            if (ops[k].dtype == TENSOR_F64) {
+                double *dst = (double *)ops[k].base + off[k];
+                for (int i = 0; i < n; i++) dst[i * st] = src[i];
+            } else {
+                float *dst = (float *)ops[k].base + off[k];
+                if (st == 1) for (int i = 0; i < n; i++) dst[i] = (float)src[i];
+                else for (int i = 0; i < n; i++) dst[i * st] = (float)src[i];
+            }
         }
     }
     return 0;

@@ -1,0 +1,452 @@
+// banis-train: trains BANIS on paired membrane/nuclei images (the built-in synthetic embryos
+// by default), writing checkpoints, metrics (CSV + TensorBoard), sample grids and a GMI table.
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../ops/backend.h"
+#include "../tensor/error.h"
+#include "model.h"
+#include "tensorboard.h"
+
+typedef struct {
+    char preset[16];
+    char data[1024];   // "synthetic", a folder of raw images, or a prepared .safetensors
+    int n_synthetic;
+    banis_arch arch;
+    banis_schedule sched;
+    uint64_t seed;
+    char device[8];
+    char out[1024];
+    int log_every, sample_every, ckpt_every;
+} config;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int s) { (void)s; interrupted = 1; }
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void preset(config *c, const char *name) {
+    snprintf(c->preset, sizeof c->preset, "%s", name);
+    c->arch = banis_arch_paper();
+    c->sched = banis_schedule_paper();
+    if (!strcmp(name, "cpu")) {
+        // Minutes on 2 cores: a quarter of the channels, small batches, a short schedule with
+        // the paper's stage proportions, and higher rates so that matched pairs still form.
+        c->arch.width = 0.25;
+        c->sched.batch = 16;
+        c->sched.warmup_steps = 120;
+        c->sched.stage2_steps = 200;
+        c->sched.stage3_steps = 80;
+        c->sched.lr_d[0] = c->sched.lr_d[1] = 2e-4;
+        c->sched.lr_g[0] = 2e-4;
+        c->sched.lr_g[1] = 1e-4;
+        c->sched.lr_sc = 2e-2;
+        c->n_synthetic = 1200;
+        c->log_every = 10;
+        c->sample_every = 100;
+        c->ckpt_every = 100;
+    } else if (!strcmp(name, "tiny")) { // for tests: seconds
+        c->arch.width = 0.0625;
+        c->arch.latent = 16;
+        c->sched.batch = 4;
+        c->sched.warmup_steps = 3;
+        c->sched.stage2_steps = 3;
+        c->sched.stage3_steps = 2;
+        c->sched.lr_sc = 1e-2;
+        c->n_synthetic = 40;
+        c->log_every = 1;
+        c->sample_every = 4;
+        c->ckpt_every = 4;
+    } else { // paper
+        c->n_synthetic = 2250; // 50 stacks x 15 slices x 3 embryos, as the paper's data
+        c->log_every = 50;
+        c->sample_every = 1000;
+        c->ckpt_every = 1000;
+    }
+}
+
+static int usage(int rc) {
+    fprintf(rc ? stderr : stdout,
+        "usage: banis-train [options]\n"
+        "Trains BANIS on paired two-channel images (A = membrane, B = nuclei).\n\n"
+        "  --preset cpu|paper|tiny   cpu: a reduced model and schedule that finishes in minutes on\n"
+        "                            2 cores; paper: the paper's sizes and 17k+13k+10k steps;\n"
+        "                            default: paper on a GPU, cpu without one\n"
+        "  --data SRC                'synthetic' (default), a folder of raw side-by-side slices\n"
+        "                            (membrane left, nuclei right), or a set made by banis-data\n"
+        "                            (DIR/dataset.safetensors)\n"
+        "  --n-synthetic N           pairs to generate for --data synthetic\n"
+        "  --warmup N --stage2 N --stage3 N   stage lengths in steps (Pioneers only; S and C at\n"
+        "                            the initial rate; S and C at the decayed rate)\n"
+        "  --batch N                 pairs per step\n"
+        "  --lr-d R --lr-g-a R --lr-g-b R --lr-sc R   Adam rates (D, G_A, G_B), SGD rate (S, C)\n"
+        "  --width F                 channel multiplier (1 = the paper's network)\n"
+        "  --seed N                  seeds weights, data, split, noise\n"
+        "  --device auto|cuda|cpu    auto: CUDA when a GPU is there, else the CPU\n"
+        "  --out DIR                 run folder (default runs/banis)\n"
+        "  --resume DIR              continue the run in DIR where it stopped\n"
+        "  --log-every N --sample-every N --ckpt-every N\n"
+        "Run folder: checkpoint_latest.safetensors (+ periodic), metrics.csv, TensorBoard events,\n"
+        "samples/*.png, gmi.md. Ctrl-C saves a checkpoint and exits; --resume continues.\n");
+    return rc;
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "banis-train: %s takes an integer in [%ld, %ld]\n", flag, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_real(const char *flag, const char *v, double lo, double hi, double *out) {
+    char *end;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "banis-train: %s takes a number in [%g, %g]\n", flag, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+// Metadata keys the run's configuration is saved under, so --resume needs no flags.
+static void save_config(nn_checkpoint *ck, const config *c) {
+    nn_ckpt_set_meta(ck, "config.preset", "%s", c->preset);
+    nn_ckpt_set_meta(ck, "config.data", "%s", c->data);
+    nn_ckpt_set_meta(ck, "config.n_synthetic", "%d", c->n_synthetic);
+    nn_ckpt_set_meta(ck, "config.width", "%.17g", c->arch.width);
+    nn_ckpt_set_meta(ck, "config.latent", "%d", c->arch.latent);
+    nn_ckpt_set_meta(ck, "config.batch", "%d", c->sched.batch);
+    nn_ckpt_set_meta(ck, "config.stages", "%" PRId64 " %" PRId64 " %" PRId64, c->sched.warmup_steps,
+                     c->sched.stage2_steps, c->sched.stage3_steps);
+    nn_ckpt_set_meta(ck, "config.rates", "%.17g %.17g %.17g %.17g %.17g", c->sched.lr_d[0], c->sched.lr_d[1],
+                     c->sched.lr_g[0], c->sched.lr_g[1], c->sched.lr_sc);
+    nn_ckpt_set_meta(ck, "config.seed", "%" PRIu64, c->seed);
+}
+
+static int load_config(const char *path, config *c) {
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    const char *v;
+    int ok = 1;
+#define GET(key) ((v = st_meta_get(f, key)) ? v : (ok = 0, ""))
+    preset(c, GET("config.preset"));
+    snprintf(c->data, sizeof c->data, "%s", GET("config.data"));
+    c->n_synthetic = atoi(GET("config.n_synthetic"));
+    c->arch.width = atof(GET("config.width"));
+    c->arch.latent = atoi(GET("config.latent"));
+    c->sched.batch = atoi(GET("config.batch"));
+    if (sscanf(GET("config.stages"), "%" SCNd64 " %" SCNd64 " %" SCNd64, &c->sched.warmup_steps,
+               &c->sched.stage2_steps, &c->sched.stage3_steps) != 3) ok = 0;
+    if (sscanf(GET("config.rates"), "%lf %lf %lf %lf %lf", &c->sched.lr_d[0], &c->sched.lr_d[1],
+               &c->sched.lr_g[0], &c->sched.lr_g[1], &c->sched.lr_sc) != 5) ok = 0;
+    c->seed = strtoull(GET("config.seed"), NULL, 10);
+#undef GET
+    st_close(f);
+    if (!ok) {
+        err_set("%s: not a banis-train checkpoint (its run configuration is missing)", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int save_checkpoint(banis_model *m, const config *c, int64_t step, const char *path) {
+    nn_checkpoint ck = {0};
+    banis_model_checkpoint(m, &ck);
+    save_config(&ck, c);
+    nn_ckpt_set_meta(&ck, "step", "%" PRId64, step);
+    int rc = nn_ckpt_save(&ck, path);
+    nn_ckpt_free(&ck);
+    return rc;
+}
+
+// Generated pairs from fixed z, and reconstructions of the first test pairs.
+static int write_samples(banis_model *m, const banis_dataset *d, const banis_split *s, tensor *z,
+                         const char *dir, int64_t step) {
+    char path[4096];
+    int rc = 0, n = (int)z->shape[0], k = s->n_test < 8 ? s->n_test : 8;
+    float *ga = malloc(sizeof(float) * BANIS_PIXELS * (size_t)(n + 16)), *gb = malloc(sizeof(float) * BANIS_PIXELS * (size_t)(n + 16));
+    nn_set_training(m->root, false);
+    bool prev = ag_set_grad_enabled(false);
+    tensor_scope_begin();
+    tensor *A = nn_forward(m->gen[DOMAIN_A], z), *B = nn_forward(m->gen[DOMAIN_B], z);
+    rc = !A || !B || tensor_to_host(tensor_cast(A, TENSOR_F32), ga) || tensor_to_host(tensor_cast(B, TENSOR_F32), gb);
+    snprintf(path, sizeof path, "%s/step_%06" PRId64 "_generated.png", dir, step);
+    if (!rc) rc = banis_write_pairs_png(path, ga, gb, n, 4);
+    if (!rc && k > 0) {
+        tensor *a, *b;
+        rc = banis_batch(d, s->test, k, m->ctx.dtype, m->ctx.device, &a, &b);
+        tensor *ar = rc ? NULL : banis_successor(m, DOMAIN_A, b), *br = rc ? NULL : banis_successor(m, DOMAIN_B, a);
+        rc = !ar || !br || tensor_to_host(tensor_cast(ar, TENSOR_F32), ga) || tensor_to_host(tensor_cast(br, TENSOR_F32), gb);
+        // rows: real pair, then its reconstruction A_rec = S_A(b) | B_rec = S_B(a)
+        float *rows_a = malloc(sizeof(float) * BANIS_PIXELS * 16), *rows_b = malloc(sizeof(float) * BANIS_PIXELS * 16);
+        for (int i = 0; i < k && !rc; i++) {
+            memcpy(rows_a + (size_t)(2 * i) * BANIS_PIXELS, d->a + (size_t)s->test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_b + (size_t)(2 * i) * BANIS_PIXELS, d->b + (size_t)s->test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_a + (size_t)(2 * i + 1) * BANIS_PIXELS, ga + (size_t)i * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_b + (size_t)(2 * i + 1) * BANIS_PIXELS, gb + (size_t)i * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+        }
+        snprintf(path, sizeof path, "%s/step_%06" PRId64 "_reconstructed.png", dir, step);
+        if (!rc) rc = banis_write_pairs_png(path, rows_a, rows_b, 2 * k, 2);
+        free(rows_a);
+        free(rows_b);
+    }
+    tensor_scope_end();
+    ag_set_grad_enabled(prev);
+    nn_set_training(m->root, true);
+    free(ga);
+    free(gb);
+    return rc ? -1 : 0;
+}
+
+static const char *stage_name(const banis_schedule *s, int64_t step) {
+    return step < s->warmup_steps ? "warm-up" : step < s->warmup_steps + s->stage2_steps ? "S+C" : "S+C decayed";
+}
+
+int main(int argc, char **argv) {
+    config c = {0};
+    const char *resume = NULL, *preset_name = NULL;
+    // first pass: preset and resume decide the defaults the other flags override
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(0);
+        if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset_name = argv[++i];
+        else if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
+    }
+    snprintf(c.device, sizeof c.device, "auto");
+    snprintf(c.out, sizeof c.out, "%s", resume ? resume : "runs/banis");
+    snprintf(c.data, sizeof c.data, "synthetic");
+    c.seed = 1;
+    char ckpt_path[2048];
+    if (resume) {
+        snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint_latest.safetensors", resume);
+        if (load_config(ckpt_path, &c)) {
+            fprintf(stderr, "banis-train: cannot resume: %s\n", err_message());
+            return 1;
+        }
+    }
+    // device: the preset's default depends on it
+    const backend *cuda = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) snprintf(c.device, sizeof c.device, "%s", argv[i + 1]);
+    if (strcmp(c.device, "cpu") && strcmp(c.device, "cuda") && strcmp(c.device, "auto")) {
+        fprintf(stderr, "banis-train: --device must be auto, cuda or cpu\n");
+        return 2;
+    }
+    if (strcmp(c.device, "cpu")) {
+        cuda = backend_cuda();
+        if (!cuda && !strcmp(c.device, "cuda")) {
+            fprintf(stderr, "banis-train: --device cuda: %s\n", err_message());
+            return 1;
+        }
+        if (!cuda) fprintf(stderr, "banis-train: no GPU (%s); training on the CPU\n", err_message());
+    }
+    device_type dev = cuda ? DEVICE_CUDA : DEVICE_CPU;
+    if (!resume) preset(&c, preset_name ? preset_name : cuda ? "paper" : "cpu");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        double r;
+        if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) { i++; continue; }
+        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every")) {
+            fprintf(stderr, "banis-train: %s cannot change a resumed run (its configuration is in the checkpoint)\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--data")) snprintf(c.data, sizeof c.data, "%s", v ? v : "");
+        else if (!strcmp(a, "--out")) snprintf(c.out, sizeof c.out, "%s", v ? v : "");
+        else if (!strcmp(a, "--n-synthetic")) { if (parse_int(a, v, 10, 1000000, &n)) return 2; c.n_synthetic = (int)n; }
+        else if (!strcmp(a, "--warmup")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.warmup_steps = n; }
+        else if (!strcmp(a, "--stage2")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.stage2_steps = n; }
+        else if (!strcmp(a, "--stage3")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.stage3_steps = n; }
+        else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 2, 65536, &n)) return 2; c.sched.batch = (int)n; }
+        else if (!strcmp(a, "--seed")) { if (parse_int(a, v, 0, 2147483647, &n)) return 2; c.seed = (uint64_t)n; }
+        else if (!strcmp(a, "--log-every")) { if (parse_int(a, v, 1, 1000000, &n)) return 2; c.log_every = (int)n; }
+        else if (!strcmp(a, "--sample-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.sample_every = (int)n; }
+        else if (!strcmp(a, "--ckpt-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.ckpt_every = (int)n; }
+        else if (!strcmp(a, "--width")) { if (parse_real(a, v, 0.01, 4, &r)) return 2; c.arch.width = r; }
+        else if (!strcmp(a, "--lr-d")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_d[0] = c.sched.lr_d[1] = r; }
+        else if (!strcmp(a, "--lr-g-a")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[0] = r; }
+        else if (!strcmp(a, "--lr-g-b")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[1] = r; }
+        else if (!strcmp(a, "--lr-sc")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_sc = r; }
+        else { fprintf(stderr, "banis-train: unknown option %s\n", a); return usage(2); }
+    }
+    // ---- data
+    banis_dataset *d;
+    if (!strcmp(c.data, "synthetic")) {
+        synth_config sc = synth_defaults();
+        d = banis_synthetic(&sc, c.n_synthetic, c.seed);
+    } else {
+        struct stat st;
+        if (stat(c.data, &st)) {
+            fprintf(stderr, "banis-train: --data %s: %s\n", c.data, strerror(errno));
+            return 1;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            prepare_options po = prepare_defaults();
+            d = banis_prepare(c.data, &po);
+        } else d = banis_dataset_load(c.data);
+    }
+    if (!d) {
+        fprintf(stderr, "banis-train: %s\n", err_message());
+        return 1;
+    }
+    if (d->n < 2 * c.sched.batch && d->n < 20) {
+        fprintf(stderr, "banis-train: %s has %d pairs; too few to train and test\n", d->source, d->n);
+        return 1;
+    }
+    banis_split split = banis_split_make(d->n, 0.1, c.seed);
+    banis_sampler sampler;
+    banis_sampler_init(&sampler, split.train, split.n_train, c.seed + 7);
+    // ---- model
+    banis_model *m = banis_model_new(&c.arch, &c.sched, TENSOR_F32, dev, c.seed);
+    if (!m) {
+        fprintf(stderr, "banis-train: %s\n", err_message());
+        return 1;
+    }
+    char path[4096], samples[2048];
+    if (mkdir(c.out, 0755) && errno != EEXIST) {
+        fprintf(stderr, "banis-train: cannot create %s: %s\n", c.out, strerror(errno));
+        return 1;
+    }
+    snprintf(samples, sizeof samples, "%s/samples", c.out);
+    mkdir(samples, 0755);
+    int64_t step = 0, total = c.sched.warmup_steps + c.sched.stage2_steps + c.sched.stage3_steps;
+    int *idx = malloc(sizeof(int) * (size_t)c.sched.batch);
+    if (resume) {
+        nn_checkpoint ck = {0};
+        banis_model_checkpoint(m, &ck);
+        st_file *f = NULL;
+        if (nn_ckpt_load(&ck, ckpt_path, &f)) {
+            fprintf(stderr, "banis-train: cannot resume: %s\n", err_message());
+            return 1;
+        }
+        step = strtoll(st_meta_get(f, "step") ? st_meta_get(f, "step") : "0", NULL, 10);
+        st_close(f);
+        nn_ckpt_free(&ck);
+        for (int64_t s = 0; s < step; s++) banis_sampler_next(&sampler, c.sched.batch, idx); // same data order
+        printf("resumed %s at step %" PRId64 " of %" PRId64 "\n", c.out, step, total);
+    }
+    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c.preset, device_name(dev), d->source,
+           split.n_train, split.n_test);
+    printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64 " + %" PRId64 " steps\n",
+           c.arch.width, (long long)nn_count_parameters(m->root), c.sched.batch, c.sched.warmup_steps,
+           c.sched.stage2_steps, c.sched.stage3_steps);
+    snprintf(path, sizeof path, "%s/metrics.csv", c.out);
+    bool fresh_csv = access(path, F_OK) != 0;
+    FILE *csv = fopen(path, "a");
+    tb_writer *tb = tb_open(c.out);
+    if (!csv || !tb) {
+        fprintf(stderr, "banis-train: %s\n", csv ? err_message() : "cannot open metrics.csv");
+        return 1;
+    }
+    if (fresh_csv) fprintf(csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,pm_a,pm_b,steps_per_s\n");
+    rng zr;
+    rng_init(&zr, c.seed + 99);
+    tensor *z_fixed = tensor_keep(tensor_rand_uniform(&zr, TENSOR_F32, SHAPE(16, c.arch.latent), -1, 1, dev));
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    int rc = 0;
+    double t0 = now(), t_last = t0;
+    int64_t step0 = step, last_logged = step;
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint_latest.safetensors", c.out);
+    while (step < total) {
+        if (interrupted) {
+            printf("\ninterrupted at step %" PRId64 ": saving %s\n", step, ckpt_path);
+            rc = save_checkpoint(m, &c, step, ckpt_path) ? 1 : 130;
+            if (rc == 1) fprintf(stderr, "banis-train: %s\n", err_message());
+            break;
+        }
+        banis_losses l;
+        tensor_scope_begin();
+        banis_sampler_next(&sampler, c.sched.batch, idx);
+        tensor *a, *b;
+        int err = banis_batch(d, idx, c.sched.batch, TENSOR_F32, dev, &a, &b) || banis_train_step(m, step, a, b, &l);
+        tensor_scope_end();
+        if (err) {
+            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\nthe last good checkpoint is %s\n", step, err_message(), ckpt_path);
+            rc = 1;
+            break;
+        }
+        step++;
+        if (step % c.log_every == 0 || step == total) {
+            double t = now(), rate = (double)(step - last_logged) / (t - t_last);
+            double eta = (double)(total - step) / ((double)(step - step0) / (t - t0));
+            fprintf(csv, "%" PRId64 ",%s,%g,%g,%g,%g,%g,%g,%g,%g,%g,%g,%.3f\n", step, stage_name(&c.sched, step - 1),
+                    l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1], l.id_gen[0], l.id_gen[1], l.id_real[0],
+                    l.id_real[1], l.pm[0], l.pm[1], rate);
+            fflush(csv);
+            const char *tags[10] = {"adversarial/d_loss_a", "adversarial/d_loss_b", "adversarial/g_loss_a",
+                                    "adversarial/g_loss_b", "identical/gen_a", "identical/gen_b",
+                                    "identical/real_a", "identical/real_b", "pair_matched/a", "pair_matched/b"};
+            double vals[10] = {l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1], l.id_gen[0], l.id_gen[1],
+                               l.id_real[0], l.id_real[1], l.pm[0], l.pm[1]};
+            for (int k = 0; k < 10; k++)
+                if (!isnan(vals[k])) tb_scalar(tb, tags[k], (float)vals[k], step);
+            tb_scalar(tb, "speed/steps_per_s", (float)rate, step);
+            tb_flush(tb);
+            printf("step %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f",
+                   step, total, stage_name(&c.sched, step - 1), rate, eta, l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1]);
+            if (!isnan(l.pm[0])) printf(" | id %.4f %.4f pm %.4f %.4f", l.id_real[0], l.id_real[1], l.pm[0], l.pm[1]);
+            printf("\n");
+            fflush(stdout);
+            t_last = t;
+            last_logged = step;
+        }
+        if (step % c.sample_every == 0 || step == total) {
+            if (write_samples(m, d, &split, z_fixed, samples, step))
+                fprintf(stderr, "banis-train: samples: %s\n", err_message());
+        }
+        if (step % c.ckpt_every == 0 || step == total) {
+            char periodic[4096];
+            snprintf(periodic, sizeof periodic, "%s/checkpoint_step_%06" PRId64 ".safetensors", c.out, step);
+            if (save_checkpoint(m, &c, step, ckpt_path) || save_checkpoint(m, &c, step, periodic)) {
+                fprintf(stderr, "banis-train: checkpoint: %s\n", err_message());
+                rc = 1;
+                break;
+            }
+        }
+    }
+    if (rc == 0 && step == total) {
+        banis_eval e;
+        if (banis_evaluate(m, d, split.test, split.n_test, &e)) {
+            fprintf(stderr, "banis-train: evaluation: %s\n", err_message());
+            rc = 1;
+        } else {
+            char title[512];
+            snprintf(title, sizeof title, "BANIS, %s preset, %" PRId64 " steps, %s", c.preset, total, d->source);
+            snprintf(path, sizeof path, "%s/gmi.md", c.out);
+            if (banis_write_gmi_table(path, &e, title)) rc = 1;
+            printf("GMI on %d test pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f) -> %s\n",
+                   e.pairs, e.gmi[0], e.gmi[1], e.gmi[2], e.mean_dsc, path);
+            if (!isnan(e.membrane_dice))
+                printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels inside cells\n",
+                       e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
+        }
+    }
+    tensor_release(z_fixed);
+    fclose(csv);
+    tb_close(tb);
+    free(idx);
+    banis_sampler_free(&sampler);
+    banis_split_free(&split);
+    banis_model_free(m);
+    banis_dataset_free(d);
+    return rc;
+}

@@ -1,0 +1,90 @@
+// BANIS (../shared/BANIS.md): per domain X in {A = membrane, B = nuclei} a generator G_X,
+// a discriminator D_X and an encoder E_X, and six composites that share them:
+//   Pioneer     P_X = D_X(G_X(z))            adversarial loss (D frozen inside P)
+//   Successor   S_A = G_A(E_A(b)): B -> A    identical loss (trains E_A and G_A)
+//               S_B = G_B(E_B(a)): A -> B
+//   Coordinator C_A = S_B(S_A(b)): B -> B    pair-matched loss (trains all four)
+//               C_B = S_A(S_B(a)): A -> A
+#pragma once
+#include "../nn/checkpoint.h"
+#include "../nn/nn.h"
+#include "data.h"
+
+enum { DOMAIN_A = 0, DOMAIN_B = 1 };
+
+typedef struct {
+    int latent;          // 100
+    double width;        // channel multiplier (1 = the paper's 256/128/64...)
+    double slope;        // LeakyReLU 0.2
+    double bn_momentum;  // Keras 0.8
+    double bn_eps;       // 1e-3
+    double dropout;      // 0.3
+} banis_arch;
+
+typedef struct {
+    double lr_d[2], lr_g[2]; // Adam rates for D_A, D_B and G_A, G_B
+    double beta1, beta2, adam_eps;
+    double lr_sc;            // SGD rate of the Successors and Coordinators
+    double sc_decay;         // multiplies lr_sc in the last stage (0.5)
+    int64_t warmup_steps, stage2_steps, stage3_steps;
+    int batch;
+} banis_schedule;
+
+banis_arch banis_arch_paper(void);
+banis_schedule banis_schedule_paper(void);
+
+typedef struct {
+    banis_arch arch;
+    banis_schedule sched;
+    nn_ctx ctx;
+    rng init_rng, dropout_rng, noise_rng;
+    nn_module *root; // children gen_a, gen_b, disc_a, disc_b, enc_a, enc_b
+    nn_module *gen[2], *disc[2], *enc[2];
+    nn_optimizer *opt_d[2], *opt_g[2], *opt_s[2], *opt_c[2];
+} banis_model;
+
+banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,
+                             device_type dev, uint64_t seed);
+void banis_model_free(banis_model *m);
+// Everything a run must save to continue exactly (parameters, buffers, optimizer state, RNGs).
+void banis_model_checkpoint(banis_model *m, nn_checkpoint *c);
+
+// The composites (graphs built on the shared modules).
+tensor *banis_pioneer(banis_model *m, int x, tensor *z);           // D_X(G_X(z))
+tensor *banis_successor(banis_model *m, int x, tensor *src);       // S_X(src)
+tensor *banis_coordinator(banis_model *m, int x, tensor *src);     // C_X(src)
+tensor *banis_sample_z(banis_model *m, int n);                     // U(-1, 1)^(n, latent)
+
+// Losses of one training step (mean over the batch); NaN where a stage did not run.
+typedef struct {
+    double d_loss[2], g_loss[2];        // adversarial
+    double id_gen[2], id_real[2];       // identical: S_X vs generated / vs real
+    double pm[2];                       // pair-matched: C_X(src) vs src
+} banis_losses;
+
+// The stages of one training step, as in the reference code. a, b: (N, 1, 64, 64).
+int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l);
+int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss);
+int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss);
+// The whole step: Pioneers always; Successors and Coordinators after warm-up (step >= warmup).
+int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l);
+
+// ---- evaluation ----------------------------------------------------------------------------
+#define GMI_THRESHOLDS 3
+extern const double banis_gmi_thresholds[GMI_THRESHOLDS]; // 0.1, 0.2, 0.3
+
+typedef struct {
+    int pairs;
+    double gmi[GMI_THRESHOLDS];   // % of pairs whose reconstructions overlap with DSC < TS
+    double mean_dsc;
+    // ground truth (synthetic data only; NaN otherwise)
+    double membrane_dice, nuclei_dice; // reconstructions vs the true masks
+    double nuclei_in_cells;            // % of predicted nucleus pixels inside true cells, off walls
+} banis_eval;
+
+// Dice between binarised a_rec (at 0.6 max) and b_rec (at 0.3 max), after mapping to [0, 255].
+double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, uint8_t *mask_b);
+// GMI over the given pairs of the data set: a_rec = S_A(b), b_rec = S_B(a), in eval mode.
+int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out);
+// Writes the GMI table in Markdown.
+int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title);

@@ -1,0 +1,135 @@
+#include <stddef.h>
+#include "tensorboard.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "../tensor/error.h"
+
+struct tb_writer {
+    FILE *f;
+};
+
+uint32_t tb_crc32c(const uint8_t *p, size_t n) {
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint32_t masked(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
+
+static size_t put_varint(uint8_t *b, uint64_t v) {
+    size_t n = 0;
+    do {
+        b[n++] = (uint8_t)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+static double now(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+static int write_record(tb_writer *w, const uint8_t *data, size_t n) {
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)n >> (8 * i));
+    uint32_t c1 = masked(tb_crc32c(len, 8)), c2 = masked(tb_crc32c(data, n));
+    uint8_t b1[4], b2[4];
+    for (int i = 0; i < 4; i++) {
+        b1[i] = (uint8_t)(c1 >> (8 * i));
+        b2[i] = (uint8_t)(c2 >> (8 * i));
+    }
+    if (fwrite(len, 1, 8, w->f) != 8 || fwrite(b1, 1, 4, w->f) != 4 || fwrite(data, 1, n, w->f) != n ||
+        fwrite(b2, 1, 4, w->f) != 4) {
+        err_set("TensorBoard events: write failed: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+// Event { double wall_time = 1; int64 step = 2; string file_version = 3 | Summary summary = 5 }
+static size_t event_header(uint8_t *b, int64_t step) {
+    size_t n = 0;
+    double t = now();
+    b[n++] = 0x09;
+    memcpy(b + n, &t, 8);
+    n += 8;
+    b[n++] = 0x10;
+    n += put_varint(b + n, (uint64_t)step);
+    return n;
+}
+
+tb_writer *tb_open(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/events.out.tfevents.%ld.banis", dir, (long)now());
+    tb_writer *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->f = fopen(path, "ab");
+    if (!w->f) {
+        err_set("%s: cannot create: %s", path, strerror(errno));
+        free(w);
+        return NULL;
+    }
+    uint8_t b[64];
+    size_t n = event_header(b, 0);
+    const char *v = "brain.Event:2";
+    b[n++] = 0x1A;
+    b[n++] = (uint8_t)strlen(v);
+    memcpy(b + n, v, strlen(v));
+    n += strlen(v);
+    if (write_record(w, b, n)) {
+        tb_close(w);
+        return NULL;
+    }
+    return w;
+}
+
+int tb_scalar(tb_writer *w, const char *tag, float value, int64_t step) {
+    size_t tl = strlen(tag);
+    if (tl > 100) tl = 100;
+    // Summary.Value { string tag = 1; float simple_value = 2; }
+    uint8_t val[128];
+    size_t vn = 0;
+    val[vn++] = 0x0A;
+    val[vn++] = (uint8_t)tl;
+    memcpy(val + vn, tag, tl);
+    vn += tl;
+    val[vn++] = 0x15;
+    memcpy(val + vn, &value, 4);
+    vn += 4;
+    // Summary { repeated Value value = 1; }
+    uint8_t sum[160];
+    size_t sn = 0;
+    sum[sn++] = 0x0A;
+    sn += put_varint(sum + sn, vn);
+    memcpy(sum + sn, val, vn);
+    sn += vn;
+    uint8_t ev[256];
+    size_t en = event_header(ev, step);
+    ev[en++] = 0x2A;
+    en += put_varint(ev + en, sn);
+    memcpy(ev + en, sum, sn);
+    en += sn;
+    return write_record(w, ev, en);
+}
+
+int tb_flush(tb_writer *w) { return fflush(w->f); }
+
+void tb_close(tb_writer *w) {
+    if (!w) return;
+    fclose(w->f);
+    free(w);
+}

@@ -1,0 +1,12 @@
+// Scalar summaries in TensorBoard's event-file format (TFRecord framing of Event protocol
+// buffers), so `tensorboard --logdir RUN` shows the training curves. No TensorFlow needed.
+#pragma once
+#include <stdint.h>
+
+typedef struct tb_writer tb_writer;
+
+tb_writer *tb_open(const char *dir);  // creates DIR/events.out.tfevents.<time>.banis
+int tb_scalar(tb_writer *w, const char *tag, float value, int64_t step);
+int tb_flush(tb_writer *w);
+void tb_close(tb_writer *w);
+uint32_t tb_crc32c(const uint8_t *p, size_t n); // Castagnoli, as TFRecord uses
