@@ -26,6 +26,7 @@ typedef struct {
     char device[8];
     char out[1024];
     int log_every, sample_every, ckpt_every;
+    int64_t max_steps;
 } config;
 
 static volatile sig_atomic_t interrupted;
@@ -97,6 +98,8 @@ static int usage(int rc) {
         "  --device auto|cuda|cpu    auto: CUDA when a GPU is there, else the CPU\n"
         "  --out DIR                 run folder (default runs/banis)\n"
         "  --resume DIR              continue the run in DIR where it stopped\n"
+        "  --max-steps N             stop after N steps of this invocation (checkpoint saved;\n"
+        "                            --resume continues)\n"
         "  --log-every N --sample-every N --ckpt-every N\n"
         "Run folder: checkpoint_latest.safetensors (+ periodic), metrics.csv, TensorBoard events,\n"
         "samples/*.png, gmi.md. Ctrl-C saves a checkpoint and exits; --resume continues.\n");
@@ -264,7 +267,8 @@ int main(int argc, char **argv) {
         long n;
         double r;
         if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) { i++; continue; }
-        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every")) {
+        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every") &&
+            strcmp(a, "--max-steps")) {
             fprintf(stderr, "banis-train: %s cannot change a resumed run (its configuration is in the checkpoint)\n", a);
             return 2;
         }
@@ -277,6 +281,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--stage3")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.stage3_steps = n; }
         else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 2, 65536, &n)) return 2; c.sched.batch = (int)n; }
         else if (!strcmp(a, "--seed")) { if (parse_int(a, v, 0, 2147483647, &n)) return 2; c.seed = (uint64_t)n; }
+        else if (!strcmp(a, "--max-steps")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.max_steps = n; }
         else if (!strcmp(a, "--log-every")) { if (parse_int(a, v, 1, 1000000, &n)) return 2; c.log_every = (int)n; }
         else if (!strcmp(a, "--sample-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.sample_every = (int)n; }
         else if (!strcmp(a, "--ckpt-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.ckpt_every = (int)n; }
@@ -367,6 +372,14 @@ int main(int argc, char **argv) {
     int64_t step0 = step, last_logged = step;
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint_latest.safetensors", c.out);
     while (step < total) {
+        if (c.max_steps && step - step0 >= c.max_steps) {
+            printf("stopping after %" PRId64 " steps (--max-steps): saving %s\n", c.max_steps, ckpt_path);
+            if (save_checkpoint(m, &c, step, ckpt_path)) {
+                fprintf(stderr, "banis-train: %s\n", err_message());
+                rc = 1;
+            }
+            break;
+        }
         if (interrupted) {
             printf("\ninterrupted at step %" PRId64 ": saving %s\n", step, ckpt_path);
             rc = save_checkpoint(m, &c, step, ckpt_path) ? 1 : 130;

@@ -58,6 +58,10 @@ static int check_conv(const char *who, tensor *x, tensor *w, tensor *bias, const
     return 0;
 }
 
+static int64_t conv_flops(const conv_geometry *g) {
+    return 2 * g->N * g->K * g->C * g->R * g->S * g->OH * g->OW;
+}
+
 static tensor *add_bias(tensor *y, tensor *bias) {
     if (!bias || !y) return y;
     if (bias->ndim != 1 || bias->shape[0] != y->shape[1]) {
@@ -73,6 +77,7 @@ static int conv2d_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *x = n->inputs[0], *w = n->inputs[1];
     g = op_contiguous(g);
     if (!g) return -1;
+    op_flops_add(conv_flops(geo) * (x->requires_grad + w->requires_grad));
     if (x->requires_grad) {
         gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
         if (!gin[0] || tensor_backend(x)->conv2d_backward_input(geo, g, op_contiguous(w), gin[0]))
@@ -106,6 +111,7 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
     tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
     tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.K, g.OH, g.OW), tensor_device(x));
     if (!xc || !wc || !y) return NULL;
+    op_flops_add(conv_flops(&g));
     if (tensor_backend(x)->conv2d_forward(&g, xc, wc, y)) {
         err_prefix("conv2d: ");
         return NULL;
@@ -123,6 +129,7 @@ static int conv_transpose2d_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *x = n->inputs[0], *w = n->inputs[1];
     g = op_contiguous(g);
     if (!g) return -1;
+    op_flops_add(conv_flops(geo) * (x->requires_grad + w->requires_grad));
     if (x->requires_grad) {
         gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
         if (!gin[0] || tensor_backend(x)->conv2d_forward(geo, g, op_contiguous(w), gin[0]))
@@ -156,6 +163,7 @@ tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_op
     tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
     tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.C, OH, OW), tensor_device(x));
     if (!xc || !wc || !y) return NULL;
+    op_flops_add(conv_flops(&g));
     if (tensor_backend(x)->conv2d_backward_input(&g, xc, wc, y)) {
         err_prefix("conv_transpose2d: ");
         return NULL;

@@ -34,6 +34,7 @@ static tensor *matmul_raw(tensor *a, tensor *b) {
         .b_batch_stride = b->ndim == 3 ? b->strides[0] : 0,
         .b_row_stride = b->strides[bo], .b_col_stride = b->strides[bo + 1],
     };
+    op_flops_add(2 * batch * M * N * K);
     if (tensor_backend(a)->gemm(&g)) {
         err_prefix("matmul: ");
         return NULL;
@@ -67,3 +68,8 @@ tensor *op_matmul(tensor *a, tensor *b) {
     if (c && ag_record(c, "matmul", matmul_backward, 2, in, NULL, 0)) return NULL;
     return c;
 }
+
+static _Atomic int64_t flops;
+int64_t op_flops(void) { return flops; }
+void op_flops_reset(void) { flops = 0; }
+void op_flops_add(int64_t n) { flops += n; }

@@ -105,6 +105,13 @@ tensor *op_dropout(tensor *x, double p, bool training, rng *r);
 // Applies an activation (the fused one's unfused form).
 tensor *op_activation_apply(tensor *x, op_activation act, double slope);
 
+// ---- accounting (for benchmarks) -----------------------------------------------------
+// Floating-point operations issued by matmul and the convolutions (forward and backward)
+// since the last reset; multiply-add = 2.
+int64_t op_flops(void);
+void op_flops_reset(void);
+void op_flops_add(int64_t n);
+
 // ---- losses (means over all elements) ----------------------------------------------------
 // Binary cross-entropy on probabilities, clamped to [1e-7, 1 - 1e-7] as Keras does.
 tensor *op_bce(tensor *p, tensor *target);

@@ -11,7 +11,7 @@
 #include "error.h"
 
 static _Atomic int64_t live_tensors;
-static _Atomic int64_t live_storage_bytes;
+static _Atomic int64_t live_storage_bytes, peak_storage_bytes;
 
 size_t tensor_dtype_size(tensor_dtype dt) { return dt == TENSOR_F64 ? 8 : 4; }
 const char *tensor_dtype_name(tensor_dtype dt) { return dt == TENSOR_F64 ? "float64" : "float32"; }
@@ -20,6 +20,8 @@ device_type tensor_device(const tensor *t) { return t->storage->backend->device;
 const backend *tensor_backend(const tensor *t) { return t->storage->backend; }
 int64_t tensor_live_count(void) { return live_tensors; }
 int64_t tensor_storage_live_bytes(void) { return live_storage_bytes; }
+int64_t tensor_storage_peak_bytes(void) { return peak_storage_bytes; }
+void tensor_storage_reset_peak(void) { peak_storage_bytes = live_storage_bytes; }
 
 // ---------------------------------------------------------------- scopes
 typedef struct {
@@ -97,7 +99,8 @@ tensor_storage *tensor_storage_new(const backend *be, size_t nbytes) {
         free(st);
         return NULL; // the backend named the size and the device
     }
-    live_storage_bytes += (int64_t)nbytes;
+    int64_t now = live_storage_bytes += (int64_t)nbytes;
+    if (now > peak_storage_bytes) peak_storage_bytes = now;
     return st;
 }
 

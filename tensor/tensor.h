@@ -112,3 +112,5 @@ void tensor_storage_release(tensor_storage *st);
 // Live counts, for leak tests.
 int64_t tensor_live_count(void);
 int64_t tensor_storage_live_bytes(void);
+int64_t tensor_storage_peak_bytes(void); // high-water mark since the last reset
+void tensor_storage_reset_peak(void);

@@ -1,0 +1,214 @@
+// BANIS's training stages: each updates exactly the parameters it should, and computes its
+// loss as an independent computation on the same batch does. Also the GMI on hand-made pairs.
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../banis/model.h"
+#include "../tensor/error.h"
+
+static banis_model *tiny_model(double lr_d) {
+    banis_arch a = banis_arch_paper();
+    a.width = 0.0625;
+    a.latent = 8;
+    banis_schedule s = banis_schedule_paper();
+    s.lr_d[0] = s.lr_d[1] = lr_d;
+    s.lr_g[0] = s.lr_g[1] = 1e-2;
+    s.lr_sc = 1e-2;
+    s.warmup_steps = 0;
+    banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 5);
+    ck_assert_msg(m != NULL, "%s", err_message());
+    return m;
+}
+
+// A copy of every network's flat parameter buffer.
+typedef struct {
+    float *v[6];
+    size_t n[6];
+} snapshot;
+
+static nn_module *net(banis_model *m, int i) {
+    nn_module *nets[6] = {m->gen[0], m->gen[1], m->disc[0], m->disc[1], m->enc[0], m->enc[1]};
+    return nets[i];
+}
+
+static void take(banis_model *m, snapshot *s) {
+    for (int i = 0; i < 6; i++) {
+        tensor_storage *st = net(m, i)->flat_params;
+        s->n[i] = st->nbytes;
+        s->v[i] = malloc(st->nbytes);
+        memcpy(s->v[i], st->data, st->nbytes);
+    }
+}
+
+// Which networks changed: bit i for gen_a, gen_b, disc_a, disc_b, enc_a, enc_b.
+static int changed(banis_model *m, snapshot *s) {
+    int bits = 0;
+    for (int i = 0; i < 6; i++) {
+        if (memcmp(s->v[i], net(m, i)->flat_params->data, s->n[i])) bits |= 1 << i;
+        free(s->v[i]);
+    }
+    return bits;
+}
+
+enum { GA = 1, GB = 2, DA = 4, DB = 8, EA = 16, EB = 32 };
+
+static void batch(tensor **a, tensor **b) {
+    synth_config c = synth_defaults();
+    banis_dataset *d = banis_synthetic(&c, 6, 3);
+    int idx[6] = {0, 1, 2, 3, 4, 5};
+    ck_assert_int_eq(banis_batch(d, idx, 6, TENSOR_F32, DEVICE_CPU, a, b), 0);
+    banis_dataset_free(d);
+}
+
+START_TEST(test_stages_update_exactly_their_parameters) {
+    tensor_scope_begin();
+    tensor *a, *b;
+    batch(&a, &b);
+    banis_losses l;
+    snapshot s;
+    // Pioneer A with D's rate 0: its G step must leave D alone (frozen), and only G_A moves
+    banis_model *m = tiny_model(0.0);
+    take(m, &s);
+    tensor *gen;
+    ck_assert_int_eq(banis_pioneer_step(m, DOMAIN_A, a, &gen, &l), 0);
+    ck_assert_int_eq(changed(m, &s), GA);
+    // with a rate, D_A moves too, and nothing of domain B
+    banis_model_free(m);
+    m = tiny_model(1e-2);
+    take(m, &s);
+    ck_assert_int_eq(banis_pioneer_step(m, DOMAIN_A, a, &gen, &l), 0);
+    ck_assert_int_eq(changed(m, &s), GA | DA);
+    // Successor A (B -> A): E_A and G_A
+    double loss;
+    take(m, &s);
+    ck_assert_int_eq(banis_successor_step(m, DOMAIN_A, b, a, &loss), 0);
+    ck_assert_int_eq(changed(m, &s), EA | GA);
+    // Successor B (A -> B): E_B and G_B
+    take(m, &s);
+    ck_assert_int_eq(banis_successor_step(m, DOMAIN_B, a, b, &loss), 0);
+    ck_assert_int_eq(changed(m, &s), EB | GB);
+    // Coordinator A (B -> B): all four of E_A, G_A, E_B, G_B; no discriminator
+    take(m, &s);
+    ck_assert_int_eq(banis_coordinator_step(m, DOMAIN_A, b, &loss), 0);
+    ck_assert_int_eq(changed(m, &s), EA | GA | EB | GB);
+    // a whole step after warm-up touches everything
+    take(m, &s);
+    ck_assert_int_eq(banis_train_step(m, 0, a, b, &l), 0);
+    ck_assert_int_eq(changed(m, &s), GA | GB | DA | DB | EA | EB);
+    ck_assert(isfinite(l.pm[0]) && isfinite(l.id_gen[1]) && isfinite(l.d_loss[1]));
+    banis_model_free(m);
+    tensor_scope_end();
+}
+END_TEST
+
+static double mse_host(const tensor *x, const tensor *y) {
+    int64_t n = tensor_numel(x);
+    double *u = malloc(sizeof(double) * (size_t)n), *v = malloc(sizeof(double) * (size_t)n), s = 0;
+    tensor_to_doubles(x, u);
+    tensor_to_doubles(y, v);
+    for (int64_t i = 0; i < n; i++) s += (u[i] - v[i]) * (u[i] - v[i]);
+    free(u);
+    free(v);
+    return s / (double)n;
+}
+
+START_TEST(test_stage_losses_match_independent_computation) {
+    tensor_scope_begin();
+    tensor *a, *b;
+    batch(&a, &b);
+    banis_model *m = tiny_model(1e-2);
+    // Successor: the loss reported is MSE(G_A(E_A(b)), a) on the model before its update.
+    // The networks have no dropout, so a forward pass now sees what the step will see; the
+    // running statistics it updates do not affect training-mode outputs.
+    bool prev = ag_set_grad_enabled(false);
+    double want = mse_host(nn_forward(m->gen[0], nn_forward(m->enc[0], b)), a);
+    double want_c = mse_host(nn_forward(m->gen[1], nn_forward(m->enc[1], nn_forward(m->gen[0], nn_forward(m->enc[0], b)))), b);
+    ag_set_grad_enabled(prev);
+    double got;
+    ck_assert_int_eq(banis_successor_step(m, DOMAIN_A, b, a, &got), 0);
+    ck_assert_double_eq_tol(got, want, 1e-5 * want);
+    // the step lowered it
+    prev = ag_set_grad_enabled(false);
+    double after = mse_host(nn_forward(m->gen[0], nn_forward(m->enc[0], b)), a);
+    ag_set_grad_enabled(prev);
+    ck_assert_double_lt(after, want);
+    // Coordinator: MSE(S_B(S_A(b)), b), computed before the Successor step changed S_A
+    banis_model_free(m);
+    m = tiny_model(1e-2);
+    ck_assert_int_eq(banis_coordinator_step(m, DOMAIN_A, b, &got), 0);
+    ck_assert_double_eq_tol(got, want_c, 1e-5 * want_c);
+    // Pioneer: the D loss is BCE over [real; G(z)] with labels [1; 0]; replay the same z and
+    // dropout masks from saved RNG states and compute the cross-entropy by hand
+    banis_model_free(m);
+    m = tiny_model(1e-2);
+    rng noise = m->noise_rng, drop = m->dropout_rng;
+    prev = ag_set_grad_enabled(false);
+    tensor *z = banis_sample_z(m, 6);
+    nn_set_training(m->gen[0], false);
+    tensor *gen = nn_forward(m->gen[0], z);
+    nn_set_training(m->gen[0], true);
+    tensor *pred = nn_forward(m->disc[0], op_concat(2, (tensor *[]){a, gen}, 0));
+    ag_set_grad_enabled(prev);
+    double p[12], bce = 0;
+    tensor_to_doubles(pred, p);
+    for (int i = 0; i < 12; i++) {
+        double q = fmin(fmax(p[i], 1e-7), 1 - 1e-7);
+        bce += i < 6 ? -log(q + 1e-7) : -log(1 - q + 1e-7);
+    }
+    bce /= 12;
+    m->noise_rng = noise;
+    m->dropout_rng = drop;
+    banis_losses l;
+    ck_assert_int_eq(banis_pioneer_step(m, DOMAIN_A, a, &gen, &l), 0);
+    ck_assert_double_eq_tol(l.d_loss[0], bce, 1e-5);
+    banis_model_free(m);
+    tensor_scope_end();
+}
+END_TEST
+
+START_TEST(test_gmi_on_hand_made_pairs) {
+    // A ring (membrane) and a dot inside it (nucleus): no overlap, DSC 0. The same disc in
+    // both: DSC 1.
+    static float ring[BANIS_PIXELS], dot[BANIS_PIXELS], disc[BANIS_PIXELS];
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++) {
+            double r = hypot(x - 32, y - 32);
+            ring[y * 64 + x] = fabs(r - 20) < 2 ? 1 : -1;
+            dot[y * 64 + x] = r < 5 ? 1 : -1;
+            disc[y * 64 + x] = r < 10 ? 1 : -1;
+        }
+    uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
+    ck_assert_double_eq(banis_pair_dsc(ring, dot, ma, mb), 0);
+    ck_assert_double_eq(banis_pair_dsc(disc, disc, ma, mb), 1);
+    // half of the dot on the ring: 2|A n B| / (|A| + |B|) by counting
+    static float dot2[BANIS_PIXELS];
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++) dot2[y * 64 + x] = hypot(x - 52, y - 32) < 3 ? 1 : -1;
+    double dsc = banis_pair_dsc(ring, dot2, ma, mb);
+    long inter = 0, sa = 0, sb = 0;
+    for (int i = 0; i < BANIS_PIXELS; i++) {
+        inter += ring[i] > 0 && dot2[i] > 0;
+        sa += ring[i] > 0;
+        sb += dot2[i] > 0;
+    }
+    ck_assert_double_eq_tol(dsc, 2.0 * inter / (sa + sb), 1e-12);
+    ck_assert_double_gt(dsc, 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("banis");
+    TCase *tc = tcase_create("banis");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_stages_update_exactly_their_parameters);
+    tcase_add_test(tc, test_stage_losses_match_independent_computation);
+    tcase_add_test(tc, test_gmi_on_hand_made_pairs);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
