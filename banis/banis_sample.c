@@ -1,0 +1,181 @@
+// banis-sample: synthesises new membrane/nuclei pairs from a trained BANIS checkpoint
+// (the same z through G_A and G_B), and translates images of one channel into the other
+// through the Successors.
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../tensor/error.h"
+#include "model.h"
+
+static int usage(int rc) {
+    fprintf(rc ? stderr : stdout,
+            "usage: banis-sample --ckpt FILE --out DIR [--n N] [--seed S] [--from a|b IMAGES_DIR]\n"
+            "  --n N             new pairs to synthesise (default 16): z ~ U(-1,1) through G_A and G_B\n"
+            "  --from a DIR      translate membrane images (PNG/TIFF) to nuclei: B = S_B(a)\n"
+            "  --from b DIR      translate nuclei images to membranes: A = S_A(b)\n"
+            "Writes DIR/pairs.png (A | B | overlay), DIR/pair_NNNN.png, DIR/translated.png.\n");
+    return rc;
+}
+
+static int load_model(const char *path, banis_model **out) {
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    const char *w = st_meta_get(f, "config.width"), *lat = st_meta_get(f, "config.latent");
+    if (!w || !lat) {
+        err_set("%s: not a banis-train checkpoint (no config.width / config.latent)", path);
+        st_close(f);
+        return -1;
+    }
+    banis_arch a = banis_arch_paper();
+    a.width = atof(w);
+    a.latent = atoi(lat);
+    st_close(f);
+    banis_schedule s = banis_schedule_paper();
+    banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 0);
+    if (!m) return -1;
+    nn_checkpoint ck = {0};
+    nn_ckpt_add_module(&ck, "", m->root); // weights and batch-norm statistics
+    int rc = nn_ckpt_load(&ck, path, NULL);
+    nn_ckpt_free(&ck);
+    if (rc) {
+        banis_model_free(m);
+        return -1;
+    }
+    nn_set_training(m->root, false);
+    *out = m;
+    return 0;
+}
+
+// One image as a 64x64 tile in [-1, 1]: shrunk (Lanczos) to fit, padded, scaled by its max.
+static int to_tile(const char *path, float *tile) {
+    image **pages;
+    int n = image_read(path, &pages);
+    if (n < 0) return -1;
+    image *g = image_grayscale(pages[0]);
+    image_free_pages(pages, n);
+    if (!g) return -1;
+    if (g->w > BANIS_SIDE || g->h > BANIS_SIDE) {
+        double s = (double)BANIS_SIDE / (g->w > g->h ? g->w : g->h);
+        int w = (int)(g->w * s), h = (int)(g->h * s);
+        image *r = image_resize_lanczos(g, w < 1 ? 1 : w, h < 1 ? 1 : h);
+        image_free(g);
+        if (!r) return -1;
+        g = r;
+    }
+    float m = image_max(g);
+    prepare_pad(g, tile);
+    for (int i = 0; i < BANIS_PIXELS; i++) tile[i] = m > 0 ? (tile[i] - m / 2) / (m / 2) : -1;
+    image_free(g);
+    return 0;
+}
+
+static int translate(banis_model *m, char from, const char *dir, const char *out) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        err_set("%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int n = 0, cap = 64;
+    float *src = malloc(sizeof(float) * BANIS_PIXELS * (size_t)cap);
+    struct dirent *e;
+    char path[4096];
+    int rc = 0;
+    while ((e = readdir(d)) && !rc) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (e->d_name[0] == '.' || !dot || (strcasecmp(dot, ".png") && strcasecmp(dot, ".tif") && strcasecmp(dot, ".tiff")))
+            continue;
+        if (n == cap) src = realloc(src, sizeof(float) * BANIS_PIXELS * (size_t)(cap *= 2));
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        rc = to_tile(path, src + (size_t)n * BANIS_PIXELS);
+        n++;
+    }
+    closedir(d);
+    if (!rc && n == 0) {
+        err_set("%s: no PNG or TIFF images", dir);
+        rc = -1;
+    }
+    float *dst = rc ? NULL : malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
+    if (!rc) {
+        tensor_scope_begin();
+        bool prev = ag_set_grad_enabled(false);
+        tensor *x = tensor_from_host(TENSOR_F32, SHAPE(n, 1, BANIS_SIDE, BANIS_SIDE), src, DEVICE_CPU);
+        // a -> S_B(a) is nuclei; b -> S_A(b) is membrane
+        tensor *y = banis_successor(m, from == 'a' ? DOMAIN_B : DOMAIN_A, x);
+        rc = !y || tensor_to_host(y, dst);
+        ag_set_grad_enabled(prev);
+        tensor_scope_end();
+    }
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/translated.png", out);
+        rc = from == 'a' ? banis_write_pairs_png(path, src, dst, n, 2) : banis_write_pairs_png(path, dst, src, n, 2);
+        if (!rc) printf("translated %d %s images -> %s\n", n, from == 'a' ? "membrane" : "nuclei", path);
+    }
+    free(src);
+    free(dst);
+    return rc ? -1 : 0;
+}
+
+int main(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *from_dir = NULL;
+    char from = 0;
+    int n = 16;
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(0);
+        if (i + 1 >= argc) return usage(2);
+        if (!strcmp(a, "--ckpt")) ckpt = argv[++i];
+        else if (!strcmp(a, "--out")) out = argv[++i];
+        else if (!strcmp(a, "--n")) {
+            n = atoi(argv[++i]);
+            if (n < 1 || n > 100000) { fprintf(stderr, "banis-sample: --n must be 1..100000\n"); return 2; }
+        } else if (!strcmp(a, "--seed")) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--from") && i + 2 < argc) {
+            from = argv[++i][0];
+            from_dir = argv[++i];
+            if ((from != 'a' && from != 'b') || argv[i - 1][1]) { fprintf(stderr, "banis-sample: --from takes a or b\n"); return 2; }
+        } else return usage(2);
+    }
+    if (!ckpt || !out) return usage(2);
+    if (mkdir(out, 0755) && errno != EEXIST) {
+        fprintf(stderr, "banis-sample: cannot create %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    banis_model *m;
+    if (load_model(ckpt, &m)) {
+        fprintf(stderr, "banis-sample: %s\n", err_message());
+        return 1;
+    }
+    rng r;
+    rng_init(&r, seed);
+    float *a = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n), *b = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
+    int rc = 0;
+    bool prev = ag_set_grad_enabled(false);
+    for (int at = 0; at < n && !rc; at += 64) {
+        int k = n - at < 64 ? n - at : 64;
+        tensor_scope_begin();
+        tensor *z = tensor_rand_uniform(&r, TENSOR_F32, SHAPE(k, m->arch.latent), -1, 1, DEVICE_CPU);
+        tensor *ga = nn_forward(m->gen[DOMAIN_A], z), *gb = nn_forward(m->gen[DOMAIN_B], z);
+        rc = !ga || !gb || tensor_to_host(ga, a + (size_t)at * BANIS_PIXELS) || tensor_to_host(gb, b + (size_t)at * BANIS_PIXELS);
+        tensor_scope_end();
+    }
+    ag_set_grad_enabled(prev);
+    char path[4096];
+    for (int i = 0; i < n && !rc; i++) {
+        snprintf(path, sizeof path, "%s/pair_%04d.png", out, i);
+        rc = banis_write_pairs_png(path, a + (size_t)i * BANIS_PIXELS, b + (size_t)i * BANIS_PIXELS, 1, 1);
+    }
+    snprintf(path, sizeof path, "%s/pairs.png", out);
+    if (!rc) rc = banis_write_pairs_png(path, a, b, n < 64 ? n : 64, 4);
+    if (!rc) printf("synthesised %d pairs -> %s (A | B | overlay: membrane magenta, nuclei green)\n", n, path);
+    if (!rc && from) rc = translate(m, from, from_dir, out);
+    if (rc) fprintf(stderr, "banis-sample: %s\n", err_message());
+    free(a);
+    free(b);
+    banis_model_free(m);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,92 @@
+// banis-bench: time of one BANIS training step at the paper's sizes (batch 128, full width),
+// warm-up (Pioneers only) and full (Pioneers + Successors + Coordinators), with the FLOPs
+// issued by matmul and convolutions, peak tensor memory, and the projected time of the
+// paper's 40,000-step schedule (17,000 warm-up + 23,000 full).
+// Usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../banis/model.h"
+#include "../ops/backend.h"
+#include "../tensor/error.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    int batch = 128, reps = 2;
+    double width = 1.0;
+    device_type dev = DEVICE_CPU;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) goto usage;
+        if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--width")) width = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--device")) dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
+        else goto usage;
+    }
+    if (batch < 2 || reps < 1 || width <= 0) goto usage;
+    if (dev == DEVICE_CUDA && !backend_for(DEVICE_CUDA)) {
+        fprintf(stderr, "banis-bench: %s\n", err_message());
+        return 1;
+    }
+    banis_arch a = banis_arch_paper();
+    a.width = width;
+    banis_schedule s = banis_schedule_paper();
+    s.batch = batch;
+    banis_model *m = banis_model_new(&a, &s, TENSOR_F32, dev, 1);
+    if (!m) {
+        fprintf(stderr, "banis-bench: %s\n", err_message());
+        return 1;
+    }
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, batch, 1);
+    int *idx = malloc(sizeof(int) * (size_t)batch);
+    for (int i = 0; i < batch; i++) idx[i] = i;
+    tensor *ta, *tb;
+    if (banis_batch(d, idx, batch, TENSOR_F32, dev, &ta, &tb)) return 1;
+    printf("BANIS step benchmark on %s: batch %d, width %.3g (%lld parameters), %d timed reps after 1 warm-up rep\n",
+           device_name(dev), batch, width, (long long)nn_count_parameters(m->root), reps);
+    double ms[2], tflops[2];
+    int64_t peak = 0;
+    for (int full = 0; full < 2; full++) {
+        int64_t step = full ? s.warmup_steps : 0;
+        banis_losses l;
+        if (banis_train_step(m, step, ta, tb, &l)) { // untimed warm-up rep (allocator, caches)
+            fprintf(stderr, "banis-bench: %s\n", err_message());
+            return 1;
+        }
+        tensor_storage_reset_peak();
+        op_flops_reset();
+        double t0 = now();
+        for (int r = 0; r < reps; r++)
+            if (banis_train_step(m, step, ta, tb, &l)) {
+                fprintf(stderr, "banis-bench: %s\n", err_message());
+                return 1;
+            }
+        tensor_backend(ta)->synchronize();
+        double t = (now() - t0) / reps;
+        ms[full] = 1e3 * t;
+        tflops[full] = (double)op_flops() / reps / t / 1e12;
+        int64_t p = tensor_storage_peak_bytes();
+        peak = p > peak ? p : peak;
+        printf("%-10s step: %9.1f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n", full ? "full" : "warm-up", ms[full],
+               tflops[full], (double)op_flops() / reps / 1e9);
+    }
+    double projected = (17000 * ms[0] + 23000 * ms[1]) / 1e3;
+    printf("peak tensor memory: %.1f MiB\n", (double)peak / (1 << 20));
+    printf("projected paper schedule (17,000 warm-up + 23,000 full steps): %.1f h (paper: ~12.3 h on a GP104)\n",
+           projected / 3600);
+    free(idx);
+    banis_dataset_free(d);
+    banis_model_free(m);
+    return 0;
+usage:
+    fprintf(stderr, "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]\n");
+    return 2;
+}
