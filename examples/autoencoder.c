@@ -1,0 +1,106 @@
+// A new model written against nn/: a small convolutional autoencoder that learns to
+// reconstruct the synthetic membrane images. The whole recipe of a model is here:
+// build modules, pack them, make an optimizer, loop (forward, loss, backward, step), save.
+// Usage: autoencoder [--steps N] [--out FILE.safetensors]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../banis/data.h"
+#include "../nn/checkpoint.h"
+#include "../nn/nn.h"
+#include "../tensor/error.h"
+
+int main(int argc, char **argv) {
+    int steps = 150;
+    const char *out = "autoencoder.safetensors";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+    }
+    // 1. a context says the dtype, the device and where initial weights come from
+    rng init, data_rng;
+    rng_init(&init, 1);
+    rng_init(&data_rng, 2);
+    nn_ctx c = {.dtype = TENSOR_F32, .device = DEVICE_CPU, .init_rng = &init};
+
+    // 2. modules: (N, 1, 64, 64) -> (N, 32) -> (N, 1, 64, 64)
+    nn_module *encoder = nn_sequential(8, (nn_module *[]){
+        nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2),    // 32x32
+        nn_conv2d(&c, 8, 16, 5, 2, NN_PAD_SAME, false), nn_batch_norm(&c, 16, 0.9, 1e-3),
+        nn_leaky_relu(0.2),                                                  // 16x16
+        nn_flatten(), nn_linear(&c, 16 * 16 * 16, 32, true), nn_tanh()});
+    nn_module *decoder = nn_sequential(7, (nn_module *[]){
+        nn_linear(&c, 32, 16 * 16 * 16, true), nn_reshape(SHAPE(16, 16, 16)), nn_leaky_relu(0.2),
+        nn_conv_transpose2d(&c, 16, 8, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2),   // 32x32
+        nn_conv_transpose2d(&c, 8, 1, 5, 2, NN_PAD_SAME, true), nn_tanh()});          // 64x64
+    nn_module *model = nn_container("Autoencoder");
+    nn_add_child(model, "encoder", encoder);
+    nn_add_child(model, "decoder", decoder);
+    if (nn_pack(model)) { // all parameters in one flat buffer: one optimizer launch per step
+        fprintf(stderr, "autoencoder: %s\n", err_message());
+        return 1;
+    }
+
+    // 3. an optimizer over the parameters (any list, from any modules)
+    nn_tensor_list params = {0};
+    nn_collect(model, "", true, false, &params);
+    nn_optimizer *adam = nn_optimizer_new("adam", nn_adam(2e-3, 0.9, 0.999, 1e-7), &params);
+    nn_list_free(&params);
+
+    // 4. data: the synthetic membranes (channel A)
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 512, 3);
+    banis_split split = banis_split_make(d->n, 0.1, 3);
+    banis_sampler sampler;
+    banis_sampler_init(&sampler, split.train, split.n_train, 4);
+    printf("autoencoder: %lld parameters, %d training images\n", (long long)nn_count_parameters(model), split.n_train);
+
+    // 5. the loop: a scope frees each step's graph and temporaries when it ends
+    int idx[32];
+    double first = 0, last = 0;
+    for (int step = 1; step <= steps; step++) {
+        tensor_scope_begin();
+        tensor *a, *b;
+        banis_sampler_next(&sampler, 32, idx);
+        banis_batch(d, idx, 32, TENSOR_F32, DEVICE_CPU, &a, &b);
+        nn_optimizer_zero_grad(adam);
+        tensor *loss = nn_mse_loss(nn_forward(decoder, nn_forward(encoder, a)), a);
+        if (!loss || ag_backward(loss, NULL) || nn_optimizer_step(adam)) {
+            fprintf(stderr, "autoencoder: step %d: %s\n", step, err_message());
+            return 1;
+        }
+        last = tensor_item(loss);
+        if (step == 1) first = last;
+        if (step % 10 == 0 || step == 1) printf("step %4d  loss %.4f\n", step, last);
+        tensor_scope_end();
+    }
+
+    // 6. evaluate on held-out images, in inference mode, without a graph
+    nn_set_training(model, false);
+    bool prev = ag_set_grad_enabled(false);
+    tensor_scope_begin();
+    tensor *a, *b;
+    banis_batch(d, split.test, split.n_test, TENSOR_F32, DEVICE_CPU, &a, &b);
+    double test = tensor_item(nn_mse_loss(nn_forward(decoder, nn_forward(encoder, a)), a));
+    tensor_scope_end();
+    ag_set_grad_enabled(prev);
+    printf("loss %.4f -> %.4f (train), %.4f on %d test images\n", first, last, test, split.n_test);
+
+    // 7. save: a safetensors file any safetensors reader opens
+    nn_checkpoint ck = {0};
+    nn_ckpt_add_module(&ck, "", model);
+    nn_ckpt_add_optimizer(&ck, adam);
+    if (nn_ckpt_save(&ck, out)) {
+        fprintf(stderr, "autoencoder: %s\n", err_message());
+        return 1;
+    }
+    printf("saved %s\n", out);
+    nn_ckpt_free(&ck);
+    nn_optimizer_free(adam);
+    nn_free(model);
+    banis_sampler_free(&sampler);
+    banis_split_free(&split);
+    banis_dataset_free(d);
+    return last < first ? 0 : 1;
+}
