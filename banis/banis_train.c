@@ -32,6 +32,19 @@ typedef struct {
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int s) { (void)s; interrupted = 1; }
 
+// mkdir -p
+static int make_dirs(const char *path) {
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -326,7 +339,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     char path[4096], samples[2048];
-    if (mkdir(c.out, 0755) && errno != EEXIST) {
+    if (make_dirs(c.out)) {
         fprintf(stderr, "banis-train: cannot create %s: %s\n", c.out, strerror(errno));
         return 1;
     }
