@@ -45,7 +45,19 @@ typedef struct backend {
     int (*synchronize)(void);
 } backend;
 
+// Every elementwise call goes through here: it dispatches to the tensors' backend, and first
+// shows the program to the observer if one is set (tools/nvrtc-check records what the library
+// generates this way).
+int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+typedef void (*ew_observer_fn)(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+void backend_set_ew_observer(ew_observer_fn fn);
+
 const backend *backend_cpu(void);
 // The CUDA backend, or NULL with err_message() saying why (not built, no driver, no GPU).
 const backend *backend_cuda(void);
 const backend *backend_for(device_type dev);
+// TF32 tensor cores for float32 matmul and convolutions (PyTorch's allow_tf32); on by
+// default, BANIS_ALLOW_TF32=0 or this call turns it off for exact FP32.
+void backend_cuda_allow_tf32(bool allow);
+// Bytes held by tensors and kept in the allocator's cache.
+void backend_cuda_memory(size_t *in_use, size_t *cached);

@@ -65,7 +65,7 @@ static tensor *run_program(const char *who, const ew_program *p, int n, tensor *
         if (!views[i]) return NULL;
     }
     tensor *outs[1] = {out};
-    if (tensor_backend(out)->elementwise(p, outs, views)) {
+    if (backend_elementwise(p, outs, views)) {
         err_prefix("%s: ", who);
         return NULL;
     }
@@ -139,7 +139,7 @@ int op_ew_into(const ew_program *p, int n_outputs, tensor *const *outs, int n_in
         views[i] = tensor_view_expand(inputs[i], outs[0]->ndim, outs[0]->shape);
         if (!views[i]) rc = -1;
     }
-    if (!rc) rc = tensor_backend(outs[0])->elementwise(p, outs, views);
+    if (!rc) rc = backend_elementwise(p, outs, views);
     tensor_scope_end();
     return rc;
 }

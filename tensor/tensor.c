@@ -300,7 +300,7 @@ static int elementwise_copy(tensor *dst, const tensor *src) {
     ew_output(&p, ew_input(&p, 0));
     const tensor *ins[1] = {src};
     tensor *outs[1] = {dst};
-    return tensor_backend(dst)->elementwise(&p, outs, ins);
+    return backend_elementwise(&p, outs, ins);
 }
 
 int tensor_copy_(tensor *dst, const tensor *src) {
@@ -325,7 +325,7 @@ int tensor_fill_(tensor *t, double value) {
     ew_init(&p, 0);
     ew_output(&p, ew_const(&p, value));
     tensor *outs[1] = {t};
-    return tensor_backend(t)->elementwise(&p, outs, NULL);
+    return backend_elementwise(&p, outs, NULL);
 }
 
 tensor *tensor_clone(const tensor *t) {

@@ -8,3 +8,6 @@ const backend *backend_cuda(void) {
             "rebuild with -Dcuda=enabled)");
     return NULL;
 }
+
+void backend_cuda_allow_tf32(bool allow) { (void)allow; }
+void backend_cuda_memory(size_t *in_use, size_t *cached) { *in_use = *cached = 0; }

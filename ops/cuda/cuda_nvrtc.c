@@ -1,0 +1,142 @@
+#include "cuda_nvrtc.h"
+
+#include <errno.h>
+#include <nvrtc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../tensor/error.h"
+
+static int n_compiled, n_disk_hits;
+
+void cuda_nvrtc_stats(int *compiled, int *disk_hits) {
+    *compiled = n_compiled;
+    *disk_hits = n_disk_hits;
+}
+
+int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin, size_t *size) {
+    nvrtcProgram prog;
+    nvrtcResult r = nvrtcCreateProgram(&prog, src, what, 0, NULL, NULL);
+    if (r != NVRTC_SUCCESS) {
+        err_set("NVRTC: creating %s: %s", what, nvrtcGetErrorString(r));
+        return -1;
+    }
+    char arch_opt[64];
+    snprintf(arch_opt, sizeof arch_opt, "--gpu-architecture=sm_%d", arch);
+    const char *opts[] = {arch_opt, "--std=c++17", "-default-device"};
+    r = nvrtcCompileProgram(prog, 3, opts);
+    n_compiled++;
+    if (r != NVRTC_SUCCESS) {
+        size_t log_size = 0;
+        nvrtcGetProgramLogSize(prog, &log_size);
+        char *log = malloc(log_size + 1);
+        if (log) {
+            nvrtcGetProgramLog(prog, log);
+            log[log_size] = 0;
+        }
+        err_set("NVRTC: compiling kernel %s for sm_%d failed: %s\n%s", what, arch, nvrtcGetErrorString(r),
+                log ? log : "");
+        free(log);
+        nvrtcDestroyProgram(&prog);
+        return -1;
+    }
+    r = nvrtcGetCUBINSize(prog, size);
+    *cubin = r == NVRTC_SUCCESS ? malloc(*size) : NULL;
+    if (!*cubin || nvrtcGetCUBIN(prog, *cubin) != NVRTC_SUCCESS) {
+        err_set("NVRTC: no cubin for %s (sm_%d)", what, arch);
+        free(*cubin);
+        nvrtcDestroyProgram(&prog);
+        return -1;
+    }
+    nvrtcDestroyProgram(&prog);
+    return 0;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+// The cache folder, created on first use; "" when disabled.
+static const char *cache_dir(void) {
+    static char dir[1024];
+    static int state; // 0 unknown, 1 ready, -1 off
+    if (state) return state > 0 ? dir : "";
+    const char *env = getenv("BANIS_KERNEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (env && !strcmp(env, "off")) {
+        state = -1;
+        return "";
+    }
+    if (env && *env) snprintf(dir, sizeof dir, "%s", env);
+    else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/banis/kernels", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/banis/kernels", home);
+    else {
+        state = -1;
+        return "";
+    }
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) && errno != EEXIST) {
+        state = -1;
+        return "";
+    }
+    state = 1;
+    return dir;
+}
+
+int cuda_kernel_image(const char *src, const char *what, int arch, void **cubin, size_t *size,
+                      bool *from_cache) {
+    *from_cache = false;
+    int major = 0, minor = 0;
+    nvrtcVersion(&major, &minor);
+    uint64_t h = 1469598103934665603ull;
+    h = fnv(h, src, strlen(src));
+    char meta[128];
+    snprintf(meta, sizeof meta, "sm_%d|nvrtc %d.%d|--std=c++17 -default-device", arch, major, minor);
+    h = fnv(h, meta, strlen(meta));
+    const char *dir = cache_dir();
+    char path[1200];
+    if (*dir) {
+        snprintf(path, sizeof path, "%s/%016llx.cubin", dir, (unsigned long long)h);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long n = ftell(f);
+            rewind(f);
+            void *buf = n > 0 ? malloc((size_t)n) : NULL;
+            if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+                fclose(f);
+                *cubin = buf;
+                *size = (size_t)n;
+                *from_cache = true;
+                n_disk_hits++;
+                return 0;
+            }
+            free(buf);
+            fclose(f);
+        }
+    }
+    if (cuda_nvrtc_compile(src, what, arch, cubin, size)) return -1;
+    if (*dir) { // write atomically; a failure only costs a recompilation later
+        char tmp[1300];
+        snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+        FILE *f = fopen(tmp, "wb");
+        if (f) {
+            bool ok = fwrite(*cubin, 1, *size, f) == *size;
+            ok = fclose(f) == 0 && ok;
+            if (!ok || rename(tmp, path)) unlink(tmp);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,16 @@
+// NVRTC: compile kernel sources for an architecture, with a cache on disk keyed by a hash of
+// everything that went into the binary (source, options, NVRTC version, architecture).
+// $BANIS_KERNEL_CACHE relocates the cache ("off" disables it); default
+// $XDG_CACHE_HOME/banis/kernels or ~/.cache/banis/kernels.
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+// Compiles `src` for sm_<arch> (e.g. 80, 90) to a cubin. On failure: -1, err_message() names
+// the kernel and holds NVRTC's log.
+int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin, size_t *size);
+// The same through the disk cache. *from_cache says whether it was found there.
+int cuda_kernel_image(const char *src, const char *what, int arch, void **cubin, size_t *size,
+                      bool *from_cache);
+// Counters since start: compilations run, disk-cache hits.
+void cuda_nvrtc_stats(int *compiled, int *disk_hits);

@@ -1,0 +1,29 @@
+// Kernel sources for NVRTC. Rendering needs no GPU and no CUDA runtime, so the same code
+// serves the backend and tools/nvrtc-check (which compiles every kernel the library can
+// generate, on machines without a GPU too).
+#pragma once
+#include <stdbool.h>
+
+#include "../backend.h"
+
+#define CUDA_EW_MAX_OPERANDS (EW_MAX_INPUTS + EW_MAX_OUTPUTS)
+
+// The argument block of every rendered elementwise kernel (passed by value).
+typedef struct {
+    long long n;
+    int shape[TENSOR_MAX_DIMS];
+    long long strides[CUDA_EW_MAX_OPERANDS][TENSOR_MAX_DIMS];
+    void *ptr[CUDA_EW_MAX_OPERANDS];
+} cuda_ew_args;
+
+// Renders `p` over these operands (outputs then inputs), specialised by their dtypes, the rank
+// and whether every operand is contiguous over the output's shape. Writes the kernel's name
+// (ew_<hash>) and returns a malloc'd source, or NULL.
+char *cuda_render_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins,
+                              char name[64]);
+
+// The fixed kernels (reductions, GEMM, implicit-GEMM convolutions in exact FP32/FP64 and
+// TF32 tensor-core forms), one source; cuda_fixed_kernel_names lists its entry points.
+const char *cuda_fixed_source(void);
+extern const char *const cuda_fixed_kernel_names[];
+extern const int cuda_fixed_kernel_count;
