@@ -9,4 +9,4 @@ meson test -C build --print-errorlogs
 [ -d build-asan ] || meson setup build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-  meson test -C build-asan --print-errorlogs
+  meson test -C build-asan --print-errorlogs --no-suite gpu-compile

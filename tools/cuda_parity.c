@@ -1,0 +1,95 @@
+// cuda-parity (needs a GPU): every op of the gradient-check table on CUDA against the CPU
+// backend, forward and backward, on the same random inputs: float64 within 1e-9 (relative to
+// the largest value), float32 with TF32 tensor cores within 1e-2 (TF32 keeps 10 mantissa
+// bits), exact FP32 (BANIS_ALLOW_TF32=0) within 1e-4. Then the float64 gradient check on CUDA.
+// Usage: cuda-parity [--dtype f64|f32]
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ops/backend.h"
+#include "../tensor/error.h"
+#include "../tests/gradcheck_table.h"
+
+// Runs case c on `dev` from host inputs; returns outputs then input gradients, flattened.
+static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, double **in_host, int64_t *n_out) {
+    tensor_scope_begin();
+    tensor *in[4];
+    for (int i = 0; i < c->n_inputs; i++) {
+        in[i] = tensor_from_doubles(dt, c->inputs[i].ndim, c->inputs[i].shape, in_host[i], dev);
+        if (!in[i]) { tensor_scope_end(); return NULL; }
+        in[i]->requires_grad = !c->inputs[i].no_grad;
+    }
+    tensor *y = c->fn(in, &c->arg);
+    tensor *l = y ? op_sum(op_square(y), ALL_AXES, false) : NULL;
+    if (!l || ag_backward(l, NULL)) { tensor_scope_end(); return NULL; }
+    int64_t n = tensor_numel(y);
+    for (int i = 0; i < c->n_inputs; i++) if (!c->inputs[i].no_grad) n += tensor_numel(in[i]);
+    double *v = calloc((size_t)n, sizeof *v);
+    int64_t at = tensor_numel(y);
+    tensor_to_doubles(y, v);
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (c->inputs[i].no_grad) continue;
+        if (in[i]->grad) tensor_to_doubles(in[i]->grad, v + at);
+        at += tensor_numel(in[i]);
+    }
+    *n_out = n;
+    tensor_scope_end();
+    return v;
+}
+
+int main(int argc, char **argv) {
+    tensor_dtype dt = TENSOR_F64;
+    if (argc == 3 && !strcmp(argv[1], "--dtype")) dt = !strcmp(argv[2], "f32") ? TENSOR_F32 : TENSOR_F64;
+    if (!backend_for(DEVICE_CUDA)) {
+        fprintf(stderr, "cuda-parity: %s\n", err_message());
+        return 1;
+    }
+    const char *tf = getenv("BANIS_ALLOW_TF32");
+    double tol = dt == TENSOR_F64 ? 1e-9 : (tf && !strcmp(tf, "0")) ? 1e-4 : 1e-2;
+    int n, passed = 0, failed = 0;
+    const gradcheck_case *cases = gradcheck_cases(&n);
+    printf("CUDA vs CPU, %s, tolerance %.0e relative to the largest magnitude\n", tensor_dtype_name(dt), tol);
+    rng r;
+    rng_init(&r, 77);
+    for (int k = 0; k < n; k++) {
+        const gradcheck_case *c = &cases[k];
+        double *in_host[4];
+        for (int i = 0; i < c->n_inputs; i++) {
+            int64_t m = 1;
+            for (int d = 0; d < c->inputs[i].ndim; d++) m *= c->inputs[i].shape[d];
+            in_host[i] = malloc(sizeof(double) * (size_t)m);
+            double lo = c->inputs[i].kind == INPUT_POSITIVE ? 0.5 : c->inputs[i].kind == INPUT_PROBABILITY ? 0.05 : -1;
+            double hi = c->inputs[i].kind == INPUT_POSITIVE ? 2 : c->inputs[i].kind == INPUT_PROBABILITY ? 0.95 : 1;
+            if (c->inputs[i].kind == INPUT_BINARY) rng_fill_bernoulli(&r, in_host[i], m, 0.5);
+            else rng_fill_uniform(&r, in_host[i], m, lo, hi);
+        }
+        int64_t na = 0, nb = 0;
+        double *a = run(c, DEVICE_CPU, dt, in_host, &na);
+        double *b = run(c, DEVICE_CUDA, dt, in_host, &nb);
+        double worst = 0, scale = 1e-30;
+        bool ok = a && b && na == nb;
+        for (int64_t i = 0; ok && i < na; i++) {
+            scale = fmax(scale, fabs(a[i]));
+            worst = fmax(worst, fabs(a[i] - b[i]));
+            if (isnan(b[i]) != isnan(a[i])) ok = false;
+        }
+        ok = ok && worst <= tol * scale;
+        printf("%-48s %10.3e  %s%s\n", c->name, worst / scale, ok ? "ok" : "FAIL", b ? "" : err_message());
+        ok ? passed++ : failed++;
+        free(a);
+        free(b);
+        for (int i = 0; i < c->n_inputs; i++) free(in_host[i]);
+    }
+    if (dt == TENSOR_F64) {
+        printf("gradient check on CUDA, float64\n");
+        for (int k = 0; k < n; k++) {
+            gradcheck_result g = gradcheck_run(&cases[k], DEVICE_CUDA, 1000 + (uint64_t)k);
+            printf("gradcheck %-38s %10.3e  %s %s\n", cases[k].name, g.worst_abs, g.passed ? "ok" : "FAIL", g.message);
+            g.passed ? passed++ : failed++;
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
