@@ -26,9 +26,7 @@ static int64_t ch(const banis_arch *a, int n) {
 }
 
 // G: z (N, latent) -> (N, 1, 64, 64)
-static nn_module *generator(banis_model *m) {
-    const banis_arch *a = &m->arch;
-    nn_ctx *c = &m->ctx;
+nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
     int64_t c0 = ch(a, 256), c1 = ch(a, 256), c2 = ch(a, 128), c3 = ch(a, 64);
     nn_module *layers[] = {
         nn_linear(c, a->latent, 8 * 8 * c0, false), nn_batch_norm(c, 8 * 8 * c0, a->bn_momentum, a->bn_eps),
@@ -49,9 +47,7 @@ static nn_module *generator(banis_model *m) {
 }
 
 // D: (N, 1, 64, 64) -> (N, 1) probability
-static nn_module *discriminator(banis_model *m) {
-    const banis_arch *a = &m->arch;
-    nn_ctx *c = &m->ctx;
+nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 64), c2 = ch(a, 128);
     nn_module *layers[] = {
         nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(a->slope), nn_dropout(c, a->dropout),
@@ -65,9 +61,7 @@ static nn_module *discriminator(banis_model *m) {
 }
 
 // E: (N, 1, 64, 64) -> (N, latent)
-static nn_module *encoder(banis_model *m) {
-    const banis_arch *a = &m->arch;
-    nn_ctx *c = &m->ctx;
+nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 128), c2 = ch(a, 256), c3 = ch(a, 512);
     nn_module *layers[] = {
         nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
@@ -104,9 +98,9 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
     m->root = nn_container("BANIS");
     static const char *names[3][2] = {{"gen_a", "gen_b"}, {"disc_a", "disc_b"}, {"enc_a", "enc_b"}};
     for (int x = 0; x < 2; x++) {
-        m->gen[x] = generator(m);
-        m->disc[x] = discriminator(m);
-        m->enc[x] = encoder(m);
+        m->gen[x] = banis_make_generator(&m->arch, &m->ctx);
+        m->disc[x] = banis_make_discriminator(&m->arch, &m->ctx);
+        m->enc[x] = banis_make_encoder(&m->arch, &m->ctx);
         if (!m->gen[x] || !m->disc[x] || !m->enc[x]) goto fail;
         nn_add_child(m->root, names[0][x], m->gen[x]);
         nn_add_child(m->root, names[1][x], m->disc[x]);
@@ -281,14 +275,23 @@ double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, u
     return dice(mask_a, mask_b);
 }
 
+static tensor *banis_translate(void *model, int to, tensor *src) { return banis_successor(model, to, src); }
+
 int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out) {
+    nn_set_training(m->root, false);
+    int rc = banis_evaluate_translator(banis_translate, m, m->ctx.dtype, m->ctx.device, d, idx, n, out);
+    nn_set_training(m->root, true);
+    return rc;
+}
+
+int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt, device_type dev,
+                              const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     memset(out, 0, sizeof *out);
     out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = NAN;
     int matched[GMI_THRESHOLDS] = {0};
     double dsc_sum = 0, mem_sum = 0, nuc_sum = 0;
     long nuc_px = 0, nuc_ok = 0;
     bool gt = d->labels != NULL;
-    nn_set_training(m->root, false);
     bool prev = ag_set_grad_enabled(false);
     int rc = 0;
     float *ar = malloc(sizeof(float) * BANIS_PIXELS * 64), *br = malloc(sizeof(float) * BANIS_PIXELS * 64);
@@ -296,9 +299,9 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
         int k = n - at < 64 ? n - at : 64;
         tensor_scope_begin();
         tensor *a, *b;
-        rc = banis_batch(d, idx + at, k, m->ctx.dtype, m->ctx.device, &a, &b);
-        tensor *a_rec = rc ? NULL : banis_successor(m, DOMAIN_A, b);
-        tensor *b_rec = rc ? NULL : banis_successor(m, DOMAIN_B, a);
+        rc = banis_batch(d, idx + at, k, dt, dev, &a, &b);
+        tensor *a_rec = rc ? NULL : translate(model, DOMAIN_A, b);
+        tensor *b_rec = rc ? NULL : translate(model, DOMAIN_B, a);
         if (!a_rec || !b_rec || tensor_to_host(tensor_cast(a_rec, TENSOR_F32), ar) ||
             tensor_to_host(tensor_cast(b_rec, TENSOR_F32), br))
             rc = -1;
@@ -323,7 +326,6 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
     free(ar);
     free(br);
     ag_set_grad_enabled(prev);
-    nn_set_training(m->root, true);
     if (rc) return -1;
     out->pairs = n;
     for (int t = 0; t < GMI_THRESHOLDS; t++) out->gmi[t] = n ? 100.0 * matched[t] / n : NAN;

@@ -31,6 +31,11 @@ typedef struct {
 } banis_schedule;
 
 banis_arch banis_arch_paper(void);
+
+// The networks (BANIS.md), also the parts the baselines are built from.
+nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c);     // z (N, latent) -> (N, 1, 64, 64)
+nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c); // (N, 1, 64, 64) -> (N, 1)
+nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c);       // (N, 1, 64, 64) -> (N, latent)
 banis_schedule banis_schedule_paper(void);
 
 typedef struct {
@@ -86,5 +91,10 @@ typedef struct {
 double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, uint8_t *mask_b);
 // GMI over the given pairs of the data set: a_rec = S_A(b), b_rec = S_B(a), in eval mode.
 int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out);
+// The same for any model that translates B -> A (to = DOMAIN_A) and A -> B (to = DOMAIN_B);
+// the model is in whatever mode the caller set (inference, normally).
+typedef tensor *(*banis_translate_fn)(void *model, int to, tensor *src);
+int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt, device_type dev,
+                              const banis_dataset *d, const int *idx, int n, banis_eval *out);
 // Writes the GMI table in Markdown.
 int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title);
