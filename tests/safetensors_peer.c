@@ -14,6 +14,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "write")) {
         double a[6] = {0, 1.5, -2, 3.25, 1e-3, -7};
+        tensor_scope_begin(); // the scope owns the tensors; the list holds its own references
         nn_tensor_list l = {0};
         nn_list_add(&l, "layer.weight", tensor_from_doubles(TENSOR_F32, SHAPE(2, 3), a, DEVICE_CPU));
         nn_list_add(&l, "layer.bias", tensor_from_doubles(TENSOR_F64, SHAPE(3), a, DEVICE_CPU));
@@ -23,6 +24,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         nn_list_free(&l);
+        tensor_scope_end();
         return 0;
     }
     st_file *f = st_open(argv[2]);
