@@ -18,11 +18,7 @@ static nn_module *translator(baseline_model *m) {
 }
 
 static nn_optimizer *adam_over(const char *name, double lr, int n, nn_module *const *nets) {
-    nn_tensor_list l = {0};
-    for (int i = 0; i < n; i++) nn_collect(nets[i], nets[i]->name, true, false, &l);
-    nn_optimizer *o = nn_optimizer_new(name, nn_adam(lr, 0.5, 0.999, 1e-7), &l);
-    nn_list_free(&l);
-    return o;
+    return nn_optimizer_for(name, nn_adam(lr, 0.5, 0.999, 1e-7), n, nets);
 }
 
 baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double lr, tensor_dtype dt,

@@ -77,14 +77,6 @@ nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
     return nn_sequential(n, layers);
 }
 
-static nn_optimizer *optimizer_over(const char *name, nn_optim_config cfg, int n, nn_module *const *nets) {
-    nn_tensor_list l = {0};
-    for (int i = 0; i < n; i++) nn_collect(nets[i], nets[i]->name, true, false, &l);
-    nn_optimizer *o = nn_optimizer_new(name, cfg, &l);
-    nn_list_free(&l);
-    return o;
-}
-
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, tensor_dtype dt,
                              device_type dev, uint64_t seed) {
     banis_model *m = calloc(1, sizeof *m);
@@ -112,20 +104,20 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
         char name[32];
         const char *X = x ? "b" : "a";
         snprintf(name, sizeof name, "adam_disc_%s", X);
-        m->opt_d[x] = optimizer_over(name, nn_adam(s->lr_d[x], s->beta1, s->beta2, s->adam_eps), 1, &m->disc[x]);
+        m->opt_d[x] = nn_optimizer_for(name, nn_adam(s->lr_d[x], s->beta1, s->beta2, s->adam_eps), 1, &m->disc[x]);
         snprintf(name, sizeof name, "adam_gen_%s", X);
-        m->opt_g[x] = optimizer_over(name, nn_adam(s->lr_g[x], s->beta1, s->beta2, s->adam_eps), 1, &m->gen[x]);
+        m->opt_g[x] = nn_optimizer_for(name, nn_adam(s->lr_g[x], s->beta1, s->beta2, s->adam_eps), 1, &m->gen[x]);
         // Successor S_X trains E_X and G_X; two steps per training step (generated, real)
         nn_optim_config sgd = nn_sgd(s->lr_sc, 0);
         sgd.n_milestones = 1;
         sgd.factor = s->sc_decay;
         sgd.milestones[0] = 2 * s->stage2_steps;
         snprintf(name, sizeof name, "sgd_successor_%s", X);
-        m->opt_s[x] = optimizer_over(name, sgd, 2, (nn_module *[]){m->enc[x], m->gen[x]});
+        m->opt_s[x] = nn_optimizer_for(name, sgd, 2, (nn_module *[]){m->enc[x], m->gen[x]});
         // Coordinator C_X trains all four of E_A, G_A, E_B, G_B; one step per training step
         sgd.milestones[0] = s->stage2_steps;
         snprintf(name, sizeof name, "sgd_coordinator_%s", X);
-        m->opt_c[x] = optimizer_over(name, sgd, 4,
+        m->opt_c[x] = nn_optimizer_for(name, sgd, 4,
                                      (nn_module *[]){m->enc[x], m->gen[x], m->enc[1 - x], m->gen[1 - x]});
         if (!m->opt_d[x] || !m->opt_g[x] || !m->opt_s[x] || !m->opt_c[x]) goto fail;
     }

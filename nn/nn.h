@@ -124,6 +124,9 @@ nn_optim_config nn_adam(double lr, double beta1, double beta2, double eps);
 typedef struct nn_optimizer nn_optimizer;
 // Drives the parameters in `params` (from one module or several). `name` prefixes its state.
 nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_tensor_list *params);
+// The same over every parameter of the given modules (names prefixed by each module's name).
+nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modules,
+                               nn_module *const *modules);
 void nn_optimizer_free(nn_optimizer *o);
 int nn_optimizer_step(nn_optimizer *o);   // one update from the parameters' gradients
 int nn_optimizer_zero_grad(nn_optimizer *o);

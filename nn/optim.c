@@ -86,6 +86,15 @@ fail:
     return NULL;
 }
 
+nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modules,
+                               nn_module *const *modules) {
+    nn_tensor_list l = {0};
+    for (int i = 0; i < n_modules; i++) nn_collect(modules[i], modules[i]->name, true, false, &l);
+    nn_optimizer *o = nn_optimizer_new(name, cfg, &l);
+    nn_list_free(&l);
+    return o;
+}
+
 void nn_optimizer_free(nn_optimizer *o) {
     if (!o) return;
     for (int i = 0; i < o->n_runs; i++) {

@@ -7,6 +7,7 @@
 
 #include "../banis/baselines.h"
 #include "../tensor/error.h"
+#include "check_runner.h"
 
 static banis_model *tiny_model(double lr_d) {
     banis_arch a = banis_arch_paper();
@@ -250,9 +251,5 @@ int main(void) {
     tcase_add_test(tc, test_gmi_on_hand_made_pairs);
     tcase_add_test(tc, test_baselines_train_what_they_should);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

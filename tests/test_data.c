@@ -12,6 +12,7 @@
 
 #include "../banis/data.h"
 #include "../tensor/error.h"
+#include "check_runner.h"
 
 static char tmpdir[256];
 
@@ -391,9 +392,5 @@ int main(void) {
     tcase_add_test(tc, test_bad_input_refused);
     tcase_add_test(tc, test_split_and_sampler);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "gradcheck_table.h"
+#include "check_runner.h"
 
 START_TEST(test_case) {
     int n;
@@ -39,9 +40,5 @@ int main(void) {
     tcase_add_loop_test(tc, test_case, 0, n);
     tcase_add_test(tc, test_checker_catches_wrong_gradient);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

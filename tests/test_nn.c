@@ -11,6 +11,7 @@
 #include "../nn/checkpoint.h"
 #include "../nn/nn.h"
 #include "../tensor/error.h"
+#include "check_runner.h"
 
 static rng init_rng, drop_rng;
 static nn_ctx ctx(tensor_dtype dt) {
@@ -463,9 +464,5 @@ int main(void) {
     tcase_add_loop_test(tc, test_malformed_files_refused, 0, (int)(sizeof bad_files / sizeof *bad_files));
     tcase_add_test(tc, test_valid_edge_files_accepted);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

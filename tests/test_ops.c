@@ -7,6 +7,7 @@
 
 #include "../ops/ops.h"
 #include "../tensor/error.h"
+#include "check_runner.h"
 
 static double *host(const tensor *t) {
     double *v = malloc((size_t)tensor_numel(t) * sizeof *v);
@@ -278,9 +279,5 @@ int main(void) {
     tcase_add_test(tc, test_dropout_statistics);
     tcase_add_test(tc, test_float32_matches_float64);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

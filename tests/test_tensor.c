@@ -5,6 +5,7 @@
 
 #include "../ops/ops.h"
 #include "../tensor/error.h"
+#include "check_runner.h"
 
 static void values(const tensor *t, double *out) { ck_assert_int_eq(tensor_to_doubles(t, out), 0); }
 
@@ -269,9 +270,5 @@ int main(void) {
     tcase_add_test(tc, test_no_leaks_across_steps);
     tcase_add_test(tc, test_backward_accumulates);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }
