@@ -48,28 +48,34 @@ static int check_operands(const char *who, int n, tensor *const *ts) {
     return 0;
 }
 
-// Runs p over inputs broadcast to the output shape.
-static tensor *run_program(const char *who, const ew_program *p, int n, tensor *const *inputs) {
+// Runs p over inputs broadcast to their common shape; fills outs[0..p->n_outputs).
+static int run_program_multi(const char *who, const ew_program *p, int n, tensor *const *inputs, tensor **outs) {
     if (p->overflow) {
         err_set("%s: expression has more than %d nodes", who, EW_MAX_NODES);
-        return NULL;
+        return -1;
     }
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    if (op_broadcast_shape(who, n, inputs, &ndim, shape)) return NULL;
-    tensor *out = tensor_empty(inputs[0]->dtype, ndim, shape, tensor_device(inputs[0]));
-    if (!out) return NULL;
+    if (op_broadcast_shape(who, n, inputs, &ndim, shape)) return -1;
+    for (int k = 0; k < p->n_outputs; k++) {
+        outs[k] = tensor_empty(inputs[0]->dtype, ndim, shape, tensor_device(inputs[0]));
+        if (!outs[k]) return -1;
+    }
     const tensor *views[EW_MAX_INPUTS];
     for (int i = 0; i < n; i++) {
         views[i] = tensor_view_expand(inputs[i], ndim, shape);
-        if (!views[i]) return NULL;
+        if (!views[i]) return -1;
     }
-    tensor *outs[1] = {out};
     if (backend_elementwise(p, outs, views)) {
         err_prefix("%s: ", who);
-        return NULL;
+        return -1;
     }
-    return out;
+    return 0;
+}
+
+static tensor *run_program(const char *who, const ew_program *p, int n, tensor *const *inputs) {
+    tensor *out;
+    return run_program_multi(who, p, n, inputs, &out) ? NULL : out;
 }
 
 typedef struct {
@@ -77,23 +83,31 @@ typedef struct {
     ew_program program;
 } ew_ctx;
 
+// The gradients of every input that needs one, from one pass over the symbolic derivatives
+// (the forward subexpressions they share are computed once), then summed over broadcast dims.
 static int ew_backward(ag_node *node, tensor *g, tensor **gin) {
     const ew_ctx *c = node->ctx;
     int n = node->n_inputs;
     tensor *args[EW_MAX_INPUTS + 1];
     memcpy(args, node->inputs, (size_t)n * sizeof *args);
     args[n] = g;
+    ew_program p = c->program;
+    p.n_inputs = n + 1;
+    p.n_outputs = 0;
+    int which[EW_MAX_OUTPUTS], count = 0;
     for (int k = 0; k < n; k++) {
         if (!node->inputs[k]->requires_grad) continue;
-        ew_program p = c->program;
-        p.n_inputs = n + 1;
-        p.n_outputs = 0;
         int d = ew_derivative(&p, c->program.outputs[0], k);
         if (p.nodes[d].op == EW_CONST && p.nodes[d].value == 0) continue; // e.g. comparisons
         ew_output(&p, ew_mul(&p, ew_input(&p, n), d));
-        tensor *full = run_program(c->name, &p, n + 1, args);
-        gin[k] = op_sum_to_shape(full, node->inputs[k]);
-        if (!gin[k]) return -1;
+        which[count++] = k;
+    }
+    if (count == 0) return 0;
+    tensor *full[EW_MAX_OUTPUTS];
+    if (run_program_multi(c->name, &p, n + 1, args, full)) return -1;
+    for (int j = 0; j < count; j++) {
+        gin[which[j]] = op_sum_to_shape(full[j], node->inputs[which[j]]);
+        if (!gin[which[j]]) return -1;
     }
     return 0;
 }

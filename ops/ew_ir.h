@@ -11,7 +11,7 @@
 
 #define EW_MAX_NODES 96
 #define EW_MAX_INPUTS 8
-#define EW_MAX_OUTPUTS 4
+#define EW_MAX_OUTPUTS 8
 
 typedef enum {
     EW_INPUT, EW_CONST,
