@@ -80,24 +80,13 @@ static tensor *labels(tensor *like, double v) {
     return tensor_full(like->dtype, SHAPE(like->shape[0], 1), v, tensor_device(like));
 }
 
-static int backward_step(nn_optimizer *o, tensor *loss, double *out) {
-    if (!loss) return -1;
-    *out = tensor_item(loss);
-    if (!isfinite(*out)) {
-        err_set("loss is %g", *out);
-        return -1;
-    }
-    if (ag_backward(loss, NULL)) return -1;
-    return nn_optimizer_step(o);
-}
-
 int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
     int rc = -1;
     tensor_scope_begin();
     nn_optimizer_zero_grad(m->opt_t);
     if (m->kind == BASELINE_AUTOENCODER) {
         tensor *lab = op_mse(nn_forward(m->t_ab, a), b), *lba = op_mse(nn_forward(m->t_ba, b), a);
-        rc = backward_step(m->opt_t, op_add(lab, lba), &losses[2]);
+        rc = nn_minimize(m->opt_t, op_add(lab, lba), &losses[2]);
         losses[0] = lab ? tensor_item(lab) : NAN;
         losses[1] = lba ? tensor_item(lba) : NAN;
         goto done;
@@ -109,7 +98,7 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
     tensor *adv = op_add(op_bce(nn_forward(m->d_b, fake_b), labels(a, 1)), op_bce(nn_forward(m->d_a, fake_a), labels(b, 1)));
     tensor *cyc = op_add(l1(nn_forward(m->t_ba, fake_b), a), l1(nn_forward(m->t_ab, fake_a), b));
     losses[3] = cyc ? tensor_item(cyc) : NAN;
-    rc = backward_step(m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), &losses[0]);
+    rc = nn_minimize(m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), &losses[0]);
     nn_freeze(m->d_a, false);
     nn_freeze(m->d_b, false);
     if (rc) goto done;
@@ -120,7 +109,7 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
         nn_optimizer_zero_grad(m->opt_d[x]);
         tensor *pred = nn_forward(ds[x], op_concat(2, (tensor *[]){reals[x], fakes[x]}, 0));
         tensor *lab = op_concat(2, (tensor *[]){labels(reals[x], 1), labels(fakes[x], 0)}, 0);
-        rc = backward_step(m->opt_d[x], op_bce(pred, lab), &losses[1 + x]);
+        rc = nn_minimize(m->opt_d[x], op_bce(pred, lab), &losses[1 + x]);
     }
 done:
     if (rc) err_prefix("%s step: ", baseline_name(m->kind));

@@ -168,17 +168,6 @@ tensor *banis_coordinator(banis_model *m, int x, tensor *src) {
 }
 
 // ---- training stages ----------------------------------------------------------------------
-static int finish(nn_optimizer *o, tensor *loss, double *out) {
-    if (!loss) return -1;
-    *out = tensor_item(loss);
-    if (!isfinite(*out)) {
-        err_set("loss is %g", *out);
-        return -1;
-    }
-    if (ag_backward(loss, NULL)) return -1;
-    return nn_optimizer_step(o);
-}
-
 int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l) {
     int n = (int)real->shape[0], rc = -1;
     tensor *z = banis_sample_z(m, n);
@@ -194,11 +183,11 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
                                                tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))}, 0);
     nn_optimizer_zero_grad(m->opt_d[x]);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
-    if (finish(m->opt_d[x], op_bce(pred, labels), &l->d_loss[x])) goto done;
+    if (nn_minimize(m->opt_d[x], op_bce(pred, labels), &l->d_loss[x])) goto done;
     // G_X learns to make the frozen D_X say 1 on G_X(z), the same z
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
-    rc = finish(m->opt_g[x], op_bce(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
+    rc = nn_minimize(m->opt_g[x], op_bce(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
                 &l->g_loss[x]);
     nn_freeze(m->disc[x], false);
 done:
@@ -209,14 +198,14 @@ done:
 
 int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss) {
     nn_optimizer_zero_grad(m->opt_s[x]);
-    int rc = finish(m->opt_s[x], op_mse(banis_successor(m, x, src), op_detach(target)), loss);
+    int rc = nn_minimize(m->opt_s[x], op_mse(banis_successor(m, x, src), op_detach(target)), loss);
     if (rc) err_prefix("Successor %c: ", "AB"[x]);
     return rc;
 }
 
 int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss) {
     nn_optimizer_zero_grad(m->opt_c[x]);
-    int rc = finish(m->opt_c[x], op_mse(banis_coordinator(m, x, src), op_detach(src)), loss);
+    int rc = nn_minimize(m->opt_c[x], op_mse(banis_coordinator(m, x, src), op_detach(src)), loss);
     if (rc) err_prefix("Coordinator %c: ", "AB"[x]);
     return rc;
 }

@@ -130,6 +130,9 @@ nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modu
 void nn_optimizer_free(nn_optimizer *o);
 int nn_optimizer_step(nn_optimizer *o);   // one update from the parameters' gradients
 int nn_optimizer_zero_grad(nn_optimizer *o);
+// One training update: reads the scalar `loss` into *value, refuses NaN or Inf (a message
+// naming the value), backpropagates and steps `o`. Zero the gradients first.
+int nn_minimize(nn_optimizer *o, tensor *loss, double *value);
 double nn_optimizer_lr(const nn_optimizer *o); // the rate the next step uses
 int64_t nn_optimizer_steps(const nn_optimizer *o);
 void nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);

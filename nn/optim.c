@@ -218,6 +218,17 @@ int nn_optimizer_step(nn_optimizer *o) {
     return 0;
 }
 
+int nn_minimize(nn_optimizer *o, tensor *loss, double *value) {
+    if (!loss) return -1;
+    *value = tensor_item(loss);
+    if (!isfinite(*value)) {
+        err_set("loss is %g", *value);
+        return -1;
+    }
+    if (ag_backward(loss, NULL)) return -1;
+    return nn_optimizer_step(o);
+}
+
 int nn_optimizer_zero_grad(nn_optimizer *o) {
     for (int i = 0; i < o->params.n; i++) {
         tensor *w = o->params.items[i].t;
