@@ -129,9 +129,11 @@ static int topo_sort(tensor *root, tensor_list *order) {
 // leaf->grad += g, in place when a gradient buffer exists (optimizers preallocate them as
 // views into one flat buffer), else a fresh copy owned by the leaf.
 static int accumulate_leaf(tensor *leaf, tensor *g) {
-    if (leaf->grad) {
-        tensor *sum = op_add(leaf->grad, g);
-        return sum ? tensor_copy_(leaf->grad, sum) : -1;
+    if (leaf->grad) { // one pass, in place: grad = grad + g
+        ew_program p;
+        ew_init(&p, 2);
+        ew_output(&p, ew_add(&p, ew_input(&p, 0), ew_input(&p, 1)));
+        return op_ew_into(&p, 1, &leaf->grad, 2, (tensor *[]){leaf->grad, g});
     }
     tensor *copy = tensor_clone(g);
     if (!copy) return -1;

@@ -165,6 +165,17 @@ static int update(nn_optimizer *o, const ew_program *p, tensor *param, tensor *g
     return op_ew_into(p, p->n_outputs, outs, p->n_inputs, ins);
 }
 
+// A 1-D view over run r's gradients when they lie next to each other like the parameters
+// (packed modules), else NULL (the caller goes parameter by parameter).
+static tensor *flat_grad(const nn_optimizer *o, const run *r) {
+    if (!r->param_view) return NULL;
+    for (int k = r->first; k < r->first + r->count; k++) {
+        tensor *a = o->params.items[k].t->grad;
+        if (!a || (k > r->first && !adjacent(o->params.items[k - 1].t->grad, a))) return NULL;
+    }
+    return flat_view(o->params.items[r->first].t->grad, r->numel);
+}
+
 int nn_optimizer_step(nn_optimizer *o) {
     if (o->params.n == 0) return 0;
     ew_program p;
@@ -184,15 +195,9 @@ int nn_optimizer_step(nn_optimizer *o) {
     for (int i = 0; i < o->n_runs && !rc; i++) {
         run *r = &o->runs[i];
         // whole-run update when the gradients are laid out like the parameters
-        bool flat = r->param_view != NULL;
-        for (int k = r->first; flat && k < r->first + r->count; k++) {
-            tensor *a = o->params.items[k].t->grad;
-            if (!a) flat = false;
-            else if (k > r->first && !adjacent(o->params.items[k - 1].t->grad, a)) flat = false;
-        }
-        if (flat) {
-            tensor *g = flat_view(o->params.items[r->first].t->grad, r->numel);
-            rc = g ? update(o, &p, r->param_view, g, r, 0, r->numel, rate_t) : -1;
+        tensor *g = flat_grad(o, r);
+        if (g) {
+            rc = update(o, &p, r->param_view, g, r, 0, r->numel, rate_t);
             continue;
         }
         int64_t at = 0;
@@ -230,13 +235,22 @@ int nn_minimize(nn_optimizer *o, tensor *loss, double *value) {
 }
 
 int nn_optimizer_zero_grad(nn_optimizer *o) {
-    for (int i = 0; i < o->params.n; i++) {
-        tensor *w = o->params.items[i].t;
-        if (!w->grad) continue;
-        // packed gradients stay (they are views into the flat buffer); zero them in place
-        if (tensor_fill_(w->grad, 0)) return -1;
+    // gradients stay allocated (packed ones are views into the flat buffer): zero in place,
+    // one fill per run where they lie together
+    int rc = 0;
+    tensor_scope_begin();
+    for (int i = 0; i < o->n_runs && !rc; i++) {
+        const run *r = &o->runs[i];
+        tensor *g = flat_grad(o, r);
+        if (g) {
+            rc = tensor_fill_(g, 0);
+            continue;
+        }
+        for (int k = r->first; k < r->first + r->count && !rc; k++)
+            if (o->params.items[k].t->grad) rc = tensor_fill_(o->params.items[k].t->grad, 0);
     }
-    return 0;
+    tensor_scope_end();
+    return rc;
 }
 
 void nn_optimizer_state(nn_optimizer *o, nn_tensor_list *out) {

@@ -23,7 +23,7 @@ typedef struct {
 int main(int argc, char **argv) {
     int reps = 5;
     if (argc == 3 && !strcmp(argv[1], "--reps")) reps = atoi(argv[2]);
-    else if (argc != 1) {
+    if (argc != 1 && (argc != 3 || strcmp(argv[1], "--reps") || reps < 1)) {
         fprintf(stderr, "usage: gemm-bench [--reps N]\n");
         return 2;
     }

@@ -54,6 +54,10 @@ static double rel_err(tensor *a, tensor *b) {
 int main(int argc, char **argv) {
     int reps = 20;
     if (argc == 3 && !strcmp(argv[1], "--reps")) reps = atoi(argv[2]);
+    if (argc == 2 || argc > 3 || reps < 1) {
+        fprintf(stderr, "usage: kernel-bench [--reps N]   (N >= 1)\n");
+        return 2;
+    }
     if (!backend_for(DEVICE_CUDA)) {
         fprintf(stderr, "kernel-bench: %s\n", err_message());
         return 1;

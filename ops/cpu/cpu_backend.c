@@ -84,16 +84,3 @@ static const backend cpu_backend = {
 };
 
 const backend *backend_cpu(void) { return &cpu_backend; }
-
-const backend *backend_for(device_type dev) {
-    if (dev == DEVICE_CPU) return &cpu_backend;
-    return backend_cuda();
-}
-
-static ew_observer_fn ew_observer;
-void backend_set_ew_observer(ew_observer_fn fn) { ew_observer = fn; }
-
-int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
-    if (ew_observer) ew_observer(p, outs, ins);
-    return tensor_backend(outs[0])->elementwise(p, outs, ins);
-}
