@@ -56,20 +56,22 @@ static void preset(config *c, const char *name) {
     c->arch = banis_arch_paper();
     c->sched = banis_schedule_paper();
     if (!strcmp(name, "cpu")) {
-        // Minutes on 2 cores: a quarter of the channels, small batches, a short schedule with
-        // the paper's stage proportions, and higher rates so that matched pairs still form.
+        // Minutes on 2 cores: a quarter of the channels, batch 16, a short schedule with the
+        // paper's stage proportions, and rates for a few hundred steps instead of 40,000. Plain
+        // SGD at any rate leaves the Successors' tanh saturated at -1 for hundreds of steps
+        // (their loss sits at the images' mean square); Adam moves them off it within tens.
         c->arch.width = 0.25;
         c->sched.batch = 16;
-        c->sched.warmup_steps = 120;
+        c->sched.warmup_steps = 200;
         c->sched.stage2_steps = 200;
         c->sched.stage3_steps = 80;
-        c->sched.lr_d[0] = c->sched.lr_d[1] = 2e-4;
-        c->sched.lr_g[0] = 2e-4;
-        c->sched.lr_g[1] = 1e-4;
-        c->sched.lr_sc = 2e-2;
+        c->sched.lr_d[0] = c->sched.lr_d[1] = 1e-4;
+        c->sched.lr_g[0] = c->sched.lr_g[1] = 2e-4;
+        c->sched.sc_adam = true;
+        c->sched.lr_sc = 1e-3;
         c->n_synthetic = 1200;
         c->log_every = 10;
-        c->sample_every = 100;
+        c->sample_every = 80;
         c->ckpt_every = 100;
     } else if (!strcmp(name, "tiny")) { // for tests: seconds
         c->arch.width = 0.0625;
@@ -78,7 +80,8 @@ static void preset(config *c, const char *name) {
         c->sched.warmup_steps = 3;
         c->sched.stage2_steps = 3;
         c->sched.stage3_steps = 2;
-        c->sched.lr_sc = 1e-2;
+        c->sched.sc_adam = true; // as the cpu preset
+        c->sched.lr_sc = 1e-3;
         c->n_synthetic = 40;
         c->log_every = 1;
         c->sample_every = 4;
@@ -105,7 +108,8 @@ static int usage(int rc) {
         "  --warmup N --stage2 N --stage3 N   stage lengths in steps (Pioneers only; S and C at\n"
         "                            the initial rate; S and C at the decayed rate)\n"
         "  --batch N                 pairs per step\n"
-        "  --lr-d R --lr-g-a R --lr-g-b R --lr-sc R   Adam rates (D, G_A, G_B), SGD rate (S, C)\n"
+        "  --lr-d R --lr-g-a R --lr-g-b R --lr-sc R   Adam rates (D, G_A, G_B), rate of S and C\n"
+        "  --sc-optim sgd|adam       optimizer of the Successors and Coordinators (paper: sgd)\n"
         "  --width F                 channel multiplier (1 = the paper's network)\n"
         "  --seed N                  seeds weights, data, split, noise\n"
         "  --device auto|cuda|cpu    auto: CUDA when a GPU is there, else the CPU\n"
@@ -154,6 +158,7 @@ static void save_config(nn_checkpoint *ck, const config *c) {
                      c->sched.stage2_steps, c->sched.stage3_steps);
     nn_ckpt_set_meta(ck, "config.rates", "%.17g %.17g %.17g %.17g %.17g", c->sched.lr_d[0], c->sched.lr_d[1],
                      c->sched.lr_g[0], c->sched.lr_g[1], c->sched.lr_sc);
+    nn_ckpt_set_meta(ck, "config.sc_optim", "%s", c->sched.sc_adam ? "adam" : "sgd");
     nn_ckpt_set_meta(ck, "config.seed", "%" PRIu64, c->seed);
 }
 
@@ -173,6 +178,7 @@ static int load_config(const char *path, config *c) {
                &c->sched.stage2_steps, &c->sched.stage3_steps) != 3) ok = 0;
     if (sscanf(GET("config.rates"), "%lf %lf %lf %lf %lf", &c->sched.lr_d[0], &c->sched.lr_d[1],
                &c->sched.lr_g[0], &c->sched.lr_g[1], &c->sched.lr_sc) != 5) ok = 0;
+    c->sched.sc_adam = !strcmp(GET("config.sc_optim"), "adam");
     c->seed = strtoull(GET("config.seed"), NULL, 10);
 #undef GET
     st_close(f);
@@ -303,6 +309,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--lr-g-a")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[0] = r; }
         else if (!strcmp(a, "--lr-g-b")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[1] = r; }
         else if (!strcmp(a, "--lr-sc")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_sc = r; }
+        else if (!strcmp(a, "--sc-optim")) {
+            if (!v || (strcmp(v, "sgd") && strcmp(v, "adam"))) {
+                fprintf(stderr, "banis-train: --sc-optim takes sgd or adam\n");
+                return 2;
+            }
+            c.sched.sc_adam = !strcmp(v, "adam");
+        }
         else { fprintf(stderr, "banis-train: unknown option %s\n", a); return usage(2); }
     }
     // ---- data
@@ -366,6 +379,9 @@ int main(int argc, char **argv) {
     printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64 " + %" PRId64 " steps\n",
            c.arch.width, (long long)nn_count_parameters(m->root), c.sched.batch, c.sched.warmup_steps,
            c.sched.stage2_steps, c.sched.stage3_steps);
+    printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n", c.sched.lr_d[0],
+           c.sched.lr_d[1], c.sched.lr_g[0], c.sched.lr_g[1], c.sched.sc_adam ? "Adam" : "SGD", c.sched.lr_sc,
+           c.sched.sc_decay);
     snprintf(path, sizeof path, "%s/metrics.csv", c.out);
     bool fresh_csv = access(path, F_OK) != 0;
     FILE *csv = fopen(path, "a");
@@ -383,6 +399,8 @@ int main(int argc, char **argv) {
     int rc = 0;
     double t0 = now(), t_last = t0;
     int64_t step0 = step, last_logged = step;
+    double kind_time[2] = {0, 0}; // seconds spent in warm-up steps and in full steps
+    int64_t kind_steps[2] = {0, 0};
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint_latest.safetensors", c.out);
     while (step < total) {
         if (c.max_steps && step - step0 >= c.max_steps) {
@@ -400,6 +418,7 @@ int main(int argc, char **argv) {
             break;
         }
         banis_losses l;
+        double t_step = now();
         tensor_scope_begin();
         banis_sampler_next(&sampler, c.sched.batch, idx);
         tensor *a, *b;
@@ -410,10 +429,20 @@ int main(int argc, char **argv) {
             rc = 1;
             break;
         }
+        bool full = step >= c.sched.warmup_steps;
+        kind_time[full] += now() - t_step;
+        kind_steps[full]++;
         step++;
         if (step % c.log_every == 0 || step == total) {
             double t = now(), rate = (double)(step - last_logged) / (t - t_last);
-            double eta = (double)(total - step) / ((double)(step - step0) / (t - t0));
+            // ETA from the measured time per warm-up step and per full step (a full step runs
+            // six more forward/backward passes; about 5x a warm-up step until one is measured)
+            double per[2] = {kind_steps[0] ? kind_time[0] / (double)kind_steps[0] : 0,
+                             kind_steps[1] ? kind_time[1] / (double)kind_steps[1] : 0};
+            if (!kind_steps[1]) per[1] = 5 * per[0];
+            if (!kind_steps[0]) per[0] = per[1] / 5;
+            int64_t left_warm = step < c.sched.warmup_steps ? c.sched.warmup_steps - step : 0;
+            double eta = (double)left_warm * per[0] + (double)(total - step - left_warm) * per[1];
             fprintf(csv, "%" PRId64 ",%s,%g,%g,%g,%g,%g,%g,%g,%g,%g,%g,%.3f\n", step, stage_name(&c.sched, step - 1),
                     l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1], l.id_gen[0], l.id_gen[1], l.id_real[0],
                     l.id_real[1], l.pm[0], l.pm[1], rate);

@@ -108,15 +108,15 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
         snprintf(name, sizeof name, "adam_gen_%s", X);
         m->opt_g[x] = nn_optimizer_for(name, nn_adam(s->lr_g[x], s->beta1, s->beta2, s->adam_eps), 1, &m->gen[x]);
         // Successor S_X trains E_X and G_X; two steps per training step (generated, real)
-        nn_optim_config sgd = nn_sgd(s->lr_sc, 0);
+        nn_optim_config sgd = s->sc_adam ? nn_adam(s->lr_sc, s->beta1, s->beta2, s->adam_eps) : nn_sgd(s->lr_sc, 0);
         sgd.n_milestones = 1;
         sgd.factor = s->sc_decay;
         sgd.milestones[0] = 2 * s->stage2_steps;
-        snprintf(name, sizeof name, "sgd_successor_%s", X);
+        snprintf(name, sizeof name, "%s_successor_%s", s->sc_adam ? "adam" : "sgd", X);
         m->opt_s[x] = nn_optimizer_for(name, sgd, 2, (nn_module *[]){m->enc[x], m->gen[x]});
         // Coordinator C_X trains all four of E_A, G_A, E_B, G_B; one step per training step
         sgd.milestones[0] = s->stage2_steps;
-        snprintf(name, sizeof name, "sgd_coordinator_%s", X);
+        snprintf(name, sizeof name, "%s_coordinator_%s", s->sc_adam ? "adam" : "sgd", X);
         m->opt_c[x] = nn_optimizer_for(name, sgd, 4,
                                      (nn_module *[]){m->enc[x], m->gen[x], m->enc[1 - x], m->gen[1 - x]});
         if (!m->opt_d[x] || !m->opt_g[x] || !m->opt_s[x] || !m->opt_c[x]) goto fail;

@@ -24,7 +24,8 @@ typedef struct {
 typedef struct {
     double lr_d[2], lr_g[2]; // Adam rates for D_A, D_B and G_A, G_B
     double beta1, beta2, adam_eps;
-    double lr_sc;            // SGD rate of the Successors and Coordinators
+    double lr_sc;            // rate of the Successors and Coordinators
+    bool sc_adam;            // false: plain SGD (the paper); true: Adam with beta1, beta2, adam_eps
     double sc_decay;         // multiplies lr_sc in the last stage (0.5)
     int64_t warmup_steps, stage2_steps, stage3_steps;
     int batch;

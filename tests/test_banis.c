@@ -9,19 +9,22 @@
 #include "../tensor/error.h"
 #include "check_runner.h"
 
-static banis_model *tiny_model(double lr_d) {
+static banis_model *tiny_model_sc(double lr_d, bool sc_adam, double lr_sc) {
     banis_arch a = banis_arch_paper();
     a.width = 0.0625;
     a.latent = 8;
     banis_schedule s = banis_schedule_paper();
     s.lr_d[0] = s.lr_d[1] = lr_d;
     s.lr_g[0] = s.lr_g[1] = 1e-2;
-    s.lr_sc = 1e-2;
+    s.lr_sc = lr_sc;
+    s.sc_adam = sc_adam;
     s.warmup_steps = 0;
     banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 5);
     ck_assert_msg(m != NULL, "%s", err_message());
     return m;
 }
+
+static banis_model *tiny_model(double lr_d) { return tiny_model_sc(lr_d, false, 1e-2); }
 
 // A copy of every network's flat parameter buffer.
 typedef struct {
@@ -199,6 +202,53 @@ START_TEST(test_gmi_on_hand_made_pairs) {
 }
 END_TEST
 
+// --sc-optim: the Successors and Coordinators step with SGD (the paper) or Adam. Adam's first
+// step moves every parameter by lr * |g| / (|g| + eps'), i.e. by the rate itself wherever the
+// gradient is clear of epsilon; SGD moves them by lr * |g|, which varies from one to the next.
+static int cmp_double(const void *x, const void *y) {
+    double u = *(const double *)x, v = *(const double *)y;
+    return (u > v) - (u < v);
+}
+
+static void successor_moves(bool adam, double lr, double *median, double *max) {
+    tensor_scope_begin();
+    tensor *a, *b;
+    batch(&a, &b);
+    banis_model *m = tiny_model_sc(1e-2, adam, lr);
+    ck_assert_str_eq(nn_optimizer_name(m->opt_s[0]), adam ? "adam_successor_a" : "sgd_successor_a");
+    tensor_storage *st = m->enc[0]->flat_params;
+    size_t n = st->nbytes / sizeof(float);
+    float *before = malloc(st->nbytes);
+    memcpy(before, st->data, st->nbytes);
+    double loss;
+    ck_assert_int_eq(banis_successor_step(m, DOMAIN_A, b, a, &loss), 0);
+    double *d = malloc(n * sizeof *d);
+    size_t k = 0;
+    *max = 0;
+    for (size_t i = 0; i < n; i++) {
+        double delta = fabs((double)((float *)st->data)[i] - before[i]);
+        if (delta > 0) d[k++] = delta;
+        if (delta > *max) *max = delta;
+    }
+    ck_assert_uint_gt(k, n / 2); // most of E_A moved
+    qsort(d, k, sizeof *d, cmp_double);
+    *median = d[k / 2];
+    free(d);
+    free(before);
+    banis_model_free(m);
+    tensor_scope_end();
+}
+
+START_TEST(test_successor_optimizer_choice) {
+    double median, max;
+    successor_moves(true, 1e-3, &median, &max);
+    ck_assert_double_le(max, 1e-3 * (1 + 1e-4));
+    ck_assert_double_ge(median, 1e-3 * (1 - 1e-2)); // most steps are the full rate
+    successor_moves(false, 1e-3, &median, &max);
+    ck_assert_double_lt(median, 0.5 * max); // SGD's steps follow the gradient's size
+}
+END_TEST
+
 START_TEST(test_baselines_train_what_they_should) {
     tensor_scope_begin();
     tensor *a, *b;
@@ -249,6 +299,7 @@ int main(void) {
     tcase_add_test(tc, test_stages_update_exactly_their_parameters);
     tcase_add_test(tc, test_stage_losses_match_independent_computation);
     tcase_add_test(tc, test_gmi_on_hand_made_pairs);
+    tcase_add_test(tc, test_successor_optimizer_choice);
     tcase_add_test(tc, test_baselines_train_what_they_should);
     suite_add_tcase(s, tc);
     return check_run(s);

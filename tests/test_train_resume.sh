@@ -26,10 +26,18 @@ grep -q "resumed .* at step 4 of 8" "$tmp/part2.log" || fail "resume did not sta
 cmp "$tmp/straight/checkpoint_latest.safetensors" "$tmp/resumed/checkpoint_latest.safetensors" \
   || fail "resumed run differs from the uninterrupted one"
 
+# the run's optimizer choice is part of its configuration: a resumed SGD run stays SGD
+"$train" --preset tiny --device cpu --sc-optim sgd --out "$tmp/sgd" > "$tmp/sgd.log" 2>&1 || fail "sgd run: $(tail -3 "$tmp/sgd.log")"
+"$train" --preset tiny --device cpu --sc-optim sgd --out "$tmp/sgd2" --max-steps 5 > /dev/null 2>&1 || fail "sgd first half"
+"$train" --resume "$tmp/sgd2" > "$tmp/sgd2.log" 2>&1 || fail "sgd resume: $(tail -3 "$tmp/sgd2.log")"
+cmp "$tmp/sgd/checkpoint_latest.safetensors" "$tmp/sgd2/checkpoint_latest.safetensors" \
+  || fail "resumed SGD run differs from the uninterrupted one"
+grep -q "sgd_successor_a" "$tmp/sgd/checkpoint_latest.safetensors" || fail "no SGD state in the SGD run's checkpoint"
+
 # a flag that would change a resumed run is refused; a truncated checkpoint is refused by name
 if "$train" --resume "$tmp/resumed" --batch 8 > "$tmp/bad.log" 2>&1; then fail "--batch accepted on resume"; fi
 head -c 100 "$tmp/resumed/checkpoint_latest.safetensors" > "$tmp/cut.safetensors"
 mkdir -p "$tmp/cut"; cp "$tmp/cut.safetensors" "$tmp/cut/checkpoint_latest.safetensors"
 if "$train" --resume "$tmp/cut" > "$tmp/cut.log" 2>&1; then fail "truncated checkpoint accepted"; fi
 grep -q "cut/checkpoint_latest.safetensors" "$tmp/cut.log" || fail "error does not name the checkpoint: $(cat "$tmp/cut.log")"
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"

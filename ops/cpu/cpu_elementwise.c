@@ -7,7 +7,7 @@
 #include "../../tensor/error.h"
 #include "cpu.h"
 
-#define CHUNK 256
+#define CHUNK 128
 #define MAX_OPERANDS (EW_MAX_INPUTS + EW_MAX_OUTPUTS)
 
 typedef struct {
@@ -18,7 +18,7 @@ typedef struct {
 
 static _Thread_local double values[EW_MAX_NODES][CHUNK];
 
-static void eval_node(const ew_node *e, int n, int self) {
+static inline __attribute__((always_inline)) void eval_node(const ew_node *e, int n, int self) {
     double *r = values[self];
     const double *a = values[e->a], *b = values[e->b], *c = values[e->c];
     switch ((ew_opcode)e->op) {
@@ -47,6 +47,48 @@ static void eval_node(const ew_node *e, int n, int self) {
     case EW_NE: for (int i = 0; i < n; i++) r[i] = a[i] != b[i]; break;
     case EW_WHERE: for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i]; break;
     default: break;
+    }
+}
+
+// One work item: every live node over n consecutive elements of a row, then the stores.
+// Cloned for AVX-512 and AVX2 (picked at run time) so that the node loops use wide vectors.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void eval_item(const ew_program *p, const bool *live, const operand *ops, int last, const int64_t *off, int n) {
+    for (int v = 0; v < p->n_nodes; v++) {
+        if (!live[v]) continue;
+        const ew_node *e = &p->nodes[v];
+        double *r = values[v];
+        if (e->op == EW_INPUT) {
+            int k = p->n_outputs + e->input;
+            int64_t st = ops[k].strides[last];
+            if (ops[k].dtype == TENSOR_F64) {
+                const double *src = (const double *)ops[k].base + off[k];
+                if (st == 1) memcpy(r, src, (size_t)n * sizeof *r);
+                else if (st == 0) for (int i = 0; i < n; i++) r[i] = src[0];
+                else for (int i = 0; i < n; i++) r[i] = src[i * st];
+            } else {
+                const float *src = (const float *)ops[k].base + off[k];
+                if (st == 1) for (int i = 0; i < n; i++) r[i] = src[i];
+                else if (st == 0) for (int i = 0; i < n; i++) r[i] = src[0];
+                else for (int i = 0; i < n; i++) r[i] = src[i * st];
+            }
+        } else if (e->op == EW_CONST) {
+            for (int i = 0; i < n; i++) r[i] = e->value;
+        } else {
+            eval_node(e, n, v);
+        }
+    }
+    for (int k = 0; k < p->n_outputs; k++) {
+        const double *src = values[p->outputs[k]];
+        int64_t st = ops[k].strides[last];
+        if (ops[k].dtype == TENSOR_F64) {
+            double *dst = (double *)ops[k].base + off[k];
+            for (int i = 0; i < n; i++) dst[i * st] = src[i];
+        } else {
+            float *dst = (float *)ops[k].base + off[k];
+            if (st == 1) for (int i = 0; i < n; i++) dst[i] = (float)src[i];
+            else for (int i = 0; i < n; i++) dst[i * st] = (float)src[i];
+        }
     }
 }
 
@@ -103,40 +145,7 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
             rem /= shape[d];
             for (int k = 0; k < n_ops; k++) off[k] += i * ops[k].strides[d];
         }
-        for (int v = 0; v < p->n_nodes; v++) {
-            if (!live[v]) continue;
-            const ew_node *e = &p->nodes[v];
-            double *r = values[v];
-            if (e->op == EW_INPUT) {
-                int k = p->n_outputs + e->input;
-                int64_t st = ops[k].strides[last];
-                if (ops[k].dtype == TENSOR_F64) {
-                    const double *src = (const double *)ops[k].base + off[k];
-                    if (st == 1) memcpy(r, src, (size_t)n * sizeof *r);
-                    else for (int i = 0; i < n; i++) r[i] = src[i * st];
-                } else {
-                    const float *src = (const float *)ops[k].base + off[k];
-                    if (st == 1) for (int i = 0; i < n; i++) r[i] = src[i];
-                    else for (int i = 0; i < n; i++) r[i] = src[i * st];
-                }
-            } else if (e->op == EW_CONST) {
-                for (int i = 0; i < n; i++) r[i] = e->value;
-            } else {
-                eval_node(e, n, v);
-            }
-        }
-        for (int k = 0; k < p->n_outputs; k++) {
-            const double *src = values[p->outputs[k]];
-            int64_t st = ops[k].strides[last];
-            if (ops[k].dtype == TENSOR_F64) {
-                double *dst = (double *)ops[k].base + off[k];
-                for (int i = 0; i < n; i++) dst[i * st] = src[i];
-            } else {
-                float *dst = (float *)ops[k].base + off[k];
-                if (st == 1) for (int i = 0; i < n; i++) dst[i] = (float)src[i];
-                else for (int i = 0; i < n; i++) dst[i * st] = (float)src[i];
-            }
-        }
+        eval_item(p, live, ops, last, off, n);
     }
     return 0;
 }
