@@ -178,7 +178,8 @@ static int load_config(const char *path, config *c) {
                &c->sched.stage2_steps, &c->sched.stage3_steps) != 3) ok = 0;
     if (sscanf(GET("config.rates"), "%lf %lf %lf %lf %lf", &c->sched.lr_d[0], &c->sched.lr_d[1],
                &c->sched.lr_g[0], &c->sched.lr_g[1], &c->sched.lr_sc) != 5) ok = 0;
-    c->sched.sc_adam = !strcmp(GET("config.sc_optim"), "adam");
+    // absent in checkpoints written before --sc-optim existed: those runs used SGD
+    c->sched.sc_adam = (v = st_meta_get(f, "config.sc_optim")) && !strcmp(v, "adam");
     c->seed = strtoull(GET("config.seed"), NULL, 10);
 #undef GET
     st_close(f);
