@@ -9,6 +9,7 @@ cuDNN with TF32 on (PyTorch's fastest eager settings), benchmark mode on.
 Usage: python3 bench/banis_step_torch.py [--device cuda|cpu] [--batch 128] [--width 1] [--reps 5]
 """
 import argparse
+import sys
 import time
 
 import torch
@@ -150,6 +151,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("banis_step_torch.py: --device cuda, but PyTorch sees no GPU")
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
