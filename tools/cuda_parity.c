@@ -2,7 +2,7 @@
 // backend, forward and backward, on the same random inputs: float64 within 1e-9 (relative to
 // the largest value), float32 with TF32 tensor cores within 1e-2 (TF32 keeps 10 mantissa
 // bits), exact FP32 (BANIS_ALLOW_TF32=0) within 1e-4. Then the float64 gradient check on CUDA.
-// Usage: cuda-parity [--dtype f64|f32]
+// Usage: cuda-parity [--dtype f64|f32] [--no-gradcheck]
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@
 // Runs case c on `dev` from host inputs; returns outputs then input gradients, flattened.
 static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, double **in_host, int64_t *n_out) {
     tensor_scope_begin();
-    tensor *in[4];
+    tensor *in[4] = {0};
     for (int i = 0; i < c->n_inputs; i++) {
         in[i] = tensor_from_doubles(dt, c->inputs[i].ndim, c->inputs[i].shape, in_host[i], dev);
         if (!in[i]) { tensor_scope_end(); return NULL; }
@@ -41,7 +41,18 @@ static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, do
 
 int main(int argc, char **argv) {
     tensor_dtype dt = TENSOR_F64;
-    if (argc == 3 && !strcmp(argv[1], "--dtype")) dt = !strcmp(argv[2], "f32") ? TENSOR_F32 : TENSOR_F64;
+    bool with_gradcheck = true;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            const char *d = argv[++i];
+            if (strcmp(d, "f32") && strcmp(d, "f64")) goto usage;
+            dt = !strcmp(d, "f32") ? TENSOR_F32 : TENSOR_F64;
+        } else if (!strcmp(argv[i], "--no-gradcheck")) {
+            with_gradcheck = false;
+        } else {
+            goto usage;
+        }
+    }
     if (!backend_for(DEVICE_CUDA)) {
         fprintf(stderr, "cuda-parity: %s\n", err_message());
         return 1;
@@ -82,7 +93,7 @@ int main(int argc, char **argv) {
         free(b);
         for (int i = 0; i < c->n_inputs; i++) free(in_host[i]);
     }
-    if (dt == TENSOR_F64) {
+    if (dt == TENSOR_F64 && with_gradcheck) {
         printf("gradient check on CUDA, float64\n");
         for (int k = 0; k < n; k++) {
             gradcheck_result g = gradcheck_run(&cases[k], DEVICE_CUDA, 1000 + (uint64_t)k);
@@ -92,4 +103,7 @@ int main(int argc, char **argv) {
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+usage:
+    fprintf(stderr, "usage: cuda-parity [--dtype f64|f32] [--no-gradcheck]\n");
+    return 2;
 }
