@@ -133,7 +133,7 @@ static int accumulate_leaf(tensor *leaf, tensor *g) {
         ew_program p;
         ew_init(&p, 2);
         ew_output(&p, ew_add(&p, ew_input(&p, 0), ew_input(&p, 1)));
-        return op_ew_into(&p, 1, &leaf->grad, 2, (tensor *[]){leaf->grad, g});
+        return op_ew_into("gradient accumulation", &p, 1, &leaf->grad, 2, (tensor *[]){leaf->grad, g});
     }
     tensor *copy = tensor_clone(g);
     if (!copy) return -1;

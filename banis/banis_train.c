@@ -394,7 +394,7 @@ int main(int argc, char **argv) {
     if (fresh_csv) fprintf(csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,pm_a,pm_b,steps_per_s\n");
     rng zr;
     rng_init(&zr, c.seed + 99);
-    tensor *z_fixed = tensor_keep(tensor_rand_uniform(&zr, TENSOR_F32, SHAPE(16, c.arch.latent), -1, 1, dev));
+    tensor *z_fixed = tensor_keep(op_rand_uniform(&zr, TENSOR_F32, SHAPE(16, c.arch.latent), -1, 1, dev));
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     int rc = 0;

@@ -87,6 +87,7 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
     rng_init(&m->dropout_rng, seed + 1);
     rng_init(&m->noise_rng, seed + 2);
     m->ctx = (nn_ctx){dt, dev, &m->init_rng, &m->dropout_rng};
+    m->n_pending = -1; // losses read at once outside banis_train_step
     m->root = nn_container("BANIS");
     static const char *names[3][2] = {{"gen_a", "gen_b"}, {"disc_a", "disc_b"}, {"enc_a", "enc_b"}};
     for (int x = 0; x < 2; x++) {
@@ -154,7 +155,7 @@ void banis_model_checkpoint(banis_model *m, nn_checkpoint *c) {
 
 // ---- composites -----------------------------------------------------------------------------
 tensor *banis_sample_z(banis_model *m, int n) {
-    return tensor_rand_uniform(&m->noise_rng, m->ctx.dtype, SHAPE(n, m->arch.latent), -1, 1, m->ctx.device);
+    return op_rand_uniform(&m->noise_rng, m->ctx.dtype, SHAPE(n, m->arch.latent), -1, 1, m->ctx.device);
 }
 
 tensor *banis_pioneer(banis_model *m, int x, tensor *z) { return nn_forward(m->disc[x], nn_forward(m->gen[x], z)); }
@@ -168,6 +169,18 @@ tensor *banis_coordinator(banis_model *m, int x, tensor *src) {
 }
 
 // ---- training stages ----------------------------------------------------------------------
+// One optimizer update on `loss`. Within banis_train_step the loss is kept on the device and
+// read with the step's others at its end (one copy, one synchronisation per step); alone, it is
+// read and checked at once.
+static int minimize(banis_model *m, nn_optimizer *o, tensor *loss, double *dst, const char *what) {
+    if (m->n_pending < 0) return nn_minimize(o, loss, dst);
+    if (!loss || m->n_pending >= (int)(sizeof m->pending / sizeof *m->pending)) return -1;
+    m->pending[m->n_pending] = loss;
+    m->pending_dst[m->n_pending] = dst;
+    m->pending_what[m->n_pending++] = what;
+    return nn_minimize_deferred(o, loss);
+}
+
 int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l) {
     int n = (int)real->shape[0], rc = -1;
     tensor *z = banis_sample_z(m, n);
@@ -183,12 +196,12 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
                                                tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))}, 0);
     nn_optimizer_zero_grad(m->opt_d[x]);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
-    if (nn_minimize(m->opt_d[x], op_bce(pred, labels), &l->d_loss[x])) goto done;
+    if (minimize(m, m->opt_d[x], op_bce(pred, labels), &l->d_loss[x], x ? "D_B loss" : "D_A loss")) goto done;
     // G_X learns to make the frozen D_X say 1 on G_X(z), the same z
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
-    rc = nn_minimize(m->opt_g[x], op_bce(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
-                &l->g_loss[x]);
+    rc = minimize(m, m->opt_g[x], op_bce(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
+                  &l->g_loss[x], x ? "G_B loss" : "G_A loss");
     nn_freeze(m->disc[x], false);
 done:
     if (rc) err_prefix("Pioneer %c: ", "AB"[x]);
@@ -198,14 +211,16 @@ done:
 
 int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss) {
     nn_optimizer_zero_grad(m->opt_s[x]);
-    int rc = nn_minimize(m->opt_s[x], op_mse(banis_successor(m, x, src), op_detach(target)), loss);
+    int rc = minimize(m, m->opt_s[x], op_mse(banis_successor(m, x, src), op_detach(target)), loss,
+                      x ? "Successor B loss" : "Successor A loss");
     if (rc) err_prefix("Successor %c: ", "AB"[x]);
     return rc;
 }
 
 int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss) {
     nn_optimizer_zero_grad(m->opt_c[x]);
-    int rc = nn_minimize(m->opt_c[x], op_mse(banis_coordinator(m, x, src), op_detach(src)), loss);
+    int rc = minimize(m, m->opt_c[x], op_mse(banis_coordinator(m, x, src), op_detach(src)), loss,
+                      x ? "Coordinator B loss" : "Coordinator A loss");
     if (rc) err_prefix("Coordinator %c: ", "AB"[x]);
     return rc;
 }
@@ -214,6 +229,7 @@ int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_l
     for (int i = 0; i < 2; i++)
         l->d_loss[i] = l->g_loss[i] = l->id_gen[i] = l->id_real[i] = l->pm[i] = NAN;
     tensor_scope_begin();
+    m->n_pending = 0;
     tensor *real[2] = {a, b}, *gen[2] = {0};
     int rc = 0;
     for (int x = 0; x < 2 && !rc; x++) rc = banis_pioneer_step(m, x, real[x], &gen[x], l);
@@ -226,6 +242,18 @@ int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_l
         // C_A on (b -> b), C_B on (a -> a)
         if (!rc) rc = banis_coordinator_step(m, DOMAIN_A, b, &l->pm[DOMAIN_A]);
         if (!rc) rc = banis_coordinator_step(m, DOMAIN_B, a, &l->pm[DOMAIN_B]);
+    }
+    // the step's losses: one copy to the host, then the NaN/Inf check
+    double v[10];
+    int n = m->n_pending;
+    m->n_pending = -1;
+    if (!rc && nn_read_scalars(n, m->pending, v)) rc = -1;
+    for (int i = 0; i < n && !rc; i++) {
+        *m->pending_dst[i] = v[i];
+        if (!isfinite(v[i])) {
+            err_set("%s is %g", m->pending_what[i], v[i]);
+            rc = -1;
+        }
     }
     tensor_scope_end();
     return rc;

@@ -47,6 +47,11 @@ typedef struct {
     nn_module *root; // children gen_a, gen_b, disc_a, disc_b, enc_a, enc_b
     nn_module *gen[2], *disc[2], *enc[2];
     nn_optimizer *opt_d[2], *opt_g[2], *opt_s[2], *opt_c[2];
+    // Inside banis_train_step the losses stay on the device and are read once, at its end.
+    int n_pending;
+    tensor *pending[10];
+    double *pending_dst[10];
+    const char *pending_what[10];
 } banis_model;
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,

@@ -133,6 +133,11 @@ int nn_optimizer_zero_grad(nn_optimizer *o);
 // One training update: reads the scalar `loss` into *value, refuses NaN or Inf (a message
 // naming the value), backpropagates and steps `o`. Zero the gradients first.
 int nn_minimize(nn_optimizer *o, tensor *loss, double *value);
+// The same without reading the loss: it stays on the device (no synchronisation); read a
+// step's losses together with nn_read_scalars and check them there.
+int nn_minimize_deferred(nn_optimizer *o, tensor *loss);
+// Reads n one-element tensors (same dtype and device) with one copy to the host.
+int nn_read_scalars(int n, tensor *const *scalars, double *values);
 double nn_optimizer_lr(const nn_optimizer *o); // the rate the next step uses
 int64_t nn_optimizer_steps(const nn_optimizer *o);
 void nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);

@@ -162,7 +162,7 @@ static int update(nn_optimizer *o, const ew_program *p, tensor *param, tensor *g
     }
     ins[2 + n_state] = rate;
     (void)o;
-    return op_ew_into(p, p->n_outputs, outs, p->n_inputs, ins);
+    return op_ew_into("optimizer update", p, p->n_outputs, outs, p->n_inputs, ins);
 }
 
 // A 1-D view over run r's gradients when they lie next to each other like the parameters
@@ -232,6 +232,40 @@ int nn_minimize(nn_optimizer *o, tensor *loss, double *value) {
     }
     if (ag_backward(loss, NULL)) return -1;
     return nn_optimizer_step(o);
+}
+
+int nn_minimize_deferred(nn_optimizer *o, tensor *loss) {
+    if (!loss) return -1;
+    if (ag_backward(loss, NULL)) return -1;
+    return nn_optimizer_step(o);
+}
+
+int nn_read_scalars(int n, tensor *const *scalars, double *values) {
+    if (n <= 0) return 0;
+    tensor_scope_begin();
+    tensor *flat[64];
+    int rc = n > 64 ? -1 : 0;
+    if (rc) err_set("nn_read_scalars: at most 64 scalars at once (%d given)", n);
+    for (int i = 0; i < n && !rc; i++) {
+        if (!scalars[i] || tensor_numel(scalars[i]) != 1) {
+            err_set("nn_read_scalars: value %d is not a one-element tensor", i);
+            rc = -1;
+            break;
+        }
+        flat[i] = op_reshape(op_detach(scalars[i]), 1, (int64_t[]){1});
+        if (!flat[i]) rc = -1;
+    }
+    // concat takes at most 8 at once: groups of 8, then the groups
+    tensor *groups[8];
+    int n_groups = 0;
+    for (int i = 0; i < n && !rc; i += 8) {
+        int k = n - i < 8 ? n - i : 8;
+        groups[n_groups++] = k == 1 ? flat[i] : op_concat(k, flat + i, 0);
+    }
+    tensor *all = rc ? NULL : n_groups == 1 ? groups[0] : op_concat(n_groups, groups, 0);
+    if (!rc && (!all || tensor_to_doubles(all, values))) rc = -1;
+    tensor_scope_end();
+    return rc;
 }
 
 int nn_optimizer_zero_grad(nn_optimizer *o) {

@@ -10,6 +10,8 @@ const backend *backend_for(device_type dev) {
 static ew_observer_fn ew_observer;
 void backend_set_ew_observer(ew_observer_fn fn) { ew_observer = fn; }
 
+const char *backend_op_name = "elementwise";
+
 int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     if (ew_observer) ew_observer(p, outs, ins);
     return tensor_backend(outs[0])->elementwise(p, outs, ins);

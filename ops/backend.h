@@ -49,6 +49,8 @@ typedef struct backend {
 // shows the program to the observer if one is set (tools/nvrtc-check records what the library
 // generates this way).
 int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+// The op an elementwise program belongs to (set by its caller; for profiles and messages).
+extern const char *backend_op_name;
 typedef void (*ew_observer_fn)(const ew_program *p, tensor *const *outs, const tensor *const *ins);
 void backend_set_ew_observer(ew_observer_fn fn);
 
@@ -61,3 +63,12 @@ const backend *backend_for(device_type dev);
 void backend_cuda_allow_tf32(bool allow);
 // Bytes held by tensors and kept in the allocator's cache.
 void backend_cuda_memory(size_t *in_use, size_t *cached);
+
+// What the CUDA backend has done since the start (take differences for a step): kernels
+// launched, NVRTC compilations, modules loaded (compiled or from the disk cache), device allocations (cudaMalloc, not cache hits), copies each
+// way with their bytes, and host-device synchronisations.
+typedef struct {
+    int64_t launches, compiles, module_loads, device_allocs;
+    int64_t h2d_copies, h2d_bytes, d2h_copies, d2h_bytes, syncs;
+} backend_counters;
+backend_counters backend_cuda_counters(void);

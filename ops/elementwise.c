@@ -66,6 +66,7 @@ static int run_program_multi(const char *who, const ew_program *p, int n, tensor
         views[i] = tensor_view_expand(inputs[i], ndim, shape);
         if (!views[i]) return -1;
     }
+    backend_op_name = who;
     if (backend_elementwise(p, outs, views)) {
         err_prefix("%s: ", who);
         return -1;
@@ -126,7 +127,7 @@ tensor *op_ew(const char *name, const ew_program *p, int n_inputs, tensor *const
     return out;
 }
 
-int op_ew_into(const ew_program *p, int n_outputs, tensor *const *outs, int n_inputs,
+int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs, int n_inputs,
                tensor *const *inputs) {
     if (n_outputs != p->n_outputs || n_outputs < 1 || n_inputs != p->n_inputs || p->overflow) {
         err_set("ew_into: program has %d outputs and %d inputs; %d and %d given", p->n_outputs,
@@ -153,6 +154,7 @@ int op_ew_into(const ew_program *p, int n_outputs, tensor *const *outs, int n_in
         views[i] = tensor_view_expand(inputs[i], outs[0]->ndim, outs[0]->shape);
         if (!views[i]) rc = -1;
     }
+    backend_op_name = who;
     if (!rc) rc = backend_elementwise(p, outs, views);
     tensor_scope_end();
     return rc;

@@ -11,13 +11,14 @@ static const char *const names[EW_OPCODE_COUNT] = {
     [EW_ADD] = "add", [EW_SUB] = "sub", [EW_MUL] = "mul", [EW_DIV] = "div", [EW_MAX] = "max",
     [EW_MIN] = "min", [EW_POW] = "pow", [EW_LT] = "lt", [EW_LE] = "le", [EW_GT] = "gt",
     [EW_GE] = "ge", [EW_EQ] = "eq", [EW_NE] = "ne", [EW_WHERE] = "where",
+    [EW_RAND_U01] = "rand_u01", [EW_RAND_NORMAL] = "rand_normal", [EW_BERNOULLI] = "bernoulli",
 };
 
 const char *ew_opcode_name(ew_opcode op) { return op < EW_OPCODE_COUNT ? names[op] : "?"; }
 
 int ew_arity(ew_opcode op) {
-    if (op <= EW_CONST) return 0;
-    if (op < EW_ADD) return 1;
+    if (op <= EW_RAND_NORMAL) return 0;
+    if (op < EW_ADD || op == EW_BERNOULLI) return 1;
     if (op < EW_WHERE) return 2;
     return 3;
 }
@@ -89,8 +90,12 @@ int ew_const(ew_program *p, double v) {
     return push(p, (ew_node){.op = EW_CONST, .input = -1, .value = v});
 }
 
+int ew_random(ew_program *p, ew_opcode op) {
+    return push(p, (ew_node){.op = op, .input = -1});
+}
+
 int ew_unary(ew_program *p, ew_opcode op, int a) {
-    if (p->nodes[a].op == EW_CONST) return ew_const(p, ew_apply(op, p->nodes[a].value, 0, 0));
+    if (p->nodes[a].op == EW_CONST && op != EW_BERNOULLI) return ew_const(p, ew_apply(op, p->nodes[a].value, 0, 0));
     if (op == EW_NEG && p->nodes[a].op == EW_NEG) return p->nodes[a].a;
     return push(p, (ew_node){.op = op, .a = a, .input = -1});
 }
@@ -143,7 +148,7 @@ static int deriv(ew_program *p, int n, int i, int16_t *memo) {
     if (memo[n] >= 0) return memo[n];
     ew_node e = p->nodes[n];
     int zero = ew_const(p, 0), one = ew_const(p, 1), r = zero;
-    int da = e.op > EW_CONST ? deriv(p, e.a, i, memo) : zero;
+    int da = ew_arity(e.op) >= 1 ? deriv(p, e.a, i, memo) : zero;
     int db = ew_arity(e.op) >= 2 ? deriv(p, e.b, i, memo) : zero;
     int a = e.a, b = e.b;
     switch ((ew_opcode)e.op) {
@@ -161,6 +166,7 @@ static int deriv(ew_program *p, int n, int i, int16_t *memo) {
     case EW_SIGMOID: r = ew_mul(p, ew_mul(p, n, ew_sub(p, one, n)), da); break;
     case EW_RELU: r = ew_mul(p, ew_binary(p, EW_GT, a, zero), da); break;
     case EW_SIGN: r = zero; break;
+    case EW_RAND_U01: case EW_RAND_NORMAL: case EW_BERNOULLI: r = zero; break;
     case EW_ADD: r = ew_add(p, da, db); break;
     case EW_SUB: r = ew_sub(p, da, db); break;
     case EW_MUL: r = ew_add(p, ew_mul(p, da, b), ew_mul(p, a, db)); break;
@@ -217,6 +223,7 @@ void ew_describe(const ew_program *p, char *buf, size_t n) {
         int w;
         if (e->op == EW_INPUT) w = snprintf(buf + used, n - used, "v%d = in%d; ", i, e->input);
         else if (e->op == EW_CONST) w = snprintf(buf + used, n - used, "v%d = %.17g; ", i, e->value);
+        else if (ew_arity(e->op) == 0) w = snprintf(buf + used, n - used, "v%d = %s(); ", i, names[e->op]);
         else if (ew_arity(e->op) == 1)
             w = snprintf(buf + used, n - used, "v%d = %s(v%d); ", i, names[e->op], e->a);
         else if (ew_arity(e->op) == 2)
@@ -235,11 +242,37 @@ uint64_t ew_hash(const ew_program *p) {
     MIX(p->n_nodes); MIX(p->n_inputs); MIX(p->n_outputs);
     for (int i = 0; i < p->n_nodes; i++) {
         const ew_node *e = &p->nodes[i];
-        uint64_t bits;
-        memcpy(&bits, &e->value, sizeof bits);
+        uint64_t bits = 0x5ca1a7ull; // a run-time scalar: its value is not structure
+        if (e->op == EW_CONST && ew_const_is_literal(e->value)) memcpy(&bits, &e->value, sizeof bits);
         MIX(e->op); MIX(e->a); MIX(e->b); MIX(e->c); MIX((uint32_t)e->input); MIX(bits);
     }
     for (int o = 0; o < p->n_outputs; o++) MIX(p->outputs[o]);
 #undef MIX
     return h;
+}
+
+bool ew_const_is_literal(double v) { return v == 0 || v == 1 || v == -1 || isnan(v) || isinf(v); }
+
+int ew_scalar_args(const ew_program *p, double *values, int *slot) {
+    bool live[EW_MAX_NODES];
+    ew_live_nodes(p, live);
+    int n = 0;
+    for (int i = 0; i < p->n_nodes; i++) {
+        slot[i] = -1;
+        const ew_node *e = &p->nodes[i];
+        if (!live[i] || e->op != EW_CONST || ew_const_is_literal(e->value)) continue;
+        slot[i] = n;
+        values[n++] = e->value;
+    }
+    return n;
+}
+
+bool ew_uses_rng(const ew_program *p) {
+    bool live[EW_MAX_NODES];
+    ew_live_nodes(p, live);
+    for (int i = 0; i < p->n_nodes; i++)
+        if (live[i] && (p->nodes[i].op == EW_RAND_U01 || p->nodes[i].op == EW_RAND_NORMAL ||
+                        p->nodes[i].op == EW_BERNOULLI))
+            return true;
+    return false;
 }

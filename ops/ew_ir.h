@@ -15,11 +15,15 @@
 
 typedef enum {
     EW_INPUT, EW_CONST,
+    // random, from the program's Philox stream at the element's linear index in the output
+    EW_RAND_U01,    // uniform in (0, 1), 53 bits (rng_u01 of words 0 and 1)
+    EW_RAND_NORMAL, // standard normal (Box-Muller over the four words)
     // unary
     EW_NEG, EW_EXP, EW_LOG, EW_SQRT, EW_RSQRT, EW_ABS, EW_TANH, EW_SIGMOID, EW_RELU, EW_SIGN,
     // binary
     EW_ADD, EW_SUB, EW_MUL, EW_DIV, EW_MAX, EW_MIN, EW_POW,
     EW_LT, EW_LE, EW_GT, EW_GE, EW_EQ, EW_NE, // 1.0 or 0.0
+    EW_BERNOULLI, // 1.0 with probability a (uniform < a, compared in double), else 0.0
     // ternary
     EW_WHERE, // a != 0 ? b : c
     EW_OPCODE_COUNT
@@ -37,12 +41,18 @@ typedef struct ew_program {
     ew_node nodes[EW_MAX_NODES];
     uint8_t outputs[EW_MAX_OUTPUTS];
     bool overflow; // too many nodes: building failed
+    // The Philox stream of the EW_RAND_* nodes: element i (row-major in the output) draws
+    // counter rng_offset + i under key rng_seed, as tensor/rng.h's rng_block does. Values, not
+    // structure: they are kernel arguments, never part of a kernel's key.
+    uint64_t rng_seed, rng_offset;
 } ew_program;
 
 void ew_init(ew_program *p, int n_inputs);
 int ew_input(ew_program *p, int i);
 int ew_const(ew_program *p, double v);
 int ew_unary(ew_program *p, ew_opcode op, int a);
+// EW_RAND_U01 or EW_RAND_NORMAL (drawn from p->rng_seed / p->rng_offset).
+int ew_random(ew_program *p, ew_opcode op);
 int ew_binary(ew_program *p, ew_opcode op, int a, int b);
 int ew_where(ew_program *p, int cond, int a, int b);
 void ew_output(ew_program *p, int node);
@@ -59,8 +69,18 @@ int ew_derivative(ew_program *p, int node, int input);
 void ew_live_nodes(const ew_program *p, bool live[EW_MAX_NODES]);
 // One line per node, e.g. "v3 = mul(v1, v2)". For messages and the renderer's comments.
 void ew_describe(const ew_program *p, char *buf, size_t n);
-// A stable 64-bit hash of the program (for kernel caches).
+// A stable 64-bit hash of the program's structure (for kernel caches): the operations and
+// the literal constants (ew_const_is_literal); other constants are hashed as "a scalar
+// argument", so programs that differ only in such values share one compiled kernel.
 uint64_t ew_hash(const ew_program *p);
+// Constants that a backend may fold into compiled code: 0, 1, -1, NaN and the infinities.
+// Every other constant is passed at run time (ew_scalar_args).
+bool ew_const_is_literal(double v);
+// The run-time scalars of p, in node order: each live non-literal constant. Returns their count
+// and writes slot[node] (-1 for nodes that are not such a scalar).
+int ew_scalar_args(const ew_program *p, double *values, int *slot);
+// True if p draws random numbers (a live EW_RAND_* or EW_BERNOULLI node).
+bool ew_uses_rng(const ew_program *p);
 const char *ew_opcode_name(ew_opcode op);
 int ew_arity(ew_opcode op);
 // Scalar evaluation of one opcode, the reference semantics every backend follows.

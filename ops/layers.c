@@ -71,7 +71,7 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
         ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 1)), ew_mul(&p, one_m, unbiased)));
         tensor *outs[2] = {running_mean, running_var};
         tensor *ins[4] = {running_mean, running_var, op_reshape(mean, 1, &C), op_reshape(var, 1, &C)};
-        int rc = op_ew_into(&p, 2, outs, 4, ins);
+        int rc = op_ew_into("batch_norm running statistics", &p, 2, outs, 4, ins);
         ag_set_grad_enabled(prev);
         if (rc) return NULL;
     } else {
@@ -96,11 +96,53 @@ tensor *op_dropout(tensor *x, double p, bool training, rng *r) {
         return NULL;
     }
     if (!training || p == 0) return op_reshape(x, x->ndim, x->shape); // identity
-    tensor *keep = tensor_rand_bernoulli(r, x->dtype, x->ndim, x->shape, 1 - p, tensor_device(x));
+    // The mask is drawn inside the kernel (forward, and again in the backward, from the same
+    // stream position): nothing random is stored or crosses the bus.
     ew_program prog;
-    ew_init(&prog, 2);
-    ew_output(&prog, ew_mul(&prog, ew_mul(&prog, ew_input(&prog, 0), ew_input(&prog, 1)),
-                            ew_const(&prog, 1.0 / (1.0 - p))));
-    tensor *in[2] = {x, keep};
-    return op_ew("dropout", &prog, 2, in);
+    ew_init(&prog, 1);
+    prog.rng_seed = r->seed;
+    prog.rng_offset = r->offset;
+    r->offset += (uint64_t)tensor_numel(x);
+    int keep = ew_unary(&prog, EW_BERNOULLI, ew_const(&prog, 1 - p));
+    ew_output(&prog, ew_mul(&prog, ew_mul(&prog, ew_input(&prog, 0), keep), ew_const(&prog, 1.0 / (1.0 - p))));
+    return op_ew("dropout", &prog, 1, &x);
+}
+
+// A tensor filled by a program of no inputs whose random nodes draw from r.
+static tensor *random_tensor(const char *who, ew_program *prog, rng *r, tensor_dtype dt, int ndim,
+                             const int64_t *shape, device_type dev) {
+    tensor *t = tensor_empty(dt, ndim, shape, dev);
+    if (!t) return NULL;
+    prog->rng_seed = r->seed;
+    prog->rng_offset = r->offset;
+    if (op_ew_into(who, prog, 1, &t, 0, NULL)) {
+        err_prefix("%s: ", who);
+        return NULL;
+    }
+    r->offset += (uint64_t)tensor_numel(t);
+    return t;
+}
+
+tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo, double hi,
+                        device_type dev) {
+    ew_program p;
+    ew_init(&p, 0);
+    ew_output(&p, ew_add(&p, ew_const(&p, lo), ew_mul(&p, ew_const(&p, hi - lo), ew_random(&p, EW_RAND_U01))));
+    return random_tensor("rand_uniform", &p, r, dt, ndim, shape, dev);
+}
+
+tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean, double std,
+                       device_type dev) {
+    ew_program p;
+    ew_init(&p, 0);
+    ew_output(&p, ew_add(&p, ew_const(&p, mean), ew_mul(&p, ew_const(&p, std), ew_random(&p, EW_RAND_NORMAL))));
+    return random_tensor("rand_normal", &p, r, dt, ndim, shape, dev);
+}
+
+tensor *op_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double prob,
+                          device_type dev) {
+    ew_program p;
+    ew_init(&p, 0);
+    ew_output(&p, ew_unary(&p, EW_BERNOULLI, ew_const(&p, prob)));
+    return random_tensor("rand_bernoulli", &p, r, dt, ndim, shape, dev);
 }

@@ -12,7 +12,7 @@
 // The general form: one program output over broadcast inputs, differentiated symbolically.
 tensor *op_ew(const char *name, const ew_program *p, int n_inputs, tensor *const *inputs);
 // Non-differentiable, multi-output, in place allowed: outs[k] = output k of p.
-int op_ew_into(const ew_program *p, int n_outputs, tensor *const *outs, int n_inputs,
+int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs, int n_inputs,
                tensor *const *inputs);
 
 tensor *op_neg(tensor *x);
@@ -102,6 +102,14 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
                       tensor *running_var, const op_bn_opts *o);
 // Inverted dropout: zero with probability p, scale the rest by 1/(1-p). Identity when !training.
 tensor *op_dropout(tensor *x, double p, bool training, rng *r);
+// Random tensors drawn on their device by the elementwise kernels (Philox, tensor/rng.h):
+// the same numbers as tensor_rand_* on the host for the same stream, which advances by numel.
+tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo, double hi,
+                        device_type dev);
+tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean, double std,
+                       device_type dev);
+tensor *op_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double prob,
+                          device_type dev);
 // Applies an activation (the fused one's unfused form).
 tensor *op_activation_apply(tensor *x, op_activation act, double slope);
 

@@ -43,7 +43,7 @@ double rng_u01(uint32_t hi, uint32_t lo) {
     return ((double)bits + 0.5) * 0x1.0p-53;
 }
 
-static double box_muller(const uint32_t w[4]) {
+double rng_box_muller(const uint32_t w[4]) {
     double u1 = rng_u01(w[0], w[1]), u2 = rng_u01(w[2], w[3]);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
@@ -61,7 +61,7 @@ void rng_fill_normal(rng *r, double *dst, int64_t n, double mean, double std) {
     for (int64_t i = 0; i < n; i++) {
         uint32_t w[4];
         rng_block(r, (uint64_t)i, 0, w);
-        dst[i] = mean + std * box_muller(w);
+        dst[i] = mean + std * rng_box_muller(w);
     }
     r->offset += (uint64_t)n;
 }
@@ -72,7 +72,7 @@ void rng_fill_truncated_normal(rng *r, double *dst, int64_t n, double mean, doub
         for (uint32_t round = 0; round < 256; round++) { // P(256 rejections) ~ 0.0455^256
             uint32_t w[4];
             rng_block(r, (uint64_t)i, round, w);
-            z = box_muller(w);
+            z = rng_box_muller(w);
             if (fabs(z) <= 2.0) break;
             z = 0;
         }

@@ -18,6 +18,8 @@ void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t ou
 void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]);
 // Uniform in the open interval (0, 1) with 53 random bits, from two 32-bit words.
 double rng_u01(uint32_t hi, uint32_t lo);
+// Standard normal from one block (Box-Muller over words 0-1 and 2-3).
+double rng_box_muller(const uint32_t w[4]);
 
 // Host-side draws into doubles (used by the tensor functions below).
 void rng_fill_uniform(rng *r, double *dst, int64_t n, double lo, double hi);

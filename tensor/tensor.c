@@ -300,6 +300,7 @@ static int elementwise_copy(tensor *dst, const tensor *src) {
     ew_output(&p, ew_input(&p, 0));
     const tensor *ins[1] = {src};
     tensor *outs[1] = {dst};
+    backend_op_name = "copy";
     return backend_elementwise(&p, outs, ins);
 }
 
@@ -325,6 +326,7 @@ int tensor_fill_(tensor *t, double value) {
     ew_init(&p, 0);
     ew_output(&p, ew_const(&p, value));
     tensor *outs[1] = {t};
+    backend_op_name = "fill";
     return backend_elementwise(&p, outs, NULL);
 }
 

@@ -61,8 +61,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "banis-bench: %s\n", err_message());
             return 1;
         }
+        if (banis_train_step(m, step, ta, tb, &l)) { // a second: the first may still load kernels
+            fprintf(stderr, "banis-bench: %s\n", err_message());
+            return 1;
+        }
         tensor_storage_reset_peak();
         op_flops_reset();
+        backend_counters c0 = backend_cuda_counters();
         double t0 = now();
         for (int r = 0; r < reps; r++)
             if (banis_train_step(m, step, ta, tb, &l)) {
@@ -77,6 +82,15 @@ int main(int argc, char **argv) {
         peak = p > peak ? p : peak;
         printf("%-10s step: %9.1f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n", full ? "full" : "warm-up", ms[full],
                tflops[full], (double)op_flops() / reps / 1e9);
+        if (dev == DEVICE_CUDA) {
+            backend_counters c1 = backend_cuda_counters();
+#define PER(f) ((double)(c1.f - c0.f) / reps)
+            printf("           per step: %.0f launches, %.0f compiles, %.0f module loads, %.0f device allocations, "
+                   "%.0f host-to-device copies (%.0f bytes), %.0f device-to-host copies (%.0f bytes), %.0f synchronisations\n",
+                   PER(launches), PER(compiles), PER(module_loads), PER(device_allocs), PER(h2d_copies), PER(h2d_bytes),
+                   PER(d2h_copies), PER(d2h_bytes), PER(syncs));
+#undef PER
+        }
     }
     double projected = (17000 * ms[0] + 23000 * ms[1]) / 1e3;
     printf("peak tensor memory: %.1f MiB\n", (double)peak / (1 << 20));

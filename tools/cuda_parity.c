@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../ops/backend.h"
+#include "../ops/ops.h"
 #include "../tensor/error.h"
 #include "../tests/gradcheck_table.h"
 
@@ -92,6 +93,46 @@ int main(int argc, char **argv) {
         free(a);
         free(b);
         for (int i = 0; i < c->n_inputs; i++) free(in_host[i]);
+    }
+    // Random numbers are drawn inside the kernels from the same Philox stream on both devices:
+    // dropout masks and Bernoulli draws must be bit-identical, uniform and normal draws equal
+    // within the dtype's rounding.
+    {
+        const int64_t shape[4] = {64, 16, 32, 32};
+        int64_t nel = 64 * 16 * 32 * 32;
+        double *v[2][4];
+        for (int d = 0; d < 2; d++) {
+            device_type dv = d ? DEVICE_CUDA : DEVICE_CPU;
+            rng rr;
+            rng_init(&rr, 2026);
+            tensor_scope_begin();
+            tensor *ones = tensor_ones(dt, 4, shape, dv);
+            tensor *t[4] = {op_dropout(ones, 0.3, true, &rr), op_rand_bernoulli(&rr, dt, 4, shape, 0.25, dv),
+                            op_rand_uniform(&rr, dt, 4, shape, -1, 1, dv), op_rand_normal(&rr, dt, 4, shape, 0, 1, dv)};
+            for (int i = 0; i < 4; i++) {
+                v[d][i] = malloc(sizeof(double) * (size_t)nel);
+                if (!t[i] || tensor_to_doubles(t[i], v[d][i])) {
+                    printf("random draws on %s: %s\n", device_name(dv), err_message());
+                    return 1;
+                }
+            }
+            tensor_scope_end();
+        }
+        static const char *what[4] = {"dropout mask (p 0.3)", "bernoulli (p 0.25)", "uniform (-1, 1)", "normal (0, 1)"};
+        for (int i = 0; i < 4; i++) {
+            int64_t differ = 0;
+            double worst = 0;
+            for (int64_t j = 0; j < nel; j++) {
+                differ += v[0][i][j] != v[1][i][j];
+                worst = fmax(worst, fabs(v[0][i][j] - v[1][i][j]));
+            }
+            bool exact = i < 2, ok = exact ? differ == 0 : worst <= (dt == TENSOR_F64 ? 1e-12 : 1e-5);
+            printf("random %-41s %10.3e  %s (%lld of %lld differ%s)\n", what[i], worst, ok ? "ok" : "FAIL", (long long)differ,
+                   (long long)n, exact ? ", must be 0" : "");
+            ok ? passed++ : failed++;
+            free(v[0][i]);
+            free(v[1][i]);
+        }
     }
     if (dt == TENSOR_F64 && with_gradcheck) {
         printf("gradient check on CUDA, float64\n");

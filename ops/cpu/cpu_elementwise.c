@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../tensor/error.h"
+#include "../../tensor/rng.h"
 #include "cpu.h"
 
 #define CHUNK 128
@@ -53,12 +54,23 @@ static inline __attribute__((always_inline)) void eval_node(const ew_node *e, in
 // One work item: every live node over n consecutive elements of a row, then the stores.
 // Cloned for AVX-512 and AVX2 (picked at run time) so that the node loops use wide vectors.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void eval_item(const ew_program *p, const bool *live, const operand *ops, int last, const int64_t *off, int n) {
+static void eval_item(const ew_program *p, const bool *live, const operand *ops, int last, const int64_t *off, int n,
+                      uint64_t first) {
+    const rng stream = {p->rng_seed, p->rng_offset};
     for (int v = 0; v < p->n_nodes; v++) {
         if (!live[v]) continue;
         const ew_node *e = &p->nodes[v];
         double *r = values[v];
-        if (e->op == EW_INPUT) {
+        if (e->op == EW_RAND_U01 || e->op == EW_RAND_NORMAL || e->op == EW_BERNOULLI) {
+            const double *a = values[e->a];
+            for (int i = 0; i < n; i++) {
+                uint32_t w[4];
+                rng_block(&stream, first + (uint64_t)i, 0, w);
+                r[i] = e->op == EW_RAND_NORMAL ? rng_box_muller(w)
+                       : e->op == EW_RAND_U01  ? rng_u01(w[0], w[1])
+                                               : rng_u01(w[0], w[1]) < a[i];
+            }
+        } else if (e->op == EW_INPUT) {
             int k = p->n_outputs + e->input;
             int64_t st = ops[k].strides[last];
             if (ops[k].dtype == TENSOR_F64) {
@@ -145,7 +157,7 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
             rem /= shape[d];
             for (int k = 0; k < n_ops; k++) off[k] += i * ops[k].strides[d];
         }
-        eval_item(p, live, ops, last, off, n);
+        eval_item(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
     }
     return 0;
 }

@@ -22,59 +22,123 @@
 static struct {
     int ready; // 0 not tried, 1 ready, -1 unavailable
     char why[512];
-    int arch;
+    int arch, sms;
     cudaStream_t stream;
     bool allow_tf32;
     cudaLibrary_t fixed;
 } dev;
 
-// ---- the caching allocator: blocks are kept by rounded size and reused -----------------
+// ---- the caching allocator: freed blocks are kept by rounded size and reused -------------
+// Free lists by size class and the live blocks by pointer, both in open-addressing tables, so
+// an allocation or a free costs O(1) however many blocks are cached.
+static backend_counters counters;
+
 typedef struct block {
     void *ptr;
-    size_t size;
     struct block *next;
 } block;
 
-static block *free_blocks;
+typedef struct {
+    size_t size;  // 0: empty slot
+    block *head;
+} size_class;
+static size_class *classes;
+static size_t cap_classes; // a power of two
 static size_t bytes_in_use, bytes_cached;
+
+typedef struct {
+    void *ptr;    // NULL: empty; TOMBSTONE: deleted
+    size_t size;
+} live_block;
+#define TOMBSTONE ((void *)1)
+static live_block *live;
+static size_t cap_live, n_live_used; // used counts tombstones too
 
 static size_t round_size(size_t n) {
     if (n < (1u << 20)) return (n + 511) & ~(size_t)511;
     return (n + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
 }
 
-static void release_cache(void) {
-    while (free_blocks) {
-        block *b = free_blocks;
-        free_blocks = b->next;
-        cudaFree(b->ptr);
-        bytes_cached -= b->size;
-        free(b);
-    }
+static size_t mix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (size_t)x;
 }
 
-// Blocks in use, by pointer, to know their size at free time.
-typedef struct {
-    void *ptr;
-    size_t size;
-} live_block;
-static live_block *live;
-static size_t n_live, cap_live;
+static size_t n_classes;
+
+static size_class *class_slot(size_class *t, size_t cap, size_t size) {
+    size_t i = mix(size) & (cap - 1);
+    while (t[i].size && t[i].size != size) i = (i + 1) & (cap - 1);
+    return &t[i];
+}
+
+// The free list of blocks of `size`; with `create`, made if absent (NULL only without memory).
+static size_class *find_class(size_t size, bool create) {
+    if (cap_classes) {
+        size_class *c = class_slot(classes, cap_classes, size);
+        if (c->size || !create) return c->size ? c : NULL;
+    }
+    if (!create) return NULL;
+    if ((n_classes + 1) * 2 > cap_classes) { // grow and rehash
+        size_t cap = cap_classes ? 2 * cap_classes : 256;
+        size_class *t = calloc(cap, sizeof *t);
+        if (!t) return NULL;
+        for (size_t i = 0; i < cap_classes; i++)
+            if (classes[i].size) *class_slot(t, cap, classes[i].size) = classes[i];
+        free(classes);
+        classes = t;
+        cap_classes = cap;
+    }
+    size_class *c = class_slot(classes, cap_classes, size);
+    c->size = size;
+    n_classes++;
+    return c;
+}
+
+static void release_cache(void) {
+    for (size_t i = 0; i < cap_classes; i++)
+        while (classes[i].head) {
+            block *b = classes[i].head;
+            classes[i].head = b->next;
+            cudaFree(b->ptr);
+            bytes_cached -= classes[i].size;
+            free(b);
+        }
+}
+
+static int live_grow(void) {
+    size_t cap = cap_live ? 2 * cap_live : 4096;
+    live_block *t = calloc(cap, sizeof *t);
+    if (!t) return -1;
+    for (size_t i = 0; i < cap_live; i++)
+        if (live[i].ptr && live[i].ptr != TOMBSTONE)
+            for (size_t j = mix((uintptr_t)live[i].ptr) & (cap - 1);; j = (j + 1) & (cap - 1))
+                if (!t[j].ptr) { t[j] = live[i]; break; }
+    size_t used = 0;
+    for (size_t i = 0; i < cap; i++) used += t[i].ptr != NULL;
+    free(live);
+    live = t;
+    cap_live = cap;
+    n_live_used = used;
+    return 0;
+}
 
 static void *cuda_alloc(size_t nbytes) {
     size_t size = round_size(nbytes);
     void *p = NULL;
-    for (block **b = &free_blocks; *b; b = &(*b)->next)
-        if ((*b)->size == size) {
-            block *hit = *b;
-            *b = hit->next;
-            p = hit->ptr;
-            bytes_cached -= size;
-            free(hit);
-            break;
-        }
+    size_class *sc = find_class(size, false);
+    if (sc && sc->head) {
+        block *hit = sc->head;
+        sc->head = hit->next;
+        p = hit->ptr;
+        bytes_cached -= size;
+        free(hit);
+    }
     if (!p) {
         cudaError_t e = cudaMalloc(&p, size);
+        counters.device_allocs++;
         if (e == cudaErrorMemoryAllocation) { // give the cache back and try once more
             cudaGetLastError();
             release_cache();
@@ -89,42 +153,111 @@ static void *cuda_alloc(size_t nbytes) {
             return NULL;
         }
     }
-    if (n_live == cap_live) {
-        cap_live = cap_live ? 2 * cap_live : 1024;
-        live = realloc(live, cap_live * sizeof *live);
+    if ((n_live_used + 1) * 2 > cap_live && live_grow()) {
+        cudaFree(p);
+        err_set("CUDA: out of host memory tracking device blocks");
+        return NULL;
     }
-    live[n_live++] = (live_block){p, size};
+    size_t i = mix((uintptr_t)p) & (cap_live - 1);
+    while (live[i].ptr && live[i].ptr != TOMBSTONE) i = (i + 1) & (cap_live - 1);
+    if (!live[i].ptr) n_live_used++;
+    live[i] = (live_block){p, size};
     bytes_in_use += size;
     return p;
 }
 
 static void cuda_free(void *p) {
-    for (size_t i = n_live; i-- > 0;)
-        if (live[i].ptr == p) {
-            block *b = malloc(sizeof *b);
-            size_t size = live[i].size;
-            live[i] = live[--n_live];
-            bytes_in_use -= size;
-            if (!b) {
-                cudaFree(p);
-                return;
-            }
-            *b = (block){p, size, free_blocks};
-            free_blocks = b;
-            bytes_cached += size;
+    if (!p || !cap_live) return;
+    for (size_t i = mix((uintptr_t)p) & (cap_live - 1); live[i].ptr; i = (i + 1) & (cap_live - 1)) {
+        if (live[i].ptr != p) continue;
+        size_t size = live[i].size;
+        live[i].ptr = TOMBSTONE;
+        bytes_in_use -= size;
+        size_class *sc = find_class(size, true);
+        block *b = sc ? malloc(sizeof *b) : NULL;
+        if (!b) {
+            cudaFree(p);
             return;
         }
+        *b = (block){p, sc->head};
+        sc->head = b;
+        bytes_cached += size;
+        return;
+    }
+}
+
+// Uploads go through a pinned staging ring, so the caller's buffer is free at once and the
+// copy needs no synchronisation: a region of the ring is reused only after the copy that last
+// read it has completed (an event per copy; with a 64 MiB ring that is long done in a training
+// loop). Larger copies are staged in pieces the same way.
+#define STAGING_BYTES ((size_t)64 << 20)
+#define STAGING_COPIES 64
+static struct {
+    char *buf;
+    size_t head;
+    struct { cudaEvent_t ev; size_t off, len; } q[STAGING_COPIES];
+    int first, count;
+} staging;
+
+static int staging_wait(int k) { // waits for queue entry k (from first) and pops it and those before
+    cudaEvent_t ev = staging.q[(staging.first + k) % STAGING_COPIES].ev;
+    if (cudaEventQuery(ev) == cudaErrorNotReady) {
+        counters.syncs++;
+        CHECK(cudaEventSynchronize(ev));
+    }
+    cudaGetLastError();
+    staging.first = (staging.first + k + 1) % STAGING_COPIES;
+    staging.count -= k + 1;
+    return 0;
 }
 
 static int copy_from_host(void *dst, const void *src, size_t n) {
     if (!n) return 0;
-    CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, dev.stream));
-    CHECK(cudaStreamSynchronize(dev.stream)); // the host buffer may be reused at once
+    counters.h2d_copies++;
+    counters.h2d_bytes += (int64_t)n;
+    if (!staging.buf) {
+        if (cudaMallocHost((void **)&staging.buf, STAGING_BYTES) != cudaSuccess) staging.buf = NULL;
+        for (int i = 0; staging.buf && i < STAGING_COPIES; i++)
+            if (cudaEventCreateWithFlags(&staging.q[i].ev, cudaEventDisableTiming) != cudaSuccess) {
+                cudaFreeHost(staging.buf);
+                staging.buf = NULL;
+            }
+        cudaGetLastError();
+    }
+    if (!staging.buf) { // no pinned memory: a synchronous copy
+        counters.syncs++;
+        CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, dev.stream));
+        CHECK(cudaStreamSynchronize(dev.stream));
+        return 0;
+    }
+    for (size_t done = 0; done < n;) {
+        size_t len = n - done < STAGING_BYTES / 2 ? n - done : STAGING_BYTES / 2;
+        if (staging.head + len > STAGING_BYTES) staging.head = 0;
+        size_t off = staging.head;
+        if (staging.count == STAGING_COPIES && staging_wait(0)) return -1;
+        int last = -1; // the newest queued copy whose region overlaps [off, off + len)
+        for (int k = 0; k < staging.count; k++) {
+            int i = (staging.first + k) % STAGING_COPIES;
+            if (staging.q[i].off < off + len && off < staging.q[i].off + staging.q[i].len) last = k;
+        }
+        if (last >= 0 && staging_wait(last)) return -1;
+        memcpy(staging.buf + off, (const char *)src + done, len);
+        CHECK(cudaMemcpyAsync((char *)dst + done, staging.buf + off, len, cudaMemcpyHostToDevice, dev.stream));
+        int i = (staging.first + staging.count++) % STAGING_COPIES;
+        staging.q[i].off = off;
+        staging.q[i].len = len;
+        CHECK(cudaEventRecord(staging.q[i].ev, dev.stream));
+        staging.head = off + len;
+        done += len;
+    }
     return 0;
 }
 
 static int copy_to_host(void *dst, const void *src, size_t n) {
     if (!n) return 0;
+    counters.d2h_copies++;
+    counters.d2h_bytes += (int64_t)n;
+    counters.syncs++;
     CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, dev.stream));
     CHECK(cudaStreamSynchronize(dev.stream));
     return 0;
@@ -137,15 +270,16 @@ static int copy_device(void *dst, const void *src, size_t n) {
 }
 
 static int synchronize(void) {
+    counters.syncs++;
     CHECK(cudaStreamSynchronize(dev.stream));
     return 0;
 }
 
-// ---- kernels ------------------------------------------------------------------------------
+// ---- kernels: a table from a 64-bit key (the elementwise key, or a hash of a fixed kernel's
+// name) to the loaded kernel, open addressing; a lookup never renders or compares strings.
 typedef struct {
-    char name[64];
+    uint64_t key; // 0: empty
     cudaKernel_t kernel;
-    cudaLibrary_t lib;
 } kernel_entry;
 static kernel_entry *kernels;
 static size_t n_kernels, cap_kernels;
@@ -154,7 +288,12 @@ static int load_library(const char *src, const char *what, cudaLibrary_t *lib) {
     void *image;
     size_t size;
     bool cached;
+    int before = 0, after = 0, hits = 0;
+    cuda_nvrtc_stats(&before, &hits);
     if (cuda_kernel_image(src, what, dev.arch, &image, &size, &cached)) return -1;
+    cuda_nvrtc_stats(&after, &hits);
+    counters.compiles += after - before;
+    counters.module_loads++;
     cudaError_t e = cudaLibraryLoadData(lib, image, NULL, NULL, 0, NULL, NULL, 0);
     free(image);
     if (e != cudaSuccess) {
@@ -164,27 +303,57 @@ static int load_library(const char *src, const char *what, cudaLibrary_t *lib) {
     return 0;
 }
 
-// The kernel `name`, from `src` (compiled on first use).
-static cudaKernel_t get_kernel(const char *name, const char *src, cudaLibrary_t lib) {
-    for (size_t i = 0; i < n_kernels; i++)
-        if (!strcmp(kernels[i].name, name)) return kernels[i].kernel;
-    if (!lib && load_library(src, name, &lib)) return NULL;
-    cudaKernel_t k;
+static uint64_t name_key(const char *name) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *name; name++) h = (h ^ (unsigned char)*name) * 1099511628211ull;
+    return h | 1;
+}
+
+static kernel_entry *kernel_slot(kernel_entry *t, size_t cap, uint64_t key) {
+    size_t i = mix(key) & (cap - 1);
+    while (t[i].key && t[i].key != key) i = (i + 1) & (cap - 1);
+    return &t[i];
+}
+
+static cudaKernel_t find_kernel(uint64_t key) {
+    if (!cap_kernels) return NULL;
+    kernel_entry *e = kernel_slot(kernels, cap_kernels, key);
+    return e->key ? e->kernel : NULL;
+}
+
+static int add_kernel(uint64_t key, cudaKernel_t k) {
+    if ((n_kernels + 1) * 2 > cap_kernels) {
+        size_t cap = cap_kernels ? 2 * cap_kernels : 256;
+        kernel_entry *t = calloc(cap, sizeof *t);
+        if (!t) {
+            err_set("CUDA: out of host memory for the kernel table");
+            return -1;
+        }
+        for (size_t i = 0; i < cap_kernels; i++)
+            if (kernels[i].key) *kernel_slot(t, cap, kernels[i].key) = kernels[i];
+        free(kernels);
+        kernels = t;
+        cap_kernels = cap;
+    }
+    kernel_entry *e = kernel_slot(kernels, cap_kernels, key);
+    if (!e->key) n_kernels++;
+    *e = (kernel_entry){key, k};
+    return 0;
+}
+
+// The kernel `name` from the library `lib` (loaded once, found by its key afterwards).
+static cudaKernel_t get_kernel(uint64_t key, const char *name, cudaLibrary_t lib) {
+    cudaKernel_t k = find_kernel(key);
+    if (k) return k;
     cudaError_t e = cudaLibraryGetKernel(&k, lib, name);
     if (e != cudaSuccess) {
         err_set("CUDA: kernel %s not found in its module: %s", name, cudaGetErrorString(e));
         return NULL;
     }
-    if (n_kernels == cap_kernels) {
-        cap_kernels = cap_kernels ? 2 * cap_kernels : 256;
-        kernels = realloc(kernels, cap_kernels * sizeof *kernels);
-    }
-    kernel_entry *ke = &kernels[n_kernels++];
-    snprintf(ke->name, sizeof ke->name, "%s", name);
-    ke->kernel = k;
-    ke->lib = lib;
-    return k;
+    return add_kernel(key, k) ? NULL : k;
 }
+
+static cudaKernel_t fixed_kernel(const char *name) { return get_kernel(name_key(name), name, dev.fixed); }
 
 static dim3 d3(unsigned x, unsigned y, unsigned z) {
     dim3 d;
@@ -194,11 +363,64 @@ static dim3 d3(unsigned x, unsigned y, unsigned z) {
     return d;
 }
 
+// BANIS_CUDA_PROFILE=1: every launch is timed with events (synchronising after each, so the
+// step runs slower) and a table of device time by kernel is printed at exit.
+typedef struct {
+    char name[48];
+    double ms;
+    int64_t calls;
+} profile_row;
+static profile_row profile[256];
+static int n_profile, profiling = -1;
+static cudaEvent_t ev_start, ev_stop;
+
+static int by_time(const void *a, const void *b) {
+    double x = ((const profile_row *)a)->ms, y = ((const profile_row *)b)->ms;
+    return (x < y) - (x > y);
+}
+
+static void print_profile(void) {
+    double total = 0;
+    for (int i = 0; i < n_profile; i++) total += profile[i].ms;
+    qsort(profile, (size_t)n_profile, sizeof *profile, by_time);
+    fprintf(stderr, "\nCUDA profile (BANIS_CUDA_PROFILE): device time by kernel, %.1f ms in all\n", total);
+    fprintf(stderr, "%-48s %10s %8s %10s %6s\n", "kernel", "ms", "calls", "us/call", "%");
+    for (int i = 0; i < n_profile; i++)
+        fprintf(stderr, "%-48s %10.2f %8lld %10.1f %6.1f\n", profile[i].name, profile[i].ms, (long long)profile[i].calls,
+                1e3 * profile[i].ms / (double)profile[i].calls, 100 * profile[i].ms / total);
+}
+
+static void profile_add(const char *what, float ms) {
+    int i = 0;
+    while (i < n_profile && strcmp(profile[i].name, what)) i++;
+    if (i == n_profile) {
+        if (n_profile == 256) return;
+        snprintf(profile[n_profile++].name, sizeof profile[0].name, "%s", what);
+    }
+    profile[i].ms += ms;
+    profile[i].calls++;
+}
+
 static int launch(cudaKernel_t k, const char *what, dim3 grid, dim3 block_dim, void **args) {
+    counters.launches++;
+    if (profiling < 0) {
+        const char *env = getenv("BANIS_CUDA_PROFILE");
+        profiling = env && *env && strcmp(env, "0");
+        if (profiling && (cudaEventCreate(&ev_start) != cudaSuccess || cudaEventCreate(&ev_stop) != cudaSuccess))
+            profiling = 0;
+        if (profiling) atexit(print_profile);
+    }
+    if (profiling) cudaEventRecord(ev_start, dev.stream);
     cudaError_t e = cudaLaunchKernel((const void *)k, grid, block_dim, args, 0, dev.stream);
     if (e != cudaSuccess) {
         err_set("CUDA: launching %s: %s", what, cudaGetErrorString(e));
         return -1;
+    }
+    if (profiling) {
+        float ms = 0;
+        cudaEventRecord(ev_stop, dev.stream);
+        if (cudaEventSynchronize(ev_stop) == cudaSuccess && cudaEventElapsedTime(&ms, ev_start, ev_stop) == cudaSuccess)
+            profile_add(what, ms);
     }
     return 0;
 }
@@ -210,16 +432,22 @@ static void *data_ptr(const tensor *t) {
 static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     int64_t n = tensor_numel(outs[0]);
     if (n == 0) return 0;
+    uint64_t key = cuda_ew_key(p, outs, ins) | 1; // never 0, the empty slot
     char name[64];
-    char *src = cuda_render_elementwise(p, outs, ins, name);
-    if (!src) {
-        err_set("CUDA: out of host memory rendering a kernel");
-        return -1;
+    cudaKernel_t k = find_kernel(key);
+    if (!k) { // first use of this program structure: render, compile (or read the disk cache), load
+        char *src = cuda_render_elementwise(p, outs, ins, name);
+        if (!src) {
+            err_set("CUDA: out of host memory rendering a kernel");
+            return -1;
+        }
+        cudaLibrary_t lib;
+        int rc = load_library(src, name, &lib);
+        free(src);
+        if (rc || !(k = get_kernel(key, name, lib))) return -1;
     }
-    cudaKernel_t k = get_kernel(name, src, NULL);
-    free(src);
-    if (!k) return -1;
-    cuda_ew_args a = {.n = n};
+    static cuda_ew_args a; // ~2 KB: not on the stack; the launch copies it
+    a.n = n;
     const tensor *o0 = outs[0];
     for (int d = 0; d < o0->ndim; d++) a.shape[d] = (int)o0->shape[d];
     for (int i = 0; i < p->n_outputs + p->n_inputs; i++) {
@@ -227,52 +455,111 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
         a.ptr[i] = data_ptr(t);
         for (int d = 0; d < t->ndim; d++) a.strides[i][d] = t->strides[d];
     }
+    a.rng_seed = p->rng_seed;
+    a.rng_offset = p->rng_offset;
+    int slot[EW_MAX_NODES];
+    ew_scalar_args(p, a.scalar, slot);
     int64_t blocks = (n + 255) / 256;
     if (blocks > 65535 * 8) blocks = 65535 * 8;
     void *args[] = {&a};
-    return launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args);
+    char what[64];
+    snprintf(what, sizeof what, "ew %s", backend_op_name);
+    return launch(k, what, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args);
 }
 
 typedef struct {
     long long n_out, n_red;
     int out_nd, red_nd;
     long long out_shape[6], out_in_stride[6], out_stride[6], red_shape[6], red_stride[6];
+    long long chunk;
+    int splits;
 } red_args;
+
+static int sm_count(void);
+
+// Appends a dimension, merged into the previous one when they are contiguous with each other.
+static void push_dim(long long *shape, long long *s1, long long *s2, int *nd, long long n, long long st1, long long st2,
+                     bool two) {
+    if (*nd > 0 && s1[*nd - 1] == st1 * n && (!two || s2[*nd - 1] == st2 * n)) {
+        shape[*nd - 1] *= n;
+        s1[*nd - 1] = st1;
+        if (two) s2[*nd - 1] = st2;
+        return;
+    }
+    shape[*nd] = n;
+    s1[*nd] = st1;
+    if (two) s2[*nd] = st2;
+    (*nd)++;
+}
 
 static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     red_args a = {.n_out = tensor_numel(out), .n_red = 1};
     for (int d = 0; d < in->ndim; d++) {
-        if (out->shape[d] == 1 && in->shape[d] != 1) {
-            a.red_shape[a.red_nd] = in->shape[d];
-            a.red_stride[a.red_nd++] = in->strides[d];
+        if (in->shape[d] == 1) continue;
+        if (out->shape[d] == 1) {
+            push_dim(a.red_shape, a.red_stride, NULL, &a.red_nd, in->shape[d], in->strides[d], 0, false);
             a.n_red *= in->shape[d];
         } else {
-            a.out_shape[a.out_nd] = out->shape[d];
-            a.out_in_stride[a.out_nd] = in->strides[d];
-            a.out_stride[a.out_nd++] = out->strides[d];
+            push_dim(a.out_shape, a.out_in_stride, a.out_stride, &a.out_nd, out->shape[d], in->strides[d], out->strides[d],
+                     true);
         }
     }
     if (a.n_out == 0) return 0;
     char name[32];
     snprintf(name, sizeof name, "reduce_%s_%s", kind == REDUCE_MAX ? "max" : "sum", in->dtype == TENSOR_F64 ? "f64" : "f32");
-    cudaKernel_t k = get_kernel(name, NULL, dev.fixed);
+    cudaKernel_t k = fixed_kernel(name);
     if (!k) return -1;
     void *ip = data_ptr(in), *op = data_ptr(out);
-    void *args[] = {&ip, &op, &a};
-    return launch(k, name, d3((unsigned)a.n_out, 1, 1), d3(256, 1, 1), args);
+    // Few outputs over long reductions: split each reduction over blocks, then sum the partials.
+    long long target = 4LL * sm_count(), splits = 1;
+    if (a.n_out < target && a.n_red >= 8192) {
+        splits = (target + a.n_out - 1) / a.n_out;
+        if (splits > a.n_red / 2048) splits = a.n_red / 2048;
+        if (splits > 65535) splits = 65535;
+    }
+    if (splits <= 1) {
+        a.chunk = a.n_red;
+        a.splits = 1;
+        void *args[] = {&ip, &op, &a};
+        return launch(k, name, d3((unsigned)a.n_out, 1, 1), d3(256, 1, 1), args);
+    }
+    a.chunk = (a.n_red + splits - 1) / splits;
+    a.splits = (int)splits;
+    size_t esize = (size_t)tensor_dtype_size(in->dtype);
+    void *partial = cuda_alloc((size_t)(a.n_out * splits) * esize);
+    if (!partial) return -1;
+    void *args[] = {&ip, &partial, &a};
+    int rc = launch(k, name, d3((unsigned)a.n_out, (unsigned)splits, 1), d3(256, 1, 1), args);
+    // second pass: out[o] = reduce(partial[o * splits ... ])
+    red_args b = {.n_out = a.n_out, .n_red = splits, .out_nd = a.out_nd, .red_nd = 1, .chunk = splits, .splits = 1};
+    memcpy(b.out_shape, a.out_shape, sizeof b.out_shape);
+    memcpy(b.out_stride, a.out_stride, sizeof b.out_stride);
+    long long st = splits; // partials are contiguous (n_out, splits) in the output's index order
+    for (int d = a.out_nd - 1; d >= 0; d--) {
+        b.out_in_stride[d] = st;
+        st *= a.out_shape[d];
+    }
+    b.red_shape[0] = splits;
+    b.red_stride[0] = 1;
+    void *args2[] = {&partial, &op, &b};
+    if (!rc) rc = launch(k, name, d3((unsigned)a.n_out, 1, 1), d3(256, 1, 1), args2);
+    cuda_free(partial);
+    return rc;
 }
 
 typedef struct {
     int M, N, K;
     long long a_bs, a_rs, a_cs, b_bs, b_rs, b_cs;
     int n, c, h, w, k, r, s, oh, ow, sh, sw, pt, pl;
+    int k_chunk;
 } gemm_args_dev;
 
 static int run_igemm(const char *base, tensor_dtype dt, const void *a, const void *b, void *c,
                      gemm_args_dev *g, int batch) {
+    if (g->M == 0 || g->N == 0 || batch == 0) return 0; // nothing to write (K = 0 writes zeros)
     char name[64];
     snprintf(name, sizeof name, "%s_%s", base, dt == TENSOR_F64 ? "f64" : dev.allow_tf32 ? "f32_tf32" : "f32_exact");
-    cudaKernel_t k = get_kernel(name, NULL, dev.fixed);
+    cudaKernel_t k = fixed_kernel(name);
     if (!k) return -1;
     void *args[] = {&a, &b, &c, g};
     return launch(k, name, d3((unsigned)((g->N + 63) / 64), (unsigned)((g->M + 63) / 64), (unsigned)batch), d3(256, 1, 1), args);
@@ -282,7 +569,16 @@ static int cuda_gemm(const gemm_args *g) {
     gemm_args_dev d = {.M = (int)g->M, .N = (int)g->N, .K = (int)g->K, .a_bs = g->a_batch_stride,
                        .a_rs = g->a_row_stride, .a_cs = g->a_col_stride, .b_bs = g->b_batch_stride,
                        .b_rs = g->b_row_stride, .b_cs = g->b_col_stride};
-    return run_igemm("matmul", g->c->dtype, data_ptr(g->a), data_ptr(g->b), data_ptr(g->c), &d, (int)g->batch);
+    size_t es = (size_t)tensor_dtype_size(g->c->dtype);
+    char *a = data_ptr(g->a), *b = data_ptr(g->b), *c = data_ptr(g->c);
+    // the grid's z holds at most 65,535 batch entries: larger batches in slices
+    for (int64_t b0 = 0; b0 < g->batch; b0 += 65535) {
+        int n = (int)(g->batch - b0 < 65535 ? g->batch - b0 : 65535);
+        if (run_igemm("matmul", g->c->dtype, a + (size_t)(b0 * g->a_batch_stride) * es,
+                      b + (size_t)(b0 * g->b_batch_stride) * es, c + (size_t)(b0 * g->M * g->N) * es, &d, n))
+            return -1;
+    }
+    return 0;
 }
 
 static gemm_args_dev conv_args(const conv_geometry *g) {
@@ -307,7 +603,37 @@ static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, co
 static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy, tensor *dw) {
     gemm_args_dev d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->C * g->R * g->S), d.K = (int)(g->N * g->OH * g->OW);
-    return run_igemm("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), data_ptr(dw), &d, 1);
+    // The reduction (images x output pixels) is long and the output (K x C*R*S) often small:
+    // split K over blocks so that the GPU is filled, then sum the partials in a fixed order.
+    long long tiles = (long long)((d.N + 63) / 64) * ((d.M + 63) / 64), target = 2LL * sm_count();
+    int splits = 1;
+    if (tiles < target && d.K >= 1024) {
+        splits = (int)((target + tiles - 1) / tiles);
+        if (splits > d.K / 512) splits = d.K / 512;
+        if (splits > 256) splits = 256;
+    }
+    d.k_chunk = ((d.K + splits - 1) / splits + 15) / 16 * 16; // whole BK tiles
+    splits = (d.K + d.k_chunk - 1) / d.k_chunk;
+    if (splits <= 1) {
+        d.k_chunk = d.K;
+        return run_igemm("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), data_ptr(dw), &d, 1);
+    }
+    size_t esize = (size_t)tensor_dtype_size(dw->dtype);
+    long long mn = (long long)d.M * d.N;
+    void *ws = cuda_alloc((size_t)(mn * splits) * esize);
+    if (!ws) return -1;
+    int rc = run_igemm("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), ws, &d, splits);
+    if (!rc) {
+        const char *name = dw->dtype == TENSOR_F64 ? "splitk_sum_f64" : "splitk_sum_f32";
+        cudaKernel_t k = fixed_kernel(name);
+        void *out = data_ptr(dw);
+        long long blocks = (mn + 255) / 256;
+        if (blocks > 65535) blocks = 65535;
+        void *args[] = {&ws, &out, &mn, &splits};
+        rc = k ? launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args) : -1;
+    }
+    cuda_free(ws);
+    return rc;
 }
 
 static const backend cuda_backend = {
@@ -327,6 +653,8 @@ static const backend cuda_backend = {
     .synchronize = synchronize,
 };
 
+static int sm_count(void) { return dev.sms > 0 ? dev.sms : 132; }
+
 static int init(void) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -341,6 +669,7 @@ static int init(void) {
         return -1;
     }
     dev.arch = prop.major * 10 + prop.minor;
+    dev.sms = prop.multiProcessorCount;
     const char *tf32 = getenv("BANIS_ALLOW_TF32");
     dev.allow_tf32 = !(tf32 && !strcmp(tf32, "0"));
     if (load_library(cuda_fixed_source(), "banis fixed kernels", &dev.fixed)) {
@@ -365,3 +694,5 @@ void backend_cuda_memory(size_t *in_use, size_t *cached) {
     *in_use = bytes_in_use;
     *cached = bytes_cached;
 }
+
+backend_counters backend_cuda_counters(void) { return counters; }

@@ -8,17 +8,22 @@
 
 #define CUDA_EW_MAX_OPERANDS (EW_MAX_INPUTS + EW_MAX_OUTPUTS)
 
-// The argument block of every rendered elementwise kernel (passed by value).
+// The argument block of every rendered elementwise kernel (passed by value). Scalars and the
+// random stream are arguments, so a new learning rate or a new dropout mask is not a new kernel.
 typedef struct {
     long long n;
     int shape[TENSOR_MAX_DIMS];
     long long strides[CUDA_EW_MAX_OPERANDS][TENSOR_MAX_DIMS];
     void *ptr[CUDA_EW_MAX_OPERANDS];
+    unsigned long long rng_seed, rng_offset;
+    double scalar[EW_MAX_NODES];
 } cuda_ew_args;
 
-// Renders `p` over these operands (outputs then inputs), specialised by their dtypes, the rank
-// and whether every operand is contiguous over the output's shape. Writes the kernel's name
-// (ew_<hash>) and returns a malloc'd source, or NULL.
+// The kernel's key, computed without rendering: the program's structure (ew_hash), the
+// operands' dtypes, the rank and whether every operand is contiguous over the output's shape.
+uint64_t cuda_ew_key(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+// Renders `p` over these operands (outputs then inputs) as the kernel of that key. Writes the
+// kernel's name (ew_<key>) and returns a malloc'd source, or NULL.
 char *cuda_render_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins,
                               char name[64]);
 

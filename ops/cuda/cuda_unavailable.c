@@ -11,3 +11,4 @@ const backend *backend_cuda(void) {
 
 void backend_cuda_allow_tf32(bool allow) { (void)allow; }
 void backend_cuda_memory(size_t *in_use, size_t *cached) { *in_use = *cached = 0; }
+backend_counters backend_cuda_counters(void) { return (backend_counters){0}; }
