@@ -40,6 +40,43 @@ static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, do
     return v;
 }
 
+static tensor *f_conv(tensor **in, const void *arg) { return op_conv2d(in[0], in[1], in[2], arg); }
+static tensor *f_convt(tensor **in, const void *arg) { return op_conv_transpose2d(in[0], in[1], in[2], arg); }
+
+static gc_input shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
+    return (gc_input){.ndim = 4, .shape = {a, b, c, d}, .kind = INPUT_UNIFORM};
+}
+
+// Convolutions large enough for the GEMM paths that the gradient-check table (2-3 channels)
+// does not reach: more than 4 input channels (the input gradient as a GEMM by phase, not the
+// direct kernel), channel counts that are and are not multiples of the 16-deep K tile
+// (tap-major and general K order), tiles with ragged edges in M, N and K, strides 1 and 2.
+static int gemm_cases(gradcheck_case *out) {
+    static const struct { int n, c, hw, k, r, stride, same, transpose; } v[] = {
+        {2, 5, 9, 7, 3, 1, 1, 0},   {2, 5, 9, 7, 3, 2, 1, 0},   {3, 16, 11, 32, 5, 2, 1, 0},
+        {2, 16, 8, 48, 5, 1, 1, 0}, {2, 32, 7, 16, 3, 2, 0, 0}, {1, 48, 6, 80, 5, 2, 1, 0},
+        {2, 32, 5, 16, 5, 2, 1, 1}, {2, 16, 4, 32, 5, 2, 1, 1}, {3, 7, 5, 9, 3, 2, 1, 1},
+        {2, 64, 4, 5, 5, 2, 1, 1},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        gradcheck_case *c = &out[n++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "%s n%d c%d %dx%d k%d r%d s%d %s", v[i].transpose ? "conv_transpose2d" : "conv2d",
+                 v[i].n, v[i].c, v[i].hw, v[i].hw + 1, v[i].k, v[i].r, v[i].stride, v[i].same ? "same" : "valid");
+        c->fn = v[i].transpose ? f_convt : f_conv;
+        c->n_inputs = 3;
+        c->inputs[0] = shape4(v[i].n, v[i].c, v[i].hw, v[i].hw + 1);
+        c->inputs[1] = v[i].transpose ? shape4(v[i].c, v[i].k, v[i].r, v[i].r) : shape4(v[i].k, v[i].c, v[i].r, v[i].r);
+        c->inputs[2] = (gc_input){.ndim = 1, .shape = {v[i].k}, .kind = INPUT_UNIFORM};
+        c->arg.conv = v[i].transpose ? (v[i].same ? op_conv_transpose_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
+                                                  : op_conv_valid(v[i].stride))
+                                     : (v[i].same ? op_conv_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
+                                                  : op_conv_valid(v[i].stride));
+    }
+    return n;
+}
+
 int main(int argc, char **argv) {
     tensor_dtype dt = TENSOR_F64;
     bool with_gradcheck = true;
@@ -60,8 +97,13 @@ int main(int argc, char **argv) {
     }
     const char *tf = getenv("BANIS_ALLOW_TF32");
     double tol = dt == TENSOR_F64 ? 1e-9 : (tf && !strcmp(tf, "0")) ? 1e-4 : 1e-2;
-    int n, passed = 0, failed = 0;
-    const gradcheck_case *cases = gradcheck_cases(&n);
+    int n_table, passed = 0, failed = 0;
+    const gradcheck_case *table = gradcheck_cases(&n_table);
+    static gradcheck_case all[512];
+    int n = n_table < 500 ? n_table : 500;
+    memcpy(all, table, sizeof *all * (size_t)n);
+    n += gemm_cases(all + n);
+    const gradcheck_case *cases = all;
     printf("CUDA vs CPU, %s, tolerance %.0e relative to the largest magnitude\n", tensor_dtype_name(dt), tol);
     rng r;
     rng_init(&r, 77);
@@ -136,7 +178,7 @@ int main(int argc, char **argv) {
     }
     if (dt == TENSOR_F64 && with_gradcheck) {
         printf("gradient check on CUDA, float64\n");
-        for (int k = 0; k < n; k++) {
+        for (int k = 0; k < n_table; k++) {
             gradcheck_result g = gradcheck_run(&cases[k], DEVICE_CUDA, 1000 + (uint64_t)k);
             printf("gradcheck %-38s %10.3e  %s %s\n", cases[k].name, g.worst_abs, g.passed ? "ok" : "FAIL", g.message);
             g.passed ? passed++ : failed++;

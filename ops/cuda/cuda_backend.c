@@ -9,6 +9,7 @@
 #include "../../tensor/error.h"
 #include "cuda_nvrtc.h"
 #include "cuda_render.h"
+#include "kernels/abi.h"
 
 #define CHECK(call)                                                                           \
     do {                                                                                      \
@@ -467,14 +468,6 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
     return launch(k, what, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args);
 }
 
-typedef struct {
-    long long n_out, n_red;
-    int out_nd, red_nd;
-    long long out_shape[6], out_in_stride[6], out_stride[6], red_shape[6], red_stride[6];
-    long long chunk;
-    int splits;
-} red_args;
-
 static int sm_count(void);
 
 // Appends a dimension, merged into the previous one when they are contiguous with each other.
@@ -493,7 +486,7 @@ static void push_dim(long long *shape, long long *s1, long long *s2, int *nd, lo
 }
 
 static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
-    red_args a = {.n_out = tensor_numel(out), .n_red = 1};
+    cuda_red_args a = {.n_out = tensor_numel(out), .n_red = 1};
     for (int d = 0; d < in->ndim; d++) {
         if (in->shape[d] == 1) continue;
         if (out->shape[d] == 1) {
@@ -531,7 +524,7 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     void *args[] = {&ip, &partial, &a};
     int rc = launch(k, name, d3((unsigned)a.n_out, (unsigned)splits, 1), d3(256, 1, 1), args);
     // second pass: out[o] = reduce(partial[o * splits ... ])
-    red_args b = {.n_out = a.n_out, .n_red = splits, .out_nd = a.out_nd, .red_nd = 1, .chunk = splits, .splits = 1};
+    cuda_red_args b = {.n_out = a.n_out, .n_red = splits, .out_nd = a.out_nd, .red_nd = 1, .chunk = splits, .splits = 1};
     memcpy(b.out_shape, a.out_shape, sizeof b.out_shape);
     memcpy(b.out_stride, a.out_stride, sizeof b.out_stride);
     long long st = splits; // partials are contiguous (n_out, splits) in the output's index order
@@ -547,26 +540,19 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     return rc;
 }
 
-typedef struct {
-    int M, N, K;
-    long long a_bs, a_rs, a_cs, b_bs, b_rs, b_cs;
-    int n, c, h, w, k, r, s, oh, ow, sh, sw, pt, pl;
-    int k_chunk;
-} gemm_args_dev;
-
 static int run_igemm(const char *base, tensor_dtype dt, const void *a, const void *b, void *c,
-                     gemm_args_dev *g, int batch) {
+                     cuda_gemm_args *g, int batch) {
     if (g->M == 0 || g->N == 0 || batch == 0) return 0; // nothing to write (K = 0 writes zeros)
     char name[64];
     snprintf(name, sizeof name, "%s_%s", base, dt == TENSOR_F64 ? "f64" : dev.allow_tf32 ? "f32_tf32" : "f32_exact");
     cudaKernel_t k = fixed_kernel(name);
     if (!k) return -1;
     void *args[] = {&a, &b, &c, g};
-    return launch(k, name, d3((unsigned)((g->N + 63) / 64), (unsigned)((g->M + 63) / 64), (unsigned)batch), d3(256, 1, 1), args);
+    return launch(k, name, d3((unsigned)((g->N + 127) / 128), (unsigned)((g->M + 63) / 64), (unsigned)batch), d3(256, 1, 1), args);
 }
 
 static int cuda_gemm(const gemm_args *g) {
-    gemm_args_dev d = {.M = (int)g->M, .N = (int)g->N, .K = (int)g->K, .a_bs = g->a_batch_stride,
+    cuda_gemm_args d = {.M = (int)g->M, .N = (int)g->N, .K = (int)g->K, .a_bs = g->a_batch_stride,
                        .a_rs = g->a_row_stride, .a_cs = g->a_col_stride, .b_bs = g->b_batch_stride,
                        .b_rs = g->b_row_stride, .b_cs = g->b_col_stride};
     size_t es = (size_t)tensor_dtype_size(g->c->dtype);
@@ -581,31 +567,63 @@ static int cuda_gemm(const gemm_args *g) {
     return 0;
 }
 
-static gemm_args_dev conv_args(const conv_geometry *g) {
-    return (gemm_args_dev){.n = (int)g->N, .c = (int)g->C, .h = (int)g->H, .w = (int)g->W, .k = (int)g->K,
+static cuda_gemm_args conv_args(const conv_geometry *g) {
+    return (cuda_gemm_args){.n = (int)g->N, .c = (int)g->C, .h = (int)g->H, .w = (int)g->W, .k = (int)g->K,
                            .r = (int)g->R, .s = (int)g->S, .oh = (int)g->OH, .ow = (int)g->OW,
                            .sh = (int)g->stride_h, .sw = (int)g->stride_w, .pt = (int)g->pad_top,
                            .pl = (int)g->pad_left};
 }
 
+// The GEMM's kernels hold sizes and offsets within one image in `int`.
+static int check_int_sizes(const char *op, const conv_geometry *g) {
+    int64_t v[] = {g->N * g->OH * g->OW, g->N * g->H * g->W, g->C * g->R * g->S, g->K * g->R * g->S,
+                   g->C * g->H * g->W, g->K * g->OH * g->OW};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        if (v[i] > 2147483647) {
+            err_set("CUDA: %s: a dimension product (%lld) exceeds the kernels' 32-bit index range", op, (long long)v[i]);
+            return -1;
+        }
+    return 0;
+}
+
 static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y) {
-    gemm_args_dev d = conv_args(g);
+    if (check_int_sizes("conv2d forward", g)) return -1;
+    cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->N * g->OH * g->OW), d.K = (int)(g->C * g->R * g->S);
     return run_igemm("conv_forward", y->dtype, data_ptr(w), data_ptr(x), data_ptr(y), &d, 1);
 }
 
 static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w, tensor *dx) {
-    gemm_args_dev d = conv_args(g);
-    d.M = (int)g->C, d.N = (int)(g->N * g->H * g->W), d.K = (int)(g->K * g->R * g->S);
-    return run_igemm("conv_backward_input", dx->dtype, data_ptr(w), data_ptr(dy), data_ptr(dx), &d, 1);
+    if (check_int_sizes("conv2d input gradient", g)) return -1;
+    cuda_gemm_args d = conv_args(g);
+    if (g->C <= 4) { // a 64-row GEMM tile would be mostly empty: one thread per dx element
+        const char *name = dx->dtype == TENSOR_F64 ? "conv_bwd_input_direct_f64" : "conv_bwd_input_direct_f32";
+        cudaKernel_t k = fixed_kernel(name);
+        if (!k) return -1;
+        long long total = g->N * g->C * g->H * g->W, blocks = (total + 255) / 256;
+        if (total == 0) return 0;
+        if (blocks > 65535 * 8) blocks = 65535 * 8;
+        void *dyp = data_ptr(dy), *wp = data_ptr(w), *dxp = data_ptr(dx);
+        void *args[] = {&dyp, &wp, &dxp, &d};
+        return launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args);
+    }
+    // by phase: block z covers the input pixels (iy % sh, ix % sw) = (z / sw, z % sw)
+    d.hq = (int)((g->H + g->stride_h - 1) / g->stride_h);
+    d.wq = (int)((g->W + g->stride_w - 1) / g->stride_w);
+    d.rq = (int)((g->R + g->stride_h - 1) / g->stride_h);
+    d.sq = (int)((g->S + g->stride_w - 1) / g->stride_w);
+    d.M = (int)g->C, d.N = (int)(g->N * d.hq * d.wq), d.K = (int)(g->K * d.rq * d.sq);
+    return run_igemm("conv_backward_input", dx->dtype, data_ptr(w), data_ptr(dy), data_ptr(dx), &d,
+                     (int)(g->stride_h * g->stride_w));
 }
 
 static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy, tensor *dw) {
-    gemm_args_dev d = conv_args(g);
+    if (check_int_sizes("conv2d weight gradient", g)) return -1;
+    cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->C * g->R * g->S), d.K = (int)(g->N * g->OH * g->OW);
     // The reduction (images x output pixels) is long and the output (K x C*R*S) often small:
     // split K over blocks so that the GPU is filled, then sum the partials in a fixed order.
-    long long tiles = (long long)((d.N + 63) / 64) * ((d.M + 63) / 64), target = 2LL * sm_count();
+    long long tiles = (long long)((d.N + 127) / 128) * ((d.M + 63) / 64), target = 2LL * sm_count();
     int splits = 1;
     if (tiles < target && d.K >= 1024) {
         splits = (int)((target + tiles - 1) / tiles);

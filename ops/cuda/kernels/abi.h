@@ -1,0 +1,22 @@
+// The argument blocks of the fixed kernels, included by the host C (ops/cuda/cuda_backend.c)
+// and by the kernels (fixed.cu, inlined by ops/cuda/embed.py), so both sides share one layout.
+// Sizes a kernel holds in `int` are checked on the host before a launch.
+#pragma once
+
+// Reductions: block (x, y) reduces elements [y * chunk, (y + 1) * chunk) of output x.
+typedef struct {
+    long long n_out, n_red;
+    int out_nd, red_nd;
+    long long out_shape[6], out_in_stride[6], out_stride[6], red_shape[6], red_stride[6];
+    long long chunk;
+    int splits; // > 1: write partial[x * splits + y] for a second pass
+} cuda_red_args;
+
+// The tiled GEMM: C (M x N) = A (M x K) B (K x N), batched matmul or implicit-GEMM convolution.
+typedef struct {
+    int M, N, K;
+    long long a_bs, a_rs, a_cs, b_bs, b_rs, b_cs; // matmul strides
+    int n, c, h, w, k, r, s, oh, ow, sh, sw, pt, pl; // convolution geometry
+    int k_chunk; // weight gradient split over K: block z covers [z * k_chunk, (z + 1) * k_chunk)
+    int hq, wq, rq, sq; // input gradient by phase: pixels and taps per phase (ceil(h / sh), ...)
+} cuda_gemm_args;

@@ -1,0 +1,408 @@
+// The fixed kernels of the CUDA backend, compiled at run time by NVRTC like the rendered
+// elementwise ones (ops/cuda/embed.py embeds this file in the library, line for line).
+//   reductions: one block per output (or per slice of a long reduction), shared-memory tree
+//   igemm<PASS, T>: one tiled GEMM whose tile loaders make it a batched matmul or an
+//     implicit-GEMM convolution (forward, input gradient by phase, weight gradient); TF32 form
+//     on the tensor cores (mma.sync m16n8k8, FP32 accumulate) and exact FP32/FP64 forms
+//   conv_bwd_input_direct: the input gradient of a convolution with few input channels
+// Shapes: conv x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous.
+#include "abi.h"
+
+// ---- reductions ---------------------------------------------------------------------------
+template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda_red_args a) {
+  __shared__ double part[256];
+  long long o = blockIdx.x;
+  if (o >= a.n_out) return;
+  long long rem = o, base = 0, ooff = 0;
+  for (int d = a.out_nd - 1; d >= 0; d--) {
+    long long x = rem % a.out_shape[d];
+    rem /= a.out_shape[d];
+    base += x * a.out_in_stride[d];
+    ooff += x * a.out_stride[d];
+  }
+  long long j0 = (long long)blockIdx.y * a.chunk, j1 = j0 + a.chunk < a.n_red ? j0 + a.chunk : a.n_red;
+  double acc = MAX ? -1.0 / 0.0 : 0.0;
+  if (a.red_nd == 1) {
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+      double v = (double)in[base + j * a.red_stride[0]];
+      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
+    }
+  } else if (a.red_nd == 2 && a.red_shape[1] < (1ll << 31)) {
+    unsigned inner = (unsigned)a.red_shape[1];
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+      long long hi = j / inner;
+      unsigned lo = (unsigned)(j - hi * inner);
+      double v = (double)in[base + hi * a.red_stride[0] + lo * a.red_stride[1]];
+      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
+    }
+  } else {
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+      long long r = j, off = base;
+      for (int d = a.red_nd - 1; d >= 0; d--) {
+        off += (r % a.red_shape[d]) * a.red_stride[d];
+        r /= a.red_shape[d];
+      }
+      double v = (double)in[off];
+      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
+    }
+  }
+  part[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      double b = part[threadIdx.x + s], c = part[threadIdx.x];
+      part[threadIdx.x] = MAX ? ((b > c || b != b) ? b : c) : c + b;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    if (a.splits > 1) out[o * a.splits + blockIdx.y] = (T)part[0];
+    else out[ooff] = (T)part[0];
+  }
+}
+extern "C" __global__ void reduce_sum_f32(const float *i, float *o, cuda_red_args a) { reduce<float, false>(i, o, a); }
+extern "C" __global__ void reduce_max_f32(const float *i, float *o, cuda_red_args a) { reduce<float, true>(i, o, a); }
+extern "C" __global__ void reduce_sum_f64(const double *i, double *o, cuda_red_args a) { reduce<double, false>(i, o, a); }
+extern "C" __global__ void reduce_max_f64(const double *i, double *o, cuda_red_args a) { reduce<double, true>(i, o, a); }
+
+// The split-K partials (splits, M*N) summed in split order (deterministic).
+template <typename T> __device__ void splitk_sum(const T *ws, T *out, long long mn, int splits) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < mn; i += (long long)gridDim.x * blockDim.x) {
+    T acc = 0;
+    for (int z = 0; z < splits; z++) acc += ws[z * mn + i];
+    out[i] = acc;
+  }
+}
+extern "C" __global__ void splitk_sum_f32(const float *w, float *o, long long mn, int s) { splitk_sum<float>(w, o, mn, s); }
+extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long mn, int s) { splitk_sum<double>(w, o, mn, s); }
+
+// ---- the implicit GEMM ----------------------------------------------------------------------
+// C (M x N) = A (M x K) B (K x N) in tiles of BM x BN, stepping BK along K. 256 threads; each
+// thread loads 4 elements of A's tile (column kk = e % BK, row e / BK) and 8 of B's (row
+// kk = tid / BN + 2 i, column nn = tid % BN: one column per thread, so a convolution's pixel
+// is decoded once per block). The next tile's loads are issued before the current tile is
+// multiplied (register double buffering).
+//
+// Passes and their K order. "Tap-major" (channels a multiple of BK): kk = tap * channels + ch,
+// so a BK tile lies within one filter tap and the tap is decoded once per tile.
+//   CONV_FWD          M = K_out, N = n*OH*OW, K = C*R*S. A = w, B = x gathered.
+//   CONV_BWD_INPUT    by phase: block z is the input pixels (iy, ix) with iy % sh = py,
+//                     ix % sw = px; only the taps ry = ry0 + sh*jy (ry0 = (py + pt) % sh) reach
+//                     them, so no zero taps are multiplied. M = C, N = n*hq*wq, K = K_out*rq*sq.
+//   CONV_BWD_WEIGHT   M = K_out, N = C*R*S, K = n*OH*OW (split over blocks z by k_chunk).
+//   MATMUL            strided A and B, batch over z.
+enum { MATMUL = 0, CONV_FWD = 1, CONV_BWD_INPUT = 2, CONV_BWD_WEIGHT = 3 };
+#define BM 64
+#define BN 128
+#define BK 16
+
+template <int P, typename T> struct tile_loader {
+  const T *a, *b;
+  cuda_gemm_args g;
+  int bz, m0, n0, tid;
+  bool tap_major;
+  // B's column (this thread's), decoded once
+  int nn;
+  bool n_ok;
+  long long b_base; // element offset of the column's image (conv) or column (matmul)
+  int p0, p1;       // fwd: iy0, ix0; bwd-input: qy, qx; bwd-weight: ry, sx
+  int ci;           // bwd-weight: the column's channel
+  // bwd-input phase
+  int ry0, rx0, by, bx;
+
+  __device__ void init(const T *a_, const T *b_, const cuda_gemm_args &g_) {
+    a = a_; b = b_; g = g_;
+    tid = threadIdx.x; bz = blockIdx.z; m0 = blockIdx.y * BM; n0 = blockIdx.x * BN;
+    nn = n0 + tid % BN;
+    n_ok = nn < g.N;
+    int rs = g.r * g.s;
+    if (P == CONV_FWD) {
+      tap_major = g.c % BK == 0;
+      int ohw = g.oh * g.ow, img = nn / ohw, pix = nn - img * ohw, oy = pix / g.ow, ox = pix - oy * g.ow;
+      p0 = oy * g.sh - g.pt;
+      p1 = ox * g.sw - g.pl;
+      b_base = (long long)img * g.c * g.h * g.w;
+    } else if (P == CONV_BWD_INPUT) {
+      tap_major = g.k % BK == 0;
+      int py = bz / g.sw, px = bz - py * g.sw;
+      ry0 = (py + g.pt) % g.sh;
+      rx0 = (px + g.pl) % g.sw;
+      by = (py + g.pt - ry0) / g.sh;
+      bx = (px + g.pl - rx0) / g.sw;
+      int hwq = g.hq * g.wq, img = nn / hwq, q = nn - img * hwq;
+      p0 = q / g.wq;
+      p1 = q - p0 * g.wq;
+      n_ok = n_ok && py + g.sh * p0 < g.h && px + g.sw * p1 < g.w;
+      b_base = (long long)img * g.k * g.oh * g.ow;
+    } else if (P == CONV_BWD_WEIGHT) {
+      tap_major = (g.oh * g.ow) % BK == 0;
+      ci = nn / rs;
+      int tap = nn - ci * rs;
+      p0 = tap / g.s;
+      p1 = tap - p0 * g.s;
+    } else {
+      tap_major = false;
+      b_base = (long long)bz * g.b_bs + (long long)nn * g.b_cs;
+    }
+  }
+
+  // A(m, kk) for this thread's 4 elements of the tile at k0
+  __device__ void load_a(int k0, T *r) {
+    int rs = g.r * g.s;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      int e = tid + 256 * i, m = m0 + e / BK, kk = k0 + e % BK;
+      T v = (T)0;
+      if (m < g.M && kk < g.K) {
+        if (P == MATMUL) v = a[(long long)bz * g.a_bs + (long long)m * g.a_rs + (long long)kk * g.a_cs];
+        else if (P == CONV_FWD) {
+          if (tap_major) { int tap = kk / g.c, c = kk - tap * g.c; v = a[((long long)m * g.c + c) * rs + tap]; }
+          else v = a[(long long)m * g.K + kk];
+        } else if (P == CONV_BWD_INPUT) {
+          int ko, jy, jx;
+          int rsq = g.rq * g.sq;
+          if (tap_major) { int t = kk / g.k; ko = kk - t * g.k; jy = t / g.sq; jx = t - jy * g.sq; }
+          else { ko = kk / rsq; int t = kk - ko * rsq; jy = t / g.sq; jx = t - jy * g.sq; }
+          int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+          if (ry < g.r && sx < g.s) v = a[((long long)ko * g.c + m) * rs + ry * g.s + sx];
+        } else {
+          int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw;
+          v = a[((long long)img * g.k + m) * ohw + pix];
+        }
+      }
+      r[i] = v;
+    }
+  }
+
+  // B(kk, nn) for this thread's 8 elements (rows tid / BN + 2 i) of the tile at k0
+  __device__ void load_b(int k0, T *r) {
+    int rs = g.r * g.s, kl = tid / BN;
+    if (P == CONV_FWD && tap_major) { // one tap for the whole tile
+      int tap = k0 / g.c, c0 = k0 - tap * g.c, ry = tap / g.s, sx = tap - ry * g.s;
+      int iy = p0 + ry, ix = p1 + sx;
+      bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+      long long hw = (long long)g.h * g.w, off = b_base + (long long)(c0 + kl) * hw + iy * g.w + ix;
+#pragma unroll
+      for (int i = 0; i < 8; i++) r[i] = ok ? b[off + 2 * i * hw] : (T)0;
+      return;
+    }
+    if (P == CONV_BWD_INPUT && tap_major) {
+      int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+      int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy, ox = bx + p1 - jx;
+      bool ok = n_ok && ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow;
+      long long ohw = (long long)g.oh * g.ow, off = b_base + (long long)(ko0 + kl) * ohw + oy * g.ow + ox;
+#pragma unroll
+      for (int i = 0; i < 8; i++) r[i] = ok ? b[off + 2 * i * ohw] : (T)0;
+      return;
+    }
+    if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
+      int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
+      long long base = ((long long)img * g.c + ci) * g.h * g.w;
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        int kk = k0 + kl + 2 * i, pix = pix0 + kl + 2 * i, oy = pix / g.ow, ox = pix - oy * g.ow;
+        int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
+        bool ok = n_ok && kk < g.K && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+        r[i] = ok ? b[base + iy * g.w + ix] : (T)0;
+      }
+      return;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      int kk = k0 + kl + 2 * i;
+      T v = (T)0;
+      if (n_ok && kk < g.K) {
+        if (P == MATMUL) v = b[b_base + (long long)kk * g.b_rs];
+        else if (P == CONV_FWD) {
+          int c = kk / rs, q = kk - c * rs, ry = q / g.s, sx = q - ry * g.s, iy = p0 + ry, ix = p1 + sx;
+          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) v = b[b_base + ((long long)c * g.h + iy) * g.w + ix];
+        } else if (P == CONV_BWD_INPUT) {
+          int rsq = g.rq * g.sq, ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
+          int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy, ox = bx + p1 - jx;
+          if (ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow)
+            v = b[b_base + ((long long)ko * g.oh + oy) * g.ow + ox];
+        } else {
+          int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw, oy = pix / g.ow, ox = pix - oy * g.ow;
+          int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
+          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) v = b[(((long long)img * g.c + ci) * g.h + iy) * g.w + ix];
+        }
+      }
+      r[i] = v;
+    }
+  }
+};
+
+// C(m, nn): matmul c[bz][m][nn]; fwd y[img, m, pix]; bwd-input dx[img, m, iy, ix] of the phase;
+// bwd-weight dw[m, nn] (split z writes its partial at c + z * M * N).
+template <int P, typename T> __device__ __forceinline__ void store_c(T *c, const cuda_gemm_args &g, int bz, int m, int nn, T v) {
+  if (m >= g.M || nn >= g.N) return;
+  if (P == MATMUL || P == CONV_BWD_WEIGHT) { c[((long long)bz * g.M + m) * g.N + nn] = v; return; }
+  if (P == CONV_FWD) {
+    int plane = g.oh * g.ow, img = nn / plane, pix = nn - img * plane;
+    c[((long long)img * g.M + m) * plane + pix] = v;
+    return;
+  }
+  int py = bz / g.sw, px = bz - py * g.sw, hwq = g.hq * g.wq, img = nn / hwq, q = nn - img * hwq;
+  int qy = q / g.wq, qx = q - qy * g.wq, iy = py + g.sh * qy, ix = px + g.sw * qx;
+  if (iy < g.h && ix < g.w) c[(((long long)img * g.M + m) * g.h + iy) * g.w + ix] = v;
+}
+
+template <int P> __device__ __forceinline__ void k_range(const cuda_gemm_args &g, int &kb, int &ke) {
+  kb = P == CONV_BWD_WEIGHT ? blockIdx.z * g.k_chunk : 0;
+  ke = P == CONV_BWD_WEIGHT ? min(g.K, kb + g.k_chunk) : g.K;
+}
+
+// exact: each thread a 4 x 8 tile of C (rows ty*4.., columns tx + 16 j)
+template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
+  __shared__ T As[BK][BM + 1], Bs[BK][BN + 1];
+  tile_loader<P, T> L;
+  L.init(a, b, g);
+  int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  T acc[4][8] = {};
+  T ra[4], rb[8];
+  int kb, ke;
+  k_range<P>(g, kb, ke);
+  if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
+  for (int k0 = kb; k0 < ke; k0 += BK) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = ra[i]; }
+#pragma unroll
+    for (int i = 0; i < 8; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
+    __syncthreads();
+    if (k0 + BK < ke) { L.load_a(k0 + BK, ra); L.load_b(k0 + BK, rb); }
+#pragma unroll
+    for (int kk = 0; kk < BK; kk++) {
+      T av[4], bv[8];
+#pragma unroll
+      for (int i = 0; i < 4; i++) av[i] = As[kk][ty * 4 + i];
+#pragma unroll
+      for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+    }
+    __syncthreads();
+  }
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 8; j++) store_c<P, T>(c, g, blockIdx.z, L.m0 + ty * 4 + i, L.n0 + tx + 16 * j, acc[i][j]);
+}
+
+// The tensor-core primitives (PTX ISA: cvt.rna.tf32.f32; mma.sync.aligned.m16n8k8 with the
+// fragment layouts of "Matrix Fragments for mma.m16n8k8").
+__device__ __forceinline__ unsigned to_tf32(float x) {
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+__device__ __forceinline__ void mma_tf32(float *d, const unsigned *a, const unsigned *b) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// TF32: 8 warps as 2 (M) x 4 (N); a warp owns 32 x 32 of C = 2 x 4 mma tiles of 16 x 8.
+// Fragments (g = lane / 4, t = lane % 4): A a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4);
+// B b0 (k t, n g) b1 (k t+4, n g); C c0 (g, 2t) c1 (g, 2t+1) c2 (g+8, 2t) c3 (g+8, 2t+1).
+// Operands are rounded to TF32 once, when they are written to shared memory. Rows are padded
+// by 8 words so that a fragment's 32 lanes read 32 different banks.
+template <int P> __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
+  __shared__ unsigned As[BK][BM + 8], Bs[BK][BN + 8];
+  tile_loader<P, float> L;
+  L.init(a, b, g);
+  int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
+  int gq = lane / 4, t = lane % 4;
+  float acc[2][4][4] = {};
+  float ra[4], rb[8];
+  int kb, ke;
+  k_range<P>(g, kb, ke);
+  if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
+  for (int k0 = kb; k0 < ke; k0 += BK) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = to_tf32(ra[i]); }
+#pragma unroll
+    for (int i = 0; i < 8; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
+    __syncthreads();
+    if (k0 + BK < ke) { L.load_a(k0 + BK, ra); L.load_b(k0 + BK, rb); }
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 8) {
+      unsigned af[2][4], bf[4][2];
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++) {
+        int rb0 = wm * 32 + mi * 16;
+        af[mi][0] = As[ks + t][rb0 + gq];
+        af[mi][1] = As[ks + t][rb0 + gq + 8];
+        af[mi][2] = As[ks + t + 4][rb0 + gq];
+        af[mi][3] = As[ks + t + 4][rb0 + gq + 8];
+      }
+#pragma unroll
+      for (int ni = 0; ni < 4; ni++) {
+        int cb = wn * 32 + ni * 8;
+        bf[ni][0] = Bs[ks + t][cb + gq];
+        bf[ni][1] = Bs[ks + t + 4][cb + gq];
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], af[mi], bf[ni]);
+    }
+    __syncthreads();
+  }
+  for (int mi = 0; mi < 2; mi++)
+    for (int ni = 0; ni < 4; ni++) {
+      int r = L.m0 + wm * 32 + mi * 16 + gq, col = L.n0 + wn * 32 + ni * 8 + 2 * t;
+      store_c<P, float>(c, g, blockIdx.z, r, col, acc[mi][ni][0]);
+      store_c<P, float>(c, g, blockIdx.z, r, col + 1, acc[mi][ni][1]);
+      store_c<P, float>(c, g, blockIdx.z, r + 8, col, acc[mi][ni][2]);
+      store_c<P, float>(c, g, blockIdx.z, r + 8, col + 1, acc[mi][ni][3]);
+    }
+}
+
+#define ENTRY(NAME, P)                                                                                        \
+  extern "C" __global__ void __launch_bounds__(256)                                                           \
+      NAME##_f32_exact(const float *a, const float *b, float *c, cuda_gemm_args g) { igemm_exact<P, float>(a, b, c, g); } \
+  extern "C" __global__ void __launch_bounds__(256)                                                           \
+      NAME##_f64(const double *a, const double *b, double *c, cuda_gemm_args g) { igemm_exact<P, double>(a, b, c, g); } \
+  extern "C" __global__ void __launch_bounds__(256)                                                           \
+      NAME##_f32_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) { igemm_tf32<P>(a, b, c, g); }
+ENTRY(matmul, MATMUL)
+ENTRY(conv_forward, CONV_FWD)
+ENTRY(conv_backward_input, CONV_BWD_INPUT)
+ENTRY(conv_backward_weight, CONV_BWD_WEIGHT)
+
+// ---- the input gradient of a convolution with few input channels (a GEMM with M = C of 1 to
+// 4 would waste most of a 64-row tile): one thread per dx element, summing over K_out and the
+// taps that reach it, in the precision of T.
+template <typename T> __device__ void conv_bwd_input_direct(const T *dy, const T *w, T *dx, cuda_gemm_args g) {
+  long long total = (long long)g.n * g.c * g.h * g.w;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    int ix = (int)(i % g.w);
+    long long r = i / g.w;
+    int iy = (int)(r % g.h);
+    r /= g.h;
+    int ci = (int)(r % g.c), img = (int)(r / g.c);
+    int ry0 = (iy + g.pt) % g.sh, rx0 = (ix + g.pl) % g.sw;
+    T acc = 0;
+    for (int ko = 0; ko < g.k; ko++) {
+      const T *dyp = dy + ((long long)img * g.k + ko) * g.oh * g.ow;
+      const T *wp = w + ((long long)ko * g.c + ci) * g.r * g.s;
+      for (int ry = ry0; ry < g.r; ry += g.sh) {
+        int oy = (iy + g.pt - ry) / g.sh;
+        if (oy < 0 || oy >= g.oh || iy + g.pt - ry < 0) continue;
+        for (int sx = rx0; sx < g.s; sx += g.sw) {
+          int tx = ix + g.pl - sx;
+          if (tx < 0) continue;
+          int ox = tx / g.sw;
+          if (ox < g.ow) acc += wp[ry * g.s + sx] * dyp[oy * g.ow + ox];
+        }
+      }
+    }
+    dx[i] = acc;
+  }
+}
+extern "C" __global__ void conv_bwd_input_direct_f32(const float *dy, const float *w, float *dx, cuda_gemm_args g) {
+  conv_bwd_input_direct<float>(dy, w, dx, g);
+}
+extern "C" __global__ void conv_bwd_input_direct_f64(const double *dy, const double *w, double *dx, cuda_gemm_args g) {
+  conv_bwd_input_direct<double>(dy, w, dx, g);
+}
