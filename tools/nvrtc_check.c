@@ -25,7 +25,8 @@ static int n_seen, cap_seen;
 
 static void observe(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     char name[64];
-    char *src = cuda_render_elementwise(p, outs, ins, name);
+    cuda_ew_layout L = cuda_ew_plan(p, outs, ins, NULL);
+    char *src = cuda_render_elementwise(p, &L, outs, ins, name);
     if (!src) return;
     for (int i = 0; i < n_seen; i++)
         if (!strcmp(seen[i].name, name)) {

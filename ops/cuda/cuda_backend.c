@@ -433,11 +433,13 @@ static void *data_ptr(const tensor *t) {
 static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     int64_t n = tensor_numel(outs[0]);
     if (n == 0) return 0;
-    uint64_t key = cuda_ew_key(p, outs, ins) | 1; // never 0, the empty slot
+    static cuda_ew_args a; // ~2 KB: not on the stack; the launch copies it
+    cuda_ew_layout L = cuda_ew_plan(p, outs, ins, &a);
+    uint64_t key = cuda_ew_key(p, &L, outs, ins) | 1; // never 0, the empty slot
     char name[64];
     cudaKernel_t k = find_kernel(key);
     if (!k) { // first use of this program structure: render, compile (or read the disk cache), load
-        char *src = cuda_render_elementwise(p, outs, ins, name);
+        char *src = cuda_render_elementwise(p, &L, outs, ins, name);
         if (!src) {
             err_set("CUDA: out of host memory rendering a kernel");
             return -1;
@@ -446,15 +448,6 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
         int rc = load_library(src, name, &lib);
         free(src);
         if (rc || !(k = get_kernel(key, name, lib))) return -1;
-    }
-    static cuda_ew_args a; // ~2 KB: not on the stack; the launch copies it
-    a.n = n;
-    const tensor *o0 = outs[0];
-    for (int d = 0; d < o0->ndim; d++) a.shape[d] = (int)o0->shape[d];
-    for (int i = 0; i < p->n_outputs + p->n_inputs; i++) {
-        const tensor *t = i < p->n_outputs ? outs[i] : ins[i - p->n_outputs];
-        a.ptr[i] = data_ptr(t);
-        for (int d = 0; d < t->ndim; d++) a.strides[i][d] = t->strides[d];
     }
     a.rng_seed = p->rng_seed;
     a.rng_offset = p->rng_offset;
@@ -630,7 +623,7 @@ static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, co
         if (splits > d.K / 512) splits = d.K / 512;
         if (splits > 256) splits = 256;
     }
-    d.k_chunk = ((d.K + splits - 1) / splits + 15) / 16 * 16; // whole BK tiles
+    d.k_chunk = ((d.K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16 or 32)
     splits = (d.K + d.k_chunk - 1) / d.k_chunk;
     if (splits <= 1) {
         d.k_chunk = d.K;

@@ -43,19 +43,49 @@ static const char *fn1(ew_opcode op, bool f64) {
     }
 }
 
-static bool contiguous_over(const tensor *t, const tensor *like) {
-    return tensor_same_shape(t, like) && tensor_is_contiguous(t);
+cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tensor *const *ins, cuda_ew_args *a) {
+    const tensor *o0 = outs[0];
+    int n_ops = p->n_outputs + p->n_inputs, nd = 0;
+    int64_t shape[TENSOR_MAX_DIMS], st[CUDA_EW_MAX_OPERANDS][TENSOR_MAX_DIMS];
+    for (int d = 0; d < o0->ndim; d++) {
+        if (o0->shape[d] == 1) continue;
+        bool merge = nd > 0;
+        for (int k = 0; merge && k < n_ops; k++) {
+            const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
+            if (st[k][nd - 1] != t->strides[d] * o0->shape[d]) merge = false;
+        }
+        for (int k = 0; k < n_ops; k++) {
+            const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
+            st[k][merge ? nd - 1 : nd] = t->strides[d];
+        }
+        if (merge) shape[nd - 1] *= o0->shape[d];
+        else shape[nd++] = o0->shape[d];
+    }
+    cuda_ew_layout L = {.nd = nd, .contig = nd <= 1, .idx32 = true};
+    for (int k = 0; k < n_ops && nd == 1; k++)
+        if (st[k][0] != 1) L.contig = false;
+    for (int k = 0; k < n_ops; k++) {
+        int64_t reach = 0;
+        for (int d = 0; d < nd; d++) reach += (shape[d] - 1) * (st[k][d] < 0 ? -st[k][d] : st[k][d]);
+        if (reach >= (1ll << 31)) L.idx32 = false;
+    }
+    if (tensor_numel(o0) >= (1ll << 31)) L.idx32 = false;
+    if (a) {
+        a->n = tensor_numel(o0);
+        for (int d = 0; d < nd; d++) {
+            a->shape[d] = (int)shape[d];
+            for (int k = 0; k < n_ops; k++) a->strides[k][d] = st[k][d];
+        }
+        for (int k = 0; k < n_ops; k++) {
+            const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
+            a->ptr[k] = (char *)t->storage->data + t->offset * (int64_t)tensor_dtype_size(t->dtype);
+        }
+    }
+    return L;
 }
 
-static bool all_contiguous(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
-    for (int k = 0; k < p->n_outputs + p->n_inputs; k++)
-        if (!contiguous_over(k < p->n_outputs ? outs[k] : ins[k - p->n_outputs], outs[0])) return false;
-    return true;
-}
-
-uint64_t cuda_ew_key(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
-    bool contig = all_contiguous(p, outs, ins);
-    uint64_t h = ew_hash(p) ^ (uint64_t)(contig ? 0x9e37 : outs[0]->ndim) * 0x100000001b3ull;
+uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs, const tensor *const *ins) {
+    uint64_t h = ew_hash(p) ^ (uint64_t)(L->contig ? 0x9e37 : L->nd + (L->idx32 ? 0x40 : 0)) * 0x100000001b3ull;
     for (int k = 0; k < p->n_outputs + p->n_inputs; k++) {
         const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
         h = (h ^ (uint64_t)t->dtype) * 0x100000001b3ull;
@@ -82,24 +112,25 @@ static const char philox_source[] =
     "  return ((double)((((unsigned long long)hi << 32) | lo) >> 11) + 0.5) * 1.1102230246251565e-16;\n"
     "}\n";
 
-char *cuda_render_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins,
-                              char name[64]) {
+char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
+                              const tensor *const *ins, char name[64]) {
     const tensor *o0 = outs[0];
-    int n_ops = p->n_outputs + p->n_inputs, nd = o0->ndim;
-    bool contig = all_contiguous(p, outs, ins), rng = ew_uses_rng(p);
+    int n_ops = p->n_outputs + p->n_inputs, nd = L->nd;
+    bool contig = L->contig, rng = ew_uses_rng(p);
+    const char *I = L->idx32 ? "int" : "long long", *U = L->idx32 ? "unsigned" : "long long";
     tensor_dtype dt[CUDA_EW_MAX_OPERANDS];
     for (int k = 0; k < n_ops; k++) dt[k] = (k < p->n_outputs ? outs[k] : ins[k - p->n_outputs])->dtype;
     bool f64 = o0->dtype == TENSOR_F64;
     const char *T = f64 ? "double" : "float";
-    snprintf(name, 64, "ew_%016llx", (unsigned long long)cuda_ew_key(p, outs, ins));
+    snprintf(name, 64, "ew_%016llx", (unsigned long long)cuda_ew_key(p, L, outs, ins));
     double scalars[EW_MAX_NODES];
     int slot[EW_MAX_NODES];
     ew_scalar_args(p, scalars, slot);
     char desc[2048];
     ew_describe(p, desc, sizeof desc);
     sbuf s = {0};
-    add(&s, "// %s\n// %s, %s; constants other than 0, +-1, NaN, +-inf are arguments (a.scalar)\n", desc,
-        contig ? "contiguous" : "strided", f64 ? "float64" : "float32");
+    add(&s, "// %s\n// %s, rank %d, %s indices, %s; constants other than 0, +-1, NaN, +-inf are arguments (a.scalar)\n",
+        desc, contig ? "contiguous" : "strided", nd, L->idx32 ? "32-bit" : "64-bit", f64 ? "float64" : "float32");
     add(&s, "struct ew_args { long long n; int shape[%d]; long long strides[%d][%d]; void *ptr[%d];\n"
             "  unsigned long long rng_seed, rng_offset; double scalar[%d]; };\n",
         TENSOR_MAX_DIMS, CUDA_EW_MAX_OPERANDS, TENSOR_MAX_DIMS, CUDA_EW_MAX_OPERANDS, EW_MAX_NODES);
@@ -111,11 +142,12 @@ char *cuda_render_elementwise(const ew_program *p, tensor *const *outs, const te
     if (contig) {
         for (int k = 0; k < n_ops; k++) add(&s, "    long long o%d = i;\n", k);
     } else {
-        for (int k = 0; k < n_ops; k++) add(&s, "    long long o%d = 0;\n", k);
-        add(&s, "    long long r = i;\n");
+        for (int k = 0; k < n_ops; k++) add(&s, "    %s o%d = 0;\n", I, k);
+        add(&s, "    %s r = (%s)i;\n", U, U);
         for (int d = nd - 1; d >= 0; d--) {
-            add(&s, "    { long long x = r %% a.shape[%d]; r /= a.shape[%d];", d, d);
-            for (int k = 0; k < n_ops; k++) add(&s, " o%d += x * a.strides[%d][%d];", k, k, d);
+            if (d > 0) add(&s, "    { %s x = r %% (%s)a.shape[%d]; r /= (%s)a.shape[%d];", U, U, d, U, d);
+            else add(&s, "    { %s x = r;", U);
+            for (int k = 0; k < n_ops; k++) add(&s, " o%d += (%s)x * (%s)a.strides[%d][%d];", k, I, I, k, d);
             add(&s, " }\n");
         }
     }

@@ -19,13 +19,23 @@ typedef struct {
     double scalar[EW_MAX_NODES];
 } cuda_ew_args;
 
+// How a kernel walks its operands: dimensions of extent 1 dropped and neighbours that are
+// contiguous in every operand merged (a batch-norm over (N, C, H, W) becomes (N, C, H*W)),
+// then either one flat index for all (contiguous) or per-dimension strides, in 32-bit index
+// arithmetic when every offset fits.
+typedef struct {
+    int nd;
+    bool contig, idx32;
+} cuda_ew_layout;
+// Plans the walk and, if `a` is given, fills its n, shape, strides and pointers.
+cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tensor *const *ins, cuda_ew_args *a);
 // The kernel's key, computed without rendering: the program's structure (ew_hash), the
-// operands' dtypes, the rank and whether every operand is contiguous over the output's shape.
-uint64_t cuda_ew_key(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+// operands' dtypes and the layout.
+uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs, const tensor *const *ins);
 // Renders `p` over these operands (outputs then inputs) as the kernel of that key. Writes the
 // kernel's name (ew_<key>) and returns a malloc'd source, or NULL.
-char *cuda_render_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins,
-                              char name[64]);
+char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
+                              const tensor *const *ins, char name[64]);
 
 // The fixed kernels (reductions, GEMM, implicit-GEMM convolutions in exact FP32/FP64 and
 // TF32 tensor-core forms), one source; cuda_fixed_kernel_names lists its entry points.

@@ -27,12 +27,12 @@ template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda
       double v = (double)in[base + j * a.red_stride[0]];
       if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
     }
-  } else if (a.red_nd == 2 && a.red_shape[1] < (1ll << 31)) {
+  } else if (a.red_nd == 2 && a.n_red < (1ll << 31)) { // 32-bit index arithmetic
     unsigned inner = (unsigned)a.red_shape[1];
-    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-      long long hi = j / inner;
-      unsigned lo = (unsigned)(j - hi * inner);
-      double v = (double)in[base + hi * a.red_stride[0] + lo * a.red_stride[1]];
+    long long s0 = a.red_stride[0], s1 = a.red_stride[1];
+    for (unsigned j = (unsigned)j0 + threadIdx.x; j < (unsigned)j1; j += blockDim.x) {
+      unsigned hi = j / inner, lo = j - hi * inner;
+      double v = (double)in[base + hi * s0 + lo * s1];
       if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
     }
   } else {
@@ -78,7 +78,7 @@ extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long 
 
 // ---- the implicit GEMM ----------------------------------------------------------------------
 // C (M x N) = A (M x K) B (K x N) in tiles of BM x BN, stepping BK along K. 256 threads; each
-// thread loads 4 elements of A's tile (column kk = e % BK, row e / BK) and 8 of B's (row
+// thread loads BM*BK/256 elements of A's tile (column kk = e % BK, row e / BK) and BK/2 of B's (row
 // kk = tid / BN + 2 i, column nn = tid % BN: one column per thread, so a convolution's pixel
 // is decoded once per block). The next tile's loads are issued before the current tile is
 // multiplied (register double buffering).
@@ -94,9 +94,11 @@ extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long 
 enum { MATMUL = 0, CONV_FWD = 1, CONV_BWD_INPUT = 2, CONV_BWD_WEIGHT = 3 };
 #define BM 64
 #define BN 128
-#define BK 16
 
-template <int P, typename T> struct tile_loader {
+// BK: the tile's depth (32 for TF32, 16 for the exact forms, whose FP64 accumulators need the
+// registers). Each thread loads BM*BK/256 elements of A and BK/2 of B per tile.
+template <int P, typename T, int BK> struct tile_loader {
+  static constexpr int NA = BM * BK / 256, NB = BK / 2;
   const T *a, *b;
   cuda_gemm_args g;
   int bz, m0, n0, tid;
@@ -146,11 +148,11 @@ template <int P, typename T> struct tile_loader {
     }
   }
 
-  // A(m, kk) for this thread's 4 elements of the tile at k0
+  // A(m, kk) for this thread's NA elements of the tile at k0
   __device__ void load_a(int k0, T *r) {
     int rs = g.r * g.s;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < NA; i++) {
       int e = tid + 256 * i, m = m0 + e / BK, kk = k0 + e % BK;
       T v = (T)0;
       if (m < g.M && kk < g.K) {
@@ -174,7 +176,7 @@ template <int P, typename T> struct tile_loader {
     }
   }
 
-  // B(kk, nn) for this thread's 8 elements (rows tid / BN + 2 i) of the tile at k0
+  // B(kk, nn) for this thread's NB elements (rows tid / BN + 2 i) of the tile at k0
   __device__ void load_b(int k0, T *r) {
     int rs = g.r * g.s, kl = tid / BN;
     if (P == CONV_FWD && tap_major) { // one tap for the whole tile
@@ -183,7 +185,7 @@ template <int P, typename T> struct tile_loader {
       bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
       long long hw = (long long)g.h * g.w, off = b_base + (long long)(c0 + kl) * hw + iy * g.w + ix;
 #pragma unroll
-      for (int i = 0; i < 8; i++) r[i] = ok ? b[off + 2 * i * hw] : (T)0;
+      for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * hw] : (T)0;
       return;
     }
     if (P == CONV_BWD_INPUT && tap_major) {
@@ -192,14 +194,14 @@ template <int P, typename T> struct tile_loader {
       bool ok = n_ok && ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow;
       long long ohw = (long long)g.oh * g.ow, off = b_base + (long long)(ko0 + kl) * ohw + oy * g.ow + ox;
 #pragma unroll
-      for (int i = 0; i < 8; i++) r[i] = ok ? b[off + 2 * i * ohw] : (T)0;
+      for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * ohw] : (T)0;
       return;
     }
     if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
       int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
       long long base = ((long long)img * g.c + ci) * g.h * g.w;
 #pragma unroll
-      for (int i = 0; i < 8; i++) {
+      for (int i = 0; i < NB; i++) {
         int kk = k0 + kl + 2 * i, pix = pix0 + kl + 2 * i, oy = pix / g.ow, ox = pix - oy * g.ow;
         int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
         bool ok = n_ok && kk < g.K && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
@@ -208,7 +210,7 @@ template <int P, typename T> struct tile_loader {
       return;
     }
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NB; i++) {
       int kk = k0 + kl + 2 * i;
       T v = (T)0;
       if (n_ok && kk < g.K) {
@@ -254,20 +256,21 @@ template <int P> __device__ __forceinline__ void k_range(const cuda_gemm_args &g
 
 // exact: each thread a 4 x 8 tile of C (rows ty*4.., columns tx + 16 j)
 template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
+  constexpr int BK = 16;
   __shared__ T As[BK][BM + 1], Bs[BK][BN + 1];
-  tile_loader<P, T> L;
+  tile_loader<P, T, BK> L;
   L.init(a, b, g);
   int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   T acc[4][8] = {};
-  T ra[4], rb[8];
+  T ra[tile_loader<P, T, BK>::NA], rb[tile_loader<P, T, BK>::NB];
   int kb, ke;
   k_range<P>(g, kb, ke);
   if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
   for (int k0 = kb; k0 < ke; k0 += BK) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = ra[i]; }
+    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = ra[i]; }
 #pragma unroll
-    for (int i = 0; i < 8; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
+    for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
     __syncthreads();
     if (k0 + BK < ke) { L.load_a(k0 + BK, ra); L.load_b(k0 + BK, rb); }
 #pragma unroll
@@ -307,21 +310,22 @@ __device__ __forceinline__ void mma_tf32(float *d, const unsigned *a, const unsi
 // Operands are rounded to TF32 once, when they are written to shared memory. Rows are padded
 // by 8 words so that a fragment's 32 lanes read 32 different banks.
 template <int P> __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
+  constexpr int BK = 32;
   __shared__ unsigned As[BK][BM + 8], Bs[BK][BN + 8];
-  tile_loader<P, float> L;
+  tile_loader<P, float, BK> L;
   L.init(a, b, g);
   int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
   int gq = lane / 4, t = lane % 4;
   float acc[2][4][4] = {};
-  float ra[4], rb[8];
+  float ra[tile_loader<P, float, BK>::NA], rb[tile_loader<P, float, BK>::NB];
   int kb, ke;
   k_range<P>(g, kb, ke);
   if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
   for (int k0 = kb; k0 < ke; k0 += BK) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = to_tf32(ra[i]); }
+    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = to_tf32(ra[i]); }
 #pragma unroll
-    for (int i = 0; i < 8; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
+    for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
     __syncthreads();
     if (k0 + BK < ke) { L.load_a(k0 + BK, ra); L.load_b(k0 + BK, rb); }
 #pragma unroll
@@ -381,22 +385,22 @@ template <typename T> __device__ void conv_bwd_input_direct(const T *dy, const T
     int iy = (int)(r % g.h);
     r /= g.h;
     int ci = (int)(r % g.c), img = (int)(r / g.c);
-    int ry0 = (iy + g.pt) % g.sh, rx0 = (ix + g.pl) % g.sw;
-    T acc = 0;
-    for (int ko = 0; ko < g.k; ko++) {
-      const T *dyp = dy + ((long long)img * g.k + ko) * g.oh * g.ow;
-      const T *wp = w + ((long long)ko * g.c + ci) * g.r * g.s;
-      for (int ry = ry0; ry < g.r; ry += g.sh) {
-        int oy = (iy + g.pt - ry) / g.sh;
-        if (oy < 0 || oy >= g.oh || iy + g.pt - ry < 0) continue;
-        for (int sx = rx0; sx < g.s; sx += g.sw) {
-          int tx = ix + g.pl - sx;
-          if (tx < 0) continue;
-          int ox = tx / g.sw;
-          if (ox < g.ow) acc += wp[ry * g.s + sx] * dyp[oy * g.ow + ox];
-        }
-      }
+    // the taps that reach (iy, ix), and the output pixels they come from (at most 8 a side)
+    int ny = 0, nx = 0, wy[8], wx[8], oys[8], oxs[8];
+    for (int ry = (iy + g.pt) % g.sh; ry < g.r && ny < 8; ry += g.sh) {
+      int ty = iy + g.pt - ry, oy = ty / g.sh;
+      if (ty >= 0 && oy < g.oh) { wy[ny] = ry * g.s; oys[ny++] = oy * g.ow; }
     }
+    for (int sx = (ix + g.pl) % g.sw; sx < g.s && nx < 8; sx += g.sw) {
+      int tx = ix + g.pl - sx, ox = tx / g.sw;
+      if (tx >= 0 && ox < g.ow) { wx[nx] = sx; oxs[nx++] = ox; }
+    }
+    T acc = 0;
+    long long ohw = (long long)g.oh * g.ow, rs = (long long)g.r * g.s;
+    const T *dyp = dy + (long long)img * g.k * ohw, *wp = w + (long long)ci * rs;
+    for (int ko = 0; ko < g.k; ko++, dyp += ohw, wp += g.c * rs)
+      for (int a = 0; a < ny; a++)
+        for (int b = 0; b < nx; b++) acc += wp[wy[a] + wx[b]] * dyp[oys[a] + oxs[b]];
     dx[i] = acc;
   }
 }
