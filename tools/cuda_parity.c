@@ -43,6 +43,11 @@ static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, do
 static tensor *f_conv(tensor **in, const void *arg) { return op_conv2d(in[0], in[1], in[2], arg); }
 static tensor *f_convt(tensor **in, const void *arg) { return op_conv_transpose2d(in[0], in[1], in[2], arg); }
 
+static tensor *f_matmul(tensor **in, const void *arg) {
+    (void)arg;
+    return op_matmul(in[0], in[1]);
+}
+
 static gc_input shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
     return (gc_input){.ndim = 4, .shape = {a, b, c, d}, .kind = INPUT_UNIFORM};
 }
@@ -74,6 +79,14 @@ static int gemm_cases(gradcheck_case *out) {
                                      : (v[i].same ? op_conv_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
                                                   : op_conv_valid(v[i].stride));
     }
+    // a dense layer's shapes: few output tiles over a long K, so K is split over blocks
+    gradcheck_case *c = &out[n++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "matmul 9x3000 @ 3000x5 (split K)");
+    c->fn = f_matmul;
+    c->n_inputs = 2;
+    c->inputs[0] = (gc_input){.ndim = 2, .shape = {9, 3000}, .kind = INPUT_UNIFORM};
+    c->inputs[1] = (gc_input){.ndim = 2, .shape = {3000, 5}, .kind = INPUT_UNIFORM};
     return n;
 }
 

@@ -544,12 +544,48 @@ static int run_igemm(const char *base, tensor_dtype dt, const void *a, const voi
     return launch(k, name, d3((unsigned)((g->N + 127) / 128), (unsigned)((g->M + 63) / 64), (unsigned)batch), d3(256, 1, 1), args);
 }
 
+// One GEMM whose K is split over blocks when its output has too few tiles to fill the GPU and K
+// is long (a weight gradient's images x pixels, a dense layer's features): the blocks write
+// partials, summed in a fixed order (deterministic). C is contiguous (M, N).
+static int run_split_k(const char *base, tensor_dtype dt, const void *a, const void *b, void *c, cuda_gemm_args *d) {
+    long long tiles = (long long)((d->N + 127) / 128) * ((d->M + 63) / 64), target = 2LL * sm_count();
+    int splits = 1;
+    if (tiles < target && d->K >= 1024) {
+        splits = (int)((target + tiles - 1) / tiles);
+        if (splits > d->K / 512) splits = d->K / 512;
+        if (splits > 256) splits = 256;
+    }
+    d->k_chunk = ((d->K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16 or 32)
+    splits = d->k_chunk ? (d->K + d->k_chunk - 1) / d->k_chunk : 1;
+    if (splits <= 1) {
+        d->k_chunk = strcmp(base, "matmul") ? d->K : 0;
+        return run_igemm(base, dt, a, b, c, d, 1);
+    }
+    d->a_bs = d->b_bs = 0; // z is the split, not a batch
+    size_t esize = (size_t)tensor_dtype_size(dt);
+    long long mn = (long long)d->M * d->N;
+    void *ws = cuda_alloc((size_t)(mn * splits) * esize);
+    if (!ws) return -1;
+    int rc = run_igemm(base, dt, a, b, ws, d, splits);
+    if (!rc) {
+        const char *name = dt == TENSOR_F64 ? "splitk_sum_f64" : "splitk_sum_f32";
+        cudaKernel_t k = fixed_kernel(name);
+        long long blocks = (mn + 255) / 256;
+        if (blocks > 65535) blocks = 65535;
+        void *args[] = {&ws, &c, &mn, &splits};
+        rc = k ? launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args) : -1;
+    }
+    cuda_free(ws);
+    return rc;
+}
+
 static int cuda_gemm(const gemm_args *g) {
     cuda_gemm_args d = {.M = (int)g->M, .N = (int)g->N, .K = (int)g->K, .a_bs = g->a_batch_stride,
                        .a_rs = g->a_row_stride, .a_cs = g->a_col_stride, .b_bs = g->b_batch_stride,
                        .b_rs = g->b_row_stride, .b_cs = g->b_col_stride};
     size_t es = (size_t)tensor_dtype_size(g->c->dtype);
     char *a = data_ptr(g->a), *b = data_ptr(g->b), *c = data_ptr(g->c);
+    if (g->batch == 1) return run_split_k("matmul", g->c->dtype, a, b, c, &d);
     // the grid's z holds at most 65,535 batch entries: larger batches in slices
     for (int64_t b0 = 0; b0 < g->batch; b0 += 65535) {
         int n = (int)(g->batch - b0 < 65535 ? g->batch - b0 : 65535);
@@ -579,11 +615,42 @@ static int check_int_sizes(const char *op, const conv_geometry *g) {
     return 0;
 }
 
+// The GEMM's tile depth for this dtype (TF32 tiles are 32 deep, the exact ones 16).
+static int tile_depth(tensor_dtype dt) { return dt == TENSOR_F32 && dev.allow_tf32 ? 32 : 16; }
+
+// A copy of the weight w (d0, d1, d2) with element (i0, i1, i2) at i0*s0 + i1*s1 + i2*s2, in a
+// block from the cache (the caller frees it after its launches: the stream orders reuse).
+static void *permuted(const tensor *w, int64_t d0, int64_t d1, int64_t d2, long long s0, long long s1, long long s2) {
+    size_t es = (size_t)tensor_dtype_size(w->dtype);
+    void *out = cuda_alloc((size_t)(d0 * d1 * d2) * es);
+    if (!out) return NULL;
+    const char *name = w->dtype == TENSOR_F64 ? "permute3_f64" : "permute3_f32";
+    cudaKernel_t k = fixed_kernel(name);
+    long long total = d0 * d1 * d2, blocks = (total + 255) / 256;
+    if (blocks > 65535 * 8) blocks = 65535 * 8;
+    int a0 = (int)d0, a1 = (int)d1, a2 = (int)d2;
+    void *in = data_ptr(w);
+    void *args[] = {&in, &out, &a0, &a1, &a2, &s0, &s1, &s2};
+    if (!k || launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args)) {
+        cuda_free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y) {
     if (check_int_sizes("conv2d forward", g)) return -1;
     cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->N * g->OH * g->OW), d.K = (int)(g->C * g->R * g->S);
-    return run_igemm("conv_forward", y->dtype, data_ptr(w), data_ptr(x), data_ptr(y), &d, 1);
+    d.tap_major = g->C % tile_depth(y->dtype) == 0;
+    if (!d.tap_major) return run_igemm("conv_forward", y->dtype, data_ptr(w), data_ptr(x), data_ptr(y), &d, 1);
+    // K ordered (tap, channel): w as (K, R*S, C), so a tile's A loads are contiguous
+    long long rs = g->R * g->S;
+    void *wt = permuted(w, g->K, g->C, rs, rs * g->C, 1, g->C);
+    if (!wt) return -1;
+    int rc = run_igemm("conv_forward", y->dtype, wt, data_ptr(x), data_ptr(y), &d, 1);
+    cuda_free(wt);
+    return rc;
 }
 
 static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w, tensor *dx) {
@@ -606,45 +673,25 @@ static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, co
     d.rq = (int)((g->R + g->stride_h - 1) / g->stride_h);
     d.sq = (int)((g->S + g->stride_w - 1) / g->stride_w);
     d.M = (int)g->C, d.N = (int)(g->N * d.hq * d.wq), d.K = (int)(g->K * d.rq * d.sq);
-    return run_igemm("conv_backward_input", dx->dtype, data_ptr(w), data_ptr(dy), data_ptr(dx), &d,
-                     (int)(g->stride_h * g->stride_w));
+    d.tap_major = g->K % tile_depth(dx->dtype) == 0;
+    int phases = (int)(g->stride_h * g->stride_w);
+    if (!d.tap_major)
+        return run_igemm("conv_backward_input", dx->dtype, data_ptr(w), data_ptr(dy), data_ptr(dx), &d, phases);
+    // K ordered (tap, output channel): w as (R*S, C, K), contiguous along the output channel
+    long long rs = g->R * g->S;
+    void *wt = permuted(w, g->K, g->C, rs, 1, g->K, g->C * g->K);
+    if (!wt) return -1;
+    int rc = run_igemm("conv_backward_input", dx->dtype, wt, data_ptr(dy), data_ptr(dx), &d, phases);
+    cuda_free(wt);
+    return rc;
 }
 
 static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy, tensor *dw) {
     if (check_int_sizes("conv2d weight gradient", g)) return -1;
     cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->C * g->R * g->S), d.K = (int)(g->N * g->OH * g->OW);
-    // The reduction (images x output pixels) is long and the output (K x C*R*S) often small:
-    // split K over blocks so that the GPU is filled, then sum the partials in a fixed order.
-    long long tiles = (long long)((d.N + 127) / 128) * ((d.M + 63) / 64), target = 2LL * sm_count();
-    int splits = 1;
-    if (tiles < target && d.K >= 1024) {
-        splits = (int)((target + tiles - 1) / tiles);
-        if (splits > d.K / 512) splits = d.K / 512;
-        if (splits > 256) splits = 256;
-    }
-    d.k_chunk = ((d.K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16 or 32)
-    splits = (d.K + d.k_chunk - 1) / d.k_chunk;
-    if (splits <= 1) {
-        d.k_chunk = d.K;
-        return run_igemm("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), data_ptr(dw), &d, 1);
-    }
-    size_t esize = (size_t)tensor_dtype_size(dw->dtype);
-    long long mn = (long long)d.M * d.N;
-    void *ws = cuda_alloc((size_t)(mn * splits) * esize);
-    if (!ws) return -1;
-    int rc = run_igemm("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), ws, &d, splits);
-    if (!rc) {
-        const char *name = dw->dtype == TENSOR_F64 ? "splitk_sum_f64" : "splitk_sum_f32";
-        cudaKernel_t k = fixed_kernel(name);
-        void *out = data_ptr(dw);
-        long long blocks = (mn + 255) / 256;
-        if (blocks > 65535) blocks = 65535;
-        void *args[] = {&ws, &out, &mn, &splits};
-        rc = k ? launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args) : -1;
-    }
-    cuda_free(ws);
-    return rc;
+    d.tap_major = (g->OH * g->OW) % tile_depth(dw->dtype) == 0; // a tile lies within one image
+    return run_split_k("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), data_ptr(dw), &d);
 }
 
 static const backend cuda_backend = {

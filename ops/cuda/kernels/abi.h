@@ -17,6 +17,9 @@ typedef struct {
     int M, N, K;
     long long a_bs, a_rs, a_cs, b_bs, b_rs, b_cs; // matmul strides
     int n, c, h, w, k, r, s, oh, ow, sh, sw, pt, pl; // convolution geometry
-    int k_chunk; // weight gradient split over K: block z covers [z * k_chunk, (z + 1) * k_chunk)
+    int k_chunk; // split K (weight gradient; matmul if > 0): block z covers [z * k_chunk, (z + 1) * k_chunk)
     int hq, wq, rq, sq; // input gradient by phase: pixels and taps per phase (ceil(h / sh), ...)
+    int tap_major; // K ordered tap-major (channels a multiple of the tile depth): the weights are
+                   // pre-permuted (forward (K, R*S, C), input gradient (R*S, C, K)); for the
+                   // weight gradient: whole tiles within one image (OH*OW a multiple of it)
 } cuda_gemm_args;

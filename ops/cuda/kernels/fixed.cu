@@ -119,13 +119,13 @@ template <int P, typename T, int BK> struct tile_loader {
     n_ok = nn < g.N;
     int rs = g.r * g.s;
     if (P == CONV_FWD) {
-      tap_major = g.c % BK == 0;
+      tap_major = g.tap_major;
       int ohw = g.oh * g.ow, img = nn / ohw, pix = nn - img * ohw, oy = pix / g.ow, ox = pix - oy * g.ow;
       p0 = oy * g.sh - g.pt;
       p1 = ox * g.sw - g.pl;
       b_base = (long long)img * g.c * g.h * g.w;
     } else if (P == CONV_BWD_INPUT) {
-      tap_major = g.k % BK == 0;
+      tap_major = g.tap_major;
       int py = bz / g.sw, px = bz - py * g.sw;
       ry0 = (py + g.pt) % g.sh;
       rx0 = (px + g.pl) % g.sw;
@@ -137,7 +137,7 @@ template <int P, typename T, int BK> struct tile_loader {
       n_ok = n_ok && py + g.sh * p0 < g.h && px + g.sw * p1 < g.w;
       b_base = (long long)img * g.k * g.oh * g.ow;
     } else if (P == CONV_BWD_WEIGHT) {
-      tap_major = (g.oh * g.ow) % BK == 0;
+      tap_major = g.tap_major;
       ci = nn / rs;
       int tap = nn - ci * rs;
       p0 = tap / g.s;
@@ -158,15 +158,18 @@ template <int P, typename T, int BK> struct tile_loader {
       if (m < g.M && kk < g.K) {
         if (P == MATMUL) v = a[(long long)bz * g.a_bs + (long long)m * g.a_rs + (long long)kk * g.a_cs];
         else if (P == CONV_FWD) {
-          if (tap_major) { int tap = kk / g.c, c = kk - tap * g.c; v = a[((long long)m * g.c + c) * rs + tap]; }
-          else v = a[(long long)m * g.K + kk];
+          v = a[(long long)m * g.K + kk]; // tap-major: w pre-permuted to (K, R*S, C)
         } else if (P == CONV_BWD_INPUT) {
-          int ko, jy, jx;
           int rsq = g.rq * g.sq;
-          if (tap_major) { int t = kk / g.k; ko = kk - t * g.k; jy = t / g.sq; jx = t - jy * g.sq; }
-          else { ko = kk / rsq; int t = kk - ko * rsq; jy = t / g.sq; jx = t - jy * g.sq; }
-          int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
-          if (ry < g.r && sx < g.s) v = a[((long long)ko * g.c + m) * rs + ry * g.s + sx];
+          if (tap_major) { // w pre-permuted to (R*S, C, K_out): contiguous along ko
+            int t = kk / g.k, ko = kk - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+            if (ry < g.r && sx < g.s) v = a[((long long)(ry * g.s + sx) * g.c + m) * g.k + ko];
+          } else {
+            int ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
+            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+            if (ry < g.r && sx < g.s) v = a[((long long)ko * g.c + m) * rs + ry * g.s + sx];
+          }
         } else {
           int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw;
           v = a[((long long)img * g.k + m) * ohw + pix];
@@ -235,7 +238,7 @@ template <int P, typename T, int BK> struct tile_loader {
 };
 
 // C(m, nn): matmul c[bz][m][nn]; fwd y[img, m, pix]; bwd-input dx[img, m, iy, ix] of the phase;
-// bwd-weight dw[m, nn] (split z writes its partial at c + z * M * N).
+// bwd-weight dw[m, nn] (a split z, here and in a matmul, writes its partial at c + z * M * N).
 template <int P, typename T> __device__ __forceinline__ void store_c(T *c, const cuda_gemm_args &g, int bz, int m, int nn, T v) {
   if (m >= g.M || nn >= g.N) return;
   if (P == MATMUL || P == CONV_BWD_WEIGHT) { c[((long long)bz * g.M + m) * g.N + nn] = v; return; }
@@ -249,15 +252,17 @@ template <int P, typename T> __device__ __forceinline__ void store_c(T *c, const
   if (iy < g.h && ix < g.w) c[(((long long)img * g.M + m) * g.h + iy) * g.w + ix] = v;
 }
 
+// Split K (the weight gradient; a matmul of batch 1 with k_chunk > 0): block z's share of K.
 template <int P> __device__ __forceinline__ void k_range(const cuda_gemm_args &g, int &kb, int &ke) {
-  kb = P == CONV_BWD_WEIGHT ? blockIdx.z * g.k_chunk : 0;
-  ke = P == CONV_BWD_WEIGHT ? min(g.K, kb + g.k_chunk) : g.K;
+  bool split = P == CONV_BWD_WEIGHT || (P == MATMUL && g.k_chunk > 0);
+  kb = split ? blockIdx.z * g.k_chunk : 0;
+  ke = split ? min(g.K, kb + g.k_chunk) : g.K;
 }
 
 // exact: each thread a 4 x 8 tile of C (rows ty*4.., columns tx + 16 j)
 template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
   constexpr int BK = 16;
-  __shared__ T As[BK][BM + 1], Bs[BK][BN + 1];
+  __shared__ T As[BM][BK + 1], Bs[BK][BN + 1];
   tile_loader<P, T, BK> L;
   L.init(a, b, g);
   int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -277,7 +282,7 @@ template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b,
     for (int kk = 0; kk < BK; kk++) {
       T av[4], bv[8];
 #pragma unroll
-      for (int i = 0; i < 4; i++) av[i] = As[kk][ty * 4 + i];
+      for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
 #pragma unroll
       for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
 #pragma unroll
@@ -307,11 +312,12 @@ __device__ __forceinline__ void mma_tf32(float *d, const unsigned *a, const unsi
 // TF32: 8 warps as 2 (M) x 4 (N); a warp owns 32 x 32 of C = 2 x 4 mma tiles of 16 x 8.
 // Fragments (g = lane / 4, t = lane % 4): A a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4);
 // B b0 (k t, n g) b1 (k t+4, n g); C c0 (g, 2t) c1 (g, 2t+1) c2 (g+8, 2t) c3 (g+8, 2t+1).
-// Operands are rounded to TF32 once, when they are written to shared memory. Rows are padded
-// by 8 words so that a fragment's 32 lanes read 32 different banks.
+// Operands are rounded to TF32 once, when they are written to shared memory. A is kept m-major
+// (rows of BK + 4 words), B k-major (rows of BN + 8): a fragment's 32 lanes read 32 different
+// banks, and a warp's stores too.
 template <int P> __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
   constexpr int BK = 32;
-  __shared__ unsigned As[BK][BM + 8], Bs[BK][BN + 8];
+  __shared__ unsigned As[BM][BK + 4], Bs[BK][BN + 8]; // A m-major: its stores and fragments conflict-free
   tile_loader<P, float, BK> L;
   L.init(a, b, g);
   int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
@@ -334,10 +340,10 @@ template <int P> __device__ void igemm_tf32(const float *a, const float *b, floa
 #pragma unroll
       for (int mi = 0; mi < 2; mi++) {
         int rb0 = wm * 32 + mi * 16;
-        af[mi][0] = As[ks + t][rb0 + gq];
-        af[mi][1] = As[ks + t][rb0 + gq + 8];
-        af[mi][2] = As[ks + t + 4][rb0 + gq];
-        af[mi][3] = As[ks + t + 4][rb0 + gq + 8];
+        af[mi][0] = As[rb0 + gq][ks + t];
+        af[mi][1] = As[rb0 + gq + 8][ks + t];
+        af[mi][2] = As[rb0 + gq][ks + t + 4];
+        af[mi][3] = As[rb0 + gq + 8][ks + t + 4];
       }
 #pragma unroll
       for (int ni = 0; ni < 4; ni++) {
@@ -373,6 +379,23 @@ ENTRY(matmul, MATMUL)
 ENTRY(conv_forward, CONV_FWD)
 ENTRY(conv_backward_input, CONV_BWD_INPUT)
 ENTRY(conv_backward_weight, CONV_BWD_WEIGHT)
+
+// ---- weights permuted for the tap-major passes: in (d0, d1, d2) contiguous; element
+// (i0, i1, i2) goes to out[i0 * s0 + i1 * s1 + i2 * s2].
+template <typename T> __device__ void permute3(const T *in, T *out, int d0, int d1, int d2, long long s0, long long s1,
+                                               long long s2) {
+  long long total = (long long)d0 * d1 * d2;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    int i2 = (int)(i % d2);
+    long long r = i / d2;
+    int i1 = (int)(r % d1), i0 = (int)(r / d1);
+    out[i0 * s0 + i1 * s1 + i2 * s2] = in[i];
+  }
+}
+extern "C" __global__ void permute3_f32(const float *in, float *out, int d0, int d1, int d2, long long s0, long long s1,
+                                        long long s2) { permute3<float>(in, out, d0, d1, d2, s0, s1, s2); }
+extern "C" __global__ void permute3_f64(const double *in, double *out, int d0, int d1, int d2, long long s0, long long s1,
+                                        long long s2) { permute3<double>(in, out, d0, d1, d2, s0, s1, s2); }
 
 // ---- the input gradient of a convolution with few input channels (a GEMM with M = C of 1 to
 // 4 would waste most of a 64-row tile): one thread per dx element, summing over K_out and the
