@@ -92,7 +92,8 @@ static int gemm_cases(gradcheck_case *out) {
 
 int main(int argc, char **argv) {
     tensor_dtype dt = TENSOR_F64;
-    bool with_gradcheck = true;
+    bool with_gradcheck = true, verbose = false;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
             const char *d = argv[++i];
@@ -100,6 +101,10 @@ int main(int argc, char **argv) {
             dt = !strcmp(d, "f32") ? TENSOR_F32 : TENSOR_F64;
         } else if (!strcmp(argv[i], "--no-gradcheck")) {
             with_gradcheck = false;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(argv[i], "--verbose")) {
+            verbose = true;
         } else {
             goto usage;
         }
@@ -122,6 +127,7 @@ int main(int argc, char **argv) {
     rng_init(&r, 77);
     for (int k = 0; k < n; k++) {
         const gradcheck_case *c = &cases[k];
+        if (only && strncmp(c->name, only, strlen(only))) continue;
         double *in_host[4];
         for (int i = 0; i < c->n_inputs; i++) {
             int64_t m = 1;
@@ -143,6 +149,8 @@ int main(int argc, char **argv) {
             if (isnan(b[i]) != isnan(a[i])) ok = false;
         }
         ok = ok && worst <= tol * scale;
+        for (int64_t i = 0; verbose && a && b && i < na && i < 64; i++)
+            printf("  [%lld] cpu %.9g cuda %.9g\n", (long long)i, a[i], b[i]);
         printf("%-48s %10.3e  %s%s\n", c->name, worst / scale, ok ? "ok" : "FAIL", b ? "" : err_message());
         ok ? passed++ : failed++;
         free(a);
@@ -200,6 +208,6 @@ int main(int argc, char **argv) {
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 usage:
-    fprintf(stderr, "usage: cuda-parity [--dtype f64|f32] [--no-gradcheck]\n");
+    fprintf(stderr, "usage: cuda-parity [--dtype f64|f32] [--no-gradcheck] [--only NAME-PREFIX] [--verbose]\n");
     return 2;
 }

@@ -273,7 +273,7 @@ template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b,
   if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
   for (int k0 = kb; k0 < ke; k0 += BK) {
 #pragma unroll
-    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = ra[i]; }
+    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e / BK][e % BK] = ra[i]; }
 #pragma unroll
     for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
     __syncthreads();
@@ -329,7 +329,7 @@ template <int P> __device__ void igemm_tf32(const float *a, const float *b, floa
   if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
   for (int k0 = kb; k0 < ke; k0 += BK) {
 #pragma unroll
-    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e % BK][e / BK] = to_tf32(ra[i]); }
+    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e / BK][e % BK] = to_tf32(ra[i]); }
 #pragma unroll
     for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
     __syncthreads();
