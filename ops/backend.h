@@ -72,3 +72,6 @@ typedef struct {
     int64_t h2d_copies, h2d_bytes, d2h_copies, d2h_bytes, syncs;
 } backend_counters;
 backend_counters backend_cuda_counters(void);
+// The device the CUDA backend runs on ("NVIDIA H100 ... (sm_90, 132 SMs)", "emulated CUDA
+// device ..."), once it has been asked for.
+const char *backend_cuda_device_name(void);

@@ -1,33 +1,25 @@
 // The CUDA backend: device memory through a caching allocator, one stream, and kernels that
-// NVRTC compiles at run time (the rendered elementwise ones and the fixed ones), cached in
-// memory and on disk. Every CUDA and NVRTC call is checked and named in its error.
-#include <cuda_runtime.h>
+// are compiled at run time (the rendered elementwise ones and the fixed ones), cached in memory
+// and on disk. It runs on a device seam (device.h): a real GPU through the CUDA runtime and
+// NVRTC, or the emulated CUDA device (BANIS_CUDA=emulated). Every call is checked and named.
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../tensor/error.h"
-#include "cuda_nvrtc.h"
 #include "cuda_render.h"
+#include "device.h"
 #include "kernels/abi.h"
-
-#define CHECK(call)                                                                           \
-    do {                                                                                      \
-        cudaError_t e_ = (call);                                                              \
-        if (e_ != cudaSuccess) {                                                              \
-            err_set("CUDA: %s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
-            return -1;                                                                        \
-        }                                                                                     \
-    } while (0)
 
 static struct {
     int ready; // 0 not tried, 1 ready, -1 unavailable
     char why[512];
     int arch, sms;
-    cudaStream_t stream;
     bool allow_tf32;
-    cudaLibrary_t fixed;
+    void *fixed; // the module of the fixed kernels
 } dev;
+static const cudev *D; // the device under the backend
 
 // ---- the caching allocator: freed blocks are kept by rounded size and reused -------------
 // Free lists by size class and the live blocks by pointer, both in open-addressing tables, so
@@ -103,7 +95,7 @@ static void release_cache(void) {
         while (classes[i].head) {
             block *b = classes[i].head;
             classes[i].head = b->next;
-            cudaFree(b->ptr);
+            D->free(b->ptr);
             bytes_cached -= classes[i].size;
             free(b);
         }
@@ -138,24 +130,19 @@ static void *cuda_alloc(size_t nbytes) {
         free(hit);
     }
     if (!p) {
-        cudaError_t e = cudaMalloc(&p, size);
         counters.device_allocs++;
-        if (e == cudaErrorMemoryAllocation) { // give the cache back and try once more
-            cudaGetLastError();
+        int rc = D->malloc(&p, size);
+        if (rc) { // give the cache back and try once more
             release_cache();
-            e = cudaMalloc(&p, size);
+            rc = D->malloc(&p, size);
         }
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            size_t free_b = 0, total_b = 0;
-            cudaMemGetInfo(&free_b, &total_b);
-            err_set("CUDA: out of memory: asked for %zu bytes; %zu in use by tensors, %zu free of %zu on the device (%s)",
-                    size, bytes_in_use, free_b, total_b, cudaGetErrorString(e));
+        if (rc) {
+            err_prefix("(%zu bytes in use by tensors) ", bytes_in_use);
             return NULL;
         }
     }
     if ((n_live_used + 1) * 2 > cap_live && live_grow()) {
-        cudaFree(p);
+        D->free(p);
         err_set("CUDA: out of host memory tracking device blocks");
         return NULL;
     }
@@ -177,7 +164,7 @@ static void cuda_free(void *p) {
         size_class *sc = find_class(size, true);
         block *b = sc ? malloc(sizeof *b) : NULL;
         if (!b) {
-            cudaFree(p);
+            D->free(p);
             return;
         }
         *b = (block){p, sc->head};
@@ -196,17 +183,18 @@ static void cuda_free(void *p) {
 static struct {
     char *buf;
     size_t head;
-    struct { cudaEvent_t ev; size_t off, len; } q[STAGING_COPIES];
+    struct { void *ev; size_t off, len; } q[STAGING_COPIES];
     int first, count;
 } staging;
 
 static int staging_wait(int k) { // waits for queue entry k (from first) and pops it and those before
-    cudaEvent_t ev = staging.q[(staging.first + k) % STAGING_COPIES].ev;
-    if (cudaEventQuery(ev) == cudaErrorNotReady) {
+    void *ev = staging.q[(staging.first + k) % STAGING_COPIES].ev;
+    int reached = D->event_query(ev);
+    if (reached < 0) return -1;
+    if (!reached) {
         counters.syncs++;
-        CHECK(cudaEventSynchronize(ev));
+        if (D->event_wait(ev)) return -1;
     }
-    cudaGetLastError();
     staging.first = (staging.first + k + 1) % STAGING_COPIES;
     staging.count -= k + 1;
     return 0;
@@ -217,19 +205,16 @@ static int copy_from_host(void *dst, const void *src, size_t n) {
     counters.h2d_copies++;
     counters.h2d_bytes += (int64_t)n;
     if (!staging.buf) {
-        if (cudaMallocHost((void **)&staging.buf, STAGING_BYTES) != cudaSuccess) staging.buf = NULL;
+        staging.buf = D->host_alloc(STAGING_BYTES);
         for (int i = 0; staging.buf && i < STAGING_COPIES; i++)
-            if (cudaEventCreateWithFlags(&staging.q[i].ev, cudaEventDisableTiming) != cudaSuccess) {
-                cudaFreeHost(staging.buf);
+            if (D->event_new(&staging.q[i].ev)) {
+                D->host_free(staging.buf);
                 staging.buf = NULL;
             }
-        cudaGetLastError();
     }
     if (!staging.buf) { // no pinned memory: a synchronous copy
         counters.syncs++;
-        CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, dev.stream));
-        CHECK(cudaStreamSynchronize(dev.stream));
-        return 0;
+        return D->copy_h2d(dst, src, n) || D->sync() ? -1 : 0;
     }
     for (size_t done = 0; done < n;) {
         size_t len = n - done < STAGING_BYTES / 2 ? n - done : STAGING_BYTES / 2;
@@ -243,11 +228,11 @@ static int copy_from_host(void *dst, const void *src, size_t n) {
         }
         if (last >= 0 && staging_wait(last)) return -1;
         memcpy(staging.buf + off, (const char *)src + done, len);
-        CHECK(cudaMemcpyAsync((char *)dst + done, staging.buf + off, len, cudaMemcpyHostToDevice, dev.stream));
+        if (D->copy_h2d((char *)dst + done, staging.buf + off, len)) return -1;
         int i = (staging.first + staging.count++) % STAGING_COPIES;
         staging.q[i].off = off;
         staging.q[i].len = len;
-        CHECK(cudaEventRecord(staging.q[i].ev, dev.stream));
+        if (D->event_record(staging.q[i].ev)) return -1;
         staging.head = off + len;
         done += len;
     }
@@ -259,49 +244,34 @@ static int copy_to_host(void *dst, const void *src, size_t n) {
     counters.d2h_copies++;
     counters.d2h_bytes += (int64_t)n;
     counters.syncs++;
-    CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, dev.stream));
-    CHECK(cudaStreamSynchronize(dev.stream));
-    return 0;
+    return D->copy_d2h(dst, src, n);
 }
 
 static int copy_device(void *dst, const void *src, size_t n) {
     if (!n) return 0;
-    CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, dev.stream));
-    return 0;
+    return D->copy_d2d(dst, src, n);
 }
 
 static int synchronize(void) {
     counters.syncs++;
-    CHECK(cudaStreamSynchronize(dev.stream));
-    return 0;
+    return D->sync();
 }
 
 // ---- kernels: a table from a 64-bit key (the elementwise key, or a hash of a fixed kernel's
 // name) to the loaded kernel, open addressing; a lookup never renders or compares strings.
 typedef struct {
     uint64_t key; // 0: empty
-    cudaKernel_t kernel;
+    void *kernel;
 } kernel_entry;
 static kernel_entry *kernels;
 static size_t n_kernels, cap_kernels;
 
-static int load_library(const char *src, const char *what, cudaLibrary_t *lib) {
-    void *image;
-    size_t size;
-    bool cached;
-    int before = 0, after = 0, hits = 0;
-    cuda_nvrtc_stats(&before, &hits);
-    if (cuda_kernel_image(src, what, dev.arch, &image, &size, &cached)) return -1;
-    cuda_nvrtc_stats(&after, &hits);
-    counters.compiles += after - before;
+static int load_library(const char *src, const char *what, void **module) {
+    int before = D->compile_count();
+    int rc = D->load(src, what, module);
+    counters.compiles += D->compile_count() - before;
     counters.module_loads++;
-    cudaError_t e = cudaLibraryLoadData(lib, image, NULL, NULL, 0, NULL, NULL, 0);
-    free(image);
-    if (e != cudaSuccess) {
-        err_set("CUDA: loading kernel %s: %s", what, cudaGetErrorString(e));
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static uint64_t name_key(const char *name) {
@@ -316,13 +286,13 @@ static kernel_entry *kernel_slot(kernel_entry *t, size_t cap, uint64_t key) {
     return &t[i];
 }
 
-static cudaKernel_t find_kernel(uint64_t key) {
+static void *find_kernel(uint64_t key) {
     if (!cap_kernels) return NULL;
     kernel_entry *e = kernel_slot(kernels, cap_kernels, key);
     return e->key ? e->kernel : NULL;
 }
 
-static int add_kernel(uint64_t key, cudaKernel_t k) {
+static int add_kernel(uint64_t key, void *k) {
     if ((n_kernels + 1) * 2 > cap_kernels) {
         size_t cap = cap_kernels ? 2 * cap_kernels : 256;
         kernel_entry *t = calloc(cap, sizeof *t);
@@ -343,26 +313,19 @@ static int add_kernel(uint64_t key, cudaKernel_t k) {
 }
 
 // The kernel `name` from the library `lib` (loaded once, found by its key afterwards).
-static cudaKernel_t get_kernel(uint64_t key, const char *name, cudaLibrary_t lib) {
-    cudaKernel_t k = find_kernel(key);
+static void *get_kernel(uint64_t key, const char *name, void *module) {
+    void *k = find_kernel(key);
     if (k) return k;
-    cudaError_t e = cudaLibraryGetKernel(&k, lib, name);
-    if (e != cudaSuccess) {
-        err_set("CUDA: kernel %s not found in its module: %s", name, cudaGetErrorString(e));
-        return NULL;
-    }
+    if (D->kernel(module, name, &k)) return NULL;
     return add_kernel(key, k) ? NULL : k;
 }
 
-static cudaKernel_t fixed_kernel(const char *name) { return get_kernel(name_key(name), name, dev.fixed); }
+static void *fixed_kernel(const char *name) { return get_kernel(name_key(name), name, dev.fixed); }
 
-static dim3 d3(unsigned x, unsigned y, unsigned z) {
-    dim3 d;
-    d.x = x;
-    d.y = y;
-    d.z = z;
-    return d;
-}
+typedef struct {
+    unsigned v[3];
+} dim3;
+static dim3 d3(unsigned x, unsigned y, unsigned z) { return (dim3){{x, y, z}}; }
 
 // BANIS_CUDA_PROFILE=1: every launch is timed with events (synchronising after each, so the
 // step runs slower) and a table of device time by kernel is printed at exit.
@@ -373,7 +336,7 @@ typedef struct {
 } profile_row;
 static profile_row profile[256];
 static int n_profile, profiling = -1;
-static cudaEvent_t ev_start, ev_stop;
+static void *ev_start, *ev_stop;
 
 static int by_time(const void *a, const void *b) {
     double x = ((const profile_row *)a)->ms, y = ((const profile_row *)b)->ms;
@@ -402,26 +365,20 @@ static void profile_add(const char *what, float ms) {
     profile[i].calls++;
 }
 
-static int launch(cudaKernel_t k, const char *what, dim3 grid, dim3 block_dim, void **args) {
+static int launch(void *k, const char *what, dim3 grid, dim3 block_dim, void **args) {
     counters.launches++;
     if (profiling < 0) {
         const char *env = getenv("BANIS_CUDA_PROFILE");
         profiling = env && *env && strcmp(env, "0");
-        if (profiling && (cudaEventCreate(&ev_start) != cudaSuccess || cudaEventCreate(&ev_stop) != cudaSuccess))
-            profiling = 0;
+        if (profiling && (D->event_new(&ev_start) || D->event_new(&ev_stop))) profiling = 0;
         if (profiling) atexit(print_profile);
     }
-    if (profiling) cudaEventRecord(ev_start, dev.stream);
-    cudaError_t e = cudaLaunchKernel((const void *)k, grid, block_dim, args, 0, dev.stream);
-    if (e != cudaSuccess) {
-        err_set("CUDA: launching %s: %s", what, cudaGetErrorString(e));
-        return -1;
-    }
+    if (profiling) D->event_record(ev_start);
+    if (D->launch(k, what, grid.v, block_dim.v, args)) return -1;
     if (profiling) {
         float ms = 0;
-        cudaEventRecord(ev_stop, dev.stream);
-        if (cudaEventSynchronize(ev_stop) == cudaSuccess && cudaEventElapsedTime(&ms, ev_start, ev_stop) == cudaSuccess)
-            profile_add(what, ms);
+        D->event_record(ev_stop);
+        if (!D->event_wait(ev_stop) && !D->event_ms(ev_start, ev_stop, &ms)) profile_add(what, ms);
     }
     return 0;
 }
@@ -437,14 +394,14 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
     cuda_ew_layout L = cuda_ew_plan(p, outs, ins, &a);
     uint64_t key = cuda_ew_key(p, &L, outs, ins) | 1; // never 0, the empty slot
     char name[64];
-    cudaKernel_t k = find_kernel(key);
+    void *k = find_kernel(key);
     if (!k) { // first use of this program structure: render, compile (or read the disk cache), load
         char *src = cuda_render_elementwise(p, &L, outs, ins, name);
         if (!src) {
             err_set("CUDA: out of host memory rendering a kernel");
             return -1;
         }
-        cudaLibrary_t lib;
+        void *lib;
         int rc = load_library(src, name, &lib);
         free(src);
         if (rc || !(k = get_kernel(key, name, lib))) return -1;
@@ -493,7 +450,7 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     if (a.n_out == 0) return 0;
     char name[32];
     snprintf(name, sizeof name, "reduce_%s_%s", kind == REDUCE_MAX ? "max" : "sum", in->dtype == TENSOR_F64 ? "f64" : "f32");
-    cudaKernel_t k = fixed_kernel(name);
+    void *k = fixed_kernel(name);
     if (!k) return -1;
     void *ip = data_ptr(in), *op = data_ptr(out);
     // Few outputs over long reductions: split each reduction over blocks, then sum the partials.
@@ -538,7 +495,7 @@ static int run_igemm(const char *base, tensor_dtype dt, const void *a, const voi
     if (g->M == 0 || g->N == 0 || batch == 0) return 0; // nothing to write (K = 0 writes zeros)
     char name[64];
     snprintf(name, sizeof name, "%s_%s", base, dt == TENSOR_F64 ? "f64" : dev.allow_tf32 ? "f32_tf32" : "f32_exact");
-    cudaKernel_t k = fixed_kernel(name);
+    void *k = fixed_kernel(name);
     if (!k) return -1;
     void *args[] = {&a, &b, &c, g};
     return launch(k, name, d3((unsigned)((g->N + 127) / 128), (unsigned)((g->M + 63) / 64), (unsigned)batch), d3(256, 1, 1), args);
@@ -569,7 +526,7 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
     int rc = run_igemm(base, dt, a, b, ws, d, splits);
     if (!rc) {
         const char *name = dt == TENSOR_F64 ? "splitk_sum_f64" : "splitk_sum_f32";
-        cudaKernel_t k = fixed_kernel(name);
+        void *k = fixed_kernel(name);
         long long blocks = (mn + 255) / 256;
         if (blocks > 65535) blocks = 65535;
         void *args[] = {&ws, &c, &mn, &splits};
@@ -625,7 +582,7 @@ static void *permuted(const tensor *w, int64_t d0, int64_t d1, int64_t d2, long 
     void *out = cuda_alloc((size_t)(d0 * d1 * d2) * es);
     if (!out) return NULL;
     const char *name = w->dtype == TENSOR_F64 ? "permute3_f64" : "permute3_f32";
-    cudaKernel_t k = fixed_kernel(name);
+    void *k = fixed_kernel(name);
     long long total = d0 * d1 * d2, blocks = (total + 255) / 256;
     if (blocks > 65535 * 8) blocks = 65535 * 8;
     int a0 = (int)d0, a1 = (int)d1, a2 = (int)d2;
@@ -658,7 +615,7 @@ static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, co
     cuda_gemm_args d = conv_args(g);
     if (g->C <= 4) { // a 64-row GEMM tile would be mostly empty: one thread per dx element
         const char *name = dx->dtype == TENSOR_F64 ? "conv_bwd_input_direct_f64" : "conv_bwd_input_direct_f32";
-        cudaKernel_t k = fixed_kernel(name);
+        void *k = fixed_kernel(name);
         if (!k) return -1;
         long long total = g->N * g->C * g->H * g->W, blocks = (total + 255) / 256;
         if (total == 0) return 0;
@@ -714,20 +671,16 @@ static const backend cuda_backend = {
 static int sm_count(void) { return dev.sms > 0 ? dev.sms : 132; }
 
 static int init(void) {
-    int count = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess || count == 0) {
-        snprintf(dev.why, sizeof dev.why, "CUDA: no GPU available (%s)",
-                 e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+    const char *which = getenv("BANIS_CUDA");
+    bool emulated = which && !strcmp(which, "emulated");
+    if (which && *which && !emulated && strcmp(which, "gpu")) {
+        snprintf(dev.why, sizeof dev.why, "CUDA: BANIS_CUDA=%s is neither 'gpu' nor 'emulated'", which);
         return -1;
     }
-    struct cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || cudaStreamCreate(&dev.stream) != cudaSuccess) {
-        snprintf(dev.why, sizeof dev.why, "CUDA: cannot initialise device 0");
-        return -1;
-    }
-    dev.arch = prop.major * 10 + prop.minor;
-    dev.sms = prop.multiProcessorCount;
+    D = emulated ? cudev_emulated(dev.why, sizeof dev.why) : cudev_cuda(dev.why, sizeof dev.why);
+    if (!D) return -1;
+    dev.arch = D->arch;
+    dev.sms = D->sms;
     const char *tf32 = getenv("BANIS_ALLOW_TF32");
     dev.allow_tf32 = !(tf32 && !strcmp(tf32, "0"));
     if (load_library(cuda_fixed_source(), "banis fixed kernels", &dev.fixed)) {
@@ -754,3 +707,5 @@ void backend_cuda_memory(size_t *in_use, size_t *cached) {
 }
 
 backend_counters backend_cuda_counters(void) { return counters; }
+
+const char *backend_cuda_device_name(void) { return D ? D->name : "no CUDA device"; }

@@ -7,6 +7,7 @@
 //   conv_bwd_input_direct: the input gradient of a convolution with few input channels
 // Shapes: conv x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous.
 #include "abi.h"
+#include "primitives.h"
 
 // ---- reductions ---------------------------------------------------------------------------
 template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda_red_args a) {
@@ -294,19 +295,6 @@ template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b,
   }
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 8; j++) store_c<P, T>(c, g, blockIdx.z, L.m0 + ty * 4 + i, L.n0 + tx + 16 * j, acc[i][j]);
-}
-
-// The tensor-core primitives (PTX ISA: cvt.rna.tf32.f32; mma.sync.aligned.m16n8k8 with the
-// fragment layouts of "Matrix Fragments for mma.m16n8k8").
-__device__ __forceinline__ unsigned to_tf32(float x) {
-  unsigned r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
-}
-__device__ __forceinline__ void mma_tf32(float *d, const unsigned *a, const unsigned *b) {
-  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 // TF32: 8 warps as 2 (M) x 4 (N); a warp owns 32 x 32 of C = 2 x 4 mma tiles of 16 x 8.

@@ -1,0 +1,536 @@
+// The emulated CUDA device (device.h's second implementation), selected with BANIS_CUDA=emulated.
+// A kernel source (the same text NVRTC gets) is compiled as host C++ behind emu/prelude.h by the
+// system's C++ compiler (disk-cached like NVRTC's cubins), loaded with dlopen and run block by
+// block, the threads of a block as fibers; the blocks of a launch are shared among the host's
+// cores. It checks what a GPU would refuse or fault on, and names the kernel, block and thread:
+//   - sm_90's launch limits: at most 1024 threads a block, grid y and z <= 65,535, no zero size
+//   - accesses past the end of an allocation: each allocation ends at a guard page
+//   - device memory read before written: new allocations are filled with NaN (0xFF bytes)
+//   - the host dereferencing device memory: allocations are inaccessible outside launches and
+//     copies (BANIS_EMU_PROTECT=0 turns this off)
+//   - barrier and warp-collective faults (prelude.h)
+// BANIS_EMU_ORDER=reverse|shuffle runs threads and blocks in another order, so that a race
+// changes the result; BANIS_EMU_EXECUTE=0 checks every launch but runs no kernel (the host's
+// own cost of a step). What it cannot show: timing, races between asynchronous operations (it
+// is synchronous), the GPU's math library differences, shared-memory bank conflicts.
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../tensor/error.h"
+#include "device.h"
+#include "emu_prelude.h" // generated from emu/prelude.h: static const char emu_prelude[]
+
+// the launch block shared with prelude.h (same layout)
+typedef struct {
+    void (*tramp)(void **args);
+    void **args;
+    const char *kernel;
+    unsigned grid[3], block[3];
+    unsigned long long first_block, end_block;
+    int order;
+    unsigned long long seed;
+    size_t stack_bytes;
+    volatile unsigned cur_block[3], cur_thread[3];
+    char fault[768];
+} emu_launch;
+
+typedef struct {
+    char name[128];
+    void (*tramp)(void **args);
+    int (*run)(emu_launch *L);
+} emu_kernel;
+
+static cudev dev;
+static int n_compiled, order, protect = 1, execute = 1, n_threads = 1;
+static long page;
+
+// ---- device memory: each allocation ends at a guard page ---------------------------------------
+typedef struct {
+    char *user, *map;
+    size_t size, map_len;
+    int id;
+} allocation;
+static allocation *allocs;
+static int n_allocs, cap_allocs, next_id;
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void set_access(allocation *a, int prot) { mprotect(a->map, a->map_len - (size_t)page, prot); }
+
+static allocation *find_alloc(const void *p, size_t n) { // the allocation holding [p, p + n)
+    for (int i = 0; i < n_allocs; i++)
+        if ((const char *)p >= allocs[i].user && (const char *)p + n <= allocs[i].user + allocs[i].size) return &allocs[i];
+    return NULL;
+}
+
+static int describe(const void *addr, char *buf, size_t n) {
+    const char *p = addr;
+    for (int i = 0; i < n_allocs; i++) {
+        allocation *a = &allocs[i];
+        if (p >= a->map && p < a->map + a->map_len) {
+            if (p >= a->user + a->size)
+                snprintf(buf, n, "address %p is %lld bytes past the end of allocation #%d (%zu bytes)", addr,
+                         (long long)(p - (a->user + a->size)), a->id, a->size);
+            else if (p < a->user)
+                snprintf(buf, n, "address %p is %lld bytes before allocation #%d (%zu bytes)", addr,
+                         (long long)(a->user - p), a->id, a->size);
+            else
+                snprintf(buf, n, "address %p is at offset %lld of allocation #%d (%zu bytes)", addr,
+                         (long long)(p - a->user), a->id, a->size);
+            return 0;
+        }
+    }
+    snprintf(buf, n, "address %p is in no allocation of the device", addr);
+    return 0;
+}
+
+static int e_malloc(void **p, size_t n) {
+    size_t size = (n + 15) & ~(size_t)15, body = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+    size_t len = body + (size_t)page;
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) {
+        err_set("emulated CUDA device: out of memory: asked for %zu bytes (%s)", n, strerror(errno));
+        return -1;
+    }
+    memset(map + body - size, 0xff, size); // NaN in every float and double: read-before-write shows
+    mprotect(map + body, (size_t)page, PROT_NONE);
+    pthread_mutex_lock(&alloc_lock);
+    if (n_allocs == cap_allocs) {
+        cap_allocs = cap_allocs ? 2 * cap_allocs : 256;
+        allocs = realloc(allocs, sizeof *allocs * (size_t)cap_allocs);
+    }
+    allocation *a = &allocs[n_allocs++];
+    *a = (allocation){.user = map + body - size, .map = map, .size = size, .map_len = len, .id = ++next_id};
+    if (protect) set_access(a, PROT_NONE);
+    pthread_mutex_unlock(&alloc_lock);
+    *p = a->user;
+    return 0;
+}
+
+static void e_free(void *p) {
+    pthread_mutex_lock(&alloc_lock);
+    for (int i = 0; i < n_allocs; i++)
+        if (allocs[i].user == p) {
+            munmap(allocs[i].map, allocs[i].map_len);
+            allocs[i] = allocs[--n_allocs];
+            break;
+        }
+    pthread_mutex_unlock(&alloc_lock);
+}
+
+static void e_mem_info(size_t *f, size_t *t) {
+    *t = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)page;
+    *f = (size_t)sysconf(_SC_AVPHYS_PAGES) * (size_t)page;
+}
+static void *e_host_alloc(size_t n) { return malloc(n); }
+static void e_host_free(void *p) { free(p); }
+
+// A copy touching device memory: the range must lie inside one allocation.
+static int open_alloc_range(const char *what, const void *p, size_t n, allocation **out) {
+    allocation *a = find_alloc(p, n);
+    if (!a) {
+        char where[200];
+        describe(p, where, sizeof where);
+        err_set("emulated CUDA device: %s of %zu bytes outside device memory: %s", what, n, where);
+        return -1;
+    }
+    if (protect) set_access(a, PROT_READ | PROT_WRITE);
+    *out = a;
+    return 0;
+}
+static void close_alloc_range(allocation *a) {
+    if (protect && a) set_access(a, PROT_NONE);
+}
+
+static int e_h2d(void *dst, const void *src, size_t n) {
+    allocation *a;
+    if (open_alloc_range("host-to-device copy", dst, n, &a)) return -1;
+    memcpy(dst, src, n);
+    close_alloc_range(a);
+    return 0;
+}
+static int e_d2h(void *dst, const void *src, size_t n) {
+    allocation *a;
+    if (open_alloc_range("device-to-host copy", src, n, &a)) return -1;
+    memcpy(dst, src, n);
+    close_alloc_range(a);
+    return 0;
+}
+static int e_d2d(void *dst, const void *src, size_t n) {
+    allocation *a, *b;
+    if (open_alloc_range("device-to-device copy (source)", src, n, &a)) return -1;
+    if (open_alloc_range("device-to-device copy (destination)", dst, n, &b)) {
+        close_alloc_range(a);
+        return -1;
+    }
+    memmove(dst, src, n);
+    close_alloc_range(a);
+    close_alloc_range(b);
+    return 0;
+}
+static int e_sync(void) { return 0; }
+
+// ---- events: the device is synchronous, so every event has been reached -------------------------
+static int e_event_new(void **ev) {
+    *ev = calloc(1, sizeof(struct timespec));
+    return *ev ? 0 : -1;
+}
+static int e_event_record(void *ev) {
+    clock_gettime(CLOCK_MONOTONIC, ev);
+    return 0;
+}
+static int e_event_query(void *ev) {
+    (void)ev;
+    return 1;
+}
+static int e_event_wait(void *ev) {
+    (void)ev;
+    return 0;
+}
+static int e_event_ms(void *a, void *b, float *ms) {
+    const struct timespec *x = a, *y = b;
+    *ms = (float)((double)(y->tv_sec - x->tv_sec) * 1e3 + (double)(y->tv_nsec - x->tv_nsec) * 1e-6);
+    return 0;
+}
+
+// ---- modules: host C++ from the kernel source ---------------------------------------------------
+static uint64_t fnv(uint64_t h, const char *s) {
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static const char *cache_dir(void) {
+    static char dir[1024];
+    if (dir[0]) return dir;
+    const char *env = getenv("BANIS_KERNEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (env && *env && strcmp(env, "off")) snprintf(dir, sizeof dir, "%s/emu", env);
+    else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/banis/kernels/emu", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/banis/kernels/emu", home);
+    else snprintf(dir, sizeof dir, "/tmp/banis-kernels-%d/emu", (int)getuid());
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    mkdir(tmp, 0755);
+    return dir;
+}
+
+static const char *compiler(void) {
+    const char *cxx = getenv("CXX");
+    return cxx && *cxx ? cxx : "c++";
+}
+
+static int run_command(const char *cmd, const char *what, const char *log) {
+    int st = system(cmd);
+    if (st == 0) return 0;
+    char msg[2048] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t k = fread(msg, 1, sizeof msg - 1, f);
+        msg[k] = 0;
+        fclose(f);
+    }
+    err_set("emulated CUDA device: compiling kernel %s with the host C++ compiler failed (%s):\n%s", what, cmd, msg);
+    return -1;
+}
+
+static void append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        *cap = (*len + n + 1) * 2;
+        *buf = realloc(*buf, *cap);
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
+}
+
+// Trampolines from the preprocessed source: for `__emu_kernel void NAME(T1 a, T2 b)`, a
+// function `__emu_tramp_NAME(void **args)` that calls NAME(*(T1 *)args[0], *(T2 *)args[1]).
+static char *trampolines(const char *pre) {
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    append(&out, &len, &cap, "\n", 1);
+    for (const char *p = strstr(pre, "__emu_kernel"); p; p = strstr(p + 1, "__emu_kernel")) {
+        const char *q = p + strlen("__emu_kernel");
+        while (*q == ' ' || *q == '\t' || *q == '\n') q++;
+        if (strncmp(q, "void", 4)) continue;
+        q += 4;
+        while (*q == ' ' || *q == '\n') q++;
+        const char *name = q;
+        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_') q++;
+        int name_len = (int)(q - name);
+        while (*q == ' ') q++;
+        if (*q != '(' || name_len == 0) continue;
+        const char *params = ++q;
+        int depth = 0;
+        while (*q && (*q != ')' || depth)) {
+            depth += *q == '(' || *q == '<';
+            depth -= *q == '>' || (*q == ')' && depth);
+            q++;
+        }
+        char line[4096];
+        int at = snprintf(line, sizeof line, "extern \"C\" void __emu_tramp_%.*s(void **args) { %.*s(", name_len, name,
+                          name_len, name);
+        int k = 0;
+        for (const char *s = params; s < q && at < (int)sizeof line - 200;) {
+            const char *e = s;
+            int d = 0;
+            while (e < q && (*e != ',' || d)) {
+                d += *e == '<' || *e == '(';
+                d -= *e == '>' || *e == ')';
+                e++;
+            }
+            const char *t_end = e; // the type is the parameter without its trailing name
+            while (t_end > s && (t_end[-1] == ' ' || t_end[-1] == '\n')) t_end--;
+            while (t_end > s && ((t_end[-1] >= 'a' && t_end[-1] <= 'z') || (t_end[-1] >= 'A' && t_end[-1] <= 'Z') ||
+                                 (t_end[-1] >= '0' && t_end[-1] <= '9') || t_end[-1] == '_'))
+                t_end--;
+            while (*s == ' ' || *s == '\n') s++;
+            if (t_end > s)
+                at += snprintf(line + at, sizeof line - (size_t)at, "%s*(%.*s *)args[%d]", k ? ", " : "",
+                               (int)(t_end - s), s, k);
+            k++;
+            s = e < q ? e + 1 : q;
+        }
+        at += snprintf(line + at, sizeof line - (size_t)at, "); }\n");
+        append(&out, &len, &cap, line, (size_t)at);
+    }
+    return out;
+}
+
+static int e_load(const char *src, const char *what, void **module) {
+    uint64_t h = fnv(fnv(fnv(1469598103934665603ull, emu_prelude), src), compiler());
+    const char *dir = cache_dir();
+    char so[1200];
+    snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)h);
+    if (access(so, R_OK)) { // compile: preprocess to find the kernels, then build with trampolines
+        char base[1200], cpp[1300], pre[1300], log[1300], tmp_so[1300], cmd[4096];
+        snprintf(base, sizeof base, "%s/%016llx.%d", dir, (unsigned long long)h, (int)getpid());
+        snprintf(cpp, sizeof cpp, "%s.cpp", base);
+        snprintf(pre, sizeof pre, "%s.ii", base);
+        snprintf(log, sizeof log, "%s.log", base);
+        snprintf(tmp_so, sizeof tmp_so, "%s.so", base);
+        FILE *f = fopen(cpp, "w");
+        if (!f) {
+            err_set("emulated CUDA device: cannot write %s: %s", cpp, strerror(errno));
+            return -1;
+        }
+        fprintf(f, "%s\n#line 1 \"%s\"\n%s\n", emu_prelude, what, src);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "%s -std=c++17 -E -P -x c++ %s -o %s 2>%s", compiler(), cpp, pre, log);
+        if (run_command(cmd, what, log)) return -1;
+        FILE *pf = fopen(pre, "r");
+        char *text = NULL;
+        size_t n = 0;
+        if (pf) {
+            fseek(pf, 0, SEEK_END);
+            long sz = ftell(pf);
+            rewind(pf);
+            text = malloc((size_t)sz + 1);
+            n = text ? fread(text, 1, (size_t)sz, pf) : 0;
+            if (text) text[n] = 0;
+            fclose(pf);
+        }
+        char *tramp = text ? trampolines(text) : NULL;
+        free(text);
+        f = tramp ? fopen(cpp, "a") : NULL;
+        if (!f) {
+            free(tramp);
+            err_set("emulated CUDA device: preparing kernel %s failed", what);
+            return -1;
+        }
+        fputs(tramp, f);
+        fclose(f);
+        free(tramp);
+        snprintf(cmd, sizeof cmd,
+                 "%s -std=c++17 -O1 -g0 -fPIC -shared -fno-strict-aliasing -D__emu_kernel= -x c++ %s -o %s 2>%s",
+                 compiler(), cpp, tmp_so, log);
+        if (run_command(cmd, what, log)) return -1;
+        n_compiled++;
+        if (rename(tmp_so, so)) {
+            err_set("emulated CUDA device: cannot place %s: %s", so, strerror(errno));
+            return -1;
+        }
+        if (!getenv("BANIS_EMU_KEEP")) { // BANIS_EMU_KEEP=1 keeps the C++ source for a debugger
+            unlink(cpp);
+            unlink(pre);
+        }
+        unlink(log);
+    }
+    void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        err_set("emulated CUDA device: loading kernel %s: %s", what, dlerror());
+        return -1;
+    }
+    *module = lib;
+    return 0;
+}
+
+static int e_kernel(void *module, const char *name, void **kernel) {
+    char sym[200];
+    snprintf(sym, sizeof sym, "__emu_tramp_%s", name);
+    emu_kernel *k = calloc(1, sizeof *k);
+    if (!k) return -1;
+    snprintf(k->name, sizeof k->name, "%s", name);
+    *(void **)&k->tramp = dlsym(module, sym);
+    *(void **)&k->run = dlsym(module, "__emu_launch");
+    if (!k->tramp || !k->run) {
+        free(k);
+        err_set("emulated CUDA device: kernel %s not found in its module", name);
+        return -1;
+    }
+    *kernel = k;
+    return 0;
+}
+
+static int e_compile_count(void) { return n_compiled; }
+
+// ---- launches ---------------------------------------------------------------------------------
+static _Thread_local sigjmp_buf segv_jmp;
+static _Thread_local volatile int in_kernel;
+static _Thread_local void *volatile segv_addr;
+static _Thread_local emu_launch *volatile current;
+
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    if (in_kernel) {
+        segv_addr = si->si_addr;
+        siglongjmp(segv_jmp, 1);
+    }
+    char where[300];
+    describe(si->si_addr, where, sizeof where);
+    if (strstr(where, "allocation #")) { // the host touched device memory
+        char msg[512];
+        int n = snprintf(msg, sizeof msg, "\nemulated CUDA device: host code dereferenced device memory: %s\n", where);
+        if (write(2, msg, (size_t)n) < 0) _exit(70);
+        _exit(70);
+    }
+    signal(sig, SIG_DFL); // not ours: the usual crash
+}
+
+typedef struct {
+    emu_kernel *k;
+    emu_launch L;
+    int rc;
+} worker;
+
+static void *run_worker(void *arg) {
+    worker *w = arg;
+    static _Thread_local char *alt;
+    if (!alt && (alt = malloc(1 << 16))) {
+        stack_t st = {.ss_sp = alt, .ss_size = 1 << 16};
+        sigaltstack(&st, NULL);
+    }
+    current = &w->L;
+    if (sigsetjmp(segv_jmp, 1)) {
+        in_kernel = 0;
+        char where[300];
+        describe(segv_addr, where, sizeof where);
+        snprintf(w->L.fault, sizeof w->L.fault,
+                 "emulated CUDA device: kernel %s, block (%u, %u, %u), thread (%u, %u, %u): invalid memory access: %s",
+                 w->k->name, w->L.cur_block[0], w->L.cur_block[1], w->L.cur_block[2], w->L.cur_thread[0],
+                 w->L.cur_thread[1], w->L.cur_thread[2], where);
+        w->rc = -1;
+        return NULL;
+    }
+    in_kernel = 1;
+    w->rc = w->k->run(&w->L);
+    in_kernel = 0;
+    return NULL;
+}
+
+static int e_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3], void **args) {
+    emu_kernel *k = kernel;
+    unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
+    const char *bad = NULL;
+    if (!grid[0] || !grid[1] || !grid[2] || !block[0] || !block[1] || !block[2]) bad = "a zero dimension";
+    else if (threads > 1024) bad = "more than 1024 threads in a block";
+    else if (block[2] > 64) bad = "block z above 64";
+    else if (grid[1] > 65535 || grid[2] > 65535) bad = "grid y or z above 65,535";
+    else if (grid[0] > 2147483647u) bad = "grid x above 2^31 - 1";
+    if (bad) {
+        err_set("emulated CUDA device: launching %s (kernel %s, grid %u x %u x %u, block %u x %u x %u): %s (sm_90 limits)",
+                what, k->name, grid[0], grid[1], grid[2], block[0], block[1], block[2], bad);
+        return -1;
+    }
+    if (!execute) return 0;
+    unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
+    int nw = blocks < (unsigned long long)n_threads ? (int)blocks : n_threads;
+    worker w[64];
+    static unsigned long long launches;
+    launches++;
+    for (int i = 0; i < nw; i++) {
+        w[i] = (worker){.k = k, .rc = 0};
+        w[i].L = (emu_launch){.tramp = k->tramp, .args = args, .kernel = k->name, .order = order,
+                              .seed = launches * 7919 + (unsigned long long)i, .stack_bytes = 64 << 10};
+        memcpy(w[i].L.grid, grid, sizeof w[i].L.grid);
+        memcpy(w[i].L.block, block, sizeof w[i].L.block);
+        w[i].L.first_block = blocks * (unsigned long long)i / (unsigned long long)nw;
+        w[i].L.end_block = blocks * (unsigned long long)(i + 1) / (unsigned long long)nw;
+    }
+    if (protect)
+        for (int i = 0; i < n_allocs; i++) set_access(&allocs[i], PROT_READ | PROT_WRITE);
+    pthread_t tid[64];
+    bool started[64] = {0};
+    for (int i = 1; i < nw; i++) started[i] = !pthread_create(&tid[i], NULL, run_worker, &w[i]);
+    run_worker(&w[0]);
+    for (int i = 1; i < nw; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else run_worker(&w[i]);
+    }
+    if (protect)
+        for (int i = 0; i < n_allocs; i++) set_access(&allocs[i], PROT_NONE);
+    for (int i = 0; i < nw; i++)
+        if (w[i].rc) {
+            err_set("%s (launching %s)", w[i].L.fault[0] ? w[i].L.fault : "emulated CUDA device: kernel failed", what);
+            return -1;
+        }
+    return 0;
+}
+
+const cudev *cudev_emulated(char *why, size_t n) {
+    if (dev.name) return &dev;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", compiler());
+    if (system(cmd)) {
+        snprintf(why, n, "emulated CUDA device: no host C++ compiler (%s); apt-get install g++ or set CXX",
+                 compiler());
+        return NULL;
+    }
+    page = sysconf(_SC_PAGESIZE);
+    const char *o = getenv("BANIS_EMU_ORDER"), *p = getenv("BANIS_EMU_PROTECT"), *x = getenv("BANIS_EMU_EXECUTE");
+    order = o && !strcmp(o, "reverse") ? 1 : o && !strcmp(o, "shuffle") ? 2 : 0;
+    protect = !(p && !strcmp(p, "0"));
+    execute = !(x && !strcmp(x, "0"));
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    n_threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+    struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_ONSTACK};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    dev = (cudev){.name = execute ? "emulated CUDA device (sm_90 rules, kernels run on the host CPU)"
+                                  : "emulated CUDA device (sm_90 rules, launches checked, kernels not run)",
+                  .arch = 90, .sms = 132, .emulated = true, .malloc = e_malloc, .free = e_free,
+                  .mem_info = e_mem_info, .host_alloc = e_host_alloc, .host_free = e_host_free, .copy_h2d = e_h2d,
+                  .copy_d2h = e_d2h, .copy_d2d = e_d2d, .sync = e_sync, .load = e_load, .kernel = e_kernel,
+                  .compile_count = e_compile_count, .launch = e_launch, .event_new = e_event_new,
+                  .event_record = e_event_record, .event_query = e_event_query, .event_wait = e_event_wait,
+                  .event_ms = e_event_ms};
+    return &dev;
+}
