@@ -128,6 +128,7 @@ static void *cuda_alloc(size_t nbytes) {
         p = hit->ptr;
         bytes_cached -= size;
         free(hit);
+        D->park(p, false);
     }
     if (!p) {
         counters.device_allocs++;
@@ -170,6 +171,7 @@ static void cuda_free(void *p) {
         *b = (block){p, sc->head};
         sc->head = b;
         bytes_cached += size;
+        D->park(p, true);
         return;
     }
 }
@@ -387,6 +389,14 @@ static void *data_ptr(const tensor *t) {
     return (char *)t->storage->data + t->offset * (int64_t)tensor_dtype_size(t->dtype);
 }
 
+static int sm_count(void);
+// Blocks for a grid-stride kernel over n elements, 256 threads a block: enough to fill the
+// device (8 blocks per multiprocessor; every kernel of this kind loops over the rest).
+static unsigned stride_blocks(long long n) {
+    long long b = (n + 255) / 256, cap = 8LL * sm_count();
+    return (unsigned)(b < cap ? (b > 0 ? b : 1) : cap);
+}
+
 static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     int64_t n = tensor_numel(outs[0]);
     if (n == 0) return 0;
@@ -410,15 +420,15 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
     a.rng_offset = p->rng_offset;
     int slot[EW_MAX_NODES];
     ew_scalar_args(p, a.scalar, slot);
-    int64_t blocks = (n + 255) / 256;
-    if (blocks > 65535 * 8) blocks = 65535 * 8;
+    unsigned blocks = stride_blocks(n);
     void *args[] = {&a};
     char what[64];
     snprintf(what, sizeof what, "ew %s", backend_op_name);
-    return launch(k, what, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args);
+    return launch(k, what, d3(blocks, 1, 1), d3(256, 1, 1), args);
 }
 
 static int sm_count(void);
+
 
 // Appends a dimension, merged into the previous one when they are contiguous with each other.
 static void push_dim(long long *shape, long long *s1, long long *s2, int *nd, long long n, long long st1, long long st2,
@@ -449,10 +459,17 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     }
     if (a.n_out == 0) return 0;
     char name[32];
+    void *ip = data_ptr(in), *op = data_ptr(out);
+    if (a.n_red <= 128) { // short rows: a thread per output, not a block
+        snprintf(name, sizeof name, "reduce_rows_%s_%s", kind == REDUCE_MAX ? "max" : "sum",
+                 in->dtype == TENSOR_F64 ? "f64" : "f32");
+        void *k = fixed_kernel(name);
+        void *args[] = {&ip, &op, &a};
+        return k ? launch(k, name, d3(stride_blocks(a.n_out), 1, 1), d3(256, 1, 1), args) : -1;
+    }
     snprintf(name, sizeof name, "reduce_%s_%s", kind == REDUCE_MAX ? "max" : "sum", in->dtype == TENSOR_F64 ? "f64" : "f32");
     void *k = fixed_kernel(name);
     if (!k) return -1;
-    void *ip = data_ptr(in), *op = data_ptr(out);
     // Few outputs over long reductions: split each reduction over blocks, then sum the partials.
     long long target = 4LL * sm_count(), splits = 1;
     if (a.n_out < target && a.n_red >= 8192) {
@@ -527,10 +544,8 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
     if (!rc) {
         const char *name = dt == TENSOR_F64 ? "splitk_sum_f64" : "splitk_sum_f32";
         void *k = fixed_kernel(name);
-        long long blocks = (mn + 255) / 256;
-        if (blocks > 65535) blocks = 65535;
         void *args[] = {&ws, &c, &mn, &splits};
-        rc = k ? launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args) : -1;
+        rc = k ? launch(k, name, d3(stride_blocks(mn), 1, 1), d3(256, 1, 1), args) : -1;
     }
     cuda_free(ws);
     return rc;
@@ -583,12 +598,12 @@ static void *permuted(const tensor *w, int64_t d0, int64_t d1, int64_t d2, long 
     if (!out) return NULL;
     const char *name = w->dtype == TENSOR_F64 ? "permute3_f64" : "permute3_f32";
     void *k = fixed_kernel(name);
-    long long total = d0 * d1 * d2, blocks = (total + 255) / 256;
-    if (blocks > 65535 * 8) blocks = 65535 * 8;
+    long long total = d0 * d1 * d2;
+    unsigned blocks = stride_blocks(total);
     int a0 = (int)d0, a1 = (int)d1, a2 = (int)d2;
     void *in = data_ptr(w);
     void *args[] = {&in, &out, &a0, &a1, &a2, &s0, &s1, &s2};
-    if (!k || launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args)) {
+    if (!k || launch(k, name, d3(blocks, 1, 1), d3(256, 1, 1), args)) {
         cuda_free(out);
         return NULL;
     }
@@ -617,12 +632,12 @@ static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, co
         const char *name = dx->dtype == TENSOR_F64 ? "conv_bwd_input_direct_f64" : "conv_bwd_input_direct_f32";
         void *k = fixed_kernel(name);
         if (!k) return -1;
-        long long total = g->N * g->C * g->H * g->W, blocks = (total + 255) / 256;
+        long long total = g->N * g->C * g->H * g->W;
         if (total == 0) return 0;
-        if (blocks > 65535 * 8) blocks = 65535 * 8;
+        unsigned blocks = stride_blocks(total);
         void *dyp = data_ptr(dy), *wp = data_ptr(w), *dxp = data_ptr(dx);
         void *args[] = {&dyp, &wp, &dxp, &d};
-        return launch(k, name, d3((unsigned)blocks, 1, 1), d3(256, 1, 1), args);
+        return launch(k, name, d3(blocks, 1, 1), d3(256, 1, 1), args);
     }
     // by phase: block z covers the input pixels (iy % sh, ix % sw) = (z / sw, z % sw)
     d.hq = (int)((g->H + g->stride_h - 1) / g->stride_h);

@@ -17,6 +17,10 @@ typedef struct {
 
     int (*malloc)(void **p, size_t n); // out of memory: -1 with the sizes in the message
     void (*free)(void *p);
+    // The allocator above keeps freed blocks for reuse: parked (true) when it keeps one, false
+    // when it hands it out again. The emulated device makes parked blocks inaccessible (a
+    // kernel touching one is a use after free) and refills a block with NaN when it is reused.
+    void (*park)(void *p, bool parked);
     void (*mem_info)(size_t *free_bytes, size_t *total_bytes);
     void *(*host_alloc)(size_t n); // page-locked where the device has it; NULL if not
     void (*host_free)(void *p);

@@ -33,6 +33,10 @@ static int d_malloc(void **p, size_t n) {
     return -1;
 }
 static void d_free(void *p) { cudaFree(p); }
+static void d_park(void *p, bool parked) {
+    (void)p;
+    (void)parked;
+}
 static void d_mem_info(size_t *f, size_t *t) {
     if (cudaMemGetInfo(f, t) != cudaSuccess) *f = *t = 0;
 }
@@ -150,7 +154,7 @@ const cudev *cudev_cuda(char *why, size_t n) {
     snprintf(dev_name, sizeof dev_name, "%s (sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
     dev = (cudev){.name = dev_name, .arch = prop.major * 10 + prop.minor, .sms = prop.multiProcessorCount,
-                  .malloc = d_malloc, .free = d_free, .mem_info = d_mem_info, .host_alloc = d_host_alloc,
+                  .malloc = d_malloc, .free = d_free, .park = d_park, .mem_info = d_mem_info, .host_alloc = d_host_alloc,
                   .host_free = d_host_free, .copy_h2d = d_h2d, .copy_d2h = d_d2h, .copy_d2d = d_d2d,
                   .sync = d_sync, .load = d_load, .kernel = d_kernel, .compile_count = d_compile_count,
                   .launch = d_launch, .event_new = d_event_new, .event_record = d_event_record,

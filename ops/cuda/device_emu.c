@@ -5,13 +5,18 @@
 // cores. It checks what a GPU would refuse or fault on, and names the kernel, block and thread:
 //   - sm_90's launch limits: at most 1024 threads a block, grid y and z <= 65,535, no zero size
 //   - accesses past the end of an allocation: each allocation ends at a guard page
-//   - device memory read before written: new allocations are filled with NaN (0xFF bytes)
+//   - device memory read before written: new allocations, and blocks the allocator hands out
+//     again, are filled with NaN (0xFF bytes); a block the allocator keeps for reuse is
+//     inaccessible (a kernel touching it is a use after free)
 //   - the host dereferencing device memory: allocations are inaccessible outside launches and
-//     copies (BANIS_EMU_PROTECT=0 turns this off)
+//     copies, and a launch opens only the allocations its arguments point into, so a kernel
+//     reaching any other is caught too (BANIS_EMU_PROTECT=0 turns this off)
 //   - barrier and warp-collective faults (prelude.h)
 // BANIS_EMU_ORDER=reverse|shuffle runs threads and blocks in another order, so that a race
 // changes the result; BANIS_EMU_EXECUTE=0 checks every launch but runs no kernel (the host's
-// own cost of a step). What it cannot show: timing, races between asynchronous operations (it
+// own cost of a step). It reports one multiprocessor per host core, so launch configurations
+// sized by the SM count (split K, split reductions, grid-stride grids) fit the host. What it
+// cannot show: timing, races between asynchronous operations (it
 // is synchronous), the GPU's math library differences, shared-memory bank conflicts.
 
 #include <dlfcn.h>
@@ -51,6 +56,7 @@ typedef struct {
     char name[128];
     void (*tramp)(void **args);
     int (*run)(emu_launch *L);
+    const unsigned *sizes; // the parameters' sizes, 0-terminated
 } emu_kernel;
 
 static cudev dev;
@@ -62,6 +68,7 @@ typedef struct {
     char *user, *map;
     size_t size, map_len;
     int id;
+    bool parked; // kept by the caching allocator above: no kernel may touch it
 } allocation;
 static allocation *allocs;
 static int n_allocs, cap_allocs, next_id;
@@ -69,9 +76,21 @@ static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void set_access(allocation *a, int prot) { mprotect(a->map, a->map_len - (size_t)page, prot); }
 
+// The allocations are kept sorted by address: a lookup is a binary search.
+static int first_after(const void *p) { // index of the first allocation whose map starts above p
+    int lo = 0, hi = n_allocs;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (allocs[mid].map <= (const char *)p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 static allocation *find_alloc(const void *p, size_t n) { // the allocation holding [p, p + n)
-    for (int i = 0; i < n_allocs; i++)
-        if ((const char *)p >= allocs[i].user && (const char *)p + n <= allocs[i].user + allocs[i].size) return &allocs[i];
+    int i = first_after(p) - 1;
+    if (i >= 0 && (const char *)p >= allocs[i].user && (const char *)p + n <= allocs[i].user + allocs[i].size)
+        return &allocs[i];
     return NULL;
 }
 
@@ -111,7 +130,10 @@ static int e_malloc(void **p, size_t n) {
         cap_allocs = cap_allocs ? 2 * cap_allocs : 256;
         allocs = realloc(allocs, sizeof *allocs * (size_t)cap_allocs);
     }
-    allocation *a = &allocs[n_allocs++];
+    int at = first_after(map);
+    memmove(&allocs[at + 1], &allocs[at], sizeof *allocs * (size_t)(n_allocs - at));
+    n_allocs++;
+    allocation *a = &allocs[at];
     *a = (allocation){.user = map + body - size, .map = map, .size = size, .map_len = len, .id = ++next_id};
     if (protect) set_access(a, PROT_NONE);
     pthread_mutex_unlock(&alloc_lock);
@@ -119,14 +141,29 @@ static int e_malloc(void **p, size_t n) {
     return 0;
 }
 
+static void e_park(void *p, bool parked) {
+    pthread_mutex_lock(&alloc_lock);
+    allocation *a = find_alloc(p, 1);
+    if (a) {
+        a->parked = parked;
+        if (!parked) { // handed out again: its old contents are garbage to the new owner
+            set_access(a, PROT_READ | PROT_WRITE);
+            memset(a->user, 0xff, a->size);
+        }
+        set_access(a, parked || protect ? PROT_NONE : PROT_READ | PROT_WRITE);
+    }
+    pthread_mutex_unlock(&alloc_lock);
+}
+
 static void e_free(void *p) {
     pthread_mutex_lock(&alloc_lock);
-    for (int i = 0; i < n_allocs; i++)
-        if (allocs[i].user == p) {
-            munmap(allocs[i].map, allocs[i].map_len);
-            allocs[i] = allocs[--n_allocs];
-            break;
-        }
+    allocation *a = find_alloc(p, 1);
+    if (a && a->user == p) {
+        munmap(a->map, a->map_len);
+        int i = (int)(a - allocs);
+        memmove(&allocs[i], &allocs[i + 1], sizeof *allocs * (size_t)(n_allocs - i - 1));
+        n_allocs--;
+    }
     pthread_mutex_unlock(&alloc_lock);
 }
 
@@ -284,7 +321,7 @@ static char *trampolines(const char *pre) {
             depth -= *q == '>' || (*q == ')' && depth);
             q++;
         }
-        char line[4096];
+        char line[8192], types[32][200];
         int at = snprintf(line, sizeof line, "extern \"C\" void __emu_tramp_%.*s(void **args) { %.*s(", name_len, name,
                           name_len, name);
         int k = 0;
@@ -302,13 +339,19 @@ static char *trampolines(const char *pre) {
                                  (t_end[-1] >= '0' && t_end[-1] <= '9') || t_end[-1] == '_'))
                 t_end--;
             while (*s == ' ' || *s == '\n') s++;
-            if (t_end > s)
-                at += snprintf(line + at, sizeof line - (size_t)at, "%s*(%.*s *)args[%d]", k ? ", " : "",
-                               (int)(t_end - s), s, k);
-            k++;
+            if (t_end > s && k < 32) {
+                snprintf(types[k], sizeof types[k], "%.*s", (int)(t_end - s), s);
+                at += snprintf(line + at, sizeof line - (size_t)at, "%s*(%s *)args[%d]", k ? ", " : "", types[k], k);
+                k++;
+            }
             s = e < q ? e + 1 : q;
         }
         at += snprintf(line + at, sizeof line - (size_t)at, "); }\n");
+        // the parameters' sizes, so the host can find the device memory a launch is given
+        at += snprintf(line + at, sizeof line - (size_t)at, "extern \"C\" const unsigned __emu_sizes_%.*s[] = {", name_len,
+                       name);
+        for (int j = 0; j < k; j++) at += snprintf(line + at, sizeof line - (size_t)at, "sizeof(%s), ", types[j]);
+        at += snprintf(line + at, sizeof line - (size_t)at, "0};\n");
         append(&out, &len, &cap, line, (size_t)at);
     }
     return out;
@@ -390,7 +433,9 @@ static int e_kernel(void *module, const char *name, void **kernel) {
     snprintf(k->name, sizeof k->name, "%s", name);
     *(void **)&k->tramp = dlsym(module, sym);
     *(void **)&k->run = dlsym(module, "__emu_launch");
-    if (!k->tramp || !k->run) {
+    snprintf(sym, sizeof sym, "__emu_sizes_%s", name);
+    k->sizes = dlsym(module, sym);
+    if (!k->tramp || !k->run || !k->sizes) {
         free(k);
         err_set("emulated CUDA device: kernel %s not found in its module", name);
         return -1;
@@ -455,6 +500,61 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
+// Persistent host threads for the blocks of a launch (a thread's fibers, stacks and the
+// modules' thread-local state are kept between launches).
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    worker *jobs;
+    int n_jobs, next, finished, started;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static void *pool_thread(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.next >= pool.n_jobs) pthread_cond_wait(&pool.go, &pool.lock);
+        int j = pool.next++;
+        pthread_mutex_unlock(&pool.lock);
+        run_worker(&pool.jobs[j]);
+        pthread_mutex_lock(&pool.lock);
+        if (++pool.finished == pool.n_jobs) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+static void pool_run(worker *w, int n) {
+    if (n <= 1) {
+        run_worker(&w[0]);
+        return;
+    }
+    pthread_mutex_lock(&pool.lock);
+    while (pool.started < n_threads - 1) { // start the helpers once
+        pthread_t t;
+        if (pthread_create(&t, NULL, pool_thread, NULL)) break;
+        pthread_detach(t);
+        pool.started++;
+    }
+    pool.jobs = w;
+    pool.n_jobs = n;
+    pool.next = 1; // job 0 runs here
+    pool.finished = 1;
+    pthread_cond_broadcast(&pool.go);
+    pthread_mutex_unlock(&pool.lock);
+    run_worker(&w[0]);
+    pthread_mutex_lock(&pool.lock);
+    while (pool.next < pool.n_jobs) { // no helper free: take the rest here
+        int j = pool.next++;
+        pthread_mutex_unlock(&pool.lock);
+        run_worker(&w[j]);
+        pthread_mutex_lock(&pool.lock);
+        pool.finished++;
+    }
+    while (pool.finished < pool.n_jobs) pthread_cond_wait(&pool.done, &pool.lock);
+    pool.n_jobs = 0;
+    pthread_mutex_unlock(&pool.lock);
+}
+
 static int e_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3], void **args) {
     emu_kernel *k = kernel;
     unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
@@ -470,6 +570,8 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         return -1;
     }
     if (!execute) return 0;
+    const char *o = getenv("BANIS_EMU_ORDER"); // read at every launch, so a test can switch it
+    order = o && !strcmp(o, "reverse") ? 1 : o && !strcmp(o, "shuffle") ? 2 : 0;
     unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
     int nw = blocks < (unsigned long long)n_threads ? (int)blocks : n_threads;
     worker w[64];
@@ -484,18 +586,26 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         w[i].L.first_block = blocks * (unsigned long long)i / (unsigned long long)nw;
         w[i].L.end_block = blocks * (unsigned long long)(i + 1) / (unsigned long long)nw;
     }
+    // Device memory opens only where the launch's arguments point (every aligned word of every
+    // argument that falls in an allocation): a kernel reaching any other allocation faults.
+    allocation *open[512];
+    int n_open = 0;
     if (protect)
-        for (int i = 0; i < n_allocs; i++) set_access(&allocs[i], PROT_READ | PROT_WRITE);
-    pthread_t tid[64];
-    bool started[64] = {0};
-    for (int i = 1; i < nw; i++) started[i] = !pthread_create(&tid[i], NULL, run_worker, &w[i]);
-    run_worker(&w[0]);
-    for (int i = 1; i < nw; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else run_worker(&w[i]);
-    }
-    if (protect)
-        for (int i = 0; i < n_allocs; i++) set_access(&allocs[i], PROT_NONE);
+        for (int p = 0; k->sizes[p]; p++)
+            for (unsigned off = 0; off + sizeof(void *) <= k->sizes[p]; off += sizeof(void *)) {
+                void *v;
+                memcpy(&v, (char *)args[p] + off, sizeof v);
+                allocation *a = find_alloc(v, 1);
+                if (!a || a->parked) continue;
+                bool seen = false;
+                for (int j = 0; j < n_open && !seen; j++) seen = open[j] == a;
+                if (!seen && n_open < 512) {
+                    set_access(a, PROT_READ | PROT_WRITE);
+                    open[n_open++] = a;
+                }
+            }
+    pool_run(w, nw);
+    for (int j = 0; j < n_open; j++) set_access(open[j], PROT_NONE);
     for (int i = 0; i < nw; i++)
         if (w[i].rc) {
             err_set("%s (launching %s)", w[i].L.fault[0] ? w[i].L.fault : "emulated CUDA device: kernel failed", what);
@@ -526,7 +636,7 @@ const cudev *cudev_emulated(char *why, size_t n) {
     sigaction(SIGBUS, &sa, NULL);
     dev = (cudev){.name = execute ? "emulated CUDA device (sm_90 rules, kernels run on the host CPU)"
                                   : "emulated CUDA device (sm_90 rules, launches checked, kernels not run)",
-                  .arch = 90, .sms = 132, .emulated = true, .malloc = e_malloc, .free = e_free,
+                  .arch = 90, .sms = n_threads, .emulated = true, .malloc = e_malloc, .free = e_free, .park = e_park,
                   .mem_info = e_mem_info, .host_alloc = e_host_alloc, .host_free = e_host_free, .copy_h2d = e_h2d,
                   .copy_d2h = e_d2h, .copy_d2d = e_d2d, .sync = e_sync, .load = e_load, .kernel = e_kernel,
                   .compile_count = e_compile_count, .launch = e_launch, .event_new = e_event_new,

@@ -1,6 +1,7 @@
 // The emulated CUDA device's prelude: compiled (as host C++) in front of a kernel source, the
 // same text NVRTC gets. It supplies CUDA C++'s built-ins and runs a block's threads as fibers
-// (ucontext), so __syncthreads is a real barrier and a warp-collective (mma.sync) gathers its
+// (a small context switch: callee-saved registers and the stack pointer; no system call, unlike
+// swapcontext), so __syncthreads is a real barrier and a warp-collective (mma.sync) gathers its
 // 32 lanes at a warp barrier. __shared__ variables are per block: a block runs on one host
 // thread at a time, and __shared__ is thread_local storage of that host thread.
 // Faults are named (kernel, block, thread): a barrier reached by only some threads or from
@@ -14,7 +15,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <ucontext.h>
+
+#if !defined(__x86_64__)
+#error "the emulated CUDA device's context switch is written for x86-64"
+#endif
+// __emu_switch(save, load): pushes the callee-saved registers, stores the stack pointer in
+// *save, switches to the stack `load` and pops its registers (System V x86-64 ABI).
+asm(".text\n"
+    ".hidden __emu_switch\n"
+    ".globl __emu_switch\n"
+    ".type __emu_switch, @function\n"
+    "__emu_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  ret\n"
+    ".size __emu_switch, .-__emu_switch\n");
+extern "C" void __emu_switch(void **save, void *load);
 
 struct uint3 {
   unsigned x, y, z;
@@ -59,7 +77,7 @@ struct emu_launch { // filled by the host (device_emu.c); one per host thread
 };
 
 struct emu_fiber {
-  ucontext_t ctx;
+  void *sp; // saved stack pointer while switched out
   uint3 tid;
   int linear, state, line;
   const char *what;
@@ -71,7 +89,7 @@ struct emu_block {
   int n;
   emu_fiber *fibers;
   char *stacks;
-  ucontext_t sched;
+  void *sched_sp;
   const void *warp_slots[32][32]; // [warp][lane]: what each lane deposited at a warp gather
   bool faulted;
 };
@@ -99,7 +117,7 @@ static void __emu_fault(const char *fmt, ...) {
   }
   if (__emu_cur) { // back to the scheduler, never to return
     __emu_cur->state = EMU_DONE;
-    swapcontext(&__emu_cur->ctx, &b->sched);
+    __emu_switch(&__emu_cur->sp, b->sched_sp);
   }
 }
 
@@ -108,7 +126,7 @@ static inline void __emu_yield(int state, int line, const char *what) {
   f->state = state;
   f->line = line;
   f->what = what;
-  swapcontext(&f->ctx, &__emu_blk->sched);
+  __emu_switch(&f->sp, __emu_blk->sched_sp);
 }
 
 #define __syncthreads() __emu_yield(EMU_AT_BARRIER, __LINE__, "__syncthreads")
@@ -132,7 +150,8 @@ static void __emu_fiber_main(void) {
   emu_fiber *f = __emu_cur;
   __emu_blk->L->tramp(__emu_blk->L->args);
   f->state = EMU_DONE;
-  swapcontext(&f->ctx, &__emu_blk->sched);
+  __emu_switch(&f->sp, __emu_blk->sched_sp);
+  __builtin_unreachable(); // a finished fiber is never resumed
 }
 
 // Runs one block to completion; false with L->fault set on a fault.
@@ -150,11 +169,13 @@ static bool __emu_run_block(emu_block *b, unsigned long long lin) {
     f->tid.y = (unsigned)i / b->dim.x % b->dim.y;
     f->tid.z = (unsigned)i / (b->dim.x * b->dim.y);
     f->state = EMU_RUNNABLE;
-    getcontext(&f->ctx);
-    f->ctx.uc_stack.ss_sp = b->stacks + (size_t)i * L->stack_bytes;
-    f->ctx.uc_stack.ss_size = L->stack_bytes;
-    f->ctx.uc_link = &b->sched;
-    makecontext(&f->ctx, __emu_fiber_main, 0);
+    // a fresh stack whose first switch "returns" into __emu_fiber_main, aligned as after a call
+    uintptr_t top = ((uintptr_t)(b->stacks + (size_t)(i + 1) * L->stack_bytes)) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = NULL;                        // __emu_fiber_main's own return address: never used
+    *--sp = (void *)__emu_fiber_main;    // popped by __emu_switch's ret
+    for (int r = 0; r < 6; r++) *--sp = NULL; // rbp rbx r12 r13 r14 r15
+    f->sp = sp;
   }
   // the order threads run in between barriers: in order, reversed or shuffled, so that a
   // missing barrier changes the result
@@ -176,7 +197,7 @@ static bool __emu_run_block(emu_block *b, unsigned long long lin) {
       __emu_cur = f;
       ran = true;
       L->cur_thread[0] = f->tid.x, L->cur_thread[1] = f->tid.y, L->cur_thread[2] = f->tid.z;
-      swapcontext(&b->sched, &f->ctx);
+      __emu_switch(&b->sched_sp, f->sp);
     }
     __emu_cur = NULL;
     if (b->faulted) return false;

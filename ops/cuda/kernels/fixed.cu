@@ -61,6 +61,33 @@ template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda
     else out[ooff] = (T)part[0];
   }
 }
+// Short reductions (n_red <= 128): one thread per output, a grid-stride loop over the outputs.
+template <typename T, bool MAX> __device__ void reduce_rows(const T *in, T *out, cuda_red_args a) {
+  for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < a.n_out; o += (long long)gridDim.x * blockDim.x) {
+    long long rem = o, base = 0, ooff = 0;
+    for (int d = a.out_nd - 1; d >= 0; d--) {
+      long long x = rem % a.out_shape[d];
+      rem /= a.out_shape[d];
+      base += x * a.out_in_stride[d];
+      ooff += x * a.out_stride[d];
+    }
+    double acc = MAX ? -1.0 / 0.0 : 0.0;
+    for (long long j = 0; j < a.n_red; j++) {
+      long long r = j, off = base;
+      for (int d = a.red_nd - 1; d >= 0; d--) {
+        off += (r % a.red_shape[d]) * a.red_stride[d];
+        r /= a.red_shape[d];
+      }
+      double v = (double)in[off];
+      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
+    }
+    out[ooff] = (T)acc;
+  }
+}
+extern "C" __global__ void reduce_rows_sum_f32(const float *i, float *o, cuda_red_args a) { reduce_rows<float, false>(i, o, a); }
+extern "C" __global__ void reduce_rows_max_f32(const float *i, float *o, cuda_red_args a) { reduce_rows<float, true>(i, o, a); }
+extern "C" __global__ void reduce_rows_sum_f64(const double *i, double *o, cuda_red_args a) { reduce_rows<double, false>(i, o, a); }
+extern "C" __global__ void reduce_rows_max_f64(const double *i, double *o, cuda_red_args a) { reduce_rows<double, true>(i, o, a); }
 extern "C" __global__ void reduce_sum_f32(const float *i, float *o, cuda_red_args a) { reduce<float, false>(i, o, a); }
 extern "C" __global__ void reduce_max_f32(const float *i, float *o, cuda_red_args a) { reduce<float, true>(i, o, a); }
 extern "C" __global__ void reduce_sum_f64(const double *i, double *o, cuda_red_args a) { reduce<double, false>(i, o, a); }

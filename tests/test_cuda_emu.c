@@ -1,0 +1,397 @@
+// The emulated CUDA device (ops/cuda/device_emu.c): its PTX primitives against references
+// written from the PTX ISA, each fault kind caught and named, degenerate shapes on the CUDA
+// backend equal to the CPU's, a few BANIS steps on CUDA equal to the CPU's, and the steady
+// state of a training step (no compiles, no allocations, one download, one synchronisation).
+// Run with BANIS_CUDA=emulated (the meson suite cuda-emu sets it).
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../banis/model.h"
+#include "../ops/backend.h"
+#include "../ops/cuda/cuda_render.h"
+#include "../ops/cuda/device.h"
+#include "../tensor/error.h"
+
+static const cudev *D;
+
+static void setup(void) {
+    char why[512];
+    D = cudev_emulated(why, sizeof why);
+    ck_assert_msg(D != NULL, "%s", why);
+}
+
+// Builds `src`, launches its kernel `name` on grid x block with args; 0 or -1 (err_message()).
+static int run(const char *src, const char *name, unsigned grid, unsigned block, void **args) {
+    void *mod, *k;
+    if (D->load(src, name, &mod) || D->kernel(mod, name, &k)) return -1;
+    unsigned g[3] = {grid, 1, 1}, b[3] = {block, 1, 1};
+    return D->launch(k, name, g, b, args);
+}
+
+static void *dev_alloc(size_t n) {
+    void *p = NULL;
+    ck_assert_int_eq(D->malloc(&p, n), 0);
+    return p;
+}
+
+// ---- cvt.rna.tf32.f32 ------------------------------------------------------------------------
+// Reference: the nearest value with 11 significant bits, ties away from zero (C's round()).
+// Subnormals keep TF32's 10 fraction bits below 2^-126, so their quantum is 2^-136.
+static float tf32_reference(float x) {
+    if (!isfinite(x) || x == 0) return x;
+    int e;
+    frexp((double)x, &e); // |x| = m 2^e, m in [0.5, 1)
+    double q = ldexp(1.0, e - 11 > -136 ? e - 11 : -136);
+    return (float)(round((double)x / q) * q);
+}
+
+static const char cvt_src[] =
+    "#include \"primitives_under_test.h\"\n"
+    "extern \"C\" __global__ void cvt(const float *x, unsigned *y, int n) {\n"
+    "  int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = to_tf32(x[i]); }\n";
+
+// The test kernel appended to the fixed kernels' source as the library embeds it, so it sees
+// to_tf32 and mma_tf32 exactly as fixed.cu does.
+static char *with_primitives(const char *src) {
+    const char *fixed = cuda_fixed_source();
+    size_t n = strlen(fixed), m = strlen(src);
+    char *out = malloc(n + m + 2);
+    memcpy(out, fixed, n);
+    out[n] = '\n';
+    const char *body = strchr(src, '\n') + 1; // drop the placeholder include line
+    memcpy(out + n + 1, body, strlen(body) + 1);
+    return out;
+}
+
+START_TEST(test_cvt_tf32_matches_reference) {
+    enum { N = 4096 };
+    float x[N];
+    unsigned y[N];
+    uint64_t s = 12345;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t bits = (uint32_t)(s >> 32);
+        memcpy(&x[i], &bits, 4);
+        if (!isfinite(x[i])) x[i] = (float)i;
+    }
+    // ties exactly halfway (the 13 dropped bits 1000000000000), both signs, and extremes
+    float special[] = {1.0f + 0x1p-11f, -(1.0f + 0x1p-11f), 1.0f + 3 * 0x1p-11f, 0x1.fffffep127f, 0x1p-149f, 0x1p-137f,
+                       0x1.8p-136f, 0.0f, -0.0f};
+    memcpy(x, special, sizeof special);
+    float *dx = dev_alloc(sizeof x);
+    unsigned *dy = dev_alloc(sizeof y);
+    ck_assert_int_eq(D->copy_h2d(dx, x, sizeof x), 0);
+    int n = N;
+    void *args[] = {&dx, &dy, &n};
+    char *src = with_primitives(cvt_src);
+    ck_assert_msg(run(src, "cvt", N / 256, 256, args) == 0, "%s", err_message());
+    free(src);
+    ck_assert_int_eq(D->copy_d2h(y, dy, sizeof y), 0);
+    for (int i = 0; i < N; i++) {
+        float got, want = tf32_reference(x[i]);
+        memcpy(&got, &y[i], 4);
+        if (isinf(want)) ck_assert(isinf(got) && (got > 0) == (want > 0));
+        else ck_assert_msg(got == want, "x %a: got %a, want %a", (double)x[i], (double)got, (double)want);
+    }
+    D->free(dx);
+    D->free(dy);
+}
+END_TEST
+
+// ---- mma.sync m16n8k8 tf32 -------------------------------------------------------------------
+static const char mma_src[] =
+    "#include \"primitives_under_test.h\"\n"
+    "// one warp: lane l loads its fragments from A (16x8), B (8x8), C (16x8), row-major, as the\n"
+    "// PTX ISA's tables place them, and stores D the same way\n"
+    "extern \"C\" __global__ void mma(const float *A, const float *B, const float *C, float *Dm) {\n"
+    "  int l = threadIdx.x, g = l / 4, t = l % 4;\n"
+    "  unsigned a[4] = {to_tf32(A[g * 8 + t]), to_tf32(A[(g + 8) * 8 + t]), to_tf32(A[g * 8 + t + 4]), to_tf32(A[(g + 8) * 8 + t + 4])};\n"
+    "  unsigned b[2] = {to_tf32(B[t * 8 + g]), to_tf32(B[(t + 4) * 8 + g])};\n"
+    "  float d[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};\n"
+    "  mma_tf32(d, a, b);\n"
+    "  Dm[g * 8 + 2 * t] = d[0]; Dm[g * 8 + 2 * t + 1] = d[1]; Dm[(g + 8) * 8 + 2 * t] = d[2]; Dm[(g + 8) * 8 + 2 * t + 1] = d[3];\n"
+    "}\n";
+
+START_TEST(test_mma_m16n8k8_matches_reference) {
+    float A[128], B[64], C[128], out[128];
+    uint64_t s = 99;
+    for (int i = 0; i < 128; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        A[i] = (float)((double)(s >> 11) * 0x1p-53 * 2 - 1);
+        C[i] = (float)((double)((s >> 3) & 0xffff) / 65536.0 - 0.5);
+        if (i < 64) B[i] = (float)((double)((s >> 20) & 0xffffff) / 16777216.0 * 2 - 1);
+    }
+    float *dA = dev_alloc(sizeof A), *dB = dev_alloc(sizeof B), *dC = dev_alloc(sizeof C), *dD = dev_alloc(sizeof out);
+    D->copy_h2d(dA, A, sizeof A);
+    D->copy_h2d(dB, B, sizeof B);
+    D->copy_h2d(dC, C, sizeof C);
+    void *args[] = {&dA, &dB, &dC, &dD};
+    char *src = with_primitives(mma_src);
+    ck_assert_msg(run(src, "mma", 1, 32, args) == 0, "%s", err_message());
+    free(src);
+    D->copy_d2h(out, dD, sizeof out);
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 8; c++) {
+            double want = C[r * 8 + c];
+            for (int k = 0; k < 8; k++) want += (double)tf32_reference(A[r * 8 + k]) * tf32_reference(B[k * 8 + c]);
+            ck_assert_msg(fabs(out[r * 8 + c] - want) <= 1e-5 * (1 + fabs(want)), "D[%d][%d] = %g, want %g", r, c,
+                          (double)out[r * 8 + c], want);
+        }
+}
+END_TEST
+
+// ---- faults ------------------------------------------------------------------------------------
+static void expect_fault(const char *src, const char *name, unsigned grid, unsigned block, void **args,
+                         const char *needle) {
+    int rc = run(src, name, grid, block, args);
+    ck_assert_msg(rc != 0, "kernel %s ran without a fault", name);
+    ck_assert_msg(strstr(err_message(), needle), "kernel %s: message '%s' lacks '%s'", name, err_message(), needle);
+}
+
+START_TEST(test_write_past_the_end_is_caught) {
+    static const char src[] = "extern \"C\" __global__ void oob(float *y, int n) {\n"
+                              "  int i = blockIdx.x * blockDim.x + threadIdx.x; if (i <= n) y[i] = 1; }\n"; // <= : one too far
+    int n = 1000;
+    float *y = dev_alloc(sizeof(float) * (size_t)n);
+    void *args[] = {&y, &n};
+    expect_fault(src, "oob", 4, 256, args, "past the end of allocation");
+    ck_assert(strstr(err_message(), "kernel oob") && strstr(err_message(), "thread (232, 0, 0)"));
+}
+END_TEST
+
+START_TEST(test_barrier_faults_are_caught) {
+    static const char partial[] = "extern \"C\" __global__ void partial(float *y) {\n"
+                                  "  if (threadIdx.x < 16) return; __syncthreads(); y[threadIdx.x] = 1; }\n";
+    static const char places[] = "extern \"C\" __global__ void places(float *y) {\n"
+                                 "  if (threadIdx.x % 2) { __syncthreads(); }\n"
+                                 "  else { __syncthreads(); }\n"
+                                 "  y[threadIdx.x] = 1; }\n";
+    float *y = dev_alloc(4096);
+    void *args[] = {&y};
+    expect_fault(partial, "partial", 1, 64, args, "reached by 48 of 64 threads");
+    expect_fault(places, "places", 1, 64, args, "reached from different places");
+}
+END_TEST
+
+START_TEST(test_warp_collective_with_missing_lanes_is_caught) {
+    static const char src[] = "#include \"primitives_under_test.h\"\n"
+                              "extern \"C\" __global__ void lanes(float *y) {\n"
+                              "  if (threadIdx.x == 5) return;\n"
+                              "  unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0}; float d[4] = {0, 0, 0, 0};\n"
+                              "  mma_tf32(d, a, b); y[threadIdx.x] = d[0]; }\n";
+    float *y = dev_alloc(4096);
+    void *args[] = {&y};
+    char *s = with_primitives(src);
+    expect_fault(s, "lanes", 1, 32, args, "reached by 31 of its 32 lanes");
+    free(s);
+}
+END_TEST
+
+START_TEST(test_launch_limits_are_refused) {
+    static const char src[] = "extern \"C\" __global__ void nop(float *y) { }\n";
+    float *y = dev_alloc(64);
+    void *args[] = {&y}, *mod, *k;
+    ck_assert_int_eq(D->load(src, "nop", &mod), 0);
+    ck_assert_int_eq(D->kernel(mod, "nop", &k), 0);
+    unsigned ok_g[3] = {1, 1, 1}, ok_b[3] = {1024, 1, 1}, big_b[3] = {1025, 1, 1}, big_g[3] = {1, 65536, 1},
+             zero[3] = {0, 1, 1};
+    ck_assert_int_eq(D->launch(k, "nop", ok_g, ok_b, args), 0);
+    ck_assert_int_ne(D->launch(k, "nop", ok_g, big_b, args), 0);
+    ck_assert(strstr(err_message(), "more than 1024 threads"));
+    ck_assert_int_ne(D->launch(k, "nop", big_g, ok_b, args), 0);
+    ck_assert(strstr(err_message(), "grid y or z above 65,535"));
+    ck_assert_int_ne(D->launch(k, "nop", zero, ok_b, args), 0);
+    ck_assert(strstr(err_message(), "a zero dimension"));
+}
+END_TEST
+
+START_TEST(test_fresh_memory_reads_as_nan) {
+    static const char src[] = "extern \"C\" __global__ void cp(const float *x, float *y) { y[threadIdx.x] = x[threadIdx.x]; }\n";
+    float *x = dev_alloc(256), *y = dev_alloc(256), out[64];
+    void *args[] = {&x, &y};
+    ck_assert_int_eq(run(src, "cp", 1, 64, args), 0);
+    D->copy_d2h(out, y, sizeof out);
+    for (int i = 0; i < 64; i++) ck_assert(isnan(out[i]));
+}
+END_TEST
+
+START_TEST(test_host_dereference_of_device_memory_is_caught) {
+    float *y = dev_alloc(256);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        volatile float v = y[3]; // the host reads device memory
+        (void)v;
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 70, "child status %d", st);
+}
+END_TEST
+
+// A race (a missing barrier) shows as a different result when the schedule changes; with the
+// barrier both orders give the right answer.
+START_TEST(test_reordered_schedule_exposes_a_race) {
+    static const char racy[] =
+        "extern \"C\" __global__ void racy(float *y) {\n"
+        "  __shared__ float s[64]; s[threadIdx.x] = threadIdx.x + 1; /* __syncthreads() missing */\n"
+        "  y[threadIdx.x] = s[(threadIdx.x + 1) % 64]; }\n";
+    static const char fixed[] =
+        "extern \"C\" __global__ void fixed(float *y) {\n"
+        "  __shared__ float s[64]; s[threadIdx.x] = threadIdx.x + 1; __syncthreads();\n"
+        "  y[threadIdx.x] = s[(threadIdx.x + 1) % 64]; }\n";
+    float *y = dev_alloc(256), in_order[64], reversed[64], ok[64];
+    void *args[] = {&y};
+    for (int o = 0; o < 2; o++) {
+        setenv("BANIS_EMU_ORDER", o ? "reverse" : "in-order", 1);
+        // a fresh shared array each time: zero it through a launch of the fixed kernel first
+        ck_assert_int_eq(run(racy, "racy", 1, 64, args), 0);
+        D->copy_d2h(o ? reversed : in_order, y, sizeof in_order);
+        ck_assert_int_eq(run(fixed, "fixed", 1, 64, args), 0);
+        D->copy_d2h(ok, y, sizeof ok);
+        for (int i = 0; i < 64; i++) ck_assert(ok[i] == (float)((i + 1) % 64 + 1));
+    }
+    unsetenv("BANIS_EMU_ORDER");
+    int differ = 0;
+    for (int i = 0; i < 64; i++) differ += in_order[i] != reversed[i];
+    ck_assert_msg(differ > 0, "the race gave the same result in both orders");
+}
+END_TEST
+
+// ---- the CUDA backend on the emulated device ----------------------------------------------------
+static double *to_doubles(tensor *t) {
+    double *v = malloc(sizeof(double) * (size_t)(tensor_numel(t) ? tensor_numel(t) : 1));
+    ck_assert_int_eq(tensor_to_doubles(t, v), 0);
+    return v;
+}
+
+START_TEST(test_degenerate_matmuls_match_cpu) {
+    static const int64_t shapes[][4] = {{0, 3, 4, 1}, {3, 0, 4, 1}, {3, 4, 0, 1}, {1, 1, 1, 70000}, {2, 3, 2, 66000}};
+    rng r;
+    rng_init(&r, 5);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2], B = shapes[s][3];
+        tensor_scope_begin();
+        tensor *a = tensor_rand_uniform(&r, TENSOR_F32, 3, (int64_t[]){B, M, K}, -1, 1, DEVICE_CPU);
+        tensor *b = tensor_rand_uniform(&r, TENSOR_F32, 3, (int64_t[]){B, K, N}, -1, 1, DEVICE_CPU);
+        tensor *c0 = op_matmul(a, b);
+        tensor *c1 = op_matmul(tensor_to_device(a, DEVICE_CUDA), tensor_to_device(b, DEVICE_CUDA));
+        ck_assert_msg(c0 && c1, "matmul %lldx%lldx%lld batch %lld: %s", (long long)M, (long long)K, (long long)N,
+                      (long long)B, err_message());
+        ck_assert(tensor_same_shape(c0, c1));
+        double *x = to_doubles(c0), *y = to_doubles(c1);
+        for (int64_t i = 0; i < tensor_numel(c0); i++) ck_assert_msg(fabs(x[i] - y[i]) <= 1e-2 * (1 + fabs(x[i])), "element %lld", (long long)i);
+        free(x);
+        free(y);
+        tensor_scope_end();
+    }
+}
+END_TEST
+
+static banis_model *tiny(device_type dev) {
+    banis_arch a = banis_arch_paper();
+    a.width = 0.0625;
+    a.latent = 8;
+    banis_schedule s = banis_schedule_paper();
+    s.warmup_steps = 1;
+    s.batch = 4;
+    return banis_model_new(&a, &s, TENSOR_F32, dev, 7);
+}
+
+// The same model, data and seed on both devices: the same losses, step after step, within
+// float32 rounding (exact FP32 on CUDA: TF32 off). Dropout masks and z are bit-identical.
+START_TEST(test_banis_steps_on_cuda_match_cpu) {
+    backend_cuda_allow_tf32(false);
+    banis_model *m[2] = {tiny(DEVICE_CPU), tiny(DEVICE_CUDA)};
+    ck_assert_msg(m[0] && m[1], "%s", err_message());
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 8, 3);
+    int idx[4] = {0, 1, 2, 3};
+    for (int step = 0; step < 3; step++) {
+        banis_losses l[2];
+        for (int k = 0; k < 2; k++) {
+            tensor_scope_begin();
+            tensor *a, *b;
+            ck_assert_int_eq(banis_batch(d, idx, 4, TENSOR_F32, k ? DEVICE_CUDA : DEVICE_CPU, &a, &b), 0);
+            ck_assert_msg(banis_train_step(m[k], step, a, b, &l[k]) == 0, "%s", err_message());
+            tensor_scope_end();
+        }
+        double *x = &l[0].d_loss[0], *y = &l[1].d_loss[0];
+        for (size_t i = 0; i < sizeof(banis_losses) / sizeof(double); i++) {
+            if (isnan(x[i])) {
+                ck_assert(isnan(y[i]));
+                continue;
+            }
+            ck_assert_msg(fabs(x[i] - y[i]) <= 2e-3 * (1 + fabs(x[i])), "step %d loss %zu: cpu %.9g cuda %.9g", step, i,
+                          x[i], y[i]);
+        }
+    }
+    backend_cuda_allow_tf32(true);
+    banis_model_free(m[0]);
+    banis_model_free(m[1]);
+    banis_dataset_free(d);
+}
+END_TEST
+
+// From the third step on, a training step compiles nothing, allocates nothing on the device,
+// uploads only its batch and reads its losses with one copy and one synchronisation.
+START_TEST(test_steady_training_step_has_no_stalls) {
+    banis_model *m = tiny(DEVICE_CUDA);
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 8, 3);
+    int idx[4] = {0, 1, 2, 3};
+    size_t batch_bytes = 2 * 4 * 64 * 64 * sizeof(float);
+    for (int step = 0; step < 4; step++) {
+        backend_counters c0 = backend_cuda_counters();
+        tensor_scope_begin();
+        tensor *a, *b;
+        banis_losses l;
+        ck_assert_int_eq(banis_batch(d, idx, 4, TENSOR_F32, DEVICE_CUDA, &a, &b), 0);
+        ck_assert_msg(banis_train_step(m, step, a, b, &l) == 0, "%s", err_message());
+        tensor_scope_end();
+        backend_counters c1 = backend_cuda_counters();
+        if (step < 2) continue;
+        ck_assert_int_eq(c1.compiles - c0.compiles, 0);
+        ck_assert_int_eq(c1.module_loads - c0.module_loads, 0);
+        ck_assert_int_eq(c1.device_allocs - c0.device_allocs, 0);
+        ck_assert_int_eq(c1.h2d_bytes - c0.h2d_bytes, (int64_t)batch_bytes);
+        ck_assert_int_le(c1.d2h_copies - c0.d2h_copies, 1);
+        ck_assert_int_le(c1.syncs - c0.syncs, 1);
+        ck_assert_int_gt(c1.launches - c0.launches, 100);
+    }
+    banis_model_free(m);
+    banis_dataset_free(d);
+}
+END_TEST
+
+int main(void) {
+    setenv("BANIS_CUDA", "emulated", 0);
+    Suite *s = suite_create("cuda-emu");
+    TCase *t = tcase_create("emulator");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_set_timeout(t, 900);
+    tcase_add_test(t, test_cvt_tf32_matches_reference);
+    tcase_add_test(t, test_mma_m16n8k8_matches_reference);
+    tcase_add_test(t, test_write_past_the_end_is_caught);
+    tcase_add_test(t, test_barrier_faults_are_caught);
+    tcase_add_test(t, test_warp_collective_with_missing_lanes_is_caught);
+    tcase_add_test(t, test_launch_limits_are_refused);
+    tcase_add_test(t, test_fresh_memory_reads_as_nan);
+    tcase_add_test(t, test_host_dereference_of_device_memory_is_caught);
+    tcase_add_test(t, test_reordered_schedule_exposes_a_race);
+    tcase_add_test(t, test_degenerate_matmuls_match_cpu);
+    tcase_add_test(t, test_banis_steps_on_cuda_match_cpu);
+    tcase_add_test(t, test_steady_training_step_has_no_stalls);
+    suite_add_tcase(s, t);
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? 1 : 0;
+}
