@@ -279,6 +279,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (!cuda) fprintf(stderr, "banis-train: no GPU (%s); training on the CPU\n", err_message());
+        if (cuda && !strcmp(c.device, "auto") && backend_cuda_is_emulated()) { // auto never picks the emulator
+            fprintf(stderr, "banis-train: --device auto does not train on the emulated CUDA device; training on the "
+                            "CPU (--device cuda to use it)\n");
+            cuda = NULL;
+        }
     }
     device_type dev = cuda ? DEVICE_CUDA : DEVICE_CPU;
     if (!resume) preset(&c, preset_name ? preset_name : cuda ? "paper" : "cpu");
@@ -375,7 +380,7 @@ int main(int argc, char **argv) {
         for (int64_t s = 0; s < step; s++) banis_sampler_next(&sampler, c.sched.batch, idx); // same data order
         printf("resumed %s at step %" PRId64 " of %" PRId64 "\n", c.out, step, total);
     }
-    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c.preset, device_name(dev), d->source,
+    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c.preset, backend_device_description(dev), d->source,
            split.n_train, split.n_test);
     printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64 " + %" PRId64 " steps\n",
            c.arch.width, (long long)nn_count_parameters(m->root), c.sched.batch, c.sched.warmup_steps,

@@ -16,3 +16,7 @@ int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *
     if (ew_observer) ew_observer(p, outs, ins);
     return tensor_backend(outs[0])->elementwise(p, outs, ins);
 }
+
+const char *backend_device_description(device_type dev) {
+    return dev == DEVICE_CUDA ? backend_cuda_device_name() : "CPU";
+}

@@ -75,3 +75,6 @@ backend_counters backend_cuda_counters(void);
 // The device the CUDA backend runs on ("NVIDIA H100 ... (sm_90, 132 SMs)", "emulated CUDA
 // device ..."), once it has been asked for.
 const char *backend_cuda_device_name(void);
+bool backend_cuda_is_emulated(void); // true when BANIS_CUDA=emulated chose the emulated device
+// What a program says it runs on: "CPU" or the CUDA device's name (a GPU, or the emulated device).
+const char *backend_device_description(device_type dev);

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
     tensor *ta, *tb;
     if (banis_batch(d, idx, batch, TENSOR_F32, dev, &ta, &tb)) return 1;
     printf("BANIS step benchmark on %s: batch %d, width %.3g (%lld parameters), %d timed reps after 1 warm-up rep\n",
-           device_name(dev), batch, width, (long long)nn_count_parameters(m->root), reps);
+           backend_device_description(dev), batch, width, (long long)nn_count_parameters(m->root), reps);
     double ms[2], tflops[2];
     int64_t peak = 0;
     for (int full = 0; full < 2; full++) {

@@ -122,7 +122,8 @@ int main(int argc, char **argv) {
     memcpy(all, table, sizeof *all * (size_t)n);
     n += gemm_cases(all + n);
     const gradcheck_case *cases = all;
-    printf("CUDA vs CPU, %s, tolerance %.0e relative to the largest magnitude\n", tensor_dtype_name(dt), tol);
+    printf("CUDA (%s) vs CPU, %s, tolerance %.0e relative to the largest magnitude\n", backend_cuda_device_name(),
+           tensor_dtype_name(dt), tol);
     rng r;
     rng_init(&r, 77);
     for (int k = 0; k < n; k++) {

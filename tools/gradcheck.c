@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
     }
     int n, passed = 0, failed = 0;
     const gradcheck_case *cases = gradcheck_cases(&n);
-    printf("gradient check on %s, float64, seed %llu\n", device_name(dev), (unsigned long long)seed);
+    printf("gradient check on %s, float64, seed %llu\n", backend_device_description(dev), (unsigned long long)seed);
     printf("%-48s %8s %12s  %s\n", "op", "elements", "worst |a-n|", "result");
     for (int i = 0; i < n; i++) {
         gradcheck_result r = gradcheck_run(&cases[i], dev, seed + (uint64_t)i);

@@ -6,6 +6,7 @@ command -v meson >/dev/null || need+=(meson)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(gcc)
+command -v c++ >/dev/null || need+=(g++) # the emulated CUDA device compiles kernels as host C++
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 pkg-config --exists check 2>/dev/null || need+=(check)

@@ -724,3 +724,4 @@ void backend_cuda_memory(size_t *in_use, size_t *cached) {
 backend_counters backend_cuda_counters(void) { return counters; }
 
 const char *backend_cuda_device_name(void) { return D ? D->name : "no CUDA device"; }
+bool backend_cuda_is_emulated(void) { return D && D->emulated; }

@@ -179,27 +179,54 @@ static bool __emu_run_block(emu_block *b, unsigned long long lin) {
   }
   // the order threads run in between barriers: in order, reversed or shuffled, so that a
   // missing barrier changes the result
-  int order[1024];
-  for (int i = 0; i < b->n; i++) order[i] = L->order == 1 ? b->n - 1 - i : i;
+  // The schedule: warp by warp (in order, reversed or shuffled), each warp run as far as it
+  // can go (through its warp-collectives) before the next starts, so a warp runs ahead of the
+  // others to the next __syncthreads: a missing barrier between warps shows. Lanes within a warp
+  // run in the same order.
+  int nw = (b->n + 31) / 32, worder[32];
+  for (int w = 0; w < nw; w++) worder[w] = L->order == 1 ? nw - 1 - w : w;
   unsigned long long s = L->seed ^ (lin * 0x9E3779B97F4A7C15ull);
   for (int round = 0;; round++) {
     if (L->order == 2)
-      for (int i = b->n - 1; i > 0; i--) {
+      for (int i = nw - 1; i > 0; i--) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
-        int j = (int)((s >> 33) % (unsigned long long)(i + 1)), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
+        int j = (int)((s >> 33) % (unsigned long long)(i + 1)), t = worder[i];
+        worder[i] = worder[j];
+        worder[j] = t;
       }
     bool ran = false;
-    for (int k = 0; k < b->n && !b->faulted; k++) {
-      emu_fiber *f = &b->fibers[order[k]];
-      if (f->state != EMU_RUNNABLE) continue;
-      __emu_cur = f;
-      ran = true;
-      L->cur_thread[0] = f->tid.x, L->cur_thread[1] = f->tid.y, L->cur_thread[2] = f->tid.z;
-      __emu_switch(&b->sched_sp, f->sp);
+    for (int wi = 0; wi < nw && !b->faulted; wi++) {
+      int w = worder[wi], first = w * 32, lanes = b->n - first < 32 ? b->n - first : 32;
+      for (;;) {
+        for (int k = 0; k < lanes && !b->faulted; k++) {
+          emu_fiber *f = &b->fibers[first + (L->order == 1 ? lanes - 1 - k : k)];
+          if (f->state != EMU_RUNNABLE) continue;
+          __emu_cur = f;
+          ran = true;
+          L->cur_thread[0] = f->tid.x, L->cur_thread[1] = f->tid.y, L->cur_thread[2] = f->tid.z;
+          __emu_switch(&b->sched_sp, f->sp);
+        }
+        __emu_cur = NULL;
+        if (b->faulted) return false;
+        // the warp's lanes all at the same warp-collective: they go on together
+        int here = 0, gone = 0;
+        for (int l = first; l < first + lanes; l++) {
+          here += b->fibers[l].state == EMU_AT_WARP;
+          gone += b->fibers[l].state == EMU_DONE;
+        }
+        if (here == lanes) {
+          for (int l = first; l < first + lanes; l++) b->fibers[l].state = EMU_RUNNABLE;
+          continue;
+        }
+        if (here > 0 && here + gone == lanes) {
+          const emu_fiber *f = &b->fibers[first];
+          while (f->state != EMU_AT_WARP) f++;
+          __emu_fault("warp %d: %s reached by %d of its %d lanes (the others exited)", w, f->what, here, lanes);
+          return false;
+        }
+        break;
+      }
     }
-    __emu_cur = NULL;
     if (b->faulted) return false;
     int done = 0, at_bar = 0, at_warp = 0;
     for (int i = 0; i < b->n; i++) {
@@ -208,26 +235,6 @@ static bool __emu_run_block(emu_block *b, unsigned long long lin) {
       at_warp += b->fibers[i].state == EMU_AT_WARP;
     }
     if (done == b->n) return true;
-    // warps whose 32 lanes are all at the same warp-collective go on
-    bool released = false;
-    for (int w = 0; w * 32 < b->n; w++) {
-      int here = 0, gone = 0, first = w * 32, lanes = b->n - first < 32 ? b->n - first : 32;
-      for (int l = first; l < first + lanes; l++) {
-        here += b->fibers[l].state == EMU_AT_WARP;
-        gone += b->fibers[l].state == EMU_DONE;
-      }
-      if (here == 0) continue;
-      if (here == lanes) {
-        for (int l = first; l < first + lanes; l++) b->fibers[l].state = EMU_RUNNABLE;
-        released = true;
-      } else if (here + gone == lanes) {
-        const emu_fiber *f = &b->fibers[first];
-        while (f->state != EMU_AT_WARP) f++;
-        __emu_fault("warp %d: %s reached by %d of its %d lanes (the others exited)", w, f->what, here, lanes);
-        return false;
-      }
-    }
-    if (released) continue;
     if (at_bar > 0 && at_bar + done == b->n) {
       if (done > 0) {
         __emu_fault("__syncthreads reached by %d of %d threads (%d exited before it)", at_bar, b->n, done);
