@@ -62,6 +62,9 @@ static int gemm_cases(gradcheck_case *out) {
         {2, 16, 8, 48, 5, 1, 1, 0}, {2, 32, 7, 16, 3, 2, 0, 0}, {1, 48, 6, 80, 5, 2, 1, 0},
         {2, 32, 5, 16, 5, 2, 1, 1}, {2, 16, 4, 32, 5, 2, 1, 1}, {3, 7, 5, 9, 3, 2, 1, 1},
         {2, 64, 4, 5, 5, 2, 1, 1},
+        // 15x16 inputs, stride 2: 8x8 outputs, so whole weight-gradient tiles lie within one
+        // image (the tap-major weight gradient), with 32 channels on both sides
+        {2, 8, 15, 16, 5, 2, 1, 0}, {2, 32, 15, 32, 3, 2, 1, 0}, {2, 32, 15, 32, 5, 1, 1, 0},
     };
     int n = 0;
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {

@@ -179,6 +179,28 @@ template <int P, typename T, int BK> struct tile_loader {
   // A(m, kk) for this thread's NA elements of the tile at k0
   __device__ void load_a(int k0, T *r) {
     int rs = g.r * g.s;
+    if (P == CONV_BWD_INPUT && tap_major) { // one tap for the whole tile: decoded once
+      int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+      int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+      bool ok = ry < g.r && sx < g.s;
+      const T *base = a + (long long)(ry * g.s + sx) * g.c * g.k + ko0;
+#pragma unroll
+      for (int i = 0; i < NA; i++) {
+        int e = tid + 256 * i, m = m0 + e / BK;
+        r[i] = ok && m < g.M ? base[(long long)m * g.k + e % BK] : (T)0;
+      }
+      return;
+    }
+    if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
+      int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
+      const T *base = a + (long long)img * g.k * ohw + pix0;
+#pragma unroll
+      for (int i = 0; i < NA; i++) {
+        int e = tid + 256 * i, m = m0 + e / BK;
+        r[i] = m < g.M ? base[(long long)m * ohw + e % BK] : (T)0;
+      }
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < NA; i++) {
       int e = tid + 256 * i, m = m0 + e / BK, kk = k0 + e % BK;
@@ -229,14 +251,16 @@ template <int P, typename T, int BK> struct tile_loader {
       return;
     }
     if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
-      int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
+      int ohw = g.oh * g.ow, img = k0 / ohw, pix = k0 - img * ohw + kl;
       long long base = ((long long)img * g.c + ci) * g.h * g.w;
+      int oy = pix / g.ow, ox = pix - oy * g.ow; // then stepped by 2 pixels, no division
 #pragma unroll
       for (int i = 0; i < NB; i++) {
-        int kk = k0 + kl + 2 * i, pix = pix0 + kl + 2 * i, oy = pix / g.ow, ox = pix - oy * g.ow;
         int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
-        bool ok = n_ok && kk < g.K && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+        bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
         r[i] = ok ? b[base + iy * g.w + ix] : (T)0;
+        ox += 2;
+        while (ox >= g.ow) { ox -= g.ow; oy++; }
       }
       return;
     }
