@@ -95,7 +95,7 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
     nn_freeze(m->d_a, true);
     nn_freeze(m->d_b, true);
     tensor *fake_b = nn_forward(m->t_ab, a), *fake_a = nn_forward(m->t_ba, b);
-    tensor *adv = op_add(op_bce(nn_forward(m->d_b, fake_b), labels(a, 1)), op_bce(nn_forward(m->d_a, fake_a), labels(b, 1)));
+    tensor *adv = op_add(op_bce_logits(nn_forward(m->d_b, fake_b), labels(a, 1)), op_bce_logits(nn_forward(m->d_a, fake_a), labels(b, 1)));
     tensor *cyc = op_add(l1(nn_forward(m->t_ba, fake_b), a), l1(nn_forward(m->t_ab, fake_a), b));
     losses[3] = cyc ? tensor_item(cyc) : NAN;
     rc = nn_minimize(m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), &losses[0]);
@@ -109,7 +109,7 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
         nn_optimizer_zero_grad(m->opt_d[x]);
         tensor *pred = nn_forward(ds[x], op_concat(2, (tensor *[]){reals[x], fakes[x]}, 0));
         tensor *lab = op_concat(2, (tensor *[]){labels(reals[x], 1), labels(fakes[x], 0)}, 0);
-        rc = nn_minimize(m->opt_d[x], op_bce(pred, lab), &losses[1 + x]);
+        rc = nn_minimize(m->opt_d[x], op_bce_logits(pred, lab), &losses[1 + x]);
     }
 done:
     if (rc) err_prefix("%s step: ", baseline_name(m->kind));

@@ -33,26 +33,29 @@ nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
         nn_leaky_relu(a->slope), nn_reshape(SHAPE(c0, 8, 8)),
         nn_conv_transpose2d(c, c0, c1, 5, 1, NN_PAD_SAME, false), nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
+        nn_conv_transpose2d(c, c1, c2, 5, 2, NN_PAD_SAME, false), nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c2, c3, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
+        nn_conv_transpose2d(c, c2, c3, 5, 2, NN_PAD_SAME, false), nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
         nn_conv_transpose2d(c, c3, 1, 5, 2, NN_PAD_SAME, false), nn_tanh(),
     };
     int n = (int)(sizeof layers / sizeof *layers);
     for (int i = 0; i < n; i++)
         if (!layers[i]) return NULL;
-    // Keras: dense layers glorot_uniform, convolutions he_normal (the constructors' defaults)
+    // Keras: dense layers glorot_uniform, convolutions he_normal (the constructors' defaults),
+    // except the last transposed convolution, to which the reference gives no initialiser:
+    // Keras's glorot_uniform (he_normal there starts 44% of the output pixels saturated)
+    if (nn_reinit(c, layers[n - 2], "weight", NN_INIT_GLOROT_UNIFORM)) return NULL;
     return nn_sequential(n, layers);
 }
 
-// D: (N, 1, 64, 64) -> (N, 1) probability
+// D: (N, 1, 64, 64) -> (N, 1) logit (sigmoid of it: the probability of "real")
 nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 64), c2 = ch(a, 128);
     nn_module *layers[] = {
         nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(a->slope), nn_dropout(c, a->dropout),
         nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(a->slope), nn_dropout(c, a->dropout),
-        nn_flatten(), nn_linear(c, 16 * 16 * c2, 1, true), nn_sigmoid(),
+        nn_flatten(), nn_linear(c, 16 * 16 * c2, 1, true), // logits: the sigmoid is in the loss (BCE with logits)
     };
     int n = (int)(sizeof layers / sizeof *layers);
     for (int i = 0; i < n; i++)
@@ -196,11 +199,11 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
                                                tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))}, 0);
     nn_optimizer_zero_grad(m->opt_d[x]);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
-    if (minimize(m, m->opt_d[x], op_bce(pred, labels), &l->d_loss[x], x ? "D_B loss" : "D_A loss")) goto done;
+    if (minimize(m, m->opt_d[x], op_bce_logits(pred, labels), &l->d_loss[x], x ? "D_B loss" : "D_A loss")) goto done;
     // G_X learns to make the frozen D_X say 1 on G_X(z), the same z
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
-    rc = minimize(m, m->opt_g[x], op_bce(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
+    rc = minimize(m, m->opt_g[x], op_bce_logits(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
                   &l->g_loss[x], x ? "G_B loss" : "G_A loss");
     nn_freeze(m->disc[x], false);
 done:
@@ -269,19 +272,27 @@ static void binarise(const float *img, double frac, uint8_t *mask) {
     for (int i = 0; i < BANIS_PIXELS; i++) mask[i] = (img[i] + 1) * 127.5 > frac * mx && mx > 0;
 }
 
-static double dice(const uint8_t *x, const uint8_t *y) {
+// Dice of two masks; `if_empty` when both are empty (0/0).
+static double dice(const uint8_t *x, const uint8_t *y, double if_empty) {
     long inter = 0, sum = 0;
     for (int i = 0; i < BANIS_PIXELS; i++) {
         inter += x[i] && y[i];
         sum += x[i] + y[i];
     }
-    return sum ? 2.0 * (double)inter / (double)sum : 0.0;
+    return sum ? 2.0 * (double)inter / (double)sum : if_empty;
 }
 
+static bool empty_mask(const uint8_t *x) {
+    for (int i = 0; i < BANIS_PIXELS; i++)
+        if (x[i]) return false;
+    return true;
+}
+
+// Two empty masks: DSC 0/0 = NaN as in the reference, and NaN < TS is false: not matched.
 double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, uint8_t *mask_b) {
     binarise(a_rec, 0.6, mask_a);
     binarise(b_rec, 0.3, mask_b);
-    return dice(mask_a, mask_b);
+    return dice(mask_a, mask_b, NAN);
 }
 
 static tensor *banis_translate(void *model, int to, tensor *src) { return banis_successor(model, to, src); }
@@ -297,7 +308,7 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
                               const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     memset(out, 0, sizeof *out);
     out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = NAN;
-    int matched[GMI_THRESHOLDS] = {0};
+    int matched[GMI_THRESHOLDS] = {0}, dsc_n = 0, empty = 0;
     double dsc_sum = 0, mem_sum = 0, nuc_sum = 0;
     long nuc_px = 0, nuc_ok = 0;
     bool gt = d->labels != NULL;
@@ -317,12 +328,16 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
         for (int i = 0; i < k && !rc; i++) {
             uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
             double dsc = banis_pair_dsc(ar + (size_t)i * BANIS_PIXELS, br + (size_t)i * BANIS_PIXELS, ma, mb);
-            dsc_sum += dsc;
+            if (!isnan(dsc)) {
+                dsc_sum += dsc;
+                dsc_n++;
+            }
+            empty += empty_mask(ma) || empty_mask(mb);
             for (int t = 0; t < GMI_THRESHOLDS; t++) matched[t] += dsc < banis_gmi_thresholds[t];
             if (gt) {
                 size_t o = (size_t)idx[at + i] * BANIS_PIXELS;
-                mem_sum += dice(ma, d->membrane + o);
-                nuc_sum += dice(mb, d->nuclei + o);
+                mem_sum += dice(ma, d->membrane + o, 1);
+                nuc_sum += dice(mb, d->nuclei + o, 1);
                 for (int p = 0; p < BANIS_PIXELS; p++)
                     if (mb[p]) {
                         nuc_px++;
@@ -338,7 +353,8 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
     if (rc) return -1;
     out->pairs = n;
     for (int t = 0; t < GMI_THRESHOLDS; t++) out->gmi[t] = n ? 100.0 * matched[t] / n : NAN;
-    out->mean_dsc = n ? dsc_sum / n : NAN;
+    out->mean_dsc = dsc_n ? dsc_sum / dsc_n : NAN;
+    out->empty_pairs = empty;
     if (gt && n) {
         out->membrane_dice = mem_sum / n;
         out->nuclei_dice = nuc_sum / n;
@@ -360,6 +376,9 @@ int banis_write_gmi_table(const char *path, const banis_eval *e, const char *tit
                "their Dice < TS).\n\n", title, e->pairs);
     fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | mean DSC |\n|---|---|---|---|---|\n");
     fprintf(f, "| BANIS (GMI %%) | %.2f | %.2f | %.2f | %.4f |\n\n", e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc);
+    fprintf(f, "%d of %d pairs (%.1f%%) have an empty mask (a reconstruction with nothing above its threshold); "
+               "two empty masks are not a match (Dice 0/0).\n\n",
+            e->empty_pairs, e->pairs, e->pairs ? 100.0 * e->empty_pairs / e->pairs : 0.0);
     if (!isnan(e->membrane_dice))
         fprintf(f, "Ground truth (synthetic data): membrane Dice %.3f, nuclei Dice %.3f, "
                    "%.1f%% of predicted nucleus pixels inside cells and off the walls.\n",

@@ -87,13 +87,15 @@ extern const double banis_gmi_thresholds[GMI_THRESHOLDS]; // 0.1, 0.2, 0.3
 typedef struct {
     int pairs;
     double gmi[GMI_THRESHOLDS];   // % of pairs whose reconstructions overlap with DSC < TS
-    double mean_dsc;
+    double mean_dsc;              // over the pairs with a defined Dice
+    int empty_pairs;              // pairs where a_rec's or b_rec's mask is empty
     // ground truth (synthetic data only; NaN otherwise)
     double membrane_dice, nuclei_dice; // reconstructions vs the true masks
     double nuclei_in_cells;            // % of predicted nucleus pixels inside true cells, off walls
 } banis_eval;
 
-// Dice between binarised a_rec (at 0.6 max) and b_rec (at 0.3 max), after mapping to [0, 255].
+// Dice between binarised a_rec (at 0.6 max) and b_rec (at 0.3 max), after mapping to [0, 255];
+// NaN when both masks are empty (never a match).
 double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, uint8_t *mask_b);
 // GMI over the given pairs of the data set: a_rec = S_A(b), b_rec = S_B(a), in eval mode.
 int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out);

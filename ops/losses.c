@@ -29,6 +29,17 @@ tensor *op_bce(tensor *p, tensor *target) {
     return op_mean(op_ew("bce", &e, 2, in), ALL_AXES, false);
 }
 
+tensor *op_bce_logits(tensor *x, tensor *target) {
+    if (same_shape("bce_logits", x, target)) return NULL;
+    ew_program e;
+    ew_init(&e, 2);
+    int v = ew_input(&e, 0), y = ew_input(&e, 1);
+    int soft = ew_unary(&e, EW_LOG, ew_add(&e, ew_const(&e, 1), ew_unary(&e, EW_EXP, ew_unary(&e, EW_NEG, ew_unary(&e, EW_ABS, v)))));
+    ew_output(&e, ew_add(&e, ew_sub(&e, ew_binary(&e, EW_MAX, v, ew_const(&e, 0)), ew_mul(&e, v, y)), soft));
+    tensor *in[2] = {x, target};
+    return op_mean(op_ew("bce_logits", &e, 2, in), ALL_AXES, false);
+}
+
 tensor *op_mse(tensor *a, tensor *b) {
     if (same_shape("mse", a, b)) return NULL;
     ew_program e;

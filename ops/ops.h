@@ -121,7 +121,12 @@ void op_flops_reset(void);
 void op_flops_add(int64_t n);
 
 // ---- losses (means over all elements) ----------------------------------------------------
-// Binary cross-entropy on probabilities, clamped to [1e-7, 1 - 1e-7] as Keras does.
+// Binary cross-entropy on probabilities, clamped to [1e-7, 1 - 1e-7] (its gradient vanishes
+// once p saturates: prefer op_bce_logits for a model that ends in a sigmoid).
 tensor *op_bce(tensor *p, tensor *target);
+// Binary cross-entropy of sigmoid(x) computed from the logits x, as Keras does for a sigmoid
+// output: max(x, 0) - x y + log(1 + exp(-|x|)). No clamping; the gradient sigmoid(x) - y never
+// vanishes while the prediction is wrong.
+tensor *op_bce_logits(tensor *x, tensor *target);
 tensor *op_mse(tensor *a, tensor *b);
 #define OP_BCE_EPSILON 1e-7

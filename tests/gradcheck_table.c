@@ -39,6 +39,7 @@ UNARY(mean_axis, op_mean(in[0], AXES(1), false))
 UNARY(max_axis, op_max(in[0], AXES(1), false))
 UNARY(max_all, op_max(in[0], ALL_AXES, false))
 UNARY(bce, op_bce(in[0], in[1]))
+UNARY(bce_logits, op_bce_logits(op_mul_scalar(in[0], 4), in[1]))
 UNARY(mse, op_mse(in[0], in[1]))
 UNARY(reshape, op_reshape(in[0], SHAPE(4, -1)))
 UNARY(flatten, op_flatten(in[0], 1))
@@ -163,6 +164,8 @@ static void build_table(void) {
     CASE("dropout p=0.3", f_dropout, IN(INPUT_UNIFORM, 4, 6));
     CASE("bce", f_bce, IN(INPUT_PROBABILITY, 4, 3), nograd(IN(INPUT_BINARY, 4, 3)));
     CASE("bce soft targets", f_bce, IN(INPUT_PROBABILITY, 6), IN(INPUT_PROBABILITY, 6));
+    CASE("bce with logits (x4: saturating)", f_bce_logits, IN(INPUT_UNIFORM, 4, 3), nograd(IN(INPUT_BINARY, 4, 3)));
+    CASE("bce with logits, soft targets", f_bce_logits, IN(INPUT_UNIFORM, 6), IN(INPUT_PROBABILITY, 6));
     CASE("mse", f_mse, IN(INPUT_UNIFORM, 3, 4), IN(INPUT_UNIFORM, 3, 4));
 
     // batch norm: train (4-D, 2-D, fused LeakyReLU) and inference

@@ -2,6 +2,7 @@
 // loss as an independent computation on the same batch does. Also the GMI on hand-made pairs.
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,9 +158,9 @@ START_TEST(test_stage_losses_match_independent_computation) {
     ag_set_grad_enabled(prev);
     double p[12], bce = 0;
     tensor_to_doubles(pred, p);
-    for (int i = 0; i < 12; i++) {
-        double q = fmin(fmax(p[i], 1e-7), 1 - 1e-7);
-        bce += i < 6 ? -log(q + 1e-7) : -log(1 - q + 1e-7);
+    for (int i = 0; i < 12; i++) { // D gives logits: -log sigmoid(x) for real, -log(1 - sigmoid(x)) for fake
+        double x = p[i];
+        bce += i < 6 ? log1p(exp(-x)) : log1p(exp(x));
     }
     bce /= 12;
     m->noise_rng = noise;
@@ -169,6 +170,73 @@ START_TEST(test_stage_losses_match_independent_computation) {
     ck_assert_double_eq_tol(l.d_loss[0], bce, 1e-5);
     banis_model_free(m);
     tensor_scope_end();
+}
+END_TEST
+
+// A translator that draws nothing: every pair has two empty masks, so GMI is 0%, not 100%.
+static tensor *draw_nothing(void *model, int to, tensor *src) {
+    (void)model;
+    (void)to;
+    return tensor_full(src->dtype, src->ndim, src->shape, -1, tensor_device(src));
+}
+
+START_TEST(test_gmi_counts_blank_reconstructions_as_unmatched) {
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 10, 4);
+    int idx[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    banis_eval e;
+    ck_assert_int_eq(banis_evaluate_translator(draw_nothing, NULL, TENSOR_F32, DEVICE_CPU, d, idx, 10, &e), 0);
+    ck_assert_int_eq(e.pairs, 10);
+    ck_assert_int_eq(e.empty_pairs, 10);
+    for (int t = 0; t < GMI_THRESHOLDS; t++) ck_assert_double_eq(e.gmi[t], 0);
+    ck_assert(isnan(e.mean_dsc));
+    ck_assert_double_eq(e.membrane_dice, 0); // nothing drawn against a real membrane
+    banis_dataset_free(d);
+}
+END_TEST
+
+// G's last transposed convolution: Keras's glorot_uniform (the reference names no initialiser):
+// every weight within +-sqrt(6 / (fan_in + fan_out)), their variance limit^2 / 3; and G's
+// transposed convolutions have no bias.
+START_TEST(test_generator_last_layer_is_glorot_uniform) {
+    banis_arch a = banis_arch_paper();
+    a.width = 0.25;
+    rng r;
+    rng_init(&r, 3);
+    nn_ctx c = {TENSOR_F64, DEVICE_CPU, &r, &r};
+    nn_module *g = banis_make_generator(&a, &c);
+    ck_assert_ptr_nonnull(g);
+    nn_tensor_list ps = {0};
+    nn_collect(g, "", true, false, &ps);
+    const tensor *last = NULL;
+    int convt_biases = 0, convts = 0;
+    for (int i = 0; i < ps.n; i++) { // names are "<layer index>.<param>"; a 4-D weight is a transposed convolution's
+        if (ps.items[i].t->ndim != 4) continue;
+        last = ps.items[i].t;
+        convts++;
+        char bias[64];
+        snprintf(bias, sizeof bias, "%d.bias", atoi(ps.items[i].name));
+        convt_biases += nn_list_find(&ps, bias) != NULL;
+    }
+    ck_assert_int_eq(convts, 4);
+    ck_assert_int_eq(convt_biases, 0);
+    ck_assert_ptr_nonnull(last);
+    // (C_in, C_out, 5, 5) = (16, 1, 5, 5): Keras fans of a transposed convolution: in = 25 * C_out, out = 25 * C_in
+    ck_assert_int_eq(last->shape[1], 1);
+    double limit = sqrt(6.0 / (25.0 * 1 + 25.0 * (double)last->shape[0])), sum = 0, sq = 0;
+    int64_t n = tensor_numel(last);
+    double *w = malloc(sizeof(double) * (size_t)n);
+    tensor_to_doubles(last, w);
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert(fabs(w[i]) <= limit);
+        sum += w[i];
+        sq += w[i] * w[i];
+    }
+    double var = sq / (double)n - (sum / (double)n) * (sum / (double)n);
+    ck_assert_msg(fabs(var / (limit * limit / 3) - 1) < 0.2, "variance %g, glorot_uniform's %g", var, limit * limit / 3);
+    free(w);
+    nn_list_free(&ps);
+    nn_free(g);
 }
 END_TEST
 
@@ -198,6 +266,12 @@ START_TEST(test_gmi_on_hand_made_pairs) {
         sb += dot2[i] > 0;
     }
     ck_assert_double_eq_tol(dsc, 2.0 * inter / (sa + sb), 1e-12);
+    // two blank reconstructions: Dice 0/0 is NaN, and a NaN Dice is below no threshold
+    static float blank[BANIS_PIXELS];
+    for (int i = 0; i < BANIS_PIXELS; i++) blank[i] = -1;
+    double none = banis_pair_dsc(blank, blank, ma, mb);
+    ck_assert(isnan(none));
+    for (int t = 0; t < GMI_THRESHOLDS; t++) ck_assert(!(none < banis_gmi_thresholds[t]));
     ck_assert_double_gt(dsc, 0);
 }
 END_TEST
@@ -299,6 +373,8 @@ int main(void) {
     tcase_add_test(tc, test_stages_update_exactly_their_parameters);
     tcase_add_test(tc, test_stage_losses_match_independent_computation);
     tcase_add_test(tc, test_gmi_on_hand_made_pairs);
+    tcase_add_test(tc, test_gmi_counts_blank_reconstructions_as_unmatched);
+    tcase_add_test(tc, test_generator_last_layer_is_glorot_uniform);
     tcase_add_test(tc, test_successor_optimizer_choice);
     tcase_add_test(tc, test_baselines_train_what_they_should);
     suite_add_tcase(s, tc);

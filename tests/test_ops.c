@@ -157,6 +157,22 @@ START_TEST(test_bce_and_mse_hand_worked) {
     ck_assert_double_eq_tol(tensor_item(op_bce(pt, yt)), want, 1e-9);
     // log(2e-7) ~ -15.4: the clamp keeps the loss finite
     ck_assert(isfinite(tensor_item(op_bce(pt, yt))));
+    // BCE from logits (Keras for a sigmoid output): max(x, 0) - x y + log(1 + exp(-|x|)), by hand;
+    // at saturated logits the loss is large and the gradient sigmoid(x) - y is not zero
+    double x[4] = {30, -30, 2, -0.5}, yl[4] = {0, 1, 1, 0};
+    tensor *xt = tensor_from_doubles(TENSOR_F64, SHAPE(4), x, DEVICE_CPU), *ylt = tensor_from_doubles(TENSOR_F64, SHAPE(4), yl, DEVICE_CPU);
+    xt->requires_grad = true;
+    double want_l = (30 + log1p(exp(-30.0)) + 30 + log1p(exp(-30.0)) + log1p(exp(-2.0)) + log1p(exp(-0.5))) / 4;
+    tensor *bl = op_bce_logits(xt, ylt);
+    ck_assert_double_eq_tol(tensor_item(bl), want_l, 1e-12);
+    ck_assert_int_eq(ag_backward(bl, NULL), 0);
+    double gx[4];
+    tensor_to_doubles(xt->grad, gx);
+    for (int i = 0; i < 4; i++) {
+        double sig = 1 / (1 + exp(-x[i]));
+        ck_assert_double_eq_tol(gx[i], (sig - yl[i]) / 4, 1e-12);
+    }
+    ck_assert(fabs(gx[0]) > 0.2 && fabs(gx[1]) > 0.2); // the clamped BCE gives 0 here
     double a[3] = {1, 2, 3}, b[3] = {1.5, 2, 1};
     ck_assert_double_eq_tol(tensor_item(op_mse(tensor_from_doubles(TENSOR_F64, SHAPE(3), a, DEVICE_CPU),
                                                tensor_from_doubles(TENSOR_F64, SHAPE(3), b, DEVICE_CPU))),
