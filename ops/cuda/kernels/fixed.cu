@@ -10,50 +10,54 @@
 #include "primitives.h"
 
 // ---- reductions ---------------------------------------------------------------------------
-template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda_red_args a) {
-  __shared__ double part[256];
-  long long o = blockIdx.x;
-  if (o >= a.n_out) return;
-  long long rem = o, base = 0, ooff = 0;
+// Output o's first input element and its own offset.
+__device__ __forceinline__ void red_output(const cuda_red_args &a, long long o, long long &base, long long &ooff) {
+  long long rem = o;
+  base = ooff = 0;
   for (int d = a.out_nd - 1; d >= 0; d--) {
     long long x = rem % a.out_shape[d];
     rem /= a.out_shape[d];
     base += x * a.out_in_stride[d];
     ooff += x * a.out_stride[d];
   }
+}
+// The offset of element j of a reduction (any number of reduced dimensions).
+__device__ __forceinline__ long long red_offset(const cuda_red_args &a, long long base, long long j) {
+  for (int d = a.red_nd - 1; d >= 0; d--) {
+    base += (j % a.red_shape[d]) * a.red_stride[d];
+    j /= a.red_shape[d];
+  }
+  return base;
+}
+// Sum, or max that propagates NaN.
+template <bool MAX> __device__ __forceinline__ double red_step(double acc, double v) {
+  return MAX ? ((v > acc || v != v) ? v : acc) : acc + v;
+}
+
+template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda_red_args a) {
+  __shared__ double part[256];
+  long long o = blockIdx.x;
+  if (o >= a.n_out) return;
+  long long base, ooff;
+  red_output(a, o, base, ooff);
   long long j0 = (long long)blockIdx.y * a.chunk, j1 = j0 + a.chunk < a.n_red ? j0 + a.chunk : a.n_red;
   double acc = MAX ? -1.0 / 0.0 : 0.0;
   if (a.red_nd == 1) {
-    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-      double v = (double)in[base + j * a.red_stride[0]];
-      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
-    }
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) acc = red_step<MAX>(acc, (double)in[base + j * a.red_stride[0]]);
   } else if (a.red_nd == 2 && a.n_red < (1ll << 31)) { // 32-bit index arithmetic
     unsigned inner = (unsigned)a.red_shape[1];
     long long s0 = a.red_stride[0], s1 = a.red_stride[1];
     for (unsigned j = (unsigned)j0 + threadIdx.x; j < (unsigned)j1; j += blockDim.x) {
       unsigned hi = j / inner, lo = j - hi * inner;
-      double v = (double)in[base + hi * s0 + lo * s1];
-      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
+      acc = red_step<MAX>(acc, (double)in[base + hi * s0 + lo * s1]);
     }
   } else {
-    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-      long long r = j, off = base;
-      for (int d = a.red_nd - 1; d >= 0; d--) {
-        off += (r % a.red_shape[d]) * a.red_stride[d];
-        r /= a.red_shape[d];
-      }
-      double v = (double)in[off];
-      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
-    }
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) acc = red_step<MAX>(acc, (double)in[red_offset(a, base, j)]);
   }
   part[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
-      double b = part[threadIdx.x + s], c = part[threadIdx.x];
-      part[threadIdx.x] = MAX ? ((b > c || b != b) ? b : c) : c + b;
-    }
+    if (threadIdx.x < s) part[threadIdx.x] = red_step<MAX>(part[threadIdx.x], part[threadIdx.x + s]);
     __syncthreads();
   }
   if (threadIdx.x == 0) {
@@ -61,26 +65,14 @@ template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda
     else out[ooff] = (T)part[0];
   }
 }
+
 // Short reductions (n_red <= 128): one thread per output, a grid-stride loop over the outputs.
 template <typename T, bool MAX> __device__ void reduce_rows(const T *in, T *out, cuda_red_args a) {
   for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < a.n_out; o += (long long)gridDim.x * blockDim.x) {
-    long long rem = o, base = 0, ooff = 0;
-    for (int d = a.out_nd - 1; d >= 0; d--) {
-      long long x = rem % a.out_shape[d];
-      rem /= a.out_shape[d];
-      base += x * a.out_in_stride[d];
-      ooff += x * a.out_stride[d];
-    }
+    long long base, ooff;
+    red_output(a, o, base, ooff);
     double acc = MAX ? -1.0 / 0.0 : 0.0;
-    for (long long j = 0; j < a.n_red; j++) {
-      long long r = j, off = base;
-      for (int d = a.red_nd - 1; d >= 0; d--) {
-        off += (r % a.red_shape[d]) * a.red_stride[d];
-        r /= a.red_shape[d];
-      }
-      double v = (double)in[off];
-      if (MAX) acc = (v > acc || v != v) ? v : acc; else acc += v;
-    }
+    for (long long j = 0; j < a.n_red; j++) acc = red_step<MAX>(acc, (double)in[red_offset(a, base, j)]);
     out[ooff] = (T)acc;
   }
 }
