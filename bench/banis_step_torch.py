@@ -69,8 +69,8 @@ def generator(w, latent):
     return nn.Sequential(
         nn.Linear(latent, 8 * 8 * c0, bias=False), bn(8 * 8 * c0, False), nn.LeakyReLU(0.2), Reshape(c0, 8, 8),
         ConvTSame(c0, c1, 5, 1, 8, False), bn(c1, True), nn.LeakyReLU(0.2),
-        ConvTSame(c1, c2, 5, 2, 8, True), bn(c2, True), nn.LeakyReLU(0.2),
-        ConvTSame(c2, c3, 5, 2, 16, True), bn(c3, True), nn.LeakyReLU(0.2),
+        ConvTSame(c1, c2, 5, 2, 8, False), bn(c2, True), nn.LeakyReLU(0.2),
+        ConvTSame(c2, c3, 5, 2, 16, False), bn(c3, True), nn.LeakyReLU(0.2),
         ConvTSame(c3, 1, 5, 2, 32, False), nn.Tanh())
 
 
@@ -79,7 +79,7 @@ def discriminator(w):
     return nn.Sequential(
         SamePad(5, 2, 64), nn.Conv2d(1, c1, 5, 2), nn.LeakyReLU(0.2), nn.Dropout(0.3),
         SamePad(5, 2, 32), nn.Conv2d(c1, c2, 5, 2), nn.LeakyReLU(0.2), nn.Dropout(0.3),
-        nn.Flatten(), nn.Linear(16 * 16 * c2, 1), nn.Sigmoid())
+        nn.Flatten(), nn.Linear(16 * 16 * c2, 1))  # logits: BCE from logits, as ours
 
 
 def encoder(w, latent):
@@ -117,12 +117,12 @@ class Banis:
         g.train()
         labels = torch.cat([torch.ones(n, 1, device=real.device), torch.zeros(n, 1, device=real.device)])
         self.opt_d[x].zero_grad(set_to_none=True)
-        F.binary_cross_entropy(self.disc[x](torch.cat([real, gen])), labels).backward()
+        F.binary_cross_entropy_with_logits(self.disc[x](torch.cat([real, gen])), labels).backward()
         self.opt_d[x].step()
         d = self.disc[x]
         d.requires_grad_(False)  # frozen inside the Pioneer
         self.opt_g[x].zero_grad(set_to_none=True)
-        F.binary_cross_entropy(d(g(z)), torch.ones(n, 1, device=real.device)).backward()
+        F.binary_cross_entropy_with_logits(d(g(z)), torch.ones(n, 1, device=real.device)).backward()
         self.opt_g[x].step()
         d.requires_grad_(True)
         return gen
