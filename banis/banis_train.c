@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,14 +246,113 @@ static const char *stage_name(const banis_schedule *s, int64_t step) {
     return step < s->warmup_steps ? "warm-up" : step < s->warmup_steps + s->stage2_steps ? "S+C" : "S+C decayed";
 }
 
+// A folder holds a run once it has a checkpoint or metrics.
+static bool holds_run(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/checkpoint_latest.safetensors", dir);
+    if (!access(p, F_OK)) return true;
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    return !access(p, F_OK);
+}
+
+// One banis-train per run folder: an exclusive lock on DIR/.lock, holding our pid. Returns the
+// descriptor (kept open for the run), or -1 with a message naming the process that holds it.
+static int lock_run(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/.lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "banis-train: cannot open %s: %s\n", p, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        fprintf(stderr, "banis-train: %s is in use by another banis-train (process %s); wait for it or choose "
+                        "another --out\n", dir, *pid ? pid : "unknown");
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) { /* the lock holds without the pid */ }
+    return fd;
+}
+
+// Temporary checkpoint files left by a killed run (we hold the folder's lock: none is live).
+static int remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".safetensors.tmp");
+        if (strncmp(e->d_name, "checkpoint_", 11) || !t) continue;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        n += unlink(p) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+// A resumed run continues metrics.csv from the checkpoint's step: later rows (written after the
+// checkpoint by the run that stopped) are dropped, so no step appears twice.
+static int truncate_metrics(const char *path, int64_t step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char tmp[4200], line[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *o = fopen(tmp, "w");
+    if (!o) {
+        fclose(f);
+        return -1;
+    }
+    int dropped = 0;
+    bool header = true;
+    while (fgets(line, sizeof line, f)) {
+        if (!header && strtoll(line, NULL, 10) > step) {
+            dropped++;
+            continue;
+        }
+        header = false;
+        fputs(line, o);
+    }
+    fclose(f);
+    if (fclose(o) || rename(tmp, path)) {
+        unlink(tmp);
+        return -1;
+    }
+    return dropped;
+}
+
+static const char *const presets[] = {"paper", "cpu", "tiny"};
+
 int main(int argc, char **argv) {
     config c = {0};
     const char *resume = NULL, *preset_name = NULL;
+    bool out_given = false;
     // first pass: preset and resume decide the defaults the other flags override
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(0);
-        if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset_name = argv[++i];
-        else if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
+        if ((!strcmp(argv[i], "--preset") || !strcmp(argv[i], "--resume") || !strcmp(argv[i], "--out")) &&
+            (i + 1 >= argc || argv[i + 1][0] == '-')) {
+            fprintf(stderr, "banis-train: %s needs a value\n", argv[i]);
+            return 2;
+        }
+        if (!strcmp(argv[i], "--preset")) preset_name = argv[++i];
+        else if (!strcmp(argv[i], "--resume")) resume = argv[++i];
+        else if (!strcmp(argv[i], "--out")) out_given = ++i > 0;
+    }
+    if (preset_name) {
+        bool known = false;
+        for (size_t k = 0; k < sizeof presets / sizeof *presets; k++) known = known || !strcmp(preset_name, presets[k]);
+        if (!known) {
+            fprintf(stderr, "banis-train: unknown preset '%s' (paper, cpu or tiny)\n", preset_name);
+            return 2;
+        }
     }
     snprintf(c.device, sizeof c.device, "auto");
     snprintf(c.out, sizeof c.out, "%s", resume ? resume : "runs/banis");
@@ -358,10 +460,27 @@ int main(int argc, char **argv) {
         return 1;
     }
     char path[4096], samples[2048];
+    // A fresh run never writes into a folder that holds one: refused when --out named it; the
+    // default folder moves on to runs/banis-2, -3, ... and says so.
+    if (!resume && holds_run(c.out)) {
+        if (out_given) {
+            fprintf(stderr, "banis-train: %s holds a run already (checkpoint/metrics); continue it with --resume %s, "
+                            "or choose another --out\n", c.out, c.out);
+            return 1;
+        }
+        char base[sizeof c.out];
+        snprintf(base, sizeof base, "%s", c.out);
+        for (int k = 2; holds_run(c.out) && k < 10000; k++) snprintf(c.out, sizeof c.out, "%.1000s-%d", base, k);
+        printf("%s holds an earlier run: this run goes to %s\n", base, c.out);
+    }
     if (make_dirs(c.out)) {
         fprintf(stderr, "banis-train: cannot create %s: %s\n", c.out, strerror(errno));
         return 1;
     }
+    int lock_fd = lock_run(c.out);
+    if (lock_fd < 0) return 1;
+    int stale = remove_stale_temporaries(c.out);
+    if (stale) printf("removed %d temporary checkpoint file%s left by a run that was killed\n", stale, stale > 1 ? "s" : "");
     snprintf(samples, sizeof samples, "%s/samples", c.out);
     mkdir(samples, 0755);
     int64_t step = 0, total = c.sched.warmup_steps + c.sched.stage2_steps + c.sched.stage3_steps;
@@ -379,6 +498,13 @@ int main(int argc, char **argv) {
         nn_ckpt_free(&ck);
         for (int64_t s = 0; s < step; s++) banis_sampler_next(&sampler, c.sched.batch, idx); // same data order
         printf("resumed %s at step %" PRId64 " of %" PRId64 "\n", c.out, step, total);
+        snprintf(path, sizeof path, "%s/metrics.csv", c.out);
+        int dropped = truncate_metrics(path, step);
+        if (dropped < 0) {
+            fprintf(stderr, "banis-train: cannot rewrite %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+        if (dropped) printf("metrics.csv: dropped %d rows written after the checkpoint\n", dropped);
     }
     printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c.preset, backend_device_description(dev), d->source,
            split.n_train, split.n_test);
@@ -393,7 +519,8 @@ int main(int argc, char **argv) {
     FILE *csv = fopen(path, "a");
     tb_writer *tb = tb_open(c.out);
     if (!csv || !tb) {
-        fprintf(stderr, "banis-train: %s\n", csv ? err_message() : "cannot open metrics.csv");
+        if (csv) fprintf(stderr, "banis-train: %s\n", err_message());
+        else fprintf(stderr, "banis-train: cannot open %s: %s\n", path, strerror(errno));
         return 1;
     }
     if (fresh_csv) fprintf(csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,pm_a,pm_b,steps_per_s\n");
@@ -402,6 +529,7 @@ int main(int argc, char **argv) {
     tensor *z_fixed = tensor_keep(op_rand_uniform(&zr, TENSOR_F32, SHAPE(16, c.arch.latent), -1, 1, dev));
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
+    signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C
     int rc = 0;
     double t0 = now(), t_last = t0;
     int64_t step0 = step, last_logged = step;

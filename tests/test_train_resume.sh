@@ -21,7 +21,14 @@ grep -q "step      8/8" "$tmp/straight.log" || fail "no progress line for the la
 "$train" --preset tiny --device cpu --out "$tmp/resumed" --max-steps 4 > "$tmp/part1.log" 2>&1 || fail "first half: $(tail -3 "$tmp/part1.log")"
 grep -q "stopping after 4 steps" "$tmp/part1.log" || fail "did not stop at step 4"
 [ ! -e "$tmp/resumed/gmi.md" ] || fail "a stopped run wrote the final table"
+# what a run killed after its checkpoint leaves: a metrics row past it and a temporary file
+echo "5,warm-up,0,0,0,0,0,0,0,0,0,0,0" >> "$tmp/resumed/metrics.csv"
+echo partial > "$tmp/resumed/checkpoint_latest.safetensors.tmp99999"
 "$train" --resume "$tmp/resumed" > "$tmp/part2.log" 2>&1 || fail "resume: $(tail -3 "$tmp/part2.log")"
+[ ! -e "$tmp/resumed/checkpoint_latest.safetensors.tmp99999" ] || fail "a stale temporary checkpoint was left"
+grep -q "removed 1 temporary checkpoint file" "$tmp/part2.log" || fail "stale temporary not reported"
+[ "$(wc -l < "$tmp/resumed/metrics.csv")" -eq 9 ] || fail "metrics.csv after resume: $(wc -l < "$tmp/resumed/metrics.csv") lines, want a header and 8 rows"
+[ "$(cut -d, -f1 "$tmp/resumed/metrics.csv" | sort | uniq -d | wc -l)" -eq 0 ] || fail "a step appears twice in metrics.csv"
 grep -q "resumed .* at step 4 of 8" "$tmp/part2.log" || fail "resume did not start at step 4"
 cmp "$tmp/straight/checkpoint_latest.safetensors" "$tmp/resumed/checkpoint_latest.safetensors" \
   || fail "resumed run differs from the uninterrupted one"
@@ -40,4 +47,26 @@ head -c 100 "$tmp/resumed/checkpoint_latest.safetensors" > "$tmp/cut.safetensors
 mkdir -p "$tmp/cut"; cp "$tmp/cut.safetensors" "$tmp/cut/checkpoint_latest.safetensors"
 if "$train" --resume "$tmp/cut" > "$tmp/cut.log" 2>&1; then fail "truncated checkpoint accepted"; fi
 grep -q "cut/checkpoint_latest.safetensors" "$tmp/cut.log" || fail "error does not name the checkpoint: $(cat "$tmp/cut.log")"
-echo "6 passed, 0 failed"
+# a fresh run never overwrites a folder that holds a run
+cp "$tmp/straight/checkpoint_latest.safetensors" "$tmp/before.safetensors"
+if "$train" --preset tiny --device cpu --out "$tmp/straight" > "$tmp/over.log" 2>&1; then fail "a fresh run into a run folder was accepted"; fi
+grep -q "holds a run already" "$tmp/over.log" || fail "no message for an existing run: $(cat "$tmp/over.log")"
+cmp "$tmp/before.safetensors" "$tmp/straight/checkpoint_latest.safetensors" || fail "the earlier run's checkpoint changed"
+# two runs in one folder: the second says which process holds it
+flock "$tmp/straight/.lock" sleep 20 & holder=$!
+sleep 0.5
+if "$train" --resume "$tmp/straight" > "$tmp/locked.log" 2>&1; then kill $holder; fail "a second run into a locked folder was accepted"; fi
+kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true
+grep -q "is in use by another banis-train" "$tmp/locked.log" || fail "no lock message: $(cat "$tmp/locked.log")"
+# SIGHUP (a closed terminal) saves a checkpoint and stops, like Ctrl-C
+"$train" --preset tiny --device cpu --stage2 100000 --out "$tmp/hup" > "$tmp/hup.log" 2>&1 & run=$!
+for _ in $(seq 100); do [ -s "$tmp/hup/metrics.csv" ] && [ "$(wc -l < "$tmp/hup/metrics.csv")" -gt 5 ] && break; sleep 0.2; done
+kill -HUP $run; st=0; wait $run || st=$?
+[ "$st" -eq 130 ] || fail "SIGHUP: exit status $st, want 130 ($(tail -2 "$tmp/hup.log"))"
+grep -q "interrupted at step" "$tmp/hup.log" || fail "SIGHUP did not save a checkpoint"
+[ -s "$tmp/hup/checkpoint_latest.safetensors" ] || fail "no checkpoint after SIGHUP"
+# unknown or missing preset values are refused
+if "$train" --preset huge --out "$tmp/huge" > "$tmp/huge.log" 2>&1; then fail "--preset huge accepted"; fi
+grep -q "unknown preset 'huge'" "$tmp/huge.log" || fail "no message for an unknown preset"
+if "$train" --preset > "$tmp/nopreset.log" 2>&1; then fail "--preset without a value accepted"; fi
+echo "11 passed, 0 failed"
