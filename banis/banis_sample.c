@@ -41,6 +41,10 @@ static int load_model(const char *path, banis_model **out) {
     nn_ckpt_add_module(&ck, "", m->root); // weights and batch-norm statistics
     int rc = nn_ckpt_load(&ck, path, NULL);
     nn_ckpt_free(&ck);
+    if (!rc && nn_check_finite(m->root)) {
+        err_prefix("%s: ", path);
+        rc = -1;
+    }
     if (rc) {
         banis_model_free(m);
         return -1;

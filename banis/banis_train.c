@@ -194,6 +194,10 @@ static int load_config(const char *path, config *c) {
 }
 
 static int save_checkpoint(banis_model *m, const config *c, int64_t step, const char *path) {
+    if (nn_check_finite(m->root)) { // never replace a good checkpoint with a poisoned one
+        err_prefix("not writing %s: ", path);
+        return -1;
+    }
     nn_checkpoint ck = {0};
     banis_model_checkpoint(m, &ck);
     save_config(&ck, c);

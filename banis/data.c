@@ -414,6 +414,17 @@ banis_dataset *banis_dataset_load(const char *path) {
     }
     memcpy(d->a, f->bytes + f->data_start + ea->begin, ea->end - ea->begin);
     memcpy(d->b, f->bytes + f->data_start + eb->begin, eb->end - eb->begin);
+    for (size_t i = 0; i < (size_t)d->n * BANIS_PIXELS * 2; i++) { // NaN in data poisons every weight at once
+        const float v = i < (size_t)d->n * BANIS_PIXELS ? d->a[i] : d->b[i - (size_t)d->n * BANIS_PIXELS];
+        if (isfinite(v)) continue;
+        size_t j = i % ((size_t)d->n * BANIS_PIXELS);
+        err_set("%s: image %s of pair %zu has a non-finite value (%g) at pixel (%zu, %zu)", path,
+                i < (size_t)d->n * BANIS_PIXELS ? "A" : "B", j / BANIS_PIXELS, (double)v, j % BANIS_PIXELS / BANIS_SIDE,
+                j % BANIS_SIDE);
+        banis_dataset_free(d);
+        d = NULL;
+        goto done;
+    }
     const char *src = st_meta_get(f, "source");
     snprintf(d->source, sizeof d->source, "%s", src ? src : path);
 done:

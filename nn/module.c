@@ -1,4 +1,5 @@
 // Modules: the tree, names, train/eval, freezing, parameter lists and packing.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,25 @@ int nn_pack(nn_module *m) {
     m->flat_grads = G;
     rc = 0;
 done:
+    nn_list_free(&l);
+    return rc;
+}
+
+int nn_check_finite(nn_module *m) {
+    nn_tensor_list l = {0};
+    nn_collect(m, "", true, true, &l);
+    int rc = 0;
+    tensor_scope_begin();
+    for (int i = 0; i < l.n && !rc; i++) {
+        tensor *s = op_sum(op_abs(op_detach(l.items[i].t)), ALL_AXES, false);
+        double v = s ? tensor_item(s) : NAN;
+        if (!s) rc = -1;
+        else if (!isfinite(v)) {
+            err_set("%s holds a NaN or an infinity", l.items[i].name);
+            rc = -1;
+        }
+    }
+    tensor_scope_end();
     nn_list_free(&l);
     return rc;
 }

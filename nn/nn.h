@@ -90,6 +90,9 @@ tensor *nn_list_find(const nn_tensor_list *l, const char *name);
 // Appends m's parameters (and/or buffers) with names prefixed by `prefix` ("" for none).
 void nn_collect(nn_module *m, const char *prefix, bool params, bool buffers, nn_tensor_list *out);
 int64_t nn_count_parameters(nn_module *m);
+// 0 if every parameter and buffer of m is finite; else -1, err_message() naming the first
+// tensor with a NaN or an infinity (one reduction per tensor, on its device).
+int nn_check_finite(nn_module *m);
 
 // Moves all of m's parameters into one flat buffer (and their gradients into another), so an
 // optimizer step is one pass over one array and a zero-grad is one fill.

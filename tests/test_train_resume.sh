@@ -69,4 +69,34 @@ grep -q "interrupted at step" "$tmp/hup.log" || fail "SIGHUP did not save a chec
 if "$train" --preset huge --out "$tmp/huge" > "$tmp/huge.log" 2>&1; then fail "--preset huge accepted"; fi
 grep -q "unknown preset 'huge'" "$tmp/huge.log" || fail "no message for an unknown preset"
 if "$train" --preset > "$tmp/nopreset.log" 2>&1; then fail "--preset without a value accepted"; fi
-echo "11 passed, 0 failed"
+# NaN in the data is refused at load, by file, image, pair and pixel
+python3 - "$tmp/nan.safetensors" <<'PY'
+import sys
+import numpy as np
+from safetensors.numpy import save_file
+a = np.random.default_rng(0).uniform(-1, 1, (30, 1, 64, 64)).astype(np.float32)
+b = a.copy()
+b[7, 0, 12, 34] = np.nan
+save_file({"A": a, "B": b}, sys.argv[1], metadata={"source": "nan test"})
+PY
+if "$train" --preset tiny --device cpu --data "$tmp/nan.safetensors" --out "$tmp/nan" > "$tmp/nan.log" 2>&1; then fail "NaN data accepted"; fi
+grep -q "nan.safetensors: image B of pair 7 has a non-finite value (nan) at pixel (12, 34)" "$tmp/nan.log" \
+  || fail "NaN data: $(cat "$tmp/nan.log")"
+# a checkpoint with a non-finite weight is refused by banis-sample, naming the tensor
+python3 - "$tmp/straight/checkpoint_latest.safetensors" "$tmp/poison.safetensors" <<'PY'
+import sys
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+with safe_open(sys.argv[1], "np") as f:
+    meta = f.metadata()
+    t = {k: f.get_tensor(k) for k in f.keys()}
+k = sorted(n for n in t if n.startswith("gen_a") and n.endswith("weight"))[0]
+t[k] = t[k].copy()
+t[k].flat[0] = np.inf
+save_file(t, sys.argv[2], metadata=meta)
+PY
+sample=$(dirname "$train")/banis-sample
+if "$sample" --ckpt "$tmp/poison.safetensors" --n 4 --out "$tmp/poison-out" > "$tmp/poison.log" 2>&1; then fail "a checkpoint with an infinite weight was sampled"; fi
+grep -q "poison.safetensors: gen_a.* holds a NaN or an infinity" "$tmp/poison.log" || fail "poisoned checkpoint: $(cat "$tmp/poison.log")"
+echo "13 passed, 0 failed"
