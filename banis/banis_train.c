@@ -441,7 +441,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "banis-train: --data %s: %s\n", c.data, strerror(errno));
             return 1;
         }
-        if (S_ISDIR(st.st_mode)) {
+        char prepared[sizeof c.data + 32];
+        snprintf(prepared, sizeof prepared, "%s/dataset.safetensors", c.data);
+        if (S_ISDIR(st.st_mode) && !access(prepared, R_OK)) {
+            d = banis_dataset_load(prepared); // the folder `banis-data prepare` wrote
+        } else if (S_ISDIR(st.st_mode)) {
             prepare_options po = prepare_defaults();
             d = banis_prepare(c.data, &po);
         } else d = banis_dataset_load(c.data);

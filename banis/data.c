@@ -237,6 +237,7 @@ static int list_images(const char *dir, char ***names) {
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || !image_name(e->d_name)) continue;
+        if (!strcmp(e->d_name, "contact_sheet.png")) continue; // the overview banis-data writes, not a pair
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **g = realloc(v, sizeof *v * (size_t)cap);

@@ -99,4 +99,12 @@ PY
 sample=$(dirname "$train")/banis-sample
 if "$sample" --ckpt "$tmp/poison.safetensors" --n 4 --out "$tmp/poison-out" > "$tmp/poison.log" 2>&1; then fail "a checkpoint with an infinite weight was sampled"; fi
 grep -q "poison.safetensors: gen_a.* holds a NaN or an infinity" "$tmp/poison.log" || fail "poisoned checkpoint: $(cat "$tmp/poison.log")"
-echo "13 passed, 0 failed"
+# banis-data prepare makes its output's missing parents, and --data takes the prepared folder
+synth=$(dirname "$train")/tools/banis-data
+"$synth" synth --n 30 --out "$tmp/raw" > /dev/null 2>&1 || fail "banis-data synth"
+"$synth" prepare "$tmp/raw" --out "$tmp/deep/er/prepared" > "$tmp/prep.log" 2>&1 || fail "prepare into a new nested folder: $(tail -2 "$tmp/prep.log")"
+[ -s "$tmp/deep/er/prepared/dataset.safetensors" ] || fail "no dataset.safetensors"
+"$train" --preset tiny --device cpu --data "$tmp/deep/er/prepared" --out "$tmp/fromprep" --max-steps 1 > "$tmp/fromprep.log" 2>&1 \
+  || fail "--data PREPARED_DIR: $(tail -2 "$tmp/fromprep.log")"
+grep -q "(27 train / 3 test pairs)" "$tmp/fromprep.log" || fail "--data PREPARED_DIR read something else: $(grep data: "$tmp/fromprep.log")"
+echo "15 passed, 0 failed"
