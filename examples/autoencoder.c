@@ -14,9 +14,18 @@
 int main(int argc, char **argv) {
     int steps = 150;
     const char *out = "autoencoder.safetensors";
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: autoencoder [--steps N] [--out FILE.safetensors]\n"
+                   "Trains a small autoencoder written against nn/ and saves its checkpoint.\n");
+            return 0;
+        }
+        if (i + 1 >= argc || (strcmp(argv[i], "--steps") && strcmp(argv[i], "--out"))) {
+            fprintf(stderr, "autoencoder: unknown or incomplete option %s (--help)\n", argv[i]);
+            return 2;
+        }
         if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+        else out = argv[i + 1];
     }
     // 1. a context says the dtype, the device and where initial weights come from
     rng init, data_rng;

@@ -107,4 +107,13 @@ synth=$(dirname "$train")/tools/banis-data
 "$train" --preset tiny --device cpu --data "$tmp/deep/er/prepared" --out "$tmp/fromprep" --max-steps 1 > "$tmp/fromprep.log" 2>&1 \
   || fail "--data PREPARED_DIR: $(tail -2 "$tmp/fromprep.log")"
 grep -q "(27 train / 3 test pairs)" "$tmp/fromprep.log" || fail "--data PREPARED_DIR read something else: $(grep data: "$tmp/fromprep.log")"
-echo "15 passed, 0 failed"
+# every program: --help on stdout with exit 0; an unknown option is exit 2
+bin=$(dirname "$train")
+for p in "$bin/banis-train" "$bin/banis-sample" "$bin/tools/banis-data" "$bin/tools/banis-eval" "$bin/tools/banis-bench" \
+         "$bin/examples/autoencoder"; do
+  "$p" --help > "$tmp/help.out" 2> "$tmp/help.err" || fail "$p --help: exit status $?"
+  [ -s "$tmp/help.out" ] && [ ! -s "$tmp/help.err" ] || fail "$p --help: usage not on stdout"
+  st=0; "$p" --no-such-option > /dev/null 2>&1 || st=$?
+  [ "$st" -eq 2 ] || fail "$p --no-such-option: exit status $st, want 2"
+done
+echo "16 passed, 0 failed"

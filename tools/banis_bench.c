@@ -22,6 +22,12 @@ int main(int argc, char **argv) {
     int batch = 128, reps = 2;
     double width = 1.0;
     device_type dev = DEVICE_CPU;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]\n"
+                   "Times one BANIS training step (warm-up and full) at the paper's sizes by default.\n");
+            return 0;
+        }
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) goto usage;
         if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);

@@ -15,15 +15,16 @@
 #include "../banis/data.h"
 #include "../tensor/error.h"
 
-static int usage(void) {
-    fprintf(stderr,
+static int usage_to(FILE *f, int rc) {
+    fprintf(f,
             "usage: banis-data synth --n N --out DIR [--seed S]\n"
             "       banis-data prepare RAW_DIR --out DIR [--layout side-by-side|folders|tiff]\n"
             "                  [--boxes FILE] [--scale 4] [--channels 0,1] [--tiff-channels 2] [--middle-half]\n"
             "synth writes N synthetic membrane/nuclei pairs as PNG plus a contact sheet;\n"
             "prepare turns raw microscopy images into the 64x64 training set (DIR/dataset.safetensors).\n");
-    return 2;
+    return rc;
 }
+static int usage(void) { return usage_to(stderr, 2); }
 
 // mkdir -p: the output folder and its missing parents (data/mine in a fresh checkout).
 static int make_dir(const char *dir) {
@@ -61,6 +62,8 @@ static int write_outputs(const banis_dataset *d, const char *out, bool each) {
 }
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage_to(stdout, 0);
     if (argc < 2) return usage();
     const char *cmd = argv[1], *out = NULL, *raw = NULL;
     int n = 64;

@@ -81,6 +81,12 @@ int main(int argc, char **argv) {
     const char *preset_name = "cpu", *out = "runs/eval";
     int seeds = 5;
     device_type dev = DEVICE_CPU;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
+                   "Trains BANIS, Cycle-GAN and the Auto-Encoder over seeds and writes Table 1 and Fig. 3.\n");
+            return 0;
+        }
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) goto usage;
         if (!strcmp(argv[i], "--preset")) preset_name = argv[++i];
