@@ -233,10 +233,14 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
             err_set("%s: more than %d pages", name, IMAGE_MAX_PAGES);
             goto fail;
         }
-        if ((bps != 8 && bps != 16) || fmt != SAMPLEFORMAT_UINT || spp < 1 || spp > 4 ||
-            planar != PLANARCONFIG_CONTIG) {
-            err_set("%s: page %d: unsupported TIFF (%u bits, %u samples, format %u, planar %u); "
-                    "8- or 16-bit unsigned, 1-4 interleaved channels are read", name, np, bps, spp, fmt, planar);
+        // unsigned 8/16/32, signed 16/32, float 32 (what ImageJ saves after processing)
+        bool ok_kind = (fmt == SAMPLEFORMAT_UINT && (bps == 8 || bps == 16 || bps == 32)) ||
+                       (fmt == SAMPLEFORMAT_INT && (bps == 16 || bps == 32)) ||
+                       (fmt == SAMPLEFORMAT_IEEEFP && bps == 32);
+        if (!ok_kind || spp < 1 || spp > 4 || planar != PLANARCONFIG_CONTIG) {
+            err_set("%s: page %d: unsupported TIFF (%u bits, %u samples, format %u, planar %u); read are "
+                    "8/16/32-bit unsigned, 16/32-bit signed and 32-bit float, 1-4 interleaved channels",
+                    name, np, bps, spp, fmt, planar);
             goto fail;
         }
         image *im = image_new((int)(w > IMAGE_MAX_SIDE ? 0 : w), (int)(h > IMAGE_MAX_SIDE ? 0 : h), spp);
@@ -269,10 +273,28 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
                 err_set("%s: page %d row %u: %s", name, np - 1, y, tiff_msg[0] ? tiff_msg : "unreadable (truncated?)");
                 goto fail;
             }
-            for (size_t x = 0; x < (size_t)w * spp; x++)
-                im->data[(size_t)y * (size_t)w * spp + x] = bps == 16 ? ((uint16_t *)line)[x] : line[x];
+            float *row = im->data + (size_t)y * (size_t)w * spp;
+            for (size_t x = 0; x < (size_t)w * spp; x++) {
+                double v = fmt == SAMPLEFORMAT_IEEEFP ? (double)((float *)line)[x]
+                           : fmt == SAMPLEFORMAT_INT  ? (bps == 16 ? (double)((int16_t *)line)[x] : (double)((int32_t *)line)[x])
+                           : bps == 32               ? (double)((uint32_t *)line)[x]
+                           : bps == 16               ? (double)((uint16_t *)line)[x]
+                                                     : (double)line[x];
+                if (!isfinite(v)) {
+                    _TIFFfree(line);
+                    err_set("%s: page %d: pixel (%u, %zu) is not finite (%g)", name, np - 1, y, x / spp, v);
+                    goto fail;
+                }
+                row[x] = (float)v;
+            }
         }
         _TIFFfree(line);
+        if (fmt != SAMPLEFORMAT_UINT) { // signed or float: the image's own range, shifted to start at 0
+            size_t count = (size_t)w * h * spp;
+            float lo = count ? im->data[0] : 0;
+            for (size_t i = 1; i < count; i++) lo = im->data[i] < lo ? im->data[i] : lo;
+            for (size_t i = 0; i < count; i++) im->data[i] -= lo;
+        }
     } while (TIFFReadDirectory(tif));
     TIFFClose(tif);
     *pages_out = pages;

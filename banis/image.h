@@ -11,7 +11,8 @@
 // A float image, row-major, channels interleaved. Raw intensities (0..255 or 0..65535).
 typedef struct {
     int w, h, c;
-    int bit_depth; // of the source file: 8 or 16
+    int bit_depth; // of the source file: 8, 16 or 32 (signed and float images start at 0: their
+                   // minimum is subtracted, so the paper's normalisation by the maximum holds)
     float *data;
 } image;
 

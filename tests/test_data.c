@@ -251,6 +251,70 @@ static void write_tiff(const char *path, int pages, int spp, int bps, int w, int
     TIFFClose(t);
 }
 
+// One page of a w x h TIFF of the given sample format, pixel (x, y) = f(x, y).
+static void write_tiff_kind(const char *path, int fmt, int bps, int w, int h, double (*f)(int, int)) {
+    TIFF *t = TIFFOpen(path, "w");
+    ck_assert_ptr_nonnull(t);
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, h);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bps);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, fmt);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    unsigned char *row = malloc((size_t)(w * bps / 8));
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            double v = f(x, y);
+            if (fmt == SAMPLEFORMAT_IEEEFP) ((float *)row)[x] = (float)v;
+            else if (bps == 16) ((int16_t *)row)[x] = (int16_t)v;
+            else if (fmt == SAMPLEFORMAT_INT) ((int32_t *)row)[x] = (int32_t)v;
+            else ((uint32_t *)row)[x] = (uint32_t)v;
+        }
+        TIFFWriteScanline(t, row, (uint32_t)y, 0);
+    }
+    free(row);
+    TIFFClose(t);
+}
+
+static double ramp(int x, int y) { return (x - 10) * 0.25 + y * 0.5; } // -2.5 at (0, 0)
+static double ramp_int(int x, int y) { return (x - 10) * 100 + y; }
+static double ramp_big(int x, int y) { return x * 100000.0 + y; } // beyond 16 bits
+static double with_nan(int x, int y) { return x == 3 && y == 5 ? NAN : x; }
+
+// ImageJ's float output and signed integers are read; the image's minimum becomes 0, so the
+// paper's normalisation by the maximum sees the image's own range. NaN is refused by pixel.
+START_TEST(test_tiff_float_and_signed) {
+    make_tmpdir();
+    char p[512];
+    struct { int fmt, bps; double (*f)(int, int); double min; } k[] = {
+        {SAMPLEFORMAT_IEEEFP, 32, ramp, -2.5}, {SAMPLEFORMAT_INT, 16, ramp_int, -1000},
+        {SAMPLEFORMAT_INT, 32, ramp_int, -1000}, {SAMPLEFORMAT_UINT, 32, ramp_big, 0}};
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        snprintf(p, sizeof p, "%s/kind%zu.tif", tmpdir, i);
+        double (*f)(int, int) = k[i].f;
+        write_tiff_kind(p, k[i].fmt, k[i].bps, 24, 16, f);
+        image **pages;
+        int n = image_read(p, &pages);
+        ck_assert_msg(n == 1, "%s: %s", p, err_message());
+        double lo = k[i].fmt == SAMPLEFORMAT_UINT ? 0 : f(0, 0); // the minimum is at (0, 0)
+        ck_assert_double_eq(lo, k[i].min);
+        for (int y = 0; y < 16; y++)
+            for (int x = 0; x < 24; x++) {
+                double want = f(x, y) - lo;
+                ck_assert_msg(fabs(*image_at(pages[0], x, y) - want) < 1e-3, "%s (%d, %d): %g, want %g", p, x, y,
+                              (double)*image_at(pages[0], x, y), want);
+            }
+        image_free_pages(pages, n);
+    }
+    snprintf(p, sizeof p, "%s/nan.tif", tmpdir);
+    write_tiff_kind(p, SAMPLEFORMAT_IEEEFP, 32, 8, 8, with_nan);
+    image **pages;
+    ck_assert_int_lt(image_read(p, &pages), 0);
+    ck_assert_msg(strstr(err_message(), "nan.tif: page 0: pixel (5, 3) is not finite"), "%s", err_message());
+}
+END_TEST
+
 START_TEST(test_tiff_stacks) {
     make_tmpdir();
     char p[512];
@@ -389,6 +453,7 @@ int main(void) {
     tcase_add_test(tc, test_side_by_side_layout);
     tcase_add_test(tc, test_folders_layout_and_unmatched);
     tcase_add_test(tc, test_tiff_stacks);
+    tcase_add_test(tc, test_tiff_float_and_signed);
     tcase_add_test(tc, test_bad_input_refused);
     tcase_add_test(tc, test_split_and_sampler);
     suite_add_tcase(s, tc);
