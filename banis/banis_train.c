@@ -28,7 +28,7 @@ typedef struct {
     uint64_t seed;
     char device[8];
     char out[1024];
-    int log_every, sample_every, ckpt_every;
+    int log_every, sample_every, ckpt_every, keep;
     int64_t max_steps;
 } config;
 
@@ -58,6 +58,7 @@ static void preset(config *c, const char *name) {
     snprintf(c->preset, sizeof c->preset, "%s", name);
     c->arch = banis_arch_paper();
     c->sched = banis_schedule_paper();
+    c->keep = 5;
     if (!strcmp(name, "cpu")) {
         // Minutes on 2 cores: a quarter of the channels, batch 16, a short schedule with the
         // paper's stage proportions, and rates for a few hundred steps instead of 40,000. Plain
@@ -121,6 +122,8 @@ static int usage(int rc) {
         "  --max-steps N             stop after N steps of this invocation (checkpoint saved;\n"
         "                            --resume continues)\n"
         "  --log-every N --sample-every N --ckpt-every N\n"
+        "  --keep N                  periodic checkpoints kept (default 5; weights only: the\n"
+        "                            optimizer state is in checkpoint_latest)\n"
         "Run folder: checkpoint_latest.safetensors (+ periodic), metrics.csv, TensorBoard events,\n"
         "samples/*.png, gmi.md. Ctrl-C saves a checkpoint and exits; --resume continues.\n");
     return rc;
@@ -193,18 +196,43 @@ static int load_config(const char *path, config *c) {
     return 0;
 }
 
-static int save_checkpoint(banis_model *m, const config *c, int64_t step, const char *path) {
+// checkpoint_latest holds everything a resume needs; periodic ones (`full` false) the weights
+// and batch-norm statistics only, what banis-sample reads (a third of the bytes: no Adam moments).
+static int save_checkpoint_as(banis_model *m, const config *c, int64_t step, const char *path, bool full) {
     if (nn_check_finite(m->root)) { // never replace a good checkpoint with a poisoned one
         err_prefix("not writing %s: ", path);
         return -1;
     }
     nn_checkpoint ck = {0};
-    banis_model_checkpoint(m, &ck);
+    if (full) banis_model_checkpoint(m, &ck);
+    else nn_ckpt_add_module(&ck, "", m->root);
     save_config(&ck, c);
     nn_ckpt_set_meta(&ck, "step", "%" PRId64, step);
     int rc = nn_ckpt_save(&ck, path);
     nn_ckpt_free(&ck);
     return rc;
+}
+
+static int save_checkpoint(banis_model *m, const config *c, int64_t step, const char *path) {
+    return save_checkpoint_as(m, c, step, path, true);
+}
+
+// Keeps the newest `keep` periodic checkpoints (checkpoint_step_NNNNNN: names sort by step).
+static void prune_checkpoints(const char *dir, int keep) {
+    struct dirent **list;
+    int n = scandir(dir, &list, NULL, alphasort), seen = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        const char *name = list[i]->d_name;
+        size_t len = strlen(name);
+        if (!strncmp(name, "checkpoint_step_", 16) && len > 12 && !strcmp(name + len - 12, ".safetensors") &&
+            ++seen > keep) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", dir, name);
+            unlink(p);
+        }
+        free(list[i]);
+    }
+    if (n >= 0) free(list);
 }
 
 // Generated pairs from fixed z, and reconstructions of the first test pairs.
@@ -399,6 +427,7 @@ int main(int argc, char **argv) {
         double r;
         if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) { i++; continue; }
         if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every") &&
+            strcmp(a, "--keep") &&
             strcmp(a, "--max-steps")) {
             fprintf(stderr, "banis-train: %s cannot change a resumed run (its configuration is in the checkpoint)\n", a);
             return 2;
@@ -416,6 +445,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--log-every")) { if (parse_int(a, v, 1, 1000000, &n)) return 2; c.log_every = (int)n; }
         else if (!strcmp(a, "--sample-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.sample_every = (int)n; }
         else if (!strcmp(a, "--ckpt-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.ckpt_every = (int)n; }
+        else if (!strcmp(a, "--keep")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.keep = (int)n; }
         else if (!strcmp(a, "--width")) { if (parse_real(a, v, 0.01, 4, &r)) return 2; c.arch.width = r; }
         else if (!strcmp(a, "--lr-d")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_d[0] = c.sched.lr_d[1] = r; }
         else if (!strcmp(a, "--lr-g-a")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[0] = r; }
@@ -539,6 +569,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_sigint);
     signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C
     int rc = 0;
+    bool tty = isatty(STDOUT_FILENO); // the progress line updates in place on a terminal
     double t0 = now(), t_last = t0;
     int64_t step0 = step, last_logged = step;
     double kind_time[2] = {0, 0}; // seconds spent in warm-up steps and in full steps
@@ -598,10 +629,10 @@ int main(int argc, char **argv) {
                 if (!isnan(vals[k])) tb_scalar(tb, tags[k], (float)vals[k], step);
             tb_scalar(tb, "speed/steps_per_s", (float)rate, step);
             tb_flush(tb);
-            printf("step %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f",
+            printf("%sstep %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f", tty ? "\r" : "",
                    step, total, stage_name(&c.sched, step - 1), rate, eta, l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1]);
             if (!isnan(l.pm[0])) printf(" | id %.4f %.4f pm %.4f %.4f", l.id_real[0], l.id_real[1], l.pm[0], l.pm[1]);
-            printf("\n");
+            printf(tty ? "\x1b[K" : "\n"); // a terminal: one line, updated in place
             fflush(stdout);
             t_last = t;
             last_logged = step;
@@ -613,13 +644,16 @@ int main(int argc, char **argv) {
         if (step % c.ckpt_every == 0 || step == total) {
             char periodic[4096];
             snprintf(periodic, sizeof periodic, "%s/checkpoint_step_%06" PRId64 ".safetensors", c.out, step);
-            if (save_checkpoint(m, &c, step, ckpt_path) || save_checkpoint(m, &c, step, periodic)) {
-                fprintf(stderr, "banis-train: checkpoint: %s\n", err_message());
+            if (save_checkpoint(m, &c, step, ckpt_path) ||
+                (c.keep > 0 && save_checkpoint_as(m, &c, step, periodic, false))) {
+                fprintf(stderr, "%sbanis-train: checkpoint: %s\n", tty ? "\n" : "", err_message());
                 rc = 1;
                 break;
             }
+            prune_checkpoints(c.out, c.keep);
         }
     }
+    if (tty) printf("\n"); // end the in-place progress line
     if (rc == 0 && step == total) {
         banis_eval e;
         if (banis_evaluate(m, d, split.test, split.n_test, &e)) {

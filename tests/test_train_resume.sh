@@ -116,4 +116,13 @@ for p in "$bin/banis-train" "$bin/banis-sample" "$bin/tools/banis-data" "$bin/to
   st=0; "$p" --no-such-option > /dev/null 2>&1 || st=$?
   [ "$st" -eq 2 ] || fail "$p --no-such-option: exit status $st, want 2"
 done
-echo "16 passed, 0 failed"
+# periodic checkpoints: weights only (banis-sample reads them), and --keep bounds how many stay
+"$train" --preset tiny --device cpu --ckpt-every 1 --keep 2 --out "$tmp/keep" > "$tmp/keep.log" 2>&1 || fail "--keep run: $(tail -2 "$tmp/keep.log")"
+kept=$(ls "$tmp/keep" | grep -c '^checkpoint_step_') || true
+[ "$kept" -eq 2 ] || fail "--keep 2 left $kept periodic checkpoints: $(ls "$tmp/keep")"
+[ -s "$tmp/keep/checkpoint_step_000008.safetensors" ] && [ -s "$tmp/keep/checkpoint_step_000007.safetensors" ] || fail "not the newest two kept"
+full=$(stat -c %s "$tmp/keep/checkpoint_latest.safetensors"); part=$(stat -c %s "$tmp/keep/checkpoint_step_000008.safetensors")
+[ $((part * 2)) -lt "$full" ] || fail "a periodic checkpoint ($part bytes) is not much smaller than the full one ($full)"
+"$sample" --ckpt "$tmp/keep/checkpoint_step_000008.safetensors" --n 4 --out "$tmp/keep-sample" > "$tmp/keep-sample.log" 2>&1 \
+  || fail "banis-sample on a periodic checkpoint: $(tail -2 "$tmp/keep-sample.log")"
+echo "17 passed, 0 failed"
