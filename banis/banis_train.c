@@ -235,6 +235,25 @@ static void prune_checkpoints(const char *dir, int keep) {
     if (n >= 0) free(list);
 }
 
+// A PNG file as a TensorBoard image (its size and colour type from the IHDR chunk).
+static int tb_png_file(tb_writer *tb, const char *tag, const char *path, int64_t step) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    uint8_t *b = n > 33 ? malloc((size_t)n) : NULL;
+    int rc = -1;
+    if (b && fread(b, 1, (size_t)n, f) == (size_t)n && !memcmp(b + 12, "IHDR", 4)) {
+        int w = (b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19], h = (b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23];
+        int cs = b[25] == 2 ? 3 : b[25] == 6 ? 4 : b[25] == 4 ? 2 : 1;
+        rc = tb_image(tb, tag, b, (size_t)n, w, h, cs, step);
+    }
+    free(b);
+    fclose(f);
+    return rc;
+}
+
 // Generated pairs from fixed z, and reconstructions of the first test pairs.
 static int write_samples(banis_model *m, const banis_dataset *d, const banis_split *s, tensor *z,
                          const char *dir, int64_t step) {
@@ -640,6 +659,14 @@ int main(int argc, char **argv) {
         if (step % c.sample_every == 0 || step == total) {
             if (write_samples(m, d, &split, z_fixed, samples, step))
                 fprintf(stderr, "banis-train: samples: %s\n", err_message());
+            else { // the same pictures in TensorBoard's Images tab
+                char png[4200];
+                snprintf(png, sizeof png, "%s/step_%06" PRId64 "_generated.png", samples, step);
+                tb_png_file(tb, "samples/generated", png, step);
+                snprintf(png, sizeof png, "%s/step_%06" PRId64 "_reconstructed.png", samples, step);
+                tb_png_file(tb, "samples/reconstructed", png, step);
+                tb_flush(tb);
+            }
         }
         if (step % c.ckpt_every == 0 || step == total) {
             char periodic[4096];

@@ -126,6 +126,53 @@ int tb_scalar(tb_writer *w, const char *tag, float value, int64_t step) {
     return write_record(w, ev, en);
 }
 
+int tb_image(tb_writer *w, const char *tag, const uint8_t *png, size_t png_bytes, int width, int height,
+             int colorspace, int64_t step) {
+    size_t tl = strlen(tag) > 100 ? 100 : strlen(tag);
+    uint8_t *buf = malloc(png_bytes + 512);
+    if (!buf) {
+        err_set("TensorBoard events: out of memory for an image");
+        return -1;
+    }
+    // Summary.Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }
+    uint8_t img_head[48];
+    size_t ih = 0;
+    img_head[ih++] = 0x08;
+    ih += put_varint(img_head + ih, (uint64_t)height);
+    img_head[ih++] = 0x10;
+    ih += put_varint(img_head + ih, (uint64_t)width);
+    img_head[ih++] = 0x18;
+    ih += put_varint(img_head + ih, (uint64_t)colorspace);
+    img_head[ih++] = 0x22;
+    ih += put_varint(img_head + ih, png_bytes);
+    size_t img_len = ih + png_bytes;
+    // Summary.Value { string tag = 1; Image image = 4; }
+    uint8_t val_head[160];
+    size_t vh = 0;
+    val_head[vh++] = 0x0A;
+    val_head[vh++] = (uint8_t)tl;
+    memcpy(val_head + vh, tag, tl);
+    vh += tl;
+    val_head[vh++] = 0x22;
+    vh += put_varint(val_head + vh, img_len);
+    size_t val_len = vh + img_len;
+    // Event { header; Summary summary = 5 { repeated Value value = 1 } }
+    size_t n = event_header(buf, step);
+    uint8_t sum_head[16];
+    size_t sh = 0;
+    sum_head[sh++] = 0x0A;
+    sh += put_varint(sum_head + sh, val_len);
+    buf[n++] = 0x2A;
+    n += put_varint(buf + n, sh + val_len);
+    memcpy(buf + n, sum_head, sh), n += sh;
+    memcpy(buf + n, val_head, vh), n += vh;
+    memcpy(buf + n, img_head, ih), n += ih;
+    memcpy(buf + n, png, png_bytes), n += png_bytes;
+    int rc = write_record(w, buf, n);
+    free(buf);
+    return rc;
+}
+
 int tb_flush(tb_writer *w) { return fflush(w->f); }
 
 void tb_close(tb_writer *w) {

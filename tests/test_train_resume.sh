@@ -125,4 +125,44 @@ full=$(stat -c %s "$tmp/keep/checkpoint_latest.safetensors"); part=$(stat -c %s 
 [ $((part * 2)) -lt "$full" ] || fail "a periodic checkpoint ($part bytes) is not much smaller than the full one ($full)"
 "$sample" --ckpt "$tmp/keep/checkpoint_step_000008.safetensors" --n 4 --out "$tmp/keep-sample" > "$tmp/keep-sample.log" 2>&1 \
   || fail "banis-sample on a periodic checkpoint: $(tail -2 "$tmp/keep-sample.log")"
-echo "17 passed, 0 failed"
+# TensorBoard's Images tab: the sample grids are image summaries in the event file (decoded
+# here from the TFRecord framing and the protocol buffers, independently of our writer)
+python3 - "$tmp"/straight/events.out.tfevents.* <<'PY' || fail "no sample images in the TensorBoard events"
+import struct, sys
+def fields(b):
+    i = 0
+    while i < len(b):
+        key, i = varint(b, i)
+        f, t = key >> 3, key & 7
+        if t == 0: v, i = varint(b, i)
+        elif t == 1: v, i = b[i:i + 8], i + 8
+        elif t == 5: v, i = b[i:i + 4], i + 4
+        elif t == 2:
+            n, i = varint(b, i)
+            v, i = b[i:i + n], i + n
+        else: raise ValueError("wire type %d" % t)
+        yield f, v
+def varint(b, i):
+    r = s = 0
+    while True:
+        c = b[i]; i += 1; r |= (c & 127) << s; s += 7
+        if c < 128: return r, i
+data = open(sys.argv[1], "rb").read()
+i, images = 0, {}
+while i < len(data):
+    n = struct.unpack("<Q", data[i:i + 8])[0]
+    ev = data[i + 12:i + 12 + n]; i += 12 + n + 4
+    ev = dict((f, v) for f, v in fields(ev) if f in (2, 5))
+    if 5 not in ev: continue
+    for f, val in fields(ev[5]):
+        val = dict(fields(val))
+        if 4 in val:
+            img = dict(fields(val[4]))
+            assert img[4][:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+            w, h = struct.unpack(">II", img[4][16:24])
+            assert (img[2], img[1]) == (w, h), "size differs from the PNG's"
+            images.setdefault(val[1].decode(), []).append(ev[2])
+assert sorted(images) == ["samples/generated", "samples/reconstructed"], images
+assert 8 in images["samples/generated"], images
+PY
+echo "18 passed, 0 failed"
