@@ -580,6 +580,10 @@ int main(int argc, char **argv) {
         else fprintf(stderr, "banis-train: cannot open %s: %s\n", path, strerror(errno));
         return 1;
     }
+    if (resume && tb_session_start(tb, step)) {
+        fprintf(stderr, "banis-train: %s\n", err_message());
+        return 1;
+    }
     if (fresh_csv) fprintf(csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,pm_a,pm_b,steps_per_s\n");
     rng zr;
     rng_init(&zr, c.seed + 99);

@@ -173,6 +173,17 @@ int tb_image(tb_writer *w, const char *tag, const uint8_t *png, size_t png_bytes
     return rc;
 }
 
+int tb_session_start(tb_writer *w, int64_t step) {
+    uint8_t b[64];
+    size_t n = event_header(b, step);
+    // Event.session_log = 6 { SessionLog.status = 1: START }
+    b[n++] = 0x32;
+    b[n++] = 2;
+    b[n++] = 0x08;
+    b[n++] = 1;
+    return write_record(w, b, n);
+}
+
 int tb_flush(tb_writer *w) { return fflush(w->f); }
 
 void tb_close(tb_writer *w) {

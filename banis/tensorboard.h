@@ -11,6 +11,9 @@ int tb_scalar(tb_writer *w, const char *tag, float value, int64_t step);
 // TensorBoard's Images tab shows it beside the scalars.
 int tb_image(tb_writer *w, const char *tag, const uint8_t *png, size_t png_bytes, int width, int height,
              int colorspace, int64_t step);
+// SessionLog START at `step`: TensorBoard then discards the points a stopped run wrote after
+// its last checkpoint (it purges the older events of steps >= step), as TensorFlow does on resume.
+int tb_session_start(tb_writer *w, int64_t step);
 int tb_flush(tb_writer *w);
 void tb_close(tb_writer *w);
 uint32_t tb_crc32c(const uint8_t *p, size_t n); // Castagnoli, as TFRecord uses

@@ -165,4 +165,33 @@ while i < len(data):
 assert sorted(images) == ["samples/generated", "samples/reconstructed"], images
 assert 8 in images["samples/generated"], images
 PY
-echo "18 passed, 0 failed"
+# a resumed run tells TensorBoard to discard the points written after the checkpoint: a
+# SessionLog START event at the resume step (step 4) in the resumed run's event files
+python3 - "$tmp"/resumed/events.out.tfevents.* <<'PY' || fail "no SessionLog START at step 4 after resume"
+import struct, sys
+def varint(b, i):
+    r = s = 0
+    while True:
+        c = b[i]; i += 1; r |= (c & 127) << s; s += 7
+        if c < 128: return r, i
+found = False
+for path in sys.argv[1:]:
+    data = open(path, "rb").read()
+    i = 0
+    while i < len(data):
+        n = struct.unpack("<Q", data[i:i + 8])[0]
+        ev = data[i + 12:i + 12 + n]; i += 12 + n + 4
+        j, step, log = 0, 0, None
+        while j < len(ev):
+            key, j = varint(ev, j)
+            f, t = key >> 3, key & 7
+            if t == 0: v, j = varint(ev, j)
+            elif t == 1: v, j = ev[j:j + 8], j + 8
+            else:
+                m, j = varint(ev, j); v, j = ev[j:j + m], j + m
+            if f == 2: step = v
+            if f == 6: log = v
+        if log == b"\x08\x01" and step == 4: found = True
+assert found
+PY
+echo "19 passed, 0 failed"
