@@ -36,18 +36,6 @@ static volatile sig_atomic_t interrupted;
 static void on_sigint(int s) { (void)s; interrupted = 1; }
 
 // mkdir -p
-static int make_dirs(const char *path) {
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -530,7 +518,7 @@ int main(int argc, char **argv) {
         for (int k = 2; holds_run(c.out) && k < 10000; k++) snprintf(c.out, sizeof c.out, "%.1000s-%d", base, k);
         printf("%s holds an earlier run: this run goes to %s\n", base, c.out);
     }
-    if (make_dirs(c.out)) {
+    if (banis_make_dirs(c.out)) {
         fprintf(stderr, "banis-train: cannot create %s: %s\n", c.out, strerror(errno));
         return 1;
     }

@@ -97,80 +97,66 @@ tb_writer *tb_open(const char *dir) {
     return w;
 }
 
+// Event { header; Summary summary = 5 { repeated Value value = 1 } } around one Value whose
+// bytes are `head` then `tail` (an image's PNG is framed without being copied first).
+static int write_value(tb_writer *w, int64_t step, const uint8_t *head, size_t hn, const uint8_t *tail, size_t tn) {
+    uint8_t *buf = malloc(hn + tn + 64);
+    if (!buf) {
+        err_set("TensorBoard events: out of memory");
+        return -1;
+    }
+    size_t n = event_header(buf, step);
+    uint8_t sum[16];
+    size_t sn = 0;
+    sum[sn++] = 0x0A;
+    sn += put_varint(sum + sn, hn + tn);
+    buf[n++] = 0x2A;
+    n += put_varint(buf + n, sn + hn + tn);
+    memcpy(buf + n, sum, sn), n += sn;
+    memcpy(buf + n, head, hn), n += hn;
+    if (tn) memcpy(buf + n, tail, tn), n += tn;
+    int rc = write_record(w, buf, n);
+    free(buf);
+    return rc;
+}
+
+// Summary.Value's tag = 1.
+static size_t put_tag(uint8_t *b, const char *tag) {
+    size_t tl = strlen(tag) > 100 ? 100 : strlen(tag);
+    b[0] = 0x0A;
+    b[1] = (uint8_t)tl;
+    memcpy(b + 2, tag, tl);
+    return tl + 2;
+}
+
 int tb_scalar(tb_writer *w, const char *tag, float value, int64_t step) {
-    size_t tl = strlen(tag);
-    if (tl > 100) tl = 100;
-    // Summary.Value { string tag = 1; float simple_value = 2; }
-    uint8_t val[128];
-    size_t vn = 0;
-    val[vn++] = 0x0A;
-    val[vn++] = (uint8_t)tl;
-    memcpy(val + vn, tag, tl);
-    vn += tl;
+    uint8_t val[128]; // Value { tag = 1; float simple_value = 2 }
+    size_t vn = put_tag(val, tag);
     val[vn++] = 0x15;
     memcpy(val + vn, &value, 4);
     vn += 4;
-    // Summary { repeated Value value = 1; }
-    uint8_t sum[160];
-    size_t sn = 0;
-    sum[sn++] = 0x0A;
-    sn += put_varint(sum + sn, vn);
-    memcpy(sum + sn, val, vn);
-    sn += vn;
-    uint8_t ev[256];
-    size_t en = event_header(ev, step);
-    ev[en++] = 0x2A;
-    en += put_varint(ev + en, sn);
-    memcpy(ev + en, sum, sn);
-    en += sn;
-    return write_record(w, ev, en);
+    return write_value(w, step, val, vn, NULL, 0);
 }
 
 int tb_image(tb_writer *w, const char *tag, const uint8_t *png, size_t png_bytes, int width, int height,
              int colorspace, int64_t step) {
-    size_t tl = strlen(tag) > 100 ? 100 : strlen(tag);
-    uint8_t *buf = malloc(png_bytes + 512);
-    if (!buf) {
-        err_set("TensorBoard events: out of memory for an image");
-        return -1;
-    }
-    // Summary.Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }
-    uint8_t img_head[48];
-    size_t ih = 0;
-    img_head[ih++] = 0x08;
-    ih += put_varint(img_head + ih, (uint64_t)height);
-    img_head[ih++] = 0x10;
-    ih += put_varint(img_head + ih, (uint64_t)width);
-    img_head[ih++] = 0x18;
-    ih += put_varint(img_head + ih, (uint64_t)colorspace);
-    img_head[ih++] = 0x22;
-    ih += put_varint(img_head + ih, png_bytes);
-    size_t img_len = ih + png_bytes;
-    // Summary.Value { string tag = 1; Image image = 4; }
-    uint8_t val_head[160];
-    size_t vh = 0;
-    val_head[vh++] = 0x0A;
-    val_head[vh++] = (uint8_t)tl;
-    memcpy(val_head + vh, tag, tl);
-    vh += tl;
-    val_head[vh++] = 0x22;
-    vh += put_varint(val_head + vh, img_len);
-    size_t val_len = vh + img_len;
-    // Event { header; Summary summary = 5 { repeated Value value = 1 } }
-    size_t n = event_header(buf, step);
-    uint8_t sum_head[16];
-    size_t sh = 0;
-    sum_head[sh++] = 0x0A;
-    sh += put_varint(sum_head + sh, val_len);
-    buf[n++] = 0x2A;
-    n += put_varint(buf + n, sh + val_len);
-    memcpy(buf + n, sum_head, sh), n += sh;
-    memcpy(buf + n, val_head, vh), n += vh;
-    memcpy(buf + n, img_head, ih), n += ih;
-    memcpy(buf + n, png, png_bytes), n += png_bytes;
-    int rc = write_record(w, buf, n);
-    free(buf);
-    return rc;
+    // Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4 }
+    uint8_t img[48];
+    size_t in = 0;
+    img[in++] = 0x08;
+    in += put_varint(img + in, (uint64_t)height);
+    img[in++] = 0x10;
+    in += put_varint(img + in, (uint64_t)width);
+    img[in++] = 0x18;
+    in += put_varint(img + in, (uint64_t)colorspace);
+    img[in++] = 0x22;
+    in += put_varint(img + in, png_bytes);
+    uint8_t head[256]; // Value { tag = 1; Image image = 4 }, then the Image's fields up to its PNG
+    size_t hn = put_tag(head, tag);
+    head[hn++] = 0x22;
+    hn += put_varint(head + hn, in + png_bytes);
+    memcpy(head + hn, img, in), hn += in;
+    return write_value(w, step, head, hn, png, png_bytes);
 }
 
 int tb_session_start(tb_writer *w, int64_t step) {

@@ -26,17 +26,8 @@ static int usage_to(FILE *f, int rc) {
 }
 static int usage(void) { return usage_to(stderr, 2); }
 
-// mkdir -p: the output folder and its missing parents (data/mine in a fresh checkout).
-static int make_dir(const char *dir) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) break;
-        *s = '/';
-    }
-    if (mkdir(dir, 0755) && errno != EEXIST) {
+static int make_dir(const char *dir) { // with its missing parents (data/mine in a fresh checkout)
+    if (banis_make_dirs(dir)) {
         fprintf(stderr, "banis-data: cannot create %s: %s\n", dir, strerror(errno));
         return -1;
     }

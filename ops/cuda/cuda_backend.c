@@ -10,6 +10,7 @@
 #include "../../tensor/error.h"
 #include "cuda_render.h"
 #include "device.h"
+#include "kernel_cache.h"
 #include "kernels/abi.h"
 
 static struct {
@@ -31,12 +32,18 @@ typedef struct block {
     struct block *next;
 } block;
 
+// A map from a non-zero 64-bit key to a pointer, open addressing (kept at most half full):
+// the free lists by block size, and the loaded kernels by key.
 typedef struct {
-    size_t size;  // 0: empty slot
-    block *head;
-} size_class;
-static size_class *classes;
-static size_t cap_classes; // a power of two
+    uint64_t key; // 0: empty
+    void *value;
+} map_slot;
+typedef struct {
+    map_slot *slots;
+    size_t cap, n; // cap a power of two
+} u64_map;
+
+static u64_map classes; // block size -> head of its free list (block *)
 static size_t bytes_in_use, bytes_cached;
 
 typedef struct {
@@ -59,44 +66,44 @@ static size_t mix(uint64_t x) {
     return (size_t)x;
 }
 
-static size_t n_classes;
-
-static size_class *class_slot(size_class *t, size_t cap, size_t size) {
-    size_t i = mix(size) & (cap - 1);
-    while (t[i].size && t[i].size != size) i = (i + 1) & (cap - 1);
+static map_slot *map_slot_of(map_slot *t, size_t cap, uint64_t key) {
+    size_t i = mix(key) & (cap - 1);
+    while (t[i].key && t[i].key != key) i = (i + 1) & (cap - 1);
     return &t[i];
 }
 
-// The free list of blocks of `size`; with `create`, made if absent (NULL only without memory).
-static size_class *find_class(size_t size, bool create) {
-    if (cap_classes) {
-        size_class *c = class_slot(classes, cap_classes, size);
-        if (c->size || !create) return c->size ? c : NULL;
+// The value slot of `key`: NULL when absent (unless `create`: then a new slot holding NULL;
+// NULL only without host memory).
+static void **map_find(u64_map *m, uint64_t key, bool create) {
+    if (m->cap) {
+        map_slot *e = map_slot_of(m->slots, m->cap, key);
+        if (e->key || !create) return e->key ? &e->value : NULL;
     }
     if (!create) return NULL;
-    if ((n_classes + 1) * 2 > cap_classes) { // grow and rehash
-        size_t cap = cap_classes ? 2 * cap_classes : 256;
-        size_class *t = calloc(cap, sizeof *t);
+    if ((m->n + 1) * 2 > m->cap) { // grow and rehash
+        size_t cap = m->cap ? 2 * m->cap : 256;
+        map_slot *t = calloc(cap, sizeof *t);
         if (!t) return NULL;
-        for (size_t i = 0; i < cap_classes; i++)
-            if (classes[i].size) *class_slot(t, cap, classes[i].size) = classes[i];
-        free(classes);
-        classes = t;
-        cap_classes = cap;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i].key) *map_slot_of(t, cap, m->slots[i].key) = m->slots[i];
+        free(m->slots);
+        m->slots = t;
+        m->cap = cap;
     }
-    size_class *c = class_slot(classes, cap_classes, size);
-    c->size = size;
-    n_classes++;
-    return c;
+    map_slot *e = map_slot_of(m->slots, m->cap, key);
+    e->key = key;
+    e->value = NULL;
+    m->n++;
+    return &e->value;
 }
 
 static void release_cache(void) {
-    for (size_t i = 0; i < cap_classes; i++)
-        while (classes[i].head) {
-            block *b = classes[i].head;
-            classes[i].head = b->next;
+    for (size_t i = 0; i < classes.cap; i++)
+        while (classes.slots[i].value) {
+            block *b = classes.slots[i].value;
+            classes.slots[i].value = b->next;
             D->free(b->ptr);
-            bytes_cached -= classes[i].size;
+            bytes_cached -= (size_t)classes.slots[i].key;
             free(b);
         }
 }
@@ -121,10 +128,10 @@ static int live_grow(void) {
 static void *cuda_alloc(size_t nbytes) {
     size_t size = round_size(nbytes);
     void *p = NULL;
-    size_class *sc = find_class(size, false);
-    if (sc && sc->head) {
-        block *hit = sc->head;
-        sc->head = hit->next;
+    void **head = map_find(&classes, size, false);
+    if (head && *head) {
+        block *hit = *head;
+        *head = hit->next;
         p = hit->ptr;
         bytes_cached -= size;
         free(hit);
@@ -162,14 +169,14 @@ static void cuda_free(void *p) {
         size_t size = live[i].size;
         live[i].ptr = TOMBSTONE;
         bytes_in_use -= size;
-        size_class *sc = find_class(size, true);
-        block *b = sc ? malloc(sizeof *b) : NULL;
+        void **head = map_find(&classes, size, true);
+        block *b = head ? malloc(sizeof *b) : NULL;
         if (!b) {
             D->free(p);
             return;
         }
-        *b = (block){p, sc->head};
-        sc->head = b;
+        *b = (block){p, *head};
+        *head = b;
         bytes_cached += size;
         D->park(p, true);
         return;
@@ -261,12 +268,7 @@ static int synchronize(void) {
 
 // ---- kernels: a table from a 64-bit key (the elementwise key, or a hash of a fixed kernel's
 // name) to the loaded kernel, open addressing; a lookup never renders or compares strings.
-typedef struct {
-    uint64_t key; // 0: empty
-    void *kernel;
-} kernel_entry;
-static kernel_entry *kernels;
-static size_t n_kernels, cap_kernels;
+static u64_map kernels;
 
 static int load_library(const char *src, const char *what, void **module) {
     int before = D->compile_count();
@@ -276,41 +278,20 @@ static int load_library(const char *src, const char *what, void **module) {
     return rc;
 }
 
-static uint64_t name_key(const char *name) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *name; name++) h = (h ^ (unsigned char)*name) * 1099511628211ull;
-    return h | 1;
-}
-
-static kernel_entry *kernel_slot(kernel_entry *t, size_t cap, uint64_t key) {
-    size_t i = mix(key) & (cap - 1);
-    while (t[i].key && t[i].key != key) i = (i + 1) & (cap - 1);
-    return &t[i];
-}
+static uint64_t name_key(const char *name) { return kernel_hash(KERNEL_HASH_SEED, name, strlen(name)) | 1; }
 
 static void *find_kernel(uint64_t key) {
-    if (!cap_kernels) return NULL;
-    kernel_entry *e = kernel_slot(kernels, cap_kernels, key);
-    return e->key ? e->kernel : NULL;
+    void **v = map_find(&kernels, key, false);
+    return v ? *v : NULL;
 }
 
 static int add_kernel(uint64_t key, void *k) {
-    if ((n_kernels + 1) * 2 > cap_kernels) {
-        size_t cap = cap_kernels ? 2 * cap_kernels : 256;
-        kernel_entry *t = calloc(cap, sizeof *t);
-        if (!t) {
-            err_set("CUDA: out of host memory for the kernel table");
-            return -1;
-        }
-        for (size_t i = 0; i < cap_kernels; i++)
-            if (kernels[i].key) *kernel_slot(t, cap, kernels[i].key) = kernels[i];
-        free(kernels);
-        kernels = t;
-        cap_kernels = cap;
+    void **v = map_find(&kernels, key, true);
+    if (!v) {
+        err_set("CUDA: out of host memory for the kernel table");
+        return -1;
     }
-    kernel_entry *e = kernel_slot(kernels, cap_kernels, key);
-    if (!e->key) n_kernels++;
-    *e = (kernel_entry){key, k};
+    *v = k;
     return 0;
 }
 

@@ -1,4 +1,5 @@
 #include "cuda_nvrtc.h"
+#include "kernel_cache.h"
 
 #include <errno.h>
 #include <nvrtc.h>
@@ -56,43 +57,12 @@ int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin
     return 0;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
-    return h;
-}
-
-// The cache folder, created on first use; "" when disabled.
+// The cache folder, made on first use; "" when the cache is off.
 static const char *cache_dir(void) {
     static char dir[1024];
     static int state; // 0 unknown, 1 ready, -1 off
-    if (state) return state > 0 ? dir : "";
-    const char *env = getenv("BANIS_KERNEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (env && !strcmp(env, "off")) {
-        state = -1;
-        return "";
-    }
-    if (env && *env) snprintf(dir, sizeof dir, "%s", env);
-    else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/banis/kernels", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/banis/kernels", home);
-    else {
-        state = -1;
-        return "";
-    }
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) && errno != EEXIST) {
-        state = -1;
-        return "";
-    }
-    state = 1;
-    return dir;
+    if (!state) state = kernel_cache_dir(dir, sizeof dir, "", false) ? -1 : 1;
+    return state > 0 ? dir : "";
 }
 
 int cuda_kernel_image(const char *src, const char *what, int arch, void **cubin, size_t *size,
@@ -100,11 +70,10 @@ int cuda_kernel_image(const char *src, const char *what, int arch, void **cubin,
     *from_cache = false;
     int major = 0, minor = 0;
     nvrtcVersion(&major, &minor);
-    uint64_t h = 1469598103934665603ull;
-    h = fnv(h, src, strlen(src));
+    uint64_t h = kernel_hash(KERNEL_HASH_SEED, src, strlen(src));
     char meta[128];
     snprintf(meta, sizeof meta, "sm_%d|nvrtc %d.%d|--std=c++17 -default-device", arch, major, minor);
-    h = fnv(h, meta, strlen(meta));
+    h = kernel_hash(h, meta, strlen(meta));
     const char *dir = cache_dir();
     char path[1200];
     if (*dir) {

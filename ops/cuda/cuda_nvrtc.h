@@ -1,7 +1,6 @@
-// NVRTC: compile kernel sources for an architecture, with a cache on disk keyed by a hash of
-// everything that went into the binary (source, options, NVRTC version, architecture).
-// $BANIS_KERNEL_CACHE relocates the cache ("off" disables it); default
-// $XDG_CACHE_HOME/banis/kernels or ~/.cache/banis/kernels.
+// NVRTC: compile kernel sources for an architecture, with a cache on disk (kernel_cache.h)
+// keyed by a hash of everything that went into the binary (source, options, NVRTC version,
+// architecture).
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -36,6 +36,7 @@
 
 #include "../../tensor/error.h"
 #include "device.h"
+#include "kernel_cache.h"
 #include "emu_prelude.h" // generated from emu/prelude.h: static const char emu_prelude[]
 
 // the launch block shared with prelude.h (same layout)
@@ -250,29 +251,12 @@ static int e_event_ms(void *a, void *b, float *ms) {
 }
 
 // ---- modules: host C++ from the kernel source ---------------------------------------------------
-static uint64_t fnv(uint64_t h, const char *s) {
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+static uint64_t hash_str(uint64_t h, const char *s) { return kernel_hash(h, s, strlen(s)); }
 
-static const char *cache_dir(void) {
+static const char *cache_dir(void) { // the emulator needs a folder for its shared objects: never off
     static char dir[1024];
-    if (dir[0]) return dir;
-    const char *env = getenv("BANIS_KERNEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (env && *env && strcmp(env, "off")) snprintf(dir, sizeof dir, "%s/emu", env);
-    else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/banis/kernels/emu", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/banis/kernels/emu", home);
-    else snprintf(dir, sizeof dir, "/tmp/banis-kernels-%d/emu", (int)getuid());
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
-    return dir;
+    if (!dir[0] && kernel_cache_dir(dir, sizeof dir, "emu", true)) dir[0] = 0;
+    return dir[0] ? dir : ".";
 }
 
 static const char *compiler(void) {
@@ -365,7 +349,7 @@ static char *trampolines(const char *pre) {
 }
 
 static int e_load(const char *src, const char *what, void **module) {
-    uint64_t h = fnv(fnv(fnv(1469598103934665603ull, emu_prelude), src), compiler());
+    uint64_t h = hash_str(hash_str(hash_str(KERNEL_HASH_SEED, emu_prelude), src), compiler());
     const char *dir = cache_dir();
     char so[1200];
     snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)h);
