@@ -257,6 +257,9 @@ START_TEST(test_reordered_schedule_exposes_a_race) {
         D->copy_d2h(ok, y, sizeof ok);
         for (int i = 0; i < 64; i++) ck_assert(ok[i] == (float)((i + 1) % 64 + 1));
     }
+    setenv("BANIS_EMU_ORDER", "backwards", 1); // not an order: refused, naming the variable
+    ck_assert_int_ne(run(fixed, "fixed", 1, 64, args), 0);
+    ck_assert(strstr(err_message(), "BANIS_EMU_ORDER=backwards"));
     unsetenv("BANIS_EMU_ORDER");
     int differ = 0;
     for (int i = 0; i < 64; i++) differ += in_order[i] != reversed[i];

@@ -546,6 +546,12 @@ static void pool_run(worker *w, int n) {
     pthread_mutex_unlock(&pool.lock);
 }
 
+// BANIS_EMU_ORDER: 0 in order (unset, "" or "in-order"), 1 "reverse", 2 "shuffle"; -1 unknown.
+static int parse_order(const char *o) {
+    if (!o || !*o || !strcmp(o, "in-order")) return 0;
+    return !strcmp(o, "reverse") ? 1 : !strcmp(o, "shuffle") ? 2 : -1;
+}
+
 static int e_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3], void **args) {
     emu_kernel *k = kernel;
     unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
@@ -561,8 +567,11 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         return -1;
     }
     if (!execute) return 0;
-    const char *o = getenv("BANIS_EMU_ORDER"); // read at every launch, so a test can switch it
-    order = o && !strcmp(o, "reverse") ? 1 : o && !strcmp(o, "shuffle") ? 2 : 0;
+    order = parse_order(getenv("BANIS_EMU_ORDER")); // read at every launch, so a test can switch it
+    if (order < 0) {
+        err_set("emulated CUDA device: BANIS_EMU_ORDER=%s is not in-order, reverse or shuffle", getenv("BANIS_EMU_ORDER"));
+        return -1;
+    }
     unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
     int nw = blocks < (unsigned long long)n_threads ? (int)blocks : n_threads;
     worker w[64];
@@ -616,7 +625,12 @@ const cudev *cudev_emulated(char *why, size_t n) {
     }
     page = sysconf(_SC_PAGESIZE);
     const char *o = getenv("BANIS_EMU_ORDER"), *p = getenv("BANIS_EMU_PROTECT"), *x = getenv("BANIS_EMU_EXECUTE");
-    order = o && !strcmp(o, "reverse") ? 1 : o && !strcmp(o, "shuffle") ? 2 : 0;
+    order = parse_order(o);
+    if (order < 0 || (p && strcmp(p, "0") && strcmp(p, "1")) || (x && strcmp(x, "0") && strcmp(x, "1"))) {
+        snprintf(why, n, "emulated CUDA device: BANIS_EMU_ORDER must be in-order, reverse or shuffle, BANIS_EMU_PROTECT "
+                         "and BANIS_EMU_EXECUTE 0 or 1 (given: %s, %s, %s)", o ? o : "-", p ? p : "-", x ? x : "-");
+        return NULL;
+    }
     protect = !(p && !strcmp(p, "0"));
     execute = !(x && !strcmp(x, "0"));
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
