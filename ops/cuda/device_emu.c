@@ -12,7 +12,8 @@
 //     copies, and a launch opens only the allocations its arguments point into, so a kernel
 //     reaching any other is caught too (BANIS_EMU_PROTECT=0 turns this off)
 //   - barrier and warp-collective faults (prelude.h)
-// BANIS_EMU_ORDER=reverse|shuffle runs threads and blocks in another order, so that a race
+// BANIS_EMU_ORDER=reverse|shuffle (default in-order; anything else is refused) runs threads and
+// blocks in another order, so that a race
 // changes the result; BANIS_EMU_EXECUTE=0 checks every launch but runs no kernel and reads
 // back zeros (the host's own cost of a step: an infinitely fast GPU). It reports one multiprocessor per host core, so launch configurations
 // sized by the SM count (split K, split reductions, grid-stride grids) fit the host. What it
