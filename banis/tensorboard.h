@@ -1,6 +1,7 @@
 // Scalar and image summaries in TensorBoard's event-file format (TFRecord framing of Event protocol
 // buffers), so `tensorboard --logdir RUN` shows the training curves. No TensorFlow needed.
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct tb_writer tb_writer;

@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../banis/data.h"
-#include "../nn/checkpoint.h"
-#include "../nn/nn.h"
-#include "../tensor/error.h"
+// The same include lines in-tree and against the installed library (pkg-config --cflags banis)
+#include "banis/data.h"
+#include "nn/checkpoint.h"
+#include "nn/nn.h"
+#include "tensor/error.h"
 
 int main(int argc, char **argv) {
     int steps = 150;
