@@ -21,39 +21,6 @@ static int usage(int rc) {
     return rc;
 }
 
-static int load_model(const char *path, banis_model **out) {
-    st_file *f = st_open(path);
-    if (!f) return -1;
-    const char *w = st_meta_get(f, "config.width"), *lat = st_meta_get(f, "config.latent");
-    if (!w || !lat) {
-        err_set("%s: not a banis-train checkpoint (no config.width / config.latent)", path);
-        st_close(f);
-        return -1;
-    }
-    banis_arch a = banis_arch_paper();
-    a.width = atof(w);
-    a.latent = atoi(lat);
-    st_close(f);
-    banis_schedule s = banis_schedule_paper();
-    banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 0);
-    if (!m) return -1;
-    nn_checkpoint ck = {0};
-    nn_ckpt_add_module(&ck, "", m->root); // weights and batch-norm statistics
-    int rc = nn_ckpt_load(&ck, path, NULL);
-    nn_ckpt_free(&ck);
-    if (!rc && nn_check_finite(m->root)) {
-        err_prefix("%s: ", path);
-        rc = -1;
-    }
-    if (rc) {
-        banis_model_free(m);
-        return -1;
-    }
-    nn_set_training(m->root, false);
-    *out = m;
-    return 0;
-}
-
 // One image as a 64x64 tile in [-1, 1]: shrunk (Lanczos) to fit, padded, scaled by its max.
 static int to_tile(const char *path, float *tile) {
     image **pages;
@@ -149,8 +116,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "banis-sample: cannot create %s: %s\n", out, strerror(errno));
         return 1;
     }
-    banis_model *m;
-    if (load_model(ckpt, &m)) {
+    banis_model *m = banis_model_load(ckpt);
+    if (!m) {
         fprintf(stderr, "banis-sample: %s\n", err_message());
         return 1;
     }

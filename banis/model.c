@@ -144,6 +144,40 @@ void banis_model_free(banis_model *m) {
     free(m);
 }
 
+// The networks of a banis-train checkpoint (its weights and batch-norm statistics; no optimizer
+// state), on the CPU in float32, in inference mode.
+banis_model *banis_model_load(const char *path) {
+    st_file *f = st_open(path);
+    if (!f) return NULL;
+    const char *w = st_meta_get(f, "config.width"), *lat = st_meta_get(f, "config.latent");
+    if (!w || !lat) {
+        err_set("%s: not a banis-train checkpoint (no config.width / config.latent)", path);
+        st_close(f);
+        return NULL;
+    }
+    banis_arch a = banis_arch_paper();
+    a.width = atof(w);
+    a.latent = atoi(lat);
+    st_close(f);
+    banis_schedule s = banis_schedule_paper();
+    banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 0);
+    if (!m) return NULL;
+    nn_checkpoint ck = {0};
+    nn_ckpt_add_module(&ck, "", m->root); // weights and batch-norm statistics
+    int rc = nn_ckpt_load(&ck, path, NULL);
+    nn_ckpt_free(&ck);
+    if (!rc && nn_check_finite(m->root)) {
+        err_prefix("%s: ", path);
+        rc = -1;
+    }
+    if (rc) {
+        banis_model_free(m);
+        return NULL;
+    }
+    nn_set_training(m->root, false);
+    return m;
+}
+
 void banis_model_checkpoint(banis_model *m, nn_checkpoint *c) {
     nn_ckpt_add_module(c, "", m->root);
     for (int x = 0; x < 2; x++) {

@@ -57,6 +57,9 @@ typedef struct {
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,
                              device_type dev, uint64_t seed);
 void banis_model_free(banis_model *m);
+// A banis-train checkpoint's networks, CPU float32, inference mode; NULL (err_message) if the file
+// is not one, is damaged, or holds non-finite weights.
+banis_model *banis_model_load(const char *path);
 // Everything a run must save to continue exactly (parameters, buffers, optimizer state, RNGs).
 void banis_model_checkpoint(banis_model *m, nn_checkpoint *c);
 

@@ -21,17 +21,18 @@ def ch(width, n):
     return max(1, round(n * width))
 
 
-class SamePad(nn.Module):
-    """Keras 'same' for a 5x5 stride-s convolution: pad (total // 2, total - total // 2)."""
+class ConvSame(nn.Module):
+    """Keras 'same' convolution (k x k, stride s, on size x size): pad (total // 2, total - total // 2)."""
 
-    def __init__(self, k, s, size):
+    def __init__(self, cin, cout, k, s, size):
         super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, s)
         out = (size + s - 1) // s
         total = max((out - 1) * s + k - size, 0)
         self.pad = (total // 2, total - total // 2) * 2
 
     def forward(self, x):
-        return F.pad(x, self.pad)
+        return self.conv(F.pad(x, self.pad))
 
 
 class ConvTSame(nn.Module):
@@ -77,26 +78,39 @@ def generator(w, latent):
 def discriminator(w):
     c1, c2 = ch(w, 64), ch(w, 128)
     return nn.Sequential(
-        SamePad(5, 2, 64), nn.Conv2d(1, c1, 5, 2), nn.LeakyReLU(0.2), nn.Dropout(0.3),
-        SamePad(5, 2, 32), nn.Conv2d(c1, c2, 5, 2), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+        ConvSame(1, c1, 5, 2, 64), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+        ConvSame(c1, c2, 5, 2, 32), nn.LeakyReLU(0.2), nn.Dropout(0.3),
         nn.Flatten(), nn.Linear(16 * 16 * c2, 1))  # logits: BCE from logits, as ours
 
 
 def encoder(w, latent):
     c1, c2, c3 = ch(w, 128), ch(w, 256), ch(w, 512)
     return nn.Sequential(
-        SamePad(5, 2, 64), nn.Conv2d(1, c1, 5, 2), bn(c1, True), nn.LeakyReLU(0.2),
-        SamePad(5, 2, 32), nn.Conv2d(c1, c2, 5, 2), bn(c2, True), nn.LeakyReLU(0.2),
-        SamePad(5, 2, 16), nn.Conv2d(c2, c3, 5, 2), bn(c3, True), nn.LeakyReLU(0.2),
+        ConvSame(1, c1, 5, 2, 64), bn(c1, True), nn.LeakyReLU(0.2),
+        ConvSame(c1, c2, 5, 2, 32), bn(c2, True), nn.LeakyReLU(0.2),
+        ConvSame(c2, c3, 5, 2, 16), bn(c3, True), nn.LeakyReLU(0.2),
         nn.Flatten(), nn.Linear(8 * 8 * c3, latent))
+
+
+class BanisNets(nn.Module):
+    """The six networks under the names banis-train's checkpoints use: `banis-export` writes a
+    state_dict that `BanisNets(width, latent).load_state_dict(...)` takes as it is (module indices
+    are the same as ours; a convolution's weight is one level down, in `.conv`)."""
+
+    def __init__(self, width, latent):
+        super().__init__()
+        self.gen_a, self.gen_b = generator(width, latent), generator(width, latent)
+        self.disc_a, self.disc_b = discriminator(width), discriminator(width)
+        self.enc_a, self.enc_b = encoder(width, latent), encoder(width, latent)
 
 
 class Banis:
     def __init__(self, width, latent, dev):
         self.latent = latent
-        self.gen = [generator(width, latent).to(dev) for _ in range(2)]
-        self.disc = [discriminator(width).to(dev) for _ in range(2)]
-        self.enc = [encoder(width, latent).to(dev) for _ in range(2)]
+        self.nets = BanisNets(width, latent).to(dev)
+        self.gen = [self.nets.gen_a, self.nets.gen_b]
+        self.disc = [self.nets.disc_a, self.nets.disc_b]
+        self.enc = [self.nets.enc_a, self.nets.enc_b]
         adam = lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.5, 0.999), eps=1e-7)
         self.opt_d = [adam(self.disc[x].parameters(), 2e-5) for x in range(2)]
         self.opt_g = [adam(self.gen[0].parameters(), 2e-5), adam(self.gen[1].parameters(), 1e-5)]
