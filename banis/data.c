@@ -22,8 +22,8 @@ void banis_dataset_free(banis_dataset *d) {
 }
 
 prepare_options prepare_defaults(void) {
-    return (prepare_options){.layout = LAYOUT_SIDE_BY_SIDE, .scale = 4, .channel_a = 0, .channel_b = 1,
-                             .tiff_channels = 2};
+    return (prepare_options){.layout = LAYOUT_AUTO, .scale = 4, .channel_a = 0, .channel_b = 1,
+                             .tiff_channels = 0};
 }
 
 int prepare_read_boxes(const char *path, prepare_options *o) {
@@ -285,29 +285,155 @@ static image *grey_page(const char *path, image **pages, int i) {
     return g;
 }
 
+static const char *layout_name(data_layout l) {
+    return l == LAYOUT_FOLDERS ? "folders" : l == LAYOUT_TIFF ? "tiff" : l == LAYOUT_SIDE_BY_SIDE ? "side-by-side" : "auto";
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+// A file whose pages form a stack: several pages, 2 channels per pixel, or metadata saying so.
+static bool is_stack(int n_pages, image **pages, const image_stack_info *info) {
+    return n_pages > 1 || pages[0]->c == 2 || (info->source[0] && info->channels > 1);
+}
+
+// How the single-channel pages of a TIFF stack hold channels, slices and frames: from its
+// ImageJ/OME metadata, or --tiff-channels; what neither settles is refused, naming the flag.
+static int stack_geometry(const char *path, int n_pages, const image_stack_info *meta, const prepare_options *o,
+                          image_stack_info *g) {
+    if (meta->source[0]) {
+        if (o->tiff_channels > 0 && o->tiff_channels != meta->channels) {
+            err_set("%s: its %s metadata says %d channel%s, --tiff-channels says %d: drop the flag (or fix the file)",
+                    path, meta->source, meta->channels, meta->channels == 1 ? "" : "s", o->tiff_channels);
+            return -1;
+        }
+        if (meta->channels * meta->slices * meta->frames != n_pages) {
+            err_set("%s: its %s metadata says %d channels x %d slices x %d frames = %d pages; the file has %d",
+                    path, meta->source, meta->channels, meta->slices, meta->frames,
+                    meta->channels * meta->slices * meta->frames, n_pages);
+            return -1;
+        }
+        *g = *meta;
+        return 0;
+    }
+    if (o->tiff_channels <= 0) {
+        err_set("%s: %d single-channel pages and no ImageJ or OME description of its channels: give "
+                "--tiff-channels N (pages alternate channels: page = slice * N + channel)",
+                path, n_pages);
+        return -1;
+    }
+    if (n_pages % o->tiff_channels) {
+        err_set("%s: %d pages do not divide into %d channels", path, n_pages, o->tiff_channels);
+        return -1;
+    }
+    *g = (image_stack_info){.channels = o->tiff_channels, .slices = n_pages / o->tiff_channels, .frames = 1,
+                            .order = "CZT"};
+    return 0;
+}
+
+// The pairs of one TIFF stack: every slice (and frame), or the middle half of them.
+static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **pa, int na,
+                         const image_stack_info *meta, const prepare_options *o, float *ca, float *cb) {
+    bool multi = pa[0]->c > 1; // channels interleaved in each page: pages are slices
+    image_stack_info g = {.channels = pa[0]->c, .slices = na, .frames = 1, .order = "CZT"};
+    if (multi && meta->source[0] && meta->channels != pa[0]->c && meta->channels != 1) {
+        err_set("%s: its %s metadata says %d channels, its pages hold %d", path, meta->source, meta->channels, pa[0]->c);
+        return -1;
+    }
+    if (!multi && stack_geometry(path, na, meta, o, &g)) return -1;
+    if (o->channel_a >= g.channels || o->channel_b >= g.channels) {
+        err_set("%s: channels %d and %d requested (--channels); the file has %d", path, o->channel_a, o->channel_b,
+                g.channels);
+        return -1;
+    }
+    int count = g.slices * g.frames, s0 = 0, s1 = count;
+    if (o->middle_half && count >= 4) {
+        s0 = count / 4;
+        s1 = s0 + count / 2;
+    }
+    for (int i = 0; i < na; i++)
+        if (pa[i]->w != pa[0]->w || pa[i]->h != pa[0]->h || pa[i]->c != pa[0]->c) {
+            err_set("%s: page %d is %dx%d with %d channels, page 0 %dx%d with %d", path, i, pa[i]->w, pa[i]->h,
+                    pa[i]->c, pa[0]->w, pa[0]->h, pa[0]->c);
+            return -1;
+        }
+    for (int s = s0; s < s1; s++) {
+        int z = s % g.slices, t = s / g.slices;
+        image *ia, *ib;
+        if (multi) {
+            ia = image_channel(pa[s], o->channel_a);
+            ib = ia ? image_channel(pa[s], o->channel_b) : NULL;
+        } else {
+            ia = image_channel(pa[image_stack_page(&g, o->channel_a, z, t)], 0);
+            ib = ia ? image_channel(pa[image_stack_page(&g, o->channel_b, z, t)], 0) : NULL;
+        }
+        int got = ib ? prepare_pair(ia, ib, o, ca, cb) : -1;
+        image_free(ia);
+        image_free(ib);
+        if (got < 0 || append(d, cap, ca, cb, got)) {
+            if (g.frames > 1) err_prefix("%s slice %d frame %d: ", path, z, t);
+            else err_prefix("%s slice %d: ", path, z);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
     banis_dataset *d = calloc(1, sizeof *d);
     int cap = 0, n_names = 0;
     char **names = NULL;
-    char path[4096], path_b[4096];
+    char path[4096], path_b[4096], note[160] = "";
     float *ca = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
     float *cb = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
     if (!d || !ca || !cb) {
         err_set("out of host memory");
         goto fail;
     }
+    data_layout layout = o->layout;
     char sub[4096];
-    snprintf(sub, sizeof sub, "%s%s", dir, o->layout == LAYOUT_FOLDERS ? "/A" : "");
+    if (layout == LAYOUT_AUTO) {
+        snprintf(sub, sizeof sub, "%s/A", dir);
+        snprintf(path_b, sizeof path_b, "%s/B", dir);
+        if (is_dir(sub) && is_dir(path_b)) {
+            layout = LAYOUT_FOLDERS;
+            snprintf(note, sizeof note, "layout folders: found A/ and B/");
+        }
+    }
+    snprintf(sub, sizeof sub, "%s%s", dir, layout == LAYOUT_FOLDERS ? "/A" : "");
     n_names = list_images(sub, &names);
     if (n_names < 0) goto fail;
     for (int f = 0; f < n_names; f++) {
         image **pa = NULL, **pb = NULL;
         int na = 0, nb = 0;
+        image_stack_info info;
         snprintf(path, sizeof path, "%s/%s", sub, names[f]);
-        na = image_read(path, &pa);
+        na = image_read_stack(path, &pa, &info);
         if (na < 0) goto fail;
+        bool stack = is_stack(na, pa, &info);
+        if (layout == LAYOUT_AUTO) { // the first file decides; every later one must agree
+            if (stack) layout = LAYOUT_TIFF;
+            else if (pa[0]->c >= 3) {
+                err_set("%s: a single colour image, which could be one slice side by side (membrane left, nuclei "
+                        "right) or two channels in its colours: give --layout side-by-side, or --layout tiff "
+                        "--channels A,B", path);
+                image_free_pages(pa, na);
+                goto fail;
+            } else layout = LAYOUT_SIDE_BY_SIDE;
+            snprintf(note, sizeof note, "layout %s, from %s: %s", layout_name(layout), names[f],
+                     !stack ? "one grey page" : info.source[0] ? info.source : na > 1 ? "several pages" : "channels");
+        }
+        if (stack && layout != LAYOUT_TIFF) {
+            err_set("%s: a stack (%d page%s of %d channel%s%s%s) where the %s layout reads one slice per file: give "
+                    "--layout tiff", path, na, na == 1 ? "" : "s", pa[0]->c, pa[0]->c == 1 ? "" : "s",
+                    info.source[0] ? ", described by " : "", info.source, layout_name(layout));
+            image_free_pages(pa, na);
+            goto fail;
+        }
         int got = 0;
-        if (o->layout == LAYOUT_SIDE_BY_SIDE) {
+        if (layout == LAYOUT_SIDE_BY_SIDE) {
             image *g = grey_page(path, pa, 0);
             if (!g) { image_free_pages(pa, na); goto fail; }
             if (g->w < 2 * o->scale) {
@@ -318,7 +444,7 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
             got = l && r ? prepare_pair(l, r, o, ca, cb) : -1;
             image_free(l); image_free(r); image_free(g);
             if (got < 0 || append(d, &cap, ca, cb, got)) { err_prefix("%s: ", path); image_free_pages(pa, na); goto fail; }
-        } else if (o->layout == LAYOUT_FOLDERS) {
+        } else if (layout == LAYOUT_FOLDERS) {
             snprintf(path_b, sizeof path_b, "%s/B/%s", dir, names[f]);
             nb = image_read(path_b, &pb);
             if (nb < 0) {
@@ -326,45 +452,22 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
                 image_free_pages(pa, na);
                 goto fail;
             }
+            if (nb > 1) {
+                err_set("%s: %d pages where the folders layout reads one slice per file: give --layout tiff", path_b, nb);
+                image_free_pages(pa, na); image_free_pages(pb, nb); goto fail;
+            }
             image *ga = grey_page(path, pa, 0), *gb = ga ? grey_page(path_b, pb, 0) : NULL;
             got = gb ? prepare_pair(ga, gb, o, ca, cb) : -1;
             image_free(ga); image_free(gb);
             image_free_pages(pb, nb);
             if (got < 0 || append(d, &cap, ca, cb, got)) { err_prefix("%s: ", path); image_free_pages(pa, na); goto fail; }
-        } else { // TIFF stacks
-            int z_count, multi = pa[0]->c > 1;
-            z_count = multi ? na : na / o->tiff_channels;
-            if (!multi && na % o->tiff_channels) {
-                err_set("%s: %d pages do not divide into %d channels", path, na, o->tiff_channels);
-                image_free_pages(pa, na); goto fail;
-            }
-            int z0 = 0, z1 = z_count;
-            if (o->middle_half && z_count >= 4) { z0 = z_count / 4; z1 = z0 + z_count / 2; }
-            for (int z = z0; z < z1; z++) {
-                image *ia, *ib;
-                if (multi) {
-                    ia = image_channel(pa[z], o->channel_a);
-                    ib = ia ? image_channel(pa[z], o->channel_b) : NULL;
-                } else {
-                    int ka = z * o->tiff_channels + o->channel_a, kb = z * o->tiff_channels + o->channel_b;
-                    if (o->channel_a >= o->tiff_channels || o->channel_b >= o->tiff_channels) {
-                        err_set("%s: channel %d/%d requested of %d per slice", path, o->channel_a, o->channel_b, o->tiff_channels);
-                        image_free_pages(pa, na); goto fail;
-                    }
-                    ia = image_channel(pa[ka], 0);
-                    ib = ia ? image_channel(pa[kb], 0) : NULL;
-                }
-                got = ib ? prepare_pair(ia, ib, o, ca, cb) : -1;
-                image_free(ia); image_free(ib);
-                if (got < 0 || append(d, &cap, ca, cb, got)) {
-                    err_prefix("%s slice %d: ", path, z);
-                    image_free_pages(pa, na); goto fail;
-                }
-            }
+        } else if (prepare_stack(d, &cap, path, pa, na, &info, o, ca, cb)) {
+            image_free_pages(pa, na);
+            goto fail;
         }
         image_free_pages(pa, na);
     }
-    snprintf(d->source, sizeof d->source, "%s (%d files)", dir, n_names);
+    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, n_names, note[0] ? "; " : "", note);
     free_names(names, n_names);
     free(ca);
     free(cb);

@@ -45,6 +45,8 @@ banis_dataset *banis_synthetic(const synth_config *c, int n, uint64_t seed);
 
 // ---- real images ----------------------------------------------------------------------------
 typedef enum {
+    LAYOUT_AUTO,         // from the files: DIR/A + DIR/B folders; stacks (several pages, several
+                         // channels, or ImageJ/OME metadata); single grey pages side by side
     LAYOUT_SIDE_BY_SIDE, // each file holds one slice: membrane left half, nuclei right half
     LAYOUT_FOLDERS,      // DIR/A/name and DIR/B/name, matched by file name
     LAYOUT_TIFF,         // multi-page or multi-channel TIFF stacks
@@ -57,7 +59,9 @@ typedef struct {
     int boxes[PREP_MAX_BOXES][4]; // [row0, row1, col0, col1] at the raw image's scale
     int scale;            // resize factor (default 4: 512 -> 128)
     // TIFF: which channels hold A and B. Multi-channel pages: sample index; single-channel
-    // stacks: pages alternate A, B, A, B... when channels == 2 (page = z*2 + channel).
+    // pages: the channel count and page order from ImageJ's or OME's metadata, else
+    // tiff_channels N given (pages alternate channels: page = slice * N + channel); 0 = from
+    // the file (a stack that does not say is refused, naming the flag).
     int channel_a, channel_b, tiff_channels;
     bool middle_half;     // keep the middle half of each stack's slices (the paper: 15 of 30)
 } prepare_options;

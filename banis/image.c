@@ -208,7 +208,91 @@ static void tiff_error(const char *module, const char *fmt, va_list ap) {
     vsnprintf(tiff_msg, sizeof tiff_msg, fmt, ap);
 }
 
-static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, image ***pages_out) {
+// ---- stack metadata ------------------------------------------------------------------------
+// The integer value after `key` (e.g. "channels=") at a line start, or 0 when absent.
+static int imagej_value(const char *desc, const char *key, bool *bad) {
+    size_t k = strlen(key);
+    for (const char *p = desc; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, key, k)) {
+            char *end;
+            long v = strtol(p + k, &end, 10);
+            if (end == p + k || v < 1 || v > IMAGE_MAX_PAGES) *bad = true;
+            return (int)v;
+        }
+    return 0;
+}
+
+// The value of XML attribute `name` inside the element starting at `el` (up to its '>').
+static bool xml_attr(const char *el, const char *name, char *out, size_t n) {
+    const char *end = strchr(el, '>');
+    size_t k = strlen(name);
+    for (const char *p = el; (p = strstr(p, name)) && (!end || p < end); p += k) {
+        if (p[-1] != ' ' && p[-1] != '\t' && p[-1] != '\n' && p[-1] != '\r') continue;
+        const char *q = p + k;
+        while (*q == ' ') q++;
+        if (*q++ != '=') continue;
+        while (*q == ' ') q++;
+        char quote = *q++;
+        if (quote != '"' && quote != '\'') continue;
+        const char *close = strchr(q, quote);
+        if (!close || (size_t)(close - q) >= n) return false;
+        memcpy(out, q, (size_t)(close - q));
+        out[close - q] = 0;
+        return true;
+    }
+    return false;
+}
+
+int image_parse_description(const char *desc, image_stack_info *info) {
+    memset(info, 0, sizeof *info);
+    if (!desc) return 0;
+    bool bad = false;
+    if (!strncmp(desc, "ImageJ=", 7)) {
+        snprintf(info->source, sizeof info->source, "ImageJ");
+        snprintf(info->order, sizeof info->order, "CZT"); // ImageJ hyperstacks: XYCZT
+        info->channels = imagej_value(desc, "channels=", &bad);
+        info->slices = imagej_value(desc, "slices=", &bad);
+        info->frames = imagej_value(desc, "frames=", &bad);
+        int images = imagej_value(desc, "images=", &bad);
+        if (!info->channels) info->channels = 1;
+        if (!info->frames) info->frames = 1;
+        if (!info->slices) info->slices = images && !bad ? images / (info->channels * info->frames) : 1;
+        if (bad || info->slices < 1) return -1;
+        return 0;
+    }
+    const char *px = strstr(desc, "<Pixels ");
+    if (!px) px = strstr(desc, ":Pixels "); // a namespace prefix (<ome:Pixels ...>)
+    if (!px || !strstr(desc, "OME")) return 0;
+    snprintf(info->source, sizeof info->source, "OME");
+    char v[32], order[16];
+    const char *names[3] = {"SizeC", "SizeZ", "SizeT"};
+    int *dst[3] = {&info->channels, &info->slices, &info->frames};
+    for (int i = 0; i < 3; i++) {
+        long x = xml_attr(px, names[i], v, sizeof v) ? strtol(v, NULL, 10) : 1;
+        if (x < 1 || x > IMAGE_MAX_PAGES) return -1;
+        *dst[i] = (int)x;
+    }
+    if (!xml_attr(px, "DimensionOrder", order, sizeof order)) snprintf(order, sizeof order, "XYCZT");
+    if (strlen(order) != 5 || strncmp(order, "XY", 2) || !strchr(order + 2, 'C') || !strchr(order + 2, 'Z') ||
+        !strchr(order + 2, 'T'))
+        return -1;
+    snprintf(info->order, sizeof info->order, "%s", order + 2);
+    return 0;
+}
+
+int image_stack_page(const image_stack_info *info, int c, int z, int t) {
+    int page = 0, stride = 1;
+    for (int i = 0; i < 3; i++) {
+        char d = info->order[i];
+        int idx = d == 'C' ? c : d == 'Z' ? z : t, size = d == 'C' ? info->channels : d == 'Z' ? info->slices : info->frames;
+        page += idx * stride;
+        stride *= size;
+    }
+    return page;
+}
+
+static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, image ***pages_out,
+                       image_stack_info *info) {
     TIFFSetErrorHandler(tiff_error);
     TIFFSetWarningHandler(NULL);
     tiff_mem m = {bytes, n, 0};
@@ -217,6 +301,16 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
     if (!tif) {
         err_set("%s: corrupt TIFF: %s", name, tiff_msg[0] ? tiff_msg : "cannot open");
         return -1;
+    }
+    if (info) {
+        char *desc = NULL;
+        if (TIFFGetField(tif, TIFFTAG_IMAGEDESCRIPTION, &desc) != 1) desc = NULL;
+        if (image_parse_description(desc, info)) {
+            err_set("%s: its %s description is inconsistent (channels, slices, frames or order)", name,
+                    info->source);
+            TIFFClose(tif);
+            return -1;
+        }
     }
     image **pages = NULL;
     int np = 0;
@@ -305,19 +399,27 @@ fail:
     return -1;
 }
 
-int image_decode(const char *name, const unsigned char *bytes, size_t n, image ***pages) {
+static int decode(const char *name, const unsigned char *bytes, size_t n, image ***pages,
+                  image_stack_info *info) {
+    if (info) memset(info, 0, sizeof *info);
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (n >= 8 && !memcmp(bytes, png_sig, 8)) return decode_png(name, bytes, n, pages);
     if (n >= 4 && ((bytes[0] == 'I' && bytes[1] == 'I' && bytes[2] == 42 && bytes[3] == 0) ||
                    (bytes[0] == 'M' && bytes[1] == 'M' && bytes[2] == 0 && bytes[3] == 42) ||
                    (bytes[0] == 'I' && bytes[1] == 'I' && bytes[2] == 43 && bytes[3] == 0) ||
                    (bytes[0] == 'M' && bytes[1] == 'M' && bytes[2] == 0 && bytes[3] == 43)))
-        return decode_tiff(name, bytes, n, pages);
+        return decode_tiff(name, bytes, n, pages, info);
     err_set("%s: not a PNG or TIFF file (%s)", name, n < 8 ? "too short" : "unknown signature");
     return -1;
 }
 
-int image_read(const char *path, image ***pages) {
+int image_decode(const char *name, const unsigned char *bytes, size_t n, image ***pages) {
+    return decode(name, bytes, n, pages, NULL);
+}
+
+int image_read(const char *path, image ***pages) { return image_read_stack(path, pages, NULL); }
+
+int image_read_stack(const char *path, image ***pages, image_stack_info *info) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         err_set("%s: cannot open: %s", path, strerror(errno));
@@ -343,7 +445,7 @@ int image_read(const char *path, image ***pages) {
         return -1;
     }
     fclose(f);
-    int n = image_decode(path, buf, (size_t)size, pages);
+    int n = decode(path, buf, (size_t)size, pages, info);
     free(buf);
     return n;
 }

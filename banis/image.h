@@ -27,6 +27,22 @@ static inline float *image_at(const image *im, int x, int y) {
 int image_read(const char *path, image ***pages);
 // Decodes from memory (used by the fuzzer); `name` appears in error messages.
 int image_decode(const char *name, const unsigned char *bytes, size_t n, image ***pages);
+
+// What a TIFF says about how its pages form a stack: ImageJ's description ("channels=3\n
+// slices=5\n...", pages in C, Z, T order) or OME-XML's <Pixels SizeC SizeZ SizeT
+// DimensionOrder>. Without either, source is "" and the counts are 0 (unknown).
+typedef struct {
+    char source[8];   // "ImageJ", "OME" or ""
+    int channels, slices, frames;
+    char order[4];    // C, Z, T as they vary across pages, fastest first ("CZT" for ImageJ)
+} image_stack_info;
+// Parses an ImageDescription; 0 with source "" when it is neither, -1 when it is one of them
+// but inconsistent (a count < 1 or > IMAGE_MAX_PAGES, an order that is not a permutation).
+int image_parse_description(const char *desc, image_stack_info *info);
+// image_read, plus what the file says about its stack (info->source "" for PNG and plain TIFF).
+int image_read_stack(const char *path, image ***pages, image_stack_info *info);
+// The page holding channel c of slice z, frame t under `info`'s order.
+int image_stack_page(const image_stack_info *info, int c, int z, int t);
 void image_free_pages(image **pages, int n);
 
 // Writes 8-bit PNG (1 = grey, 3 = RGB) from values in [lo, hi] (clamped). Atomic.

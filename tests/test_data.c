@@ -221,11 +221,16 @@ START_TEST(test_folders_layout_and_unmatched) {
 }
 END_TEST
 
-static void write_tiff(const char *path, int pages, int spp, int bps, int w, int h, int value_step) {
+// A TIFF of `pages` pages of `spp` interleaved channels; channel c of page pg is a disc whose
+// brightness encodes (page, channel) and whose radius grows with the page, so each page's
+// preprocessed crop differs. `desc`: an ImageDescription on the first page (ImageJ, OME) or NULL.
+static void write_tiff_desc(const char *path, int pages, int spp, int bps, int w, int h, int value_step,
+                            const char *desc) {
     TIFF *t = TIFFOpen(path, "w");
     ck_assert_ptr_nonnull(t);
     unsigned char *row = malloc((size_t)(w * spp * bps / 8));
     for (int pg = 0; pg < pages; pg++) {
+        if (pg == 0 && desc) TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, desc);
         TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
         TIFFSetField(t, TIFFTAG_IMAGELENGTH, h);
         TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bps);
@@ -238,7 +243,8 @@ static void write_tiff(const char *path, int pages, int spp, int bps, int w, int
             for (int x = 0; x < w * spp; x++) {
                 // channel c of page pg: a disc whose brightness encodes (page, channel)
                 int c = x % spp, px = x / spp;
-                int inside = (px - w / 2) * (px - w / 2) + (y - h / 2) * (y - h / 2) < (w / 4) * (w / 4);
+                int r = w / 8 + 2 * pg;
+                int inside = (px - w / 2) * (px - w / 2) + (y - h / 2) * (y - h / 2) < r * r;
                 int v = inside ? (pg * spp + c + 1) * value_step : 0;
                 if (bps == 16) ((uint16_t *)row)[x] = (uint16_t)v;
                 else row[x] = (unsigned char)v;
@@ -249,6 +255,10 @@ static void write_tiff(const char *path, int pages, int spp, int bps, int w, int
     }
     free(row);
     TIFFClose(t);
+}
+
+static void write_tiff(const char *path, int pages, int spp, int bps, int w, int h, int value_step) {
+    write_tiff_desc(path, pages, spp, bps, w, h, value_step, NULL);
 }
 
 // One page of a w x h TIFF of the given sample format, pixel (x, y) = f(x, y).
@@ -330,6 +340,11 @@ START_TEST(test_tiff_stacks) {
     prepare_options o = prepare_defaults();
     o.layout = LAYOUT_TIFF;
     o.scale = 1;
+    // no metadata says how many channels the 8 pages hold: refused, naming the flag
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "stack16.tif"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "--tiff-channels"));
+    o.tiff_channels = 2;
     banis_dataset *d = banis_prepare(tmpdir, &o);
     ck_assert_msg(d != NULL, "%s", err_message());
     ck_assert_int_eq(d->n, 4);
@@ -356,6 +371,179 @@ START_TEST(test_tiff_stacks) {
     o.channel_a = 5;
     ck_assert_ptr_null(banis_prepare(tmpdir, &o));
     ck_assert_ptr_nonnull(strstr(err_message(), "multi8.tif"));
+}
+END_TEST
+
+// Each pair of `d` must be prepare_pair of pages (a_page[i], b_page[i]) of `file`'s pages.
+static void assert_pairs_from_pages(const banis_dataset *d, const char *file, const prepare_options *o, int n,
+                                    const int *a_page, const int *b_page) {
+    image **pages;
+    int np = image_read(file, &pages);
+    ck_assert_int_gt(np, 0);
+    ck_assert_int_eq(d->n, n);
+    static float ea[BANIS_PIXELS * PREP_MAX_BOXES], eb[BANIS_PIXELS * PREP_MAX_BOXES];
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(prepare_pair(pages[a_page[i]], pages[b_page[i]], o, ea, eb), 1);
+        ck_assert_msg(!memcmp(ea, d->a + (size_t)i * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS),
+                      "pair %d: A is not page %d", i, a_page[i]);
+        ck_assert_msg(!memcmp(eb, d->b + (size_t)i * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS),
+                      "pair %d: B is not page %d", i, b_page[i]);
+    }
+    image_free_pages(pages, np);
+}
+
+START_TEST(test_stack_metadata) {
+    image_stack_info in;
+    // ImageJ hyperstack descriptions: pages in C, Z, T order
+    ck_assert_int_eq(image_parse_description("ImageJ=1.54f\nimages=12\nchannels=3\nslices=2\nframes=2\n"
+                                             "hyperstack=true\nmode=composite\n", &in), 0);
+    ck_assert_str_eq(in.source, "ImageJ");
+    ck_assert_int_eq(in.channels, 3);
+    ck_assert_int_eq(in.slices, 2);
+    ck_assert_int_eq(in.frames, 2);
+    ck_assert_int_eq(image_stack_page(&in, 2, 1, 1), 2 + 3 * 1 + 6 * 1); // c + C z + C Z t
+    ck_assert_int_eq(image_parse_description("ImageJ=1.53t\nimages=10\nchannels=2\n", &in), 0);
+    ck_assert_int_eq(in.slices, 5); // from images / channels
+    ck_assert_int_eq(image_parse_description("ImageJ=1.53t\nchannels=0\n", &in), -1);
+    // OME-XML: the order from DimensionOrder (XYZCT: Z fastest, then C)
+    ck_assert_int_eq(image_parse_description(
+                         "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
+                         "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZCT\" Type=\"uint16\" "
+                         "SizeX=\"64\" SizeY=\"64\" SizeC=\"2\" SizeZ=\"3\" SizeT=\"1\"></Pixels></Image></OME>", &in), 0);
+    ck_assert_str_eq(in.source, "OME");
+    ck_assert_int_eq(in.channels, 2);
+    ck_assert_int_eq(in.slices, 3);
+    ck_assert_str_eq(in.order, "ZCT");
+    ck_assert_int_eq(image_stack_page(&in, 1, 2, 0), 2 + 3 * 1); // z + Z c
+    ck_assert_int_eq(image_parse_description("<OME><Pixels DimensionOrder=\"XYQCT\" SizeC=\"2\"/></OME>", &in), -1);
+    ck_assert_int_eq(image_parse_description("made by a camera", &in), 0);
+    ck_assert_str_eq(in.source, "");
+
+    make_tmpdir();
+    char p[512];
+    // a 3-channel ImageJ hyperstack, 2 slices (pages c0z0 c1z0 c2z0 c0z1 c1z1 c2z1), membrane in
+    // channel 2, nuclei in channel 0. Read before as 2-channel alternating pages (3 wrong pairs).
+    snprintf(p, sizeof p, "%s/hyper.tif", tmpdir);
+    write_tiff_desc(p, 6, 1, 16, 64, 64, 1000, "ImageJ=1.54f\nimages=6\nchannels=3\nslices=2\nhyperstack=true\n");
+    prepare_options o = prepare_defaults(); // layout auto
+    o.scale = 1;
+    o.channel_a = 2;
+    o.channel_b = 0;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_ptr_nonnull(strstr(d->source, "layout tiff"));
+    ck_assert_ptr_nonnull(strstr(d->source, "ImageJ"));
+    assert_pairs_from_pages(d, p, &o, 2, (int[]){2, 5}, (int[]){0, 3});
+    banis_dataset_free(d);
+    // a --tiff-channels that contradicts the metadata is refused, naming both
+    o.tiff_channels = 2;
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "hyper.tif"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "says 3 channels"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "--tiff-channels says 2"));
+    // a channel the file does not have
+    o.tiff_channels = 0;
+    o.channel_a = 3;
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "the file has 3"));
+    unlink(p);
+    // metadata that does not match the page count
+    snprintf(p, sizeof p, "%s/short.tif", tmpdir);
+    write_tiff_desc(p, 5, 1, 16, 64, 64, 1000, "ImageJ=1.54f\nimages=6\nchannels=3\nslices=2\n");
+    o = prepare_defaults();
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "short.tif"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "the file has 5"));
+    unlink(p);
+    // OME-TIFF, DimensionOrder XYZCT: pages z0c0 z1c0 z2c0 z0c1 z1c1 z2c1
+    snprintf(p, sizeof p, "%s/ome.tif", tmpdir);
+    write_tiff_desc(p, 6, 1, 16, 64, 64, 1000,
+                    "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
+                    "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZCT\" Type=\"uint16\" "
+                    "SizeX=\"64\" SizeY=\"64\" SizeC=\"2\" SizeZ=\"3\" SizeT=\"1\"/></Image></OME>");
+    o = prepare_defaults();
+    o.scale = 1;
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    assert_pairs_from_pages(d, p, &o, 3, (int[]){0, 1, 2}, (int[]){3, 4, 5});
+    banis_dataset_free(d);
+    unlink(p);
+}
+END_TEST
+
+START_TEST(test_layout_detection) {
+    make_tmpdir();
+    char p[512];
+    // a folder of stacks, default options: read as stacks (before: side by side, "2 pairs" of
+    // the halves of the first page)
+    snprintf(p, sizeof p, "%s/s1.tif", tmpdir);
+    write_tiff_desc(p, 4, 1, 16, 64, 64, 1000, "ImageJ=1.54f\nimages=4\nchannels=2\nslices=2\n");
+    snprintf(p, sizeof p, "%s/s2.tif", tmpdir);
+    write_tiff_desc(p, 4, 1, 16, 64, 64, 1000, "ImageJ=1.54f\nimages=4\nchannels=2\nslices=2\n");
+    prepare_options o = prepare_defaults();
+    o.scale = 1;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 4);
+    ck_assert_ptr_nonnull(strstr(d->source, "layout tiff"));
+    banis_dataset_free(d);
+    // the same files with --layout side-by-side: refused, naming the file and the flag
+    o.layout = LAYOUT_SIDE_BY_SIDE;
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "s1.tif"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "--layout tiff"));
+    // a grey side-by-side slice among stacks: the first file decided, the others must agree
+    o.layout = LAYOUT_AUTO;
+    image *a, *b;
+    raw_pair(&a, &b, 3);
+    image *both = image_new(256, 128, 1);
+    image_paste(both, a, 0, 0);
+    image_paste(both, b, 128, 0);
+    snprintf(p, sizeof p, "%s/s0_flat.png", tmpdir);
+    ck_assert_int_eq(image_write_png(p, both, 0, 255), 0);
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o)); // s0_flat.png first: side by side, then s1.tif
+    ck_assert_ptr_nonnull(strstr(err_message(), "s1.tif"));
+    snprintf(p, sizeof p, "%s/s1.tif", tmpdir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/s2.tif", tmpdir);
+    unlink(p);
+    // grey single pages: side by side
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 1);
+    ck_assert_ptr_nonnull(strstr(d->source, "layout side-by-side"));
+    banis_dataset_free(d);
+    // a colour single page says nothing about its layout: refused with both flags
+    image *rgb = image_new(256, 128, 3);
+    for (int i = 0; i < 256 * 128; i++)
+        for (int c = 0; c < 3; c++) rgb->data[i * 3 + c] = both->data[i];
+    snprintf(p, sizeof p, "%s/s0_flat.png", tmpdir);
+    ck_assert_int_eq(image_write_png(p, rgb, 0, 255), 0);
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "s0_flat.png"));
+    ck_assert_ptr_nonnull(strstr(err_message(), "--layout side-by-side"));
+    o.layout = LAYOUT_SIDE_BY_SIDE; // said: read as grey, side by side
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 1);
+    banis_dataset_free(d);
+    unlink(p);
+    // A/ and B/ folders: the folders layout
+    snprintf(p, sizeof p, "%s/A", tmpdir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/B", tmpdir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/A/x.png", tmpdir);
+    image_write_png(p, a, 0, 255);
+    snprintf(p, sizeof p, "%s/B/x.png", tmpdir);
+    image_write_png(p, b, 0, 255);
+    o.layout = LAYOUT_AUTO;
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 1);
+    ck_assert_ptr_nonnull(strstr(d->source, "layout folders"));
+    banis_dataset_free(d);
+    image_free(a); image_free(b); image_free(both); image_free(rgb);
 }
 END_TEST
 
@@ -453,6 +641,8 @@ int main(void) {
     tcase_add_test(tc, test_side_by_side_layout);
     tcase_add_test(tc, test_folders_layout_and_unmatched);
     tcase_add_test(tc, test_tiff_stacks);
+    tcase_add_test(tc, test_stack_metadata);
+    tcase_add_test(tc, test_layout_detection);
     tcase_add_test(tc, test_tiff_float_and_signed);
     tcase_add_test(tc, test_bad_input_refused);
     tcase_add_test(tc, test_split_and_sampler);

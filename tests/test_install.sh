@@ -63,7 +63,7 @@ cmp -s "$work/shared.safetensors" "$work/static.safetensors" || fail "shared and
 ok "static build trains to the same bytes"
 
 # The programs are installed and run from the prefix.
-for p in banis-train banis-sample banis-data banis-eval banis-bench; do
+for p in banis-train banis-sample banis-data banis-eval banis-bench banis-export; do
   [ -x "$prefix/bin/$p" ] || fail "$p not installed"
   "$prefix/bin/$p" --help >/dev/null || fail "$p --help"
 done

@@ -101,7 +101,26 @@ if "$sample" --ckpt "$tmp/poison.safetensors" --n 4 --out "$tmp/poison-out" > "$
 grep -q "poison.safetensors: gen_a.* holds a NaN or an infinity" "$tmp/poison.log" || fail "poisoned checkpoint: $(cat "$tmp/poison.log")"
 # banis-data prepare makes its output's missing parents, and --data takes the prepared folder
 synth=$(dirname "$train")/tools/banis-data
-"$synth" synth --n 30 --out "$tmp/raw" > /dev/null 2>&1 || fail "banis-data synth"
+# 30 raw grey slices side by side (membrane ring left, nucleus right), as a microscope saves them
+python3 - "$tmp/raw" <<'PY' || fail "writing raw slices"
+import os, struct, sys, zlib
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+def png(path, w, h, px):
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    rows = b"".join(b"\0" + bytes(px[y * w:(y + 1) * w]) for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+for k in range(30):
+    r = 30 + k % 20
+    px = []
+    for y in range(256):
+        for x in range(512):
+            d2 = (x % 256 - 128) ** 2 + (y - 128) ** 2
+            px.append(200 if (x < 256 and (r - 4) ** 2 < d2 < r * r) or (x >= 256 and d2 < 64) else 10)
+    png(f"{out}/slice_{k:02d}.png", 512, 256, px)
+PY
 "$synth" prepare "$tmp/raw" --out "$tmp/deep/er/prepared" > "$tmp/prep.log" 2>&1 || fail "prepare into a new nested folder: $(tail -2 "$tmp/prep.log")"
 [ -s "$tmp/deep/er/prepared/dataset.safetensors" ] || fail "no dataset.safetensors"
 "$train" --preset tiny --device cpu --data "$tmp/deep/er/prepared" --out "$tmp/fromprep" --max-steps 1 > "$tmp/fromprep.log" 2>&1 \

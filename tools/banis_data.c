@@ -2,7 +2,7 @@
 //   banis-data synth --n N --out DIR [--seed S]
 //       N synthetic pairs as PNG (A | B side by side, and a colour overlay: membrane magenta,
 //       nuclei green), a contact sheet, and the set itself (DIR/dataset.safetensors).
-//   banis-data prepare RAW_DIR --out DIR [--layout side-by-side|folders|tiff] [--boxes FILE]
+//   banis-data prepare RAW_DIR --out DIR [--layout auto|side-by-side|folders|tiff] [--boxes FILE]
 //       [--scale 4] [--channels A,B] [--tiff-channels N] [--middle-half]
 //       The paper's preprocessing of a folder of raw images into DIR/dataset.safetensors,
 //       with a contact sheet to look at.
@@ -18,10 +18,16 @@
 static int usage_to(FILE *f, int rc) {
     fprintf(f,
             "usage: banis-data synth --n N --out DIR [--seed S]\n"
-            "       banis-data prepare RAW_DIR --out DIR [--layout side-by-side|folders|tiff]\n"
-            "                  [--boxes FILE] [--scale 4] [--channels 0,1] [--tiff-channels 2] [--middle-half]\n"
+            "       banis-data prepare RAW_DIR --out DIR [--layout auto|side-by-side|folders|tiff]\n"
+            "                  [--boxes FILE] [--scale 4] [--channels 0,1] [--tiff-channels N] [--middle-half]\n"
             "synth writes N synthetic membrane/nuclei pairs as PNG plus a contact sheet;\n"
-            "prepare turns raw microscopy images into the 64x64 training set (DIR/dataset.safetensors).\n");
+            "prepare turns raw microscopy images into the 64x64 training set (DIR/dataset.safetensors).\n"
+            "  --layout auto        (default) from the files: RAW_DIR/A + RAW_DIR/B -> folders; TIFF stacks\n"
+            "                       (several pages or channels, ImageJ/OME metadata) -> tiff; one grey\n"
+            "                       page per file -> side-by-side (membrane left, nuclei right)\n"
+            "  --channels A,B       the channels holding membrane and nuclei (default 0,1)\n"
+            "  --tiff-channels N    channels per slice of a stack of single-channel pages that has no\n"
+            "                       ImageJ or OME metadata (page = slice * N + channel)\n");
     return rc;
 }
 static int usage(void) { return usage_to(stderr, 2); }
@@ -78,10 +84,11 @@ int main(int argc, char **argv) {
             if (*end || n < 1 || n > 1000000) { fprintf(stderr, "banis-data: --n must be 1..1000000\n"); return 2; }
         } else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--layout")) {
-            if (!strcmp(v, "side-by-side")) po.layout = LAYOUT_SIDE_BY_SIDE;
+            if (!strcmp(v, "auto")) po.layout = LAYOUT_AUTO;
+            else if (!strcmp(v, "side-by-side")) po.layout = LAYOUT_SIDE_BY_SIDE;
             else if (!strcmp(v, "folders")) po.layout = LAYOUT_FOLDERS;
             else if (!strcmp(v, "tiff")) po.layout = LAYOUT_TIFF;
-            else { fprintf(stderr, "banis-data: unknown layout '%s'\n", v); return 2; }
+            else { fprintf(stderr, "banis-data: unknown layout '%s' (auto, side-by-side, folders, tiff)\n", v); return 2; }
         } else if (!strcmp(a, "--boxes")) {
             if (prepare_read_boxes(v, &po)) { fprintf(stderr, "banis-data: %s\n", err_message()); return 1; }
         } else if (!strcmp(a, "--scale")) {
@@ -104,6 +111,7 @@ int main(int argc, char **argv) {
         d = banis_prepare(raw, &po);
         if (!d) { fprintf(stderr, "banis-data: %s\n", err_message()); return 1; }
         if (d->n == 0) { fprintf(stderr, "banis-data: %s gave no pairs\n", raw); banis_dataset_free(d); return 1; }
+        printf("read %s: %d pairs\n", d->source, d->n);
     } else {
         synth_config c = synth_defaults();
         d = banis_synthetic(&c, n, seed);
