@@ -1,7 +1,8 @@
 // The elementwise IR interpreter: the index space is cut into chunks; for each chunk every
-// live node is computed over the whole chunk (a tight loop the compiler vectorises), in
-// double precision, then the outputs are stored in their dtype.
-#include <math.h>
+// live node is computed over the whole chunk (a tight loop the compiler vectorises), in the
+// dtype of the program's first output (float32 programs in float, as the CUDA kernels), then the
+// outputs are stored in their dtype.
+#include <tgmath.h>
 #include <string.h>
 
 #include "../../tensor/error.h"
@@ -17,92 +18,17 @@ typedef struct {
     int64_t strides[TENSOR_MAX_DIMS];
 } operand;
 
-static _Thread_local double values[EW_MAX_NODES][CHUNK];
+#define T float
+#define SUFFIX f32
+#include "cpu_elementwise_impl.h"
+#undef T
+#undef SUFFIX
 
-static inline __attribute__((always_inline)) void eval_node(const ew_node *e, int n, int self) {
-    double *r = values[self];
-    const double *a = values[e->a], *b = values[e->b], *c = values[e->c];
-    switch ((ew_opcode)e->op) {
-    case EW_NEG: for (int i = 0; i < n; i++) r[i] = -a[i]; break;
-    case EW_EXP: for (int i = 0; i < n; i++) r[i] = exp(a[i]); break;
-    case EW_LOG: for (int i = 0; i < n; i++) r[i] = log(a[i]); break;
-    case EW_SQRT: for (int i = 0; i < n; i++) r[i] = sqrt(a[i]); break;
-    case EW_RSQRT: for (int i = 0; i < n; i++) r[i] = 1.0 / sqrt(a[i]); break;
-    case EW_ABS: for (int i = 0; i < n; i++) r[i] = fabs(a[i]); break;
-    case EW_TANH: for (int i = 0; i < n; i++) r[i] = tanh(a[i]); break;
-    case EW_SIGMOID: for (int i = 0; i < n; i++) r[i] = 1.0 / (1.0 + exp(-a[i])); break;
-    case EW_RELU: for (int i = 0; i < n; i++) r[i] = a[i] > 0 ? a[i] : 0; break;
-    case EW_SIGN: for (int i = 0; i < n; i++) r[i] = (a[i] > 0) - (a[i] < 0); break;
-    case EW_ADD: for (int i = 0; i < n; i++) r[i] = a[i] + b[i]; break;
-    case EW_SUB: for (int i = 0; i < n; i++) r[i] = a[i] - b[i]; break;
-    case EW_MUL: for (int i = 0; i < n; i++) r[i] = a[i] * b[i]; break;
-    case EW_DIV: for (int i = 0; i < n; i++) r[i] = a[i] / b[i]; break;
-    case EW_MAX: for (int i = 0; i < n; i++) r[i] = a[i] >= b[i] ? a[i] : b[i]; break;
-    case EW_MIN: for (int i = 0; i < n; i++) r[i] = a[i] <= b[i] ? a[i] : b[i]; break;
-    case EW_POW: for (int i = 0; i < n; i++) r[i] = pow(a[i], b[i]); break;
-    case EW_LT: for (int i = 0; i < n; i++) r[i] = a[i] < b[i]; break;
-    case EW_LE: for (int i = 0; i < n; i++) r[i] = a[i] <= b[i]; break;
-    case EW_GT: for (int i = 0; i < n; i++) r[i] = a[i] > b[i]; break;
-    case EW_GE: for (int i = 0; i < n; i++) r[i] = a[i] >= b[i]; break;
-    case EW_EQ: for (int i = 0; i < n; i++) r[i] = a[i] == b[i]; break;
-    case EW_NE: for (int i = 0; i < n; i++) r[i] = a[i] != b[i]; break;
-    case EW_WHERE: for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i]; break;
-    default: break;
-    }
-}
-
-// One work item: every live node over n consecutive elements of a row, then the stores.
-// Cloned for AVX-512 and AVX2 (picked at run time) so that the node loops use wide vectors.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void eval_item(const ew_program *p, const bool *live, const operand *ops, int last, const int64_t *off, int n,
-                      uint64_t first) {
-    const rng stream = {p->rng_seed, p->rng_offset};
-    for (int v = 0; v < p->n_nodes; v++) {
-        if (!live[v]) continue;
-        const ew_node *e = &p->nodes[v];
-        double *r = values[v];
-        if (e->op == EW_RAND_U01 || e->op == EW_RAND_NORMAL || e->op == EW_BERNOULLI) {
-            const double *a = values[e->a];
-            for (int i = 0; i < n; i++) {
-                uint32_t w[4];
-                rng_block(&stream, first + (uint64_t)i, 0, w);
-                r[i] = e->op == EW_RAND_NORMAL ? rng_box_muller(w)
-                       : e->op == EW_RAND_U01  ? rng_u01(w[0], w[1])
-                                               : rng_u01(w[0], w[1]) < a[i];
-            }
-        } else if (e->op == EW_INPUT) {
-            int k = p->n_outputs + e->input;
-            int64_t st = ops[k].strides[last];
-            if (ops[k].dtype == TENSOR_F64) {
-                const double *src = (const double *)ops[k].base + off[k];
-                if (st == 1) memcpy(r, src, (size_t)n * sizeof *r);
-                else if (st == 0) for (int i = 0; i < n; i++) r[i] = src[0];
-                else for (int i = 0; i < n; i++) r[i] = src[i * st];
-            } else {
-                const float *src = (const float *)ops[k].base + off[k];
-                if (st == 1) for (int i = 0; i < n; i++) r[i] = src[i];
-                else if (st == 0) for (int i = 0; i < n; i++) r[i] = src[0];
-                else for (int i = 0; i < n; i++) r[i] = src[i * st];
-            }
-        } else if (e->op == EW_CONST) {
-            for (int i = 0; i < n; i++) r[i] = e->value;
-        } else {
-            eval_node(e, n, v);
-        }
-    }
-    for (int k = 0; k < p->n_outputs; k++) {
-        const double *src = values[p->outputs[k]];
-        int64_t st = ops[k].strides[last];
-        if (ops[k].dtype == TENSOR_F64) {
-            double *dst = (double *)ops[k].base + off[k];
-            for (int i = 0; i < n; i++) dst[i * st] = src[i];
-        } else {
-            float *dst = (float *)ops[k].base + off[k];
-            if (st == 1) for (int i = 0; i < n; i++) dst[i] = (float)src[i];
-            else for (int i = 0; i < n; i++) dst[i * st] = (float)src[i];
-        }
-    }
-}
+#define T double
+#define SUFFIX f64
+#include "cpu_elementwise_impl.h"
+#undef T
+#undef SUFFIX
 
 int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     const tensor *o0 = outs[0];
@@ -138,7 +64,7 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
         for (int k = 0; k < n_ops; k++) ops[k].strides[0] = 0;
         ndim = 1;
     }
-    bool live[EW_MAX_NODES];
+    bool live[EW_MAX_NODES], f64 = o0->dtype == TENSOR_F64; // the compute type, as on CUDA
     ew_live_nodes(p, live);
     // Work items: (row of the outer dims, chunk of the innermost dim). Each operand's offset is
     // computed once per item; along the row it advances by the innermost stride.
@@ -157,7 +83,8 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
             rem /= shape[d];
             for (int k = 0; k < n_ops; k++) off[k] += i * ops[k].strides[d];
         }
-        eval_item(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
+        if (f64) eval_item_f64(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
+        else eval_item_f32(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
     }
     return 0;
 }
