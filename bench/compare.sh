@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# On a GPU machine: our kernels (tools/kernel-bench) beside PyTorch's (cuDNN, TF32) on the same
-# shapes, and the ratio PyTorch-time / our-time (>= 0.7 is the target: at least 0.7x cuDNN's speed).
+# BANIS's ops one by one: ours (tools/kernel-bench) beside PyTorch eager (bench/ops_torch.py) on
+# the same device and shapes, in one run, and per op the ratio our-time / PyTorch-time (< 1: ours
+# is faster). On the CPU, also each of ours as a fraction of the machine's measured FP32 peak.
+# Usage: bench/compare.sh [--device cpu|cuda] [--batch N] [--width F] [--reps N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ours=$(build/tools/kernel-bench "$@")
-theirs=$(python3 bench/conv_torch.py "$@")
-echo "$ours"; echo; echo "$theirs"; echo
-paste <(echo "$ours" | awk 'NR>1 && $0 ~ /(forward|backward)/ {print $(NF-2)}') \
-      <(echo "$theirs" | awk 'NR>1 {print $(NF-1)}') |
-  awk '{ printf "ratio (ours vs cuDNN speed): %.2f\n", $2 / $1 }'
+theirs=$(python3 bench/ops_torch.py "$@")
+echo "$ours" | head -n 2
+echo "$theirs" | head -n 1
+printf '\n%-28s %-8s %10s %10s %8s\n' op pass "ours ms" "torch ms" ratio
+# rows are "name... pass ms rate unit [peak%]"; join on name + pass
+awk 'NR == FNR { if (match($0, / (forward|dx|dw|backward|step) +[0-9.]+ /)) {
+                   key = substr($0, 1, RSTART); sub(/ +$/, "", key)
+                   split(substr($0, RSTART + 1), f, / +/); t[key " " f[1]] = f[2] }
+                 next }
+     match($0, / (forward|dx|dw|backward|step) +[0-9.]+ /) {
+       key = substr($0, 1, RSTART); sub(/ +$/, "", key)
+       split(substr($0, RSTART + 1), f, / +/)
+       k = key " " f[1]
+       if (k in t) printf "%-28s %-8s %10.3f %10.3f %8.2f\n", key, f[1], f[2], t[k], f[2] / t[k] }' \
+  <(echo "$theirs") <(echo "$ours")

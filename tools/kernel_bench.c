@@ -1,16 +1,22 @@
-// kernel-bench (needs a GPU): BANIS's convolution shapes (forward, input gradient, weight
-// gradient) and its elementwise / batch-norm kernels on the CUDA backend, with achieved TFLOP/s
-// and GB/s, each result checked against the CPU backend. bench/conv_torch.py times the same
-// shapes through PyTorch (cuDNN, TF32) and bench/compare.sh prints the ratios.
-// Usage: kernel-bench [--reps N]
+// kernel-bench: BANIS's ops one by one, at its shapes, on the CPU or CUDA backend: each
+// convolution forward, input gradient and weight gradient; batch norm (+ LeakyReLU, fused)
+// forward and backward; LeakyReLU forward and backward; Adam's update; the Linear layers' GEMMs.
+// Prints milliseconds and GFLOP/s (or GB/s for memory-bound ops), and on the CPU the fraction of
+// the machine's FP32 peak, measured here by an FMA loop on every thread. bench/ops_torch.py
+// times the same ops in PyTorch, and bench/compare.sh prints the two side by side with ratios.
+// On CUDA, each convolution's forward result is also checked against the CPU backend.
+// Usage: kernel-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] [--only PREFIX]
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
+#include "../nn/nn.h"
 #include "../ops/backend.h"
-#include "../ops/ops.h"
 #include "../tensor/error.h"
 
 static double now(void) {
@@ -19,23 +25,138 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// The machine's FP32 peak: independent FMA chains on 16-wide vectors, on every thread.
+typedef float v16 __attribute__((vector_size(64)));
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static float fma_loop(long iters) {
+    v16 acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = (v16){0} + (float)i * 1e-3f;
+    const v16 m = (v16){0} + 0.999999f, a = (v16){0} + 1e-7f;
+    for (long k = 0; k < iters; k++)
+        for (int i = 0; i < 12; i++) acc[i] = acc[i] * m + a;
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += acc[i][0];
+    return s;
+}
+
+static double cpu_peak_gflops(void) {
+    const long iters = 20000000;
+    volatile float sink = 0;
+    double t0 = now();
+    int threads = 1;
+#pragma omp parallel reduction(+ : sink)
+    {
+        sink += fma_loop(iters);
+#ifdef _OPENMP
+#pragma omp single
+        threads = omp_get_num_threads();
+#endif
+    }
+    double t = now() - t0;
+    (void)sink;
+    // 12 chains x 16 lanes x 2 flops per iteration and thread (the vector width the compiler
+    // used may be narrower on a CPU without AVX-512; then this is that CPU's peak at its width)
+    return (double)threads * (double)iters * 12 * 16 * 2 / t / 1e9;
+}
+
 typedef struct {
     const char *name;
-    int n, c, h, w, k, r, stride;
+    int c, h, k, stride; // input channels, side, output channels
     bool transpose;
 } conv_shape;
 
-// The paper's sizes, batch 128.
-static const conv_shape shapes[] = {
-    {"G convT 8x8 256->256 s1", 128, 256, 8, 8, 256, 5, 1, true},
-    {"G convT 8x8 256->128 s2", 128, 256, 8, 8, 128, 5, 2, true},
-    {"G convT 16x16 128->64 s2", 128, 128, 16, 16, 64, 5, 2, true},
-    {"G convT 32x32 64->1 s2", 128, 64, 32, 32, 1, 5, 2, true},
-    {"D/E conv 64x64 1->64 s2", 128, 1, 64, 64, 64, 5, 2, false},
-    {"D conv 32x32 64->128 s2", 128, 64, 32, 32, 128, 5, 2, false},
-    {"E conv 32x32 128->256 s2", 128, 128, 32, 32, 256, 5, 2, false},
-    {"E conv 16x16 256->512 s2", 128, 256, 16, 16, 512, 5, 2, false},
-};
+static int ch(double width, int n) {
+    int c = (int)lround(n * width);
+    return c < 1 ? 1 : c;
+}
+
+static const backend *be;
+static device_type dev;
+static const char *only = ""; // --only PREFIX: the ops whose name starts with it
+static bool wanted(const char *name) { return !strncmp(name, only, strlen(only)); }
+static double peak; // GFLOP/s, CPU only
+
+static void report(const char *name, const char *pass, double seconds, double amount, bool bytes) {
+    double rate = amount / seconds / 1e9;
+    printf("%-28s %-8s %10.3f %10.1f %-6s", name, pass, 1e3 * seconds, rate, bytes ? "GB/s" : "GFLOP/s");
+    if (!bytes && peak > 0) printf(" %5.1f%%", 100 * rate / peak);
+    printf("\n");
+    fflush(stdout);
+}
+
+// Mean seconds of `reps` runs of fn after one untimed run; each run in its own scope.
+typedef void (*bench_fn)(void *ctx);
+static double timed(int reps, bench_fn fn, void *ctx) {
+    double t = 0;
+    for (int k = -1; k < reps; k++) {
+        tensor_scope_begin();
+        be->synchronize();
+        double t0 = now();
+        fn(ctx);
+        be->synchronize();
+        if (k >= 0) t += now() - t0;
+        tensor_scope_end();
+    }
+    return t / reps;
+}
+
+typedef struct {
+    tensor *x, *w, *y, *seed, *gamma, *beta, *rm, *rv;
+    op_conv_opts o;
+    bool transpose;
+    op_bn_opts bn;
+    nn_optimizer *opt;
+} bench_ctx;
+
+static tensor *conv(bench_ctx *c) {
+    return c->transpose ? op_conv_transpose2d(c->x, c->w, NULL, &c->o) : op_conv2d(c->x, c->w, NULL, &c->o);
+}
+static void conv_forward(void *p) { conv(p); }
+static void conv_backward(void *p) { // the gradient of whichever of x, w requires one
+    bench_ctx *c = p;
+    ag_backward(conv(c), c->seed);
+    tensor_release(c->x->grad);
+    tensor_release(c->w->grad);
+    c->x->grad = c->w->grad = NULL;
+}
+static void bn_forward(void *p) {
+    bench_ctx *c = p;
+    op_batch_norm(c->x, c->gamma, c->beta, c->rm, c->rv, &c->bn);
+}
+static void bn_backward(void *p) {
+    bench_ctx *c = p;
+    ag_backward(op_batch_norm(c->x, c->gamma, c->beta, c->rm, c->rv, &c->bn), c->seed);
+    tensor_release(c->x->grad);
+    tensor_release(c->gamma->grad);
+    tensor_release(c->beta->grad);
+    c->x->grad = c->gamma->grad = c->beta->grad = NULL;
+}
+static void lrelu_forward(void *p) { op_leaky_relu(((bench_ctx *)p)->x, 0.2); }
+static void lrelu_backward(void *p) {
+    bench_ctx *c = p;
+    ag_backward(op_leaky_relu(c->x, 0.2), c->seed);
+    tensor_release(c->x->grad);
+    c->x->grad = NULL;
+}
+static void adam_step(void *p) { nn_optimizer_step(((bench_ctx *)p)->opt); }
+static void matmul_forward(void *p) {
+    bench_ctx *c = p;
+    op_matmul(c->x, c->w);
+}
+static void matmul_backward(void *p) {
+    bench_ctx *c = p;
+    ag_backward(op_matmul(c->x, c->w), c->seed);
+    tensor_release(c->x->grad);
+    tensor_release(c->w->grad);
+    c->x->grad = c->w->grad = NULL;
+}
+
+static tensor *randn(rng *r, int ndim, const int64_t *shape, double std) {
+    tensor *t = tensor_rand_normal(r, TENSOR_F32, ndim, shape, 0, std, DEVICE_CPU);
+    if (dev == DEVICE_CPU) return t;
+    tensor *d = tensor_to_device(t, dev);
+    tensor_release(t);
+    return d;
+}
 
 static double rel_err(tensor *a, tensor *b) {
     int64_t n = tensor_numel(a);
@@ -52,88 +173,157 @@ static double rel_err(tensor *a, tensor *b) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 20;
-    if (argc == 3 && !strcmp(argv[1], "--reps")) reps = atoi(argv[2]);
-    if (argc == 2 || argc > 3 || reps < 1) {
-        fprintf(stderr, "usage: kernel-bench [--reps N]   (N >= 1)\n");
+    int reps = 10, batch = 128;
+    double width = 1;
+    const char *device = "cuda";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: kernel-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] [--only PREFIX]\n"
+                   "Times BANIS's ops one by one at its shapes (default: the paper's, batch 128, width 1).\n");
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "kernel-bench: %s needs a value (--help)\n", argv[i]);
+            return 2;
+        }
+        const char *a = argv[i], *v = argv[++i];
+        if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--width")) width = atof(v);
+        else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else if (!strcmp(a, "--only")) only = v;
+        else {
+            fprintf(stderr, "kernel-bench: unknown option %s (--help)\n", a);
+            return 2;
+        }
+    }
+    if (reps < 1 || batch < 1 || !(width > 0 && width <= 4) || (strcmp(device, "cpu") && strcmp(device, "cuda"))) {
+        fprintf(stderr, "kernel-bench: --device cpu|cuda, --batch >= 1, --width in (0, 4], --reps >= 1\n");
         return 2;
     }
-    if (!backend_for(DEVICE_CUDA)) {
+    dev = !strcmp(device, "cpu") ? DEVICE_CPU : DEVICE_CUDA;
+    be = backend_for(dev);
+    if (!be) {
         fprintf(stderr, "kernel-bench: %s\n", err_message());
         return 1;
     }
-    const backend *be = backend_for(DEVICE_CUDA);
+    printf("kernel-bench on %s: batch %d, width %g, float32, %d timed reps after 1 untimed\n",
+           backend_device_description(dev), batch, width, reps);
+    if (dev == DEVICE_CPU) {
+        peak = cpu_peak_gflops();
+        printf("machine FP32 peak (FMA loop on every thread): %.1f GFLOP/s\n", peak);
+    }
+    printf("%-28s %-8s %10s %10s\n", "op", "pass", "ms", "rate");
+    int n = batch;
+    const conv_shape shapes[] = {
+        {"G convT 8x8 s1", ch(width, 256), 8, ch(width, 256), 1, true},
+        {"G convT 8x8 s2", ch(width, 256), 8, ch(width, 128), 2, true},
+        {"G convT 16x16 s2", ch(width, 128), 16, ch(width, 64), 2, true},
+        {"G convT 32x32 s2 ->1", ch(width, 64), 32, 1, 2, true},
+        {"D conv 64x64 s2 1->", 1, 64, ch(width, 64), 2, false},
+        {"E conv 64x64 s2 1->", 1, 64, ch(width, 128), 2, false},
+        {"D conv 32x32 s2", ch(width, 64), 32, ch(width, 128), 2, false},
+        {"E conv 32x32 s2", ch(width, 128), 32, ch(width, 256), 2, false},
+        {"E conv 16x16 s2", ch(width, 256), 16, ch(width, 512), 2, false},
+    };
     rng r;
     rng_init(&r, 1);
-    printf("%-28s %-8s %10s %10s %10s\n", "shape", "pass", "ms", "TFLOP/s", "rel err");
+    bench_ctx c = {0};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const conv_shape *s = &shapes[i];
+        if (!wanted(s->name)) continue;
         tensor_scope_begin();
-        tensor *x = tensor_rand_normal(&r, TENSOR_F32, SHAPE(s->n, s->c, s->h, s->w), 0, 1, DEVICE_CPU);
-        tensor *w = s->transpose ? tensor_rand_normal(&r, TENSOR_F32, SHAPE(s->c, s->k, s->r, s->r), 0, 0.05, DEVICE_CPU)
-                                 : tensor_rand_normal(&r, TENSOR_F32, SHAPE(s->k, s->c, s->r, s->r), 0, 0.05, DEVICE_CPU);
-        op_conv_opts o = s->transpose ? op_conv_transpose_same(s->h, s->w, s->r, s->r, s->stride)
-                                      : op_conv_same(s->h, s->w, s->r, s->r, s->stride);
-        tensor *xg = tensor_to_device(x, DEVICE_CUDA), *wg = tensor_to_device(w, DEVICE_CUDA);
-        xg->requires_grad = wg->requires_grad = true;
-        // forward, timed; then backward (input + weight gradients), timed
-        tensor *y = NULL;
-        double flops = 0;
-        for (int pass = 0; pass < 2; pass++) {
-            double t = 0;
-            for (int k = -1; k < reps; k++) {
-                tensor_scope_begin();
-                be->synchronize();
-                op_flops_reset();
-                double t0 = now();
-                tensor *yy = s->transpose ? op_conv_transpose2d(xg, wg, NULL, &o) : op_conv2d(xg, wg, NULL, &o);
-                if (pass == 0) {
-                    be->synchronize();
-                    if (k >= 0) t += now() - t0;
-                    flops = (double)op_flops();
-                    if (k == reps - 1) y = tensor_keep(yy);
-                } else {
-                    tensor *l = op_sum(yy, ALL_AXES, false);
-                    be->synchronize();
-                    op_flops_reset();
-                    double t1 = now();
-                    ag_backward(l, NULL);
-                    be->synchronize();
-                    if (k >= 0) t += now() - t1;
-                    flops = (double)op_flops();
-                }
-                tensor_scope_end();
-            }
-            t /= reps;
-            double err = 0;
-            if (pass == 0) {
-                tensor *ycpu = s->transpose ? op_conv_transpose2d(x, w, NULL, &o) : op_conv2d(x, w, NULL, &o);
-                err = rel_err(ycpu, y);
-            }
-            printf("%-28s %-8s %10.3f %10.2f %10.1e\n", s->name, pass ? "backward" : "forward", 1e3 * t, flops / t / 1e12, err);
+        int oh = s->transpose ? s->h * s->stride : (s->h + s->stride - 1) / s->stride;
+        c.transpose = s->transpose;
+        c.x = randn(&r, SHAPE(n, s->c, s->h, s->h), 1);
+        c.w = s->transpose ? randn(&r, SHAPE(s->c, s->k, 5, 5), 0.05) : randn(&r, SHAPE(s->k, s->c, 5, 5), 0.05);
+        c.seed = randn(&r, SHAPE(n, s->k, oh, oh), 1);
+        c.o = s->transpose ? op_conv_transpose_same(s->h, s->h, 5, 5, s->stride) : op_conv_same(s->h, s->h, 5, 5, s->stride);
+        double macs = (double)n * s->c * s->k * 25 * (s->transpose ? (double)s->h * s->h : (double)oh * oh);
+        report(s->name, "forward", timed(reps, conv_forward, &c), 2 * macs, false);
+        if (s->c > 1) { // the first layers' input is the data: no gradient wanted there
+            c.x->requires_grad = true;
+            report(s->name, "dx", timed(reps, conv_backward, &c), 2 * macs, false);
+            c.x->requires_grad = false;
         }
-        tensor_release(y);
+        c.w->requires_grad = true;
+        report(s->name, "dw", timed(reps, conv_backward, &c), 2 * macs, false);
+        c.w->requires_grad = false;
+        if (dev == DEVICE_CUDA) { // the forward result against the CPU backend
+            tensor *xc = tensor_to_device(c.x, DEVICE_CPU), *wc = tensor_to_device(c.w, DEVICE_CPU);
+            tensor *ycpu = s->transpose ? op_conv_transpose2d(xc, wc, NULL, &c.o) : op_conv2d(xc, wc, NULL, &c.o);
+            printf("%-28s %-8s rel err vs CPU %.1e\n", s->name, "check", rel_err(ycpu, tensor_to_device(conv(&c), DEVICE_CPU)));
+        }
         tensor_scope_end();
     }
-    // elementwise: fused batch-norm apply + LeakyReLU over (128, 128, 16, 16), GB/s moved
-    tensor_scope_begin();
-    tensor *x = tensor_to_device(tensor_rand_normal(&r, TENSOR_F32, SHAPE(128, 128, 16, 16), 0, 1, DEVICE_CPU), DEVICE_CUDA);
-    tensor *g = tensor_ones(TENSOR_F32, SHAPE(128), DEVICE_CUDA), *b = tensor_zeros(TENSOR_F32, SHAPE(128), DEVICE_CUDA);
-    tensor *rm = tensor_zeros(TENSOR_F32, SHAPE(128), DEVICE_CUDA), *rv = tensor_ones(TENSOR_F32, SHAPE(128), DEVICE_CUDA);
-    op_bn_opts bn = {.training = true, .momentum = 0.8, .eps = 1e-3, .act = OP_ACT_LEAKY_RELU, .slope = 0.2};
-    double t = 0;
-    for (int k = -1; k < reps; k++) {
+    // batch norm (training statistics) + LeakyReLU, fused: E's third layer and G's first
+    struct {
+        const char *name;
+        int ndim;
+        int64_t shape[4];
+    } bns[] = {{"BN+LReLU (N,C,16,16)", 4, {n, ch(width, 256), 16, 16}}, {"BN+LReLU (N,8*8*C)", 2, {n, 64 * ch(width, 256)}}};
+    for (int i = 0; i < 2; i++) {
+        if (!wanted(bns[i].name)) continue;
         tensor_scope_begin();
-        be->synchronize();
-        double t0 = now();
-        op_batch_norm(x, g, b, rm, rv, &bn);
-        be->synchronize();
-        if (k >= 0) t += now() - t0;
+        int64_t cdim = bns[i].shape[1];
+        c.x = randn(&r, bns[i].ndim, bns[i].shape, 1);
+        c.seed = randn(&r, bns[i].ndim, bns[i].shape, 1);
+        c.gamma = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
+        c.beta = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
+        c.rm = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
+        c.rv = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
+        c.bn = (op_bn_opts){.training = true, .momentum = 0.8, .eps = 1e-3, .act = OP_ACT_LEAKY_RELU, .slope = 0.2};
+        double bytes = 4.0 * (double)tensor_numel(c.x);
+        report(bns[i].name, "forward", timed(reps, bn_forward, &c), 3 * bytes, true); // x twice, y once
+        c.x->requires_grad = c.gamma->requires_grad = c.beta->requires_grad = true;
+        // forward (3) + backward: x, dy twice (sums, then dx), dx written
+        report(bns[i].name, "backward", timed(reps, bn_backward, &c) , 8 * bytes, true);
+        c.x->requires_grad = c.gamma->requires_grad = c.beta->requires_grad = false;
         tensor_scope_end();
     }
-    t /= reps;
-    double bytes = 4.0 * (double)tensor_numel(x) * 4; // read x twice (stats), once (apply), write y
-    printf("%-28s %-8s %10.3f %10.1f GB/s\n", "batch-norm+LeakyReLU train", "forward", 1e3 * t, bytes / t / 1e9);
+    if (wanted("LeakyReLU")) {
+    tensor_scope_begin();
+    c.x = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
+    c.seed = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
+    double bytes = 4.0 * (double)tensor_numel(c.x);
+    report("LeakyReLU (N,C,32,32)", "forward", timed(reps, lrelu_forward, &c), 2 * bytes, true);
+    c.x->requires_grad = true;
+    report("LeakyReLU (N,C,32,32)", "backward", timed(reps, lrelu_backward, &c), 5 * bytes, true);
     tensor_scope_end();
+    }
+    // Adam over the parameters of BANIS's six networks at this width (about 3.37M at 0.25)
+    if (wanted("Adam")) {
+    tensor_scope_begin();
+    int64_t n_params = (int64_t)lround(3366058.0 * width * width / 0.0625);
+    tensor *param = randn(&r, SHAPE(n_params), 0.05);
+    param->requires_grad = true;
+    param->grad = tensor_keep(randn(&r, SHAPE(n_params), 1e-3)); // owned by param
+    nn_tensor_list list = {0};
+    nn_list_add(&list, "p", param);
+    c.opt = nn_optimizer_new("adam", nn_adam(2e-4, 0.5, 0.999, 1e-7), &list);
+    nn_list_free(&list);
+    // reads p, g, m, v; writes p, m, v
+    report("Adam (BANIS's parameters)", "step", timed(reps, adam_step, &c), 4.0 * 7 * (double)n_params, true);
+    nn_optimizer_free(c.opt);
+    tensor_scope_end();
+    }
+    // the Linear layers: E's last (8*8*C -> 100) and G's first (100 -> 8*8*C)
+    struct {
+        const char *name;
+        int64_t in, out;
+    } lins[] = {{"E Linear 8*8*C->100", 64 * ch(width, 512), 100}, {"G Linear 100->8*8*C", 100, 64 * ch(width, 256)}};
+    for (int i = 0; i < 2; i++) {
+        if (!wanted(lins[i].name)) continue;
+        tensor_scope_begin();
+        c.x = randn(&r, SHAPE(n, lins[i].in), 1);
+        c.w = randn(&r, SHAPE(lins[i].in, lins[i].out), 0.05);
+        c.seed = randn(&r, SHAPE(n, lins[i].out), 1);
+        double flops = 2.0 * n * (double)lins[i].in * (double)lins[i].out;
+        report(lins[i].name, "forward", timed(reps, matmul_forward, &c), flops, false);
+        c.x->requires_grad = c.w->requires_grad = true;
+        report(lins[i].name, "backward", timed(reps, matmul_backward, &c), 2 * flops, false);
+        c.x->requires_grad = c.w->requires_grad = false;
+        tensor_scope_end();
+    }
     return 0;
 }

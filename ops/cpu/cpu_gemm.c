@@ -28,25 +28,30 @@
 #undef MR
 #undef NR
 
-int cpu_gemm(const gemm_args *g) {
+static void gemm_one(const gemm_args *g, int64_t i, bool parallel) {
     size_t es = tensor_dtype_size(g->c->dtype);
-    const char *a = cpu_data(g->a), *b = cpu_data(g->b);
-    char *c = cpu_data(g->c);
-    bool per_thread = g->batch >= cpu_threads() && g->batch > 1;
-#pragma omp parallel for schedule(static) if (per_thread)
-    for (int64_t i = 0; i < g->batch; i++) {
-        const char *ai = a + i * g->a_batch_stride * (int64_t)es;
-        const char *bi = b + i * g->b_batch_stride * (int64_t)es;
-        char *ci = c + i * g->M * g->N * (int64_t)es;
-        if (g->c->dtype == TENSOR_F64) {
-            (per_thread ? cpu_gemm_f64 : cpu_gemm_parallel_f64)(
-                g->M, g->N, g->K, (const double *)ai, g->a_row_stride, g->a_col_stride,
-                (const double *)bi, g->b_row_stride, g->b_col_stride, (double *)ci, g->N, false);
-        } else {
-            (per_thread ? cpu_gemm_f32 : cpu_gemm_parallel_f32)(
-                g->M, g->N, g->K, (const float *)ai, g->a_row_stride, g->a_col_stride,
-                (const float *)bi, g->b_row_stride, g->b_col_stride, (float *)ci, g->N, false);
-        }
+    const char *ai = (const char *)cpu_data(g->a) + i * g->a_batch_stride * (int64_t)es;
+    const char *bi = (const char *)cpu_data(g->b) + i * g->b_batch_stride * (int64_t)es;
+    char *ci = (char *)cpu_data(g->c) + i * g->M * g->N * (int64_t)es;
+    if (g->c->dtype == TENSOR_F64)
+        (parallel ? cpu_gemm_parallel_f64 : cpu_gemm_f64)(g->M, g->N, g->K, (const double *)ai, g->a_row_stride,
+                                                          g->a_col_stride, (const double *)bi, g->b_row_stride,
+                                                          g->b_col_stride, (double *)ci, g->N, false);
+    else
+        (parallel ? cpu_gemm_parallel_f32 : cpu_gemm_f32)(g->M, g->N, g->K, (const float *)ai, g->a_row_stride,
+                                                          g->a_col_stride, (const float *)bi, g->b_row_stride,
+                                                          g->b_col_stride, (float *)ci, g->N, false);
+}
+
+// A batch of at least as many products as threads: one product per thread; otherwise each
+// product split over the threads. (Never the second inside an OpenMP region: libgomp would start
+// a nested team, new threads, for every call.)
+int cpu_gemm(const gemm_args *g) {
+    if (g->batch >= cpu_threads() && g->batch > 1) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < g->batch; i++) gemm_one(g, i, false);
+    } else {
+        for (int64_t i = 0; i < g->batch; i++) gemm_one(g, i, true);
     }
     return 0;
 }
