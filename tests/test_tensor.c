@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../ops/backend.h"
 #include "../ops/ops.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
@@ -16,6 +17,40 @@ static tensor *arange(tensor_dtype dt, int ndim, const int64_t *shape) {
     for (int64_t i = 0; i < n; i++) v[i] = (double)i;
     return tensor_from_doubles(dt, ndim, shape, v, DEVICE_CPU);
 }
+
+START_TEST(test_cpu_allocator_classes) {
+    // The CPU backend's caching allocator: 64-byte aligned blocks that hold what was asked for,
+    // handed out again for a request of the same size class (64 B steps to 4 KiB, then four per
+    // power of two) and not for a larger class. (Under AddressSanitizer nothing is cached.)
+    const backend *be = backend_for(DEVICE_CPU);
+    const size_t sizes[] = {1, 63, 64, 65, 4095, 4096, 4097, 5000, 5120, (size_t)1 << 20, ((size_t)1 << 20) + 1, 3u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        unsigned char *p = be->alloc(sizes[i]);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq((uintptr_t)p % 64, 0);
+        memset(p, 0xab, sizes[i]);
+        ck_assert_int_eq(p[sizes[i] - 1], 0xab);
+        be->free(p);
+#ifndef __SANITIZE_ADDRESS__
+        unsigned char *q = be->alloc(sizes[i]);
+        ck_assert_ptr_eq(q, p); // the same block back
+        be->free(q);
+#endif
+    }
+    // 5000 and 5120 share the class 5120 (4096 + 1024); 5121 is in the next one, 6144
+    void *a = be->alloc(5000);
+    be->free(a);
+    void *b = be->alloc(5121), *c = be->alloc(5120);
+#ifndef __SANITIZE_ADDRESS__
+    ck_assert_ptr_ne(b, a);
+    ck_assert_ptr_eq(c, a);
+#endif
+    memset(b, 1, 5121);
+    memset(c, 2, 5120);
+    be->free(b);
+    be->free(c);
+}
+END_TEST
 
 START_TEST(test_views) {
     tensor_scope_begin();
@@ -262,6 +297,7 @@ int main(void) {
     Suite *s = suite_create("tensor");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_views);
+    tcase_add_test(tc, test_cpu_allocator_classes);
     tcase_add_test(tc, test_broadcasting);
     tcase_add_test(tc, test_cast_and_copy);
     tcase_add_test(tc, test_philox_known_answers);
