@@ -16,8 +16,15 @@ void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t ou
 
 // Element `index` of stream `r`, draw `round` (rounds serve rejection sampling).
 void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]);
+// Elements first .. first + n - 1 of stream `r` (round 0), word k of element i in w[k][i]: the
+// same numbers as rng_block, computed many at a time in vector registers.
+#define RNG_BLOCKS_MAX 256
+void rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MAX]);
 // Uniform in the open interval (0, 1) with 53 random bits, from two 32-bit words.
-double rng_u01(uint32_t hi, uint32_t lo);
+static inline double rng_u01(uint32_t hi, uint32_t lo) {
+    uint64_t bits = (((uint64_t)hi << 32) | lo) >> 11;
+    return ((double)bits + 0.5) * 0x1.0p-53;
+}
 // Standard normal from one block (Box-Muller over words 0-1 and 2-3).
 double rng_box_muller(const uint32_t w[4]);
 

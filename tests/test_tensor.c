@@ -166,6 +166,22 @@ START_TEST(test_philox_known_answers) {
         philox4x32_10(ctr[t], key[t], out);
         for (int i = 0; i < 4; i++) ck_assert_uint_eq(out[i], want[t][i]);
     }
+    // Known answer 0 through the batched form (counter 0, key 0, one element) ...
+    static uint32_t w[4][RNG_BLOCKS_MAX];
+    rng zero = {0, 0};
+    rng_blocks(&zero, 0, 1, w);
+    for (int i = 0; i < 4; i++) ck_assert_uint_eq(w[i][0], want[0][i]);
+    // ... and the batched form equals rng_block element by element, across the counter's
+    // 32-bit carry and for every batch length up to the maximum
+    rng s = {0x0123456789abcdefull, 0xfffffff0ull};
+    for (int n = 1; n <= RNG_BLOCKS_MAX; n += 37) {
+        rng_blocks(&s, 3, n, w);
+        for (int i = 0; i < n; i++) {
+            uint32_t one[4];
+            rng_block(&s, 3 + (uint64_t)i, 0, one);
+            for (int k = 0; k < 4; k++) ck_assert_uint_eq(w[k][i], one[k]);
+        }
+    }
 }
 END_TEST
 

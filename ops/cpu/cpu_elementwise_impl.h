@@ -55,13 +55,16 @@ static void CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const
             const T *a = values[e->a];
             const ew_node *pa = &p->nodes[e->a];
             bool const_prob = e->op == EW_BERNOULLI && pa->op == EW_CONST;
-            for (int i = 0; i < n; i++) {
-                uint32_t w[4];
-                rng_block(&stream, first + (uint64_t)i, 0, w);
-                r[i] = e->op == EW_RAND_NORMAL ? (T)rng_box_muller(w)
-                       : e->op == EW_RAND_U01  ? (T)rng_u01(w[0], w[1])
-                                               : (T)(rng_u01(w[0], w[1]) < (const_prob ? pa->value : (double)a[i]));
-            }
+            static _Thread_local uint32_t w[4][RNG_BLOCKS_MAX];
+            rng_blocks(&stream, first, n, w);
+            if (e->op == EW_RAND_NORMAL)
+                for (int i = 0; i < n; i++) r[i] = (T)rng_box_muller((const uint32_t[4]){w[0][i], w[1][i], w[2][i], w[3][i]});
+            else if (e->op == EW_RAND_U01)
+                for (int i = 0; i < n; i++) r[i] = (T)rng_u01(w[0][i], w[1][i]);
+            else if (const_prob)
+                for (int i = 0; i < n; i++) r[i] = (T)(rng_u01(w[0][i], w[1][i]) < pa->value);
+            else
+                for (int i = 0; i < n; i++) r[i] = (T)(rng_u01(w[0][i], w[1][i]) < (double)a[i]);
         } else if (e->op == EW_INPUT) {
             int k = p->n_outputs + e->input;
             int64_t st = ops[k].strides[last];
