@@ -1,0 +1,116 @@
+// The convolution passes, written once and instantiated by cpu_conv.c for float and double
+// (T, SUFFIX defined there). x: (N, C, H, W), w: (K, C, R, S), y: (N, K, OH, OW); col:
+// (C*R*S, OH*OW) per sample; im2col + GEMM, one sample per thread.
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+// The output columns ow whose input column ow * stride - pad + s lies inside [0, W): [*lo, *hi).
+static inline void CAT(valid_cols_, SUFFIX)(const conv_geometry *g, int64_t s, int64_t *lo, int64_t *hi) {
+    int64_t off = s - g->pad_left; // iw = ow * stride + off
+    int64_t a = off >= 0 ? 0 : (-off + g->stride_w - 1) / g->stride_w;
+    int64_t b = g->W - 1 - off < 0 ? 0 : (g->W - 1 - off) / g->stride_w + 1;
+    *lo = a < g->OW ? a : g->OW;
+    *hi = b < *lo ? *lo : b > g->OW ? g->OW : b;
+}
+
+static void CAT(im2col_, SUFFIX)(const conv_geometry *g, const T *x, T *col) {
+    int64_t ohw = g->OH * g->OW, sw = g->stride_w;
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t r = 0; r < g->R; r++)
+            for (int64_t s = 0; s < g->S; s++) {
+                T *row = col + ((c * g->R + r) * g->S + s) * ohw;
+                int64_t lo, hi, off = s - g->pad_left;
+                CAT(valid_cols_, SUFFIX)(g, s, &lo, &hi);
+                for (int64_t oh = 0; oh < g->OH; oh++) {
+                    int64_t ih = oh * g->stride_h - g->pad_top + r;
+                    T *dst = row + oh * g->OW;
+                    if (ih < 0 || ih >= g->H) {
+                        memset(dst, 0, (size_t)g->OW * sizeof(T));
+                        continue;
+                    }
+                    const T *src = x + (c * g->H + ih) * g->W + off;
+                    for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+                    if (sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * sw];
+                    for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;
+                }
+            }
+}
+
+static void CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
+    int64_t ohw = g->OH * g->OW, sw = g->stride_w;
+    memset(x, 0, (size_t)(g->C * g->H * g->W) * sizeof(T));
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t r = 0; r < g->R; r++)
+            for (int64_t s = 0; s < g->S; s++) {
+                const T *row = col + ((c * g->R + r) * g->S + s) * ohw;
+                int64_t lo, hi, off = s - g->pad_left;
+                CAT(valid_cols_, SUFFIX)(g, s, &lo, &hi);
+                for (int64_t oh = 0; oh < g->OH; oh++) {
+                    int64_t ih = oh * g->stride_h - g->pad_top + r;
+                    if (ih < 0 || ih >= g->H) continue;
+                    T *dst = x + (c * g->H + ih) * g->W + off;
+                    const T *src = row + oh * g->OW;
+                    for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw] += src[ow];
+                }
+            }
+}
+
+// One pass. `a` and `b` are the pass's two inputs, `out` its output.
+static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b, T *out) {
+    int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW;
+    int64_t x_size = g->C * g->H * g->W, y_size = g->K * ohw, w_size = g->K * crs;
+    int threads = g->N > 1 ? cpu_threads() : 1;
+    if (threads > g->N) threads = (int)g->N;
+    T *cols = malloc((size_t)(crs * ohw * threads) * sizeof(T));
+    T *dws = pass == CONV_BACKWARD_WEIGHT ? calloc((size_t)(w_size * threads), sizeof(T)) : NULL;
+    if (!cols || (pass == CONV_BACKWARD_WEIGHT && !dws)) {
+        free(cols);
+        free(dws);
+        err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs, (long long)ohw);
+        return -1;
+    }
+    // One sample: its GEMM runs on this thread when the samples are spread over the threads,
+    // else split over all of them (never a parallel region inside another: see cpu_gemm).
+#define CONV_SAMPLE(n, t, gemm)                                                                    \
+    do {                                                                                           \
+        T *col = cols + (t) * crs * ohw;                                                           \
+        if (pass == CONV_FORWARD) { /* a = x, b = w: y[n] = w @ col */                             \
+            CAT(im2col_, SUFFIX)(g, a + (n) * x_size, col);                                        \
+            gemm(g->K, ohw, crs, b, crs, 1, col, ohw, 1, out + (n) * y_size, ohw, false);          \
+        } else if (pass == CONV_BACKWARD_INPUT) { /* a = dy, b = w: col = w^T @ dy[n] */           \
+            gemm(crs, ohw, g->K, b, 1, crs, a + (n) * y_size, ohw, 1, col, ohw, false);            \
+            CAT(col2im_, SUFFIX)(g, col, out + (n) * x_size);                                      \
+        } else { /* a = x, b = dy: dw += dy[n] @ col^T */                                          \
+            CAT(im2col_, SUFFIX)(g, a + (n) * x_size, col);                                        \
+            gemm(g->K, crs, ohw, b + (n) * y_size, ohw, 1, col, 1, ohw, dws + (t) * w_size, crs, true); \
+        }                                                                                          \
+    } while (0)
+    if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t n = 0; n < g->N; n++) {
+            int t = 0;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
+            CONV_SAMPLE(n, t, CAT(cpu_gemm_, SUFFIX));
+        }
+    } else {
+        for (int64_t n = 0; n < g->N; n++) CONV_SAMPLE(n, 0, CAT(cpu_gemm_parallel_, SUFFIX));
+    }
+#undef CONV_SAMPLE
+    if (pass == CONV_BACKWARD_WEIGHT) {
+        for (int64_t i = 0; i < w_size; i++) {
+            T s = 0;
+            for (int t = 0; t < threads; t++) s += dws[t * w_size + i];
+            out[i] = s;
+        }
+    }
+    free(cols);
+    free(dws);
+    return 0;
+}
+
+#undef CAT
+#undef CAT_
