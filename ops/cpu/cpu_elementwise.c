@@ -9,7 +9,8 @@
 #include "../../tensor/rng.h"
 #include "cpu.h"
 
-#define CHUNK 128
+#define CHUNK 256 // elements per work item: 256 measured a little faster than 128 and 512
+_Static_assert(CHUNK <= RNG_BLOCKS_MAX, "a chunk's random numbers are drawn in one rng_blocks call");
 #define MAX_OPERANDS (EW_MAX_INPUTS + EW_MAX_OUTPUTS)
 
 typedef struct {
