@@ -10,7 +10,7 @@
 
 #define T float
 #define SUFFIX f32
-#define MR 6
+#define MR 8 // 8 x 16: 8 accumulators keep both FMA units busy (6 x 16 was latency bound)
 #define NR 16
 #include "cpu_gemm_impl.h"
 #undef T

@@ -8,6 +8,8 @@
 #define MC 96
 #define NC 2048
 
+_Static_assert(MC % MR == 0, "A's packed block holds whole MR-row strips");
+
 typedef T CAT(vec_, SUFFIX) __attribute__((vector_size(NR * sizeof(T))));
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
