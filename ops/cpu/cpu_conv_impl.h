@@ -57,10 +57,31 @@ static void CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
             }
 }
 
-// One pass. `a` and `b` are the pass's two inputs, `out` its output.
-static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b, T *out) {
+// Sample n of one pass on thread slot t (its im2col buffer and weight-gradient partial sum):
+// its GEMM on this thread, or split over all threads (`parallel`, when the samples are not
+// spread over the threads; never a parallel region inside another, see cpu_gemm).
+static void CAT(conv_sample_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b, T *out,
+                                      T *cols, T *dws, int64_t n, int t, bool parallel) {
     int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW;
     int64_t x_size = g->C * g->H * g->W, y_size = g->K * ohw, w_size = g->K * crs;
+    void (*gemm)(int64_t, int64_t, int64_t, const T *, int64_t, int64_t, const T *, int64_t, int64_t, T *,
+                 int64_t, bool) = parallel ? CAT(cpu_gemm_parallel_, SUFFIX) : CAT(cpu_gemm_, SUFFIX);
+    T *col = cols + t * crs * ohw;
+    if (pass == CONV_FORWARD) { // a = x, b = w: y[n] = w @ col
+        CAT(im2col_, SUFFIX)(g, a + n * x_size, col);
+        gemm(g->K, ohw, crs, b, crs, 1, col, ohw, 1, out + n * y_size, ohw, false);
+    } else if (pass == CONV_BACKWARD_INPUT) { // a = dy, b = w: col = w^T @ dy[n]
+        gemm(crs, ohw, g->K, b, 1, crs, a + n * y_size, ohw, 1, col, ohw, false);
+        CAT(col2im_, SUFFIX)(g, col, out + n * x_size);
+    } else { // a = x, b = dy: dw += dy[n] @ col^T
+        CAT(im2col_, SUFFIX)(g, a + n * x_size, col);
+        gemm(g->K, crs, ohw, b + n * y_size, ohw, 1, col, 1, ohw, dws + t * w_size, crs, true);
+    }
+}
+
+// One pass. `a` and `b` are the pass's two inputs, `out` its output.
+static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b, T *out) {
+    int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW, w_size = g->K * crs;
     int threads = g->N > 1 ? cpu_threads() : 1;
     if (threads > g->N) threads = (int)g->N;
     T *cols = malloc((size_t)(crs * ohw * threads) * sizeof(T));
@@ -71,22 +92,6 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
         err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs, (long long)ohw);
         return -1;
     }
-    // One sample: its GEMM runs on this thread when the samples are spread over the threads,
-    // else split over all of them (never a parallel region inside another: see cpu_gemm).
-#define CONV_SAMPLE(n, t, gemm)                                                                    \
-    do {                                                                                           \
-        T *col = cols + (t) * crs * ohw;                                                           \
-        if (pass == CONV_FORWARD) { /* a = x, b = w: y[n] = w @ col */                             \
-            CAT(im2col_, SUFFIX)(g, a + (n) * x_size, col);                                        \
-            gemm(g->K, ohw, crs, b, crs, 1, col, ohw, 1, out + (n) * y_size, ohw, false);          \
-        } else if (pass == CONV_BACKWARD_INPUT) { /* a = dy, b = w: col = w^T @ dy[n] */           \
-            gemm(crs, ohw, g->K, b, 1, crs, a + (n) * y_size, ohw, 1, col, ohw, false);            \
-            CAT(col2im_, SUFFIX)(g, col, out + (n) * x_size);                                      \
-        } else { /* a = x, b = dy: dw += dy[n] @ col^T */                                          \
-            CAT(im2col_, SUFFIX)(g, a + (n) * x_size, col);                                        \
-            gemm(g->K, crs, ohw, b + (n) * y_size, ohw, 1, col, 1, ohw, dws + (t) * w_size, crs, true); \
-        }                                                                                          \
-    } while (0)
     if (threads > 1) {
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t n = 0; n < g->N; n++) {
@@ -94,12 +99,11 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
 #ifdef _OPENMP
             t = omp_get_thread_num();
 #endif
-            CONV_SAMPLE(n, t, CAT(cpu_gemm_, SUFFIX));
+            CAT(conv_sample_, SUFFIX)(pass, g, a, b, out, cols, dws, n, t, false);
         }
     } else {
-        for (int64_t n = 0; n < g->N; n++) CONV_SAMPLE(n, 0, CAT(cpu_gemm_parallel_, SUFFIX));
+        for (int64_t n = 0; n < g->N; n++) CAT(conv_sample_, SUFFIX)(pass, g, a, b, out, cols, dws, n, 0, true);
     }
-#undef CONV_SAMPLE
     if (pass == CONV_BACKWARD_WEIGHT) {
         for (int64_t i = 0; i < w_size; i++) {
             T s = 0;

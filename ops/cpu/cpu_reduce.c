@@ -8,27 +8,17 @@ static inline double load(const char *base, tensor_dtype dt, int64_t off) {
     return dt == TENSOR_F64 ? ((const double *)base)[off] : ((const float *)base)[off];
 }
 
-// The sum of n values `stride` apart, in double. Contiguous runs go to 16 independent partial
-// sums (a fixed order, so results are reproducible) that the compiler turns into vector adds:
-// one running sum would be bound by the add's latency, 4 cycles per value.
-#define DEFINE_SUM(T, SUFFIX)                                                                      \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static double \
-    sum_##SUFFIX(const T *x, int64_t n, int64_t stride) {                                          \
-        double s = 0;                                                                              \
-        int64_t j = 0;                                                                             \
-        if (stride == 1) {                                                                         \
-            double part[16] = {0};                                                                 \
-            for (; j + 16 <= n; j += 16)                                                           \
-                for (int k = 0; k < 16; k++) part[k] += (double)x[j + k];                          \
-            for (int k = 0; k < 16; k++) s += part[k];                                             \
-            for (; j < n; j++) s += (double)x[j];                                                  \
-        } else {                                                                                   \
-            for (; j < n; j++) s += (double)x[j * stride];                                         \
-        }                                                                                          \
-        return s;                                                                                  \
-    }
-DEFINE_SUM(float, f32)
-DEFINE_SUM(double, f64)
+#define T float
+#define SUFFIX f32
+#include "cpu_reduce_impl.h"
+#undef T
+#undef SUFFIX
+
+#define T double
+#define SUFFIX f64
+#include "cpu_reduce_impl.h"
+#undef T
+#undef SUFFIX
 
 int cpu_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     // Reduced dims (extent > 1 in `in`, 1 in `out`), collapsed where contiguous.
