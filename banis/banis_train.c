@@ -688,6 +688,9 @@ int main(int argc, char **argv) {
             if (!isnan(e.membrane_dice))
                 printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels inside cells\n",
                        e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
+            if (!isnan(e.diversity))
+                printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as varied)%s\n",
+                       e.diversity, e.diversity < BANIS_DIVERSITY_COLLAPSED ? ": MODE COLLAPSE, one image whatever z" : "");
         }
     }
     tensor_release(z_fixed);

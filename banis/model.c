@@ -331,9 +331,55 @@ double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, u
 
 static tensor *banis_translate(void *model, int to, tensor *src) { return banis_successor(model, to, src); }
 
+static double mean_pairwise_l1(const float *x, int n) {
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            const float *a = x + (size_t)i * BANIS_PIXELS, *b = x + (size_t)j * BANIS_PIXELS;
+            double s = 0;
+            for (int p = 0; p < BANIS_PIXELS; p++) s += fabs((double)a[p] - (double)b[p]);
+            sum += s / BANIS_PIXELS;
+        }
+    return n > 1 ? sum / (n * (n - 1) / 2.0) : NAN;
+}
+
+double banis_diversity(const float *generated, const float *real, int n) {
+    double r = mean_pairwise_l1(real, n);
+    return r > 0 ? mean_pairwise_l1(generated, n) / r : NAN;
+}
+
+// 16 images G_A(z) (inference mode, z from a fixed stream apart from the model's, so that
+// evaluating draws nothing from the training's generators) against the first 16 test images.
+static int generated_diversity(banis_model *m, const banis_dataset *d, const int *idx, int n, double *out) {
+    enum { K = 16 };
+    *out = NAN;
+    if (n < 2) return 0;
+    int k = n < K ? n : K;
+    float *gen = malloc(sizeof(float) * BANIS_PIXELS * K), *real = malloc(sizeof(float) * BANIS_PIXELS * K);
+    int rc = gen && real ? 0 : -1;
+    bool prev = ag_set_grad_enabled(false);
+    tensor_scope_begin();
+    rng r;
+    rng_init(&r, 0x5eed);
+    tensor *z = rc ? NULL : op_rand_uniform(&r, m->ctx.dtype, SHAPE(k, m->arch.latent), -1, 1, m->ctx.device);
+    tensor *g = z ? nn_forward(m->gen[DOMAIN_A], z) : NULL;
+    if (!g || tensor_to_host(tensor_cast(g, TENSOR_F32), gen)) rc = -1;
+    tensor_scope_end();
+    ag_set_grad_enabled(prev);
+    if (!rc) {
+        for (int i = 0; i < k; i++)
+            memcpy(real + (size_t)i * BANIS_PIXELS, d->a + (size_t)idx[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+        *out = banis_diversity(gen, real, k);
+    }
+    free(gen);
+    free(real);
+    return rc;
+}
+
 int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     nn_set_training(m->root, false);
     int rc = banis_evaluate_translator(banis_translate, m, m->ctx.dtype, m->ctx.device, d, idx, n, out);
+    if (!rc) rc = generated_diversity(m, d, idx, n, &out->diversity);
     nn_set_training(m->root, true);
     return rc;
 }
@@ -341,7 +387,7 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
 int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt, device_type dev,
                               const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     memset(out, 0, sizeof *out);
-    out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = NAN;
+    out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity = NAN;
     int matched[GMI_THRESHOLDS] = {0}, dsc_n = 0, empty = 0;
     double dsc_sum = 0, mem_sum = 0, nuc_sum = 0;
     long nuc_px = 0, nuc_ok = 0;
@@ -417,6 +463,12 @@ int banis_write_gmi_table(const char *path, const banis_eval *e, const char *tit
         fprintf(f, "Ground truth (synthetic data): membrane Dice %.3f, nuclei Dice %.3f, "
                    "%.1f%% of predicted nucleus pixels inside cells and off the walls.\n",
                 e->membrane_dice, e->nuclei_dice, e->nuclei_in_cells);
+    if (!isnan(e->diversity))
+        fprintf(f, "\nDiversity of 16 generated membrane images G_A(z): %.3f (their mean pairwise L1 distance "
+                   "over that of 16 real test images; 1: as varied as the data, 0: one image).%s\n",
+                e->diversity, e->diversity < BANIS_DIVERSITY_COLLAPSED
+                                  ? " **Mode collapse: the generator draws (nearly) one image whatever z is.**"
+                                  : "");
     if (fclose(f) || rename(tmp, path)) {
         err_set("%s: write failed", path);
         return -1;

@@ -95,7 +95,15 @@ typedef struct {
     // ground truth (synthetic data only; NaN otherwise)
     double membrane_dice, nuclei_dice; // reconstructions vs the true masks
     double nuclei_in_cells;            // % of predicted nucleus pixels inside true cells, off walls
+    // BANIS only (NaN otherwise): banis_diversity of 16 images G_A(z) against 16 real test A images
+    double diversity;
 } banis_eval;
+
+// How varied n generated images are beside n real ones: the mean pairwise L1 distance (per pixel)
+// among the generated over that among the real. 1: as varied as the data; 0: one image drawn n
+// times (mode collapse). NaN when n < 2 or the real images are all equal.
+#define BANIS_DIVERSITY_COLLAPSED 0.1 // below this, the report says the generator has collapsed
+double banis_diversity(const float *generated, const float *real, int n);
 
 // Dice between binarised a_rec (at 0.6 max) and b_rec (at 0.3 max), after mapping to [0, 255];
 // NaN when both masks are empty (never a match).

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../banis/baselines.h"
 #include "../tensor/error.h"
@@ -313,6 +314,55 @@ static void successor_moves(bool adam, double lr, double *median, double *max) {
     tensor_scope_end();
 }
 
+// The diversity figure: hand-worked, and a generator that draws one image whatever z is (its
+// last layer zeroed: tanh(0) everywhere) reported as collapsed in gmi.md.
+START_TEST(test_diversity_of_generated_images) {
+    enum { P = BANIS_PIXELS };
+    static float gen[3 * P], real[3 * P];
+    const float gv[3] = {0, 1, 1}, rv[3] = {0, 2, 4}; // constant images
+    for (int i = 0; i < 3; i++)
+        for (int p = 0; p < P; p++) {
+            gen[i * P + p] = gv[i];
+            real[i * P + p] = rv[i];
+        }
+    // generated pairs: 1, 1, 0 -> 2/3; real pairs: 2, 4, 2 -> 8/3; ratio 1/4
+    ck_assert_double_eq_tol(banis_diversity(gen, real, 3), 0.25, 1e-12);
+    ck_assert_double_eq(banis_diversity(real, real, 3), 1);
+    ck_assert(isnan(banis_diversity(gen, real, 1)));
+    ck_assert(isnan(banis_diversity(real, gen + P, 2))); // real images all equal (1, 1)
+
+    banis_model *m = tiny_model(1e-3);
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 20, 4);
+    int idx[20];
+    for (int i = 0; i < 20; i++) idx[i] = i;
+    banis_eval e;
+    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
+    ck_assert(isfinite(e.diversity) && e.diversity > 0); // random weights: z changes the image
+    nn_module *g = m->gen[DOMAIN_A], *last = g->children[g->n_children - 2]; // the layer before tanh
+    ck_assert_str_eq(last->type, "ConvTranspose2d");
+    tensor *w = last->params[0].t;
+    float *wd = (float *)w->storage->data + w->offset;
+    for (int64_t i = 0; i < tensor_numel(w); i++) wd[i] = 0;
+    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
+    ck_assert_double_eq(e.diversity, 0);
+    char path[] = "/tmp/test_banis_gmi_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(banis_write_gmi_table(path, &e, "collapsed"), 0);
+    FILE *f = fopen(path, "r");
+    char text[4096] = {0};
+    ck_assert_uint_gt(fread(text, 1, sizeof text - 1, f), 0);
+    fclose(f);
+    unlink(path);
+    ck_assert_ptr_nonnull(strstr(text, "Diversity of 16 generated membrane images G_A(z): 0.000"));
+    ck_assert_ptr_nonnull(strstr(text, "Mode collapse"));
+    banis_dataset_free(d);
+    banis_model_free(m);
+}
+END_TEST
+
 START_TEST(test_successor_optimizer_choice) {
     double median, max;
     successor_moves(true, 1e-3, &median, &max);
@@ -376,6 +426,7 @@ int main(void) {
     tcase_add_test(tc, test_gmi_counts_blank_reconstructions_as_unmatched);
     tcase_add_test(tc, test_generator_last_layer_is_glorot_uniform);
     tcase_add_test(tc, test_successor_optimizer_choice);
+    tcase_add_test(tc, test_diversity_of_generated_images);
     tcase_add_test(tc, test_baselines_train_what_they_should);
     suite_add_tcase(s, tc);
     return check_run(s);
