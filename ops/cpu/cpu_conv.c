@@ -10,17 +10,8 @@
 
 typedef enum { CONV_FORWARD, CONV_BACKWARD_INPUT, CONV_BACKWARD_WEIGHT } conv_pass;
 
-#define T float
-#define SUFFIX f32
-#include "cpu_conv_impl.h"
-#undef T
-#undef SUFFIX
-
-#define T double
-#define SUFFIX f64
-#include "cpu_conv_impl.h"
-#undef T
-#undef SUFFIX
+#define CPU_TEMPLATE "cpu_conv_impl.h" // its functions for float and double
+#include "cpu_template.h"
 
 static int run(conv_pass pass, const conv_geometry *g, const tensor *a, const tensor *b, tensor *out) {
     if (out->dtype == TENSOR_F64)

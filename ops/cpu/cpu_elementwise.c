@@ -19,17 +19,8 @@ typedef struct {
     int64_t strides[TENSOR_MAX_DIMS];
 } operand;
 
-#define T float
-#define SUFFIX f32
-#include "cpu_elementwise_impl.h"
-#undef T
-#undef SUFFIX
-
-#define T double
-#define SUFFIX f64
-#include "cpu_elementwise_impl.h"
-#undef T
-#undef SUFFIX
+#define CPU_TEMPLATE "cpu_elementwise_impl.h" // its functions for float and double
+#include "cpu_template.h"
 
 int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     const tensor *o0 = outs[0];

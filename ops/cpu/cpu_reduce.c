@@ -8,17 +8,8 @@ static inline double load(const char *base, tensor_dtype dt, int64_t off) {
     return dt == TENSOR_F64 ? ((const double *)base)[off] : ((const float *)base)[off];
 }
 
-#define T float
-#define SUFFIX f32
-#include "cpu_reduce_impl.h"
-#undef T
-#undef SUFFIX
-
-#define T double
-#define SUFFIX f64
-#include "cpu_reduce_impl.h"
-#undef T
-#undef SUFFIX
+#define CPU_TEMPLATE "cpu_reduce_impl.h" // its functions for float and double
+#include "cpu_template.h"
 
 int cpu_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     // Reduced dims (extent > 1 in `in`, 1 in `out`), collapsed where contiguous.
