@@ -84,14 +84,15 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
     int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW, w_size = g->K * crs;
     int threads = g->N > 1 ? cpu_threads() : 1;
     if (threads > g->N) threads = (int)g->N;
-    T *cols = malloc((size_t)(crs * ohw * threads) * sizeof(T));
-    T *dws = pass == CONV_BACKWARD_WEIGHT ? calloc((size_t)(w_size * threads), sizeof(T)) : NULL;
+    // The calling thread's scratch (slots 2 and 3; the GEMM uses 0 and 1), kept between calls:
+    // a fresh malloc of these sizes is an mmap, and its munmap a TLB shootdown on every core.
+    T *cols = cpu_scratch(2, (size_t)(crs * ohw * threads) * sizeof(T));
+    T *dws = pass == CONV_BACKWARD_WEIGHT ? cpu_scratch(3, (size_t)(w_size * threads) * sizeof(T)) : NULL;
     if (!cols || (pass == CONV_BACKWARD_WEIGHT && !dws)) {
-        free(cols);
-        free(dws);
         err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs, (long long)ohw);
         return -1;
     }
+    if (dws) memset(dws, 0, (size_t)(w_size * threads) * sizeof(T));
     if (threads > 1) {
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t n = 0; n < g->N; n++) {
@@ -111,8 +112,6 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
             out[i] = s;
         }
     }
-    free(cols);
-    free(dws);
     return 0;
 }
 
