@@ -41,9 +41,12 @@ void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]) {
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MAX]) {
     const uint32_t key0 = (uint32_t)r->seed, key1 = (uint32_t)(r->seed >> 32);
-    for (int i = 0; i < n && i < RNG_BLOCKS_MAX; i++) { // philox4x32_10, one element per lane
+    int m = n < RNG_BLOCKS_MAX ? n : RNG_BLOCKS_MAX; // a plain trip count: the loop vectorises
+#pragma omp simd
+    for (int i = 0; i < m; i++) { // philox4x32_10, one element per lane
         uint64_t ctr = r->offset + first + (uint64_t)i;
         uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0, c3 = 0, k0 = key0, k1 = key1;
+#pragma GCC unroll 10
         for (int round = 0; round < 10; round++) {
             uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
             uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
