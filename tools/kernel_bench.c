@@ -152,11 +152,8 @@ static void matmul_backward(void *p) {
 }
 
 static tensor *randn(rng *r, int ndim, const int64_t *shape, double std) {
-    tensor *t = tensor_rand_normal(r, TENSOR_F32, ndim, shape, 0, std, DEVICE_CPU);
-    if (dev == DEVICE_CPU) return t;
-    tensor *d = tensor_to_device(t, dev);
-    tensor_release(t);
-    return d;
+    tensor *t = tensor_rand_normal(r, TENSOR_F32, ndim, shape, 0, std, DEVICE_CPU); // the scope's
+    return dev == DEVICE_CPU ? t : tensor_to_device(t, dev);
 }
 
 static double rel_err(tensor *a, tensor *b) {
