@@ -10,25 +10,30 @@ void rng_init(rng *r, uint64_t seed) {
     r->offset = 0;
 }
 
-static inline uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t *hi) {
-    uint64_t p = (uint64_t)a * b;
-    *hi = (uint32_t)(p >> 32);
-    return (uint32_t)p;
+// Philox4x32's ten rounds on the counter c under the key (k0, k1), in place: written once for
+// the single block and for rng_blocks' vector lanes (inlined there, so the loop vectorises).
+static inline __attribute__((always_inline)) void philox_rounds(uint32_t *c0, uint32_t *c1, uint32_t *c2,
+                                                                uint32_t *c3, uint32_t k0, uint32_t k1) {
+#pragma GCC unroll 10
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * *c0, p1 = (uint64_t)0xCD9E8D57u * *c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ *c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ *c3 ^ k1;
+        *c1 = (uint32_t)p1;
+        *c3 = (uint32_t)p0;
+        *c0 = n0;
+        *c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
 }
 
 void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]) {
     uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
-    uint32_t k0 = key[0], k1 = key[1];
-    for (int round = 0; round < 10; round++) {
-        uint32_t hi0, hi1;
-        uint32_t lo0 = mulhilo(0xD2511F53u, c0, &hi0);
-        uint32_t lo1 = mulhilo(0xCD9E8D57u, c2, &hi1);
-        uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    philox_rounds(&c0, &c1, &c2, &c3, key[0], key[1]);
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
 }
 
 void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]) {
@@ -45,18 +50,8 @@ void rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MA
 #pragma omp simd
     for (int i = 0; i < m; i++) { // philox4x32_10, one element per lane
         uint64_t ctr = r->offset + first + (uint64_t)i;
-        uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0, c3 = 0, k0 = key0, k1 = key1;
-#pragma GCC unroll 10
-        for (int round = 0; round < 10; round++) {
-            uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-            c1 = (uint32_t)p1;
-            c3 = (uint32_t)p0;
-            c0 = n0;
-            c2 = n2;
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
+        uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0, c3 = 0;
+        philox_rounds(&c0, &c1, &c2, &c3, key0, key1);
         w[0][i] = c0;
         w[1][i] = c1;
         w[2][i] = c2;

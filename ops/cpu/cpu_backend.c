@@ -52,7 +52,7 @@ void *cpu_scratch(int slot, size_t nbytes) {
 // ---- a caching allocator: a training step allocates the same sizes every step, and handing
 // each back to malloc (which returns large blocks to the kernel) cost a page fault per 4 KiB on
 // every reuse. Blocks are kept in size classes (64 B steps up to 4 KiB, then four per power of
-// two: at most 25% slack), each behind a 64-byte header that records its class; at most
+// two: at most 25% slack), each behind a 64-byte header that records its class and size; at most
 // CACHE_MAX bytes are kept. Under AddressSanitizer nothing is kept, so use-after-free is caught.
 #if defined(__SANITIZE_ADDRESS__)
 #define CACHE_MAX ((size_t)0)
@@ -62,8 +62,15 @@ void *cpu_scratch(int slot, size_t nbytes) {
 #define HEADER 64
 #define N_CLASSES 256
 
+typedef struct block_header {
+    struct block_header *next; // in its class's free list, while cached
+    size_t rounded;            // the block's size (its class's size)
+    int size_class;            // -1: too large to cache
+} block_header;
+_Static_assert(sizeof(block_header) <= HEADER, "the header fits in front of the 64-byte aligned data");
+
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *cache_head[N_CLASSES]; // free blocks (header addresses), linked through their header
+static block_header *cache_head[N_CLASSES]; // free blocks by class
 static size_t cache_bytes;
 
 static int size_class(size_t n, size_t *rounded) {
@@ -82,12 +89,12 @@ static int size_class(size_t n, size_t *rounded) {
 static void *cpu_alloc(size_t nbytes) {
     size_t rounded;
     int c = size_class(nbytes ? nbytes : 1, &rounded);
-    char *h = NULL;
+    block_header *h = NULL;
     if (c >= 0) {
         pthread_mutex_lock(&cache_lock);
         h = cache_head[c];
         if (h) {
-            cache_head[c] = *(void **)h;
+            cache_head[c] = h->next;
             cache_bytes -= rounded;
         }
         pthread_mutex_unlock(&cache_lock);
@@ -99,25 +106,19 @@ static void *cpu_alloc(size_t nbytes) {
             return NULL;
         }
         h = p;
+        *h = (block_header){NULL, rounded, c};
     }
-    *(int *)(h + sizeof(void *)) = c;
-    return h + HEADER;
+    return (char *)h + HEADER;
 }
 
 static void cpu_free(void *p) {
     if (!p) return;
-    char *h = (char *)p - HEADER;
-    int c = *(int *)(h + sizeof(void *));
-    size_t rounded = c < 64 ? (size_t)(c + 1) * 64 : 0;
-    if (c >= 64) {
-        int e = (c - 64) / 4 + 12, q = (c - 64) % 4 + 1;
-        rounded = ((size_t)1 << e) + (size_t)q * ((size_t)1 << (e - 2));
-    }
+    block_header *h = (block_header *)((char *)p - HEADER);
     pthread_mutex_lock(&cache_lock);
-    if (c >= 0 && cache_bytes + rounded <= CACHE_MAX) {
-        *(void **)h = cache_head[c];
-        cache_head[c] = h;
-        cache_bytes += rounded;
+    if (h->size_class >= 0 && cache_bytes + h->rounded <= CACHE_MAX) {
+        h->next = cache_head[h->size_class];
+        cache_head[h->size_class] = h;
+        cache_bytes += h->rounded;
         h = NULL;
     }
     pthread_mutex_unlock(&cache_lock);
