@@ -309,10 +309,10 @@ static int stack_geometry(const char *path, int n_pages, const image_stack_info 
                     path, meta->source, meta->channels, meta->channels == 1 ? "" : "s", o->tiff_channels);
             return -1;
         }
-        if (meta->channels * meta->slices * meta->frames != n_pages) {
-            err_set("%s: its %s metadata says %d channels x %d slices x %d frames = %d pages; the file has %d",
-                    path, meta->source, meta->channels, meta->slices, meta->frames,
-                    meta->channels * meta->slices * meta->frames, n_pages);
+        long long pages = (long long)meta->channels * meta->slices * meta->frames; // each <= 4096
+        if (pages != n_pages) {
+            err_set("%s: its %s metadata says %d channels x %d slices x %d frames = %lld pages; the file has %d",
+                    path, meta->source, meta->channels, meta->slices, meta->frames, pages, n_pages);
             return -1;
         }
         *g = *meta;
