@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
         int k = n - at < 64 ? n - at : 64;
         tensor_scope_begin();
         tensor *z = tensor_rand_uniform(&r, TENSOR_F32, SHAPE(k, m->arch.latent), -1, 1, DEVICE_CPU);
-        tensor *ga = nn_forward(m->gen[DOMAIN_A], z), *gb = nn_forward(m->gen[DOMAIN_B], z);
+        tensor *ga = banis_generate(m, DOMAIN_A, z), *gb = banis_generate(m, DOMAIN_B, z);
         rc = !ga || !gb || tensor_to_host(ga, a + (size_t)at * BANIS_PIXELS) || tensor_to_host(gb, b + (size_t)at * BANIS_PIXELS);
         tensor_scope_end();
     }

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tensor/clock.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 #include "model.h"
@@ -35,28 +36,37 @@ typedef struct {
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int s) { (void)s; interrupted = 1; }
 
-// mkdir -p
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+static const char *const presets[] = {"paper", "reference", "cpu", "cpu-long", "tiny"};
+
+static bool known_preset(const char *name) {
+    for (size_t k = 0; k < sizeof presets / sizeof *presets; k++)
+        if (!strcmp(name, presets[k])) return true;
+    return false;
 }
 
+// The presets say whose settings they are: `paper` the paper's (SGD 1e-4 for S and C, halved
+// for the last stage), `reference` the authors' code (SGD 5e-5, the halving never taking
+// effect, G's batch-norm statistics shared by z and codes), `cpu` and `cpu-long` this project's
+// short schedules for 2 CPU cores, `tiny` the tests'.
 static void preset(config *c, const char *name) {
     snprintf(c->preset, sizeof c->preset, "%s", name);
     c->arch = banis_arch_paper();
     c->sched = banis_schedule_paper();
     c->keep = 5;
-    if (!strcmp(name, "cpu")) {
-        // Minutes on 2 cores: a quarter of the channels, batch 16, a short schedule with the
-        // paper's stage proportions, and rates for a few hundred steps instead of 40,000. Plain
-        // SGD at any rate leaves the Successors' tanh saturated at -1 for hundreds of steps
-        // (their loss sits at the images' mean square); Adam moves them off it within tens.
+    c->n_synthetic = 2250; // 50 stacks x 15 slices x 3 embryos, as the paper's data
+    c->log_every = 50;
+    c->sample_every = 1000;
+    c->ckpt_every = 1000;
+    if (!strcmp(name, "reference")) {
+        c->sched.lr_sc = 5e-5;
+        c->sched.sc_decay = 1;
+        c->arch.g_bn_sets = 1;
+    } else if (!strcmp(name, "cpu") || !strcmp(name, "cpu-long")) {
+        // Minutes on 2 cores: a quarter of the channels, batch 16, and rates for hundreds of
+        // steps instead of 40,000. Adam for S and C: SGD at any rate that does not diverge
+        // leaves the reconstructions at the images' mean within this budget (docs/results/).
         c->arch.width = 0.25;
         c->sched.batch = 16;
-        c->sched.warmup_steps = 200;
-        c->sched.stage2_steps = 200;
-        c->sched.stage3_steps = 80;
         c->sched.lr_d[0] = c->sched.lr_d[1] = 1e-4;
         c->sched.lr_g[0] = c->sched.lr_g[1] = 2e-4;
         c->sched.sc_adam = true;
@@ -65,6 +75,17 @@ static void preset(config *c, const char *name) {
         c->log_every = 10;
         c->sample_every = 80;
         c->ckpt_every = 100;
+        c->sched.warmup_steps = 200;
+        c->sched.stage2_steps = 200;
+        c->sched.stage3_steps = 80;
+        if (!strcmp(name, "cpu-long")) { // about 45 minutes
+            c->sched.warmup_steps = 600;
+            c->sched.stage2_steps = 4000;
+            c->sched.stage3_steps = 2000;
+            c->log_every = 50;
+            c->sample_every = 500;
+            c->ckpt_every = 500;
+        }
     } else if (!strcmp(name, "tiny")) { // for tests: seconds
         c->arch.width = 0.0625;
         c->arch.latent = 16;
@@ -78,11 +99,6 @@ static void preset(config *c, const char *name) {
         c->log_every = 1;
         c->sample_every = 4;
         c->ckpt_every = 4;
-    } else { // paper
-        c->n_synthetic = 2250; // 50 stacks x 15 slices x 3 embryos, as the paper's data
-        c->log_every = 50;
-        c->sample_every = 1000;
-        c->ckpt_every = 1000;
     }
 }
 
@@ -90,18 +106,23 @@ static int usage(int rc) {
     fprintf(rc ? stderr : stdout,
         "usage: banis-train [options]\n"
         "Trains BANIS on paired two-channel images (A = membrane, B = nuclei).\n\n"
-        "  --preset cpu|paper|tiny   cpu: a reduced model and schedule that finishes in minutes on\n"
-        "                            2 cores; paper: the paper's sizes and 17k+13k+10k steps;\n"
-        "                            default: paper on a GPU, cpu without one\n"
-        "  --data SRC                'synthetic' (default), a folder of raw side-by-side slices\n"
-        "                            (membrane left, nuclei right), or a set made by banis-data\n"
-        "                            (DIR/dataset.safetensors)\n"
+        "  --preset NAME             paper: the paper's sizes, rates and 17k+13k+10k steps;\n"
+        "                            reference: the authors' code (SGD 5e-5, no halving, G's\n"
+        "                            batch-norm statistics shared); cpu: a reduced model and\n"
+        "                            schedule for minutes on 2 cores; cpu-long: the same, ~45 min;\n"
+        "                            tiny: seconds (tests). Default: paper on a GPU, cpu without\n"
+        "  --data SRC                'synthetic' (default), a folder of raw images (layout\n"
+        "                            detected: see banis-data prepare), or a set made by\n"
+        "                            banis-data (DIR/dataset.safetensors)\n"
         "  --n-synthetic N           pairs to generate for --data synthetic\n"
         "  --warmup N --stage2 N --stage3 N   stage lengths in steps (Pioneers only; S and C at\n"
         "                            the initial rate; S and C at the decayed rate)\n"
         "  --batch N                 pairs per step\n"
         "  --lr-d R --lr-g-a R --lr-g-b R --lr-sc R   Adam rates (D, G_A, G_B), rate of S and C\n"
         "  --sc-optim sgd|adam       optimizer of the Successors and Coordinators (paper: sgd)\n"
+        "  --g-bn-stats per-input|shared   G's batch-norm running statistics: one set for z and\n"
+        "                            one for encoder codes (default), or one shared set (the\n"
+        "                            reference code; G then collapses in inference on z)\n"
         "  --width F                 channel multiplier (1 = the paper's network)\n"
         "  --seed N                  seeds weights, data, split, noise\n"
         "  --device auto|cuda|cpu    auto: CUDA when a GPU is there, else the CPU\n"
@@ -116,7 +137,6 @@ static int usage(int rc) {
         "samples/*.png, gmi.md. Ctrl-C saves a checkpoint and exits; --resume continues.\n");
     return rc;
 }
-
 static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
     char *end;
     errno = 0;
@@ -153,6 +173,8 @@ static void save_config(nn_checkpoint *ck, const config *c) {
     nn_ckpt_set_meta(ck, "config.rates", "%.17g %.17g %.17g %.17g %.17g", c->sched.lr_d[0], c->sched.lr_d[1],
                      c->sched.lr_g[0], c->sched.lr_g[1], c->sched.lr_sc);
     nn_ckpt_set_meta(ck, "config.sc_optim", "%s", c->sched.sc_adam ? "adam" : "sgd");
+    nn_ckpt_set_meta(ck, "config.sc_decay", "%.17g", c->sched.sc_decay);
+    nn_ckpt_set_meta(ck, "config.g_bn_sets", "%d", c->arch.g_bn_sets);
     nn_ckpt_set_meta(ck, "config.seed", "%" PRIu64, c->seed);
 }
 
@@ -174,6 +196,9 @@ static int load_config(const char *path, config *c) {
                &c->sched.lr_g[0], &c->sched.lr_g[1], &c->sched.lr_sc) != 5) ok = 0;
     // absent in checkpoints written before --sc-optim existed: those runs used SGD
     c->sched.sc_adam = (v = st_meta_get(f, "config.sc_optim")) && !strcmp(v, "adam");
+    // absent before the reference preset and the per-input statistics: halving, one set
+    c->sched.sc_decay = (v = st_meta_get(f, "config.sc_decay")) ? atof(v) : 0.5;
+    c->arch.g_bn_sets = (v = st_meta_get(f, "config.g_bn_sets")) ? atoi(v) : 1;
     c->seed = strtoull(GET("config.seed"), NULL, 10);
 #undef GET
     st_close(f);
@@ -251,7 +276,7 @@ static int write_samples(banis_model *m, const banis_dataset *d, const banis_spl
     nn_set_training(m->root, false);
     bool prev = ag_set_grad_enabled(false);
     tensor_scope_begin();
-    tensor *A = nn_forward(m->gen[DOMAIN_A], z), *B = nn_forward(m->gen[DOMAIN_B], z);
+    tensor *A = banis_generate(m, DOMAIN_A, z), *B = banis_generate(m, DOMAIN_B, z);
     rc = !A || !B || tensor_to_host(tensor_cast(A, TENSOR_F32), ga) || tensor_to_host(tensor_cast(B, TENSOR_F32), gb);
     snprintf(path, sizeof path, "%s/step_%06" PRId64 "_generated.png", dir, step);
     if (!rc) rc = banis_write_pairs_png(path, ga, gb, n, 4);
@@ -367,12 +392,99 @@ static int truncate_metrics(const char *path, int64_t step) {
     return dropped;
 }
 
-static const char *const presets[] = {"paper", "cpu", "tiny"};
+// ---- arguments -------------------------------------------------------------------------------
+// What this invocation asked for beside the run's configuration.
+typedef struct {
+    const char *resume; // the run folder to continue, or NULL
+    bool out_given;
+    device_type dev;
+    char ckpt_path[2048]; // the run's checkpoint_latest.safetensors
+} invocation;
 
-int main(int argc, char **argv) {
-    config c = {0};
-    const char *resume = NULL, *preset_name = NULL;
-    bool out_given = false;
+// --device: the preset's default depends on it. -1: go on; otherwise the exit code.
+static int choose_device(int argc, char **argv, config *c, device_type *dev) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) snprintf(c->device, sizeof c->device, "%s", argv[i + 1]);
+    if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda") && strcmp(c->device, "auto")) {
+        fprintf(stderr, "banis-train: --device must be auto, cuda or cpu\n");
+        return 2;
+    }
+    const backend *cuda = NULL;
+    if (strcmp(c->device, "cpu")) {
+        cuda = backend_cuda();
+        if (!cuda && !strcmp(c->device, "cuda")) {
+            fprintf(stderr, "banis-train: --device cuda: %s\n", err_message());
+            return 1;
+        }
+        if (!cuda) fprintf(stderr, "banis-train: no GPU (%s); training on the CPU\n", err_message());
+        if (cuda && !strcmp(c->device, "auto") && backend_cuda_is_emulated()) { // auto never picks the emulator
+            fprintf(stderr, "banis-train: --device auto does not train on the emulated CUDA device; training on the "
+                            "CPU (--device cuda to use it)\n");
+            cuda = NULL;
+        }
+    }
+    *dev = cuda ? DEVICE_CUDA : DEVICE_CPU;
+    return -1;
+}
+
+// The flags that override the preset (or, resuming, the few a resumed run may change).
+static int apply_flags(int argc, char **argv, config *c, bool resume) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        double r;
+        if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) { i++; continue; }
+        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every") &&
+            strcmp(a, "--keep") && strcmp(a, "--max-steps")) {
+            fprintf(stderr, "banis-train: %s cannot change a resumed run (its configuration is in the checkpoint)\n", a);
+            return 2;
+        }
+        i++;
+#define INT(flag, lo, hi, dst) else if (!strcmp(a, flag)) { if (parse_int(a, v, lo, hi, &n)) return 2; dst = n; }
+#define REAL(flag, lo, hi, dst) else if (!strcmp(a, flag)) { if (parse_real(a, v, lo, hi, &r)) return 2; dst = r; }
+        if (!strcmp(a, "--data")) snprintf(c->data, sizeof c->data, "%s", v ? v : "");
+        else if (!strcmp(a, "--out")) snprintf(c->out, sizeof c->out, "%s", v ? v : "");
+        INT("--n-synthetic", 10, 1000000, c->n_synthetic)
+        INT("--warmup", 0, 100000000, c->sched.warmup_steps)
+        INT("--stage2", 0, 100000000, c->sched.stage2_steps)
+        INT("--stage3", 0, 100000000, c->sched.stage3_steps)
+        INT("--batch", 2, 65536, c->sched.batch)
+        INT("--seed", 0, 2147483647, c->seed)
+        INT("--max-steps", 1, 100000000, c->max_steps)
+        INT("--log-every", 1, 1000000, c->log_every)
+        INT("--sample-every", 1, 100000000, c->sample_every)
+        INT("--ckpt-every", 1, 100000000, c->ckpt_every)
+        INT("--keep", 0, 100000000, c->keep)
+        REAL("--width", 0.01, 4, c->arch.width)
+        REAL("--lr-d", 0, 10, c->sched.lr_d[0] = c->sched.lr_d[1])
+        REAL("--lr-g-a", 0, 10, c->sched.lr_g[0])
+        REAL("--lr-g-b", 0, 10, c->sched.lr_g[1])
+        REAL("--lr-sc", 0, 10, c->sched.lr_sc)
+#undef INT
+#undef REAL
+        else if (!strcmp(a, "--sc-optim")) {
+            if (!v || (strcmp(v, "sgd") && strcmp(v, "adam"))) {
+                fprintf(stderr, "banis-train: --sc-optim takes sgd or adam\n");
+                return 2;
+            }
+            c->sched.sc_adam = !strcmp(v, "adam");
+        } else if (!strcmp(a, "--g-bn-stats")) {
+            if (!v || (strcmp(v, "per-input") && strcmp(v, "shared"))) {
+                fprintf(stderr, "banis-train: --g-bn-stats takes per-input or shared\n");
+                return 2;
+            }
+            c->arch.g_bn_sets = strcmp(v, "shared") ? 2 : 1;
+        } else {
+            fprintf(stderr, "banis-train: unknown option %s\n", a);
+            return usage(2);
+        }
+    }
+    return -1;
+}
+
+// -1: go on; otherwise the exit code.
+static int parse_args(int argc, char **argv, config *c, invocation *inv) {
+    const char *preset_name = NULL;
     // first pass: preset and resume decide the defaults the other flags override
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(0);
@@ -382,324 +494,364 @@ int main(int argc, char **argv) {
             return 2;
         }
         if (!strcmp(argv[i], "--preset")) preset_name = argv[++i];
-        else if (!strcmp(argv[i], "--resume")) resume = argv[++i];
-        else if (!strcmp(argv[i], "--out")) out_given = ++i > 0;
+        else if (!strcmp(argv[i], "--resume")) inv->resume = argv[++i];
+        else if (!strcmp(argv[i], "--out")) inv->out_given = ++i > 0;
     }
-    if (preset_name) {
-        bool known = false;
-        for (size_t k = 0; k < sizeof presets / sizeof *presets; k++) known = known || !strcmp(preset_name, presets[k]);
-        if (!known) {
-            fprintf(stderr, "banis-train: unknown preset '%s' (paper, cpu or tiny)\n", preset_name);
-            return 2;
-        }
-    }
-    snprintf(c.device, sizeof c.device, "auto");
-    snprintf(c.out, sizeof c.out, "%s", resume ? resume : "runs/banis");
-    snprintf(c.data, sizeof c.data, "synthetic");
-    c.seed = 1;
-    char ckpt_path[2048];
-    if (resume) {
-        snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint_latest.safetensors", resume);
-        if (load_config(ckpt_path, &c)) {
-            fprintf(stderr, "banis-train: cannot resume: %s\n", err_message());
-            return 1;
-        }
-    }
-    // device: the preset's default depends on it
-    const backend *cuda = NULL;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--device") && i + 1 < argc) snprintf(c.device, sizeof c.device, "%s", argv[i + 1]);
-    if (strcmp(c.device, "cpu") && strcmp(c.device, "cuda") && strcmp(c.device, "auto")) {
-        fprintf(stderr, "banis-train: --device must be auto, cuda or cpu\n");
+    if (preset_name && !known_preset(preset_name)) {
+        fprintf(stderr, "banis-train: unknown preset '%s' (paper, reference, cpu, cpu-long or tiny)\n", preset_name);
         return 2;
     }
-    if (strcmp(c.device, "cpu")) {
-        cuda = backend_cuda();
-        if (!cuda && !strcmp(c.device, "cuda")) {
-            fprintf(stderr, "banis-train: --device cuda: %s\n", err_message());
-            return 1;
-        }
-        if (!cuda) fprintf(stderr, "banis-train: no GPU (%s); training on the CPU\n", err_message());
-        if (cuda && !strcmp(c.device, "auto") && backend_cuda_is_emulated()) { // auto never picks the emulator
-            fprintf(stderr, "banis-train: --device auto does not train on the emulated CUDA device; training on the "
-                            "CPU (--device cuda to use it)\n");
-            cuda = NULL;
-        }
-    }
-    device_type dev = cuda ? DEVICE_CUDA : DEVICE_CPU;
-    if (!resume) preset(&c, preset_name ? preset_name : cuda ? "paper" : "cpu");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        double r;
-        if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) { i++; continue; }
-        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every") &&
-            strcmp(a, "--keep") &&
-            strcmp(a, "--max-steps")) {
-            fprintf(stderr, "banis-train: %s cannot change a resumed run (its configuration is in the checkpoint)\n", a);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--data")) snprintf(c.data, sizeof c.data, "%s", v ? v : "");
-        else if (!strcmp(a, "--out")) snprintf(c.out, sizeof c.out, "%s", v ? v : "");
-        else if (!strcmp(a, "--n-synthetic")) { if (parse_int(a, v, 10, 1000000, &n)) return 2; c.n_synthetic = (int)n; }
-        else if (!strcmp(a, "--warmup")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.warmup_steps = n; }
-        else if (!strcmp(a, "--stage2")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.stage2_steps = n; }
-        else if (!strcmp(a, "--stage3")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.sched.stage3_steps = n; }
-        else if (!strcmp(a, "--batch")) { if (parse_int(a, v, 2, 65536, &n)) return 2; c.sched.batch = (int)n; }
-        else if (!strcmp(a, "--seed")) { if (parse_int(a, v, 0, 2147483647, &n)) return 2; c.seed = (uint64_t)n; }
-        else if (!strcmp(a, "--max-steps")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.max_steps = n; }
-        else if (!strcmp(a, "--log-every")) { if (parse_int(a, v, 1, 1000000, &n)) return 2; c.log_every = (int)n; }
-        else if (!strcmp(a, "--sample-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.sample_every = (int)n; }
-        else if (!strcmp(a, "--ckpt-every")) { if (parse_int(a, v, 1, 100000000, &n)) return 2; c.ckpt_every = (int)n; }
-        else if (!strcmp(a, "--keep")) { if (parse_int(a, v, 0, 100000000, &n)) return 2; c.keep = (int)n; }
-        else if (!strcmp(a, "--width")) { if (parse_real(a, v, 0.01, 4, &r)) return 2; c.arch.width = r; }
-        else if (!strcmp(a, "--lr-d")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_d[0] = c.sched.lr_d[1] = r; }
-        else if (!strcmp(a, "--lr-g-a")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[0] = r; }
-        else if (!strcmp(a, "--lr-g-b")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_g[1] = r; }
-        else if (!strcmp(a, "--lr-sc")) { if (parse_real(a, v, 0, 10, &r)) return 2; c.sched.lr_sc = r; }
-        else if (!strcmp(a, "--sc-optim")) {
-            if (!v || (strcmp(v, "sgd") && strcmp(v, "adam"))) {
-                fprintf(stderr, "banis-train: --sc-optim takes sgd or adam\n");
-                return 2;
-            }
-            c.sched.sc_adam = !strcmp(v, "adam");
-        }
-        else { fprintf(stderr, "banis-train: unknown option %s\n", a); return usage(2); }
-    }
-    // ---- data
-    banis_dataset *d;
-    if (!strcmp(c.data, "synthetic")) {
-        synth_config sc = synth_defaults();
-        d = banis_synthetic(&sc, c.n_synthetic, c.seed);
-    } else {
-        struct stat st;
-        if (stat(c.data, &st)) {
-            fprintf(stderr, "banis-train: --data %s: %s\n", c.data, strerror(errno));
-            return 1;
-        }
-        char prepared[sizeof c.data + 32];
-        snprintf(prepared, sizeof prepared, "%s/dataset.safetensors", c.data);
-        if (S_ISDIR(st.st_mode) && !access(prepared, R_OK)) {
-            d = banis_dataset_load(prepared); // the folder `banis-data prepare` wrote
-        } else if (S_ISDIR(st.st_mode)) {
-            prepare_options po = prepare_defaults();
-            d = banis_prepare(c.data, &po);
-        } else d = banis_dataset_load(c.data);
-    }
-    if (!d) {
-        fprintf(stderr, "banis-train: %s\n", err_message());
-        return 1;
-    }
-    if (d->n < 2 * c.sched.batch && d->n < 20) {
-        fprintf(stderr, "banis-train: %s has %d pairs; too few to train and test\n", d->source, d->n);
-        return 1;
-    }
-    banis_split split = banis_split_make(d->n, 0.1, c.seed);
-    banis_sampler sampler;
-    banis_sampler_init(&sampler, split.train, split.n_train, c.seed + 7);
-    // ---- model
-    banis_model *m = banis_model_new(&c.arch, &c.sched, TENSOR_F32, dev, c.seed);
-    if (!m) {
-        fprintf(stderr, "banis-train: %s\n", err_message());
-        return 1;
-    }
-    char path[4096], samples[2048];
-    // A fresh run never writes into a folder that holds one: refused when --out named it; the
-    // default folder moves on to runs/banis-2, -3, ... and says so.
-    if (!resume && holds_run(c.out)) {
-        if (out_given) {
-            fprintf(stderr, "banis-train: %s holds a run already (checkpoint/metrics); continue it with --resume %s, "
-                            "or choose another --out\n", c.out, c.out);
-            return 1;
-        }
-        char base[sizeof c.out];
-        snprintf(base, sizeof base, "%s", c.out);
-        for (int k = 2; holds_run(c.out) && k < 10000; k++) snprintf(c.out, sizeof c.out, "%.1000s-%d", base, k);
-        printf("%s holds an earlier run: this run goes to %s\n", base, c.out);
-    }
-    if (banis_make_dirs(c.out)) {
-        fprintf(stderr, "banis-train: cannot create %s: %s\n", c.out, strerror(errno));
-        return 1;
-    }
-    int lock_fd = lock_run(c.out);
-    if (lock_fd < 0) return 1;
-    int stale = remove_stale_temporaries(c.out);
-    if (stale) printf("removed %d temporary checkpoint file%s left by a run that was killed\n", stale, stale > 1 ? "s" : "");
-    snprintf(samples, sizeof samples, "%s/samples", c.out);
-    mkdir(samples, 0755);
-    int64_t step = 0, total = c.sched.warmup_steps + c.sched.stage2_steps + c.sched.stage3_steps;
-    int *idx = malloc(sizeof(int) * (size_t)c.sched.batch);
-    if (resume) {
-        nn_checkpoint ck = {0};
-        banis_model_checkpoint(m, &ck);
-        st_file *f = NULL;
-        if (nn_ckpt_load(&ck, ckpt_path, &f)) {
+    snprintf(c->device, sizeof c->device, "auto");
+    snprintf(c->out, sizeof c->out, "%s", inv->resume ? inv->resume : "runs/banis");
+    snprintf(c->data, sizeof c->data, "synthetic");
+    c->seed = 1;
+    if (inv->resume) {
+        snprintf(inv->ckpt_path, sizeof inv->ckpt_path, "%s/checkpoint_latest.safetensors", inv->resume);
+        if (load_config(inv->ckpt_path, c)) {
             fprintf(stderr, "banis-train: cannot resume: %s\n", err_message());
             return 1;
         }
-        step = strtoll(st_meta_get(f, "step") ? st_meta_get(f, "step") : "0", NULL, 10);
-        st_close(f);
+    }
+    int rc = choose_device(argc, argv, c, &inv->dev);
+    if (rc >= 0) return rc;
+    if (!inv->resume) preset(c, preset_name ? preset_name : inv->dev == DEVICE_CUDA ? "paper" : "cpu");
+    return apply_flags(argc, argv, c, inv->resume != NULL);
+}
+
+// ---- data and run folder ---------------------------------------------------------------------
+static banis_dataset *open_data(const config *c) {
+    banis_dataset *d = NULL;
+    struct stat st;
+    char prepared[sizeof c->data + 32];
+    snprintf(prepared, sizeof prepared, "%s/dataset.safetensors", c->data);
+    if (!strcmp(c->data, "synthetic")) {
+        synth_config sc = synth_defaults();
+        d = banis_synthetic(&sc, c->n_synthetic, c->seed);
+    } else if (stat(c->data, &st)) {
+        err_set("--data %s: %s", c->data, strerror(errno));
+    } else if (S_ISDIR(st.st_mode) && !access(prepared, R_OK)) {
+        d = banis_dataset_load(prepared); // the folder `banis-data prepare` wrote
+    } else if (S_ISDIR(st.st_mode)) {
+        prepare_options po = prepare_defaults();
+        d = banis_prepare(c->data, &po);
+    } else {
+        d = banis_dataset_load(c->data);
+    }
+    if (!d) fprintf(stderr, "banis-train: %s\n", err_message());
+    else if (d->n < 2 * c->sched.batch && d->n < 20) {
+        fprintf(stderr, "banis-train: %s has %d pairs; too few to train and test\n", d->source, d->n);
+        banis_dataset_free(d);
+        d = NULL;
+    }
+    return d;
+}
+
+// The run folder, locked for this process. A fresh run never writes into a folder that holds
+// one: refused when --out named it; the default folder moves on to runs/banis-2, -3, ... and
+// says so. Returns the lock's descriptor, or -1 (said).
+static int open_run_folder(config *c, const invocation *inv, char *samples, size_t size) {
+    if (!inv->resume && holds_run(c->out)) {
+        if (inv->out_given) {
+            fprintf(stderr, "banis-train: %s holds a run already (checkpoint/metrics); continue it with --resume %s, "
+                            "or choose another --out\n", c->out, c->out);
+            return -1;
+        }
+        char base[sizeof c->out];
+        snprintf(base, sizeof base, "%s", c->out);
+        for (int k = 2; holds_run(c->out) && k < 10000; k++) snprintf(c->out, sizeof c->out, "%.1000s-%d", base, k);
+        printf("%s holds an earlier run: this run goes to %s\n", base, c->out);
+    }
+    if (banis_make_dirs(c->out)) {
+        fprintf(stderr, "banis-train: cannot create %s: %s\n", c->out, strerror(errno));
+        return -1;
+    }
+    int lock_fd = lock_run(c->out);
+    if (lock_fd < 0) return -1;
+    int stale = remove_stale_temporaries(c->out);
+    if (stale) printf("removed %d temporary checkpoint file%s left by a run that was killed\n", stale, stale > 1 ? "s" : "");
+    snprintf(samples, size, "%s/samples", c->out);
+    mkdir(samples, 0755);
+    return lock_fd;
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+typedef struct {
+    config c;
+    invocation inv;
+    banis_dataset *d;
+    banis_split split;
+    banis_sampler sampler;
+    banis_model *m;
+    int *idx;        // the batch's pair indices
+    tensor *z_fixed; // the latent vectors of every sample grid
+    int64_t step, total;
+    char samples[2048], ckpt_path[2048];
+    // logging
+    FILE *csv;
+    tb_writer *tb;
+    bool tty; // the progress line updates in place on a terminal
+    double t_last;
+    int64_t last_logged;
+    double kind_time[2]; // seconds spent in warm-up steps and in full steps
+    int64_t kind_steps[2];
+    banis_watch watch;
+} run;
+
+// A resumed run: the checkpoint's state, the data order up to its step, metrics.csv cut there.
+static int resume_run(run *r) {
+    nn_checkpoint ck = {0};
+    banis_model_checkpoint(r->m, &ck);
+    st_file *f = NULL;
+    if (nn_ckpt_load(&ck, r->inv.ckpt_path, &f)) {
+        fprintf(stderr, "banis-train: cannot resume: %s\n", err_message());
         nn_ckpt_free(&ck);
-        for (int64_t s = 0; s < step; s++) banis_sampler_next(&sampler, c.sched.batch, idx); // same data order
-        printf("resumed %s at step %" PRId64 " of %" PRId64 "\n", c.out, step, total);
-        snprintf(path, sizeof path, "%s/metrics.csv", c.out);
-        int dropped = truncate_metrics(path, step);
-        if (dropped < 0) {
-            fprintf(stderr, "banis-train: cannot rewrite %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    r->step = strtoll(st_meta_get(f, "step") ? st_meta_get(f, "step") : "0", NULL, 10);
+    st_close(f);
+    nn_ckpt_free(&ck);
+    for (int64_t s = 0; s < r->step; s++) banis_sampler_next(&r->sampler, r->c.sched.batch, r->idx); // same data order
+    printf("resumed %s at step %" PRId64 " of %" PRId64 "\n", r->c.out, r->step, r->total);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.csv", r->c.out);
+    int dropped = truncate_metrics(path, r->step);
+    if (dropped < 0) {
+        fprintf(stderr, "banis-train: cannot rewrite %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (dropped) printf("metrics.csv: dropped %d rows written after the checkpoint\n", dropped);
+    return 0;
+}
+
+static int open_logs(run *r) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.csv", r->c.out);
+    bool fresh_csv = access(path, F_OK) != 0;
+    r->csv = fopen(path, "a");
+    r->tb = tb_open(r->c.out);
+    if (!r->csv || !r->tb) {
+        if (r->csv) fprintf(stderr, "banis-train: %s\n", err_message());
+        else fprintf(stderr, "banis-train: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (r->inv.resume && tb_session_start(r->tb, r->step)) {
+        fprintf(stderr, "banis-train: %s\n", err_message());
+        return -1;
+    }
+    if (fresh_csv)
+        fprintf(r->csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,"
+                        "pm_a,pm_b,steps_per_s\n");
+    r->tty = isatty(STDOUT_FILENO);
+    r->t_last = now_seconds();
+    r->last_logged = r->step;
+    banis_watch_init(&r->watch);
+    return 0;
+}
+
+static void print_header(const run *r) {
+    const config *c = &r->c;
+    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c->preset,
+           backend_device_description(r->inv.dev), r->d->source, r->split.n_train, r->split.n_test);
+    printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64 " + %" PRId64
+           " steps; G's batch-norm statistics %s\n", c->arch.width, (long long)nn_count_parameters(r->m->root),
+           c->sched.batch, c->sched.warmup_steps, c->sched.stage2_steps, c->sched.stage3_steps,
+           c->arch.g_bn_sets > 1 ? "per input (z, codes)" : "shared");
+    printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n", c->sched.lr_d[0],
+           c->sched.lr_d[1], c->sched.lr_g[0], c->sched.lr_g[1], c->sched.sc_adam ? "Adam" : "SGD", c->sched.lr_sc,
+           c->sched.sc_decay);
+}
+
+// ETA from the measured time per warm-up step and per full step (a full step runs six more
+// forward/backward passes; about 5x a warm-up step until one is measured).
+static double eta_seconds(const run *r) {
+    double per[2] = {r->kind_steps[0] ? r->kind_time[0] / (double)r->kind_steps[0] : 0,
+                     r->kind_steps[1] ? r->kind_time[1] / (double)r->kind_steps[1] : 0};
+    if (!r->kind_steps[1]) per[1] = 5 * per[0];
+    if (!r->kind_steps[0]) per[0] = per[1] / 5;
+    int64_t warm = r->c.sched.warmup_steps, left_warm = r->step < warm ? warm - r->step : 0;
+    return (double)left_warm * per[0] + (double)(r->total - r->step - left_warm) * per[1];
+}
+
+// One row of metrics.csv and TensorBoard, and the progress line.
+static void log_step(run *r, const banis_losses *l) {
+    double t = now_seconds(), rate = (double)(r->step - r->last_logged) / (t - r->t_last);
+    const char *stage = stage_name(&r->c.sched, r->step - 1);
+    double vals[10] = {l->d_loss[0], l->d_loss[1], l->g_loss[0], l->g_loss[1], l->id_gen[0], l->id_gen[1],
+                       l->id_real[0], l->id_real[1], l->pm[0], l->pm[1]};
+    static const char *const tags[10] = {"adversarial/d_loss_a", "adversarial/d_loss_b", "adversarial/g_loss_a",
+                                         "adversarial/g_loss_b", "identical/gen_a", "identical/gen_b",
+                                         "identical/real_a", "identical/real_b", "pair_matched/a", "pair_matched/b"};
+    fprintf(r->csv, "%" PRId64 ",%s", r->step, stage);
+    for (int k = 0; k < 10; k++) fprintf(r->csv, ",%g", vals[k]);
+    fprintf(r->csv, ",%.3f\n", rate);
+    fflush(r->csv);
+    for (int k = 0; k < 10; k++)
+        if (!isnan(vals[k])) tb_scalar(r->tb, tags[k], (float)vals[k], r->step);
+    tb_scalar(r->tb, "speed/steps_per_s", (float)rate, r->step);
+    tb_flush(r->tb);
+    printf("%sstep %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f", r->tty ? "\r" : "",
+           r->step, r->total, stage, rate, eta_seconds(r), l->d_loss[0], l->d_loss[1], l->g_loss[0], l->g_loss[1]);
+    if (!isnan(l->pm[0])) printf(" | id %.4f %.4f pm %.4f %.4f", l->id_real[0], l->id_real[1], l->pm[0], l->pm[1]);
+    printf(r->tty ? "\x1b[K" : "\n"); // a terminal: one line, updated in place
+    fflush(stdout);
+    r->t_last = t;
+    r->last_logged = r->step;
+}
+
+// Sample grids and checkpoints when their step comes. 0, or -1 (said) when a checkpoint failed.
+static int periodic_outputs(run *r) {
+    const config *c = &r->c;
+    int64_t step = r->step;
+    if (step % c->sample_every == 0 || step == r->total) {
+        if (write_samples(r->m, r->d, &r->split, r->z_fixed, r->samples, step))
+            fprintf(stderr, "banis-train: samples: %s\n", err_message());
+        else { // the same pictures in TensorBoard's Images tab
+            char png[4200];
+            snprintf(png, sizeof png, "%s/step_%06" PRId64 "_generated.png", r->samples, step);
+            tb_png_file(r->tb, "samples/generated", png, step);
+            snprintf(png, sizeof png, "%s/step_%06" PRId64 "_reconstructed.png", r->samples, step);
+            tb_png_file(r->tb, "samples/reconstructed", png, step);
+            tb_flush(r->tb);
+        }
+    }
+    if (step % c->ckpt_every == 0 || step == r->total) {
+        char periodic[4096];
+        snprintf(periodic, sizeof periodic, "%s/checkpoint_step_%06" PRId64 ".safetensors", c->out, step);
+        if (save_checkpoint(r->m, c, step, r->ckpt_path) ||
+            (c->keep > 0 && save_checkpoint_as(r->m, c, step, periodic, false))) {
+            fprintf(stderr, "%sbanis-train: checkpoint: %s\n", r->tty ? "\n" : "", err_message());
+            return -1;
+        }
+        prune_checkpoints(c->out, c->keep);
+    }
+    return 0;
+}
+
+// Steps until the schedule ends, --max-steps, a signal or an error. Returns the exit code.
+static int train(run *r) {
+    const config *c = &r->c;
+    int64_t step0 = r->step;
+    while (r->step < r->total) {
+        if (c->max_steps && r->step - step0 >= c->max_steps) {
+            printf("stopping after %" PRId64 " steps (--max-steps): saving %s\n", c->max_steps, r->ckpt_path);
+            if (!save_checkpoint(r->m, c, r->step, r->ckpt_path)) return 0;
+            fprintf(stderr, "banis-train: %s\n", err_message());
             return 1;
         }
-        if (dropped) printf("metrics.csv: dropped %d rows written after the checkpoint\n", dropped);
+        if (interrupted) {
+            printf("\ninterrupted at step %" PRId64 ": saving %s\n", r->step, r->ckpt_path);
+            if (!save_checkpoint(r->m, c, r->step, r->ckpt_path)) return 130;
+            fprintf(stderr, "banis-train: %s\n", err_message());
+            return 1;
+        }
+        banis_losses l;
+        double t_step = now_seconds();
+        tensor_scope_begin();
+        banis_sampler_next(&r->sampler, c->sched.batch, r->idx);
+        tensor *a, *b;
+        int err = banis_batch(r->d, r->idx, c->sched.batch, TENSOR_F32, r->inv.dev, &a, &b) ||
+                  banis_train_step(r->m, r->step, a, b, &l);
+        tensor_scope_end();
+        if (err) {
+            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\nthe last good checkpoint is %s\n", r->step,
+                    err_message(), r->ckpt_path);
+            return 1;
+        }
+        bool full = r->step >= c->sched.warmup_steps;
+        r->kind_time[full] += now_seconds() - t_step;
+        r->kind_steps[full]++;
+        int won = banis_watch_step(&r->watch, r->step, &l);
+        for (int x = 0; x < 2; x++)
+            if (won & (1 << x))
+                printf("%swarning: D_%c has won outright (loss below %g for %d steps): G_%c learns little now\n",
+                       r->tty ? "\n" : "", "AB"[x], BANIS_D_WINS_LOSS, BANIS_D_WINS_STEPS, "AB"[x]);
+        r->step++;
+        if (r->step % c->log_every == 0 || r->step == r->total) log_step(r, &l);
+        if (periodic_outputs(r)) return 1;
     }
-    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c.preset, backend_device_description(dev), d->source,
-           split.n_train, split.n_test);
-    printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64 " + %" PRId64 " steps\n",
-           c.arch.width, (long long)nn_count_parameters(m->root), c.sched.batch, c.sched.warmup_steps,
-           c.sched.stage2_steps, c.sched.stage3_steps);
-    printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n", c.sched.lr_d[0],
-           c.sched.lr_d[1], c.sched.lr_g[0], c.sched.lr_g[1], c.sched.sc_adam ? "Adam" : "SGD", c.sched.lr_sc,
-           c.sched.sc_decay);
-    snprintf(path, sizeof path, "%s/metrics.csv", c.out);
-    bool fresh_csv = access(path, F_OK) != 0;
-    FILE *csv = fopen(path, "a");
-    tb_writer *tb = tb_open(c.out);
-    if (!csv || !tb) {
-        if (csv) fprintf(stderr, "banis-train: %s\n", err_message());
-        else fprintf(stderr, "banis-train: cannot open %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+// The GMI table and the ground-truth and health figures on the test split, in gmi.md.
+static int final_evaluation(run *r) {
+    banis_eval e;
+    if (banis_evaluate(r->m, r->d, r->split.test, r->split.n_test, &e)) {
+        fprintf(stderr, "banis-train: evaluation: %s\n", err_message());
         return 1;
     }
-    if (resume && tb_session_start(tb, step)) {
+    banis_watch_describe(&r->watch, e.notes, sizeof e.notes);
+    char title[512], path[4096];
+    snprintf(title, sizeof title, "BANIS, %s preset, %" PRId64 " steps, %s", r->c.preset, r->total, r->d->source);
+    snprintf(path, sizeof path, "%s/gmi.md", r->c.out);
+    if (banis_write_gmi_table(path, &e, title)) {
         fprintf(stderr, "banis-train: %s\n", err_message());
         return 1;
     }
-    if (fresh_csv) fprintf(csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,pm_a,pm_b,steps_per_s\n");
+    printf("GMI on %d test pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f; %d pairs with "
+           "an empty mask) -> %s\n", e.pairs, e.gmi[0], e.gmi[1], e.gmi[2], e.mean_dsc, e.empty_pairs, path);
+    if (!isnan(e.membrane_dice))
+        printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels inside cells\n",
+               e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
+    if (!isnan(e.diversity))
+        printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as varied)%s\n", e.diversity,
+               e.diversity < BANIS_DIVERSITY_COLLAPSED ? ": MODE COLLAPSE, one image whatever z" : "");
+    printf("saturated pixels: %.1f%% of the reconstructions, %.1f%% of the generated, %.1f%% of the real images%s\n",
+           e.saturated_rec, e.saturated_gen, e.saturated_real,
+           e.saturated_rec > e.saturated_real + BANIS_SATURATED_EXCESS ||
+                   e.saturated_gen > e.saturated_real + BANIS_SATURATED_EXCESS
+               ? ": SATURATED OUTPUTS"
+               : "");
+    if (e.notes[0]) printf("warning: %s\n", e.notes);
+    return 0;
+}
+
+static void close_run(run *r) {
+    tensor_release(r->z_fixed);
+    if (r->csv) fclose(r->csv);
+    tb_close(r->tb);
+    free(r->idx);
+    banis_sampler_free(&r->sampler);
+    banis_split_free(&r->split);
+    banis_model_free(r->m);
+    banis_dataset_free(r->d);
+}
+
+int main(int argc, char **argv) {
+    static run r; // large (paths); zeroed
+    int rc = parse_args(argc, argv, &r.c, &r.inv);
+    if (rc >= 0) return rc;
+    if (!(r.d = open_data(&r.c))) return 1;
+    r.split = banis_split_make(r.d->n, 0.1, r.c.seed);
+    banis_sampler_init(&r.sampler, r.split.train, r.split.n_train, r.c.seed + 7);
+    r.m = banis_model_new(&r.c.arch, &r.c.sched, TENSOR_F32, r.inv.dev, r.c.seed);
+    r.idx = malloc(sizeof(int) * (size_t)r.c.sched.batch);
+    r.total = r.c.sched.warmup_steps + r.c.sched.stage2_steps + r.c.sched.stage3_steps;
+    if (!r.m || !r.idx) {
+        fprintf(stderr, "banis-train: %s\n", r.m ? "out of memory" : err_message());
+        close_run(&r);
+        return 1;
+    }
+    int lock_fd = open_run_folder(&r.c, &r.inv, r.samples, sizeof r.samples);
+    if (lock_fd < 0 || (r.inv.resume && resume_run(&r))) {
+        close_run(&r);
+        return 1;
+    }
+    print_header(&r);
+    snprintf(r.ckpt_path, sizeof r.ckpt_path, "%s/checkpoint_latest.safetensors", r.c.out);
+    if (open_logs(&r)) {
+        close_run(&r);
+        return 1;
+    }
     rng zr;
-    rng_init(&zr, c.seed + 99);
-    tensor *z_fixed = tensor_keep(op_rand_uniform(&zr, TENSOR_F32, SHAPE(16, c.arch.latent), -1, 1, dev));
+    rng_init(&zr, r.c.seed + 99);
+    r.z_fixed = tensor_keep(op_rand_uniform(&zr, TENSOR_F32, SHAPE(16, r.c.arch.latent), -1, 1, r.inv.dev));
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C
-    int rc = 0;
-    bool tty = isatty(STDOUT_FILENO); // the progress line updates in place on a terminal
-    double t0 = now(), t_last = t0;
-    int64_t step0 = step, last_logged = step;
-    double kind_time[2] = {0, 0}; // seconds spent in warm-up steps and in full steps
-    int64_t kind_steps[2] = {0, 0};
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint_latest.safetensors", c.out);
-    while (step < total) {
-        if (c.max_steps && step - step0 >= c.max_steps) {
-            printf("stopping after %" PRId64 " steps (--max-steps): saving %s\n", c.max_steps, ckpt_path);
-            if (save_checkpoint(m, &c, step, ckpt_path)) {
-                fprintf(stderr, "banis-train: %s\n", err_message());
-                rc = 1;
-            }
-            break;
-        }
-        if (interrupted) {
-            printf("\ninterrupted at step %" PRId64 ": saving %s\n", step, ckpt_path);
-            rc = save_checkpoint(m, &c, step, ckpt_path) ? 1 : 130;
-            if (rc == 1) fprintf(stderr, "banis-train: %s\n", err_message());
-            break;
-        }
-        banis_losses l;
-        double t_step = now();
-        tensor_scope_begin();
-        banis_sampler_next(&sampler, c.sched.batch, idx);
-        tensor *a, *b;
-        int err = banis_batch(d, idx, c.sched.batch, TENSOR_F32, dev, &a, &b) || banis_train_step(m, step, a, b, &l);
-        tensor_scope_end();
-        if (err) {
-            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\nthe last good checkpoint is %s\n", step, err_message(), ckpt_path);
-            rc = 1;
-            break;
-        }
-        bool full = step >= c.sched.warmup_steps;
-        kind_time[full] += now() - t_step;
-        kind_steps[full]++;
-        step++;
-        if (step % c.log_every == 0 || step == total) {
-            double t = now(), rate = (double)(step - last_logged) / (t - t_last);
-            // ETA from the measured time per warm-up step and per full step (a full step runs
-            // six more forward/backward passes; about 5x a warm-up step until one is measured)
-            double per[2] = {kind_steps[0] ? kind_time[0] / (double)kind_steps[0] : 0,
-                             kind_steps[1] ? kind_time[1] / (double)kind_steps[1] : 0};
-            if (!kind_steps[1]) per[1] = 5 * per[0];
-            if (!kind_steps[0]) per[0] = per[1] / 5;
-            int64_t left_warm = step < c.sched.warmup_steps ? c.sched.warmup_steps - step : 0;
-            double eta = (double)left_warm * per[0] + (double)(total - step - left_warm) * per[1];
-            fprintf(csv, "%" PRId64 ",%s,%g,%g,%g,%g,%g,%g,%g,%g,%g,%g,%.3f\n", step, stage_name(&c.sched, step - 1),
-                    l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1], l.id_gen[0], l.id_gen[1], l.id_real[0],
-                    l.id_real[1], l.pm[0], l.pm[1], rate);
-            fflush(csv);
-            const char *tags[10] = {"adversarial/d_loss_a", "adversarial/d_loss_b", "adversarial/g_loss_a",
-                                    "adversarial/g_loss_b", "identical/gen_a", "identical/gen_b",
-                                    "identical/real_a", "identical/real_b", "pair_matched/a", "pair_matched/b"};
-            double vals[10] = {l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1], l.id_gen[0], l.id_gen[1],
-                               l.id_real[0], l.id_real[1], l.pm[0], l.pm[1]};
-            for (int k = 0; k < 10; k++)
-                if (!isnan(vals[k])) tb_scalar(tb, tags[k], (float)vals[k], step);
-            tb_scalar(tb, "speed/steps_per_s", (float)rate, step);
-            tb_flush(tb);
-            printf("%sstep %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f", tty ? "\r" : "",
-                   step, total, stage_name(&c.sched, step - 1), rate, eta, l.d_loss[0], l.d_loss[1], l.g_loss[0], l.g_loss[1]);
-            if (!isnan(l.pm[0])) printf(" | id %.4f %.4f pm %.4f %.4f", l.id_real[0], l.id_real[1], l.pm[0], l.pm[1]);
-            printf(tty ? "\x1b[K" : "\n"); // a terminal: one line, updated in place
-            fflush(stdout);
-            t_last = t;
-            last_logged = step;
-        }
-        if (step % c.sample_every == 0 || step == total) {
-            if (write_samples(m, d, &split, z_fixed, samples, step))
-                fprintf(stderr, "banis-train: samples: %s\n", err_message());
-            else { // the same pictures in TensorBoard's Images tab
-                char png[4200];
-                snprintf(png, sizeof png, "%s/step_%06" PRId64 "_generated.png", samples, step);
-                tb_png_file(tb, "samples/generated", png, step);
-                snprintf(png, sizeof png, "%s/step_%06" PRId64 "_reconstructed.png", samples, step);
-                tb_png_file(tb, "samples/reconstructed", png, step);
-                tb_flush(tb);
-            }
-        }
-        if (step % c.ckpt_every == 0 || step == total) {
-            char periodic[4096];
-            snprintf(periodic, sizeof periodic, "%s/checkpoint_step_%06" PRId64 ".safetensors", c.out, step);
-            if (save_checkpoint(m, &c, step, ckpt_path) ||
-                (c.keep > 0 && save_checkpoint_as(m, &c, step, periodic, false))) {
-                fprintf(stderr, "%sbanis-train: checkpoint: %s\n", tty ? "\n" : "", err_message());
-                rc = 1;
-                break;
-            }
-            prune_checkpoints(c.out, c.keep);
-        }
-    }
-    if (tty) printf("\n"); // end the in-place progress line
-    if (rc == 0 && step == total) {
-        banis_eval e;
-        if (banis_evaluate(m, d, split.test, split.n_test, &e)) {
-            fprintf(stderr, "banis-train: evaluation: %s\n", err_message());
-            rc = 1;
-        } else {
-            char title[512];
-            snprintf(title, sizeof title, "BANIS, %s preset, %" PRId64 " steps, %s", c.preset, total, d->source);
-            snprintf(path, sizeof path, "%s/gmi.md", c.out);
-            if (banis_write_gmi_table(path, &e, title)) rc = 1;
-            printf("GMI on %d test pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f) -> %s\n",
-                   e.pairs, e.gmi[0], e.gmi[1], e.gmi[2], e.mean_dsc, path);
-            if (!isnan(e.membrane_dice))
-                printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels inside cells\n",
-                       e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
-            if (!isnan(e.diversity))
-                printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as varied)%s\n",
-                       e.diversity, e.diversity < BANIS_DIVERSITY_COLLAPSED ? ": MODE COLLAPSE, one image whatever z" : "");
-        }
-    }
-    tensor_release(z_fixed);
-    fclose(csv);
-    tb_close(tb);
-    free(idx);
-    banis_sampler_free(&sampler);
-    banis_split_free(&split);
-    banis_model_free(m);
-    banis_dataset_free(d);
+    rc = train(&r);
+    if (r.tty) printf("\n"); // end the in-place progress line
+    if (rc == 0 && r.step == r.total) rc = final_evaluation(&r);
+    close_run(&r);
+    close(lock_fd);
     return rc;
 }

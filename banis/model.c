@@ -11,7 +11,7 @@
 
 banis_arch banis_arch_paper(void) {
     return (banis_arch){.latent = 100, .width = 1.0, .slope = 0.2, .bn_momentum = 0.8, .bn_eps = 1e-3,
-                        .dropout = 0.3};
+                        .dropout = 0.3, .g_bn_sets = 2};
 }
 
 banis_schedule banis_schedule_paper(void) {
@@ -98,6 +98,7 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
         m->disc[x] = banis_make_discriminator(&m->arch, &m->ctx);
         m->enc[x] = banis_make_encoder(&m->arch, &m->ctx);
         if (!m->gen[x] || !m->disc[x] || !m->enc[x]) goto fail;
+        if (m->arch.g_bn_sets > 1 && nn_bn_stat_sets(&m->ctx, m->gen[x], m->arch.g_bn_sets)) goto fail;
         nn_add_child(m->root, names[0][x], m->gen[x]);
         nn_add_child(m->root, names[1][x], m->disc[x]);
         nn_add_child(m->root, names[2][x], m->enc[x]);
@@ -149,7 +150,8 @@ void banis_model_free(banis_model *m) {
 banis_model *banis_model_load(const char *path) {
     st_file *f = st_open(path);
     if (!f) return NULL;
-    const char *w = st_meta_get(f, "config.width"), *lat = st_meta_get(f, "config.latent");
+    const char *w = st_meta_get(f, "config.width"), *lat = st_meta_get(f, "config.latent"),
+               *sets = st_meta_get(f, "config.g_bn_sets");
     if (!w || !lat) {
         err_set("%s: not a banis-train checkpoint (no config.width / config.latent)", path);
         st_close(f);
@@ -158,6 +160,7 @@ banis_model *banis_model_load(const char *path) {
     banis_arch a = banis_arch_paper();
     a.width = atof(w);
     a.latent = atoi(lat);
+    a.g_bn_sets = sets ? atoi(sets) : 1; // checkpoints before the per-input sets had one
     st_close(f);
     banis_schedule s = banis_schedule_paper();
     banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 0);
@@ -195,10 +198,22 @@ tensor *banis_sample_z(banis_model *m, int n) {
     return op_rand_uniform(&m->noise_rng, m->ctx.dtype, SHAPE(n, m->arch.latent), -1, 1, m->ctx.device);
 }
 
-tensor *banis_pioneer(banis_model *m, int x, tensor *z) { return nn_forward(m->disc[x], nn_forward(m->gen[x], z)); }
+// G's batch-norm statistics: set 0 for z, set 1 for encoder codes (when arch.g_bn_sets is 2)
+enum { STATS_Z = 0, STATS_CODES = 1 };
+
+tensor *banis_generate(banis_model *m, int x, tensor *z) {
+    nn_bn_use_stats(m->gen[x], STATS_Z);
+    return nn_forward(m->gen[x], z);
+}
+
+tensor *banis_pioneer(banis_model *m, int x, tensor *z) { return nn_forward(m->disc[x], banis_generate(m, x, z)); }
 
 // S_A = G_A(E_A(b)) maps B to A; S_B = G_B(E_B(a)) maps A to B.
-tensor *banis_successor(banis_model *m, int x, tensor *src) { return nn_forward(m->gen[x], nn_forward(m->enc[x], src)); }
+tensor *banis_successor(banis_model *m, int x, tensor *src) {
+    tensor *code = nn_forward(m->enc[x], src);
+    nn_bn_use_stats(m->gen[x], STATS_CODES);
+    return nn_forward(m->gen[x], code);
+}
 
 // C_A = S_B(S_A(b)): B -> B; C_B = S_A(S_B(a)): A -> A.
 tensor *banis_coordinator(banis_model *m, int x, tensor *src) {
@@ -224,7 +239,7 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
     // x_gen = G_X(z) in inference mode
     nn_set_training(m->gen[x], false);
     bool prev = ag_set_grad_enabled(false);
-    tensor *gen = nn_forward(m->gen[x], z);
+    tensor *gen = banis_generate(m, x, z);
     ag_set_grad_enabled(prev);
     nn_set_training(m->gen[x], true);
     if (!gen) return -1;
@@ -343,6 +358,43 @@ static double mean_pairwise_l1(const float *x, int n) {
     return n > 1 ? sum / (n * (n - 1) / 2.0) : NAN;
 }
 
+double banis_saturated_percent(const float *x, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += fabsf(x[i]) > 0.99f;
+    return n ? 100.0 * (double)k / (double)n : NAN;
+}
+
+void banis_watch_init(banis_watch *w) {
+    for (int x = 0; x < 2; x++) w->low_since[x] = w->won_at[x] = -1;
+}
+
+int banis_watch_step(banis_watch *w, int64_t step, const banis_losses *l) {
+    int found = 0;
+    for (int x = 0; x < 2; x++) {
+        if (!(l->d_loss[x] < BANIS_D_WINS_LOSS)) { // NaN too: not a win
+            w->low_since[x] = -1;
+            continue;
+        }
+        if (w->low_since[x] < 0) w->low_since[x] = step;
+        if (w->won_at[x] < 0 && step - w->low_since[x] + 1 >= BANIS_D_WINS_STEPS) {
+            w->won_at[x] = step;
+            found |= 1 << x;
+        }
+    }
+    return found;
+}
+
+void banis_watch_describe(const banis_watch *w, char *out, size_t size) {
+    size_t at = 0;
+    out[0] = 0;
+    for (int x = 0; x < 2 && at < size; x++)
+        if (w->won_at[x] >= 0)
+            at += (size_t)snprintf(out + at, size - at,
+                                   "%sD_%c won outright at step %lld (its loss below %g for %d steps in a row: "
+                                   "G_%c learns little from it after that).", at ? " " : "", "AB"[x],
+                                   (long long)w->won_at[x], BANIS_D_WINS_LOSS, BANIS_D_WINS_STEPS, "AB"[x]);
+}
+
 double banis_diversity(const float *generated, const float *real, int n) {
     double r = mean_pairwise_l1(real, n);
     return r > 0 ? mean_pairwise_l1(generated, n) / r : NAN;
@@ -350,9 +402,8 @@ double banis_diversity(const float *generated, const float *real, int n) {
 
 // 16 images G_A(z) (inference mode, z from a fixed stream apart from the model's, so that
 // evaluating draws nothing from the training's generators) against the first 16 test images.
-static int generated_diversity(banis_model *m, const banis_dataset *d, const int *idx, int n, double *out) {
+static int generated_diversity(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     enum { K = 16 };
-    *out = NAN;
     if (n < 2) return 0;
     int k = n < K ? n : K;
     float *gen = malloc(sizeof(float) * BANIS_PIXELS * K), *real = malloc(sizeof(float) * BANIS_PIXELS * K);
@@ -362,14 +413,15 @@ static int generated_diversity(banis_model *m, const banis_dataset *d, const int
     rng r;
     rng_init(&r, 0x5eed);
     tensor *z = rc ? NULL : op_rand_uniform(&r, m->ctx.dtype, SHAPE(k, m->arch.latent), -1, 1, m->ctx.device);
-    tensor *g = z ? nn_forward(m->gen[DOMAIN_A], z) : NULL;
+    tensor *g = z ? banis_generate(m, DOMAIN_A, z) : NULL;
     if (!g || tensor_to_host(tensor_cast(g, TENSOR_F32), gen)) rc = -1;
     tensor_scope_end();
     ag_set_grad_enabled(prev);
     if (!rc) {
         for (int i = 0; i < k; i++)
             memcpy(real + (size_t)i * BANIS_PIXELS, d->a + (size_t)idx[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
-        *out = banis_diversity(gen, real, k);
+        out->diversity = banis_diversity(gen, real, k);
+        out->saturated_gen = banis_saturated_percent(gen, (size_t)k * BANIS_PIXELS);
     }
     free(gen);
     free(real);
@@ -379,7 +431,7 @@ static int generated_diversity(banis_model *m, const banis_dataset *d, const int
 int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     nn_set_training(m->root, false);
     int rc = banis_evaluate_translator(banis_translate, m, m->ctx.dtype, m->ctx.device, d, idx, n, out);
-    if (!rc) rc = generated_diversity(m, d, idx, n, &out->diversity);
+    if (!rc) rc = generated_diversity(m, d, idx, n, out);
     nn_set_training(m->root, true);
     return rc;
 }
@@ -387,9 +439,9 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
 int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt, device_type dev,
                               const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     memset(out, 0, sizeof *out);
-    out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity = NAN;
+    out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity = out->saturated_gen = NAN;
     int matched[GMI_THRESHOLDS] = {0}, dsc_n = 0, empty = 0;
-    double dsc_sum = 0, mem_sum = 0, nuc_sum = 0;
+    double dsc_sum = 0, mem_sum = 0, nuc_sum = 0, sat_rec = 0, sat_real = 0;
     long nuc_px = 0, nuc_ok = 0;
     bool gt = d->labels != NULL;
     bool prev = ag_set_grad_enabled(false);
@@ -405,6 +457,14 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
         if (!a_rec || !b_rec || tensor_to_host(tensor_cast(a_rec, TENSOR_F32), ar) ||
             tensor_to_host(tensor_cast(b_rec, TENSOR_F32), br))
             rc = -1;
+        if (!rc) {
+            size_t px = (size_t)k * BANIS_PIXELS;
+            sat_rec += k * (banis_saturated_percent(ar, px) + banis_saturated_percent(br, px));
+            for (int i = 0; i < k; i++) {
+                size_t o = (size_t)idx[at + i] * BANIS_PIXELS;
+                sat_real += banis_saturated_percent(d->a + o, BANIS_PIXELS) + banis_saturated_percent(d->b + o, BANIS_PIXELS);
+            }
+        }
         for (int i = 0; i < k && !rc; i++) {
             uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
             double dsc = banis_pair_dsc(ar + (size_t)i * BANIS_PIXELS, br + (size_t)i * BANIS_PIXELS, ma, mb);
@@ -435,12 +495,32 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
     for (int t = 0; t < GMI_THRESHOLDS; t++) out->gmi[t] = n ? 100.0 * matched[t] / n : NAN;
     out->mean_dsc = dsc_n ? dsc_sum / dsc_n : NAN;
     out->empty_pairs = empty;
+    out->saturated_rec = n ? sat_rec / (2.0 * n) : NAN; // per pair: two images
+    out->saturated_real = n ? sat_real / (2.0 * n) : NAN;
     if (gt && n) {
         out->membrane_dice = mem_sum / n;
         out->nuclei_dice = nuc_sum / n;
         out->nuclei_in_cells = nuc_px ? 100.0 * (double)nuc_ok / (double)nuc_px : NAN;
     }
     return 0;
+}
+
+// What says that a GAN went wrong, beside the table: collapse, saturation, the caller's notes.
+static void write_health(FILE *f, const banis_eval *e) {
+    if (!isnan(e->diversity))
+        fprintf(f, "\nDiversity of 16 generated membrane images G_A(z): %.3f (their mean pairwise L1 distance "
+                   "over that of 16 real test images; 1: as varied as the data, 0: one image).%s\n",
+                e->diversity, e->diversity < BANIS_DIVERSITY_COLLAPSED
+                                  ? " **Mode collapse: the generator draws (nearly) one image whatever z is.**"
+                                  : "");
+    bool sat_gen = e->saturated_gen > e->saturated_real + BANIS_SATURATED_EXCESS,
+         sat_rec = e->saturated_rec > e->saturated_real + BANIS_SATURATED_EXCESS;
+    fprintf(f, "\nSaturated pixels (|v| > 0.99): %.1f%% of the reconstructions", e->saturated_rec);
+    if (!isnan(e->saturated_gen)) fprintf(f, ", %.1f%% of the generated images", e->saturated_gen);
+    fprintf(f, ", %.1f%% of the real images.%s%s\n", e->saturated_real,
+            sat_rec ? " **The reconstructions are saturated: their tanh sits at its limits.**" : "",
+            sat_gen ? " **The generated images are saturated: G's tanh sits at its limits.**" : "");
+    if (e->notes[0]) fprintf(f, "\n**%s**\n", e->notes);
 }
 
 int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title) {
@@ -463,12 +543,7 @@ int banis_write_gmi_table(const char *path, const banis_eval *e, const char *tit
         fprintf(f, "Ground truth (synthetic data): membrane Dice %.3f, nuclei Dice %.3f, "
                    "%.1f%% of predicted nucleus pixels inside cells and off the walls.\n",
                 e->membrane_dice, e->nuclei_dice, e->nuclei_in_cells);
-    if (!isnan(e->diversity))
-        fprintf(f, "\nDiversity of 16 generated membrane images G_A(z): %.3f (their mean pairwise L1 distance "
-                   "over that of 16 real test images; 1: as varied as the data, 0: one image).%s\n",
-                e->diversity, e->diversity < BANIS_DIVERSITY_COLLAPSED
-                                  ? " **Mode collapse: the generator draws (nearly) one image whatever z is.**"
-                                  : "");
+    write_health(f, e);
     if (fclose(f) || rename(tmp, path)) {
         err_set("%s: write failed", path);
         return -1;

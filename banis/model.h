@@ -19,6 +19,11 @@ typedef struct {
     double bn_momentum;  // Keras 0.8
     double bn_eps;       // 1e-3
     double dropout;      // 0.3
+    // Batch-norm running statistics of G: 1 = one set (the reference code), 2 = one set for
+    // G on z (Pioneer, sampling) and one for G on encoder codes (Successor, Coordinator). With
+    // one set, the codes' statistics (4 of G's 5 training passes per full step) are what G uses
+    // in inference on z: D's fakes and the samples collapse to one image whatever z is.
+    int g_bn_sets;
 } banis_arch;
 
 typedef struct {
@@ -64,6 +69,7 @@ banis_model *banis_model_load(const char *path);
 void banis_model_checkpoint(banis_model *m, nn_checkpoint *c);
 
 // The composites (graphs built on the shared modules).
+tensor *banis_generate(banis_model *m, int x, tensor *z);          // G_X(z)
 tensor *banis_pioneer(banis_model *m, int x, tensor *z);           // D_X(G_X(z))
 tensor *banis_successor(banis_model *m, int x, tensor *src);       // S_X(src)
 tensor *banis_coordinator(banis_model *m, int x, tensor *src);     // C_X(src)
@@ -95,8 +101,13 @@ typedef struct {
     // ground truth (synthetic data only; NaN otherwise)
     double membrane_dice, nuclei_dice; // reconstructions vs the true masks
     double nuclei_in_cells;            // % of predicted nucleus pixels inside true cells, off walls
-    // BANIS only (NaN otherwise): banis_diversity of 16 images G_A(z) against 16 real test A images
-    double diversity;
+    // % of output pixels within 0.01 of the tanh's limits (|v| > 0.99): the reconstructions
+    // (a_rec and b_rec) and the real images of the same pairs, for comparison
+    double saturated_rec, saturated_real;
+    // BANIS only (NaN otherwise): banis_diversity of 16 images G_A(z) against 16 real test A
+    // images, and the % of their pixels saturated
+    double diversity, saturated_gen;
+    char notes[512]; // what the caller adds below the table (banis-train: a discriminator that won)
 } banis_eval;
 
 // How varied n generated images are beside n real ones: the mean pairwise L1 distance (per pixel)
@@ -104,6 +115,24 @@ typedef struct {
 // times (mode collapse). NaN when n < 2 or the real images are all equal.
 #define BANIS_DIVERSITY_COLLAPSED 0.1 // below this, the report says the generator has collapsed
 double banis_diversity(const float *generated, const float *real, int n);
+// Outputs saturated: this many percentage points more saturated pixels than the real images
+#define BANIS_SATURATED_EXCESS 20.0
+double banis_saturated_percent(const float *x, size_t n);
+
+// ---- a GAN going wrong, watched over a run ---------------------------------------------------
+// D_X has won outright when its loss stays below BANIS_D_WINS_LOSS for BANIS_D_WINS_STEPS steps
+// in a row: G_X's gradient through it vanishes and G_X stops learning.
+#define BANIS_D_WINS_LOSS 0.01
+#define BANIS_D_WINS_STEPS 100
+typedef struct {
+    int64_t low_since[2]; // first step of D_X's current run below BANIS_D_WINS_LOSS; -1: none
+    int64_t won_at[2];    // the step D_X was first found to have won outright; -1: never
+} banis_watch;
+void banis_watch_init(banis_watch *w);
+// Takes one step's losses; returns a bit mask (1 << X) of the D_X found to win at this step.
+int banis_watch_step(banis_watch *w, int64_t step, const banis_losses *l);
+// The run's warnings, one sentence each, for the progress line's end and gmi.md; "" if none.
+void banis_watch_describe(const banis_watch *w, char *out, size_t size);
 
 // Dice between binarised a_rec (at 0.6 max) and b_rec (at 0.3 max), after mapping to [0, 255];
 // NaN when both masks are empty (never a match).

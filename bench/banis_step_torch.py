@@ -94,14 +94,41 @@ def encoder(w, latent):
 
 class BanisNets(nn.Module):
     """The six networks under the names banis-train's checkpoints use: `banis-export` writes a
-    state_dict that `BanisNets(width, latent).load_state_dict(...)` takes as it is (module indices
-    are the same as ours; a convolution's weight is one level down, in `.conv`)."""
+    state_dict that `BanisNets(width, latent, g_bn_sets).load_state_dict(...)` takes as it is
+    (module indices are the same as ours; a convolution's weight is one level down, in `.conv`).
+    With g_bn_sets=2 each generator's batch norms keep a second set of running statistics
+    (`running_mean_1`, `running_var_1`) for encoder codes: `successor` uses it, G(z) the first."""
 
-    def __init__(self, width, latent):
+    def __init__(self, width, latent, g_bn_sets=1):
         super().__init__()
         self.gen_a, self.gen_b = generator(width, latent), generator(width, latent)
         self.disc_a, self.disc_b = discriminator(width), discriminator(width)
         self.enc_a, self.enc_b = encoder(width, latent), encoder(width, latent)
+        self.g_bn_sets = g_bn_sets
+        if g_bn_sets == 2:
+            for m in self._gen_norms(self.gen_a) + self._gen_norms(self.gen_b):
+                m.register_buffer("running_mean_1", torch.zeros_like(m.running_mean))
+                m.register_buffer("running_var_1", torch.ones_like(m.running_var))
+
+    @staticmethod
+    def _gen_norms(g):
+        return [m for m in g if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def _swap_stats(self, g):
+        for m in self._gen_norms(g):
+            m.running_mean, m.running_mean_1 = m.running_mean_1, m.running_mean
+            m.running_var, m.running_var_1 = m.running_var_1, m.running_var
+
+    def successor(self, x, src):
+        """S_X(src) = G_X(E_X(src)) (x = 0: A, 1: B), G on its encoder-code statistics."""
+        g, e = (self.gen_a, self.gen_b)[x], (self.enc_a, self.enc_b)[x]
+        if self.g_bn_sets == 2:
+            self._swap_stats(g)
+        try:
+            return g(e(src))
+        finally:
+            if self.g_bn_sets == 2:
+                self._swap_stats(g)
 
 
 class Banis:

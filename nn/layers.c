@@ -141,13 +141,15 @@ nn_module *nn_conv_transpose2d(const nn_ctx *c, int64_t in_ch, int64_t out_ch, i
 // ---- BatchNorm ----------------------------------------------------------------------------
 typedef struct {
     double momentum, eps;
+    int set; // the running statistics in use: buffers[2 * set] (mean), buffers[2 * set + 1] (var)
 } bn_config;
 
 static tensor *bn_apply(nn_module *m, tensor *x, op_activation act, double slope) {
     const bn_config *cfg = m->config;
     op_bn_opts o = {.training = m->training, .momentum = cfg->momentum, .eps = cfg->eps,
                     .act = act, .slope = slope};
-    return op_batch_norm(x, m->params[0].t, m->params[1].t, m->buffers[0].t, m->buffers[1].t, &o);
+    return op_batch_norm(x, m->params[0].t, m->params[1].t, m->buffers[2 * cfg->set].t,
+                         m->buffers[2 * cfg->set + 1].t, &o);
 }
 
 static tensor *bn_forward(nn_module *m, tensor *x) { return bn_apply(m, x, OP_ACT_NONE, 0); }
@@ -155,7 +157,7 @@ static tensor *bn_forward(nn_module *m, tensor *x) { return bn_apply(m, x, OP_AC
 nn_module *nn_batch_norm(const nn_ctx *c, int64_t channels, double momentum, double eps) {
     nn_module *m = new_module("BatchNorm", bn_forward, sizeof(bn_config));
     if (!m) return NULL;
-    *(bn_config *)m->config = (bn_config){momentum, eps};
+    *(bn_config *)m->config = (bn_config){momentum, eps, 0};
     tensor *g = add_tensor(m->params, &m->n_params, "weight", c, SHAPE(channels), true);
     add_tensor(m->params, &m->n_params, "bias", c, SHAPE(channels), true);
     add_tensor(m->buffers, &m->n_buffers, "running_mean", c, SHAPE(channels), false);
@@ -165,6 +167,32 @@ nn_module *nn_batch_norm(const nn_ctx *c, int64_t channels, double momentum, dou
         return NULL;
     }
     return m;
+}
+
+int nn_bn_stat_sets(const nn_ctx *c, nn_module *m, int n) {
+    if (n < 1 || 2 * n > NN_MAX_TENSORS) {
+        err_set("batch-norm statistics: %d sets asked, 1 to %d possible", n, NN_MAX_TENSORS / 2);
+        return -1;
+    }
+    if (m->forward == bn_forward) {
+        int64_t channels = m->buffers[0].t->shape[0];
+        for (int k = m->n_buffers / 2; k < n; k++) {
+            char mean[32], var[32];
+            snprintf(mean, sizeof mean, "running_mean_%d", k);
+            snprintf(var, sizeof var, "running_var_%d", k);
+            if (!add_tensor(m->buffers, &m->n_buffers, mean, c, SHAPE(channels), false)) return -1;
+            tensor *rv = add_tensor(m->buffers, &m->n_buffers, var, c, SHAPE(channels), false);
+            if (!rv || tensor_fill_(rv, 1)) return -1;
+        }
+    }
+    for (int i = 0; i < m->n_children; i++)
+        if (nn_bn_stat_sets(c, m->children[i], n)) return -1;
+    return 0;
+}
+
+void nn_bn_use_stats(nn_module *m, int set) {
+    if (m->forward == bn_forward && 2 * set < m->n_buffers) ((bn_config *)m->config)->set = set;
+    for (int i = 0; i < m->n_children; i++) nn_bn_use_stats(m->children[i], set);
 }
 
 // ---- Dropout ------------------------------------------------------------------------------
@@ -244,7 +272,7 @@ static tensor *sequential_forward(nn_module *m, tensor *x) {
     for (int i = 0; i < m->n_children && x; i++) {
         nn_module *c = m->children[i];
         nn_module *next = i + 1 < m->n_children ? m->children[i + 1] : NULL;
-        if (!strcmp(c->type, "BatchNorm") && next && next->forward == act_forward) {
+        if (c->forward == bn_forward && next && next->forward == act_forward) {
             const act_config *a = next->config; // BatchNorm + activation: one fused pass
             x = bn_apply(c, x, a->act, a->slope);
             i++;

@@ -20,7 +20,7 @@ typedef enum { NN_PAD_SAME, NN_PAD_VALID } nn_padding;
 
 // ---- modules ----------------------------------------------------------------------------
 #define NN_NAME_MAX 96
-#define NN_MAX_TENSORS 4
+#define NN_MAX_TENSORS 8
 
 typedef struct nn_module nn_module;
 typedef tensor *(*nn_forward_fn)(nn_module *m, tensor *x);
@@ -54,6 +54,13 @@ nn_module *nn_conv_transpose2d(const nn_ctx *c, int64_t in_ch, int64_t out_ch, i
                                nn_padding pad, bool bias);
 // BatchNorm over (N, C) or (N, C, H, W). Keras defaults: momentum 0.99, eps 1e-3.
 nn_module *nn_batch_norm(const nn_ctx *c, int64_t channels, double momentum, double eps);
+// Running statistics per input kind. A network whose BatchNorm layers see inputs of different
+// distributions (BANIS's generators: z in the Pioneer, encoder codes in the Successor) keeps
+// one pair of running statistics per kind: nn_bn_stat_sets gives every BatchNorm under m `n`
+// sets (set k > 0 saved as running_mean_k and running_var_k; set 0 is running_mean/var), and
+// nn_bn_use_stats picks the set that later passes read (inference) and update (training).
+int nn_bn_stat_sets(const nn_ctx *c, nn_module *m, int n);
+void nn_bn_use_stats(nn_module *m, int set);
 nn_module *nn_dropout(const nn_ctx *c, double p);
 nn_module *nn_leaky_relu(double slope);
 nn_module *nn_relu(void);

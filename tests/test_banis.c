@@ -60,6 +60,8 @@ static int changed(banis_model *m, snapshot *s) {
 
 enum { GA = 1, GB = 2, DA = 4, DB = 8, EA = 16, EB = 32 };
 
+static void values_of(const tensor *t, double *v) { ck_assert_int_eq(tensor_to_doubles(t, v), 0); }
+
 static void batch(tensor **a, tensor **b) {
     synth_config c = synth_defaults();
     banis_dataset *d = banis_synthetic(&c, 6, 3);
@@ -153,7 +155,7 @@ START_TEST(test_stage_losses_match_independent_computation) {
     prev = ag_set_grad_enabled(false);
     tensor *z = banis_sample_z(m, 6);
     nn_set_training(m->gen[0], false);
-    tensor *gen = nn_forward(m->gen[0], z);
+    tensor *gen = banis_generate(m, DOMAIN_A, z);
     nn_set_training(m->gen[0], true);
     tensor *pred = nn_forward(m->disc[0], op_concat(2, (tensor *[]){a, gen}, 0));
     ag_set_grad_enabled(prev);
@@ -363,6 +365,128 @@ START_TEST(test_diversity_of_generated_images) {
 }
 END_TEST
 
+// Saturated outputs: G_A's last layer scaled up drives its tanh to +-1; the real images' figure
+// is the share of their pixels beyond 0.99 counted here.
+START_TEST(test_saturation_reported) {
+    static float x[4] = {0.995f, -1.0f, 0.5f, -0.98f};
+    ck_assert_double_eq(banis_saturated_percent(x, 4), 50);
+    banis_model *m = tiny_model(1e-3);
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 20, 4);
+    int idx[20];
+    double real = 0;
+    for (int i = 0; i < 20; i++) {
+        idx[i] = i;
+        real += banis_saturated_percent(d->a + (size_t)i * BANIS_PIXELS, BANIS_PIXELS) +
+                banis_saturated_percent(d->b + (size_t)i * BANIS_PIXELS, BANIS_PIXELS);
+    }
+    banis_eval e;
+    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
+    ck_assert_double_eq_tol(e.saturated_real, real / 40, 1e-9);
+    ck_assert_double_lt(e.saturated_gen, e.saturated_real + BANIS_SATURATED_EXCESS); // glorot: not saturated
+    nn_module *g = m->gen[DOMAIN_A], *last = g->children[g->n_children - 2];
+    tensor *w = last->params[0].t;
+    float *wd = (float *)w->storage->data + w->offset;
+    for (int64_t i = 0; i < tensor_numel(w); i++) wd[i] *= 1000;
+    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
+    ck_assert_double_gt(e.saturated_gen, e.saturated_real + BANIS_SATURATED_EXCESS);
+    ck_assert_double_gt(e.saturated_gen, 60);
+    ck_assert_double_gt(e.saturated_rec, 30); // a_rec through the same G_A, b_rec not
+    char path[] = "/tmp/test_banis_sat_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(e.notes, sizeof e.notes, "a note from the caller.");
+    ck_assert_int_eq(banis_write_gmi_table(path, &e, "saturated"), 0);
+    FILE *f = fopen(path, "r");
+    char text[8192] = {0};
+    ck_assert_uint_gt(fread(text, 1, sizeof text - 1, f), 0);
+    fclose(f);
+    unlink(path);
+    ck_assert_ptr_nonnull(strstr(text, "The generated images are saturated"));
+    ck_assert_ptr_nonnull(strstr(text, "**a note from the caller.**"));
+    banis_dataset_free(d);
+    banis_model_free(m);
+}
+END_TEST
+
+// A discriminator that wins outright: found at the 100th step in a row below 0.01, once; a
+// step above it or NaN starts the count again.
+START_TEST(test_discriminator_win_watched) {
+    banis_watch w;
+    banis_watch_init(&w);
+    banis_losses l = {.d_loss = {0.005, 0.5}};
+    int found = 0;
+    for (int64_t s = 0; s < 99; s++) found |= banis_watch_step(&w, s, &l);
+    ck_assert_int_eq(found, 0);
+    l.d_loss[0] = 0.02; // one step above: the run is broken
+    ck_assert_int_eq(banis_watch_step(&w, 99, &l), 0);
+    l.d_loss[0] = 0.001;
+    l.d_loss[1] = NAN;
+    for (int64_t s = 100; s < 199; s++) ck_assert_int_eq(banis_watch_step(&w, s, &l), 0);
+    ck_assert_int_eq(banis_watch_step(&w, 199, &l), 1); // D_A: the 100th step in a row
+    ck_assert_int_eq(banis_watch_step(&w, 200, &l), 0); // said once
+    ck_assert_int_eq(w.won_at[0], 199);
+    ck_assert_int_eq(w.won_at[1], -1);
+    char text[512];
+    banis_watch_describe(&w, text, sizeof text);
+    ck_assert_ptr_nonnull(strstr(text, "D_A won outright at step 199"));
+    ck_assert_ptr_null(strstr(text, "D_B"));
+}
+END_TEST
+
+// G keeps one set of batch-norm statistics for z and one for encoder codes: a full step updates
+// the first only in the Pioneer's pass on z (checked against the batch mean of z W, W being G's
+// first layer, computed here), the second in the Successor's and Coordinator's passes.
+START_TEST(test_generator_statistics_per_input_kind) {
+    tensor_scope_begin();
+    tensor *a, *b;
+    batch(&a, &b);
+    banis_model *m = tiny_model(1e-3);
+    nn_module *lin = m->gen[DOMAIN_A]->children[0], *bn = m->gen[DOMAIN_A]->children[1];
+    ck_assert_str_eq(lin->type, "Linear");
+    ck_assert_int_eq(bn->n_buffers, 4);
+    int64_t latent = lin->params[0].t->shape[0], width = lin->params[0].t->shape[1];
+    double *W = malloc(sizeof(double) * (size_t)(latent * width)), *z = malloc(sizeof(double) * 6 * (size_t)latent);
+    values_of(lin->params[0].t, W);
+    rng noise = m->noise_rng;
+    values_of(banis_sample_z(m, 6), z); // the Pioneer A's z: its first draw
+    m->noise_rng = noise;
+    banis_losses l;
+    ck_assert_int_eq(banis_train_step(m, m->sched.warmup_steps, a, b, &l), 0); // a full step
+    double *rm0 = malloc(sizeof(double) * (size_t)width), *rm1 = malloc(sizeof(double) * (size_t)width);
+    values_of(bn->buffers[0].t, rm0);
+    values_of(bn->buffers[2].t, rm1);
+    double diff = 0;
+    for (int64_t j = 0; j < width; j++) {
+        double mean = 0;
+        for (int n = 0; n < 6; n++)
+            for (int64_t k = 0; k < latent; k++) mean += z[n * latent + k] * W[k * width + j] / 6;
+        ck_assert_double_eq_tol(rm0[j], 0.2 * mean, 1e-5);
+        diff += fabs(rm1[j] - rm0[j]);
+    }
+    ck_assert_double_gt(diff / (double)width, 1e-3); // the codes' set moved elsewhere
+    // inference on z reads the first set: G(z) differs from G on the codes' statistics
+    nn_set_training(m->gen[DOMAIN_A], false);
+    tensor *zt = banis_sample_z(m, 4);
+    static double g0[4 * BANIS_PIXELS], g1[4 * BANIS_PIXELS], g2[4 * BANIS_PIXELS];
+    values_of(banis_generate(m, DOMAIN_A, zt), g0);
+    nn_bn_use_stats(m->gen[DOMAIN_A], 1);
+    values_of(nn_forward(m->gen[DOMAIN_A], zt), g1);
+    values_of(banis_generate(m, DOMAIN_A, zt), g2); // selects the set for z itself
+    double d01 = 0;
+    for (int i = 0; i < 4 * BANIS_PIXELS; i++) d01 += fabs(g0[i] - g1[i]);
+    ck_assert_double_gt(d01, 0);
+    ck_assert_mem_eq(g0, g2, sizeof g0);
+    free(W);
+    free(z);
+    free(rm0);
+    free(rm1);
+    banis_model_free(m);
+    tensor_scope_end();
+}
+END_TEST
+
 START_TEST(test_successor_optimizer_choice) {
     double median, max;
     successor_moves(true, 1e-3, &median, &max);
@@ -427,6 +551,9 @@ int main(void) {
     tcase_add_test(tc, test_generator_last_layer_is_glorot_uniform);
     tcase_add_test(tc, test_successor_optimizer_choice);
     tcase_add_test(tc, test_diversity_of_generated_images);
+    tcase_add_test(tc, test_saturation_reported);
+    tcase_add_test(tc, test_discriminator_win_watched);
+    tcase_add_test(tc, test_generator_statistics_per_input_kind);
     tcase_add_test(tc, test_baselines_train_what_they_should);
     suite_add_tcase(s, tc);
     return check_run(s);

@@ -64,8 +64,8 @@ ok(f"{len(expected)} tensors under PyTorch names, Linear weights transposed, val
 meta = safe_open(f"{work}/torch.safetensors", "np").metadata()
 cfg = safe_open(ckpt, "np").metadata()
 assert meta["format"] == "pt" and float(meta["banis.width"]) == float(cfg["config.width"]) and \
-    meta["banis.latent"] == cfg["config.latent"], meta
-ok("metadata: format pt, the model's width and latent size")
+    meta["banis.latent"] == cfg["config.latent"] and meta["banis.g_bn_sets"] == cfg["config.g_bn_sets"] == "2", meta
+ok("metadata: format pt, the model's width, latent size and G's batch-norm statistics sets (2)")
 
 # Refusals: a safetensors file that is not a banis-train checkpoint; a truncated checkpoint.
 np_only = f"{work}/other.safetensors"
@@ -93,7 +93,7 @@ sys.path.insert(0, os.path.join(src, "bench"))
 from banis_step_torch import BanisNets  # noqa: E402
 from safetensors.torch import load_file as load_torch  # noqa: E402
 
-nets = BanisNets(float(meta["banis.width"]), int(meta["banis.latent"]))
+nets = BanisNets(float(meta["banis.width"]), int(meta["banis.latent"]), int(meta["banis.g_bn_sets"]))
 result = nets.load_state_dict(load_torch(f"{work}/torch.safetensors"), strict=True)
 assert not result.missing_keys and not result.unexpected_keys, result
 nets.eval()
@@ -106,5 +106,14 @@ with torch.no_grad():
         err = (y - ex[name]).abs().max().item()
         scale = ex[name].abs().max().item()
         assert scale > 0 and err <= 1e-5 * max(scale, 1.0) + 1e-6, (name, err, scale)
-ok(f"PyTorch {torch.__version__}: load_state_dict(strict=True), all six networks give our outputs")
+    # the Successors: G on its second set of batch-norm statistics (for encoder codes)
+    assert nets.g_bn_sets == 2
+    for x, name in enumerate(["successor_a", "successor_b"]):
+        y = nets.successor(x, ex["input.x"])
+        err = (y - ex[name]).abs().max().item()
+        assert err <= 1e-5, (name, err)
+        other = getattr(nets, ["gen_a", "gen_b"][x])(getattr(nets, ["enc_a", "enc_b"][x])(ex["input.x"]))
+        assert (other - ex[name]).abs().max().item() > 1e-3, f"{name}: the two statistics sets are alike"
+ok(f"PyTorch {torch.__version__}: load_state_dict(strict=True), all six networks and both Successors "
+   "give our outputs")
 print(f"{passed} passed")

@@ -61,6 +61,57 @@ START_TEST(test_layer_shapes_and_names) {
 }
 END_TEST
 
+// Running statistics per input kind: each set is updated only by the passes that selected it and
+// read in inference when selected; checked against the batch moments computed here.
+START_TEST(test_bn_stat_sets) {
+    tensor_scope_begin();
+    nn_ctx c = ctx(TENSOR_F64);
+    nn_module *bn = nn_batch_norm(&c, 3, 0.8, 1e-3);
+    ck_assert_int_eq(nn_bn_stat_sets(&c, bn, 2), 0);
+    ck_assert_int_eq(bn->n_buffers, 4);
+    ck_assert_str_eq(bn->buffers[2].name, "running_mean_1");
+    ck_assert_str_eq(bn->buffers[3].name, "running_var_1");
+    ck_assert_int_ne(nn_bn_stat_sets(&c, bn, 5), 0); // more sets than a module holds
+    ck_assert_ptr_nonnull(strstr(err_message(), "5 sets"));
+    double x[2][4 * 3], mean[2][3], var[2][3]; // two inputs of different distributions
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 12; i++) x[k][i] = (k ? 5.0 : -1.0) + (k + 1) * sin(1.7 * i + k);
+        for (int ch = 0; ch < 3; ch++) {
+            double s = 0, ss = 0;
+            for (int n = 0; n < 4; n++) s += x[k][n * 3 + ch];
+            mean[k][ch] = s / 4;
+            for (int n = 0; n < 4; n++) ss += (x[k][n * 3 + ch] - mean[k][ch]) * (x[k][n * 3 + ch] - mean[k][ch]);
+            var[k][ch] = ss / 3; // running variance: unbiased
+        }
+    }
+    nn_set_training(bn, true);
+    for (int k = 0; k < 2; k++) {
+        nn_bn_use_stats(bn, k);
+        ck_assert_ptr_nonnull(nn_forward(bn, tensor_from_doubles(TENSOR_F64, SHAPE(4, 3), x[k], DEVICE_CPU)));
+    }
+    double rm[2][3], rv[2][3];
+    for (int k = 0; k < 2; k++) {
+        values(bn->buffers[2 * k].t, rm[k]);
+        values(bn->buffers[2 * k + 1].t, rv[k]);
+        for (int ch = 0; ch < 3; ch++) { // Keras momentum: new = 0.8 old + 0.2 batch
+            ck_assert_double_eq_tol(rm[k][ch], 0.2 * mean[k][ch], 1e-12);
+            ck_assert_double_eq_tol(rv[k][ch], 0.8 + 0.2 * var[k][ch], 1e-12);
+        }
+    }
+    // inference reads the selected set
+    nn_set_training(bn, false);
+    for (int k = 0; k < 2; k++) {
+        nn_bn_use_stats(bn, k);
+        double y[12];
+        values(nn_forward(bn, tensor_from_doubles(TENSOR_F64, SHAPE(4, 3), x[1], DEVICE_CPU)), y);
+        for (int i = 0; i < 12; i++)
+            ck_assert_double_eq_tol(y[i], (x[1][i] - rm[k][i % 3]) / sqrt(rv[k][i % 3] + 1e-3), 1e-12);
+    }
+    nn_free(bn);
+    tensor_scope_end();
+}
+END_TEST
+
 START_TEST(test_initialiser_statistics) {
     tensor_scope_begin();
     nn_ctx c = ctx(TENSOR_F64);
@@ -454,6 +505,7 @@ int main(void) {
     Suite *s = suite_create("nn");
     TCase *tc = tcase_create("nn");
     tcase_add_test(tc, test_layer_shapes_and_names);
+    tcase_add_test(tc, test_bn_stat_sets);
     tcase_add_test(tc, test_initialiser_statistics);
     tcase_add_test(tc, test_sgd_and_adam_steps_by_hand);
     tcase_add_test(tc, test_schedule);

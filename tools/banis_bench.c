@@ -8,15 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "../tensor/clock.h"
 #include "../banis/model.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
@@ -74,14 +69,14 @@ int main(int argc, char **argv) {
         tensor_storage_reset_peak();
         op_flops_reset();
         backend_counters c0 = backend_cuda_counters();
-        double t0 = now();
+        double t0 = now_seconds();
         for (int r = 0; r < reps; r++)
             if (banis_train_step(m, step, ta, tb, &l)) {
                 fprintf(stderr, "banis-bench: %s\n", err_message());
                 return 1;
             }
         tensor_backend(ta)->synchronize();
-        double t = (now() - t0) / reps;
+        double t = (now_seconds() - t0) / reps;
         ms[full] = 1e3 * t;
         tflops[full] = (double)op_flops() / reps / t / 1e12;
         int64_t p = tensor_storage_peak_bytes();

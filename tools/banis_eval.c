@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../tensor/clock.h"
 #include "../banis/baselines.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
@@ -29,12 +30,6 @@ typedef struct {
     double baseline_lr;
     int n_pairs;
 } eval_preset;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static eval_preset preset(const char *name) {
     eval_preset p = {.name = name, .arch = banis_arch_paper(), .sched = banis_schedule_paper()};
@@ -121,11 +116,11 @@ int main(int argc, char **argv) {
         memcpy(fig_b + (size_t)i * BANIS_PIXELS, d->b + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
     }
     int *idx = malloc(sizeof(int) * (size_t)p.sched.batch), *idx2 = malloc(sizeof(int) * (size_t)p.sched.batch);
-    double t_all = now();
+    double t_all = now_seconds();
     for (int s = 0; s < seeds; s++) {
         uint64_t seed = 100 + (uint64_t)s;
         for (int k = 0; k < MODELS; k++) {
-            double t0 = now();
+            double t0 = now_seconds();
             banis_sampler sa, sb; // Cycle-GAN draws A and B independently (unpaired)
             banis_sampler_init(&sa, split.train, split.n_train, seed * 7);
             banis_sampler_init(&sb, split.train, split.n_train, seed * 7 + 1);
@@ -176,7 +171,7 @@ int main(int argc, char **argv) {
             banis_eval *e = &results[k][s];
             printf("seed %d %-12s GMI %5.1f %5.1f %5.1f  mean DSC %.3f  membrane Dice %.3f nuclei Dice %.3f  (%.0f s, %.0f s total)\n",
                    s + 1, model_names[k], e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc, e->membrane_dice,
-                   e->nuclei_dice, now() - t0, now() - t_all);
+                   e->nuclei_dice, now_seconds() - t0, now_seconds() - t_all);
             fflush(stdout);
             banis_sampler_free(&sa);
             banis_sampler_free(&sb);
@@ -227,7 +222,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "banis-eval: %s\n", err_message());
         return 1;
     }
-    printf("wrote %s/table1.md and %s (%.0f s)\n", out, path, now() - t_all);
+    printf("wrote %s/table1.md and %s (%.0f s)\n", out, path, now_seconds() - t_all);
     free(idx);
     free(idx2);
     free(fig_a);

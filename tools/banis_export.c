@@ -3,8 +3,9 @@
 // bench/banis_step_torch.py (class BanisNets). What changes: Linear weights are stored (in, out)
 // here (Keras) and (out, in) in PyTorch; a convolution's weight sits one level down there
 // (`gen_a.4.conv.weight`, the module that crops or pads to Keras's 'same'). Batch-norm running
-// statistics are copied as they are (both keep the unbiased variance); optimizer state is not
-// exported. With --example, also writes inputs and this library's outputs of all six networks
+// statistics are copied as they are (both keep the unbiased variance); a generator's second set
+// (for encoder codes, `running_mean_1`) goes under its own name, which BanisNets(..., g_bn_sets=2)
+// registers. Optimizer state is not exported. With --example, also writes inputs and this library's outputs of all six networks
 // in inference mode, so a port can be checked number for number.
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,8 @@ static int usage(int rc) {
             "  nets = BanisNets(width, latent); nets.load_state_dict(load_file(OUT))\n"
             "(width and latent are in the file's metadata: banis.width, banis.latent).\n"
             "  --example FILE  also write N inputs (input.z, input.x) and this library's outputs of\n"
-            "                  every network in inference mode (gen_a, gen_b, disc_a, ...)\n");
+            "                  every network in inference mode (gen_a, gen_b, disc_a, ...) and of the\n"
+            "                  Successors on input.x (successor_a, successor_b)\n");
     return rc;
 }
 
@@ -62,11 +64,13 @@ static int export_weights(banis_model *m, const char *ckpt, const char *out) {
                 rc = add_exported(&list, nets[n], layer, layer->buffers[b].name, layer->buffers[b].t);
         }
     }
-    st_meta meta[4] = {{"format", "pt"}, {"banis.width", ""}, {"banis.latent", ""}, {"banis.source", ""}};
+    st_meta meta[5] = {{"format", "pt"}, {"banis.width", ""}, {"banis.latent", ""}, {"banis.source", ""},
+                       {"banis.g_bn_sets", ""}};
     snprintf(meta[1].value, sizeof meta[1].value, "%.17g", m->arch.width);
     snprintf(meta[2].value, sizeof meta[2].value, "%d", m->arch.latent);
     snprintf(meta[3].value, sizeof meta[3].value, "%s", ckpt);
-    if (!rc) rc = st_save(out, &list, 4, meta);
+    snprintf(meta[4].value, sizeof meta[4].value, "%d", m->arch.g_bn_sets);
+    if (!rc) rc = st_save(out, &list, 5, meta);
     if (!rc) printf("banis-export: %d tensors of %s -> %s\n", list.n, ckpt, out);
     nn_list_free(&list);
     return rc;
@@ -86,12 +90,15 @@ static int export_example(banis_model *m, int n, const char *path) {
     if (rc) return -1;
     bool prev = ag_set_grad_enabled(false);
     tensor *z = banis_sample_z(m, n);
-    const char *names[8] = {"input.z", "input.x", "gen_a", "gen_b", "disc_a", "disc_b", "enc_a", "enc_b"};
-    tensor *t[8] = {z, a, nn_forward(m->gen[0], z), nn_forward(m->gen[1], z), nn_forward(m->disc[0], a),
-                    nn_forward(m->disc[1], a), nn_forward(m->enc[0], a), nn_forward(m->enc[1], a)};
+    enum { N_OUT = 10 };
+    const char *names[N_OUT] = {"input.z", "input.x", "gen_a", "gen_b", "disc_a", "disc_b", "enc_a", "enc_b",
+                                "successor_a", "successor_b"};
+    tensor *t[N_OUT] = {z, a, banis_generate(m, 0, z), banis_generate(m, 1, z), nn_forward(m->disc[0], a),
+                        nn_forward(m->disc[1], a), nn_forward(m->enc[0], a), nn_forward(m->enc[1], a),
+                        banis_successor(m, 0, a), banis_successor(m, 1, a)};
     ag_set_grad_enabled(prev);
     nn_tensor_list list = {0};
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < N_OUT; i++) {
         if (!t[i]) {
             err_prefix("example %s: ", names[i]);
             nn_list_free(&list);

@@ -7,13 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../tensor/clock.h"
 #include "../ops/cpu/cpu.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     const char *what;
@@ -48,9 +43,9 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < K * N; i++) b[i] = (float)((i * 104729 % 1000) / 1000.0 - 0.5);
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = now_seconds();
             cpu_gemm_parallel_f32(M, N, K, a, K, 1, b, N, 1, c, N, false);
-            double t = now() - t0;
+            double t = now_seconds() - t0;
             if (t < best) best = t;
         }
         // spot-check 64 entries against a double-precision dot product

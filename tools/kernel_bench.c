@@ -15,15 +15,10 @@
 #include <omp.h>
 #endif
 
+#include "../tensor/clock.h"
 #include "../nn/nn.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // The machine's FP32 peak: independent FMA chains on 16-wide vectors, on every thread.
 typedef float v16 __attribute__((vector_size(64)));
@@ -42,7 +37,7 @@ static float fma_loop(long iters) {
 static double cpu_peak_gflops(void) {
     const long iters = 20000000;
     volatile float sink = 0;
-    double t0 = now();
+    double t0 = now_seconds();
     int threads = 1;
 #pragma omp parallel reduction(+ : sink)
     {
@@ -52,7 +47,7 @@ static double cpu_peak_gflops(void) {
         threads = omp_get_num_threads();
 #endif
     }
-    double t = now() - t0;
+    double t = now_seconds() - t0;
     (void)sink;
     // 12 chains x 16 lanes x 2 flops per iteration and thread (the vector width the compiler
     // used may be narrower on a CPU without AVX-512; then this is that CPU's peak at its width)
@@ -91,10 +86,10 @@ static double timed(int reps, bench_fn fn, void *ctx) {
     for (int k = -1; k < reps; k++) {
         tensor_scope_begin();
         be->synchronize();
-        double t0 = now();
+        double t0 = now_seconds();
         fn(ctx);
         be->synchronize();
-        if (k >= 0) t += now() - t0;
+        if (k >= 0) t += now_seconds() - t0;
         tensor_scope_end();
     }
     return t / reps;

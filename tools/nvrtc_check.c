@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../tensor/clock.h"
 #include "../banis/model.h"
 #include "../ops/cuda/cuda_nvrtc.h"
 #include "../ops/cuda/cuda_render.h"
@@ -39,12 +40,6 @@ static void observe(const ew_program *p, tensor *const *outs, const tensor *cons
     }
     snprintf(seen[n_seen].name, sizeof seen[n_seen].name, "%s", name);
     seen[n_seen++].src = src;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int main(int argc, char **argv) {
@@ -88,7 +83,7 @@ int main(int argc, char **argv) {
     printf("kernels to compile: %d elementwise (%d from the op table, %d more from BANIS) + %d fixed entry points in 1 module\n",
            n_seen, from_table, n_seen - from_table, cuda_fixed_kernel_count);
     int passed = 0, failed = 0;
-    double t0 = now();
+    double t0 = now_seconds();
     for (int k = 0; k < n_arch; k++) {
         for (int i = 0; i <= n_seen; i++) {
             const char *src = i < n_seen ? seen[i].src : cuda_fixed_source();
@@ -106,7 +101,7 @@ int main(int argc, char **argv) {
         }
         printf("sm_%d: %d kernels compiled\n", archs[k], n_seen + 1);
     }
-    printf("compiled in %.1f s\n", now() - t0);
+    printf("compiled in %.1f s\n", now_seconds() - t0);
     printf("%d passed, %d failed\n", passed, failed);
     banis_model_free(m);
     banis_dataset_free(d);
