@@ -318,7 +318,33 @@ static void successor_moves(bool adam, double lr, double *median, double *max) {
 
 // The diversity figure: hand-worked, and a generator that draws one image whatever z is (its
 // last layer zeroed: tanh(0) everywhere) reported as collapsed in gmi.md.
-START_TEST(test_diversity_of_generated_images) {
+// Multiplies the weights of G_A's layer before its tanh by f.
+static void scale_last_layer(banis_model *m, float f) {
+    nn_module *g = m->gen[DOMAIN_A], *last = g->children[g->n_children - 2];
+    ck_assert_str_eq(last->type, "ConvTranspose2d");
+    tensor *w = last->params[0].t;
+    float *wd = (float *)w->storage->data + w->offset;
+    for (int64_t i = 0; i < tensor_numel(w); i++) wd[i] *= f;
+}
+
+// The text banis_write_gmi_table writes for e.
+static void gmi_text(const banis_eval *e, const char *title, char *text, size_t size) {
+    char path[] = "/tmp/test_banis_gmi_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(banis_write_gmi_table(path, e, title), 0);
+    FILE *f = fopen(path, "r");
+    memset(text, 0, size);
+    ck_assert_uint_gt(fread(text, 1, size - 1, f), 0);
+    fclose(f);
+    unlink(path);
+}
+
+// The health figures: diversity (constant images worked by hand; a G whose last layer is zeroed
+// draws one image), saturation (its last layer scaled up drives the tanh to +-1; the real
+// images' share of pixels beyond 0.99 counted here), each flagged in gmi.md.
+START_TEST(test_diversity_and_saturation_of_generated_images) {
     enum { P = BANIS_PIXELS };
     static float gen[3 * P], real[3 * P];
     const float gv[3] = {0, 1, 1}, rv[3] = {0, 2, 4}; // constant images
@@ -332,79 +358,43 @@ START_TEST(test_diversity_of_generated_images) {
     ck_assert_double_eq(banis_diversity(real, real, 3), 1);
     ck_assert(isnan(banis_diversity(gen, real, 1)));
     ck_assert(isnan(banis_diversity(real, gen + P, 2))); // real images all equal (1, 1)
-
-    banis_model *m = tiny_model(1e-3);
-    synth_config sc = synth_defaults();
-    banis_dataset *d = banis_synthetic(&sc, 20, 4);
-    int idx[20];
-    for (int i = 0; i < 20; i++) idx[i] = i;
-    banis_eval e;
-    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
-    ck_assert(isfinite(e.diversity) && e.diversity > 0); // random weights: z changes the image
-    nn_module *g = m->gen[DOMAIN_A], *last = g->children[g->n_children - 2]; // the layer before tanh
-    ck_assert_str_eq(last->type, "ConvTranspose2d");
-    tensor *w = last->params[0].t;
-    float *wd = (float *)w->storage->data + w->offset;
-    for (int64_t i = 0; i < tensor_numel(w); i++) wd[i] = 0;
-    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
-    ck_assert_double_eq(e.diversity, 0);
-    char path[] = "/tmp/test_banis_gmi_XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    ck_assert_int_eq(banis_write_gmi_table(path, &e, "collapsed"), 0);
-    FILE *f = fopen(path, "r");
-    char text[4096] = {0};
-    ck_assert_uint_gt(fread(text, 1, sizeof text - 1, f), 0);
-    fclose(f);
-    unlink(path);
-    ck_assert_ptr_nonnull(strstr(text, "Diversity of 16 generated membrane images G_A(z): 0.000"));
-    ck_assert_ptr_nonnull(strstr(text, "Mode collapse"));
-    banis_dataset_free(d);
-    banis_model_free(m);
-}
-END_TEST
-
-// Saturated outputs: G_A's last layer scaled up drives its tanh to +-1; the real images' figure
-// is the share of their pixels beyond 0.99 counted here.
-START_TEST(test_saturation_reported) {
     static float x[4] = {0.995f, -1.0f, 0.5f, -0.98f};
     ck_assert_double_eq(banis_saturated_percent(x, 4), 50);
+
     banis_model *m = tiny_model(1e-3);
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, 20, 4);
     int idx[20];
-    double real = 0;
+    double sat_real = 0;
     for (int i = 0; i < 20; i++) {
         idx[i] = i;
-        real += banis_saturated_percent(d->a + (size_t)i * BANIS_PIXELS, BANIS_PIXELS) +
-                banis_saturated_percent(d->b + (size_t)i * BANIS_PIXELS, BANIS_PIXELS);
+        sat_real += banis_saturated_percent(d->a + (size_t)i * P, P) + banis_saturated_percent(d->b + (size_t)i * P, P);
     }
     banis_eval e;
     ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
-    ck_assert_double_eq_tol(e.saturated_real, real / 40, 1e-9);
+    ck_assert(isfinite(e.diversity) && e.diversity > 0); // random weights: z changes the image
+    ck_assert_double_eq_tol(e.saturated_real, sat_real / 40, 1e-9);
     ck_assert_double_lt(e.saturated_gen, e.saturated_real + BANIS_SATURATED_EXCESS); // glorot: not saturated
-    nn_module *g = m->gen[DOMAIN_A], *last = g->children[g->n_children - 2];
-    tensor *w = last->params[0].t;
-    float *wd = (float *)w->storage->data + w->offset;
-    for (int64_t i = 0; i < tensor_numel(w); i++) wd[i] *= 1000;
+    char text[8192];
+    gmi_text(&e, "healthy", text, sizeof text);
+    ck_assert_ptr_null(strstr(text, "saturated:"));
+
+    scale_last_layer(m, 1000);
     ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
     ck_assert_double_gt(e.saturated_gen, e.saturated_real + BANIS_SATURATED_EXCESS);
     ck_assert_double_gt(e.saturated_gen, 60);
     ck_assert_double_gt(e.saturated_rec, 30); // a_rec through the same G_A, b_rec not
-    char path[] = "/tmp/test_banis_sat_XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
     snprintf(e.notes, sizeof e.notes, "a note from the caller.");
-    ck_assert_int_eq(banis_write_gmi_table(path, &e, "saturated"), 0);
-    FILE *f = fopen(path, "r");
-    char text[8192] = {0};
-    ck_assert_uint_gt(fread(text, 1, sizeof text - 1, f), 0);
-    fclose(f);
-    unlink(path);
-    ck_assert_ptr_nonnull(strstr(text, "The generated images are saturated"));
+    gmi_text(&e, "saturated", text, sizeof text);
+    ck_assert_ptr_nonnull(strstr(text, "The generated images are saturated:"));
     ck_assert_ptr_nonnull(strstr(text, "**a note from the caller.**"));
+
+    scale_last_layer(m, 0);
+    ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
+    ck_assert_double_eq(e.diversity, 0);
+    gmi_text(&e, "collapsed", text, sizeof text);
+    ck_assert_ptr_nonnull(strstr(text, "Diversity of 16 generated membrane images G_A(z): 0.000"));
+    ck_assert_ptr_nonnull(strstr(text, "Mode collapse"));
     banis_dataset_free(d);
     banis_model_free(m);
 }
@@ -550,8 +540,7 @@ int main(void) {
     tcase_add_test(tc, test_gmi_counts_blank_reconstructions_as_unmatched);
     tcase_add_test(tc, test_generator_last_layer_is_glorot_uniform);
     tcase_add_test(tc, test_successor_optimizer_choice);
-    tcase_add_test(tc, test_diversity_of_generated_images);
-    tcase_add_test(tc, test_saturation_reported);
+    tcase_add_test(tc, test_diversity_and_saturation_of_generated_images);
     tcase_add_test(tc, test_discriminator_win_watched);
     tcase_add_test(tc, test_generator_statistics_per_input_kind);
     tcase_add_test(tc, test_baselines_train_what_they_should);
