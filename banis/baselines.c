@@ -9,12 +9,7 @@ const char *baseline_name(baseline_kind kind) { return kind == BASELINE_CYCLEGAN
 
 static nn_module *translator(baseline_model *m) {
     nn_module *e = banis_make_encoder(&m->arch, &m->ctx), *g = banis_make_generator(&m->arch, &m->ctx);
-    if (!e || !g) {
-        nn_free(e);
-        nn_free(g);
-        return NULL;
-    }
-    return nn_sequential(2, (nn_module *[]){e, g});
+    return nn_sequential(2, (nn_module *[]){e, g}); // NULL (both freed) if either is
 }
 
 static nn_optimizer *adam_over(const char *name, double lr, int n, nn_module *const *nets) {
@@ -34,15 +29,11 @@ baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double 
     m->root = nn_container(baseline_name(kind));
     m->t_ab = translator(m);
     m->t_ba = translator(m);
-    if (!m->t_ab || !m->t_ba) goto fail;
-    nn_add_child(m->root, "t_ab", m->t_ab);
-    nn_add_child(m->root, "t_ba", m->t_ba);
+    if (nn_adopt(m->root, 2, (const char *[]){"t_ab", "t_ba"}, (nn_module *[]){m->t_ab, m->t_ba})) goto fail;
     if (kind == BASELINE_CYCLEGAN) {
         m->d_a = banis_make_discriminator(arch, &m->ctx);
         m->d_b = banis_make_discriminator(arch, &m->ctx);
-        if (!m->d_a || !m->d_b) goto fail;
-        nn_add_child(m->root, "disc_a", m->d_a);
-        nn_add_child(m->root, "disc_b", m->d_b);
+        if (nn_adopt(m->root, 2, (const char *[]){"disc_a", "disc_b"}, (nn_module *[]){m->d_a, m->d_b})) goto fail;
     }
     for (int i = 0; i < m->root->n_children; i++)
         if (nn_pack(m->root->children[i])) goto fail;

@@ -40,13 +40,15 @@ nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
         nn_conv_transpose2d(c, c3, 1, 5, 2, NN_PAD_SAME, false), nn_tanh(),
     };
     int n = (int)(sizeof layers / sizeof *layers);
-    for (int i = 0; i < n; i++)
-        if (!layers[i]) return NULL;
+    nn_module *g = nn_sequential(n, layers); // NULL (all freed) if a layer could not be built
     // Keras: dense layers glorot_uniform, convolutions he_normal (the constructors' defaults),
     // except the last transposed convolution, to which the reference gives no initialiser:
     // Keras's glorot_uniform (he_normal there starts 44% of the output pixels saturated)
-    if (nn_reinit(c, layers[n - 2], "weight", NN_INIT_GLOROT_UNIFORM)) return NULL;
-    return nn_sequential(n, layers);
+    if (g && nn_reinit(c, g->children[n - 2], "weight", NN_INIT_GLOROT_UNIFORM)) {
+        nn_free(g);
+        return NULL;
+    }
+    return g;
 }
 
 // D: (N, 1, 64, 64) -> (N, 1) logit (sigmoid of it: the probability of "real")
@@ -57,10 +59,7 @@ nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
         nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(a->slope), nn_dropout(c, a->dropout),
         nn_flatten(), nn_linear(c, 16 * 16 * c2, 1, true), // logits: the sigmoid is in the loss (BCE with logits)
     };
-    int n = (int)(sizeof layers / sizeof *layers);
-    for (int i = 0; i < n; i++)
-        if (!layers[i]) return NULL;
-    return nn_sequential(n, layers);
+    return nn_sequential((int)(sizeof layers / sizeof *layers), layers); // NULL (all freed) on failure
 }
 
 // E: (N, 1, 64, 64) -> (N, latent)
@@ -74,10 +73,7 @@ nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
         nn_conv2d(c, c2, c3, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope), nn_flatten(), nn_linear(c, 8 * 8 * c3, a->latent, true),
     };
-    int n = (int)(sizeof layers / sizeof *layers);
-    for (int i = 0; i < n; i++)
-        if (!layers[i]) return NULL;
-    return nn_sequential(n, layers);
+    return nn_sequential((int)(sizeof layers / sizeof *layers), layers); // NULL (all freed) on failure
 }
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, tensor_dtype dt,
@@ -94,14 +90,15 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
     m->root = nn_container("BANIS");
     static const char *names[3][2] = {{"gen_a", "gen_b"}, {"disc_a", "disc_b"}, {"enc_a", "enc_b"}};
     for (int x = 0; x < 2; x++) {
-        m->gen[x] = banis_make_generator(&m->arch, &m->ctx);
-        m->disc[x] = banis_make_discriminator(&m->arch, &m->ctx);
-        m->enc[x] = banis_make_encoder(&m->arch, &m->ctx);
-        if (!m->gen[x] || !m->disc[x] || !m->enc[x]) goto fail;
+        nn_module *nets[3] = {banis_make_generator(&m->arch, &m->ctx)};
+        nets[1] = banis_make_discriminator(&m->arch, &m->ctx); // in this order: the init draws
+        nets[2] = banis_make_encoder(&m->arch, &m->ctx);
+        const char *net_names[3] = {names[0][x], names[1][x], names[2][x]};
+        if (nn_adopt(m->root, 3, net_names, nets)) goto fail; // the root owns them, or they are freed
+        m->gen[x] = nets[0];
+        m->disc[x] = nets[1];
+        m->enc[x] = nets[2];
         if (m->arch.g_bn_sets > 1 && nn_bn_stat_sets(&m->ctx, m->gen[x], m->arch.g_bn_sets)) goto fail;
-        nn_add_child(m->root, names[0][x], m->gen[x]);
-        nn_add_child(m->root, names[1][x], m->disc[x]);
-        nn_add_child(m->root, names[2][x], m->enc[x]);
     }
     for (int i = 0; i < m->root->n_children; i++)
         if (nn_pack(m->root->children[i])) goto fail; // one flat buffer per network

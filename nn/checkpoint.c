@@ -14,11 +14,15 @@ void nn_ckpt_add_module(nn_checkpoint *c, const char *prefix, nn_module *m) {
 
 void nn_ckpt_add_optimizer(nn_checkpoint *c, nn_optimizer *o) {
     if (c->n_optimizers < NN_CKPT_MAX) c->optimizers[c->n_optimizers++] = o;
+    else c->dropped++;
     nn_optimizer_state(o, &c->tensors);
 }
 
 void nn_ckpt_add_rng(nn_checkpoint *c, const char *name, rng *r) {
-    if (c->n_rngs >= NN_CKPT_MAX) return;
+    if (c->n_rngs >= NN_CKPT_MAX) {
+        c->dropped++;
+        return;
+    }
     snprintf(c->rng_names[c->n_rngs], sizeof c->rng_names[0], "%s", name);
     c->rngs[c->n_rngs++] = r;
 }
@@ -28,7 +32,10 @@ void nn_ckpt_set_meta(nn_checkpoint *c, const char *key, const char *fmt, ...) {
     for (int i = 0; i < c->n_meta; i++)
         if (!strcmp(c->meta[i].key, key)) m = &c->meta[i];
     if (!m) {
-        if (c->n_meta >= (int)(sizeof c->meta / sizeof *c->meta)) return;
+        if (c->n_meta >= (int)(sizeof c->meta / sizeof *c->meta)) {
+            c->dropped++;
+            return;
+        }
         m = &c->meta[c->n_meta++];
         snprintf(m->key, sizeof m->key, "%s", key);
     }
@@ -36,6 +43,16 @@ void nn_ckpt_set_meta(nn_checkpoint *c, const char *key, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(m->value, sizeof m->value, fmt, ap);
     va_end(ap);
+}
+
+// An add that failed (no memory; more than NN_CKPT_MAX optimizers, streams or metadata keys)
+// would save or load part of the state: refused.
+static int incomplete(const nn_checkpoint *c, const char *path) {
+    int n = c->dropped + c->tensors.dropped;
+    if (!n) return 0;
+    err_set("%s: %d entr%s of the checkpoint could not be recorded (out of memory, or more than %d "
+            "optimizers, random streams or metadata keys)", path, n, n > 1 ? "ies" : "y", NN_CKPT_MAX);
+    return -1;
 }
 
 int nn_ckpt_save(nn_checkpoint *c, const char *path) {
@@ -48,10 +65,11 @@ int nn_ckpt_save(nn_checkpoint *c, const char *path) {
         snprintf(key, sizeof key, "rng.%s", c->rng_names[i]);
         nn_ckpt_set_meta(c, key, "%" PRIu64 " %" PRIu64, c->rngs[i]->seed, c->rngs[i]->offset);
     }
-    return st_save(path, &c->tensors, c->n_meta, c->meta);
+    return incomplete(c, path) ? -1 : st_save(path, &c->tensors, c->n_meta, c->meta);
 }
 
 int nn_ckpt_load(nn_checkpoint *c, const char *path, st_file **out) {
+    if (incomplete(c, path)) return -1;
     st_file *f = st_open(path);
     if (!f) return -1;
     if (st_load_list(f, &c->tensors)) goto fail;

@@ -16,6 +16,7 @@ typedef struct {
     rng *rngs[NN_CKPT_MAX];
     char rng_names[NN_CKPT_MAX][32];
     int n_rngs;
+    int dropped; // entries that could not be recorded (more than NN_CKPT_MAX): save and load refuse
 } nn_checkpoint;
 
 void nn_ckpt_add_module(nn_checkpoint *c, const char *prefix, nn_module *m);

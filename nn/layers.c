@@ -37,7 +37,18 @@ static tensor *param(nn_module *m, const char *name) {
     return NULL;
 }
 
-// Keras fan_in/fan_out of a weight, by layer type.
+static tensor *conv_forward(nn_module *m, tensor *x);
+typedef struct {
+    int k, stride;
+    nn_padding pad;
+    bool transpose; // ConvTranspose2d
+} conv_config;
+
+static bool is_conv_transpose(const nn_module *m) {
+    return m->forward == conv_forward && ((const conv_config *)m->config)->transpose;
+}
+
+// Keras fan_in/fan_out of a weight, by layer kind.
 static void fans(const nn_module *m, const tensor *w, int64_t *fan_in, int64_t *fan_out) {
     if (w->ndim == 2) { // Linear: (in, out)
         *fan_in = w->shape[0];
@@ -45,7 +56,7 @@ static void fans(const nn_module *m, const tensor *w, int64_t *fan_in, int64_t *
         return;
     }
     int64_t rs = w->ndim == 4 ? w->shape[2] * w->shape[3] : 1;
-    if (!strcmp(m->type, "ConvTranspose2d")) { // (C_in, C_out, R, S); Keras: fan_in = R*S*C_out
+    if (is_conv_transpose(m)) { // (C_in, C_out, R, S); Keras: fan_in = R*S*C_out
         *fan_in = rs * w->shape[1];
         *fan_out = rs * w->shape[0];
     } else { // Conv2d: (K, C, R, S)
@@ -91,10 +102,6 @@ nn_module *nn_linear(const nn_ctx *c, int64_t in, int64_t out, bool bias) {
 }
 
 // ---- convolutions -----------------------------------------------------------------------
-typedef struct {
-    int k, stride;
-    nn_padding pad;
-} conv_config;
 
 static tensor *conv_forward(nn_module *m, tensor *x) {
     const conv_config *cfg = m->config;
@@ -103,7 +110,7 @@ static tensor *conv_forward(nn_module *m, tensor *x) {
         err_set("%s '%s': expects (N, C, H, W), got %s", m->type, m->name, tensor_shape_str(x, s, sizeof s));
         return NULL;
     }
-    bool transpose = !strcmp(m->type, "ConvTranspose2d");
+    bool transpose = cfg->transpose;
     op_conv_opts o;
     if (cfg->pad == NN_PAD_VALID) o = op_conv_valid(cfg->stride);
     else if (transpose) o = op_conv_transpose_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
@@ -112,12 +119,11 @@ static tensor *conv_forward(nn_module *m, tensor *x) {
     return transpose ? op_conv_transpose2d(x, w, b, &o) : op_conv2d(x, w, b, &o);
 }
 
-static nn_module *conv_module(const char *type, const nn_ctx *c, int64_t in_ch, int64_t out_ch,
+static nn_module *conv_module(bool transpose, const nn_ctx *c, int64_t in_ch, int64_t out_ch,
                               int k, int stride, nn_padding pad, bool bias) {
-    nn_module *m = new_module(type, conv_forward, sizeof(conv_config));
+    nn_module *m = new_module(transpose ? "ConvTranspose2d" : "Conv2d", conv_forward, sizeof(conv_config));
     if (!m) return NULL;
-    *(conv_config *)m->config = (conv_config){k, stride, pad};
-    bool transpose = !strcmp(type, "ConvTranspose2d");
+    *(conv_config *)m->config = (conv_config){k, stride, pad, transpose};
     if (transpose) add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in_ch, out_ch, k, k), true);
     else add_tensor(m->params, &m->n_params, "weight", c, SHAPE(out_ch, in_ch, k, k), true);
     if (bias) add_tensor(m->params, &m->n_params, "bias", c, SHAPE(out_ch), true);
@@ -130,12 +136,12 @@ static nn_module *conv_module(const char *type, const nn_ctx *c, int64_t in_ch, 
 
 nn_module *nn_conv2d(const nn_ctx *c, int64_t in_ch, int64_t out_ch, int k, int stride,
                      nn_padding pad, bool bias) {
-    return conv_module("Conv2d", c, in_ch, out_ch, k, stride, pad, bias);
+    return conv_module(false, c, in_ch, out_ch, k, stride, pad, bias);
 }
 
 nn_module *nn_conv_transpose2d(const nn_ctx *c, int64_t in_ch, int64_t out_ch, int k, int stride,
                                nn_padding pad, bool bias) {
-    return conv_module("ConvTranspose2d", c, in_ch, out_ch, k, stride, pad, bias);
+    return conv_module(true, c, in_ch, out_ch, k, stride, pad, bias);
 }
 
 // ---- BatchNorm ----------------------------------------------------------------------------
@@ -262,7 +268,12 @@ nn_module *nn_reshape(int ndim, const int64_t *shape) {
     nn_module *m = new_module("Reshape", reshape_forward, sizeof(reshape_config));
     if (!m) return NULL;
     reshape_config *cfg = m->config;
-    cfg->ndim = ndim < TENSOR_MAX_DIMS ? ndim : TENSOR_MAX_DIMS - 1;
+    if (ndim < 1 || ndim >= TENSOR_MAX_DIMS) { // the batch dimension comes on top
+        err_set("Reshape: %d dimensions per sample; 1 to %d possible", ndim, TENSOR_MAX_DIMS - 1);
+        nn_free(m);
+        return NULL;
+    }
+    cfg->ndim = ndim;
     memcpy(cfg->shape, shape, (size_t)cfg->ndim * sizeof *shape);
     return m;
 }
@@ -283,15 +294,18 @@ static tensor *sequential_forward(nn_module *m, tensor *x) {
     return x;
 }
 
-void nn_sequential_add(nn_module *seq, nn_module *child) {
+int nn_sequential_add(nn_module *seq, nn_module *child) {
     char name[16];
     snprintf(name, sizeof name, "%d", seq->n_children);
-    nn_add_child(seq, name, child);
+    return nn_add_child(seq, name, child);
 }
 
+// Takes every child, also on failure: a NULL child (a layer that could not be built) or no
+// memory frees them all and returns NULL.
 nn_module *nn_sequential(int n, nn_module *const *children) {
     nn_module *m = new_module("Sequential", sequential_forward, 0);
-    if (!m) return NULL;
-    for (int i = 0; i < n; i++) nn_sequential_add(m, children[i]);
-    return m;
+    if (!nn_adopt(m, n, NULL, children)) return m;
+    err_prefix("Sequential: ");
+    nn_free(m);
+    return NULL;
 }

@@ -16,13 +16,33 @@ nn_module *nn_container(const char *type) {
     return m;
 }
 
-void nn_add_child(nn_module *parent, const char *name, nn_module *child) {
-    if (!parent || !child) return;
+int nn_add_child(nn_module *parent, const char *name, nn_module *child) {
+    if (!parent || !child) {
+        err_set("adding '%s' to a module: %s is missing", name, parent ? "the child" : "the parent");
+        return -1;
+    }
     nn_module **c = realloc(parent->children, (size_t)(parent->n_children + 1) * sizeof *c);
-    if (!c) return;
+    if (!c) {
+        err_set("adding '%s' to a %s: out of memory", name, parent->type);
+        return -1;
+    }
     parent->children = c;
     snprintf(child->name, sizeof child->name, "%s", name);
     parent->children[parent->n_children++] = child;
+    return 0;
+}
+
+int nn_adopt(nn_module *parent, int n, const char *const *names, nn_module *const *children) {
+    int i = 0;
+    char index[16];
+    for (; i < n; i++) {
+        snprintf(index, sizeof index, "%d", parent ? parent->n_children : i);
+        if (!children[i] || nn_add_child(parent, names ? names[i] : index, children[i])) break;
+    }
+    if (i == n) return 0;
+    if (!children[i]) err_set("'%s' could not be built", names ? names[i] : index);
+    for (int k = i; k < n; k++) nn_free(children[k]);
+    return -1;
 }
 
 nn_module *nn_child(nn_module *m, const char *name) {
@@ -68,16 +88,21 @@ void nn_freeze(nn_module *m, bool frozen) {
 }
 
 // ---- lists ----------------------------------------------------------------------------------
-void nn_list_add(nn_tensor_list *l, const char *name, tensor *t) {
+int nn_list_add(nn_tensor_list *l, const char *name, tensor *t) {
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 32;
         nn_named_tensor *items = realloc(l->items, (size_t)cap * sizeof *items);
-        if (!items) return;
+        if (!items) {
+            l->dropped++;
+            err_set("list of named tensors: out of memory adding '%s'", name);
+            return -1;
+        }
         l->items = items;
         l->cap = cap;
     }
     snprintf(l->items[l->n].name, NN_NAME_MAX, "%s", name);
     l->items[l->n++].t = tensor_retain(t);
+    return 0;
 }
 
 void nn_list_free(nn_tensor_list *l) {

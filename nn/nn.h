@@ -72,10 +72,14 @@ nn_module *nn_reshape(int ndim, const int64_t *shape);
 // Runs its children in order. Takes ownership of each child. A BatchNorm followed by an
 // activation runs as one fused pass.
 nn_module *nn_sequential(int n, nn_module *const *children);
-void nn_sequential_add(nn_module *seq, nn_module *child);
+int nn_sequential_add(nn_module *seq, nn_module *child);
 // A container with named children and no forward of its own (a model's root).
 nn_module *nn_container(const char *type);
-void nn_add_child(nn_module *parent, const char *name, nn_module *child);
+int nn_add_child(nn_module *parent, const char *name, nn_module *child); // -1: not added
+// Adds n children named `names` (NULL: by their index in the parent), taking every one, also on
+// failure: a NULL child (one that could not be built) or no memory frees those not yet added
+// and returns -1 (err_message).
+int nn_adopt(nn_module *parent, int n, const char *const *names, nn_module *const *children);
 // Changes a layer's weight initialiser (drawn again from the ctx's rng).
 int nn_reinit(const nn_ctx *c, nn_module *m, const char *param, nn_init init);
 
@@ -89,9 +93,10 @@ nn_module *nn_child(nn_module *m, const char *name);
 typedef struct {
     int n, cap;
     nn_named_tensor *items; // tensors retained by the list
+    int dropped;            // adds that failed (out of memory): users of the list refuse it
 } nn_tensor_list;
 
-void nn_list_add(nn_tensor_list *l, const char *name, tensor *t);
+int nn_list_add(nn_tensor_list *l, const char *name, tensor *t); // -1 (err_message) on OOM
 void nn_list_free(nn_tensor_list *l);
 tensor *nn_list_find(const nn_tensor_list *l, const char *name);
 // Appends m's parameters (and/or buffers) with names prefixed by `prefix` ("" for none).

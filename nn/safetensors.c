@@ -58,6 +58,11 @@ static int write_all(int fd, const void *p, size_t n) {
 }
 
 int st_save(const char *path, const nn_tensor_list *list, int n_meta, const st_meta *meta) {
+    if (list->dropped) {
+        err_set("%s: not written: %d tensor%s could not be added to the list (out of memory)", path,
+                list->dropped, list->dropped > 1 ? "s" : "");
+        return -1;
+    }
     strbuf h = {0};
     size_t offset = 0;
     char num[128];

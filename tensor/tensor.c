@@ -32,10 +32,22 @@ typedef struct {
 static _Thread_local scope *scopes;
 static _Thread_local int n_scopes, cap_scopes;
 
+// The scopes' bookkeeping cannot report a failure to its callers (they return tensors, and a
+// tensor left out of its scope would be freed twice or never): without memory for a few
+// pointers, stop with a message.
+static void *grow_or_abort(void *p, size_t bytes, const char *what) {
+    void *q = realloc(p, bytes);
+    if (!q) {
+        fprintf(stderr, "out of memory growing %s to %zu bytes\n", what, bytes);
+        abort();
+    }
+    return q;
+}
+
 void tensor_scope_begin(void) {
     if (n_scopes == cap_scopes) {
         cap_scopes = cap_scopes ? 2 * cap_scopes : 8;
-        scopes = realloc(scopes, (size_t)cap_scopes * sizeof *scopes);
+        scopes = grow_or_abort(scopes, (size_t)cap_scopes * sizeof *scopes, "the tensor scope stack");
     }
     scopes[n_scopes++] = (scope){0};
 }
@@ -53,7 +65,7 @@ tensor *tensor_autorelease(tensor *t) {
     scope *s = &scopes[n_scopes - 1];
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 64;
-        s->items = realloc(s->items, s->cap * sizeof *s->items);
+        s->items = grow_or_abort(s->items, s->cap * sizeof *s->items, "a tensor scope");
     }
     s->items[s->n++] = t;
     return t;

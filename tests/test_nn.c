@@ -112,6 +112,41 @@ START_TEST(test_bn_stat_sets) {
 }
 END_TEST
 
+// Failures are returned, never dropped: a layer that could not be built fails its Sequential
+// (the others freed: the sanitizer run checks for leaks), a rank too large for Reshape is
+// refused, and a checkpoint that could not record an entry is neither saved nor loaded.
+START_TEST(test_failures_are_reported) {
+    tensor_scope_begin();
+    nn_ctx c = ctx(TENSOR_F32);
+    ck_assert_ptr_null(nn_sequential(3, (nn_module *[]){nn_relu(), NULL, nn_linear(&c, 2, 2, true)}));
+    ck_assert_ptr_nonnull(strstr(err_message(), "'1' could not be built"));
+    nn_module *root = nn_container("Root");
+    ck_assert_int_ne(nn_adopt(root, 2, (const char *[]){"x", "y"}, (nn_module *[]){nn_tanh(), NULL}), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "'y' could not be built"));
+    ck_assert_int_eq(root->n_children, 1); // x was added and is the root's to free
+    ck_assert_ptr_null(nn_reshape(TENSOR_MAX_DIMS, (int64_t[TENSOR_MAX_DIMS]){1}));
+    ck_assert_ptr_nonnull(strstr(err_message(), "Reshape"));
+    nn_checkpoint ck = {0};
+    rng r;
+    rng_init(&r, 1);
+    nn_ckpt_add_module(&ck, "", root);
+    for (int i = 0; i <= NN_CKPT_MAX; i++) nn_ckpt_add_rng(&ck, "r", &r);
+    char path[] = "/tmp/test_nn_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    unlink(path);
+    ck_assert_int_ne(nn_ckpt_save(&ck, path), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "could not be recorded"));
+    ck_assert_int_ne(access(path, F_OK), 0); // nothing written
+    ck_assert_int_ne(nn_ckpt_load(&ck, path, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(err_message(), "could not be recorded"));
+    nn_ckpt_free(&ck);
+    nn_free(root);
+    tensor_scope_end();
+}
+END_TEST
+
 START_TEST(test_initialiser_statistics) {
     tensor_scope_begin();
     nn_ctx c = ctx(TENSOR_F64);
@@ -506,6 +541,7 @@ int main(void) {
     TCase *tc = tcase_create("nn");
     tcase_add_test(tc, test_layer_shapes_and_names);
     tcase_add_test(tc, test_bn_stat_sets);
+    tcase_add_test(tc, test_failures_are_reported);
     tcase_add_test(tc, test_initialiser_statistics);
     tcase_add_test(tc, test_sgd_and_adam_steps_by_hand);
     tcase_add_test(tc, test_schedule);
