@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../tensor/clock.h"
+#include "../tensor/files.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 #include "model.h"
@@ -561,7 +562,7 @@ static int open_run_folder(config *c, const invocation *inv, char *samples, size
         for (int k = 2; holds_run(c->out) && k < 10000; k++) snprintf(c->out, sizeof c->out, "%.1000s-%d", base, k);
         printf("%s holds an earlier run: this run goes to %s\n", base, c->out);
     }
-    if (banis_make_dirs(c->out)) {
+    if (files_make_dirs(c->out)) {
         fprintf(stderr, "banis-train: cannot create %s: %s\n", c->out, strerror(errno));
         return -1;
     }

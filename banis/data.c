@@ -480,18 +480,6 @@ fail:
     return NULL;
 }
 
-int banis_make_dirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 // ---- storage ------------------------------------------------------------------------------
 int banis_dataset_save(const banis_dataset *d, const char *path) {
     tensor_scope_begin();

@@ -38,8 +38,6 @@ synth_config synth_defaults(void);
 // Pair `index` of the stream `seed`: deterministic. Any output pointer may be NULL.
 void synth_pair(const synth_config *c, uint64_t seed, int index, float *a, float *b,
                 int16_t *labels, uint8_t *membrane, uint8_t *nuclei);
-// mkdir -p: a folder and its missing parents (0, or -1 with errno).
-int banis_make_dirs(const char *path);
 
 banis_dataset *banis_synthetic(const synth_config *c, int n, uint64_t seed);
 

@@ -240,9 +240,7 @@ tensor *op_square(tensor *x) {
 tensor *op_leaky_relu(tensor *x, double slope) {
     ew_program p;
     ew_init(&p, 1);
-    int a = ew_input(&p, 0);
-    int pos = ew_binary(&p, EW_GT, a, ew_const(&p, 0));
-    ew_output(&p, ew_where(&p, pos, a, ew_mul(&p, a, ew_const(&p, slope))));
+    ew_output(&p, ew_leaky_relu(&p, ew_input(&p, 0), slope));
     return op_ew("leaky_relu", &p, 1, &x);
 }
 

@@ -62,6 +62,10 @@ static inline int ew_add(ew_program *p, int a, int b) { return ew_binary(p, EW_A
 static inline int ew_sub(ew_program *p, int a, int b) { return ew_binary(p, EW_SUB, a, b); }
 static inline int ew_mul(ew_program *p, int a, int b) { return ew_binary(p, EW_MUL, a, b); }
 static inline int ew_div(ew_program *p, int a, int b) { return ew_binary(p, EW_DIV, a, b); }
+// LeakyReLU: v > 0 ? v : slope * v (the one program op_leaky_relu and fused activations use)
+static inline int ew_leaky_relu(ew_program *p, int v, double slope) {
+    return ew_where(p, ew_binary(p, EW_GT, v, ew_const(p, 0)), v, ew_mul(p, v, ew_const(p, slope)));
+}
 
 // Node index of d(node)/d(input i), appended to p (memoised per call).
 int ew_derivative(ew_program *p, int node, int input);

@@ -10,9 +10,7 @@
 // Appends activation `act` applied to node v.
 static int apply_act(ew_program *p, int v, op_activation act, double slope) {
     switch (act) {
-    case OP_ACT_LEAKY_RELU:
-        return ew_where(p, ew_binary(p, EW_GT, v, ew_const(p, 0)), v,
-                        ew_mul(p, v, ew_const(p, slope)));
+    case OP_ACT_LEAKY_RELU: return ew_leaky_relu(p, v, slope);
     case OP_ACT_RELU: return ew_unary(p, EW_RELU, v);
     case OP_ACT_TANH: return ew_unary(p, EW_TANH, v);
     case OP_ACT_SIGMOID: return ew_unary(p, EW_SIGMOID, v);

@@ -14,6 +14,7 @@
 
 #include "../banis/data.h"
 #include "../tensor/error.h"
+#include "../tensor/files.h"
 
 static int usage_to(FILE *f, int rc) {
     fprintf(f,
@@ -33,7 +34,7 @@ static int usage_to(FILE *f, int rc) {
 static int usage(void) { return usage_to(stderr, 2); }
 
 static int make_dir(const char *dir) { // with its missing parents (data/mine in a fresh checkout)
-    if (banis_make_dirs(dir)) {
+    if (files_make_dirs(dir)) {
         fprintf(stderr, "banis-data: cannot create %s: %s\n", dir, strerror(errno));
         return -1;
     }

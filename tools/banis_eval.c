@@ -12,8 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../tensor/clock.h"
+#include "../tensor/files.h"
 #include "../banis/baselines.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
@@ -72,128 +74,124 @@ static int fig_rows(banis_translate_fn tr, void *model, device_type dev, const b
 
 static tensor *banis_tr(void *m, int to, tensor *src) { return banis_successor(m, to, src); }
 
-int main(int argc, char **argv) {
-    const char *preset_name = "cpu", *out = "runs/eval";
-    int seeds = 5;
-    device_type dev = DEVICE_CPU;
+#define MAX_SEEDS 100
+
+typedef struct {
+    const char *preset, *out;
+    int seeds;
+    device_type dev;
+} eval_args;
+
+static int usage(int rc) {
+    fprintf(rc ? stderr : stdout,
+            "usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
+            "Trains BANIS, Cycle-GAN and the Auto-Encoder over seeds and writes Table 1 and Fig. 3.\n");
+    return rc;
+}
+
+// -1: go on; otherwise the exit code.
+static int parse_args(int argc, char **argv, eval_args *a) {
+    *a = (eval_args){.preset = "cpu", .out = "runs/eval", .seeds = 5, .dev = DEVICE_CPU};
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
-                   "Trains BANIS, Cycle-GAN and the Auto-Encoder over seeds and writes Table 1 and Fig. 3.\n");
-            return 0;
-        }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(0);
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc) goto usage;
-        if (!strcmp(argv[i], "--preset")) preset_name = argv[++i];
-        else if (!strcmp(argv[i], "--seeds")) seeds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--out")) out = argv[++i];
-        else if (!strcmp(argv[i], "--device")) dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
-        else goto usage;
+        if (i + 1 >= argc) return usage(2);
+        if (!strcmp(argv[i], "--preset")) a->preset = argv[++i];
+        else if (!strcmp(argv[i], "--seeds")) a->seeds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--out")) a->out = argv[++i];
+        else if (!strcmp(argv[i], "--device")) a->dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
+        else return usage(2);
     }
-    if ((strcmp(preset_name, "cpu") && strcmp(preset_name, "paper")) || seeds < 1 || seeds > 100) goto usage;
-    if (dev == DEVICE_CUDA && !backend_for(DEVICE_CUDA)) {
+    if ((strcmp(a->preset, "cpu") && strcmp(a->preset, "paper")) || a->seeds < 1 || a->seeds > MAX_SEEDS)
+        return usage(2);
+    if (a->dev == DEVICE_CUDA && !backend_for(DEVICE_CUDA)) {
         fprintf(stderr, "banis-eval: %s\n", err_message());
         return 1;
     }
-    if (mkdir(out, 0755) && errno != EEXIST) {
-        fprintf(stderr, "banis-eval: cannot create %s: %s\n", out, strerror(errno));
+    if (files_make_dirs(a->out)) {
+        fprintf(stderr, "banis-eval: cannot create %s: %s\n", a->out, strerror(errno));
         return 1;
     }
-    eval_preset p = preset(preset_name);
-    synth_config sc = synth_defaults();
-    banis_dataset *d = banis_synthetic(&sc, p.n_pairs, 1);
-    banis_split split = banis_split_make(d->n, 0.1, 1);
-    printf("banis-eval, %s preset: %s, %d train / %d test pairs, %d seeds\n", p.name, d->source, split.n_train,
-           split.n_test, seeds);
-    printf("BANIS: width %.3g, batch %d, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: %lld steps each\n",
-           p.arch.width, p.sched.batch, (long long)p.sched.warmup_steps, (long long)p.sched.stage2_steps,
-           (long long)p.sched.stage3_steps, (long long)p.baseline_steps);
-    static banis_eval results[MODELS][100];
-    float *fig_a = malloc(sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (MODELS + 1));
-    float *fig_b = malloc(sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (MODELS + 1));
-    for (int i = 0; i < FIG_PAIRS; i++) {
-        memcpy(fig_a + (size_t)i * BANIS_PIXELS, d->a + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
-        memcpy(fig_b + (size_t)i * BANIS_PIXELS, d->b + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+    return -1;
+}
+
+// One model (k: BANIS, Cycle-GAN, Auto-Encoder) trained for one seed, in inference mode.
+typedef struct {
+    banis_model *bm;
+    baseline_model *bl;
+    banis_translate_fn tr;
+    void *model;
+} trained;
+
+static void trained_free(trained *t) {
+    banis_model_free(t->bm);
+    baseline_free(t->bl);
+}
+
+static int train_one(const eval_preset *p, int k, uint64_t seed, device_type dev, const banis_dataset *d,
+                     const banis_split *split, trained *t) {
+    *t = (trained){0};
+    nn_module *root;
+    if (k == 0) {
+        t->bm = banis_model_new(&p->arch, &p->sched, TENSOR_F32, dev, seed);
+        t->model = t->bm, t->tr = banis_tr, root = t->bm ? t->bm->root : NULL;
+    } else {
+        t->bl = baseline_new(k == 1 ? BASELINE_CYCLEGAN : BASELINE_AUTOENCODER, &p->arch, p->baseline_lr, TENSOR_F32,
+                             dev, seed);
+        t->model = t->bl, t->tr = baseline_translate, root = t->bl ? t->bl->root : NULL;
     }
-    int *idx = malloc(sizeof(int) * (size_t)p.sched.batch), *idx2 = malloc(sizeof(int) * (size_t)p.sched.batch);
-    double t_all = now_seconds();
-    for (int s = 0; s < seeds; s++) {
-        uint64_t seed = 100 + (uint64_t)s;
-        for (int k = 0; k < MODELS; k++) {
-            double t0 = now_seconds();
-            banis_sampler sa, sb; // Cycle-GAN draws A and B independently (unpaired)
-            banis_sampler_init(&sa, split.train, split.n_train, seed * 7);
-            banis_sampler_init(&sb, split.train, split.n_train, seed * 7 + 1);
-            int rc = 0;
-            banis_translate_fn tr;
-            void *model;
-            nn_module *root;
-            banis_model *bm = NULL;
-            baseline_model *bl = NULL;
-            int64_t steps = k == 0 ? p.sched.warmup_steps + p.sched.stage2_steps + p.sched.stage3_steps : p.baseline_steps;
-            if (k == 0) {
-                bm = banis_model_new(&p.arch, &p.sched, TENSOR_F32, dev, seed);
-                model = bm, tr = banis_tr, root = bm ? bm->root : NULL;
-            } else {
-                bl = baseline_new(k == 1 ? BASELINE_CYCLEGAN : BASELINE_AUTOENCODER, &p.arch, p.baseline_lr, TENSOR_F32, dev, seed);
-                model = bl, tr = baseline_translate, root = bl ? bl->root : NULL;
-            }
-            if (!root) {
-                fprintf(stderr, "banis-eval: %s\n", err_message());
-                return 1;
-            }
-            for (int64_t step = 0; step < steps && !rc; step++) {
-                tensor_scope_begin();
-                tensor *a, *b, *a2, *b2;
-                banis_sampler_next(&sa, p.sched.batch, idx);
-                banis_sampler_next(&sb, p.sched.batch, idx2);
-                rc = banis_batch(d, idx, p.sched.batch, TENSOR_F32, dev, &a, &b);
-                if (!rc && k == 0) {
-                    banis_losses l;
-                    rc = banis_train_step(bm, step, a, b, &l);
-                } else if (!rc) {
-                    double losses[4];
-                    rc = banis_batch(d, idx2, p.sched.batch, TENSOR_F32, dev, &a2, &b2);
-                    // Cycle-GAN: a and b from different pairs; the Auto-Encoder: matched pairs
-                    if (!rc) rc = baseline_step(bl, a, k == 1 ? b2 : b, losses);
-                }
-                tensor_scope_end();
-            }
-            nn_set_training(root, false);
-            if (!rc) rc = banis_evaluate_translator(tr, model, TENSOR_F32, dev, d, split.test, split.n_test, &results[k][s]);
-            if (!rc && s == 0)
-                rc = fig_rows(tr, model, dev, d, split.test, fig_a + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS,
-                              fig_b + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS);
-            if (rc) {
-                fprintf(stderr, "banis-eval: %s seed %d: %s\n", model_names[k], s, err_message());
-                return 1;
-            }
-            banis_eval *e = &results[k][s];
-            printf("seed %d %-12s GMI %5.1f %5.1f %5.1f  mean DSC %.3f  membrane Dice %.3f nuclei Dice %.3f  (%.0f s, %.0f s total)\n",
-                   s + 1, model_names[k], e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc, e->membrane_dice,
-                   e->nuclei_dice, now_seconds() - t0, now_seconds() - t_all);
-            fflush(stdout);
-            banis_sampler_free(&sa);
-            banis_sampler_free(&sb);
-            banis_model_free(bm);
-            baseline_free(bl);
+    if (!root) return -1;
+    int64_t steps = k == 0 ? p->sched.warmup_steps + p->sched.stage2_steps + p->sched.stage3_steps : p->baseline_steps;
+    banis_sampler sa, sb; // Cycle-GAN draws A and B independently (unpaired)
+    banis_sampler_init(&sa, split->train, split->n_train, seed * 7);
+    banis_sampler_init(&sb, split->train, split->n_train, seed * 7 + 1);
+    int *idx = malloc(sizeof(int) * (size_t)p->sched.batch), *idx2 = malloc(sizeof(int) * (size_t)p->sched.batch);
+    int rc = idx && idx2 ? 0 : -1;
+    for (int64_t step = 0; step < steps && !rc; step++) {
+        tensor_scope_begin();
+        tensor *a, *b, *a2, *b2;
+        banis_sampler_next(&sa, p->sched.batch, idx);
+        banis_sampler_next(&sb, p->sched.batch, idx2);
+        rc = banis_batch(d, idx, p->sched.batch, TENSOR_F32, dev, &a, &b);
+        if (!rc && k == 0) {
+            banis_losses l;
+            rc = banis_train_step(t->bm, step, a, b, &l);
+        } else if (!rc) {
+            double losses[4];
+            rc = banis_batch(d, idx2, p->sched.batch, TENSOR_F32, dev, &a2, &b2);
+            // Cycle-GAN: a and b from different pairs; the Auto-Encoder: matched pairs
+            if (!rc) rc = baseline_step(t->bl, a, k == 1 ? b2 : b, losses);
         }
+        tensor_scope_end();
     }
-    // the table
-    char path[4096];
-    snprintf(path, sizeof path, "%s/table1.md", out);
-    FILE *f = fopen(path, "w");
+    free(idx);
+    free(idx2);
+    banis_sampler_free(&sa);
+    banis_sampler_free(&sb);
+    nn_set_training(root, false);
+    return rc;
+}
+
+// Table 1: GMI and the ground-truth scores, mean +- std over the seeds (written to a temporary
+// file, then renamed).
+static int write_table(const char *path, const eval_preset *p, int seeds, const banis_dataset *d, int n_test,
+                       banis_eval results[MODELS][MAX_SEEDS]) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "banis-eval: cannot write %s\n", path);
-        return 1;
+        err_set("cannot write %s: %s", tmp, strerror(errno));
+        return -1;
     }
-    fprintf(f, "# Table 1 on synthetic embryos (%s preset%s)\n\n", p.name,
-            !strcmp(p.name, "cpu") ? ": a reduced schedule and network, not the paper's" : "");
+    fprintf(f, "# Table 1 on synthetic embryos (%s preset%s)\n\n", p->name,
+            !strcmp(p->name, "cpu") ? ": a reduced schedule and network, not the paper's" : "");
     fprintf(f, "GMI %% (pairs whose reconstructions overlap with Dice < TS; higher is better), mean +- std over %d seeds, "
                "%d test pairs of %s. BANIS: width %.3g, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: %lld steps, "
-               "batch %d.\n\n", seeds, split.n_test, d->source, p.arch.width, (long long)p.sched.warmup_steps,
-            (long long)p.sched.stage2_steps, (long long)p.sched.stage3_steps, (long long)p.baseline_steps, p.sched.batch);
-    fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | membrane Dice (truth) | nuclei Dice (truth) | nuclei in cells %% |\n|---|---|---|---|---|---|---|\n");
+               "batch %d.\n\n", seeds, n_test, d->source, p->arch.width, (long long)p->sched.warmup_steps,
+            (long long)p->sched.stage2_steps, (long long)p->sched.stage3_steps, (long long)p->baseline_steps,
+            p->sched.batch);
+    fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | membrane Dice (truth) | nuclei Dice (truth) | nuclei in cells %% |\n"
+               "|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < MODELS; k++) {
         fprintf(f, "| %s", model_names[k]);
         for (int c = 0; c < 6; c++) {
@@ -216,21 +214,68 @@ int main(int argc, char **argv) {
                "geometry is really there.\n\n![Fig. 3](fig3.png)\n\nfig3.png rows: real test pairs; BANIS; "
                "Cycle-GAN; Auto-Encoder (seed 1). Each cell: A | B | overlay (membrane magenta, nuclei green); "
                "model rows show A_rec = B->A and B_rec = A->B of the real pair above.\n");
-    fclose(f);
-    snprintf(path, sizeof path, "%s/fig3.png", out);
-    if (banis_write_pairs_png(path, fig_a, fig_b, FIG_PAIRS * (MODELS + 1), FIG_PAIRS)) {
-        fprintf(stderr, "banis-eval: %s\n", err_message());
-        return 1;
+    if (fclose(f) || rename(tmp, path)) {
+        err_set("cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
     }
-    printf("wrote %s/table1.md and %s (%.0f s)\n", out, path, now_seconds() - t_all);
-    free(idx);
-    free(idx2);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    eval_args args;
+    int rc = parse_args(argc, argv, &args);
+    if (rc >= 0) return rc;
+    eval_preset p = preset(args.preset);
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, p.n_pairs, 1);
+    banis_split split = banis_split_make(d->n, 0.1, 1);
+    printf("banis-eval, %s preset: %s, %d train / %d test pairs, %d seeds\n", p.name, d->source, split.n_train,
+           split.n_test, args.seeds);
+    printf("BANIS: width %.3g, batch %d, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: %lld steps each\n",
+           p.arch.width, p.sched.batch, (long long)p.sched.warmup_steps, (long long)p.sched.stage2_steps,
+           (long long)p.sched.stage3_steps, (long long)p.baseline_steps);
+    static banis_eval results[MODELS][MAX_SEEDS];
+    // Fig. 3's rows: the real test pairs, then each model's translations of them (seed 1)
+    float *fig_a = malloc(sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (MODELS + 1));
+    float *fig_b = malloc(sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (MODELS + 1));
+    for (int i = 0; i < FIG_PAIRS; i++) {
+        memcpy(fig_a + (size_t)i * BANIS_PIXELS, d->a + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+        memcpy(fig_b + (size_t)i * BANIS_PIXELS, d->b + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+    }
+    double t_all = now_seconds();
+    for (int s = 0; s < args.seeds && !rc; s++)
+        for (int k = 0; k < MODELS && !rc; k++) {
+            double t0 = now_seconds();
+            trained t;
+            banis_eval *e = &results[k][s];
+            rc = train_one(&p, k, 100 + (uint64_t)s, args.dev, d, &split, &t);
+            if (!rc) rc = banis_evaluate_translator(t.tr, t.model, TENSOR_F32, args.dev, d, split.test, split.n_test, e);
+            if (!rc && s == 0)
+                rc = fig_rows(t.tr, t.model, args.dev, d, split.test, fig_a + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS,
+                              fig_b + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS);
+            trained_free(&t);
+            if (rc) {
+                fprintf(stderr, "banis-eval: %s seed %d: %s\n", model_names[k], s, err_message());
+                break;
+            }
+            printf("seed %d %-12s GMI %5.1f %5.1f %5.1f  mean DSC %.3f  membrane Dice %.3f nuclei Dice %.3f  (%.0f s, "
+                   "%.0f s total)\n", s + 1, model_names[k], e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc,
+                   e->membrane_dice, e->nuclei_dice, now_seconds() - t0, now_seconds() - t_all);
+            fflush(stdout);
+        }
+    char table[4096], fig[4096];
+    snprintf(table, sizeof table, "%s/table1.md", args.out);
+    snprintf(fig, sizeof fig, "%s/fig3.png", args.out);
+    if (!rc && (write_table(table, &p, args.seeds, d, split.n_test, results) ||
+                banis_write_pairs_png(fig, fig_a, fig_b, FIG_PAIRS * (MODELS + 1), FIG_PAIRS))) {
+        fprintf(stderr, "banis-eval: %s\n", err_message());
+        rc = -1;
+    }
+    if (!rc) printf("wrote %s and %s (%.0f s)\n", table, fig, now_seconds() - t_all);
     free(fig_a);
     free(fig_b);
     banis_split_free(&split);
     banis_dataset_free(d);
-    return 0;
-usage:
-    fprintf(stderr, "usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n");
-    return 2;
+    return rc ? 1 : 0;
 }

@@ -387,7 +387,7 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
     char name[64];
     void *k = find_kernel(key);
     if (!k) { // first use of this program structure: render, compile (or read the disk cache), load
-        char *src = cuda_render_elementwise(p, &L, outs, ins, name);
+        char *src = cuda_render_elementwise(p, &L, outs, ins, backend_op_name, name);
         if (!src) {
             err_set("CUDA: out of host memory rendering a kernel");
             return -1;

@@ -113,7 +113,7 @@ static const char philox_source[] =
     "}\n";
 
 char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
-                              const tensor *const *ins, char name[64]) {
+                              const tensor *const *ins, const char *op, char name[64]) {
     const tensor *o0 = outs[0];
     int n_ops = p->n_outputs + p->n_inputs, nd = L->nd;
     bool contig = L->contig, rng = ew_uses_rng(p);
@@ -122,7 +122,12 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
     for (int k = 0; k < n_ops; k++) dt[k] = (k < p->n_outputs ? outs[k] : ins[k - p->n_outputs])->dtype;
     bool f64 = o0->dtype == TENSOR_F64;
     const char *T = f64 ? "double" : "float";
-    snprintf(name, 64, "ew_%016llx", (unsigned long long)cuda_ew_key(p, L, outs, ins));
+    char id[32]; // the op's name as an identifier
+    int len = 0;
+    for (const char *c = op; *c && len < (int)sizeof id - 1; c++)
+        id[len++] = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ? *c : '_';
+    id[len] = 0;
+    snprintf(name, 64, "ew_%s_%016llx", id, (unsigned long long)cuda_ew_key(p, L, outs, ins));
     double scalars[EW_MAX_NODES];
     int slot[EW_MAX_NODES];
     ew_scalar_args(p, scalars, slot);

@@ -33,9 +33,10 @@ cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tens
 // operands' dtypes and the layout.
 uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs, const tensor *const *ins);
 // Renders `p` over these operands (outputs then inputs) as the kernel of that key. Writes the
-// kernel's name (ew_<key>) and returns a malloc'd source, or NULL.
+// kernel's name, ew_<op>_<key> (the op that first uses it: a profiler's list is readable), and
+// returns a malloc'd source, or NULL.
 char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
-                              const tensor *const *ins, char name[64]);
+                              const tensor *const *ins, const char *op, char name[64]);
 
 // The fixed kernels (reductions, GEMM, implicit-GEMM convolutions in exact FP32/FP64 and
 // TF32 tensor-core forms), one source; cuda_fixed_kernel_names lists its entry points.

@@ -7,22 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../tensor/files.h"
+
 uint64_t kernel_hash(uint64_t h, const void *p, size_t n) {
     const unsigned char *c = p;
     for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
     return h;
-}
-
-static int make_dirs(const char *dir) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
 int kernel_cache_dir(char *out, size_t n, const char *sub, bool required) {
@@ -35,5 +25,5 @@ int kernel_cache_dir(char *out, size_t n, const char *sub, bool required) {
     else if (home && *home) snprintf(out, n, "%s/.cache/banis/kernels%s%s", home, sep, sub);
     else if (required) snprintf(out, n, "/tmp/banis-kernels-%d%s%s", (int)getuid(), sep, sub);
     else return -1;
-    return make_dirs(out);
+    return files_make_dirs(out);
 }
