@@ -133,7 +133,8 @@ static int accumulate_leaf(tensor *leaf, tensor *g) {
         ew_program p;
         ew_init(&p, 2);
         ew_output(&p, ew_add(&p, ew_input(&p, 0), ew_input(&p, 1)));
-        return op_ew_into("gradient accumulation", &p, 1, &leaf->grad, 2, (tensor *[]){leaf->grad, g});
+        return op_ew_into("gradient accumulation", &p, 1, &leaf->grad, 2,
+                          (tensor *[]){leaf->grad, g});
     }
     tensor *copy = tensor_clone(g);
     if (!copy) return -1;
@@ -203,7 +204,8 @@ int ag_backward(tensor *root, tensor *seed) {
                 if (!sum) goto fail_inner;
                 tensor_release(grads[j]);
                 grads[j] = tensor_retain(sum);
-            } else grads[j] = tensor_retain(gin[k]);
+            } else
+                grads[j] = tensor_retain(gin[k]);
         }
         tensor_scope_end();
         if (i != order.n - 1) tensor_release(grads[i]);

@@ -17,7 +17,7 @@ typedef struct ag_node ag_node;
 typedef int (*ag_backward_fn)(ag_node *node, tensor *grad_out, tensor **grad_in);
 
 struct ag_node {
-    const char *op;          // for messages
+    const char *op; // for messages
     ag_backward_fn backward;
     int n_inputs;
     tensor *inputs[AG_MAX_INPUTS]; // retained

@@ -14,7 +14,8 @@
 static int usage(int rc) {
     fprintf(rc ? stderr : stdout,
             "usage: banis-sample --ckpt FILE --out DIR [--n N] [--seed S] [--from a|b IMAGES_DIR]\n"
-            "  --n N             new pairs to synthesise (default 16): z ~ U(-1,1) through G_A and G_B\n"
+            "  --n N             new pairs to synthesise (default 16): z ~ U(-1,1) through G_A and "
+            "G_B\n"
             "  --from a DIR      translate membrane images (PNG/TIFF) to nuclei: B = S_B(a)\n"
             "  --from b DIR      translate nuclei images to membranes: A = S_A(b)\n"
             "Writes DIR/pairs.png (A | B | overlay), DIR/pair_NNNN.png, DIR/translated.png.\n");
@@ -57,7 +58,8 @@ static int translate(banis_model *m, char from, const char *dir, const char *out
     int rc = 0;
     while ((e = readdir(d)) && !rc) {
         const char *dot = strrchr(e->d_name, '.');
-        if (e->d_name[0] == '.' || !dot || (strcasecmp(dot, ".png") && strcasecmp(dot, ".tif") && strcasecmp(dot, ".tiff")))
+        if (e->d_name[0] == '.' || !dot ||
+            (strcasecmp(dot, ".png") && strcasecmp(dot, ".tif") && strcasecmp(dot, ".tiff")))
             continue;
         if (n == cap) src = realloc(src, sizeof(float) * BANIS_PIXELS * (size_t)(cap *= 2));
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -73,7 +75,8 @@ static int translate(banis_model *m, char from, const char *dir, const char *out
     if (!rc) {
         tensor_scope_begin();
         bool prev = ag_set_grad_enabled(false);
-        tensor *x = tensor_from_host(TENSOR_F32, SHAPE(n, 1, BANIS_SIDE, BANIS_SIDE), src, DEVICE_CPU);
+        tensor *x =
+            tensor_from_host(TENSOR_F32, SHAPE(n, 1, BANIS_SIDE, BANIS_SIDE), src, DEVICE_CPU);
         // a -> S_B(a) is nuclei; b -> S_A(b) is membrane
         tensor *y = banis_successor(m, from == 'a' ? DOMAIN_B : DOMAIN_A, x);
         rc = !y || tensor_to_host(y, dst);
@@ -82,8 +85,10 @@ static int translate(banis_model *m, char from, const char *dir, const char *out
     }
     if (!rc) {
         snprintf(path, sizeof path, "%s/translated.png", out);
-        rc = from == 'a' ? banis_write_pairs_png(path, src, dst, n, 2) : banis_write_pairs_png(path, dst, src, n, 2);
-        if (!rc) printf("translated %d %s images -> %s\n", n, from == 'a' ? "membrane" : "nuclei", path);
+        rc = from == 'a' ? banis_write_pairs_png(path, src, dst, n, 2)
+                         : banis_write_pairs_png(path, dst, src, n, 2);
+        if (!rc)
+            printf("translated %d %s images -> %s\n", n, from == 'a' ? "membrane" : "nuclei", path);
     }
     free(src);
     free(dst);
@@ -99,17 +104,27 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(0);
         if (i + 1 >= argc) return usage(2);
-        if (!strcmp(a, "--ckpt")) ckpt = argv[++i];
-        else if (!strcmp(a, "--out")) out = argv[++i];
+        if (!strcmp(a, "--ckpt"))
+            ckpt = argv[++i];
+        else if (!strcmp(a, "--out"))
+            out = argv[++i];
         else if (!strcmp(a, "--n")) {
             n = atoi(argv[++i]);
-            if (n < 1 || n > 100000) { fprintf(stderr, "banis-sample: --n must be 1..100000\n"); return 2; }
-        } else if (!strcmp(a, "--seed")) seed = strtoull(argv[++i], NULL, 10);
+            if (n < 1 || n > 100000) {
+                fprintf(stderr, "banis-sample: --n must be 1..100000\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--seed"))
+            seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--from") && i + 2 < argc) {
             from = argv[++i][0];
             from_dir = argv[++i];
-            if ((from != 'a' && from != 'b') || argv[i - 1][1]) { fprintf(stderr, "banis-sample: --from takes a or b\n"); return 2; }
-        } else return usage(2);
+            if ((from != 'a' && from != 'b') || argv[i - 1][1]) {
+                fprintf(stderr, "banis-sample: --from takes a or b\n");
+                return 2;
+            }
+        } else
+            return usage(2);
     }
     if (!ckpt || !out) return usage(2);
     if (mkdir(out, 0755) && errno != EEXIST) {
@@ -123,26 +138,32 @@ int main(int argc, char **argv) {
     }
     rng r;
     rng_init(&r, seed);
-    float *a = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n), *b = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
+    float *a = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n),
+          *b = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
     int rc = 0;
     bool prev = ag_set_grad_enabled(false);
     for (int at = 0; at < n && !rc; at += 64) {
         int k = n - at < 64 ? n - at : 64;
         tensor_scope_begin();
-        tensor *z = tensor_rand_uniform(&r, TENSOR_F32, SHAPE(k, m->arch.latent), -1, 1, DEVICE_CPU);
+        tensor *z =
+            tensor_rand_uniform(&r, TENSOR_F32, SHAPE(k, m->arch.latent), -1, 1, DEVICE_CPU);
         tensor *ga = banis_generate(m, DOMAIN_A, z), *gb = banis_generate(m, DOMAIN_B, z);
-        rc = !ga || !gb || tensor_to_host(ga, a + (size_t)at * BANIS_PIXELS) || tensor_to_host(gb, b + (size_t)at * BANIS_PIXELS);
+        rc = !ga || !gb || tensor_to_host(ga, a + (size_t)at * BANIS_PIXELS) ||
+             tensor_to_host(gb, b + (size_t)at * BANIS_PIXELS);
         tensor_scope_end();
     }
     ag_set_grad_enabled(prev);
     char path[4096];
     for (int i = 0; i < n && !rc; i++) {
         snprintf(path, sizeof path, "%s/pair_%04d.png", out, i);
-        rc = banis_write_pairs_png(path, a + (size_t)i * BANIS_PIXELS, b + (size_t)i * BANIS_PIXELS, 1, 1);
+        rc = banis_write_pairs_png(path, a + (size_t)i * BANIS_PIXELS, b + (size_t)i * BANIS_PIXELS,
+                                   1, 1);
     }
     snprintf(path, sizeof path, "%s/pairs.png", out);
     if (!rc) rc = banis_write_pairs_png(path, a, b, n < 64 ? n : 64, 4);
-    if (!rc) printf("synthesised %d pairs -> %s (A | B | overlay: membrane magenta, nuclei green)\n", n, path);
+    if (!rc)
+        printf("synthesised %d pairs -> %s (A | B | overlay: membrane magenta, nuclei green)\n", n,
+               path);
     if (!rc && from) rc = translate(m, from, from_dir, out);
     if (rc) fprintf(stderr, "banis-sample: %s\n", err_message());
     free(a);

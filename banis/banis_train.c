@@ -23,7 +23,7 @@
 
 typedef struct {
     char preset[16];
-    char data[1024];   // "synthetic", a folder of raw images, or a prepared .safetensors
+    char data[1024]; // "synthetic", a folder of raw images, or a prepared .safetensors
     int n_synthetic;
     banis_arch arch;
     banis_schedule sched;
@@ -35,7 +35,10 @@ typedef struct {
 } config;
 
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int s) { (void)s; interrupted = 1; }
+static void on_sigint(int s) {
+    (void)s;
+    interrupted = 1;
+}
 
 static const char *const presets[] = {"paper", "reference", "cpu", "cpu-long", "tiny"};
 
@@ -104,13 +107,14 @@ static void preset(config *c, const char *name) {
 }
 
 static int usage(int rc) {
-    fprintf(rc ? stderr : stdout,
+    fprintf(
+        rc ? stderr : stdout,
         "usage: banis-train [options]\n"
         "Trains BANIS on paired two-channel images (A = membrane, B = nuclei).\n\n"
         "  --preset NAME             paper: the paper's sizes, rates and 17k+13k+10k steps;\n"
         "                            reference: the authors' code (SGD 5e-5, no halving, G's\n"
         "                            batch-norm statistics shared); cpu: a reduced model and\n"
-        "                            schedule for minutes on 2 cores; cpu-long: the same, ~45 min;\n"
+        "                            schedule for minutes on 2 cores; cpu-long: ~45 minutes;\n"
         "                            tiny: seconds (tests). Default: paper on a GPU, cpu without\n"
         "  --data SRC                'synthetic' (default), a folder of raw images (layout\n"
         "                            detected: see banis-data prepare), or a set made by\n"
@@ -171,8 +175,8 @@ static void save_config(nn_checkpoint *ck, const config *c) {
     nn_ckpt_set_meta(ck, "config.batch", "%d", c->sched.batch);
     nn_ckpt_set_meta(ck, "config.stages", "%" PRId64 " %" PRId64 " %" PRId64, c->sched.warmup_steps,
                      c->sched.stage2_steps, c->sched.stage3_steps);
-    nn_ckpt_set_meta(ck, "config.rates", "%.17g %.17g %.17g %.17g %.17g", c->sched.lr_d[0], c->sched.lr_d[1],
-                     c->sched.lr_g[0], c->sched.lr_g[1], c->sched.lr_sc);
+    nn_ckpt_set_meta(ck, "config.rates", "%.17g %.17g %.17g %.17g %.17g", c->sched.lr_d[0],
+                     c->sched.lr_d[1], c->sched.lr_g[0], c->sched.lr_g[1], c->sched.lr_sc);
     nn_ckpt_set_meta(ck, "config.sc_optim", "%s", c->sched.sc_adam ? "adam" : "sgd");
     nn_ckpt_set_meta(ck, "config.sc_decay", "%.17g", c->sched.sc_decay);
     nn_ckpt_set_meta(ck, "config.g_bn_sets", "%d", c->arch.g_bn_sets);
@@ -192,9 +196,11 @@ static int load_config(const char *path, config *c) {
     c->arch.latent = atoi(GET("config.latent"));
     c->sched.batch = atoi(GET("config.batch"));
     if (sscanf(GET("config.stages"), "%" SCNd64 " %" SCNd64 " %" SCNd64, &c->sched.warmup_steps,
-               &c->sched.stage2_steps, &c->sched.stage3_steps) != 3) ok = 0;
+               &c->sched.stage2_steps, &c->sched.stage3_steps) != 3)
+        ok = 0;
     if (sscanf(GET("config.rates"), "%lf %lf %lf %lf %lf", &c->sched.lr_d[0], &c->sched.lr_d[1],
-               &c->sched.lr_g[0], &c->sched.lr_g[1], &c->sched.lr_sc) != 5) ok = 0;
+               &c->sched.lr_g[0], &c->sched.lr_g[1], &c->sched.lr_sc) != 5)
+        ok = 0;
     // absent in checkpoints written before --sc-optim existed: those runs used SGD
     c->sched.sc_adam = (v = st_meta_get(f, "config.sc_optim")) && !strcmp(v, "adam");
     // absent before the reference preset and the per-input statistics: halving, one set
@@ -212,14 +218,17 @@ static int load_config(const char *path, config *c) {
 
 // checkpoint_latest holds everything a resume needs; periodic ones (`full` false) the weights
 // and batch-norm statistics only, what banis-sample reads (a third of the bytes: no Adam moments).
-static int save_checkpoint_as(banis_model *m, const config *c, int64_t step, const char *path, bool full) {
+static int save_checkpoint_as(banis_model *m, const config *c, int64_t step, const char *path,
+                              bool full) {
     if (nn_check_finite(m->root)) { // never replace a good checkpoint with a poisoned one
         err_prefix("not writing %s: ", path);
         return -1;
     }
     nn_checkpoint ck = {0};
-    if (full) banis_model_checkpoint(m, &ck);
-    else nn_ckpt_add_module(&ck, "", m->root);
+    if (full)
+        banis_model_checkpoint(m, &ck);
+    else
+        nn_ckpt_add_module(&ck, "", m->root);
     save_config(&ck, c);
     nn_ckpt_set_meta(&ck, "step", "%" PRId64, step);
     int rc = nn_ckpt_save(&ck, path);
@@ -238,8 +247,8 @@ static void prune_checkpoints(const char *dir, int keep) {
     for (int i = n - 1; i >= 0; i--) {
         const char *name = list[i]->d_name;
         size_t len = strlen(name);
-        if (!strncmp(name, "checkpoint_step_", 16) && len > 12 && !strcmp(name + len - 12, ".safetensors") &&
-            ++seen > keep) {
+        if (!strncmp(name, "checkpoint_step_", 16) && len > 12 &&
+            !strcmp(name + len - 12, ".safetensors") && ++seen > keep) {
             char p[4200];
             snprintf(p, sizeof p, "%s/%s", dir, name);
             unlink(p);
@@ -259,7 +268,8 @@ static int tb_png_file(tb_writer *tb, const char *tag, const char *path, int64_t
     uint8_t *b = n > 33 ? malloc((size_t)n) : NULL;
     int rc = -1;
     if (b && fread(b, 1, (size_t)n, f) == (size_t)n && !memcmp(b + 12, "IHDR", 4)) {
-        int w = (b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19], h = (b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23];
+        int w = (b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19],
+            h = (b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23];
         int cs = b[25] == 2 ? 3 : b[25] == 6 ? 4 : b[25] == 4 ? 2 : 1;
         rc = tb_image(tb, tag, b, (size_t)n, w, h, cs, step);
     }
@@ -273,26 +283,35 @@ static int write_samples(banis_model *m, const banis_dataset *d, const banis_spl
                          const char *dir, int64_t step) {
     char path[4096];
     int rc = 0, n = (int)z->shape[0], k = s->n_test < 8 ? s->n_test : 8;
-    float *ga = malloc(sizeof(float) * BANIS_PIXELS * (size_t)(n + 16)), *gb = malloc(sizeof(float) * BANIS_PIXELS * (size_t)(n + 16));
+    float *ga = malloc(sizeof(float) * BANIS_PIXELS * (size_t)(n + 16)),
+          *gb = malloc(sizeof(float) * BANIS_PIXELS * (size_t)(n + 16));
     nn_set_training(m->root, false);
     bool prev = ag_set_grad_enabled(false);
     tensor_scope_begin();
     tensor *A = banis_generate(m, DOMAIN_A, z), *B = banis_generate(m, DOMAIN_B, z);
-    rc = !A || !B || tensor_to_host(tensor_cast(A, TENSOR_F32), ga) || tensor_to_host(tensor_cast(B, TENSOR_F32), gb);
+    rc = !A || !B || tensor_to_host(tensor_cast(A, TENSOR_F32), ga) ||
+         tensor_to_host(tensor_cast(B, TENSOR_F32), gb);
     snprintf(path, sizeof path, "%s/step_%06" PRId64 "_generated.png", dir, step);
     if (!rc) rc = banis_write_pairs_png(path, ga, gb, n, 4);
     if (!rc && k > 0) {
         tensor *a, *b;
         rc = banis_batch(d, s->test, k, m->ctx.dtype, m->ctx.device, &a, &b);
-        tensor *ar = rc ? NULL : banis_successor(m, DOMAIN_A, b), *br = rc ? NULL : banis_successor(m, DOMAIN_B, a);
-        rc = !ar || !br || tensor_to_host(tensor_cast(ar, TENSOR_F32), ga) || tensor_to_host(tensor_cast(br, TENSOR_F32), gb);
+        tensor *ar = rc ? NULL : banis_successor(m, DOMAIN_A, b),
+               *br = rc ? NULL : banis_successor(m, DOMAIN_B, a);
+        rc = !ar || !br || tensor_to_host(tensor_cast(ar, TENSOR_F32), ga) ||
+             tensor_to_host(tensor_cast(br, TENSOR_F32), gb);
         // rows: real pair, then its reconstruction A_rec = S_A(b) | B_rec = S_B(a)
-        float *rows_a = malloc(sizeof(float) * BANIS_PIXELS * 16), *rows_b = malloc(sizeof(float) * BANIS_PIXELS * 16);
+        float *rows_a = malloc(sizeof(float) * BANIS_PIXELS * 16),
+              *rows_b = malloc(sizeof(float) * BANIS_PIXELS * 16);
         for (int i = 0; i < k && !rc; i++) {
-            memcpy(rows_a + (size_t)(2 * i) * BANIS_PIXELS, d->a + (size_t)s->test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
-            memcpy(rows_b + (size_t)(2 * i) * BANIS_PIXELS, d->b + (size_t)s->test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
-            memcpy(rows_a + (size_t)(2 * i + 1) * BANIS_PIXELS, ga + (size_t)i * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
-            memcpy(rows_b + (size_t)(2 * i + 1) * BANIS_PIXELS, gb + (size_t)i * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_a + (size_t)(2 * i) * BANIS_PIXELS,
+                   d->a + (size_t)s->test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_b + (size_t)(2 * i) * BANIS_PIXELS,
+                   d->b + (size_t)s->test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_a + (size_t)(2 * i + 1) * BANIS_PIXELS, ga + (size_t)i * BANIS_PIXELS,
+                   sizeof(float) * BANIS_PIXELS);
+            memcpy(rows_b + (size_t)(2 * i + 1) * BANIS_PIXELS, gb + (size_t)i * BANIS_PIXELS,
+                   sizeof(float) * BANIS_PIXELS);
         }
         snprintf(path, sizeof path, "%s/step_%06" PRId64 "_reconstructed.png", dir, step);
         if (!rc) rc = banis_write_pairs_png(path, rows_a, rows_b, 2 * k, 2);
@@ -308,7 +327,9 @@ static int write_samples(banis_model *m, const banis_dataset *d, const banis_spl
 }
 
 static const char *stage_name(const banis_schedule *s, int64_t step) {
-    return step < s->warmup_steps ? "warm-up" : step < s->warmup_steps + s->stage2_steps ? "S+C" : "S+C decayed";
+    return step < s->warmup_steps                     ? "warm-up"
+           : step < s->warmup_steps + s->stage2_steps ? "S+C"
+                                                      : "S+C decayed";
 }
 
 // A folder holds a run once it has a checkpoint or metrics.
@@ -335,14 +356,19 @@ static int lock_run(const char *dir) {
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = 0;
         pid[strcspn(pid, "\n")] = 0;
-        fprintf(stderr, "banis-train: %s is in use by another banis-train (process %s); wait for it or choose "
-                        "another --out\n", dir, *pid ? pid : "unknown");
+        fprintf(
+            stderr,
+            "banis-train: %s is in use by another banis-train (process %s); wait for it or choose "
+            "another --out\n",
+            dir, *pid ? pid : "unknown");
         close(fd);
         return -1;
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) { /* the lock holds without the pid */ }
+    if (ftruncate(fd, 0) ||
+        pwrite(fd, pid, (size_t)n, 0) != n) { /* the lock holds without the pid */
+    }
     return fd;
 }
 
@@ -405,7 +431,8 @@ typedef struct {
 // --device: the preset's default depends on it. -1: go on; otherwise the exit code.
 static int choose_device(int argc, char **argv, config *c, device_type *dev) {
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--device") && i + 1 < argc) snprintf(c->device, sizeof c->device, "%s", argv[i + 1]);
+        if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            snprintf(c->device, sizeof c->device, "%s", argv[i + 1]);
     if (strcmp(c->device, "cpu") && strcmp(c->device, "cuda") && strcmp(c->device, "auto")) {
         fprintf(stderr, "banis-train: --device must be auto, cuda or cpu\n");
         return 2;
@@ -417,9 +444,12 @@ static int choose_device(int argc, char **argv, config *c, device_type *dev) {
             fprintf(stderr, "banis-train: --device cuda: %s\n", err_message());
             return 1;
         }
-        if (!cuda) fprintf(stderr, "banis-train: no GPU (%s); training on the CPU\n", err_message());
-        if (cuda && !strcmp(c->device, "auto") && backend_cuda_is_emulated()) { // auto never picks the emulator
-            fprintf(stderr, "banis-train: --device auto does not train on the emulated CUDA device; training on the "
+        if (!cuda)
+            fprintf(stderr, "banis-train: no GPU (%s); training on the CPU\n", err_message());
+        if (cuda && !strcmp(c->device, "auto") &&
+            backend_cuda_is_emulated()) { // auto never picks the emulator
+            fprintf(stderr, "banis-train: --device auto does not train on the emulated CUDA "
+                            "device; training on the "
                             "CPU (--device cuda to use it)\n");
             cuda = NULL;
         }
@@ -434,17 +464,33 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
         double r;
-        if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) { i++; continue; }
-        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") && strcmp(a, "--ckpt-every") &&
-            strcmp(a, "--keep") && strcmp(a, "--max-steps")) {
-            fprintf(stderr, "banis-train: %s cannot change a resumed run (its configuration is in the checkpoint)\n", a);
+        if (!strcmp(a, "--preset") || !strcmp(a, "--resume") || !strcmp(a, "--device")) {
+            i++;
+            continue;
+        }
+        if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") &&
+            strcmp(a, "--ckpt-every") && strcmp(a, "--keep") && strcmp(a, "--max-steps")) {
+            fprintf(stderr,
+                    "banis-train: %s cannot change a resumed run (its configuration is in the "
+                    "checkpoint)\n",
+                    a);
             return 2;
         }
         i++;
-#define INT(flag, lo, hi, dst) else if (!strcmp(a, flag)) { if (parse_int(a, v, lo, hi, &n)) return 2; dst = n; }
-#define REAL(flag, lo, hi, dst) else if (!strcmp(a, flag)) { if (parse_real(a, v, lo, hi, &r)) return 2; dst = r; }
-        if (!strcmp(a, "--data")) snprintf(c->data, sizeof c->data, "%s", v ? v : "");
-        else if (!strcmp(a, "--out")) snprintf(c->out, sizeof c->out, "%s", v ? v : "");
+#define INT(flag, lo, hi, dst)                                                                     \
+    else if (!strcmp(a, flag)) {                                                                   \
+        if (parse_int(a, v, lo, hi, &n)) return 2;                                                 \
+        dst = n;                                                                                   \
+    }
+#define REAL(flag, lo, hi, dst)                                                                    \
+    else if (!strcmp(a, flag)) {                                                                   \
+        if (parse_real(a, v, lo, hi, &r)) return 2;                                                \
+        dst = r;                                                                                   \
+    }
+        if (!strcmp(a, "--data"))
+            snprintf(c->data, sizeof c->data, "%s", v ? v : "");
+        else if (!strcmp(a, "--out"))
+            snprintf(c->out, sizeof c->out, "%s", v ? v : "");
         INT("--n-synthetic", 10, 1000000, c->n_synthetic)
         INT("--warmup", 0, 100000000, c->sched.warmup_steps)
         INT("--stage2", 0, 100000000, c->sched.stage2_steps)
@@ -469,13 +515,15 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
                 return 2;
             }
             c->sched.sc_adam = !strcmp(v, "adam");
-        } else if (!strcmp(a, "--g-bn-stats")) {
+        }
+        else if (!strcmp(a, "--g-bn-stats")) {
             if (!v || (strcmp(v, "per-input") && strcmp(v, "shared"))) {
                 fprintf(stderr, "banis-train: --g-bn-stats takes per-input or shared\n");
                 return 2;
             }
             c->arch.g_bn_sets = strcmp(v, "shared") ? 2 : 1;
-        } else {
+        }
+        else {
             fprintf(stderr, "banis-train: unknown option %s\n", a);
             return usage(2);
         }
@@ -489,17 +537,23 @@ static int parse_args(int argc, char **argv, config *c, invocation *inv) {
     // first pass: preset and resume decide the defaults the other flags override
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(0);
-        if ((!strcmp(argv[i], "--preset") || !strcmp(argv[i], "--resume") || !strcmp(argv[i], "--out")) &&
+        if ((!strcmp(argv[i], "--preset") || !strcmp(argv[i], "--resume") ||
+             !strcmp(argv[i], "--out")) &&
             (i + 1 >= argc || argv[i + 1][0] == '-')) {
             fprintf(stderr, "banis-train: %s needs a value\n", argv[i]);
             return 2;
         }
-        if (!strcmp(argv[i], "--preset")) preset_name = argv[++i];
-        else if (!strcmp(argv[i], "--resume")) inv->resume = argv[++i];
-        else if (!strcmp(argv[i], "--out")) inv->out_given = ++i > 0;
+        if (!strcmp(argv[i], "--preset"))
+            preset_name = argv[++i];
+        else if (!strcmp(argv[i], "--resume"))
+            inv->resume = argv[++i];
+        else if (!strcmp(argv[i], "--out"))
+            inv->out_given = ++i > 0;
     }
     if (preset_name && !known_preset(preset_name)) {
-        fprintf(stderr, "banis-train: unknown preset '%s' (paper, reference, cpu, cpu-long or tiny)\n", preset_name);
+        fprintf(stderr,
+                "banis-train: unknown preset '%s' (paper, reference, cpu, cpu-long or tiny)\n",
+                preset_name);
         return 2;
     }
     snprintf(c->device, sizeof c->device, "auto");
@@ -507,7 +561,8 @@ static int parse_args(int argc, char **argv, config *c, invocation *inv) {
     snprintf(c->data, sizeof c->data, "synthetic");
     c->seed = 1;
     if (inv->resume) {
-        snprintf(inv->ckpt_path, sizeof inv->ckpt_path, "%s/checkpoint_latest.safetensors", inv->resume);
+        snprintf(inv->ckpt_path, sizeof inv->ckpt_path, "%s/checkpoint_latest.safetensors",
+                 inv->resume);
         if (load_config(inv->ckpt_path, c)) {
             fprintf(stderr, "banis-train: cannot resume: %s\n", err_message());
             return 1;
@@ -515,7 +570,8 @@ static int parse_args(int argc, char **argv, config *c, invocation *inv) {
     }
     int rc = choose_device(argc, argv, c, &inv->dev);
     if (rc >= 0) return rc;
-    if (!inv->resume) preset(c, preset_name ? preset_name : inv->dev == DEVICE_CUDA ? "paper" : "cpu");
+    if (!inv->resume)
+        preset(c, preset_name ? preset_name : inv->dev == DEVICE_CUDA ? "paper" : "cpu");
     return apply_flags(argc, argv, c, inv->resume != NULL);
 }
 
@@ -538,9 +594,11 @@ static banis_dataset *open_data(const config *c) {
     } else {
         d = banis_dataset_load(c->data);
     }
-    if (!d) fprintf(stderr, "banis-train: %s\n", err_message());
+    if (!d)
+        fprintf(stderr, "banis-train: %s\n", err_message());
     else if (d->n < 2 * c->sched.batch && d->n < 20) {
-        fprintf(stderr, "banis-train: %s has %d pairs; too few to train and test\n", d->source, d->n);
+        fprintf(stderr, "banis-train: %s has %d pairs; too few to train and test\n", d->source,
+                d->n);
         banis_dataset_free(d);
         d = NULL;
     }
@@ -553,13 +611,17 @@ static banis_dataset *open_data(const config *c) {
 static int open_run_folder(config *c, const invocation *inv, char *samples, size_t size) {
     if (!inv->resume && holds_run(c->out)) {
         if (inv->out_given) {
-            fprintf(stderr, "banis-train: %s holds a run already (checkpoint/metrics); continue it with --resume %s, "
-                            "or choose another --out\n", c->out, c->out);
+            fprintf(stderr,
+                    "banis-train: %s holds a run already (checkpoint/metrics); continue it with "
+                    "--resume %s, "
+                    "or choose another --out\n",
+                    c->out, c->out);
             return -1;
         }
         char base[sizeof c->out];
         snprintf(base, sizeof base, "%s", c->out);
-        for (int k = 2; holds_run(c->out) && k < 10000; k++) snprintf(c->out, sizeof c->out, "%.1000s-%d", base, k);
+        for (int k = 2; holds_run(c->out) && k < 10000; k++)
+            snprintf(c->out, sizeof c->out, "%.1000s-%d", base, k);
         printf("%s holds an earlier run: this run goes to %s\n", base, c->out);
     }
     if (files_make_dirs(c->out)) {
@@ -569,7 +631,9 @@ static int open_run_folder(config *c, const invocation *inv, char *samples, size
     int lock_fd = lock_run(c->out);
     if (lock_fd < 0) return -1;
     int stale = remove_stale_temporaries(c->out);
-    if (stale) printf("removed %d temporary checkpoint file%s left by a run that was killed\n", stale, stale > 1 ? "s" : "");
+    if (stale)
+        printf("removed %d temporary checkpoint file%s left by a run that was killed\n", stale,
+               stale > 1 ? "s" : "");
     snprintf(samples, size, "%s/samples", c->out);
     mkdir(samples, 0755);
     return lock_fd;
@@ -611,7 +675,8 @@ static int resume_run(run *r) {
     r->step = strtoll(st_meta_get(f, "step") ? st_meta_get(f, "step") : "0", NULL, 10);
     st_close(f);
     nn_ckpt_free(&ck);
-    for (int64_t s = 0; s < r->step; s++) banis_sampler_next(&r->sampler, r->c.sched.batch, r->idx); // same data order
+    for (int64_t s = 0; s < r->step; s++)
+        banis_sampler_next(&r->sampler, r->c.sched.batch, r->idx); // same data order
     printf("resumed %s at step %" PRId64 " of %" PRId64 "\n", r->c.out, r->step, r->total);
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.csv", r->c.out);
@@ -631,8 +696,10 @@ static int open_logs(run *r) {
     r->csv = fopen(path, "a");
     r->tb = tb_open(r->c.out);
     if (!r->csv || !r->tb) {
-        if (r->csv) fprintf(stderr, "banis-train: %s\n", err_message());
-        else fprintf(stderr, "banis-train: cannot open %s: %s\n", path, strerror(errno));
+        if (r->csv)
+            fprintf(stderr, "banis-train: %s\n", err_message());
+        else
+            fprintf(stderr, "banis-train: cannot open %s: %s\n", path, strerror(errno));
         return -1;
     }
     if (r->inv.resume && tb_session_start(r->tb, r->step)) {
@@ -640,8 +707,10 @@ static int open_logs(run *r) {
         return -1;
     }
     if (fresh_csv)
-        fprintf(r->csv, "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,"
-                        "pm_a,pm_b,steps_per_s\n");
+        fprintf(
+            r->csv,
+            "step,stage,d_loss_a,d_loss_b,g_loss_a,g_loss_b,id_gen_a,id_gen_b,id_real_a,id_real_b,"
+            "pm_a,pm_b,steps_per_s\n");
     r->tty = isatty(STDOUT_FILENO);
     r->t_last = now_seconds();
     r->last_logged = r->step;
@@ -653,13 +722,14 @@ static void print_header(const run *r) {
     const config *c = &r->c;
     printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c->preset,
            backend_device_description(r->inv.dev), r->d->source, r->split.n_train, r->split.n_test);
-    printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64 " + %" PRId64
-           " steps; G's batch-norm statistics %s\n", c->arch.width, (long long)nn_count_parameters(r->m->root),
-           c->sched.batch, c->sched.warmup_steps, c->sched.stage2_steps, c->sched.stage3_steps,
+    printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64
+           " + %" PRId64 " steps; G's batch-norm statistics %s\n",
+           c->arch.width, (long long)nn_count_parameters(r->m->root), c->sched.batch,
+           c->sched.warmup_steps, c->sched.stage2_steps, c->sched.stage3_steps,
            c->arch.g_bn_sets > 1 ? "per input (z, codes)" : "shared");
-    printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n", c->sched.lr_d[0],
-           c->sched.lr_d[1], c->sched.lr_g[0], c->sched.lr_g[1], c->sched.sc_adam ? "Adam" : "SGD", c->sched.lr_sc,
-           c->sched.sc_decay);
+    printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n",
+           c->sched.lr_d[0], c->sched.lr_d[1], c->sched.lr_g[0], c->sched.lr_g[1],
+           c->sched.sc_adam ? "Adam" : "SGD", c->sched.lr_sc, c->sched.sc_decay);
 }
 
 // ETA from the measured time per warm-up step and per full step (a full step runs six more
@@ -677,11 +747,13 @@ static double eta_seconds(const run *r) {
 static void log_step(run *r, const banis_losses *l) {
     double t = now_seconds(), rate = (double)(r->step - r->last_logged) / (t - r->t_last);
     const char *stage = stage_name(&r->c.sched, r->step - 1);
-    double vals[10] = {l->d_loss[0], l->d_loss[1], l->g_loss[0], l->g_loss[1], l->id_gen[0], l->id_gen[1],
-                       l->id_real[0], l->id_real[1], l->pm[0], l->pm[1]};
-    static const char *const tags[10] = {"adversarial/d_loss_a", "adversarial/d_loss_b", "adversarial/g_loss_a",
-                                         "adversarial/g_loss_b", "identical/gen_a", "identical/gen_b",
-                                         "identical/real_a", "identical/real_b", "pair_matched/a", "pair_matched/b"};
+    double vals[10] = {l->d_loss[0], l->d_loss[1],  l->g_loss[0],  l->g_loss[1], l->id_gen[0],
+                       l->id_gen[1], l->id_real[0], l->id_real[1], l->pm[0],     l->pm[1]};
+    static const char *const tags[10] = {"adversarial/d_loss_a", "adversarial/d_loss_b",
+                                         "adversarial/g_loss_a", "adversarial/g_loss_b",
+                                         "identical/gen_a",      "identical/gen_b",
+                                         "identical/real_a",     "identical/real_b",
+                                         "pair_matched/a",       "pair_matched/b"};
     fprintf(r->csv, "%" PRId64 ",%s", r->step, stage);
     for (int k = 0; k < 10; k++) fprintf(r->csv, ",%g", vals[k]);
     fprintf(r->csv, ",%.3f\n", rate);
@@ -690,9 +762,11 @@ static void log_step(run *r, const banis_losses *l) {
         if (!isnan(vals[k])) tb_scalar(r->tb, tags[k], (float)vals[k], r->step);
     tb_scalar(r->tb, "speed/steps_per_s", (float)rate, r->step);
     tb_flush(r->tb);
-    printf("%sstep %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f", r->tty ? "\r" : "",
-           r->step, r->total, stage, rate, eta_seconds(r), l->d_loss[0], l->d_loss[1], l->g_loss[0], l->g_loss[1]);
-    if (!isnan(l->pm[0])) printf(" | id %.4f %.4f pm %.4f %.4f", l->id_real[0], l->id_real[1], l->pm[0], l->pm[1]);
+    printf("%sstep %6" PRId64 "/%" PRId64 " [%s] %.2f steps/s ETA %.0fs | D %.3f %.3f G %.3f %.3f",
+           r->tty ? "\r" : "", r->step, r->total, stage, rate, eta_seconds(r), l->d_loss[0],
+           l->d_loss[1], l->g_loss[0], l->g_loss[1]);
+    if (!isnan(l->pm[0]))
+        printf(" | id %.4f %.4f pm %.4f %.4f", l->id_real[0], l->id_real[1], l->pm[0], l->pm[1]);
     printf(r->tty ? "\x1b[K" : "\n"); // a terminal: one line, updated in place
     fflush(stdout);
     r->t_last = t;
@@ -717,7 +791,8 @@ static int periodic_outputs(run *r) {
     }
     if (step % c->ckpt_every == 0 || step == r->total) {
         char periodic[4096];
-        snprintf(periodic, sizeof periodic, "%s/checkpoint_step_%06" PRId64 ".safetensors", c->out, step);
+        snprintf(periodic, sizeof periodic, "%s/checkpoint_step_%06" PRId64 ".safetensors", c->out,
+                 step);
         if (save_checkpoint(r->m, c, step, r->ckpt_path) ||
             (c->keep > 0 && save_checkpoint_as(r->m, c, step, periodic, false))) {
             fprintf(stderr, "%sbanis-train: checkpoint: %s\n", r->tty ? "\n" : "", err_message());
@@ -734,7 +809,8 @@ static int train(run *r) {
     int64_t step0 = r->step;
     while (r->step < r->total) {
         if (c->max_steps && r->step - step0 >= c->max_steps) {
-            printf("stopping after %" PRId64 " steps (--max-steps): saving %s\n", c->max_steps, r->ckpt_path);
+            printf("stopping after %" PRId64 " steps (--max-steps): saving %s\n", c->max_steps,
+                   r->ckpt_path);
             if (!save_checkpoint(r->m, c, r->step, r->ckpt_path)) return 0;
             fprintf(stderr, "banis-train: %s\n", err_message());
             return 1;
@@ -754,8 +830,8 @@ static int train(run *r) {
                   banis_train_step(r->m, r->step, a, b, &l);
         tensor_scope_end();
         if (err) {
-            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\nthe last good checkpoint is %s\n", r->step,
-                    err_message(), r->ckpt_path);
+            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\nthe last good checkpoint is %s\n",
+                    r->step, err_message(), r->ckpt_path);
             return 1;
         }
         bool full = r->step >= c->sched.warmup_steps;
@@ -764,7 +840,8 @@ static int train(run *r) {
         int won = banis_watch_step(&r->watch, r->step, &l);
         for (int x = 0; x < 2; x++)
             if (won & (1 << x))
-                printf("%swarning: D_%c has won outright (loss below %g for %d steps): G_%c learns little now\n",
+                printf("%swarning: D_%c has won outright (loss below %g for %d steps): G_%c learns "
+                       "little now\n",
                        r->tty ? "\n" : "", "AB"[x], BANIS_D_WINS_LOSS, BANIS_D_WINS_STEPS, "AB"[x]);
         r->step++;
         if (r->step % c->log_every == 0 || r->step == r->total) log_step(r, &l);
@@ -782,21 +859,29 @@ static int final_evaluation(run *r) {
     }
     banis_watch_describe(&r->watch, e.notes, sizeof e.notes);
     char title[512], path[4096];
-    snprintf(title, sizeof title, "BANIS, %s preset, %" PRId64 " steps, %s", r->c.preset, r->total, r->d->source);
+    snprintf(title, sizeof title, "BANIS, %s preset, %" PRId64 " steps, %s", r->c.preset, r->total,
+             r->d->source);
     snprintf(path, sizeof path, "%s/gmi.md", r->c.out);
     if (banis_write_gmi_table(path, &e, title)) {
         fprintf(stderr, "banis-train: %s\n", err_message());
         return 1;
     }
-    printf("GMI on %d test pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f; %d pairs with "
-           "an empty mask) -> %s\n", e.pairs, e.gmi[0], e.gmi[1], e.gmi[2], e.mean_dsc, e.empty_pairs, path);
+    printf("GMI on %d test pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f; "
+           "%d pairs with "
+           "an empty mask) -> %s\n",
+           e.pairs, e.gmi[0], e.gmi[1], e.gmi[2], e.mean_dsc, e.empty_pairs, path);
     if (!isnan(e.membrane_dice))
-        printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels inside cells\n",
+        printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels "
+               "inside cells\n",
                e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
     if (!isnan(e.diversity))
-        printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as varied)%s\n", e.diversity,
-               e.diversity < BANIS_DIVERSITY_COLLAPSED ? ": MODE COLLAPSE, one image whatever z" : "");
-    printf("saturated pixels: %.1f%% of the reconstructions, %.1f%% of the generated, %.1f%% of the real images%s\n",
+        printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as "
+               "varied)%s\n",
+               e.diversity,
+               e.diversity < BANIS_DIVERSITY_COLLAPSED ? ": MODE COLLAPSE, one image whatever z"
+                                                       : "");
+    printf("saturated pixels: %.1f%% of the reconstructions, %.1f%% of the generated, %.1f%% of "
+           "the real images%s\n",
            e.saturated_rec, e.saturated_gen, e.saturated_real,
            e.saturated_rec > e.saturated_real + BANIS_SATURATED_EXCESS ||
                    e.saturated_gen > e.saturated_real + BANIS_SATURATED_EXCESS
@@ -845,7 +930,8 @@ int main(int argc, char **argv) {
     }
     rng zr;
     rng_init(&zr, r.c.seed + 99);
-    r.z_fixed = tensor_keep(op_rand_uniform(&zr, TENSOR_F32, SHAPE(16, r.c.arch.latent), -1, 1, r.inv.dev));
+    r.z_fixed =
+        tensor_keep(op_rand_uniform(&zr, TENSOR_F32, SHAPE(16, r.c.arch.latent), -1, 1, r.inv.dev));
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C

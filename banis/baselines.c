@@ -5,10 +5,13 @@
 
 #include "../tensor/error.h"
 
-const char *baseline_name(baseline_kind kind) { return kind == BASELINE_CYCLEGAN ? "Cycle-GAN" : "Auto-Encoder"; }
+const char *baseline_name(baseline_kind kind) {
+    return kind == BASELINE_CYCLEGAN ? "Cycle-GAN" : "Auto-Encoder";
+}
 
 static nn_module *translator(baseline_model *m) {
-    nn_module *e = banis_make_encoder(&m->arch, &m->ctx), *g = banis_make_generator(&m->arch, &m->ctx);
+    nn_module *e = banis_make_encoder(&m->arch, &m->ctx),
+              *g = banis_make_generator(&m->arch, &m->ctx);
     return nn_sequential(2, (nn_module *[]){e, g}); // NULL (both freed) if either is
 }
 
@@ -29,11 +32,14 @@ baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double 
     m->root = nn_container(baseline_name(kind));
     m->t_ab = translator(m);
     m->t_ba = translator(m);
-    if (nn_adopt(m->root, 2, (const char *[]){"t_ab", "t_ba"}, (nn_module *[]){m->t_ab, m->t_ba})) goto fail;
+    if (nn_adopt(m->root, 2, (const char *[]){"t_ab", "t_ba"}, (nn_module *[]){m->t_ab, m->t_ba}))
+        goto fail;
     if (kind == BASELINE_CYCLEGAN) {
         m->d_a = banis_make_discriminator(arch, &m->ctx);
         m->d_b = banis_make_discriminator(arch, &m->ctx);
-        if (nn_adopt(m->root, 2, (const char *[]){"disc_a", "disc_b"}, (nn_module *[]){m->d_a, m->d_b})) goto fail;
+        if (nn_adopt(m->root, 2, (const char *[]){"disc_a", "disc_b"},
+                     (nn_module *[]){m->d_a, m->d_b}))
+            goto fail;
     }
     for (int i = 0; i < m->root->n_children; i++)
         if (nn_pack(m->root->children[i])) goto fail;
@@ -86,7 +92,8 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
     nn_freeze(m->d_a, true);
     nn_freeze(m->d_b, true);
     tensor *fake_b = nn_forward(m->t_ab, a), *fake_a = nn_forward(m->t_ba, b);
-    tensor *adv = op_add(op_bce_logits(nn_forward(m->d_b, fake_b), labels(a, 1)), op_bce_logits(nn_forward(m->d_a, fake_a), labels(b, 1)));
+    tensor *adv = op_add(op_bce_logits(nn_forward(m->d_b, fake_b), labels(a, 1)),
+                         op_bce_logits(nn_forward(m->d_a, fake_a), labels(b, 1)));
     tensor *cyc = op_add(l1(nn_forward(m->t_ba, fake_b), a), l1(nn_forward(m->t_ab, fake_a), b));
     losses[3] = cyc ? tensor_item(cyc) : NAN;
     rc = nn_minimize(m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), &losses[0]);

@@ -22,8 +22,8 @@ void banis_dataset_free(banis_dataset *d) {
 }
 
 prepare_options prepare_defaults(void) {
-    return (prepare_options){.layout = LAYOUT_AUTO, .scale = 4, .channel_a = 0, .channel_b = 1,
-                             .tiff_channels = 0};
+    return (prepare_options){
+        .layout = LAYOUT_AUTO, .scale = 4, .channel_a = 0, .channel_b = 1, .tiff_channels = 0};
 }
 
 int prepare_read_boxes(const char *path, prepare_options *o) {
@@ -45,7 +45,8 @@ int prepare_read_boxes(const char *path, prepare_options *o) {
         if (k <= 0) continue; // blank
         if (k != 4 || b[0] < 0 || b[2] < 0 || b[1] <= b[0] || b[3] <= b[2]) {
             fclose(f);
-            err_set("%s:%d: expected 'row0 row1 col0 col1' with row0 < row1, col0 < col1", path, lineno);
+            err_set("%s:%d: expected 'row0 row1 col0 col1' with row0 < row1, col0 < col1", path,
+                    lineno);
             return -1;
         }
         if (o->n_boxes == PREP_MAX_BOXES) {
@@ -71,11 +72,13 @@ void prepare_pad(const image *crop, float *out) {
         for (int x = 0; x < crop->w; x++) s += *image_at(crop, x, y);
     float bg = (float)(s / (rows * crop->w));
     for (int i = 0; i < BANIS_PIXELS; i++) out[i] = bg;
-    int w = crop->w < BANIS_SIDE ? crop->w : BANIS_SIDE, h = crop->h < BANIS_SIDE ? crop->h : BANIS_SIDE;
+    int w = crop->w < BANIS_SIDE ? crop->w : BANIS_SIDE,
+        h = crop->h < BANIS_SIDE ? crop->h : BANIS_SIDE;
     int sx = (crop->w - w) / 2, sy = (crop->h - h) / 2; // centre-crop when larger
     int ox = (BANIS_SIDE - w) / 2, oy = (BANIS_SIDE - h) / 2;
     for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) out[(oy + y) * BANIS_SIDE + ox + x] = *image_at(crop, sx + x, sy + y);
+        for (int x = 0; x < w; x++)
+            out[(oy + y) * BANIS_SIDE + ox + x] = *image_at(crop, sx + x, sy + y);
 }
 
 // Otsu's threshold over values in [0, max].
@@ -110,7 +113,8 @@ static image *shrink(const image *raw, int scale) {
     if (!blur) return NULL;
     int w = raw->w / scale, h = raw->h / scale;
     image *small = w > 0 && h > 0 ? image_resize_lanczos(blur, w, h) : NULL;
-    if (!small && (w <= 0 || h <= 0)) err_set("image of %dx%d is smaller than the scale factor %d", raw->w, raw->h, scale);
+    if (!small && (w <= 0 || h <= 0))
+        err_set("image of %dx%d is smaller than the scale factor %d", raw->w, raw->h, scale);
     image_free(blur);
     return small;
 }
@@ -148,9 +152,11 @@ static int emit(const image *sa, const image *sb, int x0, int y0, int w, int h, 
     return 0;
 }
 
-int prepare_pair(const image *raw_a, const image *raw_b, const prepare_options *o, float *out_a, float *out_b) {
+int prepare_pair(const image *raw_a, const image *raw_b, const prepare_options *o, float *out_a,
+                 float *out_b) {
     if (raw_a->w != raw_b->w || raw_a->h != raw_b->h) {
-        err_set("the two channels differ in size (%dx%d and %dx%d)", raw_a->w, raw_a->h, raw_b->w, raw_b->h);
+        err_set("the two channels differ in size (%dx%d and %dx%d)", raw_a->w, raw_a->h, raw_b->w,
+                raw_b->h);
         return -1;
     }
     int scale = o->scale > 0 ? o->scale : 1;
@@ -165,11 +171,13 @@ int prepare_pair(const image *raw_a, const image *raw_b, const prepare_options *
             const int *bx = o->boxes[k]; // [row0, row1, col0, col1] at raw scale
             int y0 = bx[0] / scale, y1 = bx[1] / scale, x0 = bx[2] / scale, x1 = bx[3] / scale;
             if (x1 > sa->w || y1 > sa->h || x1 <= x0 || y1 <= y0) {
-                err_set("box %d [%d,%d,%d,%d] lies outside the %dx%d image", k, bx[0], bx[1], bx[2], bx[3], raw_a->w, raw_a->h);
+                err_set("box %d [%d,%d,%d,%d] lies outside the %dx%d image", k, bx[0], bx[1], bx[2],
+                        bx[3], raw_a->w, raw_a->h);
                 count = -1;
                 goto done;
             }
-            if (emit(sa, sb, x0, y0, x1 - x0, y1 - y0, ma, mb, out_a + count * BANIS_PIXELS, out_b + count * BANIS_PIXELS)) {
+            if (emit(sa, sb, x0, y0, x1 - x0, y1 - y0, ma, mb, out_a + count * BANIS_PIXELS,
+                     out_b + count * BANIS_PIXELS)) {
                 count = -1;
                 goto done;
             }
@@ -195,19 +203,29 @@ int prepare_pair(const image *raw_a, const image *raw_b, const prepare_options *
                     y1 = y > y1 ? y : y1;
                 }
         image_free(sum);
-        if (x1 < 0) { x0 = 0; y0 = 0; x1 = sa->w - 1; y1 = sa->h - 1; } // blank: take it all
+        if (x1 < 0) {
+            x0 = 0;
+            y0 = 0;
+            x1 = sa->w - 1;
+            y1 = sa->h - 1;
+        } // blank: take it all
         int cx = (x0 + x1 + 1) / 2, cy = (y0 + y1 + 1) / 2;
         int w = x1 - x0 + 1, h = y1 - y0 + 1;
         int side = BANIS_SIDE;
-        if (w > h) { int t2 = side; side = t2; } // transposition happens after the crop
+        if (w > h) {
+            int t2 = side;
+            side = t2;
+        } // transposition happens after the crop
         w = w > side ? side : w;
         h = h > side ? side : h;
         x0 = cx - w / 2;
         y0 = cy - h / 2;
         x0 = x0 < 0 ? 0 : x0 + w > sa->w ? sa->w - w : x0;
         y0 = y0 < 0 ? 0 : y0 + h > sa->h ? sa->h - h : y0;
-        if (emit(sa, sb, x0, y0, w, h, ma, mb, out_a, out_b)) count = -1;
-        else count = 1;
+        if (emit(sa, sb, x0, y0, w, h, ma, mb, out_a, out_b))
+            count = -1;
+        else
+            count = 1;
     }
 done:
     image_free(ga);
@@ -218,11 +236,14 @@ done:
 }
 
 // ---- folders ------------------------------------------------------------------------------
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static bool image_name(const char *n) {
     const char *dot = strrchr(n, '.');
-    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff"));
+    return dot &&
+           (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff"));
 }
 
 // Sorted image file names in dir.
@@ -237,7 +258,8 @@ static int list_images(const char *dir, char ***names) {
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || !image_name(e->d_name)) continue;
-        if (!strcmp(e->d_name, "contact_sheet.png")) continue; // the overview banis-data writes, not a pair
+        if (!strcmp(e->d_name, "contact_sheet.png"))
+            continue; // the overview banis-data writes, not a pair
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **g = realloc(v, sizeof *v * (size_t)cap);
@@ -286,7 +308,10 @@ static image *grey_page(const char *path, image **pages, int i) {
 }
 
 static const char *layout_name(data_layout l) {
-    return l == LAYOUT_FOLDERS ? "folders" : l == LAYOUT_TIFF ? "tiff" : l == LAYOUT_SIDE_BY_SIDE ? "side-by-side" : "auto";
+    return l == LAYOUT_FOLDERS        ? "folders"
+           : l == LAYOUT_TIFF         ? "tiff"
+           : l == LAYOUT_SIDE_BY_SIDE ? "side-by-side"
+                                      : "auto";
 }
 
 static bool is_dir(const char *path) {
@@ -301,17 +326,20 @@ static bool is_stack(int n_pages, image **pages, const image_stack_info *info) {
 
 // How the single-channel pages of a TIFF stack hold channels, slices and frames: from its
 // ImageJ/OME metadata, or --tiff-channels; what neither settles is refused, naming the flag.
-static int stack_geometry(const char *path, int n_pages, const image_stack_info *meta, const prepare_options *o,
-                          image_stack_info *g) {
+static int stack_geometry(const char *path, int n_pages, const image_stack_info *meta,
+                          const prepare_options *o, image_stack_info *g) {
     if (meta->source[0]) {
         if (o->tiff_channels > 0 && o->tiff_channels != meta->channels) {
-            err_set("%s: its %s metadata says %d channel%s, --tiff-channels says %d: drop the flag (or fix the file)",
-                    path, meta->source, meta->channels, meta->channels == 1 ? "" : "s", o->tiff_channels);
+            err_set("%s: its %s metadata says %d channel%s, --tiff-channels says %d: drop the flag "
+                    "(or fix the file)",
+                    path, meta->source, meta->channels, meta->channels == 1 ? "" : "s",
+                    o->tiff_channels);
             return -1;
         }
         long long pages = (long long)meta->channels * meta->slices * meta->frames; // each <= 4096
         if (pages != n_pages) {
-            err_set("%s: its %s metadata says %d channels x %d slices x %d frames = %lld pages; the file has %d",
+            err_set("%s: its %s metadata says %d channels x %d slices x %d frames = %lld pages; "
+                    "the file has %d",
                     path, meta->source, meta->channels, meta->slices, meta->frames, pages, n_pages);
             return -1;
         }
@@ -319,33 +347,38 @@ static int stack_geometry(const char *path, int n_pages, const image_stack_info 
         return 0;
     }
     if (o->tiff_channels <= 0) {
-        err_set("%s: %d single-channel pages and no ImageJ or OME description of its channels: give "
-                "--tiff-channels N (pages alternate channels: page = slice * N + channel)",
-                path, n_pages);
+        err_set(
+            "%s: %d single-channel pages and no ImageJ or OME description of its channels: give "
+            "--tiff-channels N (pages alternate channels: page = slice * N + channel)",
+            path, n_pages);
         return -1;
     }
     if (n_pages % o->tiff_channels) {
         err_set("%s: %d pages do not divide into %d channels", path, n_pages, o->tiff_channels);
         return -1;
     }
-    *g = (image_stack_info){.channels = o->tiff_channels, .slices = n_pages / o->tiff_channels, .frames = 1,
+    *g = (image_stack_info){.channels = o->tiff_channels,
+                            .slices = n_pages / o->tiff_channels,
+                            .frames = 1,
                             .order = "CZT"};
     return 0;
 }
 
 // The pairs of one TIFF stack: every slice (and frame), or the middle half of them.
 static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **pa, int na,
-                         const image_stack_info *meta, const prepare_options *o, float *ca, float *cb) {
+                         const image_stack_info *meta, const prepare_options *o, float *ca,
+                         float *cb) {
     bool multi = pa[0]->c > 1; // channels interleaved in each page: pages are slices
     image_stack_info g = {.channels = pa[0]->c, .slices = na, .frames = 1, .order = "CZT"};
     if (multi && meta->source[0] && meta->channels != pa[0]->c && meta->channels != 1) {
-        err_set("%s: its %s metadata says %d channels, its pages hold %d", path, meta->source, meta->channels, pa[0]->c);
+        err_set("%s: its %s metadata says %d channels, its pages hold %d", path, meta->source,
+                meta->channels, pa[0]->c);
         return -1;
     }
     if (!multi && stack_geometry(path, na, meta, o, &g)) return -1;
     if (o->channel_a >= g.channels || o->channel_b >= g.channels) {
-        err_set("%s: channels %d and %d requested (--channels); the file has %d", path, o->channel_a, o->channel_b,
-                g.channels);
+        err_set("%s: channels %d and %d requested (--channels); the file has %d", path,
+                o->channel_a, o->channel_b, g.channels);
         return -1;
     }
     int count = g.slices * g.frames, s0 = 0, s1 = count;
@@ -355,8 +388,8 @@ static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **p
     }
     for (int i = 0; i < na; i++)
         if (pa[i]->w != pa[0]->w || pa[i]->h != pa[0]->h || pa[i]->c != pa[0]->c) {
-            err_set("%s: page %d is %dx%d with %d channels, page 0 %dx%d with %d", path, i, pa[i]->w, pa[i]->h,
-                    pa[i]->c, pa[0]->w, pa[0]->h, pa[0]->c);
+            err_set("%s: page %d is %dx%d with %d channels, page 0 %dx%d with %d", path, i,
+                    pa[i]->w, pa[i]->h, pa[i]->c, pa[0]->w, pa[0]->h, pa[0]->c);
             return -1;
         }
     for (int s = s0; s < s1; s++) {
@@ -373,8 +406,10 @@ static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **p
         image_free(ia);
         image_free(ib);
         if (got < 0 || append(d, cap, ca, cb, got)) {
-            if (g.frames > 1) err_prefix("%s slice %d frame %d: ", path, z, t);
-            else err_prefix("%s slice %d: ", path, z);
+            if (g.frames > 1)
+                err_prefix("%s slice %d frame %d: ", path, z, t);
+            else
+                err_prefix("%s slice %d: ", path, z);
             return -1;
         }
     }
@@ -414,20 +449,30 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
         if (na < 0) goto fail;
         bool stack = is_stack(na, pa, &info);
         if (layout == LAYOUT_AUTO) { // the first file decides; every later one must agree
-            if (stack) layout = LAYOUT_TIFF;
+            if (stack)
+                layout = LAYOUT_TIFF;
             else if (pa[0]->c >= 3) {
-                err_set("%s: a single colour image, which could be one slice side by side (membrane left, nuclei "
-                        "right) or two channels in its colours: give --layout side-by-side, or --layout tiff "
-                        "--channels A,B", path);
+                err_set("%s: a single colour image, which could be one slice side by side "
+                        "(membrane left, nuclei "
+                        "right) or two channels in its colours: give --layout side-by-side, or "
+                        "--layout tiff "
+                        "--channels A,B",
+                        path);
                 image_free_pages(pa, na);
                 goto fail;
-            } else layout = LAYOUT_SIDE_BY_SIDE;
+            } else
+                layout = LAYOUT_SIDE_BY_SIDE;
             snprintf(note, sizeof note, "layout %s, from %s: %s", layout_name(layout), names[f],
-                     !stack ? "one grey page" : info.source[0] ? info.source : na > 1 ? "several pages" : "channels");
+                     !stack           ? "one grey page"
+                     : info.source[0] ? info.source
+                     : na > 1         ? "several pages"
+                                      : "channels");
         }
         if (stack && layout != LAYOUT_TIFF) {
-            err_set("%s: a stack (%d page%s of %d channel%s%s%s) where the %s layout reads one slice per file: give "
-                    "--layout tiff", path, na, na == 1 ? "" : "s", pa[0]->c, pa[0]->c == 1 ? "" : "s",
+            err_set("%s: a stack (%d page%s of %d channel%s%s%s) where the %s layout reads one "
+                    "slice per file: give "
+                    "--layout tiff",
+                    path, na, na == 1 ? "" : "s", pa[0]->c, pa[0]->c == 1 ? "" : "s",
                     info.source[0] ? ", described by " : "", info.source, layout_name(layout));
             image_free_pages(pa, na);
             goto fail;
@@ -435,15 +480,28 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
         int got = 0;
         if (layout == LAYOUT_SIDE_BY_SIDE) {
             image *g = grey_page(path, pa, 0);
-            if (!g) { image_free_pages(pa, na); goto fail; }
-            if (g->w < 2 * o->scale) {
-                err_set("%s: %dx%d is too small to hold two side-by-side channels", path, g->w, g->h);
-                image_free(g); image_free_pages(pa, na); goto fail;
+            if (!g) {
+                image_free_pages(pa, na);
+                goto fail;
             }
-            image *l = image_crop(g, 0, 0, g->w / 2, g->h), *r = l ? image_crop(g, g->w / 2, 0, g->w / 2, g->h) : NULL;
+            if (g->w < 2 * o->scale) {
+                err_set("%s: %dx%d is too small to hold two side-by-side channels", path, g->w,
+                        g->h);
+                image_free(g);
+                image_free_pages(pa, na);
+                goto fail;
+            }
+            image *l = image_crop(g, 0, 0, g->w / 2, g->h),
+                  *r = l ? image_crop(g, g->w / 2, 0, g->w / 2, g->h) : NULL;
             got = l && r ? prepare_pair(l, r, o, ca, cb) : -1;
-            image_free(l); image_free(r); image_free(g);
-            if (got < 0 || append(d, &cap, ca, cb, got)) { err_prefix("%s: ", path); image_free_pages(pa, na); goto fail; }
+            image_free(l);
+            image_free(r);
+            image_free(g);
+            if (got < 0 || append(d, &cap, ca, cb, got)) {
+                err_prefix("%s: ", path);
+                image_free_pages(pa, na);
+                goto fail;
+            }
         } else if (layout == LAYOUT_FOLDERS) {
             snprintf(path_b, sizeof path_b, "%s/B/%s", dir, names[f]);
             nb = image_read(path_b, &pb);
@@ -453,21 +511,31 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
                 goto fail;
             }
             if (nb > 1) {
-                err_set("%s: %d pages where the folders layout reads one slice per file: give --layout tiff", path_b, nb);
-                image_free_pages(pa, na); image_free_pages(pb, nb); goto fail;
+                err_set("%s: %d pages where the folders layout reads one slice per file: give "
+                        "--layout tiff",
+                        path_b, nb);
+                image_free_pages(pa, na);
+                image_free_pages(pb, nb);
+                goto fail;
             }
             image *ga = grey_page(path, pa, 0), *gb = ga ? grey_page(path_b, pb, 0) : NULL;
             got = gb ? prepare_pair(ga, gb, o, ca, cb) : -1;
-            image_free(ga); image_free(gb);
+            image_free(ga);
+            image_free(gb);
             image_free_pages(pb, nb);
-            if (got < 0 || append(d, &cap, ca, cb, got)) { err_prefix("%s: ", path); image_free_pages(pa, na); goto fail; }
+            if (got < 0 || append(d, &cap, ca, cb, got)) {
+                err_prefix("%s: ", path);
+                image_free_pages(pa, na);
+                goto fail;
+            }
         } else if (prepare_stack(d, &cap, path, pa, na, &info, o, ca, cb)) {
             image_free_pages(pa, na);
             goto fail;
         }
         image_free_pages(pa, na);
     }
-    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, n_names, note[0] ? "; " : "", note);
+    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, n_names, note[0] ? "; " : "",
+             note);
     free_names(names, n_names);
     free(ca);
     free(cb);
@@ -484,8 +552,12 @@ fail:
 int banis_dataset_save(const banis_dataset *d, const char *path) {
     tensor_scope_begin();
     nn_tensor_list l = {0};
-    nn_list_add(&l, "A", tensor_from_host(TENSOR_F32, SHAPE(d->n, 1, BANIS_SIDE, BANIS_SIDE), d->a, DEVICE_CPU));
-    nn_list_add(&l, "B", tensor_from_host(TENSOR_F32, SHAPE(d->n, 1, BANIS_SIDE, BANIS_SIDE), d->b, DEVICE_CPU));
+    nn_list_add(
+        &l, "A",
+        tensor_from_host(TENSOR_F32, SHAPE(d->n, 1, BANIS_SIDE, BANIS_SIDE), d->a, DEVICE_CPU));
+    nn_list_add(
+        &l, "B",
+        tensor_from_host(TENSOR_F32, SHAPE(d->n, 1, BANIS_SIDE, BANIS_SIDE), d->b, DEVICE_CPU));
     st_meta meta[1] = {{"source", ""}};
     snprintf(meta[0].value, sizeof meta[0].value, "%s", d->source);
     int rc = l.n == 2 && l.items[0].t && l.items[1].t ? st_save(path, &l, 1, meta) : -1;
@@ -500,9 +572,11 @@ banis_dataset *banis_dataset_load(const char *path) {
     const st_entry *ea = st_find(f, "A"), *eb = st_find(f, "B");
     banis_dataset *d = NULL;
     if (!ea || !eb || ea->dtype != TENSOR_F32 || eb->dtype != TENSOR_F32 || ea->ndim != 4 ||
-        eb->ndim != 4 || ea->shape[0] != eb->shape[0] || ea->shape[1] != 1 || ea->shape[2] != BANIS_SIDE ||
-        ea->shape[3] != BANIS_SIDE || eb->shape[1] != 1 || eb->shape[2] != BANIS_SIDE || eb->shape[3] != BANIS_SIDE) {
-        err_set("%s: not a BANIS data set (needs float32 tensors A and B of shape (N, 1, 64, 64))", path);
+        eb->ndim != 4 || ea->shape[0] != eb->shape[0] || ea->shape[1] != 1 ||
+        ea->shape[2] != BANIS_SIDE || ea->shape[3] != BANIS_SIDE || eb->shape[1] != 1 ||
+        eb->shape[2] != BANIS_SIDE || eb->shape[3] != BANIS_SIDE) {
+        err_set("%s: not a BANIS data set (needs float32 tensors A and B of shape (N, 1, 64, 64))",
+                path);
         goto done;
     }
     d = calloc(1, sizeof *d);
@@ -518,13 +592,15 @@ banis_dataset *banis_dataset_load(const char *path) {
     }
     memcpy(d->a, f->bytes + f->data_start + ea->begin, ea->end - ea->begin);
     memcpy(d->b, f->bytes + f->data_start + eb->begin, eb->end - eb->begin);
-    for (size_t i = 0; i < (size_t)d->n * BANIS_PIXELS * 2; i++) { // NaN in data poisons every weight at once
-        const float v = i < (size_t)d->n * BANIS_PIXELS ? d->a[i] : d->b[i - (size_t)d->n * BANIS_PIXELS];
+    for (size_t i = 0; i < (size_t)d->n * BANIS_PIXELS * 2;
+         i++) { // NaN in data poisons every weight at once
+        const float v =
+            i < (size_t)d->n * BANIS_PIXELS ? d->a[i] : d->b[i - (size_t)d->n * BANIS_PIXELS];
         if (isfinite(v)) continue;
         size_t j = i % ((size_t)d->n * BANIS_PIXELS);
         err_set("%s: image %s of pair %zu has a non-finite value (%g) at pixel (%zu, %zu)", path,
-                i < (size_t)d->n * BANIS_PIXELS ? "A" : "B", j / BANIS_PIXELS, (double)v, j % BANIS_PIXELS / BANIS_SIDE,
-                j % BANIS_SIDE);
+                i < (size_t)d->n * BANIS_PIXELS ? "A" : "B", j / BANIS_PIXELS, (double)v,
+                j % BANIS_PIXELS / BANIS_SIDE, j % BANIS_SIDE);
         banis_dataset_free(d);
         d = NULL;
         goto done;
@@ -607,8 +683,10 @@ int banis_batch(const banis_dataset *d, const int *idx, int count, tensor_dtype 
     }
     for (int k = 0; k < count; k++)
         for (int i = 0; i < BANIS_PIXELS; i++) {
-            ha[(size_t)k * BANIS_PIXELS + (size_t)i] = d->a[(size_t)idx[k] * BANIS_PIXELS + (size_t)i];
-            hb[(size_t)k * BANIS_PIXELS + (size_t)i] = d->b[(size_t)idx[k] * BANIS_PIXELS + (size_t)i];
+            ha[(size_t)k * BANIS_PIXELS + (size_t)i] =
+                d->a[(size_t)idx[k] * BANIS_PIXELS + (size_t)i];
+            hb[(size_t)k * BANIS_PIXELS + (size_t)i] =
+                d->b[(size_t)idx[k] * BANIS_PIXELS + (size_t)i];
         }
     *a = tensor_from_doubles(dt, SHAPE(count, 1, BANIS_SIDE, BANIS_SIDE), ha, dev);
     *b = tensor_from_doubles(dt, SHAPE(count, 1, BANIS_SIDE, BANIS_SIDE), hb, dev);
@@ -624,12 +702,14 @@ int banis_write_pairs_png(const char *path, const float *a, const float *b, int 
     if (!sheet) return -1;
     for (size_t i = 0; i < (size_t)sheet->w * (size_t)sheet->h * 3; i++) sheet->data[i] = 0.25f;
     for (int k = 0; k < n; k++) {
-        int x0 = (k % per_row) * (cell_w + 2 * gap) + gap, y0 = (k / per_row) * (cell_h + 2 * gap) + gap;
+        int x0 = (k % per_row) * (cell_w + 2 * gap) + gap,
+            y0 = (k / per_row) * (cell_h + 2 * gap) + gap;
         for (int y = 0; y < BANIS_SIDE; y++)
             for (int x = 0; x < BANIS_SIDE; x++) {
                 float va = (a[(size_t)k * BANIS_PIXELS + (size_t)(y * BANIS_SIDE + x)] + 1) / 2;
                 float vb = (b[(size_t)k * BANIS_PIXELS + (size_t)(y * BANIS_SIDE + x)] + 1) / 2;
-                float *pa = image_at(sheet, x0 + x, y0 + y), *pb = image_at(sheet, x0 + BANIS_SIDE + gap + x, y0 + y);
+                float *pa = image_at(sheet, x0 + x, y0 + y),
+                      *pb = image_at(sheet, x0 + BANIS_SIDE + gap + x, y0 + y);
                 float *po = image_at(sheet, x0 + 2 * (BANIS_SIDE + gap) + x, y0 + y);
                 pa[0] = pa[1] = pa[2] = va;
                 pb[0] = pb[1] = pb[2] = vb;

@@ -10,12 +10,12 @@
 #include "../tensor/rng.h"
 #include "image.h"
 
-#define BANIS_SIDE 64
+#define BANIS_SIDE   64
 #define BANIS_PIXELS (BANIS_SIDE * BANIS_SIDE)
 
 typedef struct {
-    int n;                      // pairs
-    float *a, *b;               // n x 64 x 64 each, in [-1, 1]
+    int n;        // pairs
+    float *a, *b; // n x 64 x 64 each, in [-1, 1]
     // Ground truth (synthetic data only, else NULL): the cell label of each pixel (0 outside
     // the embryo), and the noiseless membrane and nuclei masks.
     int16_t *labels;
@@ -53,15 +53,15 @@ typedef enum {
 #define PREP_MAX_BOXES 16
 typedef struct {
     data_layout layout;
-    int n_boxes;          // 0: crop around the foreground automatically
+    int n_boxes;                  // 0: crop around the foreground automatically
     int boxes[PREP_MAX_BOXES][4]; // [row0, row1, col0, col1] at the raw image's scale
-    int scale;            // resize factor (default 4: 512 -> 128)
+    int scale;                    // resize factor (default 4: 512 -> 128)
     // TIFF: which channels hold A and B. Multi-channel pages: sample index; single-channel
     // pages: the channel count and page order from ImageJ's or OME's metadata, else
     // tiff_channels N given (pages alternate channels: page = slice * N + channel); 0 = from
     // the file (a stack that does not say is refused, naming the flag).
     int channel_a, channel_b, tiff_channels;
-    bool middle_half;     // keep the middle half of each stack's slices (the paper: 15 of 30)
+    bool middle_half; // keep the middle half of each stack's slices (the paper: 15 of 30)
 } prepare_options;
 
 prepare_options prepare_defaults(void);

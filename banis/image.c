@@ -13,7 +13,8 @@
 
 image *image_new(int w, int h, int c) {
     if (w <= 0 || h <= 0 || c <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || c > 4) {
-        err_set("image of %dx%dx%d is out of bounds (sides 1..%d, 1..4 channels)", w, h, c, IMAGE_MAX_SIDE);
+        err_set("image of %dx%dx%d is out of bounds (sides 1..%d, 1..4 channels)", w, h, c,
+                IMAGE_MAX_SIDE);
         return NULL;
     }
     image *im = calloc(1, sizeof *im);
@@ -60,7 +61,10 @@ static void png_err(png_structp png, png_const_charp msg) {
     snprintf(png_msg, sizeof png_msg, "%s", msg);
     png_longjmp(png, 1);
 }
-static void png_warn(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+static void png_warn(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
 
 static int decode_png(const char *name, const unsigned char *bytes, size_t n, image ***pages) {
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
@@ -189,7 +193,12 @@ static tmsize_t tm_read(thandle_t h, void *buf, tmsize_t size) {
     m->at += (toff_t)k;
     return k;
 }
-static tmsize_t tm_write(thandle_t h, void *buf, tmsize_t size) { (void)h; (void)buf; (void)size; return -1; }
+static tmsize_t tm_write(thandle_t h, void *buf, tmsize_t size) {
+    (void)h;
+    (void)buf;
+    (void)size;
+    return -1;
+}
 static toff_t tm_seek(thandle_t h, toff_t off, int whence) {
     tiff_mem *m = h;
     toff_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->at : m->n;
@@ -197,10 +206,22 @@ static toff_t tm_seek(thandle_t h, toff_t off, int whence) {
     m->at = base + off;
     return m->at;
 }
-static int tm_close(thandle_t h) { (void)h; return 0; }
+static int tm_close(thandle_t h) {
+    (void)h;
+    return 0;
+}
 static toff_t tm_size(thandle_t h) { return ((tiff_mem *)h)->n; }
-static int tm_map(thandle_t h, void **base, toff_t *size) { (void)h; (void)base; (void)size; return 0; }
-static void tm_unmap(thandle_t h, void *base, toff_t size) { (void)h; (void)base; (void)size; }
+static int tm_map(thandle_t h, void **base, toff_t *size) {
+    (void)h;
+    (void)base;
+    (void)size;
+    return 0;
+}
+static void tm_unmap(thandle_t h, void *base, toff_t size) {
+    (void)h;
+    (void)base;
+    (void)size;
+}
 
 static _Thread_local char tiff_msg[256];
 static void tiff_error(const char *module, const char *fmt, va_list ap) {
@@ -256,7 +277,8 @@ int image_parse_description(const char *desc, image_stack_info *info) {
         int images = imagej_value(desc, "images=", &bad);
         if (!info->channels) info->channels = 1;
         if (!info->frames) info->frames = 1;
-        if (!info->slices) info->slices = images && !bad ? images / (info->channels * info->frames) : 1;
+        if (!info->slices)
+            info->slices = images && !bad ? images / (info->channels * info->frames) : 1;
         if (bad || info->slices < 1) return -1;
         return 0;
     }
@@ -272,9 +294,10 @@ int image_parse_description(const char *desc, image_stack_info *info) {
         if (x < 1 || x > IMAGE_MAX_PAGES) return -1;
         *dst[i] = (int)x;
     }
-    if (!xml_attr(px, "DimensionOrder", order, sizeof order)) snprintf(order, sizeof order, "XYCZT");
-    if (strlen(order) != 5 || strncmp(order, "XY", 2) || !strchr(order + 2, 'C') || !strchr(order + 2, 'Z') ||
-        !strchr(order + 2, 'T'))
+    if (!xml_attr(px, "DimensionOrder", order, sizeof order))
+        snprintf(order, sizeof order, "XYCZT");
+    if (strlen(order) != 5 || strncmp(order, "XY", 2) || !strchr(order + 2, 'C') ||
+        !strchr(order + 2, 'Z') || !strchr(order + 2, 'T'))
         return -1;
     snprintf(info->order, sizeof info->order, "%s", order + 2);
     return 0;
@@ -284,7 +307,12 @@ int image_stack_page(const image_stack_info *info, int c, int z, int t) {
     int page = 0, stride = 1;
     for (int i = 0; i < 3; i++) {
         char d = info->order[i];
-        int idx = d == 'C' ? c : d == 'Z' ? z : t, size = d == 'C' ? info->channels : d == 'Z' ? info->slices : info->frames;
+        int idx = d == 'C'   ? c
+                  : d == 'Z' ? z
+                             : t,
+            size = d == 'C'   ? info->channels
+                   : d == 'Z' ? info->slices
+                              : info->frames;
         page += idx * stride;
         stride *= size;
     }
@@ -297,7 +325,8 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
     TIFFSetWarningHandler(NULL);
     tiff_mem m = {bytes, n, 0};
     tiff_msg[0] = 0;
-    TIFF *tif = TIFFClientOpen(name, "rm", &m, tm_read, tm_write, tm_seek, tm_close, tm_size, tm_map, tm_unmap);
+    TIFF *tif = TIFFClientOpen(name, "rm", &m, tm_read, tm_write, tm_seek, tm_close, tm_size,
+                               tm_map, tm_unmap);
     if (!tif) {
         err_set("%s: corrupt TIFF: %s", name, tiff_msg[0] ? tiff_msg : "cannot open");
         return -1;
@@ -306,8 +335,8 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
         char *desc = NULL;
         if (TIFFGetField(tif, TIFFTAG_IMAGEDESCRIPTION, &desc) != 1) desc = NULL;
         if (image_parse_description(desc, info)) {
-            err_set("%s: its %s description is inconsistent (channels, slices, frames or order)", name,
-                    info->source);
+            err_set("%s: its %s description is inconsistent (channels, slices, frames or order)",
+                    name, info->source);
             TIFFClose(tif);
             return -1;
         }
@@ -332,12 +361,15 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
                        (fmt == SAMPLEFORMAT_INT && (bps == 16 || bps == 32)) ||
                        (fmt == SAMPLEFORMAT_IEEEFP && bps == 32);
         if (!ok_kind || spp < 1 || spp > 4 || planar != PLANARCONFIG_CONTIG) {
-            err_set("%s: page %d: unsupported TIFF (%u bits, %u samples, format %u, planar %u); read are "
-                    "8/16/32-bit unsigned, 16/32-bit signed and 32-bit float, 1-4 interleaved channels",
-                    name, np, bps, spp, fmt, planar);
+            err_set(
+                "%s: page %d: unsupported TIFF (%u bits, %u samples, format %u, planar %u); read "
+                "are "
+                "8/16/32-bit unsigned, 16/32-bit signed and 32-bit float, 1-4 interleaved channels",
+                name, np, bps, spp, fmt, planar);
             goto fail;
         }
-        image *im = image_new((int)(w > IMAGE_MAX_SIDE ? 0 : w), (int)(h > IMAGE_MAX_SIDE ? 0 : h), spp);
+        image *im =
+            image_new((int)(w > IMAGE_MAX_SIDE ? 0 : w), (int)(h > IMAGE_MAX_SIDE ? 0 : h), spp);
         if (!im) {
             err_prefix("%s: page %d: ", name, np);
             goto fail;
@@ -364,26 +396,30 @@ static int decode_tiff(const char *name, const unsigned char *bytes, size_t n, i
         for (uint32_t y = 0; y < h; y++) {
             if (TIFFReadScanline(tif, line, y, 0) < 0) {
                 _TIFFfree(line);
-                err_set("%s: page %d row %u: %s", name, np - 1, y, tiff_msg[0] ? tiff_msg : "unreadable (truncated?)");
+                err_set("%s: page %d row %u: %s", name, np - 1, y,
+                        tiff_msg[0] ? tiff_msg : "unreadable (truncated?)");
                 goto fail;
             }
             float *row = im->data + (size_t)y * (size_t)w * spp;
             for (size_t x = 0; x < (size_t)w * spp; x++) {
                 double v = fmt == SAMPLEFORMAT_IEEEFP ? (double)((float *)line)[x]
-                           : fmt == SAMPLEFORMAT_INT  ? (bps == 16 ? (double)((int16_t *)line)[x] : (double)((int32_t *)line)[x])
-                           : bps == 32               ? (double)((uint32_t *)line)[x]
-                           : bps == 16               ? (double)((uint16_t *)line)[x]
-                                                     : (double)line[x];
+                           : fmt == SAMPLEFORMAT_INT  ? (bps == 16 ? (double)((int16_t *)line)[x]
+                                                                   : (double)((int32_t *)line)[x])
+                           : bps == 32                ? (double)((uint32_t *)line)[x]
+                           : bps == 16                ? (double)((uint16_t *)line)[x]
+                                                      : (double)line[x];
                 if (!isfinite(v)) {
                     _TIFFfree(line);
-                    err_set("%s: page %d: pixel (%u, %zu) is not finite (%g)", name, np - 1, y, x / spp, v);
+                    err_set("%s: page %d: pixel (%u, %zu) is not finite (%g)", name, np - 1, y,
+                            x / spp, v);
                     goto fail;
                 }
                 row[x] = (float)v;
             }
         }
         _TIFFfree(line);
-        if (fmt != SAMPLEFORMAT_UINT) { // signed or float: the image's own range, shifted to start at 0
+        if (fmt !=
+            SAMPLEFORMAT_UINT) { // signed or float: the image's own range, shifted to start at 0
             size_t count = (size_t)w * h * spp;
             float lo = count ? im->data[0] : 0;
             for (size_t i = 1; i < count; i++) lo = im->data[i] < lo ? im->data[i] : lo;
@@ -464,13 +500,15 @@ image *image_grayscale(const image *im) {
 
 image *image_channel(const image *im, int ch) {
     if (ch < 0 || ch >= im->c) {
-        err_set("channel %d requested from an image of %d channel%s", ch, im->c, im->c == 1 ? "" : "s");
+        err_set("channel %d requested from an image of %d channel%s", ch, im->c,
+                im->c == 1 ? "" : "s");
         return NULL;
     }
     image *g = image_new(im->w, im->h, 1);
     if (!g) return NULL;
     g->bit_depth = im->bit_depth;
-    for (size_t i = 0; i < (size_t)im->w * (size_t)im->h; i++) g->data[i] = im->data[i * (size_t)im->c + (size_t)ch];
+    for (size_t i = 0; i < (size_t)im->w * (size_t)im->h; i++)
+        g->data[i] = im->data[i * (size_t)im->c + (size_t)ch];
     return g;
 }
 
@@ -504,14 +542,16 @@ image *image_gaussian_blur(const image *im, int k, double sigma) {
         for (int x = 0; x < im->w; x++)
             for (int c = 0; c < im->c; c++) {
                 double a = 0;
-                for (int i = 0; i < k; i++) a += kern[i] * image_at(im, reflect(x + i - k / 2, im->w), y)[c];
+                for (int i = 0; i < k; i++)
+                    a += kern[i] * image_at(im, reflect(x + i - k / 2, im->w), y)[c];
                 image_at(tmp, x, y)[c] = (float)a;
             }
     for (int y = 0; y < im->h; y++)
         for (int x = 0; x < im->w; x++)
             for (int c = 0; c < im->c; c++) {
                 double a = 0;
-                for (int i = 0; i < k; i++) a += kern[i] * image_at(tmp, x, reflect(y + i - k / 2, im->h))[c];
+                for (int i = 0; i < k; i++)
+                    a += kern[i] * image_at(tmp, x, reflect(y + i - k / 2, im->h))[c];
                 image_at(out, x, y)[c] = (float)a;
             }
     image_free(tmp);
@@ -597,6 +637,7 @@ void image_paste(image *dst, const image *src, int x, int y) {
         for (int i = 0; i < src->w; i++) {
             int dx = x + i, dy = y + j;
             if (dx < 0 || dy < 0 || dx >= dst->w || dy >= dst->h) continue;
-            for (int c = 0; c < dst->c; c++) image_at(dst, dx, dy)[c] = image_at(src, i, j)[c < src->c ? c : 0];
+            for (int c = 0; c < dst->c; c++)
+                image_at(dst, dx, dy)[c] = image_at(src, i, j)[c < src->c ? c : 0];
         }
 }

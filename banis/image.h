@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IMAGE_MAX_SIDE 16384   // larger images are refused as absurd
+#define IMAGE_MAX_SIDE  16384 // larger images are refused as absurd
 #define IMAGE_MAX_PAGES 4096
 
 // A float image, row-major, channels interleaved. Raw intensities (0..255 or 0..65535).
@@ -32,9 +32,9 @@ int image_decode(const char *name, const unsigned char *bytes, size_t n, image *
 // slices=5\n...", pages in C, Z, T order) or OME-XML's <Pixels SizeC SizeZ SizeT
 // DimensionOrder>. Without either, source is "" and the counts are 0 (unknown).
 typedef struct {
-    char source[8];   // "ImageJ", "OME" or ""
+    char source[8]; // "ImageJ", "OME" or ""
     int channels, slices, frames;
-    char order[4];    // C, Z, T as they vary across pages, fastest first ("CZT" for ImageJ)
+    char order[4]; // C, Z, T as they vary across pages, fastest first ("CZT" for ImageJ)
 } image_stack_info;
 // Parses an ImageDescription; 0 with source "" when it is neither, -1 when it is one of them
 // but inconsistent (a count < 1 or > IMAGE_MAX_PAGES, an order that is not a permutation).
@@ -49,7 +49,7 @@ void image_free_pages(image **pages, int n);
 int image_write_png(const char *path, const image *im, float lo, float hi);
 
 // ---- operations ---------------------------------------------------------------------------
-image *image_grayscale(const image *im);                    // luminance (ITU-R 601) or copy
+image *image_grayscale(const image *im); // luminance (ITU-R 601) or copy
 image *image_channel(const image *im, int channel);
 image *image_gaussian_blur(const image *im, int ksize, double sigma); // 'reflect' borders
 image *image_resize_lanczos(const image *im, int w, int h);           // a = 3

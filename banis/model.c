@@ -10,14 +10,27 @@
 #include "../tensor/error.h"
 
 banis_arch banis_arch_paper(void) {
-    return (banis_arch){.latent = 100, .width = 1.0, .slope = 0.2, .bn_momentum = 0.8, .bn_eps = 1e-3,
-                        .dropout = 0.3, .g_bn_sets = 2};
+    return (banis_arch){.latent = 100,
+                        .width = 1.0,
+                        .slope = 0.2,
+                        .bn_momentum = 0.8,
+                        .bn_eps = 1e-3,
+                        .dropout = 0.3,
+                        .g_bn_sets = 2};
 }
 
 banis_schedule banis_schedule_paper(void) {
-    return (banis_schedule){.lr_d = {2e-5, 2e-5}, .lr_g = {2e-5, 1e-5}, .beta1 = 0.5, .beta2 = 0.999,
-                            .adam_eps = 1e-7, .lr_sc = 1e-4, .sc_decay = 0.5, .warmup_steps = 17000,
-                            .stage2_steps = 13000, .stage3_steps = 10000, .batch = 128};
+    return (banis_schedule){.lr_d = {2e-5, 2e-5},
+                            .lr_g = {2e-5, 1e-5},
+                            .beta1 = 0.5,
+                            .beta2 = 0.999,
+                            .adam_eps = 1e-7,
+                            .lr_sc = 1e-4,
+                            .sc_decay = 0.5,
+                            .warmup_steps = 17000,
+                            .stage2_steps = 13000,
+                            .stage3_steps = 10000,
+                            .batch = 128};
 }
 
 static int64_t ch(const banis_arch *a, int n) {
@@ -29,15 +42,21 @@ static int64_t ch(const banis_arch *a, int n) {
 nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
     int64_t c0 = ch(a, 256), c1 = ch(a, 256), c2 = ch(a, 128), c3 = ch(a, 64);
     nn_module *layers[] = {
-        nn_linear(c, a->latent, 8 * 8 * c0, false), nn_batch_norm(c, 8 * 8 * c0, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope), nn_reshape(SHAPE(c0, 8, 8)),
-        nn_conv_transpose2d(c, c0, c1, 5, 1, NN_PAD_SAME, false), nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
+        nn_linear(c, a->latent, 8 * 8 * c0, false),
+        nn_batch_norm(c, 8 * 8 * c0, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c1, c2, 5, 2, NN_PAD_SAME, false), nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
+        nn_reshape(SHAPE(c0, 8, 8)),
+        nn_conv_transpose2d(c, c0, c1, 5, 1, NN_PAD_SAME, false),
+        nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c2, c3, 5, 2, NN_PAD_SAME, false), nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
+        nn_conv_transpose2d(c, c1, c2, 5, 2, NN_PAD_SAME, false),
+        nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c3, 1, 5, 2, NN_PAD_SAME, false), nn_tanh(),
+        nn_conv_transpose2d(c, c2, c3, 5, 2, NN_PAD_SAME, false),
+        nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
+        nn_leaky_relu(a->slope),
+        nn_conv_transpose2d(c, c3, 1, 5, 2, NN_PAD_SAME, false),
+        nn_tanh(),
     };
     int n = (int)(sizeof layers / sizeof *layers);
     nn_module *g = nn_sequential(n, layers); // NULL (all freed) if a layer could not be built
@@ -55,25 +74,37 @@ nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
 nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 64), c2 = ch(a, 128);
     nn_module *layers[] = {
-        nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(a->slope), nn_dropout(c, a->dropout),
-        nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(a->slope), nn_dropout(c, a->dropout),
-        nn_flatten(), nn_linear(c, 16 * 16 * c2, 1, true), // logits: the sigmoid is in the loss (BCE with logits)
+        nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true),
+        nn_leaky_relu(a->slope),
+        nn_dropout(c, a->dropout),
+        nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true),
+        nn_leaky_relu(a->slope),
+        nn_dropout(c, a->dropout),
+        nn_flatten(),
+        nn_linear(c, 16 * 16 * c2, 1, true), // logits: the sigmoid is in the loss (BCE with logits)
     };
-    return nn_sequential((int)(sizeof layers / sizeof *layers), layers); // NULL (all freed) on failure
+    return nn_sequential((int)(sizeof layers / sizeof *layers),
+                         layers); // NULL (all freed) on failure
 }
 
 // E: (N, 1, 64, 64) -> (N, latent)
 nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 128), c2 = ch(a, 256), c3 = ch(a, 512);
     nn_module *layers[] = {
-        nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
+        nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true),
+        nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
+        nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true),
+        nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
         nn_leaky_relu(a->slope),
-        nn_conv2d(c, c2, c3, 5, 2, NN_PAD_SAME, true), nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope), nn_flatten(), nn_linear(c, 8 * 8 * c3, a->latent, true),
+        nn_conv2d(c, c2, c3, 5, 2, NN_PAD_SAME, true),
+        nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
+        nn_leaky_relu(a->slope),
+        nn_flatten(),
+        nn_linear(c, 8 * 8 * c3, a->latent, true),
     };
-    return nn_sequential((int)(sizeof layers / sizeof *layers), layers); // NULL (all freed) on failure
+    return nn_sequential((int)(sizeof layers / sizeof *layers),
+                         layers); // NULL (all freed) on failure
 }
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, tensor_dtype dt,
@@ -94,11 +125,13 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
         nets[1] = banis_make_discriminator(&m->arch, &m->ctx); // in this order: the init draws
         nets[2] = banis_make_encoder(&m->arch, &m->ctx);
         const char *net_names[3] = {names[0][x], names[1][x], names[2][x]};
-        if (nn_adopt(m->root, 3, net_names, nets)) goto fail; // the root owns them, or they are freed
+        if (nn_adopt(m->root, 3, net_names, nets))
+            goto fail; // the root owns them, or they are freed
         m->gen[x] = nets[0];
         m->disc[x] = nets[1];
         m->enc[x] = nets[2];
-        if (m->arch.g_bn_sets > 1 && nn_bn_stat_sets(&m->ctx, m->gen[x], m->arch.g_bn_sets)) goto fail;
+        if (m->arch.g_bn_sets > 1 && nn_bn_stat_sets(&m->ctx, m->gen[x], m->arch.g_bn_sets))
+            goto fail;
     }
     for (int i = 0; i < m->root->n_children; i++)
         if (nn_pack(m->root->children[i])) goto fail; // one flat buffer per network
@@ -106,11 +139,14 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
         char name[32];
         const char *X = x ? "b" : "a";
         snprintf(name, sizeof name, "adam_disc_%s", X);
-        m->opt_d[x] = nn_optimizer_for(name, nn_adam(s->lr_d[x], s->beta1, s->beta2, s->adam_eps), 1, &m->disc[x]);
+        m->opt_d[x] = nn_optimizer_for(name, nn_adam(s->lr_d[x], s->beta1, s->beta2, s->adam_eps),
+                                       1, &m->disc[x]);
         snprintf(name, sizeof name, "adam_gen_%s", X);
-        m->opt_g[x] = nn_optimizer_for(name, nn_adam(s->lr_g[x], s->beta1, s->beta2, s->adam_eps), 1, &m->gen[x]);
+        m->opt_g[x] = nn_optimizer_for(name, nn_adam(s->lr_g[x], s->beta1, s->beta2, s->adam_eps),
+                                       1, &m->gen[x]);
         // Successor S_X trains E_X and G_X; two steps per training step (generated, real)
-        nn_optim_config sgd = s->sc_adam ? nn_adam(s->lr_sc, s->beta1, s->beta2, s->adam_eps) : nn_sgd(s->lr_sc, 0);
+        nn_optim_config sgd =
+            s->sc_adam ? nn_adam(s->lr_sc, s->beta1, s->beta2, s->adam_eps) : nn_sgd(s->lr_sc, 0);
         sgd.n_milestones = 1;
         sgd.factor = s->sc_decay;
         sgd.milestones[0] = 2 * s->stage2_steps;
@@ -119,8 +155,8 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
         // Coordinator C_X trains all four of E_A, G_A, E_B, G_B; one step per training step
         sgd.milestones[0] = s->stage2_steps;
         snprintf(name, sizeof name, "%s_coordinator_%s", s->sc_adam ? "adam" : "sgd", X);
-        m->opt_c[x] = nn_optimizer_for(name, sgd, 4,
-                                     (nn_module *[]){m->enc[x], m->gen[x], m->enc[1 - x], m->gen[1 - x]});
+        m->opt_c[x] = nn_optimizer_for(
+            name, sgd, 4, (nn_module *[]){m->enc[x], m->gen[x], m->enc[1 - x], m->gen[1 - x]});
         if (!m->opt_d[x] || !m->opt_g[x] || !m->opt_s[x] || !m->opt_c[x]) goto fail;
     }
     return m;
@@ -192,7 +228,8 @@ void banis_model_checkpoint(banis_model *m, nn_checkpoint *c) {
 
 // ---- composites -----------------------------------------------------------------------------
 tensor *banis_sample_z(banis_model *m, int n) {
-    return op_rand_uniform(&m->noise_rng, m->ctx.dtype, SHAPE(n, m->arch.latent), -1, 1, m->ctx.device);
+    return op_rand_uniform(&m->noise_rng, m->ctx.dtype, SHAPE(n, m->arch.latent), -1, 1,
+                           m->ctx.device);
 }
 
 // G's batch-norm statistics: set 0 for z, set 1 for encoder codes (when arch.g_bn_sets is 2)
@@ -203,7 +240,9 @@ tensor *banis_generate(banis_model *m, int x, tensor *z) {
     return nn_forward(m->gen[x], z);
 }
 
-tensor *banis_pioneer(banis_model *m, int x, tensor *z) { return nn_forward(m->disc[x], banis_generate(m, x, z)); }
+tensor *banis_pioneer(banis_model *m, int x, tensor *z) {
+    return nn_forward(m->disc[x], banis_generate(m, x, z));
+}
 
 // S_A = G_A(E_A(b)) maps B to A; S_B = G_B(E_B(a)) maps A to B.
 tensor *banis_successor(banis_model *m, int x, tensor *src) {
@@ -241,15 +280,22 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
     nn_set_training(m->gen[x], true);
     if (!gen) return -1;
     // D_X learns real = 1, generated = 0
-    tensor *labels = op_concat(2, (tensor *[]){tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)),
-                                               tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))}, 0);
+    tensor *labels =
+        op_concat(2,
+                  (tensor *[]){tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)),
+                               tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))},
+                  0);
     nn_optimizer_zero_grad(m->opt_d[x]);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
-    if (minimize(m, m->opt_d[x], op_bce_logits(pred, labels), &l->d_loss[x], x ? "D_B loss" : "D_A loss")) goto done;
+    if (minimize(m, m->opt_d[x], op_bce_logits(pred, labels), &l->d_loss[x],
+                 x ? "D_B loss" : "D_A loss"))
+        goto done;
     // G_X learns to make the frozen D_X say 1 on G_X(z), the same z
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
-    rc = minimize(m, m->opt_g[x], op_bce_logits(banis_pioneer(m, x, z), tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
+    rc = minimize(m, m->opt_g[x],
+                  op_bce_logits(banis_pioneer(m, x, z),
+                                tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
                   &l->g_loss[x], x ? "G_B loss" : "G_A loss");
     nn_freeze(m->disc[x], false);
 done:
@@ -341,7 +387,9 @@ double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, u
     return dice(mask_a, mask_b, NAN);
 }
 
-static tensor *banis_translate(void *model, int to, tensor *src) { return banis_successor(model, to, src); }
+static tensor *banis_translate(void *model, int to, tensor *src) {
+    return banis_successor(model, to, src);
+}
 
 static double mean_pairwise_l1(const float *x, int n) {
     double sum = 0;
@@ -386,10 +434,12 @@ void banis_watch_describe(const banis_watch *w, char *out, size_t size) {
     out[0] = 0;
     for (int x = 0; x < 2 && at < size; x++)
         if (w->won_at[x] >= 0)
-            at += (size_t)snprintf(out + at, size - at,
-                                   "%sD_%c won outright at step %lld (its loss below %g for %d steps in a row: "
-                                   "G_%c learns little from it after that).", at ? " " : "", "AB"[x],
-                                   (long long)w->won_at[x], BANIS_D_WINS_LOSS, BANIS_D_WINS_STEPS, "AB"[x]);
+            at += (size_t)snprintf(
+                out + at, size - at,
+                "%sD_%c won outright at step %lld (its loss below %g for %d steps in a row: "
+                "G_%c learns little from it after that).",
+                at ? " " : "", "AB"[x], (long long)w -> won_at[x], BANIS_D_WINS_LOSS,
+                BANIS_D_WINS_STEPS, "AB"[x]);
 }
 
 double banis_diversity(const float *generated, const float *real, int n) {
@@ -399,24 +449,29 @@ double banis_diversity(const float *generated, const float *real, int n) {
 
 // 16 images G_A(z) (inference mode, z from a fixed stream apart from the model's, so that
 // evaluating draws nothing from the training's generators) against the first 16 test images.
-static int generated_diversity(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out) {
+static int generated_diversity(banis_model *m, const banis_dataset *d, const int *idx, int n,
+                               banis_eval *out) {
     enum { K = 16 };
     if (n < 2) return 0;
     int k = n < K ? n : K;
-    float *gen = malloc(sizeof(float) * BANIS_PIXELS * K), *real = malloc(sizeof(float) * BANIS_PIXELS * K);
+    float *gen = malloc(sizeof(float) * BANIS_PIXELS * K),
+          *real = malloc(sizeof(float) * BANIS_PIXELS * K);
     int rc = gen && real ? 0 : -1;
     bool prev = ag_set_grad_enabled(false);
     tensor_scope_begin();
     rng r;
     rng_init(&r, 0x5eed);
-    tensor *z = rc ? NULL : op_rand_uniform(&r, m->ctx.dtype, SHAPE(k, m->arch.latent), -1, 1, m->ctx.device);
+    tensor *z =
+        rc ? NULL
+           : op_rand_uniform(&r, m->ctx.dtype, SHAPE(k, m->arch.latent), -1, 1, m->ctx.device);
     tensor *g = z ? banis_generate(m, DOMAIN_A, z) : NULL;
     if (!g || tensor_to_host(tensor_cast(g, TENSOR_F32), gen)) rc = -1;
     tensor_scope_end();
     ag_set_grad_enabled(prev);
     if (!rc) {
         for (int i = 0; i < k; i++)
-            memcpy(real + (size_t)i * BANIS_PIXELS, d->a + (size_t)idx[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+            memcpy(real + (size_t)i * BANIS_PIXELS, d->a + (size_t)idx[i] * BANIS_PIXELS,
+                   sizeof(float) * BANIS_PIXELS);
         out->diversity = banis_diversity(gen, real, k);
         out->saturated_gen = banis_saturated_percent(gen, (size_t)k * BANIS_PIXELS);
     }
@@ -427,23 +482,27 @@ static int generated_diversity(banis_model *m, const banis_dataset *d, const int
 
 int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n, banis_eval *out) {
     nn_set_training(m->root, false);
-    int rc = banis_evaluate_translator(banis_translate, m, m->ctx.dtype, m->ctx.device, d, idx, n, out);
+    int rc =
+        banis_evaluate_translator(banis_translate, m, m->ctx.dtype, m->ctx.device, d, idx, n, out);
     if (!rc) rc = generated_diversity(m, d, idx, n, out);
     nn_set_training(m->root, true);
     return rc;
 }
 
-int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt, device_type dev,
-                              const banis_dataset *d, const int *idx, int n, banis_eval *out) {
+int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt,
+                              device_type dev, const banis_dataset *d, const int *idx, int n,
+                              banis_eval *out) {
     memset(out, 0, sizeof *out);
-    out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity = out->saturated_gen = NAN;
+    out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity =
+        out->saturated_gen = NAN;
     int matched[GMI_THRESHOLDS] = {0}, dsc_n = 0, empty = 0;
     double dsc_sum = 0, mem_sum = 0, nuc_sum = 0, sat_rec = 0, sat_real = 0;
     long nuc_px = 0, nuc_ok = 0;
     bool gt = d->labels != NULL;
     bool prev = ag_set_grad_enabled(false);
     int rc = 0;
-    float *ar = malloc(sizeof(float) * BANIS_PIXELS * 64), *br = malloc(sizeof(float) * BANIS_PIXELS * 64);
+    float *ar = malloc(sizeof(float) * BANIS_PIXELS * 64),
+          *br = malloc(sizeof(float) * BANIS_PIXELS * 64);
     for (int at = 0; at < n && !rc; at += 64) {
         int k = n - at < 64 ? n - at : 64;
         tensor_scope_begin();
@@ -459,12 +518,14 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
             sat_rec += k * (banis_saturated_percent(ar, px) + banis_saturated_percent(br, px));
             for (int i = 0; i < k; i++) {
                 size_t o = (size_t)idx[at + i] * BANIS_PIXELS;
-                sat_real += banis_saturated_percent(d->a + o, BANIS_PIXELS) + banis_saturated_percent(d->b + o, BANIS_PIXELS);
+                sat_real += banis_saturated_percent(d->a + o, BANIS_PIXELS) +
+                            banis_saturated_percent(d->b + o, BANIS_PIXELS);
             }
         }
         for (int i = 0; i < k && !rc; i++) {
             uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
-            double dsc = banis_pair_dsc(ar + (size_t)i * BANIS_PIXELS, br + (size_t)i * BANIS_PIXELS, ma, mb);
+            double dsc = banis_pair_dsc(ar + (size_t)i * BANIS_PIXELS,
+                                        br + (size_t)i * BANIS_PIXELS, ma, mb);
             if (!isnan(dsc)) {
                 dsc_sum += dsc;
                 dsc_n++;
@@ -505,11 +566,14 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
 // What says that a GAN went wrong, beside the table: collapse, saturation, the caller's notes.
 static void write_health(FILE *f, const banis_eval *e) {
     if (!isnan(e->diversity))
-        fprintf(f, "\nDiversity of 16 generated membrane images G_A(z): %.3f (their mean pairwise L1 distance "
-                   "over that of 16 real test images; 1: as varied as the data, 0: one image).%s\n",
-                e->diversity, e->diversity < BANIS_DIVERSITY_COLLAPSED
-                                  ? " **Mode collapse: the generator draws (nearly) one image whatever z is.**"
-                                  : "");
+        fprintf(f,
+                "\nDiversity of 16 generated membrane images G_A(z): %.3f (their mean pairwise L1 "
+                "distance "
+                "over that of 16 real test images; 1: as varied as the data, 0: one image).%s\n",
+                e->diversity,
+                e->diversity < BANIS_DIVERSITY_COLLAPSED
+                    ? " **Mode collapse: the generator draws (nearly) one image whatever z is.**"
+                    : "");
     bool sat_gen = e->saturated_gen > e->saturated_real + BANIS_SATURATED_EXCESS,
          sat_rec = e->saturated_rec > e->saturated_real + BANIS_SATURATED_EXCESS;
     fprintf(f, "\nSaturated pixels (|v| > 0.99): %.1f%% of the reconstructions", e->saturated_rec);
@@ -528,17 +592,23 @@ int banis_write_gmi_table(const char *path, const banis_eval *e, const char *tit
         err_set("%s: cannot create", tmp);
         return -1;
     }
-    fprintf(f, "# %s\n\nGeometric Matching Index on %d test pairs (Algorithm 1: a_rec = S_A(b), "
-               "b_rec = S_B(a), binarised at 0.6 and 0.3 of their maxima; a pair is matched when "
-               "their Dice < TS).\n\n", title, e->pairs);
+    fprintf(f,
+            "# %s\n\nGeometric Matching Index on %d test pairs (Algorithm 1: a_rec = S_A(b), "
+            "b_rec = S_B(a), binarised at 0.6 and 0.3 of their maxima; a pair is matched when "
+            "their Dice < TS).\n\n",
+            title, e->pairs);
     fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | mean DSC |\n|---|---|---|---|---|\n");
-    fprintf(f, "| BANIS (GMI %%) | %.2f | %.2f | %.2f | %.4f |\n\n", e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc);
-    fprintf(f, "%d of %d pairs (%.1f%%) have an empty mask (a reconstruction with nothing above its threshold); "
-               "two empty masks are not a match (Dice 0/0).\n\n",
+    fprintf(f, "| BANIS (GMI %%) | %.2f | %.2f | %.2f | %.4f |\n\n", e->gmi[0], e->gmi[1],
+            e->gmi[2], e->mean_dsc);
+    fprintf(f,
+            "%d of %d pairs (%.1f%%) have an empty mask (a reconstruction with nothing above its "
+            "threshold); "
+            "two empty masks are not a match (Dice 0/0).\n\n",
             e->empty_pairs, e->pairs, e->pairs ? 100.0 * e->empty_pairs / e->pairs : 0.0);
     if (!isnan(e->membrane_dice))
-        fprintf(f, "Ground truth (synthetic data): membrane Dice %.3f, nuclei Dice %.3f, "
-                   "%.1f%% of predicted nucleus pixels inside cells and off the walls.\n",
+        fprintf(f,
+                "Ground truth (synthetic data): membrane Dice %.3f, nuclei Dice %.3f, "
+                "%.1f%% of predicted nucleus pixels inside cells and off the walls.\n",
                 e->membrane_dice, e->nuclei_dice, e->nuclei_in_cells);
     write_health(f, e);
     if (fclose(f) || rename(tmp, path)) {

@@ -13,12 +13,12 @@
 enum { DOMAIN_A = 0, DOMAIN_B = 1 };
 
 typedef struct {
-    int latent;          // 100
-    double width;        // channel multiplier (1 = the paper's 256/128/64...)
-    double slope;        // LeakyReLU 0.2
-    double bn_momentum;  // Keras 0.8
-    double bn_eps;       // 1e-3
-    double dropout;      // 0.3
+    int latent;         // 100
+    double width;       // channel multiplier (1 = the paper's 256/128/64...)
+    double slope;       // LeakyReLU 0.2
+    double bn_momentum; // Keras 0.8
+    double bn_eps;      // 1e-3
+    double dropout;     // 0.3
     // Batch-norm running statistics of G: 1 = one set (the reference code), 2 = one set for
     // G on z (Pioneer, sampling) and one for G on encoder codes (Successor, Coordinator). With
     // one set, the codes' statistics (4 of G's 5 training passes per full step) are what G uses
@@ -29,9 +29,9 @@ typedef struct {
 typedef struct {
     double lr_d[2], lr_g[2]; // Adam rates for D_A, D_B and G_A, G_B
     double beta1, beta2, adam_eps;
-    double lr_sc;            // rate of the Successors and Coordinators
-    bool sc_adam;            // false: plain SGD (the paper); true: Adam with beta1, beta2, adam_eps
-    double sc_decay;         // multiplies lr_sc in the last stage (0.5)
+    double lr_sc;    // rate of the Successors and Coordinators
+    bool sc_adam;    // false: plain SGD (the paper); true: Adam with beta1, beta2, adam_eps
+    double sc_decay; // multiplies lr_sc in the last stage (0.5)
     int64_t warmup_steps, stage2_steps, stage3_steps;
     int batch;
 } banis_schedule;
@@ -39,9 +39,9 @@ typedef struct {
 banis_arch banis_arch_paper(void);
 
 // The networks (BANIS.md), also the parts the baselines are built from.
-nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c);     // z (N, latent) -> (N, 1, 64, 64)
+nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c); // z (N, latent) -> (N, 1, 64, 64)
 nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c); // (N, 1, 64, 64) -> (N, 1)
-nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c);       // (N, 1, 64, 64) -> (N, latent)
+nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c); // (N, 1, 64, 64) -> (N, latent)
 banis_schedule banis_schedule_paper(void);
 
 typedef struct {
@@ -69,17 +69,17 @@ banis_model *banis_model_load(const char *path);
 void banis_model_checkpoint(banis_model *m, nn_checkpoint *c);
 
 // The composites (graphs built on the shared modules).
-tensor *banis_generate(banis_model *m, int x, tensor *z);          // G_X(z)
-tensor *banis_pioneer(banis_model *m, int x, tensor *z);           // D_X(G_X(z))
-tensor *banis_successor(banis_model *m, int x, tensor *src);       // S_X(src)
-tensor *banis_coordinator(banis_model *m, int x, tensor *src);     // C_X(src)
-tensor *banis_sample_z(banis_model *m, int n);                     // U(-1, 1)^(n, latent)
+tensor *banis_generate(banis_model *m, int x, tensor *z);      // G_X(z)
+tensor *banis_pioneer(banis_model *m, int x, tensor *z);       // D_X(G_X(z))
+tensor *banis_successor(banis_model *m, int x, tensor *src);   // S_X(src)
+tensor *banis_coordinator(banis_model *m, int x, tensor *src); // C_X(src)
+tensor *banis_sample_z(banis_model *m, int n);                 // U(-1, 1)^(n, latent)
 
 // Losses of one training step (mean over the batch); NaN where a stage did not run.
 typedef struct {
-    double d_loss[2], g_loss[2];        // adversarial
-    double id_gen[2], id_real[2];       // identical: S_X vs generated / vs real
-    double pm[2];                       // pair-matched: C_X(src) vs src
+    double d_loss[2], g_loss[2];  // adversarial
+    double id_gen[2], id_real[2]; // identical: S_X vs generated / vs real
+    double pm[2];                 // pair-matched: C_X(src) vs src
 } banis_losses;
 
 // The stages of one training step, as in the reference code. a, b: (N, 1, 64, 64).
@@ -95,9 +95,9 @@ extern const double banis_gmi_thresholds[GMI_THRESHOLDS]; // 0.1, 0.2, 0.3
 
 typedef struct {
     int pairs;
-    double gmi[GMI_THRESHOLDS];   // % of pairs whose reconstructions overlap with DSC < TS
-    double mean_dsc;              // over the pairs with a defined Dice
-    int empty_pairs;              // pairs where a_rec's or b_rec's mask is empty
+    double gmi[GMI_THRESHOLDS]; // % of pairs whose reconstructions overlap with DSC < TS
+    double mean_dsc;            // over the pairs with a defined Dice
+    int empty_pairs;            // pairs where a_rec's or b_rec's mask is empty
     // ground truth (synthetic data only; NaN otherwise)
     double membrane_dice, nuclei_dice; // reconstructions vs the true masks
     double nuclei_in_cells;            // % of predicted nucleus pixels inside true cells, off walls
@@ -122,7 +122,7 @@ double banis_saturated_percent(const float *x, size_t n);
 // ---- a GAN going wrong, watched over a run ---------------------------------------------------
 // D_X has won outright when its loss stays below BANIS_D_WINS_LOSS for BANIS_D_WINS_STEPS steps
 // in a row: G_X's gradient through it vanishes and G_X stops learning.
-#define BANIS_D_WINS_LOSS 0.01
+#define BANIS_D_WINS_LOSS  0.01
 #define BANIS_D_WINS_STEPS 100
 typedef struct {
     int64_t low_since[2]; // first step of D_X's current run below BANIS_D_WINS_LOSS; -1: none
@@ -142,7 +142,8 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
 // The same for any model that translates B -> A (to = DOMAIN_A) and A -> B (to = DOMAIN_B);
 // the model is in whatever mode the caller set (inference, normally).
 typedef tensor *(*banis_translate_fn)(void *model, int to, tensor *src);
-int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt, device_type dev,
-                              const banis_dataset *d, const int *idx, int n, banis_eval *out);
+int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt,
+                              device_type dev, const banis_dataset *d, const int *idx, int n,
+                              banis_eval *out);
 // Writes the GMI table in Markdown.
 int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title);

@@ -11,8 +11,12 @@
 #define MAX_CELLS 64
 
 synth_config synth_defaults(void) {
-    return (synth_config){.min_cells = 2, .max_cells = 50, .supersample = 3, .psf_sigma = 0.7,
-                          .photons = 300, .read_noise = 0.02};
+    return (synth_config){.min_cells = 2,
+                          .max_cells = 50,
+                          .supersample = 3,
+                          .psf_sigma = 0.7,
+                          .photons = 300,
+                          .read_noise = 0.02};
 }
 
 typedef struct {
@@ -26,7 +30,8 @@ typedef struct {
 // Ellipse coordinate: < 1 inside. Distance to the outline, approximately, in pixels.
 static double ellipse_e(const embryo *e, double x, double y) {
     double dx = x - e->cx, dy = y - e->cy;
-    double u = (dx * e->cos_t + dy * e->sin_t) / e->ra, v = (-dx * e->sin_t + dy * e->cos_t) / e->rb;
+    double u = (dx * e->cos_t + dy * e->sin_t) / e->ra,
+           v = (-dx * e->sin_t + dy * e->cos_t) / e->rb;
     return u * u + v * v;
 }
 static double outline_dist(const embryo *e, double x, double y) {
@@ -42,7 +47,8 @@ static void nearest_two(const embryo *e, double x, double y, int *i1, double *d1
             *d2 = *d1;
             *d1 = d;
             *i1 = i;
-        } else if (d < *d2) *d2 = d;
+        } else if (d < *d2)
+            *d2 = d;
     }
 }
 
@@ -106,7 +112,8 @@ static void microscope(float *img, rng *r, const synth_config *c, double backgro
     for (int i = 0; i < BANIS_PIXELS; i++) {
         double s = background + (1 - background) * img[i];
         double photons = s * c->photons;
-        s = (photons + sqrt(photons) * noise[i]) / c->photons + c->read_noise * noise[BANIS_PIXELS + i];
+        s = (photons + sqrt(photons) * noise[i]) / c->photons +
+            c->read_noise * noise[BANIS_PIXELS + i];
         s = s < 0 ? 0 : s > 1 ? 1 : s;
         img[i] = (float)(2 * s - 1);
     }
@@ -150,7 +157,8 @@ void synth_pair(const synth_config *c, uint64_t seed, int index, float *a, float
             bool on_wall = od < 0.75 || (inside && e.n > 1 && (d2 - d1) / 2 < 0.75);
             if (labels) labels[y * BANIS_SIDE + x] = (int16_t)(inside ? i + 1 : 0);
             if (membrane) membrane[y * BANIS_SIDE + x] = on_wall;
-            if (nuclei) nuclei[y * BANIS_SIDE + x] = inside && e.nucleus_r[i] > 0 && d1 < e.nucleus_r[i];
+            if (nuclei)
+                nuclei[y * BANIS_SIDE + x] = inside && e.nucleus_r[i] > 0 && d1 < e.nucleus_r[i];
         }
     double bg[2];
     rng_fill_uniform(&r, bg, 2, 0.03, 0.12);
@@ -183,6 +191,7 @@ banis_dataset *banis_synthetic(const synth_config *c, int n, uint64_t seed) {
         size_t o = (size_t)i * BANIS_PIXELS;
         synth_pair(c, seed, i, d->a + o, d->b + o, d->labels + o, d->membrane + o, d->nuclei + o);
     }
-    snprintf(d->source, sizeof d->source, "synthetic embryos (seed %llu, %d pairs)", (unsigned long long)seed, n);
+    snprintf(d->source, sizeof d->source, "synthetic embryos (seed %llu, %d pairs)",
+             (unsigned long long)seed, n);
     return d;
 }

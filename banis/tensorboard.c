@@ -52,8 +52,8 @@ static int write_record(tb_writer *w, const uint8_t *data, size_t n) {
         b1[i] = (uint8_t)(c1 >> (8 * i));
         b2[i] = (uint8_t)(c2 >> (8 * i));
     }
-    if (fwrite(len, 1, 8, w->f) != 8 || fwrite(b1, 1, 4, w->f) != 4 || fwrite(data, 1, n, w->f) != n ||
-        fwrite(b2, 1, 4, w->f) != 4) {
+    if (fwrite(len, 1, 8, w->f) != 8 || fwrite(b1, 1, 4, w->f) != 4 ||
+        fwrite(data, 1, n, w->f) != n || fwrite(b2, 1, 4, w->f) != 4) {
         err_set("TensorBoard events: write failed: %s", strerror(errno));
         return -1;
     }
@@ -99,7 +99,8 @@ tb_writer *tb_open(const char *dir) {
 
 // Event { header; Summary summary = 5 { repeated Value value = 1 } } around one Value whose
 // bytes are `head` then `tail` (an image's PNG is framed without being copied first).
-static int write_value(tb_writer *w, int64_t step, const uint8_t *head, size_t hn, const uint8_t *tail, size_t tn) {
+static int write_value(tb_writer *w, int64_t step, const uint8_t *head, size_t hn,
+                       const uint8_t *tail, size_t tn) {
     uint8_t *buf = malloc(hn + tn + 64);
     if (!buf) {
         err_set("TensorBoard events: out of memory");
@@ -138,8 +139,8 @@ int tb_scalar(tb_writer *w, const char *tag, float value, int64_t step) {
     return write_value(w, step, val, vn, NULL, 0);
 }
 
-int tb_image(tb_writer *w, const char *tag, const uint8_t *png, size_t png_bytes, int width, int height,
-             int colorspace, int64_t step) {
+int tb_image(tb_writer *w, const char *tag, const uint8_t *png, size_t png_bytes, int width,
+             int height, int colorspace, int64_t step) {
     // Image { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4 }
     uint8_t img[48];
     size_t in = 0;

@@ -25,8 +25,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "autoencoder: unknown or incomplete option %s (--help)\n", argv[i]);
             return 2;
         }
-        if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else out = argv[i + 1];
+        if (!strcmp(argv[i], "--steps"))
+            steps = atoi(argv[i + 1]);
+        else
+            out = argv[i + 1];
     }
     // 1. a context says the dtype, the device and where initial weights come from
     rng init, data_rng;
@@ -35,15 +37,19 @@ int main(int argc, char **argv) {
     nn_ctx c = {.dtype = TENSOR_F32, .device = DEVICE_CPU, .init_rng = &init};
 
     // 2. modules: (N, 1, 64, 64) -> (N, 32) -> (N, 1, 64, 64)
-    nn_module *encoder = nn_sequential(8, (nn_module *[]){
-        nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2),    // 32x32
-        nn_conv2d(&c, 8, 16, 5, 2, NN_PAD_SAME, false), nn_batch_norm(&c, 16, 0.9, 1e-3),
-        nn_leaky_relu(0.2),                                                  // 16x16
-        nn_flatten(), nn_linear(&c, 16 * 16 * 16, 32, true), nn_tanh()});
-    nn_module *decoder = nn_sequential(7, (nn_module *[]){
-        nn_linear(&c, 32, 16 * 16 * 16, true), nn_reshape(SHAPE(16, 16, 16)), nn_leaky_relu(0.2),
-        nn_conv_transpose2d(&c, 16, 8, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2),   // 32x32
-        nn_conv_transpose2d(&c, 8, 1, 5, 2, NN_PAD_SAME, true), nn_tanh()});          // 64x64
+    nn_module *encoder = nn_sequential(
+        8, (nn_module *[]){
+               nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2), // 32x32
+               nn_conv2d(&c, 8, 16, 5, 2, NN_PAD_SAME, false), nn_batch_norm(&c, 16, 0.9, 1e-3),
+               nn_leaky_relu(0.2), // 16x16
+               nn_flatten(), nn_linear(&c, 16 * 16 * 16, 32, true), nn_tanh()});
+    nn_module *decoder =
+        nn_sequential(7, (nn_module *[]){nn_linear(&c, 32, 16 * 16 * 16, true),
+                                         nn_reshape(SHAPE(16, 16, 16)), nn_leaky_relu(0.2),
+                                         nn_conv_transpose2d(&c, 16, 8, 5, 2, NN_PAD_SAME, true),
+                                         nn_leaky_relu(0.2), // 32x32
+                                         nn_conv_transpose2d(&c, 8, 1, 5, 2, NN_PAD_SAME, true),
+                                         nn_tanh()}); // 64x64
     nn_module *model = nn_container("Autoencoder");
     nn_add_child(model, "encoder", encoder);
     nn_add_child(model, "decoder", decoder);
@@ -64,7 +70,8 @@ int main(int argc, char **argv) {
     banis_split split = banis_split_make(d->n, 0.1, 3);
     banis_sampler sampler;
     banis_sampler_init(&sampler, split.train, split.n_train, 4);
-    printf("autoencoder: %lld parameters, %d training images\n", (long long)nn_count_parameters(model), split.n_train);
+    printf("autoencoder: %lld parameters, %d training images\n",
+           (long long)nn_count_parameters(model), split.n_train);
 
     // 5. the loop: a scope frees each step's graph and temporaries when it ends
     int idx[32];

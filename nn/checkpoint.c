@@ -13,8 +13,10 @@ void nn_ckpt_add_module(nn_checkpoint *c, const char *prefix, nn_module *m) {
 }
 
 void nn_ckpt_add_optimizer(nn_checkpoint *c, nn_optimizer *o) {
-    if (c->n_optimizers < NN_CKPT_MAX) c->optimizers[c->n_optimizers++] = o;
-    else c->dropped++;
+    if (c->n_optimizers < NN_CKPT_MAX)
+        c->optimizers[c->n_optimizers++] = o;
+    else
+        c->dropped++;
     nn_optimizer_state(o, &c->tensors);
 }
 
@@ -51,7 +53,8 @@ static int incomplete(const nn_checkpoint *c, const char *path) {
     int n = c->dropped + c->tensors.dropped;
     if (!n) return 0;
     err_set("%s: %d entr%s of the checkpoint could not be recorded (out of memory, or more than %d "
-            "optimizers, random streams or metadata keys)", path, n, n > 1 ? "ies" : "y", NN_CKPT_MAX);
+            "optimizers, random streams or metadata keys)",
+            path, n, n > 1 ? "ies" : "y", NN_CKPT_MAX);
     return -1;
 }
 
@@ -96,8 +99,10 @@ int nn_ckpt_load(nn_checkpoint *c, const char *path, st_file **out) {
         c->rngs[i]->seed = seed;
         c->rngs[i]->offset = offset;
     }
-    if (out) *out = f;
-    else st_close(f);
+    if (out)
+        *out = f;
+    else
+        st_close(f);
     return 0;
 fail:
     st_close(f);

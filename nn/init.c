@@ -8,9 +8,9 @@
 int nn_init_tensor(tensor *t, nn_init init, int64_t fan_in, int64_t fan_out, rng *r) {
     if (!t) return -1;
     switch (init) {
-    case NN_INIT_ZEROS: return tensor_fill_(t, 0);
-    case NN_INIT_ONES: return tensor_fill_(t, 1);
-    default: break;
+        case NN_INIT_ZEROS: return tensor_fill_(t, 0);
+        case NN_INIT_ONES: return tensor_fill_(t, 1);
+        default: break;
     }
     int64_t n = tensor_numel(t);
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v);

@@ -28,7 +28,8 @@ static void skip_ws(parser *p) {
 static int parse_value(parser *p, json_value *v);
 
 static int put_utf8(char *out, size_t *o, unsigned cp) {
-    if (cp < 0x80) out[(*o)++] = (char)cp;
+    if (cp < 0x80)
+        out[(*o)++] = (char)cp;
     else if (cp < 0x800) {
         out[(*o)++] = (char)(0xC0 | cp >> 6);
         out[(*o)++] = (char)(0x80 | (cp & 0x3F));
@@ -67,43 +68,45 @@ static int parse_string(parser *p, char **out) {
         }
         char e = p->s[++i];
         switch (e) {
-        case '"': buf[o++] = '"'; break;
-        case '\\': buf[o++] = '\\'; break;
-        case '/': buf[o++] = '/'; break;
-        case 'b': buf[o++] = '\b'; break;
-        case 'f': buf[o++] = '\f'; break;
-        case 'n': buf[o++] = '\n'; break;
-        case 'r': buf[o++] = '\r'; break;
-        case 't': buf[o++] = '\t'; break;
-        case 'u': {
-            unsigned cp = 0;
-            for (int k = 0; k < 4; k++) {
-                char h = i + 1 < p->pos ? p->s[++i] : 0;
-                int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                        : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-                if (d < 0) {
+            case '"': buf[o++] = '"'; break;
+            case '\\': buf[o++] = '\\'; break;
+            case '/': buf[o++] = '/'; break;
+            case 'b': buf[o++] = '\b'; break;
+            case 'f': buf[o++] = '\f'; break;
+            case 'n': buf[o++] = '\n'; break;
+            case 'r': buf[o++] = '\r'; break;
+            case 't': buf[o++] = '\t'; break;
+            case 'u': {
+                unsigned cp = 0;
+                for (int k = 0; k < 4; k++) {
+                    char h = i + 1 < p->pos ? p->s[++i] : 0;
+                    int d = h >= '0' && h <= '9'   ? h - '0'
+                            : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                            : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                                   : -1;
+                    if (d < 0) {
+                        free(buf);
+                        p->pos = i;
+                        return fail(p, "bad \\u escape");
+                    }
+                    cp = cp * 16 + (unsigned)d;
+                }
+                if (cp == 0 || (cp >= 0xD800 && cp < 0xE000)) {
                     free(buf);
                     p->pos = i;
-                    return fail(p, "bad \\u escape");
+                    return fail(p, "unsupported \\u escape (NUL or surrogate)");
                 }
-                cp = cp * 16 + (unsigned)d;
+                if (o + 3 >= cap) {
+                    free(buf);
+                    return fail(p, "string escape too long");
+                }
+                put_utf8(buf, &o, cp);
+                break;
             }
-            if (cp == 0 || (cp >= 0xD800 && cp < 0xE000)) {
+            default:
                 free(buf);
                 p->pos = i;
-                return fail(p, "unsupported \\u escape (NUL or surrogate)");
-            }
-            if (o + 3 >= cap) {
-                free(buf);
-                return fail(p, "string escape too long");
-            }
-            put_utf8(buf, &o, cp);
-            break;
-        }
-        default:
-            free(buf);
-            p->pos = i;
-            return fail(p, "bad escape in a string");
+                return fail(p, "bad escape in a string");
         }
     }
     buf[o] = 0;
@@ -116,7 +119,8 @@ static int parse_number(parser *p, json_value *v) {
     size_t start = p->pos;
     if (p->pos < p->len && p->s[p->pos] == '-') p->pos++;
     if (p->pos >= p->len || p->s[p->pos] < '0' || p->s[p->pos] > '9') return fail(p, "bad number");
-    if (p->s[p->pos] == '0' && p->pos + 1 < p->len && p->s[p->pos + 1] >= '0' && p->s[p->pos + 1] <= '9')
+    if (p->s[p->pos] == '0' && p->pos + 1 < p->len && p->s[p->pos + 1] >= '0' &&
+        p->s[p->pos + 1] <= '9')
         return fail(p, "leading zero in a number");
     while (p->pos < p->len && strchr("0123456789+-.eE", p->s[p->pos]) && p->s[p->pos]) p->pos++;
     char tmp[64];
@@ -267,7 +271,11 @@ const json_value *json_get(const json_value *obj, const char *key) {
 
 size_t json_quote(const char *s, char *buf, size_t n) {
     size_t o = 0;
-#define PUT(ch) do { if (o + 1 < n) buf[o] = (ch); o++; } while (0)
+#define PUT(ch)                                                                                    \
+    do {                                                                                           \
+        if (o + 1 < n) buf[o] = (ch);                                                              \
+        o++;                                                                                       \
+    } while (0)
     PUT('"');
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -278,7 +286,8 @@ size_t json_quote(const char *s, char *buf, size_t n) {
             char esc[8];
             snprintf(esc, sizeof esc, "\\u%04x", c);
             for (char *e = esc; *e; e++) PUT(*e);
-        } else PUT((char)c);
+        } else
+            PUT((char)c);
     }
     PUT('"');
     if (n) buf[o < n ? o : n - 1] = 0;

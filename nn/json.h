@@ -10,10 +10,10 @@ typedef struct json_value {
     json_type type;
     double number;
     int boolean;
-    char *string;                 // JSON_STRING (NUL-terminated, UTF-8)
-    size_t n;                     // items in an array or object
-    struct json_value *items;     // array items / object values
-    char **keys;                  // object keys
+    char *string;             // JSON_STRING (NUL-terminated, UTF-8)
+    size_t n;                 // items in an array or object
+    struct json_value *items; // array items / object values
+    char **keys;              // object keys
 } json_value;
 
 // Parses text[0..len). Returns NULL with err_message() saying what and where.

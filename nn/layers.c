@@ -107,25 +107,32 @@ static tensor *conv_forward(nn_module *m, tensor *x) {
     const conv_config *cfg = m->config;
     if (x->ndim != 4) {
         char s[96];
-        err_set("%s '%s': expects (N, C, H, W), got %s", m->type, m->name, tensor_shape_str(x, s, sizeof s));
+        err_set("%s '%s': expects (N, C, H, W), got %s", m->type, m->name,
+                tensor_shape_str(x, s, sizeof s));
         return NULL;
     }
     bool transpose = cfg->transpose;
     op_conv_opts o;
-    if (cfg->pad == NN_PAD_VALID) o = op_conv_valid(cfg->stride);
-    else if (transpose) o = op_conv_transpose_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
-    else o = op_conv_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
+    if (cfg->pad == NN_PAD_VALID)
+        o = op_conv_valid(cfg->stride);
+    else if (transpose)
+        o = op_conv_transpose_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
+    else
+        o = op_conv_same(x->shape[2], x->shape[3], cfg->k, cfg->k, cfg->stride);
     tensor *w = m->params[0].t, *b = param(m, "bias");
     return transpose ? op_conv_transpose2d(x, w, b, &o) : op_conv2d(x, w, b, &o);
 }
 
-static nn_module *conv_module(bool transpose, const nn_ctx *c, int64_t in_ch, int64_t out_ch,
-                              int k, int stride, nn_padding pad, bool bias) {
-    nn_module *m = new_module(transpose ? "ConvTranspose2d" : "Conv2d", conv_forward, sizeof(conv_config));
+static nn_module *conv_module(bool transpose, const nn_ctx *c, int64_t in_ch, int64_t out_ch, int k,
+                              int stride, nn_padding pad, bool bias) {
+    nn_module *m =
+        new_module(transpose ? "ConvTranspose2d" : "Conv2d", conv_forward, sizeof(conv_config));
     if (!m) return NULL;
     *(conv_config *)m->config = (conv_config){k, stride, pad, transpose};
-    if (transpose) add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in_ch, out_ch, k, k), true);
-    else add_tensor(m->params, &m->n_params, "weight", c, SHAPE(out_ch, in_ch, k, k), true);
+    if (transpose)
+        add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in_ch, out_ch, k, k), true);
+    else
+        add_tensor(m->params, &m->n_params, "weight", c, SHAPE(out_ch, in_ch, k, k), true);
     if (bias) add_tensor(m->params, &m->n_params, "bias", c, SHAPE(out_ch), true);
     if (nn_reinit(c, m, "weight", NN_INIT_HE_NORMAL)) {
         nn_free(m);
@@ -152,8 +159,11 @@ typedef struct {
 
 static tensor *bn_apply(nn_module *m, tensor *x, op_activation act, double slope) {
     const bn_config *cfg = m->config;
-    op_bn_opts o = {.training = m->training, .momentum = cfg->momentum, .eps = cfg->eps,
-                    .act = act, .slope = slope};
+    op_bn_opts o = {.training = m->training,
+                    .momentum = cfg->momentum,
+                    .eps = cfg->eps,
+                    .act = act,
+                    .slope = slope};
     return op_batch_norm(x, m->params[0].t, m->params[1].t, m->buffers[2 * cfg->set].t,
                          m->buffers[2 * cfg->set + 1].t, &o);
 }

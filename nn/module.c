@@ -18,7 +18,8 @@ nn_module *nn_container(const char *type) {
 
 int nn_add_child(nn_module *parent, const char *name, nn_module *child) {
     if (!parent || !child) {
-        err_set("adding '%s' to a module: %s is missing", name, parent ? "the child" : "the parent");
+        err_set("adding '%s' to a module: %s is missing", name,
+                parent ? "the child" : "the parent");
         return -1;
     }
     nn_module **c = realloc(parent->children, (size_t)(parent->n_children + 1) * sizeof *c);
@@ -213,7 +214,8 @@ int nn_check_finite(nn_module *m) {
     for (int i = 0; i < l.n && !rc; i++) {
         tensor *s = op_sum(op_abs(op_detach(l.items[i].t)), ALL_AXES, false);
         double v = s ? tensor_item(s) : NAN;
-        if (!s) rc = -1;
+        if (!s)
+            rc = -1;
         else if (!isfinite(v)) {
             err_set("%s holds a NaN or an infinity", l.items[i].name);
             rc = -1;

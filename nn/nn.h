@@ -19,7 +19,7 @@ typedef enum { NN_INIT_ZEROS, NN_INIT_ONES, NN_INIT_GLOROT_UNIFORM, NN_INIT_HE_N
 typedef enum { NN_PAD_SAME, NN_PAD_VALID } nn_padding;
 
 // ---- modules ----------------------------------------------------------------------------
-#define NN_NAME_MAX 96
+#define NN_NAME_MAX    96
 #define NN_MAX_TENSORS 8
 
 typedef struct nn_module nn_module;
@@ -31,10 +31,10 @@ typedef struct {
 } nn_named_tensor;
 
 struct nn_module {
-    const char *type;                    // "Linear", "Conv2d", "Sequential", ...
-    char name[NN_NAME_MAX];              // name inside its parent
+    const char *type;       // "Linear", "Conv2d", "Sequential", ...
+    char name[NN_NAME_MAX]; // name inside its parent
     nn_forward_fn forward;
-    void *config;                        // the layer's settings (owned)
+    void *config; // the layer's settings (owned)
     nn_named_tensor params[NN_MAX_TENSORS];
     int n_params;
     nn_named_tensor buffers[NN_MAX_TENSORS]; // state that is saved but not trained
@@ -125,8 +125,8 @@ typedef enum { NN_SGD, NN_ADAM } nn_optim_kind;
 typedef struct {
     nn_optim_kind kind;
     double lr;
-    double momentum;             // SGD (0: plain SGD)
-    double beta1, beta2, eps;    // Adam; Keras defaults 0.9, 0.999, 1e-7
+    double momentum;          // SGD (0: plain SGD)
+    double beta1, beta2, eps; // Adam; Keras defaults 0.9, 0.999, 1e-7
     // Schedule: lr is multiplied by `factor` at each milestone step (constant when none).
     int n_milestones;
     int64_t milestones[NN_MAX_MILESTONES];
@@ -143,7 +143,7 @@ nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_t
 nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modules,
                                nn_module *const *modules);
 void nn_optimizer_free(nn_optimizer *o);
-int nn_optimizer_step(nn_optimizer *o);   // one update from the parameters' gradients
+int nn_optimizer_step(nn_optimizer *o); // one update from the parameters' gradients
 int nn_optimizer_zero_grad(nn_optimizer *o);
 // One training update: reads the scalar `loss` into *value, refuses NaN or Inf (a message
 // naming the value), backpropagates and steps `o`. Zero the gradients first.

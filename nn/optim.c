@@ -11,10 +11,10 @@
 #include "nn.h"
 
 typedef struct {
-    int first, count;     // parameters [first, first + count) of the list
+    int first, count; // parameters [first, first + count) of the list
     int64_t numel;
-    tensor *param_view;   // 1-D view over the whole run (owned)
-    tensor *state[2];     // Adam m, v / SGD velocity (owned), 1-D of numel
+    tensor *param_view; // 1-D view over the whole run (owned)
+    tensor *state[2];   // Adam m, v / SGD velocity (owned), 1-D of numel
 } run;
 
 struct nn_optimizer {
@@ -31,20 +31,21 @@ nn_optim_config nn_sgd(double lr, double momentum) {
 }
 
 nn_optim_config nn_adam(double lr, double beta1, double beta2, double eps) {
-    return (nn_optim_config){.kind = NN_ADAM, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
-                             .factor = 1};
+    return (nn_optim_config){
+        .kind = NN_ADAM, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps, .factor = 1};
 }
 
 static bool adjacent(const tensor *a, const tensor *b) {
-    return a && b && a->storage == b->storage && tensor_is_contiguous(a) && tensor_is_contiguous(b) &&
-           a->offset + tensor_numel(a) == b->offset;
+    return a && b && a->storage == b->storage && tensor_is_contiguous(a) &&
+           tensor_is_contiguous(b) && a->offset + tensor_numel(a) == b->offset;
 }
 
 static tensor *flat_view(const tensor *first, int64_t numel) {
     return tensor_view(first, 1, &numel, NULL, first->offset);
 }
 
-nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_tensor_list *params) {
+nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg,
+                               const nn_tensor_list *params) {
     nn_optimizer *o = calloc(1, sizeof *o);
     if (!o) {
         err_set("optimizer %s: out of host memory", name);
@@ -52,7 +53,8 @@ nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_t
     }
     snprintf(o->name, sizeof o->name, "%s", name);
     o->cfg = cfg;
-    for (int i = 0; i < params->n; i++) nn_list_add(&o->params, params->items[i].name, params->items[i].t);
+    for (int i = 0; i < params->n; i++)
+        nn_list_add(&o->params, params->items[i].name, params->items[i].t);
     o->runs = calloc((size_t)(params->n ? params->n : 1), sizeof *o->runs);
     if (!o->runs) goto fail;
     int n_state = cfg.kind == NN_ADAM ? 2 : cfg.momentum != 0 ? 1 : 0;
@@ -68,7 +70,8 @@ nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_t
         }
         r->count = j - i;
         const tensor *p0 = params->items[i].t;
-        if (r->count > 1 || tensor_is_contiguous(p0)) r->param_view = tensor_keep(flat_view(p0, r->numel));
+        if (r->count > 1 || tensor_is_contiguous(p0))
+            r->param_view = tensor_keep(flat_view(p0, r->numel));
         for (int s = 0; s < n_state; s++) {
             r->state[s] = tensor_keep(tensor_zeros(p0->dtype, 1, &r->numel, tensor_device(p0)));
             if (!r->state[s]) {
@@ -125,11 +128,14 @@ static void adam_program(ew_program *p, const nn_optim_config *c) {
     // Keras: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr_t m / (sqrt(v) + eps),
     // lr_t = lr sqrt(1 - b2^t) / (1 - b1^t).
     ew_init(p, 5);
-    int w = ew_input(p, 0), g = ew_input(p, 1), m = ew_input(p, 2), v = ew_input(p, 3), lr = ew_input(p, 4);
-    int m2 = ew_add(p, ew_mul(p, ew_const(p, c->beta1), m), ew_mul(p, ew_const(p, 1 - c->beta1), g));
+    int w = ew_input(p, 0), g = ew_input(p, 1), m = ew_input(p, 2), v = ew_input(p, 3),
+        lr = ew_input(p, 4);
+    int m2 =
+        ew_add(p, ew_mul(p, ew_const(p, c->beta1), m), ew_mul(p, ew_const(p, 1 - c->beta1), g));
     int v2 = ew_add(p, ew_mul(p, ew_const(p, c->beta2), v),
                     ew_mul(p, ew_const(p, 1 - c->beta2), ew_mul(p, g, g)));
-    int step = ew_div(p, ew_mul(p, lr, m2), ew_add(p, ew_unary(p, EW_SQRT, v2), ew_const(p, c->eps)));
+    int step =
+        ew_div(p, ew_mul(p, lr, m2), ew_add(p, ew_unary(p, EW_SQRT, v2), ew_const(p, c->eps)));
     ew_output(p, ew_sub(p, w, step));
     ew_output(p, m2);
     ew_output(p, v2);

@@ -131,7 +131,8 @@ int st_save(const char *path, const nn_tensor_list *list, int n_meta, const st_m
         if (tensor_to_host(t, host)) {
             err_prefix("saving %s: reading tensor %s: ", path, list->items[i].name);
             rc = -2;
-        } else if (write_all(fd, host, nbytes)) rc = -1;
+        } else if (write_all(fd, host, nbytes))
+            rc = -1;
         free(host);
     }
     if (rc == 0 && fsync(fd)) rc = -1;
@@ -170,7 +171,12 @@ static bool is_uint(const json_value *v) {
            v->number == (double)(uint64_t)v->number;
 }
 
-#define BAD(...) do { err_set(__VA_ARGS__); err_prefix("%s: ", path); goto fail; } while (0)
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        err_set(__VA_ARGS__);                                                                      \
+        err_prefix("%s: ", path);                                                                  \
+        goto fail;                                                                                 \
+    } while (0)
 
 st_file *st_open(const char *path) {
     st_file *f = calloc(1, sizeof *f);
@@ -195,8 +201,11 @@ st_file *st_open(const char *path) {
     fp = NULL;
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++) hl |= (uint64_t)f->bytes[i] << (8 * i);
-    if (hl > ST_MAX_HEADER) BAD("header length %llu exceeds the %u-byte limit", (unsigned long long)hl, ST_MAX_HEADER);
-    if (hl > f->size - 8) BAD("header length %llu runs past the end of the file (%zu bytes)", (unsigned long long)hl, f->size);
+    if (hl > ST_MAX_HEADER)
+        BAD("header length %llu exceeds the %u-byte limit", (unsigned long long)hl, ST_MAX_HEADER);
+    if (hl > f->size - 8)
+        BAD("header length %llu runs past the end of the file (%zu bytes)", (unsigned long long)hl,
+            f->size);
     if (hl < 2) BAD("header of %llu bytes is too short for a JSON object", (unsigned long long)hl);
     f->data_start = 8 + hl;
     size_t data_size = f->size - f->data_start;
@@ -216,7 +225,8 @@ st_file *st_open(const char *path) {
             f->meta = calloc(v->n ? v->n : 1, sizeof *f->meta);
             if (!f->meta) BAD("out of host memory");
             for (size_t k = 0; k < v->n; k++) {
-                if (v->items[k].type != JSON_STRING) BAD("__metadata__ value '%s' is not a string", v->keys[k]);
+                if (v->items[k].type != JSON_STRING)
+                    BAD("__metadata__ value '%s' is not a string", v->keys[k]);
                 snprintf(f->meta[k].key, sizeof f->meta[k].key, "%s", v->keys[k]);
                 snprintf(f->meta[k].value, sizeof f->meta[k].value, "%s", v->items[k].string);
             }
@@ -224,35 +234,49 @@ st_file *st_open(const char *path) {
             continue;
         }
         if (v->type != JSON_OBJECT) BAD("entry '%s' is not an object", key);
-        const json_value *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"), *off = json_get(v, "data_offsets");
-        if (!dt || !sh || !off || v->n != 3) BAD("entry '%s' must have exactly dtype, shape and data_offsets", key);
+        const json_value *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"),
+                         *off = json_get(v, "data_offsets");
+        if (!dt || !sh || !off || v->n != 3)
+            BAD("entry '%s' must have exactly dtype, shape and data_offsets", key);
         st_entry *e = &f->entries[f->n_entries];
         if (dt->type != JSON_STRING) BAD("entry '%s': dtype is not a string", key);
-        if (!strcmp(dt->string, "F32")) e->dtype = TENSOR_F32;
-        else if (!strcmp(dt->string, "F64")) e->dtype = TENSOR_F64;
+        if (!strcmp(dt->string, "F32"))
+            e->dtype = TENSOR_F32;
+        else if (!strcmp(dt->string, "F64"))
+            e->dtype = TENSOR_F64;
         else {
-            static const char *const known[] = {"BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16",
-                                                "F16", "BF16", "I32", "U32", "I64", "U64"};
+            static const char *const known[] = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3",
+                                                "I16",  "U16", "F16", "BF16",    "I32",
+                                                "U32",  "I64", "U64"};
             bool is_known = false;
-            for (size_t k = 0; k < sizeof known / sizeof *known; k++) is_known |= !strcmp(dt->string, known[k]);
+            for (size_t k = 0; k < sizeof known / sizeof *known; k++)
+                is_known |= !strcmp(dt->string, known[k]);
             BAD("entry '%s': dtype '%s' is %s", key, dt->string,
-                is_known ? "valid safetensors but not supported here (F32 and F64 are)" : "not a safetensors dtype");
+                is_known ? "valid safetensors but not supported here (F32 and F64 are)"
+                         : "not a safetensors dtype");
         }
-        if (sh->type != JSON_ARRAY || sh->n > TENSOR_MAX_DIMS) BAD("entry '%s': shape must be an array of at most %d integers", key, TENSOR_MAX_DIMS);
+        if (sh->type != JSON_ARRAY || sh->n > TENSOR_MAX_DIMS)
+            BAD("entry '%s': shape must be an array of at most %d integers", key, TENSOR_MAX_DIMS);
         uint64_t numel = 1;
         for (size_t d = 0; d < sh->n; d++) {
-            if (!is_uint(&sh->items[d])) BAD("entry '%s': shape[%zu] is not a non-negative integer", key, d);
+            if (!is_uint(&sh->items[d]))
+                BAD("entry '%s': shape[%zu] is not a non-negative integer", key, d);
             e->shape[d] = (int64_t)sh->items[d].number;
-            if (e->shape[d] && numel > (UINT64_C(1) << 50) / (uint64_t)e->shape[d]) BAD("entry '%s': shape too large", key);
+            if (e->shape[d] && numel > (UINT64_C(1) << 50) / (uint64_t)e->shape[d])
+                BAD("entry '%s': shape too large", key);
             numel *= (uint64_t)e->shape[d];
         }
         e->ndim = (int)sh->n;
-        if (off->type != JSON_ARRAY || off->n != 2 || !is_uint(&off->items[0]) || !is_uint(&off->items[1]))
+        if (off->type != JSON_ARRAY || off->n != 2 || !is_uint(&off->items[0]) ||
+            !is_uint(&off->items[1]))
             BAD("entry '%s': data_offsets must be two non-negative integers", key);
         e->begin = (size_t)off->items[0].number;
         e->end = (size_t)off->items[1].number;
-        if (e->begin > e->end) BAD("entry '%s': data_offsets [%zu, %zu] are reversed", key, e->begin, e->end);
-        if (e->end > data_size) BAD("entry '%s': data_offsets [%zu, %zu] run past the data section (%zu bytes)", key, e->begin, e->end, data_size);
+        if (e->begin > e->end)
+            BAD("entry '%s': data_offsets [%zu, %zu] are reversed", key, e->begin, e->end);
+        if (e->end > data_size)
+            BAD("entry '%s': data_offsets [%zu, %zu] run past the data section (%zu bytes)", key,
+                e->begin, e->end, data_size);
         if (e->end - e->begin != numel * tensor_dtype_size(e->dtype))
             BAD("entry '%s': %zu bytes but shape and dtype need %llu", key, e->end - e->begin,
                 (unsigned long long)(numel * tensor_dtype_size(e->dtype)));
@@ -265,11 +289,14 @@ st_file *st_open(const char *path) {
     qsort(sorted, (size_t)f->n_entries, sizeof *sorted, cmp_begin);
     size_t at = 0;
     for (int i = 0; i < f->n_entries; i++) {
-        if (sorted[i]->begin < at) BAD("entries '%s' and '%s' overlap", sorted[i - 1]->name, sorted[i]->name);
-        if (sorted[i]->begin > at) BAD("a hole of %zu bytes before entry '%s'", sorted[i]->begin - at, sorted[i]->name);
+        if (sorted[i]->begin < at)
+            BAD("entries '%s' and '%s' overlap", sorted[i - 1]->name, sorted[i]->name);
+        if (sorted[i]->begin > at)
+            BAD("a hole of %zu bytes before entry '%s'", sorted[i]->begin - at, sorted[i]->name);
         at = sorted[i]->end;
     }
-    if (at != data_size) BAD("%zu bytes after the last tensor are not described by the header", data_size - at);
+    if (at != data_size)
+        BAD("%zu bytes after the last tensor are not described by the header", data_size - at);
     free(sorted);
     json_free(root);
     return f;
@@ -317,7 +344,8 @@ int st_read_into(const st_file *f, const char *name, tensor *dst) {
         if (src && src->dtype != dst->dtype) src = tensor_cast(src, dst->dtype);
         rc = src ? tensor_copy_(dst, src) : -1;
         free(aligned);
-    } else err_set("%s: out of host memory", f->path);
+    } else
+        err_set("%s: out of host memory", f->path);
     tensor_scope_end();
     return rc;
 }

@@ -11,7 +11,7 @@ typedef enum { REDUCE_SUM, REDUCE_MAX } reduce_kind;
 // (so a transpose is free); C: contiguous (batch, M, N).
 typedef struct {
     int64_t batch, M, N, K;
-    const tensor *a, *b, *c;  // element offsets come from the tensors
+    const tensor *a, *b, *c; // element offsets come from the tensors
     int64_t a_batch_stride, a_row_stride, a_col_stride;
     int64_t b_batch_stride, b_row_stride, b_col_stride;
 } gemm_args;

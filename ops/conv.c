@@ -42,7 +42,8 @@ static int check_conv(const char *who, tensor *x, tensor *w, tensor *bias, const
     }
     if (x->shape[1] != w_in_channels) {
         err_set("%s: x has %lld channels but the weight %s expects %lld", who,
-                (long long)x->shape[1], tensor_shape_str(w, sw, sizeof sw), (long long)w_in_channels);
+                (long long)x->shape[1], tensor_shape_str(w, sw, sizeof sw),
+                (long long)w_in_channels);
         return -1;
     }
     if (o->stride_h < 1 || o->stride_w < 1 || o->pad_top < 0 || o->pad_bottom < 0 ||
@@ -95,9 +96,16 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
     if (!x || !w) return NULL;
     if (check_conv("conv2d", x, w, bias, o, w->ndim == 4 ? w->shape[1] : -1)) return NULL;
     conv_geometry g = {
-        .N = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
-        .K = w->shape[0], .R = w->shape[2], .S = w->shape[3],
-        .stride_h = o->stride_h, .stride_w = o->stride_w, .pad_top = o->pad_top,
+        .N = x->shape[0],
+        .C = x->shape[1],
+        .H = x->shape[2],
+        .W = x->shape[3],
+        .K = w->shape[0],
+        .R = w->shape[2],
+        .S = w->shape[3],
+        .stride_h = o->stride_h,
+        .stride_w = o->stride_w,
+        .pad_top = o->pad_top,
         .pad_left = o->pad_left,
     };
     g.OH = (g.H + o->pad_top + o->pad_bottom - g.R) / o->stride_h + 1;
@@ -145,20 +153,30 @@ static int conv_transpose2d_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
     if (!x || !w) return NULL;
-    if (check_conv("conv_transpose2d", x, w, bias, o, w->ndim == 4 ? w->shape[0] : -1))
-        return NULL;
+    if (check_conv("conv_transpose2d", x, w, bias, o, w->ndim == 4 ? w->shape[0] : -1)) return NULL;
     int64_t R = w->shape[2], S = w->shape[3];
     int64_t OH = (x->shape[2] - 1) * o->stride_h - o->pad_top - o->pad_bottom + R + o->output_pad_h;
     int64_t OW = (x->shape[3] - 1) * o->stride_w - o->pad_left - o->pad_right + S + o->output_pad_w;
     if (OH <= 0 || OW <= 0 || o->output_pad_h >= o->stride_h || o->output_pad_w >= o->stride_w) {
         err_set("conv_transpose2d: output size %lldx%lld is empty, or output padding is not "
-                "smaller than the stride", (long long)OH, (long long)OW);
+                "smaller than the stride",
+                (long long)OH, (long long)OW);
         return NULL;
     }
     conv_geometry g = {
-        .N = x->shape[0], .C = w->shape[1], .H = OH, .W = OW, .K = w->shape[0], .R = R, .S = S,
-        .OH = x->shape[2], .OW = x->shape[3], .stride_h = o->stride_h, .stride_w = o->stride_w,
-        .pad_top = o->pad_top, .pad_left = o->pad_left,
+        .N = x->shape[0],
+        .C = w->shape[1],
+        .H = OH,
+        .W = OW,
+        .K = w->shape[0],
+        .R = R,
+        .S = S,
+        .OH = x->shape[2],
+        .OW = x->shape[3],
+        .stride_h = o->stride_h,
+        .stride_w = o->stride_w,
+        .pad_top = o->pad_top,
+        .pad_left = o->pad_left,
     };
     tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
     tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.C, OH, OW), tensor_device(x));

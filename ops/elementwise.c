@@ -17,7 +17,8 @@ int op_broadcast_shape(const char *who, int n, tensor *const *ts, int *ndim, int
         for (int d = 0; d < ts[i]->ndim; d++) {
             int64_t e = ts[i]->shape[d];
             int64_t *s = &shape[lead + d];
-            if (*s == 1) *s = e;
+            if (*s == 1)
+                *s = e;
             else if (e != 1 && e != *s) {
                 char a[96], b[96];
                 err_set("%s: shapes %s and %s do not broadcast", who,
@@ -49,7 +50,8 @@ static int check_operands(const char *who, int n, tensor *const *ts) {
 }
 
 // Runs p over inputs broadcast to their common shape; fills outs[0..p->n_outputs).
-static int run_program_multi(const char *who, const ew_program *p, int n, tensor *const *inputs, tensor **outs) {
+static int run_program_multi(const char *who, const ew_program *p, int n, tensor *const *inputs,
+                             tensor **outs) {
     if (p->overflow) {
         err_set("%s: expression has more than %d nodes", who, EW_MAX_NODES);
         return -1;
@@ -127,8 +129,8 @@ tensor *op_ew(const char *name, const ew_program *p, int n_inputs, tensor *const
     return out;
 }
 
-int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs, int n_inputs,
-               tensor *const *inputs) {
+int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs,
+               int n_inputs, tensor *const *inputs) {
     if (n_outputs != p->n_outputs || n_outputs < 1 || n_inputs != p->n_inputs || p->overflow) {
         err_set("ew_into: program has %d outputs and %d inputs; %d and %d given", p->n_outputs,
                 p->n_inputs, n_outputs, n_inputs);
@@ -248,6 +250,7 @@ tensor *op_clamp(tensor *x, double lo, double hi) {
     ew_program p;
     ew_init(&p, 1);
     int a = ew_input(&p, 0);
-    ew_output(&p, ew_binary(&p, EW_MIN, ew_binary(&p, EW_MAX, a, ew_const(&p, lo)), ew_const(&p, hi)));
+    ew_output(&p,
+              ew_binary(&p, EW_MIN, ew_binary(&p, EW_MAX, a, ew_const(&p, lo)), ew_const(&p, hi)));
     return op_ew("clamp", &p, 1, &x);
 }

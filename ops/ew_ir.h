@@ -9,20 +9,41 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define EW_MAX_NODES 96
-#define EW_MAX_INPUTS 8
+#define EW_MAX_NODES   96
+#define EW_MAX_INPUTS  8
 #define EW_MAX_OUTPUTS 8
 
 typedef enum {
-    EW_INPUT, EW_CONST,
+    EW_INPUT,
+    EW_CONST,
     // random, from the program's Philox stream at the element's linear index in the output
     EW_RAND_U01,    // uniform in (0, 1), 53 bits (rng_u01 of words 0 and 1)
     EW_RAND_NORMAL, // standard normal (Box-Muller over the four words)
     // unary
-    EW_NEG, EW_EXP, EW_LOG, EW_SQRT, EW_RSQRT, EW_ABS, EW_TANH, EW_SIGMOID, EW_RELU, EW_SIGN,
+    EW_NEG,
+    EW_EXP,
+    EW_LOG,
+    EW_SQRT,
+    EW_RSQRT,
+    EW_ABS,
+    EW_TANH,
+    EW_SIGMOID,
+    EW_RELU,
+    EW_SIGN,
     // binary
-    EW_ADD, EW_SUB, EW_MUL, EW_DIV, EW_MAX, EW_MIN, EW_POW,
-    EW_LT, EW_LE, EW_GT, EW_GE, EW_EQ, EW_NE, // 1.0 or 0.0
+    EW_ADD,
+    EW_SUB,
+    EW_MUL,
+    EW_DIV,
+    EW_MAX,
+    EW_MIN,
+    EW_POW,
+    EW_LT,
+    EW_LE,
+    EW_GT,
+    EW_GE,
+    EW_EQ,
+    EW_NE,        // 1.0 or 0.0
     EW_BERNOULLI, // 1.0 with probability a (uniform < a, compared in double), else 0.0
     // ternary
     EW_WHERE, // a != 0 ? b : c
@@ -31,9 +52,9 @@ typedef enum {
 
 typedef struct {
     uint8_t op;
-    uint8_t a, b, c;  // operand node indices
-    int32_t input;    // EW_INPUT: which input
-    double value;     // EW_CONST
+    uint8_t a, b, c; // operand node indices
+    int32_t input;   // EW_INPUT: which input
+    double value;    // EW_CONST
 } ew_node;
 
 typedef struct ew_program {

@@ -10,11 +10,11 @@
 // Appends activation `act` applied to node v.
 static int apply_act(ew_program *p, int v, op_activation act, double slope) {
     switch (act) {
-    case OP_ACT_LEAKY_RELU: return ew_leaky_relu(p, v, slope);
-    case OP_ACT_RELU: return ew_unary(p, EW_RELU, v);
-    case OP_ACT_TANH: return ew_unary(p, EW_TANH, v);
-    case OP_ACT_SIGMOID: return ew_unary(p, EW_SIGMOID, v);
-    default: return v;
+        case OP_ACT_LEAKY_RELU: return ew_leaky_relu(p, v, slope);
+        case OP_ACT_RELU: return ew_unary(p, EW_RELU, v);
+        case OP_ACT_TANH: return ew_unary(p, EW_TANH, v);
+        case OP_ACT_SIGMOID: return ew_unary(p, EW_SIGMOID, v);
+        default: return v;
     }
 }
 
@@ -31,7 +31,8 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
     if (!x || !gamma || !beta || !running_mean || !running_var) return NULL;
     char s[96];
     if (x->ndim != 2 && x->ndim != 4) {
-        err_set("batch_norm: expects (N, C) or (N, C, H, W), got %s", tensor_shape_str(x, s, sizeof s));
+        err_set("batch_norm: expects (N, C) or (N, C, H, W), got %s",
+                tensor_shape_str(x, s, sizeof s));
         return NULL;
     }
     int64_t C = x->shape[1];
@@ -64,11 +65,14 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
         ew_program p;
         ew_init(&p, 4);
         int m = ew_const(&p, o->momentum), one_m = ew_const(&p, 1 - o->momentum);
-        ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 0)), ew_mul(&p, one_m, ew_input(&p, 2))));
-        int unbiased = ew_mul(&p, ew_input(&p, 3), ew_const(&p, (double)count / (double)(count - 1)));
+        ew_output(&p,
+                  ew_add(&p, ew_mul(&p, m, ew_input(&p, 0)), ew_mul(&p, one_m, ew_input(&p, 2))));
+        int unbiased =
+            ew_mul(&p, ew_input(&p, 3), ew_const(&p, (double)count / (double)(count - 1)));
         ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 1)), ew_mul(&p, one_m, unbiased)));
         tensor *outs[2] = {running_mean, running_var};
-        tensor *ins[4] = {running_mean, running_var, op_reshape(mean, 1, &C), op_reshape(var, 1, &C)};
+        tensor *ins[4] = {running_mean, running_var, op_reshape(mean, 1, &C),
+                          op_reshape(var, 1, &C)};
         int rc = op_ew_into("batch_norm running statistics", &p, 2, outs, 4, ins);
         ag_set_grad_enabled(prev);
         if (rc) return NULL;
@@ -102,7 +106,8 @@ tensor *op_dropout(tensor *x, double p, bool training, rng *r) {
     prog.rng_offset = r->offset;
     r->offset += (uint64_t)tensor_numel(x);
     int keep = ew_unary(&prog, EW_BERNOULLI, ew_const(&prog, 1 - p));
-    ew_output(&prog, ew_mul(&prog, ew_mul(&prog, ew_input(&prog, 0), keep), ew_const(&prog, 1.0 / (1.0 - p))));
+    ew_output(&prog, ew_mul(&prog, ew_mul(&prog, ew_input(&prog, 0), keep),
+                            ew_const(&prog, 1.0 / (1.0 - p))));
     return op_ew("dropout", &prog, 1, &x);
 }
 
@@ -121,19 +126,21 @@ static tensor *random_tensor(const char *who, ew_program *prog, rng *r, tensor_d
     return t;
 }
 
-tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo, double hi,
-                        device_type dev) {
+tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
+                        double hi, device_type dev) {
     ew_program p;
     ew_init(&p, 0);
-    ew_output(&p, ew_add(&p, ew_const(&p, lo), ew_mul(&p, ew_const(&p, hi - lo), ew_random(&p, EW_RAND_U01))));
+    ew_output(&p, ew_add(&p, ew_const(&p, lo),
+                         ew_mul(&p, ew_const(&p, hi - lo), ew_random(&p, EW_RAND_U01))));
     return random_tensor("rand_uniform", &p, r, dt, ndim, shape, dev);
 }
 
-tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean, double std,
-                       device_type dev) {
+tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
+                       double std, device_type dev) {
     ew_program p;
     ew_init(&p, 0);
-    ew_output(&p, ew_add(&p, ew_const(&p, mean), ew_mul(&p, ew_const(&p, std), ew_random(&p, EW_RAND_NORMAL))));
+    ew_output(&p, ew_add(&p, ew_const(&p, mean),
+                         ew_mul(&p, ew_const(&p, std), ew_random(&p, EW_RAND_NORMAL))));
     return random_tensor("rand_normal", &p, r, dt, ndim, shape, dev);
 }
 

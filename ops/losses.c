@@ -23,7 +23,8 @@ tensor *op_bce(tensor *p, tensor *target) {
                        ew_const(&e, 1 - OP_BCE_EPSILON));
     int y = ew_input(&e, 1);
     int pos = ew_mul(&e, y, ew_unary(&e, EW_LOG, ew_add(&e, pc, eps)));
-    int neg = ew_mul(&e, ew_sub(&e, one, y), ew_unary(&e, EW_LOG, ew_add(&e, ew_sub(&e, one, pc), eps)));
+    int neg =
+        ew_mul(&e, ew_sub(&e, one, y), ew_unary(&e, EW_LOG, ew_add(&e, ew_sub(&e, one, pc), eps)));
     ew_output(&e, ew_unary(&e, EW_NEG, ew_add(&e, pos, neg)));
     tensor *in[2] = {p, target};
     return op_mean(op_ew("bce", &e, 2, in), ALL_AXES, false);
@@ -34,8 +35,13 @@ tensor *op_bce_logits(tensor *x, tensor *target) {
     ew_program e;
     ew_init(&e, 2);
     int v = ew_input(&e, 0), y = ew_input(&e, 1);
-    int soft = ew_unary(&e, EW_LOG, ew_add(&e, ew_const(&e, 1), ew_unary(&e, EW_EXP, ew_unary(&e, EW_NEG, ew_unary(&e, EW_ABS, v)))));
-    ew_output(&e, ew_add(&e, ew_sub(&e, ew_binary(&e, EW_MAX, v, ew_const(&e, 0)), ew_mul(&e, v, y)), soft));
+    int soft =
+        ew_unary(&e, EW_LOG,
+                 ew_add(&e, ew_const(&e, 1),
+                        ew_unary(&e, EW_EXP, ew_unary(&e, EW_NEG, ew_unary(&e, EW_ABS, v)))));
+    ew_output(
+        &e,
+        ew_add(&e, ew_sub(&e, ew_binary(&e, EW_MAX, v, ew_const(&e, 0)), ew_mul(&e, v, y)), soft));
     tensor *in[2] = {x, target};
     return op_mean(op_ew("bce_logits", &e, 2, in), ALL_AXES, false);
 }

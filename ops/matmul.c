@@ -6,7 +6,8 @@
 // C = A @ B for 2-D or 3-D operands (a 2-D B is shared across A's batch).
 static tensor *matmul_raw(tensor *a, tensor *b) {
     char sa[96], sb[96];
-    if (a->ndim < 2 || a->ndim > 3 || b->ndim < 2 || b->ndim > 3 || (a->ndim == 2 && b->ndim == 3)) {
+    if (a->ndim < 2 || a->ndim > 3 || b->ndim < 2 || b->ndim > 3 ||
+        (a->ndim == 2 && b->ndim == 3)) {
         err_set("matmul: expects (M,K)@(K,N), (B,M,K)@(B,K,N) or (B,M,K)@(K,N); got %s @ %s",
                 tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
         return NULL;
@@ -28,11 +29,19 @@ static tensor *matmul_raw(tensor *a, tensor *b) {
     if (!c) return NULL;
     int ao = a->ndim - 2, bo = b->ndim - 2;
     gemm_args g = {
-        .batch = batch, .M = M, .N = N, .K = K, .a = a, .b = b, .c = c,
+        .batch = batch,
+        .M = M,
+        .N = N,
+        .K = K,
+        .a = a,
+        .b = b,
+        .c = c,
         .a_batch_stride = a->ndim == 3 ? a->strides[0] : 0,
-        .a_row_stride = a->strides[ao], .a_col_stride = a->strides[ao + 1],
+        .a_row_stride = a->strides[ao],
+        .a_col_stride = a->strides[ao + 1],
         .b_batch_stride = b->ndim == 3 ? b->strides[0] : 0,
-        .b_row_stride = b->strides[bo], .b_col_stride = b->strides[bo + 1],
+        .b_row_stride = b->strides[bo],
+        .b_col_stride = b->strides[bo + 1],
     };
     op_flops_add(2 * batch * M * N * K);
     if (tensor_backend(a)->gemm(&g)) {

@@ -12,8 +12,8 @@
 // The general form: one program output over broadcast inputs, differentiated symbolically.
 tensor *op_ew(const char *name, const ew_program *p, int n_inputs, tensor *const *inputs);
 // Non-differentiable, multi-output, in place allowed: outs[k] = output k of p.
-int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs, int n_inputs,
-               tensor *const *inputs);
+int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs,
+               int n_inputs, tensor *const *inputs);
 
 tensor *op_neg(tensor *x);
 tensor *op_exp(tensor *x);
@@ -47,7 +47,8 @@ tensor *op_sum_to_shape(tensor *g, const tensor *like);
 tensor *op_sum(tensor *x, int n_axes, const int *axes, bool keepdim);
 tensor *op_mean(tensor *x, int n_axes, const int *axes, bool keepdim);
 tensor *op_max(tensor *x, int n_axes, const int *axes, bool keepdim);
-#define AXES(...) (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)), (const int[]){__VA_ARGS__}
+#define AXES(...)                                                                                  \
+    (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)), (const int[]) { __VA_ARGS__ }
 #define ALL_AXES 0, NULL
 
 // ---- linear algebra ---------------------------------------------------------------------
@@ -75,7 +76,7 @@ tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_op
 
 // ---- shape --------------------------------------------------------------------------------
 tensor *op_reshape(tensor *x, int ndim, const int64_t *shape); // one -1 allowed
-tensor *op_flatten(tensor *x, int start_dim);                 // (N, ...) -> (N, prod)
+tensor *op_flatten(tensor *x, int start_dim);                  // (N, ...) -> (N, prod)
 tensor *op_permute(tensor *x, const int *perm);
 tensor *op_transpose(tensor *x, int dim0, int dim1);
 tensor *op_slice(tensor *x, int dim, int64_t start, int64_t stop, int64_t step);
@@ -88,13 +89,19 @@ int op_split(tensor *x, int dim, int n, const int64_t *sizes, tensor **outs);
 tensor *op_detach(tensor *x);
 
 // ---- layers' ops ------------------------------------------------------------------------
-typedef enum { OP_ACT_NONE, OP_ACT_LEAKY_RELU, OP_ACT_RELU, OP_ACT_TANH, OP_ACT_SIGMOID } op_activation;
+typedef enum {
+    OP_ACT_NONE,
+    OP_ACT_LEAKY_RELU,
+    OP_ACT_RELU,
+    OP_ACT_TANH,
+    OP_ACT_SIGMOID
+} op_activation;
 typedef struct {
-    bool training;        // batch statistics (and update the running ones) or running ones
-    double momentum;      // running = momentum * running + (1 - momentum) * batch (Keras)
+    bool training;   // batch statistics (and update the running ones) or running ones
+    double momentum; // running = momentum * running + (1 - momentum) * batch (Keras)
     double eps;
-    op_activation act;    // fused after the affine transform
-    double slope;         // for OP_ACT_LEAKY_RELU
+    op_activation act; // fused after the affine transform
+    double slope;      // for OP_ACT_LEAKY_RELU
 } op_bn_opts;
 // x: (N, C) or (N, C, H, W); gamma, beta, running_mean, running_var: (C). The running
 // statistics are updated in place in training mode (variance unbiased, as PyTorch).
@@ -104,10 +111,10 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
 tensor *op_dropout(tensor *x, double p, bool training, rng *r);
 // Random tensors drawn on their device by the elementwise kernels (Philox, tensor/rng.h):
 // the same numbers as tensor_rand_* on the host for the same stream, which advances by numel.
-tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo, double hi,
-                        device_type dev);
-tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean, double std,
-                       device_type dev);
+tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
+                        double hi, device_type dev);
+tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
+                       double std, device_type dev);
 tensor *op_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double prob,
                           device_type dev);
 // Applies an activation (the fused one's unfused form).

@@ -166,7 +166,8 @@ tensor *op_concat(int n, tensor *const *xs, int dim) {
     shape[dim] = 0;
     for (int k = 0; k < n; k++) {
         const tensor *x = xs[k];
-        bool ok = x->ndim == x0->ndim && x->dtype == x0->dtype && tensor_device(x) == tensor_device(x0);
+        bool ok =
+            x->ndim == x0->ndim && x->dtype == x0->dtype && tensor_device(x) == tensor_device(x0);
         for (int d = 0; ok && d < x->ndim; d++)
             if (d != dim && x->shape[d] != x0->shape[d]) ok = false;
         if (!ok) {

@@ -12,8 +12,8 @@ void rng_init(rng *r, uint64_t seed) {
 
 // Philox4x32's ten rounds on the counter c under the key (k0, k1), in place: written once for
 // the single block and for rng_blocks' vector lanes (inlined there, so the loop vectorises).
-static inline __attribute__((always_inline)) void philox_rounds(uint32_t *c0, uint32_t *c1, uint32_t *c2,
-                                                                uint32_t *c3, uint32_t k0, uint32_t k1) {
+static inline __attribute__((always_inline)) void
+philox_rounds(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_t *c3, uint32_t k0, uint32_t k1) {
 #pragma GCC unroll 10
     for (int round = 0; round < 10; round++) {
         uint64_t p0 = (uint64_t)0xD2511F53u * *c0, p1 = (uint64_t)0xCD9E8D57u * *c2;
@@ -43,8 +43,8 @@ void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]) {
     philox4x32_10(ctr, key, out);
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-void rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MAX]) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void
+rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MAX]) {
     const uint32_t key0 = (uint32_t)r->seed, key1 = (uint32_t)(r->seed >> 32);
     int m = n < RNG_BLOCKS_MAX ? n : RNG_BLOCKS_MAX; // a plain trip count: the loop vectorises
 #pragma omp simd

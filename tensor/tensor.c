@@ -47,7 +47,8 @@ static void *grow_or_abort(void *p, size_t bytes, const char *what) {
 void tensor_scope_begin(void) {
     if (n_scopes == cap_scopes) {
         cap_scopes = cap_scopes ? 2 * cap_scopes : 8;
-        scopes = grow_or_abort(scopes, (size_t)cap_scopes * sizeof *scopes, "the tensor scope stack");
+        scopes =
+            grow_or_abort(scopes, (size_t)cap_scopes * sizeof *scopes, "the tensor scope stack");
     }
     scopes[n_scopes++] = (scope){0};
 }
@@ -159,7 +160,8 @@ bool tensor_same_shape(const tensor *a, const tensor *b) {
 const char *tensor_shape_str(const tensor *t, char *buf, size_t n) {
     size_t used = (size_t)snprintf(buf, n, "(");
     for (int d = 0; d < t->ndim && used < n; d++)
-        used += (size_t)snprintf(buf + used, n - used, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+        used +=
+            (size_t)snprintf(buf + used, n - used, d ? ", %lld" : "%lld", (long long)t->shape[d]);
     if (used < n) snprintf(buf + used, n - used, ")");
     return buf;
 }
@@ -194,7 +196,8 @@ int tensor_infer_shape(const char *who, int64_t numel, int ndim, int64_t *shape)
                 return -1;
             }
             infer = d;
-        } else known *= shape[d];
+        } else
+            known *= shape[d];
     }
     if (infer >= 0) {
         if (known == 0 || numel % known) {
@@ -225,8 +228,10 @@ static tensor *new_header(tensor_storage *st, tensor_dtype dt, int ndim, const i
     t->dtype = dt;
     t->ndim = ndim;
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    if (strides && ndim) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
-    else tensor_contiguous_strides(ndim, shape, t->strides);
+    if (strides && ndim)
+        memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    else
+        tensor_contiguous_strides(ndim, shape, t->strides);
     t->offset = offset;
     t->storage = st;
     st->refcount++;
@@ -288,8 +293,8 @@ tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const 
     return t;
 }
 
-tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape,
-                            const double *values, device_type dev) {
+tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape, const double *values,
+                            device_type dev) {
     if (dt == TENSOR_F64) return tensor_from_host(dt, ndim, shape, values, dev);
     if (check_shape("tensor_from_doubles", ndim, shape)) return NULL;
     int64_t n = 1;
@@ -370,10 +375,12 @@ int tensor_to_host(const tensor *t, void *dst) {
     tensor_scope_begin();
     const tensor *src = t;
     if (!tensor_is_contiguous(t)) src = tensor_clone(t);
-    int rc = src ? tensor_backend(src)->copy_to_host(
-                       dst, (const char *)src->storage->data + src->offset * tensor_dtype_size(src->dtype),
-                       nbytes)
-                 : -1;
+    int rc =
+        src ? tensor_backend(src)->copy_to_host(dst,
+                                                (const char *)src->storage->data +
+                                                    src->offset * tensor_dtype_size(src->dtype),
+                                                nbytes)
+            : -1;
     tensor_scope_end();
     return rc;
 }
@@ -488,7 +495,8 @@ tensor *tensor_view_slice(const tensor *t, int dim, int64_t start, int64_t stop,
     if (dim < 0 || dim >= t->ndim || step <= 0 || start < 0 || stop > t->shape[dim] ||
         start > stop) {
         err_set("slice: [%lld:%lld:%lld] on dimension %d of a %d-d tensor of extent %lld is out of "
-                "range", (long long)start, (long long)stop, (long long)step, dim, t->ndim,
+                "range",
+                (long long)start, (long long)stop, (long long)step, dim, t->ndim,
                 dim >= 0 && dim < t->ndim ? (long long)t->shape[dim] : 0LL);
         return NULL;
     }
@@ -510,8 +518,10 @@ tensor *tensor_view_expand(const tensor *t, int ndim, const int64_t *shape) {
     int lead = ndim - t->ndim;
     for (int d = 0; d < ndim; d++) {
         int64_t ext = d < lead ? 1 : t->shape[d - lead];
-        if (ext == shape[d]) strides[d] = d < lead ? 0 : t->strides[d - lead];
-        else if (ext == 1) strides[d] = 0;
+        if (ext == shape[d])
+            strides[d] = d < lead ? 0 : t->strides[d - lead];
+        else if (ext == 1)
+            strides[d] = 0;
         else {
             char a[96];
             err_set("expand: dimension %d of extent %lld cannot broadcast to %lld (shape %s)", d,

@@ -22,8 +22,8 @@ typedef struct tensor_storage {
     int refcount;
     const struct backend *backend; // who allocated `data` and computes on it
     size_t nbytes;
-    void *data;                    // host or device pointer
-    bool borrowed;                 // data not ours to free (a view into another allocation)
+    void *data;    // host or device pointer
+    bool borrowed; // data not ours to free (a view into another allocation)
 } tensor_storage;
 
 typedef struct tensor {
@@ -35,13 +35,13 @@ typedef struct tensor {
     int64_t offset;                   // in elements
     tensor_storage *storage;
     bool requires_grad;
-    struct tensor *grad;              // accumulated gradient (leaves) or NULL
-    struct ag_node *node;             // the op that produced it; NULL for leaves
+    struct tensor *grad;  // accumulated gradient (leaves) or NULL
+    struct ag_node *node; // the op that produced it; NULL for leaves
 } tensor;
 
 // SHAPE(2, 3) expands to the (ndim, shape) pair the constructors take.
-#define SHAPE(...) \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+#define SHAPE(...)                                                                                 \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
 
 size_t tensor_dtype_size(tensor_dtype dt);
 const char *tensor_dtype_name(tensor_dtype dt);
@@ -59,8 +59,8 @@ tensor *tensor_scalar(tensor_dtype dt, double value, device_type dev);
 tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const void *data,
                          device_type dev);
 // Values given as doubles, converted to `dt`.
-tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape,
-                            const double *values, device_type dev);
+tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape, const double *values,
+                            device_type dev);
 // A tensor over existing storage (shares it).
 tensor *tensor_over_storage(tensor_storage *st, tensor_dtype dt, int ndim, const int64_t *shape,
                             int64_t offset);
@@ -72,10 +72,10 @@ int tensor_to_host(const tensor *t, void *dst);
 int tensor_to_doubles(const tensor *t, double *dst);
 double tensor_item(const tensor *t); // a one-element tensor's value (NaN on error)
 tensor *tensor_to_device(const tensor *t, device_type dev); // a copy (no gradient)
-tensor *tensor_clone(const tensor *t);                       // contiguous copy, same device
+tensor *tensor_clone(const tensor *t);                      // contiguous copy, same device
 tensor *tensor_contiguous(const tensor *t); // t itself as a new view if contiguous, else a copy
-tensor *tensor_cast(const tensor *t, tensor_dtype dt);       // contiguous copy in dtype
-int tensor_copy_(tensor *dst, const tensor *src);            // dst[...] = src, same shape
+tensor *tensor_cast(const tensor *t, tensor_dtype dt); // contiguous copy in dtype
+int tensor_copy_(tensor *dst, const tensor *src);      // dst[...] = src, same shape
 int tensor_fill_(tensor *t, double value);
 
 // --- shape queries ---
@@ -89,7 +89,8 @@ void tensor_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
 // --- raw views (no autograd; ops/ has the differentiable versions) ---
 tensor *tensor_view(const tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
                     int64_t offset);
-tensor *tensor_view_reshape(const tensor *t, int ndim, const int64_t *shape); // NULL if not viewable
+tensor *tensor_view_reshape(const tensor *t, int ndim,
+                            const int64_t *shape); // NULL if not viewable
 tensor *tensor_view_permute(const tensor *t, const int *perm);
 tensor *tensor_view_slice(const tensor *t, int dim, int64_t start, int64_t stop, int64_t step);
 tensor *tensor_view_expand(const tensor *t, int ndim, const int64_t *shape);

@@ -8,8 +8,11 @@
 #include "../tensor/error.h"
 
 // ---- the functions under test ---------------------------------------------------------------
-#define UNARY(NAME, CALL) \
-    static tensor *f_##NAME(tensor **in, const void *arg) { (void)arg; return CALL; }
+#define UNARY(NAME, CALL)                                                                          \
+    static tensor *f_##NAME(tensor **in, const void *arg) {                                        \
+        (void)arg;                                                                                 \
+        return CALL;                                                                               \
+    }
 UNARY(neg, op_neg(in[0]))
 UNARY(exp, op_exp(in[0]))
 UNARY(log, op_log(in[0]))
@@ -102,7 +105,9 @@ static gradcheck_case *add_case(const char *name, tensor *(*fn)(tensor **, const
     return c;
 }
 
-#define CASE(name, fn, ...) add_case(name, fn, (int)(sizeof((gc_input[]){__VA_ARGS__}) / sizeof(gc_input)), (gc_input[]){__VA_ARGS__})
+#define CASE(name, fn, ...)                                                                        \
+    add_case(name, fn, (int)(sizeof((gc_input[]){__VA_ARGS__}) / sizeof(gc_input)),                \
+             (gc_input[]){__VA_ARGS__})
 
 static gc_input transposed(gc_input g) {
     g.transposed = true;
@@ -140,7 +145,8 @@ static void build_table(void) {
     CASE("lt (x * (a < b))", f_lt, IN(INPUT_UNIFORM, 3, 4), IN(INPUT_UNIFORM, 3, 4));
     CASE("where", f_where, IN(INPUT_UNIFORM, 3, 4), IN(INPUT_UNIFORM, 3, 4),
          nograd(IN(INPUT_BINARY, 3, 4)));
-    CASE("fused chain tanh(lrelu(a+b)*a)", f_fused_chain, IN(INPUT_UNIFORM, 3, 4), IN(INPUT_UNIFORM, 4));
+    CASE("fused chain tanh(lrelu(a+b)*a)", f_fused_chain, IN(INPUT_UNIFORM, 3, 4),
+         IN(INPUT_UNIFORM, 4));
     CASE("sum all", f_sum_all, transposed(IN(INPUT_UNIFORM, 3, 4)));
     CASE("sum axes (0,2) keepdim", f_sum_axes, IN(INPUT_UNIFORM, 2, 3, 4));
     CASE("mean axis 1", f_mean_axis, IN(INPUT_UNIFORM, 2, 3, 4));
@@ -149,8 +155,10 @@ static void build_table(void) {
     CASE("matmul (5,4)@(4,3)", f_matmul, IN(INPUT_UNIFORM, 5, 4), IN(INPUT_UNIFORM, 4, 3));
     CASE("matmul transposed views", f_matmul, transposed(IN(INPUT_UNIFORM, 5, 4)),
          transposed(IN(INPUT_UNIFORM, 4, 3)));
-    CASE("matmul batched (2,3,4)@(2,4,5)", f_matmul, IN(INPUT_UNIFORM, 2, 3, 4), IN(INPUT_UNIFORM, 2, 4, 5));
-    CASE("matmul batched (2,3,4)@(4,5)", f_matmul, IN(INPUT_UNIFORM, 2, 3, 4), IN(INPUT_UNIFORM, 4, 5));
+    CASE("matmul batched (2,3,4)@(2,4,5)", f_matmul, IN(INPUT_UNIFORM, 2, 3, 4),
+         IN(INPUT_UNIFORM, 2, 4, 5));
+    CASE("matmul batched (2,3,4)@(4,5)", f_matmul, IN(INPUT_UNIFORM, 2, 3, 4),
+         IN(INPUT_UNIFORM, 4, 5));
     CASE("reshape", f_reshape, transposed(IN(INPUT_UNIFORM, 2, 3, 4)));
     CASE("flatten", f_flatten, IN(INPUT_UNIFORM, 2, 3, 2, 2));
     CASE("permute", f_permute, IN(INPUT_UNIFORM, 2, 3, 4));
@@ -164,8 +172,10 @@ static void build_table(void) {
     CASE("dropout p=0.3", f_dropout, IN(INPUT_UNIFORM, 4, 6));
     CASE("bce", f_bce, IN(INPUT_PROBABILITY, 4, 3), nograd(IN(INPUT_BINARY, 4, 3)));
     CASE("bce soft targets", f_bce, IN(INPUT_PROBABILITY, 6), IN(INPUT_PROBABILITY, 6));
-    CASE("bce with logits (x4: saturating)", f_bce_logits, IN(INPUT_UNIFORM, 4, 3), nograd(IN(INPUT_BINARY, 4, 3)));
-    CASE("bce with logits, soft targets", f_bce_logits, IN(INPUT_UNIFORM, 6), IN(INPUT_PROBABILITY, 6));
+    CASE("bce with logits (x4: saturating)", f_bce_logits, IN(INPUT_UNIFORM, 4, 3),
+         nograd(IN(INPUT_BINARY, 4, 3)));
+    CASE("bce with logits, soft targets", f_bce_logits, IN(INPUT_UNIFORM, 6),
+         IN(INPUT_PROBABILITY, 6));
     CASE("mse", f_mse, IN(INPUT_UNIFORM, 3, 4), IN(INPUT_UNIFORM, 3, 4));
 
     // batch norm: train (4-D, 2-D, fused LeakyReLU) and inference
@@ -201,7 +211,8 @@ static void build_table(void) {
                                     IN(INPUT_UNIFORM, 4, 3, k, k), IN(INPUT_UNIFORM, 4))
                              : CASE(name, f_conv2d, IN(INPUT_UNIFORM, 2, 3, hw, hw - 1),
                                     IN(INPUT_UNIFORM, 4, 3, k, k));
-                    c->arg.conv = same ? op_conv_same(hw, hw - 1, k, k, stride) : op_conv_valid(stride);
+                    c->arg.conv =
+                        same ? op_conv_same(hw, hw - 1, k, k, stride) : op_conv_valid(stride);
 
                     int64_t th = (k + stride + bias) % 2 ? 3 : 4;
                     snprintf(name, sizeof name, "conv_transpose2d k%d s%d %s %s %lldx%lld", k,
@@ -216,12 +227,18 @@ static void build_table(void) {
                 }
     c = CASE("conv2d asymmetric pad (0,2,1,0) s2", f_conv2d, IN(INPUT_UNIFORM, 1, 2, 5, 6),
              IN(INPUT_UNIFORM, 3, 2, 3, 3));
-    c->arg.conv = (op_conv_opts){.stride_h = 2, .stride_w = 2, .pad_top = 0, .pad_bottom = 2,
-                                 .pad_left = 1, .pad_right = 0};
+    c->arg.conv = (op_conv_opts){
+        .stride_h = 2, .stride_w = 2, .pad_top = 0, .pad_bottom = 2, .pad_left = 1, .pad_right = 0};
     c = CASE("conv_transpose2d output_padding 1", f_conv_transpose2d, IN(INPUT_UNIFORM, 2, 2, 3, 3),
              IN(INPUT_UNIFORM, 2, 3, 3, 3));
-    c->arg.conv = (op_conv_opts){.stride_h = 2, .stride_w = 2, .pad_top = 1, .pad_bottom = 1,
-                                 .pad_left = 1, .pad_right = 1, .output_pad_h = 1, .output_pad_w = 1};
+    c->arg.conv = (op_conv_opts){.stride_h = 2,
+                                 .stride_w = 2,
+                                 .pad_top = 1,
+                                 .pad_bottom = 1,
+                                 .pad_left = 1,
+                                 .pad_right = 1,
+                                 .output_pad_h = 1,
+                                 .output_pad_w = 1};
     c = CASE("conv2d non-contiguous input", f_conv2d, transposed(IN(INPUT_UNIFORM, 1, 2, 4, 5)),
              IN(INPUT_UNIFORM, 2, 2, 3, 3));
     c->arg.conv = op_conv_same(4, 5, 3, 3, 1);
@@ -238,7 +255,8 @@ static tensor *make_input(const gc_input *g, rng *r, device_type dev) {
     double lo = -1, hi = 1;
     if (g->kind == INPUT_POSITIVE) lo = 0.5, hi = 2.0;
     if (g->kind == INPUT_PROBABILITY) lo = 0.05, hi = 0.95;
-    if (g->kind == INPUT_BINARY) return tensor_rand_bernoulli(r, TENSOR_F64, g->ndim, g->shape, 0.5, dev);
+    if (g->kind == INPUT_BINARY)
+        return tensor_rand_bernoulli(r, TENSOR_F64, g->ndim, g->shape, 0.5, dev);
     return tensor_rand_uniform(r, TENSOR_F64, g->ndim, g->shape, lo, hi, dev);
 }
 

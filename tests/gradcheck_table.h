@@ -29,14 +29,14 @@ typedef struct {
 } gradcheck_case;
 
 typedef struct {
-    double worst_abs;  // max |analytic - numeric|
+    double worst_abs;    // max |analytic - numeric|
     double worst_excess; // max of |a-n| - (atol + rtol*|n|): <= 0 passes
-    int64_t checked;   // elements compared
+    int64_t checked;     // elements compared
     bool passed;
     char message[256]; // why it failed, if it did
 } gradcheck_result;
 
-#define GRADCHECK_EPS 1e-6
+#define GRADCHECK_EPS  1e-6
 #define GRADCHECK_ATOL 1e-5
 #define GRADCHECK_RTOL 1e-3
 

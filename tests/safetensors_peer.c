@@ -16,7 +16,8 @@ int main(int argc, char **argv) {
         double a[6] = {0, 1.5, -2, 3.25, 1e-3, -7};
         tensor_scope_begin(); // the scope owns the tensors; the list holds its own references
         nn_tensor_list l = {0};
-        nn_list_add(&l, "layer.weight", tensor_from_doubles(TENSOR_F32, SHAPE(2, 3), a, DEVICE_CPU));
+        nn_list_add(&l, "layer.weight",
+                    tensor_from_doubles(TENSOR_F32, SHAPE(2, 3), a, DEVICE_CPU));
         nn_list_add(&l, "layer.bias", tensor_from_doubles(TENSOR_F64, SHAPE(3), a, DEVICE_CPU));
         st_meta meta[1] = {{"step", "42"}};
         if (st_save(argv[2], &l, 1, meta)) {

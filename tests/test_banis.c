@@ -132,7 +132,10 @@ START_TEST(test_stage_losses_match_independent_computation) {
     // running statistics it updates do not affect training-mode outputs.
     bool prev = ag_set_grad_enabled(false);
     double want = mse_host(nn_forward(m->gen[0], nn_forward(m->enc[0], b)), a);
-    double want_c = mse_host(nn_forward(m->gen[1], nn_forward(m->enc[1], nn_forward(m->gen[0], nn_forward(m->enc[0], b)))), b);
+    double want_c =
+        mse_host(nn_forward(m->gen[1],
+                            nn_forward(m->enc[1], nn_forward(m->gen[0], nn_forward(m->enc[0], b)))),
+                 b);
     ag_set_grad_enabled(prev);
     double got;
     ck_assert_int_eq(banis_successor_step(m, DOMAIN_A, b, a, &got), 0);
@@ -161,7 +164,8 @@ START_TEST(test_stage_losses_match_independent_computation) {
     ag_set_grad_enabled(prev);
     double p[12], bce = 0;
     tensor_to_doubles(pred, p);
-    for (int i = 0; i < 12; i++) { // D gives logits: -log sigmoid(x) for real, -log(1 - sigmoid(x)) for fake
+    for (int i = 0; i < 12;
+         i++) { // D gives logits: -log sigmoid(x) for real, -log(1 - sigmoid(x)) for fake
         double x = p[i];
         bce += i < 6 ? log1p(exp(-x)) : log1p(exp(x));
     }
@@ -188,7 +192,8 @@ START_TEST(test_gmi_counts_blank_reconstructions_as_unmatched) {
     banis_dataset *d = banis_synthetic(&sc, 10, 4);
     int idx[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
     banis_eval e;
-    ck_assert_int_eq(banis_evaluate_translator(draw_nothing, NULL, TENSOR_F32, DEVICE_CPU, d, idx, 10, &e), 0);
+    ck_assert_int_eq(
+        banis_evaluate_translator(draw_nothing, NULL, TENSOR_F32, DEVICE_CPU, d, idx, 10, &e), 0);
     ck_assert_int_eq(e.pairs, 10);
     ck_assert_int_eq(e.empty_pairs, 10);
     for (int t = 0; t < GMI_THRESHOLDS; t++) ck_assert_double_eq(e.gmi[t], 0);
@@ -213,7 +218,8 @@ START_TEST(test_generator_last_layer_is_glorot_uniform) {
     nn_collect(g, "", true, false, &ps);
     const tensor *last = NULL;
     int convt_biases = 0, convts = 0;
-    for (int i = 0; i < ps.n; i++) { // names are "<layer index>.<param>"; a 4-D weight is a transposed convolution's
+    for (int i = 0; i < ps.n;
+         i++) { // names are "<layer index>.<param>"; a 4-D weight is a transposed convolution's
         if (ps.items[i].t->ndim != 4) continue;
         last = ps.items[i].t;
         convts++;
@@ -236,7 +242,8 @@ START_TEST(test_generator_last_layer_is_glorot_uniform) {
         sq += w[i] * w[i];
     }
     double var = sq / (double)n - (sum / (double)n) * (sum / (double)n);
-    ck_assert_msg(fabs(var / (limit * limit / 3) - 1) < 0.2, "variance %g, glorot_uniform's %g", var, limit * limit / 3);
+    ck_assert_msg(fabs(var / (limit * limit / 3) - 1) < 0.2, "variance %g, glorot_uniform's %g",
+                  var, limit * limit / 3);
     free(w);
     nn_list_free(&ps);
     nn_free(g);
@@ -368,13 +375,15 @@ START_TEST(test_diversity_and_saturation_of_generated_images) {
     double sat_real = 0;
     for (int i = 0; i < 20; i++) {
         idx[i] = i;
-        sat_real += banis_saturated_percent(d->a + (size_t)i * P, P) + banis_saturated_percent(d->b + (size_t)i * P, P);
+        sat_real += banis_saturated_percent(d->a + (size_t)i * P, P) +
+                    banis_saturated_percent(d->b + (size_t)i * P, P);
     }
     banis_eval e;
     ck_assert_int_eq(banis_evaluate(m, d, idx, 20, &e), 0);
     ck_assert(isfinite(e.diversity) && e.diversity > 0); // random weights: z changes the image
     ck_assert_double_eq_tol(e.saturated_real, sat_real / 40, 1e-9);
-    ck_assert_double_lt(e.saturated_gen, e.saturated_real + BANIS_SATURATED_EXCESS); // glorot: not saturated
+    ck_assert_double_lt(e.saturated_gen,
+                        e.saturated_real + BANIS_SATURATED_EXCESS); // glorot: not saturated
     char text[8192];
     gmi_text(&e, "healthy", text, sizeof text);
     ck_assert_ptr_null(strstr(text, "saturated:"));
@@ -437,14 +446,16 @@ START_TEST(test_generator_statistics_per_input_kind) {
     ck_assert_str_eq(lin->type, "Linear");
     ck_assert_int_eq(bn->n_buffers, 4);
     int64_t latent = lin->params[0].t->shape[0], width = lin->params[0].t->shape[1];
-    double *W = malloc(sizeof(double) * (size_t)(latent * width)), *z = malloc(sizeof(double) * 6 * (size_t)latent);
+    double *W = malloc(sizeof(double) * (size_t)(latent * width)),
+           *z = malloc(sizeof(double) * 6 * (size_t)latent);
     values_of(lin->params[0].t, W);
     rng noise = m->noise_rng;
     values_of(banis_sample_z(m, 6), z); // the Pioneer A's z: its first draw
     m->noise_rng = noise;
     banis_losses l;
     ck_assert_int_eq(banis_train_step(m, m->sched.warmup_steps, a, b, &l), 0); // a full step
-    double *rm0 = malloc(sizeof(double) * (size_t)width), *rm1 = malloc(sizeof(double) * (size_t)width);
+    double *rm0 = malloc(sizeof(double) * (size_t)width),
+           *rm1 = malloc(sizeof(double) * (size_t)width);
     values_of(bn->buffers[0].t, rm0);
     values_of(bn->buffers[2].t, rm1);
     double diff = 0;
@@ -521,7 +532,9 @@ START_TEST(test_baselines_train_what_they_should) {
     }
     ck_assert_int_eq(baseline_step(cg, a, b, l), 0);
     for (int i = 0; i < 4; i++) {
-        ck_assert_msg(memcmp(snap[i], nets[i]->flat_params->data, nets[i]->flat_params->nbytes) != 0, "network %d unchanged", i);
+        ck_assert_msg(memcmp(snap[i], nets[i]->flat_params->data, nets[i]->flat_params->nbytes) !=
+                          0,
+                      "network %d unchanged", i);
         free(snap[i]);
     }
     ck_assert(isfinite(l[0]) && isfinite(l[1]) && isfinite(l[2]) && l[3] > 0);

@@ -80,8 +80,15 @@ START_TEST(test_cvt_tf32_matches_reference) {
         if (!isfinite(x[i])) x[i] = (float)i;
     }
     // ties exactly halfway (the 13 dropped bits 1000000000000), both signs, and extremes
-    float special[] = {1.0f + 0x1p-11f, -(1.0f + 0x1p-11f), 1.0f + 3 * 0x1p-11f, 0x1.fffffep127f, 0x1p-149f, 0x1p-137f,
-                       0x1.8p-136f, 0.0f, -0.0f};
+    float special[] = {1.0f + 0x1p-11f,
+                       -(1.0f + 0x1p-11f),
+                       1.0f + 3 * 0x1p-11f,
+                       0x1.fffffep127f,
+                       0x1p-149f,
+                       0x1p-137f,
+                       0x1.8p-136f,
+                       0.0f,
+                       -0.0f};
     memcpy(x, special, sizeof special);
     float *dx = dev_alloc(sizeof x);
     unsigned *dy = dev_alloc(sizeof y);
@@ -95,8 +102,11 @@ START_TEST(test_cvt_tf32_matches_reference) {
     for (int i = 0; i < N; i++) {
         float got, want = tf32_reference(x[i]);
         memcpy(&got, &y[i], 4);
-        if (isinf(want)) ck_assert(isinf(got) && (got > 0) == (want > 0));
-        else ck_assert_msg(got == want, "x %a: got %a, want %a", (double)x[i], (double)got, (double)want);
+        if (isinf(want))
+            ck_assert(isinf(got) && (got > 0) == (want > 0));
+        else
+            ck_assert_msg(got == want, "x %a: got %a, want %a", (double)x[i], (double)got,
+                          (double)want);
     }
     D->free(dx);
     D->free(dy);
@@ -108,13 +118,17 @@ static const char mma_src[] =
     "#include \"primitives_under_test.h\"\n"
     "// one warp: lane l loads its fragments from A (16x8), B (8x8), C (16x8), row-major, as the\n"
     "// PTX ISA's tables place them, and stores D the same way\n"
-    "extern \"C\" __global__ void mma(const float *A, const float *B, const float *C, float *Dm) {\n"
+    "extern \"C\" __global__ void mma(const float *A, const float *B, const float *C, float *Dm) "
+    "{\n"
     "  int l = threadIdx.x, g = l / 4, t = l % 4;\n"
-    "  unsigned a[4] = {to_tf32(A[g * 8 + t]), to_tf32(A[(g + 8) * 8 + t]), to_tf32(A[g * 8 + t + 4]), to_tf32(A[(g + 8) * 8 + t + 4])};\n"
+    "  unsigned a[4] = {to_tf32(A[g * 8 + t]), to_tf32(A[(g + 8) * 8 + t]), to_tf32(A[g * 8 + t + "
+    "4]), to_tf32(A[(g + 8) * 8 + t + 4])};\n"
     "  unsigned b[2] = {to_tf32(B[t * 8 + g]), to_tf32(B[(t + 4) * 8 + g])};\n"
-    "  float d[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};\n"
+    "  float d[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 "
+    "+ 2 * t + 1]};\n"
     "  mma_tf32(d, a, b);\n"
-    "  Dm[g * 8 + 2 * t] = d[0]; Dm[g * 8 + 2 * t + 1] = d[1]; Dm[(g + 8) * 8 + 2 * t] = d[2]; Dm[(g + 8) * 8 + 2 * t + 1] = d[3];\n"
+    "  Dm[g * 8 + 2 * t] = d[0]; Dm[g * 8 + 2 * t + 1] = d[1]; Dm[(g + 8) * 8 + 2 * t] = d[2]; "
+    "Dm[(g + 8) * 8 + 2 * t + 1] = d[3];\n"
     "}\n";
 
 START_TEST(test_mma_m16n8k8_matches_reference) {
@@ -126,7 +140,8 @@ START_TEST(test_mma_m16n8k8_matches_reference) {
         C[i] = (float)((double)((s >> 3) & 0xffff) / 65536.0 - 0.5);
         if (i < 64) B[i] = (float)((double)((s >> 20) & 0xffffff) / 16777216.0 * 2 - 1);
     }
-    float *dA = dev_alloc(sizeof A), *dB = dev_alloc(sizeof B), *dC = dev_alloc(sizeof C), *dD = dev_alloc(sizeof out);
+    float *dA = dev_alloc(sizeof A), *dB = dev_alloc(sizeof B), *dC = dev_alloc(sizeof C),
+          *dD = dev_alloc(sizeof out);
     D->copy_h2d(dA, A, sizeof A);
     D->copy_h2d(dB, B, sizeof B);
     D->copy_h2d(dC, C, sizeof C);
@@ -138,24 +153,27 @@ START_TEST(test_mma_m16n8k8_matches_reference) {
     for (int r = 0; r < 16; r++)
         for (int c = 0; c < 8; c++) {
             double want = C[r * 8 + c];
-            for (int k = 0; k < 8; k++) want += (double)tf32_reference(A[r * 8 + k]) * tf32_reference(B[k * 8 + c]);
-            ck_assert_msg(fabs(out[r * 8 + c] - want) <= 1e-5 * (1 + fabs(want)), "D[%d][%d] = %g, want %g", r, c,
-                          (double)out[r * 8 + c], want);
+            for (int k = 0; k < 8; k++)
+                want += (double)tf32_reference(A[r * 8 + k]) * tf32_reference(B[k * 8 + c]);
+            ck_assert_msg(fabs(out[r * 8 + c] - want) <= 1e-5 * (1 + fabs(want)),
+                          "D[%d][%d] = %g, want %g", r, c, (double)out[r * 8 + c], want);
         }
 }
 END_TEST
 
 // ---- faults ------------------------------------------------------------------------------------
-static void expect_fault(const char *src, const char *name, unsigned grid, unsigned block, void **args,
-                         const char *needle) {
+static void expect_fault(const char *src, const char *name, unsigned grid, unsigned block,
+                         void **args, const char *needle) {
     int rc = run(src, name, grid, block, args);
     ck_assert_msg(rc != 0, "kernel %s ran without a fault", name);
-    ck_assert_msg(strstr(err_message(), needle), "kernel %s: message '%s' lacks '%s'", name, err_message(), needle);
+    ck_assert_msg(strstr(err_message(), needle), "kernel %s: message '%s' lacks '%s'", name,
+                  err_message(), needle);
 }
 
 START_TEST(test_write_past_the_end_is_caught) {
     static const char src[] = "extern \"C\" __global__ void oob(float *y, int n) {\n"
-                              "  int i = blockIdx.x * blockDim.x + threadIdx.x; if (i <= n) y[i] = 1; }\n"; // <= : one too far
+                              "  int i = blockIdx.x * blockDim.x + threadIdx.x; if (i <= n) y[i] = "
+                              "1; }\n"; // <= : one too far
     int n = 1000;
     float *y = dev_alloc(sizeof(float) * (size_t)n);
     void *args[] = {&y, &n};
@@ -165,8 +183,9 @@ START_TEST(test_write_past_the_end_is_caught) {
 END_TEST
 
 START_TEST(test_barrier_faults_are_caught) {
-    static const char partial[] = "extern \"C\" __global__ void partial(float *y) {\n"
-                                  "  if (threadIdx.x < 16) return; __syncthreads(); y[threadIdx.x] = 1; }\n";
+    static const char partial[] =
+        "extern \"C\" __global__ void partial(float *y) {\n"
+        "  if (threadIdx.x < 16) return; __syncthreads(); y[threadIdx.x] = 1; }\n";
     static const char places[] = "extern \"C\" __global__ void places(float *y) {\n"
                                  "  if (threadIdx.x % 2) { __syncthreads(); }\n"
                                  "  else { __syncthreads(); }\n"
@@ -179,11 +198,12 @@ START_TEST(test_barrier_faults_are_caught) {
 END_TEST
 
 START_TEST(test_warp_collective_with_missing_lanes_is_caught) {
-    static const char src[] = "#include \"primitives_under_test.h\"\n"
-                              "extern \"C\" __global__ void lanes(float *y) {\n"
-                              "  if (threadIdx.x == 5) return;\n"
-                              "  unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0}; float d[4] = {0, 0, 0, 0};\n"
-                              "  mma_tf32(d, a, b); y[threadIdx.x] = d[0]; }\n";
+    static const char src[] =
+        "#include \"primitives_under_test.h\"\n"
+        "extern \"C\" __global__ void lanes(float *y) {\n"
+        "  if (threadIdx.x == 5) return;\n"
+        "  unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0}; float d[4] = {0, 0, 0, 0};\n"
+        "  mma_tf32(d, a, b); y[threadIdx.x] = d[0]; }\n";
     float *y = dev_alloc(4096);
     void *args[] = {&y};
     char *s = with_primitives(src);
@@ -198,8 +218,8 @@ START_TEST(test_launch_limits_are_refused) {
     void *args[] = {&y}, *mod, *k;
     ck_assert_int_eq(D->load(src, "nop", &mod), 0);
     ck_assert_int_eq(D->kernel(mod, "nop", &k), 0);
-    unsigned ok_g[3] = {1, 1, 1}, ok_b[3] = {1024, 1, 1}, big_b[3] = {1025, 1, 1}, big_g[3] = {1, 65536, 1},
-             zero[3] = {0, 1, 1};
+    unsigned ok_g[3] = {1, 1, 1}, ok_b[3] = {1024, 1, 1}, big_b[3] = {1025, 1, 1},
+             big_g[3] = {1, 65536, 1}, zero[3] = {0, 1, 1};
     ck_assert_int_eq(D->launch(k, "nop", ok_g, ok_b, args), 0);
     ck_assert_int_ne(D->launch(k, "nop", ok_g, big_b, args), 0);
     ck_assert(strstr(err_message(), "more than 1024 threads"));
@@ -211,7 +231,8 @@ START_TEST(test_launch_limits_are_refused) {
 END_TEST
 
 START_TEST(test_fresh_memory_reads_as_nan) {
-    static const char src[] = "extern \"C\" __global__ void cp(const float *x, float *y) { y[threadIdx.x] = x[threadIdx.x]; }\n";
+    static const char src[] = "extern \"C\" __global__ void cp(const float *x, float *y) { "
+                              "y[threadIdx.x] = x[threadIdx.x]; }\n";
     float *x = dev_alloc(256), *y = dev_alloc(256), out[64];
     void *args[] = {&x, &y};
     ck_assert_int_eq(run(src, "cp", 1, 64, args), 0);
@@ -238,10 +259,10 @@ END_TEST
 // A race (a missing barrier) shows as a different result when the schedule changes; with the
 // barrier both orders give the right answer.
 START_TEST(test_reordered_schedule_exposes_a_race) {
-    static const char racy[] =
-        "extern \"C\" __global__ void racy(float *y) {\n"
-        "  __shared__ float s[64]; s[threadIdx.x] = threadIdx.x + 1; /* __syncthreads() missing */\n"
-        "  y[threadIdx.x] = s[(threadIdx.x + 1) % 64]; }\n";
+    static const char racy[] = "extern \"C\" __global__ void racy(float *y) {\n"
+                               "  __shared__ float s[64]; s[threadIdx.x] = threadIdx.x + 1; /* "
+                               "__syncthreads() missing */\n"
+                               "  y[threadIdx.x] = s[(threadIdx.x + 1) % 64]; }\n";
     static const char fixed[] =
         "extern \"C\" __global__ void fixed(float *y) {\n"
         "  __shared__ float s[64]; s[threadIdx.x] = threadIdx.x + 1; __syncthreads();\n"
@@ -275,7 +296,8 @@ static double *to_doubles(tensor *t) {
 }
 
 START_TEST(test_degenerate_matmuls_match_cpu) {
-    static const int64_t shapes[][4] = {{0, 3, 4, 1}, {3, 0, 4, 1}, {3, 4, 0, 1}, {1, 1, 1, 70000}, {2, 3, 2, 66000}};
+    static const int64_t shapes[][4] = {
+        {0, 3, 4, 1}, {3, 0, 4, 1}, {3, 4, 0, 1}, {1, 1, 1, 70000}, {2, 3, 2, 66000}};
     rng r;
     rng_init(&r, 5);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
@@ -285,11 +307,13 @@ START_TEST(test_degenerate_matmuls_match_cpu) {
         tensor *b = tensor_rand_uniform(&r, TENSOR_F32, 3, (int64_t[]){B, K, N}, -1, 1, DEVICE_CPU);
         tensor *c0 = op_matmul(a, b);
         tensor *c1 = op_matmul(tensor_to_device(a, DEVICE_CUDA), tensor_to_device(b, DEVICE_CUDA));
-        ck_assert_msg(c0 && c1, "matmul %lldx%lldx%lld batch %lld: %s", (long long)M, (long long)K, (long long)N,
-                      (long long)B, err_message());
+        ck_assert_msg(c0 && c1, "matmul %lldx%lldx%lld batch %lld: %s", (long long)M, (long long)K,
+                      (long long)N, (long long)B, err_message());
         ck_assert(tensor_same_shape(c0, c1));
         double *x = to_doubles(c0), *y = to_doubles(c1);
-        for (int64_t i = 0; i < tensor_numel(c0); i++) ck_assert_msg(fabs(x[i] - y[i]) <= 1e-2 * (1 + fabs(x[i])), "element %lld", (long long)i);
+        for (int64_t i = 0; i < tensor_numel(c0); i++)
+            ck_assert_msg(fabs(x[i] - y[i]) <= 1e-2 * (1 + fabs(x[i])), "element %lld",
+                          (long long)i);
         free(x);
         free(y);
         tensor_scope_end();
@@ -321,7 +345,8 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
         for (int k = 0; k < 2; k++) {
             tensor_scope_begin();
             tensor *a, *b;
-            ck_assert_int_eq(banis_batch(d, idx, 4, TENSOR_F32, k ? DEVICE_CUDA : DEVICE_CPU, &a, &b), 0);
+            ck_assert_int_eq(
+                banis_batch(d, idx, 4, TENSOR_F32, k ? DEVICE_CUDA : DEVICE_CPU, &a, &b), 0);
             ck_assert_msg(banis_train_step(m[k], step, a, b, &l[k]) == 0, "%s", err_message());
             tensor_scope_end();
         }
@@ -331,8 +356,8 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
                 ck_assert(isnan(y[i]));
                 continue;
             }
-            ck_assert_msg(fabs(x[i] - y[i]) <= 2e-3 * (1 + fabs(x[i])), "step %d loss %zu: cpu %.9g cuda %.9g", step, i,
-                          x[i], y[i]);
+            ck_assert_msg(fabs(x[i] - y[i]) <= 2e-3 * (1 + fabs(x[i])),
+                          "step %d loss %zu: cpu %.9g cuda %.9g", step, i, x[i], y[i]);
         }
     }
     backend_cuda_allow_tf32(true);

@@ -23,14 +23,16 @@ static void make_tmpdir(void) {
 
 START_TEST(test_synth_determinism) {
     synth_config c = synth_defaults();
-    static float a1[BANIS_PIXELS], b1[BANIS_PIXELS], a2[BANIS_PIXELS], b2[BANIS_PIXELS], a3[BANIS_PIXELS];
+    static float a1[BANIS_PIXELS], b1[BANIS_PIXELS], a2[BANIS_PIXELS], b2[BANIS_PIXELS],
+        a3[BANIS_PIXELS];
     synth_pair(&c, 7, 3, a1, b1, NULL, NULL, NULL);
     synth_pair(&c, 7, 3, a2, b2, NULL, NULL, NULL);
     ck_assert_int_eq(memcmp(a1, a2, sizeof a1), 0);
     ck_assert_int_eq(memcmp(b1, b2, sizeof b1), 0);
     synth_pair(&c, 7, 4, a3, NULL, NULL, NULL, NULL);
     ck_assert_int_ne(memcmp(a1, a3, sizeof a1), 0);
-    for (int i = 0; i < BANIS_PIXELS; i++) ck_assert(a1[i] >= -1 && a1[i] <= 1 && b1[i] >= -1 && b1[i] <= 1);
+    for (int i = 0; i < BANIS_PIXELS; i++)
+        ck_assert(a1[i] >= -1 && a1[i] <= 1 && b1[i] >= -1 && b1[i] <= 1);
     // the whole-set generator agrees with the per-pair one (threads do not change numbers)
     banis_dataset *d = banis_synthetic(&c, 6, 7);
     ck_assert_int_eq(memcmp(d->a + 3 * BANIS_PIXELS, a1, sizeof a1), 0);
@@ -45,7 +47,8 @@ START_TEST(test_synth_geometry_invariants) {
     int cells_seen = 0;
     for (int k = 0; k < d->n; k++) {
         const int16_t *lab = d->labels + (size_t)k * BANIS_PIXELS;
-        const uint8_t *mem = d->membrane + (size_t)k * BANIS_PIXELS, *nuc = d->nuclei + (size_t)k * BANIS_PIXELS;
+        const uint8_t *mem = d->membrane + (size_t)k * BANIS_PIXELS,
+                      *nuc = d->nuclei + (size_t)k * BANIS_PIXELS;
         int max_label = 0;
         for (int i = 0; i < BANIS_PIXELS; i++) {
             max_label = lab[i] > max_label ? lab[i] : max_label;
@@ -68,9 +71,9 @@ START_TEST(test_synth_geometry_invariants) {
     }
     double dice = 2.0 * (double)inter / (double)sum;
     ck_assert_msg(dice < 0.02, "membrane/nuclei Dice %.4f", dice);
-    ck_assert_int_gt(nuclei_px, 1000);   // the masks are not trivially empty
+    ck_assert_int_gt(nuclei_px, 1000); // the masks are not trivially empty
     ck_assert_int_gt(membrane_px, 10000);
-    ck_assert_int_ge(cells_seen, 30);    // embryos up to ~50 cells occur
+    ck_assert_int_ge(cells_seen, 30); // embryos up to ~50 cells occur
     banis_dataset_free(d);
 }
 END_TEST
@@ -120,8 +123,14 @@ START_TEST(test_preprocess_steps_hand_worked) {
     ck_assert_int_eq(prepare_pair(ra, rb, &o, pa, pb), 1);
     ck_assert_float_eq_tol(pa[100], 1, 1e-5);
     ck_assert_float_eq_tol(pb[100], -1, 1e-5);
-    image_free(crop); image_free(t); image_free(imp); image_free(bl); image_free(ramp); image_free(small);
-    image_free(ra); image_free(rb);
+    image_free(crop);
+    image_free(t);
+    image_free(imp);
+    image_free(bl);
+    image_free(ramp);
+    image_free(small);
+    image_free(ra);
+    image_free(rb);
 }
 END_TEST
 
@@ -150,7 +159,9 @@ START_TEST(test_side_by_side_layout) {
         char path[512];
         snprintf(path, sizeof path, "%s/slice_%d.png", tmpdir, k);
         ck_assert_int_eq(image_write_png(path, both, 0, 255), 0);
-        image_free(a); image_free(b); image_free(both);
+        image_free(a);
+        image_free(b);
+        image_free(both);
     }
     prepare_options o = prepare_defaults();
     o.scale = 2;
@@ -184,7 +195,9 @@ START_TEST(test_side_by_side_layout) {
     ck_assert_ptr_nonnull(back);
     ck_assert_int_eq(back->n, 3);
     ck_assert_int_eq(memcmp(back->a, d->a, sizeof(float) * 3 * BANIS_PIXELS), 0);
-    banis_dataset_free(d); banis_dataset_free(d2); banis_dataset_free(back);
+    banis_dataset_free(d);
+    banis_dataset_free(d2);
+    banis_dataset_free(back);
 }
 END_TEST
 
@@ -202,7 +215,8 @@ START_TEST(test_folders_layout_and_unmatched) {
         ck_assert_int_eq(image_write_png(p, a, 0, 255), 0);
         snprintf(p, sizeof p, "%s/B/s%d.png", tmpdir, k);
         ck_assert_int_eq(image_write_png(p, b, 0, 255), 0);
-        image_free(a); image_free(b);
+        image_free(a);
+        image_free(b);
     }
     prepare_options o = prepare_defaults();
     o.layout = LAYOUT_FOLDERS;
@@ -215,7 +229,8 @@ START_TEST(test_folders_layout_and_unmatched) {
     raw_pair(&a, &b, 20);
     snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
     image_write_png(p, a, 0, 255);
-    image_free(a); image_free(b);
+    image_free(a);
+    image_free(b);
     ck_assert_ptr_null(banis_prepare(tmpdir, &o));
     ck_assert_ptr_nonnull(strstr(err_message(), "s9.png"));
 }
@@ -224,8 +239,8 @@ END_TEST
 // A TIFF of `pages` pages of `spp` interleaved channels; channel c of page pg is a disc whose
 // brightness encodes (page, channel) and whose radius grows with the page, so each page's
 // preprocessed crop differs. `desc`: an ImageDescription on the first page (ImageJ, OME) or NULL.
-static void write_tiff_desc(const char *path, int pages, int spp, int bps, int w, int h, int value_step,
-                            const char *desc) {
+static void write_tiff_desc(const char *path, int pages, int spp, int bps, int w, int h,
+                            int value_step, const char *desc) {
     TIFF *t = TIFFOpen(path, "w");
     ck_assert_ptr_nonnull(t);
     unsigned char *row = malloc((size_t)(w * spp * bps / 8));
@@ -246,8 +261,10 @@ static void write_tiff_desc(const char *path, int pages, int spp, int bps, int w
                 int r = w / 8 + 2 * pg;
                 int inside = (px - w / 2) * (px - w / 2) + (y - h / 2) * (y - h / 2) < r * r;
                 int v = inside ? (pg * spp + c + 1) * value_step : 0;
-                if (bps == 16) ((uint16_t *)row)[x] = (uint16_t)v;
-                else row[x] = (unsigned char)v;
+                if (bps == 16)
+                    ((uint16_t *)row)[x] = (uint16_t)v;
+                else
+                    row[x] = (unsigned char)v;
             }
             TIFFWriteScanline(t, row, (uint32_t)y, 0);
         }
@@ -257,12 +274,14 @@ static void write_tiff_desc(const char *path, int pages, int spp, int bps, int w
     TIFFClose(t);
 }
 
-static void write_tiff(const char *path, int pages, int spp, int bps, int w, int h, int value_step) {
+static void write_tiff(const char *path, int pages, int spp, int bps, int w, int h,
+                       int value_step) {
     write_tiff_desc(path, pages, spp, bps, w, h, value_step, NULL);
 }
 
 // One page of a w x h TIFF of the given sample format, pixel (x, y) = f(x, y).
-static void write_tiff_kind(const char *path, int fmt, int bps, int w, int h, double (*f)(int, int)) {
+static void write_tiff_kind(const char *path, int fmt, int bps, int w, int h,
+                            double (*f)(int, int)) {
     TIFF *t = TIFFOpen(path, "w");
     ck_assert_ptr_nonnull(t);
     TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
@@ -276,10 +295,14 @@ static void write_tiff_kind(const char *path, int fmt, int bps, int w, int h, do
     for (int y = 0; y < h; y++) {
         for (int x = 0; x < w; x++) {
             double v = f(x, y);
-            if (fmt == SAMPLEFORMAT_IEEEFP) ((float *)row)[x] = (float)v;
-            else if (bps == 16) ((int16_t *)row)[x] = (int16_t)v;
-            else if (fmt == SAMPLEFORMAT_INT) ((int32_t *)row)[x] = (int32_t)v;
-            else ((uint32_t *)row)[x] = (uint32_t)v;
+            if (fmt == SAMPLEFORMAT_IEEEFP)
+                ((float *)row)[x] = (float)v;
+            else if (bps == 16)
+                ((int16_t *)row)[x] = (int16_t)v;
+            else if (fmt == SAMPLEFORMAT_INT)
+                ((int32_t *)row)[x] = (int32_t)v;
+            else
+                ((uint32_t *)row)[x] = (uint32_t)v;
         }
         TIFFWriteScanline(t, row, (uint32_t)y, 0);
     }
@@ -297,9 +320,14 @@ static double with_nan(int x, int y) { return x == 3 && y == 5 ? NAN : x; }
 START_TEST(test_tiff_float_and_signed) {
     make_tmpdir();
     char p[512];
-    struct { int fmt, bps; double (*f)(int, int); double min; } k[] = {
-        {SAMPLEFORMAT_IEEEFP, 32, ramp, -2.5}, {SAMPLEFORMAT_INT, 16, ramp_int, -1000},
-        {SAMPLEFORMAT_INT, 32, ramp_int, -1000}, {SAMPLEFORMAT_UINT, 32, ramp_big, 0}};
+    struct {
+        int fmt, bps;
+        double (*f)(int, int);
+        double min;
+    } k[] = {{SAMPLEFORMAT_IEEEFP, 32, ramp, -2.5},
+             {SAMPLEFORMAT_INT, 16, ramp_int, -1000},
+             {SAMPLEFORMAT_INT, 32, ramp_int, -1000},
+             {SAMPLEFORMAT_UINT, 32, ramp_big, 0}};
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
         snprintf(p, sizeof p, "%s/kind%zu.tif", tmpdir, i);
         double (*f)(int, int) = k[i].f;
@@ -312,7 +340,8 @@ START_TEST(test_tiff_float_and_signed) {
         for (int y = 0; y < 16; y++)
             for (int x = 0; x < 24; x++) {
                 double want = f(x, y) - lo;
-                ck_assert_msg(fabs(*image_at(pages[0], x, y) - want) < 1e-3, "%s (%d, %d): %g, want %g", p, x, y,
+                ck_assert_msg(fabs(*image_at(pages[0], x, y) - want) < 1e-3,
+                              "%s (%d, %d): %g, want %g", p, x, y,
                               (double)*image_at(pages[0], x, y), want);
             }
         image_free_pages(pages, n);
@@ -321,7 +350,8 @@ START_TEST(test_tiff_float_and_signed) {
     write_tiff_kind(p, SAMPLEFORMAT_IEEEFP, 32, 8, 8, with_nan);
     image **pages;
     ck_assert_int_lt(image_read(p, &pages), 0);
-    ck_assert_msg(strstr(err_message(), "nan.tif: page 0: pixel (5, 3) is not finite"), "%s", err_message());
+    ck_assert_msg(strstr(err_message(), "nan.tif: page 0: pixel (5, 3) is not finite"), "%s",
+                  err_message());
 }
 END_TEST
 
@@ -375,8 +405,9 @@ START_TEST(test_tiff_stacks) {
 END_TEST
 
 // Each pair of `d` must be prepare_pair of pages (a_page[i], b_page[i]) of `file`'s pages.
-static void assert_pairs_from_pages(const banis_dataset *d, const char *file, const prepare_options *o, int n,
-                                    const int *a_page, const int *b_page) {
+static void assert_pairs_from_pages(const banis_dataset *d, const char *file,
+                                    const prepare_options *o, int n, const int *a_page,
+                                    const int *b_page) {
     image **pages;
     int np = image_read(file, &pages);
     ck_assert_int_gt(np, 0);
@@ -395,8 +426,11 @@ static void assert_pairs_from_pages(const banis_dataset *d, const char *file, co
 START_TEST(test_stack_metadata) {
     image_stack_info in;
     // ImageJ hyperstack descriptions: pages in C, Z, T order
-    ck_assert_int_eq(image_parse_description("ImageJ=1.54f\nimages=12\nchannels=3\nslices=2\nframes=2\n"
-                                             "hyperstack=true\nmode=composite\n", &in), 0);
+    ck_assert_int_eq(
+        image_parse_description("ImageJ=1.54f\nimages=12\nchannels=3\nslices=2\nframes=2\n"
+                                "hyperstack=true\nmode=composite\n",
+                                &in),
+        0);
     ck_assert_str_eq(in.source, "ImageJ");
     ck_assert_int_eq(in.channels, 3);
     ck_assert_int_eq(in.slices, 2);
@@ -406,16 +440,23 @@ START_TEST(test_stack_metadata) {
     ck_assert_int_eq(in.slices, 5); // from images / channels
     ck_assert_int_eq(image_parse_description("ImageJ=1.53t\nchannels=0\n", &in), -1);
     // OME-XML: the order from DimensionOrder (XYZCT: Z fastest, then C)
-    ck_assert_int_eq(image_parse_description(
-                         "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
-                         "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZCT\" Type=\"uint16\" "
-                         "SizeX=\"64\" SizeY=\"64\" SizeC=\"2\" SizeZ=\"3\" SizeT=\"1\"></Pixels></Image></OME>", &in), 0);
+    ck_assert_int_eq(
+        image_parse_description(
+            "<?xml version=\"1.0\"?><OME "
+            "xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
+            "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZCT\" "
+            "Type=\"uint16\" "
+            "SizeX=\"64\" SizeY=\"64\" SizeC=\"2\" SizeZ=\"3\" SizeT=\"1\"></Pixels></Image></OME>",
+            &in),
+        0);
     ck_assert_str_eq(in.source, "OME");
     ck_assert_int_eq(in.channels, 2);
     ck_assert_int_eq(in.slices, 3);
     ck_assert_str_eq(in.order, "ZCT");
     ck_assert_int_eq(image_stack_page(&in, 1, 2, 0), 2 + 3 * 1); // z + Z c
-    ck_assert_int_eq(image_parse_description("<OME><Pixels DimensionOrder=\"XYQCT\" SizeC=\"2\"/></OME>", &in), -1);
+    ck_assert_int_eq(
+        image_parse_description("<OME><Pixels DimensionOrder=\"XYQCT\" SizeC=\"2\"/></OME>", &in),
+        -1);
     ck_assert_int_eq(image_parse_description("made by a camera", &in), 0);
     ck_assert_str_eq(in.source, "");
 
@@ -424,7 +465,8 @@ START_TEST(test_stack_metadata) {
     // a 3-channel ImageJ hyperstack, 2 slices (pages c0z0 c1z0 c2z0 c0z1 c1z1 c2z1), membrane in
     // channel 2, nuclei in channel 0. Read before as 2-channel alternating pages (3 wrong pairs).
     snprintf(p, sizeof p, "%s/hyper.tif", tmpdir);
-    write_tiff_desc(p, 6, 1, 16, 64, 64, 1000, "ImageJ=1.54f\nimages=6\nchannels=3\nslices=2\nhyperstack=true\n");
+    write_tiff_desc(p, 6, 1, 16, 64, 64, 1000,
+                    "ImageJ=1.54f\nimages=6\nchannels=3\nslices=2\nhyperstack=true\n");
     prepare_options o = prepare_defaults(); // layout auto
     o.scale = 1;
     o.channel_a = 2;
@@ -457,10 +499,11 @@ START_TEST(test_stack_metadata) {
     unlink(p);
     // OME-TIFF, DimensionOrder XYZCT: pages z0c0 z1c0 z2c0 z0c1 z1c1 z2c1
     snprintf(p, sizeof p, "%s/ome.tif", tmpdir);
-    write_tiff_desc(p, 6, 1, 16, 64, 64, 1000,
-                    "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
-                    "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZCT\" Type=\"uint16\" "
-                    "SizeX=\"64\" SizeY=\"64\" SizeC=\"2\" SizeZ=\"3\" SizeT=\"1\"/></Image></OME>");
+    write_tiff_desc(
+        p, 6, 1, 16, 64, 64, 1000,
+        "<?xml version=\"1.0\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">"
+        "<Image ID=\"Image:0\"><Pixels ID=\"Pixels:0\" DimensionOrder=\"XYZCT\" Type=\"uint16\" "
+        "SizeX=\"64\" SizeY=\"64\" SizeC=\"2\" SizeZ=\"3\" SizeT=\"1\"/></Image></OME>");
     o = prepare_defaults();
     o.scale = 1;
     d = banis_prepare(tmpdir, &o);
@@ -543,7 +586,10 @@ START_TEST(test_layout_detection) {
     ck_assert_int_eq(d->n, 1);
     ck_assert_ptr_nonnull(strstr(d->source, "layout folders"));
     banis_dataset_free(d);
-    image_free(a); image_free(b); image_free(both); image_free(rgb);
+    image_free(a);
+    image_free(b);
+    image_free(both);
+    image_free(rgb);
 }
 END_TEST
 
@@ -560,7 +606,8 @@ START_TEST(test_bad_input_refused) {
     raw_pair(&a, &b, 1);
     snprintf(p, sizeof p, "%s/cut.png", tmpdir);
     image_write_png(p, a, 0, 255);
-    image_free(a); image_free(b);
+    image_free(a);
+    image_free(b);
     FILE *f = fopen(p, "r+");
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
@@ -586,7 +633,8 @@ START_TEST(test_bad_input_refused) {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png_create_info_struct(png);
     png_init_io(png, f);
-    png_set_IHDR(png, info, 20000, 1, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, 20000, 1, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     unsigned char *row = calloc(20000, 1);
     png_write_row(png, row);

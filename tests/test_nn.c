@@ -17,7 +17,8 @@ static rng init_rng, drop_rng;
 static nn_ctx ctx(tensor_dtype dt) {
     rng_init(&init_rng, 11);
     rng_init(&drop_rng, 12);
-    return (nn_ctx){.dtype = dt, .device = DEVICE_CPU, .init_rng = &init_rng, .dropout_rng = &drop_rng};
+    return (nn_ctx){
+        .dtype = dt, .device = DEVICE_CPU, .init_rng = &init_rng, .dropout_rng = &drop_rng};
 }
 
 static void values(const tensor *t, double *v) { ck_assert_int_eq(tensor_to_doubles(t, v), 0); }
@@ -25,12 +26,13 @@ static void values(const tensor *t, double *v) { ck_assert_int_eq(tensor_to_doub
 START_TEST(test_layer_shapes_and_names) {
     tensor_scope_begin();
     nn_ctx c = ctx(TENSOR_F32);
-    nn_module *enc = nn_sequential(6, (nn_module *[]){
-        nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true), nn_batch_norm(&c, 8, 0.8, 1e-3),
-        nn_leaky_relu(0.2), nn_dropout(&c, 0.3), nn_flatten(), nn_linear(&c, 8 * 8 * 8, 10, true)});
-    nn_module *dec = nn_sequential(3, (nn_module *[]){
-        nn_linear(&c, 10, 4 * 4 * 6, false), nn_reshape(SHAPE(6, 4, 4)),
-        nn_conv_transpose2d(&c, 6, 3, 5, 2, NN_PAD_SAME, false)});
+    nn_module *enc = nn_sequential(
+        6, (nn_module *[]){nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true),
+                           nn_batch_norm(&c, 8, 0.8, 1e-3), nn_leaky_relu(0.2), nn_dropout(&c, 0.3),
+                           nn_flatten(), nn_linear(&c, 8 * 8 * 8, 10, true)});
+    nn_module *dec = nn_sequential(
+        3, (nn_module *[]){nn_linear(&c, 10, 4 * 4 * 6, false), nn_reshape(SHAPE(6, 4, 4)),
+                           nn_conv_transpose2d(&c, 6, 3, 5, 2, NN_PAD_SAME, false)});
     nn_module *root = nn_container("Model");
     nn_add_child(root, "enc", enc);
     nn_add_child(root, "dec", dec);
@@ -46,15 +48,17 @@ START_TEST(test_layer_shapes_and_names) {
     ck_assert_int_eq(y->shape[3], 8);
     nn_tensor_list l = {0};
     nn_collect(root, "", true, true, &l);
-    const char *want[] = {"enc.0.weight", "enc.0.bias", "enc.1.weight", "enc.1.bias",
+    const char *want[] = {"enc.0.weight",       "enc.0.bias",        "enc.1.weight", "enc.1.bias",
                           "enc.1.running_mean", "enc.1.running_var", "enc.5.weight", "enc.5.bias",
-                          "dec.0.weight", "dec.2.weight"};
+                          "dec.0.weight",       "dec.2.weight"};
     ck_assert_int_eq(l.n, 10);
     for (int i = 0; i < 10; i++) ck_assert_str_eq(l.items[i].name, want[i]);
     nn_list_free(&l);
-    ck_assert_int_eq(nn_count_parameters(root), 8 * 25 + 8 + 16 + 512 * 10 + 10 + 10 * 96 + 6 * 3 * 25);
+    ck_assert_int_eq(nn_count_parameters(root),
+                     8 * 25 + 8 + 16 + 512 * 10 + 10 + 10 * 96 + 6 * 3 * 25);
     // a wrong input shape names the layer
-    ck_assert_ptr_null(nn_forward(enc->children[5], tensor_zeros(TENSOR_F32, SHAPE(2, 7), DEVICE_CPU)));
+    ck_assert_ptr_null(
+        nn_forward(enc->children[5], tensor_zeros(TENSOR_F32, SHAPE(2, 7), DEVICE_CPU)));
     ck_assert_ptr_nonnull(strstr(err_message(), "Linear"));
     nn_free(root);
     tensor_scope_end();
@@ -80,14 +84,16 @@ START_TEST(test_bn_stat_sets) {
             double s = 0, ss = 0;
             for (int n = 0; n < 4; n++) s += x[k][n * 3 + ch];
             mean[k][ch] = s / 4;
-            for (int n = 0; n < 4; n++) ss += (x[k][n * 3 + ch] - mean[k][ch]) * (x[k][n * 3 + ch] - mean[k][ch]);
+            for (int n = 0; n < 4; n++)
+                ss += (x[k][n * 3 + ch] - mean[k][ch]) * (x[k][n * 3 + ch] - mean[k][ch]);
             var[k][ch] = ss / 3; // running variance: unbiased
         }
     }
     nn_set_training(bn, true);
     for (int k = 0; k < 2; k++) {
         nn_bn_use_stats(bn, k);
-        ck_assert_ptr_nonnull(nn_forward(bn, tensor_from_doubles(TENSOR_F64, SHAPE(4, 3), x[k], DEVICE_CPU)));
+        ck_assert_ptr_nonnull(
+            nn_forward(bn, tensor_from_doubles(TENSOR_F64, SHAPE(4, 3), x[k], DEVICE_CPU)));
     }
     double rm[2][3], rv[2][3];
     for (int k = 0; k < 2; k++) {
@@ -105,7 +111,8 @@ START_TEST(test_bn_stat_sets) {
         double y[12];
         values(nn_forward(bn, tensor_from_doubles(TENSOR_F64, SHAPE(4, 3), x[1], DEVICE_CPU)), y);
         for (int i = 0; i < 12; i++)
-            ck_assert_double_eq_tol(y[i], (x[1][i] - rm[k][i % 3]) / sqrt(rv[k][i % 3] + 1e-3), 1e-12);
+            ck_assert_double_eq_tol(y[i], (x[1][i] - rm[k][i % 3]) / sqrt(rv[k][i % 3] + 1e-3),
+                                    1e-12);
     }
     nn_free(bn);
     tensor_scope_end();
@@ -118,10 +125,12 @@ END_TEST
 START_TEST(test_failures_are_reported) {
     tensor_scope_begin();
     nn_ctx c = ctx(TENSOR_F32);
-    ck_assert_ptr_null(nn_sequential(3, (nn_module *[]){nn_relu(), NULL, nn_linear(&c, 2, 2, true)}));
+    ck_assert_ptr_null(
+        nn_sequential(3, (nn_module *[]){nn_relu(), NULL, nn_linear(&c, 2, 2, true)}));
     ck_assert_ptr_nonnull(strstr(err_message(), "'1' could not be built"));
     nn_module *root = nn_container("Root");
-    ck_assert_int_ne(nn_adopt(root, 2, (const char *[]){"x", "y"}, (nn_module *[]){nn_tanh(), NULL}), 0);
+    ck_assert_int_ne(
+        nn_adopt(root, 2, (const char *[]){"x", "y"}, (nn_module *[]){nn_tanh(), NULL}), 0);
     ck_assert_ptr_nonnull(strstr(err_message(), "'y' could not be built"));
     ck_assert_int_eq(root->n_children, 1); // x was added and is the root's to free
     ck_assert_ptr_null(nn_reshape(TENSOR_MAX_DIMS, (int64_t[TENSOR_MAX_DIMS]){1}));
@@ -294,9 +303,10 @@ END_TEST
 
 // A small model with every kind of state: conv, BN buffers, dropout, Adam moments.
 static nn_module *small_model(nn_ctx *c) {
-    return nn_sequential(7, (nn_module *[]){
-        nn_conv2d(c, 1, 4, 3, 2, NN_PAD_SAME, true), nn_batch_norm(c, 4, 0.8, 1e-3), nn_leaky_relu(0.2),
-        nn_dropout(c, 0.3), nn_flatten(), nn_linear(c, 4 * 4 * 4, 1, true), nn_sigmoid()});
+    return nn_sequential(7, (nn_module *[]){nn_conv2d(c, 1, 4, 3, 2, NN_PAD_SAME, true),
+                                            nn_batch_norm(c, 4, 0.8, 1e-3), nn_leaky_relu(0.2),
+                                            nn_dropout(c, 0.3), nn_flatten(),
+                                            nn_linear(c, 4 * 4 * 4, 1, true), nn_sigmoid()});
 }
 
 static void train_steps(nn_module *m, nn_optimizer *o, rng *data, int steps) {
@@ -407,7 +417,8 @@ START_TEST(test_packing) {
     trainer_init(&u, 5, false);
     // packed: one flat buffer, one launch per step
     ck_assert_int_eq(nn_optimizer_launches(p.o), 1);
-    ck_assert_ptr_eq(p.m->children[0]->params[0].t->storage, p.m->children[5]->params[1].t->storage);
+    ck_assert_ptr_eq(p.m->children[0]->params[0].t->storage,
+                     p.m->children[5]->params[1].t->storage);
     ck_assert_int_gt(nn_optimizer_launches(u.o), 1);
     train_steps(p.m, p.o, &p.data, 3);
     train_steps(u.m, u.o, &u.data, 3);
@@ -428,7 +439,8 @@ START_TEST(test_save_load_round_trip) {
     rng r;
     rng_init(&r, 8);
     nn_tensor_list l = {0};
-    nn_list_add(&l, "a.weight", tensor_rand_normal(&r, TENSOR_F32, SHAPE(3, 4, 5), 0, 1, DEVICE_CPU));
+    nn_list_add(&l, "a.weight",
+                tensor_rand_normal(&r, TENSOR_F32, SHAPE(3, 4, 5), 0, 1, DEVICE_CPU));
     nn_list_add(&l, "b \"quoted\"", tensor_rand_normal(&r, TENSOR_F64, SHAPE(7), 0, 1, DEVICE_CPU));
     nn_list_add(&l, "scalar", tensor_scalar(TENSOR_F32, 2.5, DEVICE_CPU));
     st_meta meta[1] = {{"note", "hello \"world\""}};
@@ -447,7 +459,8 @@ START_TEST(test_save_load_round_trip) {
         ck_assert_int_eq(memcmp(x, y, sizeof(double) * (size_t)tensor_numel(t)), 0);
     }
     // a shape mismatch is refused, naming the tensor
-    ck_assert_int_ne(st_read_into(f, "a.weight", tensor_zeros(TENSOR_F32, SHAPE(4, 3, 5), DEVICE_CPU)), 0);
+    ck_assert_int_ne(
+        st_read_into(f, "a.weight", tensor_zeros(TENSOR_F32, SHAPE(4, 3, 5), DEVICE_CPU)), 0);
     ck_assert_ptr_nonnull(strstr(err_message(), "a.weight"));
     st_close(f);
     // a failed save leaves the previous file intact
@@ -484,19 +497,37 @@ static const bad_file bad_files[] = {
     {"bad JSON", "{\"a\": {\"dtype\": \"F32\", ", "not valid JSON", 0, 0},
     {"trailing garbage after JSON", "{} x", "not valid JSON", 0, 0},
     {"not an object", "[1, 2]", "not a JSON object", 0, 0},
-    {"unknown dtype", "{\"a\":{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,4]}}", "not a safetensors dtype", 0, 4},
-    {"unsupported dtype", "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", "not supported", 0, 4},
-    {"offsets out of range", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "run past", 0, 8},
-    {"overlapping offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", "overlap", 0, 12},
-    {"hole between tensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", "hole", 0, 12},
-    {"shape/size mismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", "shape and dtype need", 0, 8},
-    {"duplicate names", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "duplicate", 0, 8},
-    {"reversed offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", "reversed", 0, 4},
-    {"undescribed trailing bytes", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "not described", 0, 12},
-    {"missing field", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", "exactly dtype, shape and data_offsets", 0, 0},
-    {"negative shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", "non-negative", 0, 4},
+    {"unknown dtype", "{\"a\":{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+     "not a safetensors dtype", 0, 4},
+    {"unsupported dtype", "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
+     "not supported", 0, 4},
+    {"offsets out of range", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+     "run past", 0, 8},
+    {"overlapping offsets",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\","
+     "\"shape\":[2],\"data_offsets\":[4,12]}}",
+     "overlap", 0, 12},
+    {"hole between tensors",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\","
+     "\"shape\":[1],\"data_offsets\":[8,12]}}",
+     "hole", 0, 12},
+    {"shape/size mismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+     "shape and dtype need", 0, 8},
+    {"duplicate names",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"a\":{\"dtype\":\"F32\","
+     "\"shape\":[1],\"data_offsets\":[4,8]}}",
+     "duplicate", 0, 8},
+    {"reversed offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}",
+     "reversed", 0, 4},
+    {"undescribed trailing bytes",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "not described", 0, 12},
+    {"missing field", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}",
+     "exactly dtype, shape and data_offsets", 0, 0},
+    {"negative shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
+     "non-negative", 0, 4},
     {"metadata value not a string", "{\"__metadata__\":{\"k\":1}}", "not a string", 0, 0},
-    {"fractional offset", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4.5]}}", "data_offsets", 0, 4},
+    {"fractional offset", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4.5]}}",
+     "data_offsets", 0, 4},
 };
 
 START_TEST(test_malformed_files_refused) {
@@ -516,7 +547,8 @@ START_TEST(test_malformed_files_refused) {
     ck_assert_msg(f == NULL, "%s: accepted", b->what);
     ck_assert_msg(strstr(err_message(), b->expect) != NULL, "%s: message '%s' lacks '%s'", b->what,
                   err_message(), b->expect);
-    ck_assert_msg(strstr(err_message(), path) != NULL, "%s: message does not name the file", b->what);
+    ck_assert_msg(strstr(err_message(), path) != NULL, "%s: message does not name the file",
+                  b->what);
     unlink(path);
 }
 END_TEST
@@ -549,7 +581,8 @@ int main(void) {
     tcase_add_test(tc, test_resume_is_exact);
     tcase_add_test(tc, test_packing);
     tcase_add_test(tc, test_save_load_round_trip);
-    tcase_add_loop_test(tc, test_malformed_files_refused, 0, (int)(sizeof bad_files / sizeof *bad_files));
+    tcase_add_loop_test(tc, test_malformed_files_refused, 0,
+                        (int)(sizeof bad_files / sizeof *bad_files));
     tcase_add_test(tc, test_valid_edge_files_accepted);
     suite_add_tcase(s, tc);
     return check_run(s);

@@ -21,7 +21,8 @@ static tensor *random_tensor(rng *r, tensor_dtype dt, int ndim, const int64_t *s
 
 // y[n][k][oh][ow] = b[k] + sum_{c,r,s} x[n][c][oh*s - pt + r][ow*s - pl + s'] w[k][c][r][s']
 static void naive_conv2d(const double *x, const double *w, const double *b, double *y, int N, int C,
-                         int H, int W, int K, int R, int S, int st, int pt, int pl, int OH, int OW) {
+                         int H, int W, int K, int R, int S, int st, int pt, int pl, int OH,
+                         int OW) {
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++)
             for (int oh = 0; oh < OH; oh++)
@@ -32,7 +33,8 @@ static void naive_conv2d(const double *x, const double *w, const double *b, doub
                             for (int s = 0; s < S; s++) {
                                 int ih = oh * st - pt + r, iw = ow * st - pl + s;
                                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                                acc += x[((n * C + c) * H + ih) * W + iw] * w[((k * C + c) * R + r) * S + s];
+                                acc += x[((n * C + c) * H + ih) * W + iw] *
+                                       w[((k * C + c) * R + r) * S + s];
                             }
                     y[((n * K + k) * OH + oh) * OW + ow] = acc;
                 }
@@ -62,7 +64,11 @@ START_TEST(test_conv2d_matches_naive_loop) {
         naive_conv2d(xv, wv, bv, ref, N, C, H, W, K, R, S, st, o.pad_top, o.pad_left, 5, 4);
         for (int64_t i = 0; i < tensor_numel(y); i++)
             ck_assert_double_eq_tol(yv[i], ref[i], dt == TENSOR_F64 ? 1e-12 : 1e-5);
-        free(xv); free(wv); free(bv); free(yv); free(ref);
+        free(xv);
+        free(wv);
+        free(bv);
+        free(yv);
+        free(ref);
     }
     tensor_scope_end();
 }
@@ -99,10 +105,14 @@ START_TEST(test_conv_transpose2d_matches_scatter_definition) {
                                 int oh = ih * st - o.pad_top + rr, ow = iw * st - o.pad_left + ss;
                                 if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
                                 ref[((n * K + k) * OH + oh) * OW + ow] +=
-                                    xv[((n * C + c) * H + ih) * W + iw] * wv[((c * K + k) * R + rr) * S + ss];
+                                    xv[((n * C + c) * H + ih) * W + iw] *
+                                    wv[((c * K + k) * R + rr) * S + ss];
                             }
     for (int i = 0; i < N * K * OH * OW; i++) ck_assert_double_eq_tol(yv[i], ref[i], 1e-12);
-    free(xv); free(wv); free(bv); free(yv);
+    free(xv);
+    free(wv);
+    free(bv);
+    free(yv);
     tensor_scope_end();
 }
 END_TEST
@@ -121,7 +131,8 @@ START_TEST(test_batch_norm_hand_worked) {
     double m[2] = {2.5, 1}, var[2] = {1.25, 1}, g[2] = {2, 1}, bb[2] = {0.5, -1};
     for (int n = 0; n < 4; n++)
         for (int c = 0; c < 2; c++)
-            ck_assert_double_eq_tol(y[n * 2 + c], (xv[n * 2 + c] - m[c]) / sqrt(var[c] + 1e-3) * g[c] + bb[c], 1e-12);
+            ck_assert_double_eq_tol(
+                y[n * 2 + c], (xv[n * 2 + c] - m[c]) / sqrt(var[c] + 1e-3) * g[c] + bb[c], 1e-12);
     // running stats: 0.8 * old + 0.2 * batch, the variance unbiased (x 4/3)
     double *rmv = host(rm), *rvv = host(rv);
     ck_assert_double_eq_tol(rmv[0], 0.2 * 2.5, 1e-12);
@@ -138,9 +149,14 @@ START_TEST(test_batch_norm_hand_worked) {
     o.slope = 0.2;
     double *yf = host(op_batch_norm(x, gamma, beta, rm, rv, &o));
     for (int i = 0; i < 8; i++) ck_assert_double_eq_tol(yf[i], y[i] > 0 ? y[i] : 0.2 * y[i], 1e-12);
-    free(y); free(rmv); free(rvv); free(yi); free(yf);
+    free(y);
+    free(rmv);
+    free(rvv);
+    free(yi);
+    free(yf);
     // a channel mismatch names the op
-    ck_assert_ptr_null(op_batch_norm(x, tensor_ones(TENSOR_F64, SHAPE(3), DEVICE_CPU), beta, rm, rv, &o));
+    ck_assert_ptr_null(
+        op_batch_norm(x, tensor_ones(TENSOR_F64, SHAPE(3), DEVICE_CPU), beta, rm, rv, &o));
     ck_assert_ptr_nonnull(strstr(err_message(), "batch_norm"));
     tensor_scope_end();
 }
@@ -160,9 +176,11 @@ START_TEST(test_bce_and_mse_hand_worked) {
     // BCE from logits (Keras for a sigmoid output): max(x, 0) - x y + log(1 + exp(-|x|)), by hand;
     // at saturated logits the loss is large and the gradient sigmoid(x) - y is not zero
     double x[4] = {30, -30, 2, -0.5}, yl[4] = {0, 1, 1, 0};
-    tensor *xt = tensor_from_doubles(TENSOR_F64, SHAPE(4), x, DEVICE_CPU), *ylt = tensor_from_doubles(TENSOR_F64, SHAPE(4), yl, DEVICE_CPU);
+    tensor *xt = tensor_from_doubles(TENSOR_F64, SHAPE(4), x, DEVICE_CPU),
+           *ylt = tensor_from_doubles(TENSOR_F64, SHAPE(4), yl, DEVICE_CPU);
     xt->requires_grad = true;
-    double want_l = (30 + log1p(exp(-30.0)) + 30 + log1p(exp(-30.0)) + log1p(exp(-2.0)) + log1p(exp(-0.5))) / 4;
+    double want_l =
+        (30 + log1p(exp(-30.0)) + 30 + log1p(exp(-30.0)) + log1p(exp(-2.0)) + log1p(exp(-0.5))) / 4;
     tensor *bl = op_bce_logits(xt, ylt);
     ck_assert_double_eq_tol(tensor_item(bl), want_l, 1e-12);
     ck_assert_int_eq(ag_backward(bl, NULL), 0);
@@ -174,9 +192,10 @@ START_TEST(test_bce_and_mse_hand_worked) {
     }
     ck_assert(fabs(gx[0]) > 0.2 && fabs(gx[1]) > 0.2); // the clamped BCE gives 0 here
     double a[3] = {1, 2, 3}, b[3] = {1.5, 2, 1};
-    ck_assert_double_eq_tol(tensor_item(op_mse(tensor_from_doubles(TENSOR_F64, SHAPE(3), a, DEVICE_CPU),
-                                               tensor_from_doubles(TENSOR_F64, SHAPE(3), b, DEVICE_CPU))),
-                            (0.25 + 0 + 4) / 3, 1e-15);
+    ck_assert_double_eq_tol(
+        tensor_item(op_mse(tensor_from_doubles(TENSOR_F64, SHAPE(3), a, DEVICE_CPU),
+                           tensor_from_doubles(TENSOR_F64, SHAPE(3), b, DEVICE_CPU))),
+        (0.25 + 0 + 4) / 3, 1e-15);
     tensor_scope_end();
 }
 END_TEST
@@ -197,19 +216,26 @@ START_TEST(test_matmul_blocked_matches_naive) {
             for (int64_t k = 0; k < K; k++) ref += av[i * K + k] * bv[j * K + k];
             ck_assert_double_eq_tol(cv[i * N + j], ref, 1e-4);
         }
-    free(av); free(bv); free(cv);
+    free(av);
+    free(bv);
+    free(cv);
     // batched, float64
-    tensor *x = random_tensor(&r, TENSOR_F64, SHAPE(3, 4, 5)), *w = random_tensor(&r, TENSOR_F64, SHAPE(3, 5, 2));
+    tensor *x = random_tensor(&r, TENSOR_F64, SHAPE(3, 4, 5)),
+           *w = random_tensor(&r, TENSOR_F64, SHAPE(3, 5, 2));
     double *xv = host(x), *wv = host(w), *yv = host(op_matmul(x, w));
     for (int b = 0; b < 3; b++)
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 2; j++) {
                 double ref = 0;
-                for (int k = 0; k < 5; k++) ref += xv[(b * 4 + i) * 5 + k] * wv[(b * 5 + k) * 2 + j];
+                for (int k = 0; k < 5; k++)
+                    ref += xv[(b * 4 + i) * 5 + k] * wv[(b * 5 + k) * 2 + j];
                 ck_assert_double_eq_tol(yv[(b * 4 + i) * 2 + j], ref, 1e-12);
             }
-    free(xv); free(wv); free(yv);
-    ck_assert_ptr_null(op_matmul(random_tensor(&r, TENSOR_F64, SHAPE(2, 3)), random_tensor(&r, TENSOR_F64, SHAPE(2, 3))));
+    free(xv);
+    free(wv);
+    free(yv);
+    ck_assert_ptr_null(op_matmul(random_tensor(&r, TENSOR_F64, SHAPE(2, 3)),
+                                 random_tensor(&r, TENSOR_F64, SHAPE(2, 3))));
     ck_assert_ptr_nonnull(strstr(err_message(), "matmul"));
     tensor_scope_end();
 }
@@ -241,7 +267,10 @@ START_TEST(test_reductions_match_loops) {
             for (int j = 0; j < 4; j++) ref += xv[(i * 4 + j) * 5 + k];
             ck_assert_double_eq_tol(mean[i * 5 + k], ref / 4, 1e-12);
         }
-    free(xv); free(s); free(m); free(mean);
+    free(xv);
+    free(s);
+    free(m);
+    free(mean);
     tensor_scope_end();
 }
 END_TEST
@@ -254,8 +283,10 @@ START_TEST(test_dropout_statistics) {
     double *y = host(op_dropout(x, 0.3, true, &r));
     int zeros = 0;
     for (int i = 0; i < 100000; i++) {
-        if (y[i] == 0) zeros++;
-        else ck_assert_double_eq_tol(y[i], 1 / 0.7, 1e-6);
+        if (y[i] == 0)
+            zeros++;
+        else
+            ck_assert_double_eq_tol(y[i], 1 / 0.7, 1e-6);
     }
     ck_assert_int_gt(zeros, 29500);
     ck_assert_int_lt(zeros, 30500);
@@ -278,7 +309,8 @@ START_TEST(test_float32_matches_float64) {
     double *a = host(op_tanh(op_conv2d(x64, w64, NULL, &o)));
     double *b = host(op_tanh(op_conv2d(x32, w32, NULL, &o)));
     for (int i = 0; i < 4 * 5 * 36; i++) ck_assert_double_eq_tol(a[i], b[i], 1e-5);
-    free(a); free(b);
+    free(a);
+    free(b);
     tensor_scope_end();
 }
 END_TEST

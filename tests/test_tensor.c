@@ -23,7 +23,9 @@ START_TEST(test_cpu_allocator_classes) {
     // handed out again for a request of the same size class (64 B steps to 4 KiB, then four per
     // power of two) and not for a larger class. (Under AddressSanitizer nothing is cached.)
     const backend *be = backend_for(DEVICE_CPU);
-    const size_t sizes[] = {1, 63, 64, 65, 4095, 4096, 4097, 5000, 5120, (size_t)1 << 20, ((size_t)1 << 20) + 1, 3u << 20};
+    const size_t sizes[] = {
+        1,       63, 64, 65, 4095, 4096, 4097, 5000, 5120, (size_t)1 << 20, ((size_t)1 << 20) + 1,
+        3u << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         unsigned char *p = be->alloc(sizes[i]);
         ck_assert_ptr_nonnull(p);
@@ -62,7 +64,8 @@ START_TEST(test_views) {
     values(p, v);
     for (int k = 0; k < 4; k++)
         for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 3; j++) ck_assert_double_eq(v[(k * 2 + i) * 3 + j], (i * 3 + j) * 4 + k);
+            for (int j = 0; j < 3; j++)
+                ck_assert_double_eq(v[(k * 2 + i) * 3 + j], (i * 3 + j) * 4 + k);
     // a permuted tensor cannot be viewed flat; op_reshape copies instead
     ck_assert_ptr_null(tensor_view_reshape(p, SHAPE(24)));
     err_clear();
@@ -147,7 +150,8 @@ START_TEST(test_cast_and_copy) {
     values(z, w);
     ck_assert_double_eq(w[1], v[3]); // z[0][1] = d[1][0]
     ck_assert_double_eq(w[4], v[2]); // z[2][0] = d[0][2]
-    ck_assert_double_eq(tensor_item(op_sum(d, ALL_AXES, false)), v[0] + v[1] + v[2] + v[3] + v[4] + v[5]);
+    ck_assert_double_eq(tensor_item(op_sum(d, ALL_AXES, false)),
+                        v[0] + v[1] + v[2] + v[3] + v[4] + v[5]);
     tensor_scope_end();
 }
 END_TEST
@@ -288,7 +292,8 @@ START_TEST(test_backward_accumulates) {
     tensor *x = tensor_from_doubles(TENSOR_F64, SHAPE(3), v, DEVICE_CPU);
     x->requires_grad = true;
     // y = sum(x*x) + sum(3x): dy/dx = 2x + 3, and x is used twice in the graph
-    tensor *y = op_add(op_sum(op_square(x), ALL_AXES, false), op_sum(op_mul_scalar(x, 3), ALL_AXES, false));
+    tensor *y =
+        op_add(op_sum(op_square(x), ALL_AXES, false), op_sum(op_mul_scalar(x, 3), ALL_AXES, false));
     ck_assert_int_eq(ag_backward(y, NULL), 0);
     double g[3];
     values(x->grad, g);

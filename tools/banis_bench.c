@@ -20,16 +20,22 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]\n"
-                   "Times one BANIS training step (warm-up and full) at the paper's sizes by default.\n");
+                   "Times one BANIS training step (warm-up and full) at the paper's sizes by "
+                   "default.\n");
             return 0;
         }
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) goto usage;
-        if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--width")) width = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--device")) dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
-        else goto usage;
+        if (!strcmp(argv[i], "--batch"))
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--width"))
+            width = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--reps"))
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--device"))
+            dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
+        else
+            goto usage;
     }
     if (batch < 2 || reps < 1 || width <= 0) goto usage;
     if (dev == DEVICE_CUDA && !backend_for(DEVICE_CUDA)) {
@@ -51,8 +57,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < batch; i++) idx[i] = i;
     tensor *ta, *tb;
     if (banis_batch(d, idx, batch, TENSOR_F32, dev, &ta, &tb)) return 1;
-    printf("BANIS step benchmark on %s: batch %d, width %.3g (%lld parameters), %d timed reps after 1 warm-up rep\n",
-           backend_device_description(dev), batch, width, (long long)nn_count_parameters(m->root), reps);
+    printf("BANIS step benchmark on %s: batch %d, width %.3g (%lld parameters), %d timed reps "
+           "after 1 warm-up rep\n",
+           backend_device_description(dev), batch, width, (long long)nn_count_parameters(m->root),
+           reps);
     double ms[2], tflops[2];
     int64_t peak = 0;
     for (int full = 0; full < 2; full++) {
@@ -81,21 +89,24 @@ int main(int argc, char **argv) {
         tflops[full] = (double)op_flops() / reps / t / 1e12;
         int64_t p = tensor_storage_peak_bytes();
         peak = p > peak ? p : peak;
-        printf("%-10s step: %9.1f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n", full ? "full" : "warm-up", ms[full],
-               tflops[full], (double)op_flops() / reps / 1e9);
+        printf("%-10s step: %9.1f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n",
+               full ? "full" : "warm-up", ms[full], tflops[full], (double)op_flops() / reps / 1e9);
         if (dev == DEVICE_CUDA) {
             backend_counters c1 = backend_cuda_counters();
 #define PER(f) ((double)(c1.f - c0.f) / reps)
-            printf("           per step: %.0f launches, %.0f compiles, %.0f module loads, %.0f device allocations, "
-                   "%.0f host-to-device copies (%.0f bytes), %.0f device-to-host copies (%.0f bytes), %.0f synchronisations\n",
-                   PER(launches), PER(compiles), PER(module_loads), PER(device_allocs), PER(h2d_copies), PER(h2d_bytes),
-                   PER(d2h_copies), PER(d2h_bytes), PER(syncs));
+            printf("           per step: %.0f launches, %.0f compiles, %.0f module loads, %.0f "
+                   "device allocations, "
+                   "%.0f host-to-device copies (%.0f bytes), %.0f device-to-host copies (%.0f "
+                   "bytes), %.0f synchronisations\n",
+                   PER(launches), PER(compiles), PER(module_loads), PER(device_allocs),
+                   PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies), PER(d2h_bytes), PER(syncs));
 #undef PER
         }
     }
     double projected = (17000 * ms[0] + 23000 * ms[1]) / 1e3;
     printf("peak tensor memory: %.1f MiB\n", (double)peak / (1 << 20));
-    printf("projected paper schedule (17,000 warm-up + 23,000 full steps): %.1f h (paper: ~12.3 h on a GP104)\n",
+    printf("projected paper schedule (17,000 warm-up + 23,000 full steps): %.1f h (paper: ~12.3 h "
+           "on a GP104)\n",
            projected / 3600);
     free(idx);
     banis_dataset_free(d);

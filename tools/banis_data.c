@@ -17,18 +17,23 @@
 #include "../tensor/files.h"
 
 static int usage_to(FILE *f, int rc) {
-    fprintf(f,
-            "usage: banis-data synth --n N --out DIR [--seed S]\n"
-            "       banis-data prepare RAW_DIR --out DIR [--layout auto|side-by-side|folders|tiff]\n"
-            "                  [--boxes FILE] [--scale 4] [--channels 0,1] [--tiff-channels N] [--middle-half]\n"
-            "synth writes N synthetic membrane/nuclei pairs as PNG plus a contact sheet;\n"
-            "prepare turns raw microscopy images into the 64x64 training set (DIR/dataset.safetensors).\n"
-            "  --layout auto        (default) from the files: RAW_DIR/A + RAW_DIR/B -> folders; TIFF stacks\n"
-            "                       (several pages or channels, ImageJ/OME metadata) -> tiff; one grey\n"
-            "                       page per file -> side-by-side (membrane left, nuclei right)\n"
-            "  --channels A,B       the channels holding membrane and nuclei (default 0,1)\n"
-            "  --tiff-channels N    channels per slice of a stack of single-channel pages that has no\n"
-            "                       ImageJ or OME metadata (page = slice * N + channel)\n");
+    fprintf(
+        f,
+        "usage: banis-data synth --n N --out DIR [--seed S]\n"
+        "       banis-data prepare RAW_DIR --out DIR [--layout auto|side-by-side|folders|tiff]\n"
+        "                  [--boxes FILE] [--scale 4] [--channels 0,1] [--tiff-channels N] "
+        "[--middle-half]\n"
+        "synth writes N synthetic membrane/nuclei pairs as PNG plus a contact sheet;\n"
+        "prepare turns raw microscopy images into the 64x64 training set "
+        "(DIR/dataset.safetensors).\n"
+        "  --layout auto        (default) from the files: RAW_DIR/A + RAW_DIR/B -> folders; TIFF "
+        "stacks\n"
+        "                       (several pages or channels, ImageJ/OME metadata) -> tiff; one "
+        "grey\n"
+        "                       page per file -> side-by-side (membrane left, nuclei right)\n"
+        "  --channels A,B       the channels holding membrane and nuclei (default 0,1)\n"
+        "  --tiff-channels N    channels per slice of a stack of single-channel pages that has no\n"
+        "                       ImageJ or OME metadata (page = slice * N + channel)\n");
     return rc;
 }
 static int usage(void) { return usage_to(stderr, 2); }
@@ -46,7 +51,9 @@ static int write_outputs(const banis_dataset *d, const char *out, bool each) {
     if (each) {
         for (int i = 0; i < d->n; i++) {
             snprintf(path, sizeof path, "%s/pair_%04d.png", out, i);
-            if (banis_write_pairs_png(path, d->a + (size_t)i * BANIS_PIXELS, d->b + (size_t)i * BANIS_PIXELS, 1, 1)) return -1;
+            if (banis_write_pairs_png(path, d->a + (size_t)i * BANIS_PIXELS,
+                                      d->b + (size_t)i * BANIS_PIXELS, 1, 1))
+                return -1;
         }
     }
     int sheet_n = d->n < 64 ? d->n : 64;
@@ -72,51 +79,89 @@ int main(int argc, char **argv) {
         if (argc < 3 || argv[2][0] == '-') return usage();
         raw = argv[2];
         i = 3;
-    } else if (strcmp(cmd, "synth")) return usage();
+    } else if (strcmp(cmd, "synth"))
+        return usage();
     for (; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--middle-half")) { po.middle_half = true; continue; }
+        if (!strcmp(a, "--middle-half")) {
+            po.middle_half = true;
+            continue;
+        }
         if (!v) return usage();
         i++;
         char *end;
-        if (!strcmp(a, "--out")) out = v;
+        if (!strcmp(a, "--out"))
+            out = v;
         else if (!strcmp(a, "--n")) {
             n = (int)strtol(v, &end, 10);
-            if (*end || n < 1 || n > 1000000) { fprintf(stderr, "banis-data: --n must be 1..1000000\n"); return 2; }
-        } else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+            if (*end || n < 1 || n > 1000000) {
+                fprintf(stderr, "banis-data: --n must be 1..1000000\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--seed"))
+            seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--layout")) {
-            if (!strcmp(v, "auto")) po.layout = LAYOUT_AUTO;
-            else if (!strcmp(v, "side-by-side")) po.layout = LAYOUT_SIDE_BY_SIDE;
-            else if (!strcmp(v, "folders")) po.layout = LAYOUT_FOLDERS;
-            else if (!strcmp(v, "tiff")) po.layout = LAYOUT_TIFF;
-            else { fprintf(stderr, "banis-data: unknown layout '%s' (auto, side-by-side, folders, tiff)\n", v); return 2; }
+            if (!strcmp(v, "auto"))
+                po.layout = LAYOUT_AUTO;
+            else if (!strcmp(v, "side-by-side"))
+                po.layout = LAYOUT_SIDE_BY_SIDE;
+            else if (!strcmp(v, "folders"))
+                po.layout = LAYOUT_FOLDERS;
+            else if (!strcmp(v, "tiff"))
+                po.layout = LAYOUT_TIFF;
+            else {
+                fprintf(stderr,
+                        "banis-data: unknown layout '%s' (auto, side-by-side, folders, tiff)\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--boxes")) {
-            if (prepare_read_boxes(v, &po)) { fprintf(stderr, "banis-data: %s\n", err_message()); return 1; }
+            if (prepare_read_boxes(v, &po)) {
+                fprintf(stderr, "banis-data: %s\n", err_message());
+                return 1;
+            }
         } else if (!strcmp(a, "--scale")) {
             po.scale = atoi(v);
-            if (po.scale < 1 || po.scale > 64) { fprintf(stderr, "banis-data: --scale must be 1..64\n"); return 2; }
+            if (po.scale < 1 || po.scale > 64) {
+                fprintf(stderr, "banis-data: --scale must be 1..64\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--channels")) {
-            if (sscanf(v, "%d,%d", &po.channel_a, &po.channel_b) != 2 || po.channel_a < 0 || po.channel_b < 0) {
+            if (sscanf(v, "%d,%d", &po.channel_a, &po.channel_b) != 2 || po.channel_a < 0 ||
+                po.channel_b < 0) {
                 fprintf(stderr, "banis-data: --channels takes A,B (e.g. 0,1)\n");
                 return 2;
             }
         } else if (!strcmp(a, "--tiff-channels")) {
             po.tiff_channels = atoi(v);
-            if (po.tiff_channels < 1 || po.tiff_channels > 16) { fprintf(stderr, "banis-data: --tiff-channels must be 1..16\n"); return 2; }
-        } else return usage();
+            if (po.tiff_channels < 1 || po.tiff_channels > 16) {
+                fprintf(stderr, "banis-data: --tiff-channels must be 1..16\n");
+                return 2;
+            }
+        } else
+            return usage();
     }
     if (!out) return usage();
     if (make_dir(out)) return 1;
     banis_dataset *d;
     if (raw) {
         d = banis_prepare(raw, &po);
-        if (!d) { fprintf(stderr, "banis-data: %s\n", err_message()); return 1; }
-        if (d->n == 0) { fprintf(stderr, "banis-data: %s gave no pairs\n", raw); banis_dataset_free(d); return 1; }
+        if (!d) {
+            fprintf(stderr, "banis-data: %s\n", err_message());
+            return 1;
+        }
+        if (d->n == 0) {
+            fprintf(stderr, "banis-data: %s gave no pairs\n", raw);
+            banis_dataset_free(d);
+            return 1;
+        }
         printf("read %s: %d pairs\n", d->source, d->n);
     } else {
         synth_config c = synth_defaults();
         d = banis_synthetic(&c, n, seed);
-        if (!d) { fprintf(stderr, "banis-data: out of memory for %d pairs\n", n); return 1; }
+        if (!d) {
+            fprintf(stderr, "banis-data: out of memory for %d pairs\n", n);
+            return 1;
+        }
     }
     int rc = write_outputs(d, out, raw == NULL);
     if (rc) fprintf(stderr, "banis-data: %s\n", err_message());

@@ -20,7 +20,7 @@
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 
-#define MODELS 3
+#define MODELS    3
 #define FIG_PAIRS 6
 static const char *const model_names[MODELS] = {"BANIS", "Cycle-GAN", "Auto-Encoder"};
 
@@ -59,8 +59,8 @@ static eval_preset preset(const char *name) {
 }
 
 // Translations of the figure's pairs by any model.
-static int fig_rows(banis_translate_fn tr, void *model, device_type dev, const banis_dataset *d, const int *idx,
-                    float *a_out, float *b_out) {
+static int fig_rows(banis_translate_fn tr, void *model, device_type dev, const banis_dataset *d,
+                    const int *idx, float *a_out, float *b_out) {
     tensor_scope_begin();
     bool prev = ag_set_grad_enabled(false);
     tensor *a, *b;
@@ -83,9 +83,10 @@ typedef struct {
 } eval_args;
 
 static int usage(int rc) {
-    fprintf(rc ? stderr : stdout,
-            "usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
-            "Trains BANIS, Cycle-GAN and the Auto-Encoder over seeds and writes Table 1 and Fig. 3.\n");
+    fprintf(
+        rc ? stderr : stdout,
+        "usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
+        "Trains BANIS, Cycle-GAN and the Auto-Encoder over seeds and writes Table 1 and Fig. 3.\n");
     return rc;
 }
 
@@ -96,13 +97,19 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(0);
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) return usage(2);
-        if (!strcmp(argv[i], "--preset")) a->preset = argv[++i];
-        else if (!strcmp(argv[i], "--seeds")) a->seeds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--out")) a->out = argv[++i];
-        else if (!strcmp(argv[i], "--device")) a->dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
-        else return usage(2);
+        if (!strcmp(argv[i], "--preset"))
+            a->preset = argv[++i];
+        else if (!strcmp(argv[i], "--seeds"))
+            a->seeds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--out"))
+            a->out = argv[++i];
+        else if (!strcmp(argv[i], "--device"))
+            a->dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
+        else
+            return usage(2);
     }
-    if ((strcmp(a->preset, "cpu") && strcmp(a->preset, "paper")) || a->seeds < 1 || a->seeds > MAX_SEEDS)
+    if ((strcmp(a->preset, "cpu") && strcmp(a->preset, "paper")) || a->seeds < 1 ||
+        a->seeds > MAX_SEEDS)
         return usage(2);
     if (a->dev == DEVICE_CUDA && !backend_for(DEVICE_CUDA)) {
         fprintf(stderr, "banis-eval: %s\n", err_message());
@@ -128,24 +135,26 @@ static void trained_free(trained *t) {
     baseline_free(t->bl);
 }
 
-static int train_one(const eval_preset *p, int k, uint64_t seed, device_type dev, const banis_dataset *d,
-                     const banis_split *split, trained *t) {
+static int train_one(const eval_preset *p, int k, uint64_t seed, device_type dev,
+                     const banis_dataset *d, const banis_split *split, trained *t) {
     *t = (trained){0};
     nn_module *root;
     if (k == 0) {
         t->bm = banis_model_new(&p->arch, &p->sched, TENSOR_F32, dev, seed);
         t->model = t->bm, t->tr = banis_tr, root = t->bm ? t->bm->root : NULL;
     } else {
-        t->bl = baseline_new(k == 1 ? BASELINE_CYCLEGAN : BASELINE_AUTOENCODER, &p->arch, p->baseline_lr, TENSOR_F32,
-                             dev, seed);
+        t->bl = baseline_new(k == 1 ? BASELINE_CYCLEGAN : BASELINE_AUTOENCODER, &p->arch,
+                             p->baseline_lr, TENSOR_F32, dev, seed);
         t->model = t->bl, t->tr = baseline_translate, root = t->bl ? t->bl->root : NULL;
     }
     if (!root) return -1;
-    int64_t steps = k == 0 ? p->sched.warmup_steps + p->sched.stage2_steps + p->sched.stage3_steps : p->baseline_steps;
+    int64_t steps = k == 0 ? p->sched.warmup_steps + p->sched.stage2_steps + p->sched.stage3_steps
+                           : p->baseline_steps;
     banis_sampler sa, sb; // Cycle-GAN draws A and B independently (unpaired)
     banis_sampler_init(&sa, split->train, split->n_train, seed * 7);
     banis_sampler_init(&sb, split->train, split->n_train, seed * 7 + 1);
-    int *idx = malloc(sizeof(int) * (size_t)p->sched.batch), *idx2 = malloc(sizeof(int) * (size_t)p->sched.batch);
+    int *idx = malloc(sizeof(int) * (size_t)p->sched.batch),
+        *idx2 = malloc(sizeof(int) * (size_t)p->sched.batch);
     int rc = idx && idx2 ? 0 : -1;
     for (int64_t step = 0; step < steps && !rc; step++) {
         tensor_scope_begin();
@@ -174,8 +183,8 @@ static int train_one(const eval_preset *p, int k, uint64_t seed, device_type dev
 
 // Table 1: GMI and the ground-truth scores, mean +- std over the seeds (written to a temporary
 // file, then renamed).
-static int write_table(const char *path, const eval_preset *p, int seeds, const banis_dataset *d, int n_test,
-                       banis_eval results[MODELS][MAX_SEEDS]) {
+static int write_table(const char *path, const eval_preset *p, int seeds, const banis_dataset *d,
+                       int n_test, banis_eval results[MODELS][MAX_SEEDS]) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -185,12 +194,17 @@ static int write_table(const char *path, const eval_preset *p, int seeds, const 
     }
     fprintf(f, "# Table 1 on synthetic embryos (%s preset%s)\n\n", p->name,
             !strcmp(p->name, "cpu") ? ": a reduced schedule and network, not the paper's" : "");
-    fprintf(f, "GMI %% (pairs whose reconstructions overlap with Dice < TS; higher is better), mean +- std over %d seeds, "
-               "%d test pairs of %s. BANIS: width %.3g, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: %lld steps, "
-               "batch %d.\n\n", seeds, n_test, d->source, p->arch.width, (long long)p->sched.warmup_steps,
-            (long long)p->sched.stage2_steps, (long long)p->sched.stage3_steps, (long long)p->baseline_steps,
-            p->sched.batch);
-    fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | membrane Dice (truth) | nuclei Dice (truth) | nuclei in cells %% |\n"
+    fprintf(f,
+            "GMI %% (pairs whose reconstructions overlap with Dice < TS; higher is better), mean "
+            "+- std over %d seeds, "
+            "%d test pairs of %s. BANIS: width %.3g, %lld + %lld + %lld steps; Cycle-GAN and "
+            "Auto-Encoder: %lld steps, "
+            "batch %d.\n\n",
+            seeds, n_test, d->source, p->arch.width, (long long)p->sched.warmup_steps,
+            (long long)p->sched.stage2_steps, (long long)p->sched.stage3_steps,
+            (long long)p->baseline_steps, p->sched.batch);
+    fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | membrane Dice (truth) | nuclei Dice (truth) | nuclei in "
+               "cells %% |\n"
                "|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < MODELS; k++) {
         fprintf(f, "| %s", model_names[k]);
@@ -198,22 +212,32 @@ static int write_table(const char *path, const eval_preset *p, int seeds, const 
             double sum = 0, sq = 0;
             for (int s = 0; s < seeds; s++) {
                 banis_eval *e = &results[k][s];
-                double v = c < 3 ? e->gmi[c] : c == 3 ? e->membrane_dice : c == 4 ? e->nuclei_dice : e->nuclei_in_cells;
+                double v = c < 3    ? e->gmi[c]
+                           : c == 3 ? e->membrane_dice
+                           : c == 4 ? e->nuclei_dice
+                                    : e->nuclei_in_cells;
                 sum += v;
                 sq += v * v;
             }
-            double mean = sum / seeds, sd = seeds > 1 ? sqrt(fmax(0, (sq - seeds * mean * mean) / (seeds - 1))) : 0;
+            double mean = sum / seeds,
+                   sd = seeds > 1 ? sqrt(fmax(0, (sq - seeds * mean * mean) / (seeds - 1))) : 0;
             fprintf(f, c < 3 || c == 5 ? " | %.2f +- %.2f" : " | %.3f +- %.3f", mean, sd);
         }
         fprintf(f, " |\n");
     }
-    fprintf(f, "\nThe paper's Table 1 (real C. elegans data, full schedule): BANIS 75.26 / 87.27 / 95.39, "
-               "Cycle-GAN 69.04 / 82.89 / 90.14, Auto-Encoder 71.48 / 83.86 / 90.91. As the paper notes, GMI "
-               "rewards low overlap, so a model that draws no nuclei scores well; the ground-truth columns "
-               "(Dice of each reconstruction with the true membrane and nuclei masks) show whether the "
-               "geometry is really there.\n\n![Fig. 3](fig3.png)\n\nfig3.png rows: real test pairs; BANIS; "
-               "Cycle-GAN; Auto-Encoder (seed 1). Each cell: A | B | overlay (membrane magenta, nuclei green); "
-               "model rows show A_rec = B->A and B_rec = A->B of the real pair above.\n");
+    fprintf(
+        f,
+        "\nThe paper's Table 1 (real C. elegans data, full schedule): BANIS 75.26 / 87.27 / 95.39, "
+        "Cycle-GAN 69.04 / 82.89 / 90.14, Auto-Encoder 71.48 / 83.86 / 90.91. As the paper notes, "
+        "GMI "
+        "rewards low overlap, so a model that draws no nuclei scores well; the ground-truth "
+        "columns "
+        "(Dice of each reconstruction with the true membrane and nuclei masks) show whether the "
+        "geometry is really there.\n\n![Fig. 3](fig3.png)\n\nfig3.png rows: real test pairs; "
+        "BANIS; "
+        "Cycle-GAN; Auto-Encoder (seed 1). Each cell: A | B | overlay (membrane magenta, nuclei "
+        "green); "
+        "model rows show A_rec = B->A and B_rec = A->B of the real pair above.\n");
     if (fclose(f) || rename(tmp, path)) {
         err_set("cannot write %s: %s", path, strerror(errno));
         unlink(tmp);
@@ -230,18 +254,22 @@ int main(int argc, char **argv) {
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, p.n_pairs, 1);
     banis_split split = banis_split_make(d->n, 0.1, 1);
-    printf("banis-eval, %s preset: %s, %d train / %d test pairs, %d seeds\n", p.name, d->source, split.n_train,
-           split.n_test, args.seeds);
-    printf("BANIS: width %.3g, batch %d, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: %lld steps each\n",
-           p.arch.width, p.sched.batch, (long long)p.sched.warmup_steps, (long long)p.sched.stage2_steps,
-           (long long)p.sched.stage3_steps, (long long)p.baseline_steps);
+    printf("banis-eval, %s preset: %s, %d train / %d test pairs, %d seeds\n", p.name, d->source,
+           split.n_train, split.n_test, args.seeds);
+    printf("BANIS: width %.3g, batch %d, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: "
+           "%lld steps each\n",
+           p.arch.width, p.sched.batch, (long long)p.sched.warmup_steps,
+           (long long)p.sched.stage2_steps, (long long)p.sched.stage3_steps,
+           (long long)p.baseline_steps);
     static banis_eval results[MODELS][MAX_SEEDS];
     // Fig. 3's rows: the real test pairs, then each model's translations of them (seed 1)
     float *fig_a = malloc(sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (MODELS + 1));
     float *fig_b = malloc(sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (MODELS + 1));
     for (int i = 0; i < FIG_PAIRS; i++) {
-        memcpy(fig_a + (size_t)i * BANIS_PIXELS, d->a + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
-        memcpy(fig_b + (size_t)i * BANIS_PIXELS, d->b + (size_t)split.test[i] * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS);
+        memcpy(fig_a + (size_t)i * BANIS_PIXELS, d->a + (size_t)split.test[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+        memcpy(fig_b + (size_t)i * BANIS_PIXELS, d->b + (size_t)split.test[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
     }
     double t_all = now_seconds();
     for (int s = 0; s < args.seeds && !rc; s++)
@@ -250,17 +278,22 @@ int main(int argc, char **argv) {
             trained t;
             banis_eval *e = &results[k][s];
             rc = train_one(&p, k, 100 + (uint64_t)s, args.dev, d, &split, &t);
-            if (!rc) rc = banis_evaluate_translator(t.tr, t.model, TENSOR_F32, args.dev, d, split.test, split.n_test, e);
+            if (!rc)
+                rc = banis_evaluate_translator(t.tr, t.model, TENSOR_F32, args.dev, d, split.test,
+                                               split.n_test, e);
             if (!rc && s == 0)
-                rc = fig_rows(t.tr, t.model, args.dev, d, split.test, fig_a + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS,
+                rc = fig_rows(t.tr, t.model, args.dev, d, split.test,
+                              fig_a + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS,
                               fig_b + (size_t)(k + 1) * FIG_PAIRS * BANIS_PIXELS);
             trained_free(&t);
             if (rc) {
                 fprintf(stderr, "banis-eval: %s seed %d: %s\n", model_names[k], s, err_message());
                 break;
             }
-            printf("seed %d %-12s GMI %5.1f %5.1f %5.1f  mean DSC %.3f  membrane Dice %.3f nuclei Dice %.3f  (%.0f s, "
-                   "%.0f s total)\n", s + 1, model_names[k], e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc,
+            printf("seed %d %-12s GMI %5.1f %5.1f %5.1f  mean DSC %.3f  membrane Dice %.3f nuclei "
+                   "Dice %.3f  (%.0f s, "
+                   "%.0f s total)\n",
+                   s + 1, model_names[k], e->gmi[0], e->gmi[1], e->gmi[2], e->mean_dsc,
                    e->membrane_dice, e->nuclei_dice, now_seconds() - t0, now_seconds() - t_all);
             fflush(stdout);
         }

@@ -15,22 +15,24 @@
 #include "../tensor/error.h"
 
 static int usage(int rc) {
-    fprintf(rc ? stderr : stdout,
-            "usage: banis-export --ckpt FILE --out FILE.safetensors [--example FILE.safetensors] [--n N]\n"
-            "Writes the checkpoint's six networks as a PyTorch state_dict (safetensors) for\n"
-            "bench/banis_step_torch.py's BanisNets:\n"
-            "  from safetensors.torch import load_file\n"
-            "  nets = BanisNets(width, latent); nets.load_state_dict(load_file(OUT))\n"
-            "(width and latent are in the file's metadata: banis.width, banis.latent).\n"
-            "  --example FILE  also write N inputs (input.z, input.x) and this library's outputs of\n"
-            "                  every network in inference mode (gen_a, gen_b, disc_a, ...) and of the\n"
-            "                  Successors on input.x (successor_a, successor_b)\n");
+    fprintf(
+        rc ? stderr : stdout,
+        "usage: banis-export --ckpt FILE --out FILE.safetensors [--example FILE.safetensors] [--n "
+        "N]\n"
+        "Writes the checkpoint's six networks as a PyTorch state_dict (safetensors) for\n"
+        "bench/banis_step_torch.py's BanisNets:\n"
+        "  from safetensors.torch import load_file\n"
+        "  nets = BanisNets(width, latent); nets.load_state_dict(load_file(OUT))\n"
+        "(width and latent are in the file's metadata: banis.width, banis.latent).\n"
+        "  --example FILE  also write N inputs (input.z, input.x) and this library's outputs of\n"
+        "                  every network in inference mode (gen_a, gen_b, disc_a, ...) and of the\n"
+        "                  Successors on input.x (successor_a, successor_b)\n");
     return rc;
 }
 
 // The PyTorch name and value of one of our tensors in network `net` (a Sequential).
-static int add_exported(nn_tensor_list *out, const char *net_name, nn_module *layer, const char *pname,
-                        tensor *t) {
+static int add_exported(nn_tensor_list *out, const char *net_name, nn_module *layer,
+                        const char *pname, tensor *t) {
     char name[160];
     tensor *v = t;
     if (!strcmp(layer->type, "Linear") && !strcmp(pname, "weight")) {
@@ -61,10 +63,14 @@ static int export_weights(banis_model *m, const char *ckpt, const char *out) {
             for (int p = 0; p < layer->n_params && !rc; p++)
                 rc = add_exported(&list, nets[n], layer, layer->params[p].name, layer->params[p].t);
             for (int b = 0; b < layer->n_buffers && !rc; b++)
-                rc = add_exported(&list, nets[n], layer, layer->buffers[b].name, layer->buffers[b].t);
+                rc = add_exported(&list, nets[n], layer, layer->buffers[b].name,
+                                  layer->buffers[b].t);
         }
     }
-    st_meta meta[5] = {{"format", "pt"}, {"banis.width", ""}, {"banis.latent", ""}, {"banis.source", ""},
+    st_meta meta[5] = {{"format", "pt"},
+                       {"banis.width", ""},
+                       {"banis.latent", ""},
+                       {"banis.source", ""},
                        {"banis.g_bn_sets", ""}};
     snprintf(meta[1].value, sizeof meta[1].value, "%.17g", m->arch.width);
     snprintf(meta[2].value, sizeof meta[2].value, "%d", m->arch.latent);
@@ -91,11 +97,18 @@ static int export_example(banis_model *m, int n, const char *path) {
     bool prev = ag_set_grad_enabled(false);
     tensor *z = banis_sample_z(m, n);
     enum { N_OUT = 10 };
-    const char *names[N_OUT] = {"input.z", "input.x", "gen_a", "gen_b", "disc_a", "disc_b", "enc_a", "enc_b",
-                                "successor_a", "successor_b"};
-    tensor *t[N_OUT] = {z, a, banis_generate(m, 0, z), banis_generate(m, 1, z), nn_forward(m->disc[0], a),
-                        nn_forward(m->disc[1], a), nn_forward(m->enc[0], a), nn_forward(m->enc[1], a),
-                        banis_successor(m, 0, a), banis_successor(m, 1, a)};
+    const char *names[N_OUT] = {"input.z", "input.x", "gen_a", "gen_b",       "disc_a",
+                                "disc_b",  "enc_a",   "enc_b", "successor_a", "successor_b"};
+    tensor *t[N_OUT] = {z,
+                        a,
+                        banis_generate(m, 0, z),
+                        banis_generate(m, 1, z),
+                        nn_forward(m->disc[0], a),
+                        nn_forward(m->disc[1], a),
+                        nn_forward(m->enc[0], a),
+                        nn_forward(m->enc[1], a),
+                        banis_successor(m, 0, a),
+                        banis_successor(m, 1, a)};
     ag_set_grad_enabled(prev);
     nn_tensor_list list = {0};
     for (int i = 0; i < N_OUT; i++) {
@@ -123,9 +136,12 @@ int main(int argc, char **argv) {
             fprintf(stderr, "banis-export: %s needs a value (--help)\n", a);
             return 2;
         }
-        if (!strcmp(a, "--ckpt")) ckpt = argv[++i];
-        else if (!strcmp(a, "--out")) out = argv[++i];
-        else if (!strcmp(a, "--example")) example = argv[++i];
+        if (!strcmp(a, "--ckpt"))
+            ckpt = argv[++i];
+        else if (!strcmp(a, "--out"))
+            out = argv[++i];
+        else if (!strcmp(a, "--example"))
+            example = argv[++i];
         else if (!strcmp(a, "--n")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);

@@ -14,19 +14,27 @@
 #include "../tests/gradcheck_table.h"
 
 // Runs case c on `dev` from host inputs; returns outputs then input gradients, flattened.
-static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, double **in_host, int64_t *n_out) {
+static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, double **in_host,
+                   int64_t *n_out) {
     tensor_scope_begin();
     tensor *in[4] = {0};
     for (int i = 0; i < c->n_inputs; i++) {
         in[i] = tensor_from_doubles(dt, c->inputs[i].ndim, c->inputs[i].shape, in_host[i], dev);
-        if (!in[i]) { tensor_scope_end(); return NULL; }
+        if (!in[i]) {
+            tensor_scope_end();
+            return NULL;
+        }
         in[i]->requires_grad = !c->inputs[i].no_grad;
     }
     tensor *y = c->fn(in, &c->arg);
     tensor *l = y ? op_sum(op_square(y), ALL_AXES, false) : NULL;
-    if (!l || ag_backward(l, NULL)) { tensor_scope_end(); return NULL; }
+    if (!l || ag_backward(l, NULL)) {
+        tensor_scope_end();
+        return NULL;
+    }
     int64_t n = tensor_numel(y);
-    for (int i = 0; i < c->n_inputs; i++) if (!c->inputs[i].no_grad) n += tensor_numel(in[i]);
+    for (int i = 0; i < c->n_inputs; i++)
+        if (!c->inputs[i].no_grad) n += tensor_numel(in[i]);
     double *v = calloc((size_t)n, sizeof *v);
     int64_t at = tensor_numel(y);
     tensor_to_doubles(y, v);
@@ -41,7 +49,9 @@ static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, do
 }
 
 static tensor *f_conv(tensor **in, const void *arg) { return op_conv2d(in[0], in[1], in[2], arg); }
-static tensor *f_convt(tensor **in, const void *arg) { return op_conv_transpose2d(in[0], in[1], in[2], arg); }
+static tensor *f_convt(tensor **in, const void *arg) {
+    return op_conv_transpose2d(in[0], in[1], in[2], arg);
+}
 
 static tensor *f_matmul(tensor **in, const void *arg) {
     (void)arg;
@@ -57,30 +67,45 @@ static gc_input shape4(int64_t a, int64_t b, int64_t c, int64_t d) {
 // direct kernel), channel counts that are and are not multiples of the 16-deep K tile
 // (tap-major and general K order), tiles with ragged edges in M, N and K, strides 1 and 2.
 static int gemm_cases(gradcheck_case *out) {
-    static const struct { int n, c, hw, k, r, stride, same, transpose; } v[] = {
-        {2, 5, 9, 7, 3, 1, 1, 0},   {2, 5, 9, 7, 3, 2, 1, 0},   {3, 16, 11, 32, 5, 2, 1, 0},
-        {2, 16, 8, 48, 5, 1, 1, 0}, {2, 32, 7, 16, 3, 2, 0, 0}, {1, 48, 6, 80, 5, 2, 1, 0},
-        {2, 32, 5, 16, 5, 2, 1, 1}, {2, 16, 4, 32, 5, 2, 1, 1}, {3, 7, 5, 9, 3, 2, 1, 1},
+    static const struct {
+        int n, c, hw, k, r, stride, same, transpose;
+    } v[] = {
+        {2, 5, 9, 7, 3, 1, 1, 0},
+        {2, 5, 9, 7, 3, 2, 1, 0},
+        {3, 16, 11, 32, 5, 2, 1, 0},
+        {2, 16, 8, 48, 5, 1, 1, 0},
+        {2, 32, 7, 16, 3, 2, 0, 0},
+        {1, 48, 6, 80, 5, 2, 1, 0},
+        {2, 32, 5, 16, 5, 2, 1, 1},
+        {2, 16, 4, 32, 5, 2, 1, 1},
+        {3, 7, 5, 9, 3, 2, 1, 1},
         {2, 64, 4, 5, 5, 2, 1, 1},
         // 15x16 inputs, stride 2: 8x8 outputs, so whole weight-gradient tiles lie within one
         // image (the tap-major weight gradient), with 32 channels on both sides
-        {2, 8, 15, 16, 5, 2, 1, 0}, {2, 32, 15, 32, 3, 2, 1, 0}, {2, 32, 15, 32, 5, 1, 1, 0},
+        {2, 8, 15, 16, 5, 2, 1, 0},
+        {2, 32, 15, 32, 3, 2, 1, 0},
+        {2, 32, 15, 32, 5, 1, 1, 0},
     };
     int n = 0;
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         gradcheck_case *c = &out[n++];
         memset(c, 0, sizeof *c);
-        snprintf(c->name, sizeof c->name, "%s n%d c%d %dx%d k%d r%d s%d %s", v[i].transpose ? "conv_transpose2d" : "conv2d",
-                 v[i].n, v[i].c, v[i].hw, v[i].hw + 1, v[i].k, v[i].r, v[i].stride, v[i].same ? "same" : "valid");
+        snprintf(c->name, sizeof c->name, "%s n%d c%d %dx%d k%d r%d s%d %s",
+                 v[i].transpose ? "conv_transpose2d" : "conv2d", v[i].n, v[i].c, v[i].hw,
+                 v[i].hw + 1, v[i].k, v[i].r, v[i].stride, v[i].same ? "same" : "valid");
         c->fn = v[i].transpose ? f_convt : f_conv;
         c->n_inputs = 3;
         c->inputs[0] = shape4(v[i].n, v[i].c, v[i].hw, v[i].hw + 1);
-        c->inputs[1] = v[i].transpose ? shape4(v[i].c, v[i].k, v[i].r, v[i].r) : shape4(v[i].k, v[i].c, v[i].r, v[i].r);
+        c->inputs[1] = v[i].transpose ? shape4(v[i].c, v[i].k, v[i].r, v[i].r)
+                                      : shape4(v[i].k, v[i].c, v[i].r, v[i].r);
         c->inputs[2] = (gc_input){.ndim = 1, .shape = {v[i].k}, .kind = INPUT_UNIFORM};
-        c->arg.conv = v[i].transpose ? (v[i].same ? op_conv_transpose_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
-                                                  : op_conv_valid(v[i].stride))
-                                     : (v[i].same ? op_conv_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
-                                                  : op_conv_valid(v[i].stride));
+        c->arg.conv =
+            v[i].transpose
+                ? (v[i].same
+                       ? op_conv_transpose_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
+                       : op_conv_valid(v[i].stride))
+                : (v[i].same ? op_conv_same(v[i].hw, v[i].hw + 1, v[i].r, v[i].r, v[i].stride)
+                             : op_conv_valid(v[i].stride));
     }
     // a dense layer's shapes: few output tiles over a long K, so K is split over blocks
     gradcheck_case *c = &out[n++];
@@ -125,8 +150,8 @@ int main(int argc, char **argv) {
     memcpy(all, table, sizeof *all * (size_t)n);
     n += gemm_cases(all + n);
     const gradcheck_case *cases = all;
-    printf("CUDA (%s) vs CPU, %s, tolerance %.0e relative to the largest magnitude\n", backend_cuda_device_name(),
-           tensor_dtype_name(dt), tol);
+    printf("CUDA (%s) vs CPU, %s, tolerance %.0e relative to the largest magnitude\n",
+           backend_cuda_device_name(), tensor_dtype_name(dt), tol);
     rng r;
     rng_init(&r, 77);
     for (int k = 0; k < n; k++) {
@@ -137,10 +162,16 @@ int main(int argc, char **argv) {
             int64_t m = 1;
             for (int d = 0; d < c->inputs[i].ndim; d++) m *= c->inputs[i].shape[d];
             in_host[i] = malloc(sizeof(double) * (size_t)m);
-            double lo = c->inputs[i].kind == INPUT_POSITIVE ? 0.5 : c->inputs[i].kind == INPUT_PROBABILITY ? 0.05 : -1;
-            double hi = c->inputs[i].kind == INPUT_POSITIVE ? 2 : c->inputs[i].kind == INPUT_PROBABILITY ? 0.95 : 1;
-            if (c->inputs[i].kind == INPUT_BINARY) rng_fill_bernoulli(&r, in_host[i], m, 0.5);
-            else rng_fill_uniform(&r, in_host[i], m, lo, hi);
+            double lo = c->inputs[i].kind == INPUT_POSITIVE      ? 0.5
+                        : c->inputs[i].kind == INPUT_PROBABILITY ? 0.05
+                                                                 : -1;
+            double hi = c->inputs[i].kind == INPUT_POSITIVE      ? 2
+                        : c->inputs[i].kind == INPUT_PROBABILITY ? 0.95
+                                                                 : 1;
+            if (c->inputs[i].kind == INPUT_BINARY)
+                rng_fill_bernoulli(&r, in_host[i], m, 0.5);
+            else
+                rng_fill_uniform(&r, in_host[i], m, lo, hi);
         }
         int64_t na = 0, nb = 0;
         double *a = run(c, DEVICE_CPU, dt, in_host, &na);
@@ -155,7 +186,8 @@ int main(int argc, char **argv) {
         ok = ok && worst <= tol * scale;
         for (int64_t i = 0; verbose && a && b && i < na && i < 64; i++)
             printf("  [%lld] cpu %.9g cuda %.9g\n", (long long)i, a[i], b[i]);
-        printf("%-48s %10.3e  %s%s\n", c->name, worst / scale, ok ? "ok" : "FAIL", b ? "" : err_message());
+        printf("%-48s %10.3e  %s%s\n", c->name, worst / scale, ok ? "ok" : "FAIL",
+               b ? "" : err_message());
         ok ? passed++ : failed++;
         free(a);
         free(b);
@@ -174,8 +206,10 @@ int main(int argc, char **argv) {
             rng_init(&rr, 2026);
             tensor_scope_begin();
             tensor *ones = tensor_ones(dt, 4, shape, dv);
-            tensor *t[4] = {op_dropout(ones, 0.3, true, &rr), op_rand_bernoulli(&rr, dt, 4, shape, 0.25, dv),
-                            op_rand_uniform(&rr, dt, 4, shape, -1, 1, dv), op_rand_normal(&rr, dt, 4, shape, 0, 1, dv)};
+            tensor *t[4] = {op_dropout(ones, 0.3, true, &rr),
+                            op_rand_bernoulli(&rr, dt, 4, shape, 0.25, dv),
+                            op_rand_uniform(&rr, dt, 4, shape, -1, 1, dv),
+                            op_rand_normal(&rr, dt, 4, shape, 0, 1, dv)};
             for (int i = 0; i < 4; i++) {
                 v[d][i] = malloc(sizeof(double) * (size_t)nel);
                 if (!t[i] || tensor_to_doubles(t[i], v[d][i])) {
@@ -185,7 +219,8 @@ int main(int argc, char **argv) {
             }
             tensor_scope_end();
         }
-        static const char *what[4] = {"dropout mask (p 0.3)", "bernoulli (p 0.25)", "uniform (-1, 1)", "normal (0, 1)"};
+        static const char *what[4] = {"dropout mask (p 0.3)", "bernoulli (p 0.25)",
+                                      "uniform (-1, 1)", "normal (0, 1)"};
         for (int i = 0; i < 4; i++) {
             int64_t differ = 0;
             double worst = 0;
@@ -193,9 +228,10 @@ int main(int argc, char **argv) {
                 differ += v[0][i][j] != v[1][i][j];
                 worst = fmax(worst, fabs(v[0][i][j] - v[1][i][j]));
             }
-            bool exact = i < 2, ok = exact ? differ == 0 : worst <= (dt == TENSOR_F64 ? 1e-12 : 1e-5);
-            printf("random %-41s %10.3e  %s (%lld of %lld differ%s)\n", what[i], worst, ok ? "ok" : "FAIL", (long long)differ,
-                   (long long)n, exact ? ", must be 0" : "");
+            bool exact = i < 2,
+                 ok = exact ? differ == 0 : worst <= (dt == TENSOR_F64 ? 1e-12 : 1e-5);
+            printf("random %-41s %10.3e  %s (%lld of %lld differ%s)\n", what[i], worst,
+                   ok ? "ok" : "FAIL", (long long)differ, (long long)n, exact ? ", must be 0" : "");
             ok ? passed++ : failed++;
             free(v[0][i]);
             free(v[1][i]);
@@ -205,13 +241,16 @@ int main(int argc, char **argv) {
         printf("gradient check on CUDA, float64\n");
         for (int k = 0; k < n_table; k++) {
             gradcheck_result g = gradcheck_run(&cases[k], DEVICE_CUDA, 1000 + (uint64_t)k);
-            printf("gradcheck %-38s %10.3e  %s %s\n", cases[k].name, g.worst_abs, g.passed ? "ok" : "FAIL", g.message);
+            printf("gradcheck %-38s %10.3e  %s %s\n", cases[k].name, g.worst_abs,
+                   g.passed ? "ok" : "FAIL", g.message);
             g.passed ? passed++ : failed++;
         }
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 usage:
-    fprintf(stderr, "usage: cuda-parity [--dtype f64|f32] [--no-gradcheck] [--only NAME-PREFIX] [--verbose]\n");
+    fprintf(
+        stderr,
+        "usage: cuda-parity [--dtype f64|f32] [--no-gradcheck] [--only NAME-PREFIX] [--verbose]\n");
     return 2;
 }

@@ -37,7 +37,8 @@ int main(int argc, char **argv) {
     printf("%-42s %6s %6s %6s %10s %9s\n", "shape", "M", "N", "K", "GFLOP/s", "max err");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
-        float *a = malloc(sizeof(float) * (size_t)(M * K)), *b = malloc(sizeof(float) * (size_t)(K * N));
+        float *a = malloc(sizeof(float) * (size_t)(M * K)),
+              *b = malloc(sizeof(float) * (size_t)(K * N));
         float *c = malloc(sizeof(float) * (size_t)(M * N));
         for (int64_t i = 0; i < M * K; i++) a[i] = (float)((i * 7919 % 1000) / 1000.0 - 0.5);
         for (int64_t i = 0; i < K * N; i++) b[i] = (float)((i * 104729 % 1000) / 1000.0 - 0.5);
@@ -58,8 +59,8 @@ int main(int argc, char **argv) {
             if (e > err) err = e;
         }
         printf("%-42s %6lld %6lld %6lld %10.1f %9.1e%s\n", shapes[s].what, (long long)M,
-               (long long)N, (long long)K, 2.0 * (double)M * (double)N * (double)K / best / 1e9, err,
-               err > 1e-4 ? "  WRONG" : "");
+               (long long)N, (long long)K, 2.0 * (double)M * (double)N * (double)K / best / 1e9,
+               err, err > 1e-4 ? "  WRONG" : "");
         free(a);
         free(b);
         free(c);

@@ -14,7 +14,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) {
             const char *d = argv[++i];
-            if (!strcmp(d, "cuda")) dev = DEVICE_CUDA;
+            if (!strcmp(d, "cuda"))
+                dev = DEVICE_CUDA;
             else if (strcmp(d, "cpu")) {
                 fprintf(stderr, "gradcheck: unknown device '%s' (cpu or cuda)\n", d);
                 return 2;
@@ -34,14 +35,17 @@ int main(int argc, char **argv) {
     }
     int n, passed = 0, failed = 0;
     const gradcheck_case *cases = gradcheck_cases(&n);
-    printf("gradient check on %s, float64, seed %llu\n", backend_device_description(dev), (unsigned long long)seed);
+    printf("gradient check on %s, float64, seed %llu\n", backend_device_description(dev),
+           (unsigned long long)seed);
     printf("%-48s %8s %12s  %s\n", "op", "elements", "worst |a-n|", "result");
     for (int i = 0; i < n; i++) {
         gradcheck_result r = gradcheck_run(&cases[i], dev, seed + (uint64_t)i);
         printf("%-48s %8lld %12.3e  %s%s%s\n", cases[i].name, (long long)r.checked, r.worst_abs,
                r.passed ? "ok" : "FAIL", r.passed ? "" : ": ", r.passed ? "" : r.message);
-        if (r.passed) passed++;
-        else failed++;
+        if (r.passed)
+            passed++;
+        else
+            failed++;
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

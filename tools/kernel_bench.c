@@ -22,8 +22,9 @@
 
 // The machine's FP32 peak: independent FMA chains on 16-wide vectors, on every thread.
 typedef float v16 __attribute__((vector_size(64)));
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
-static float fma_loop(long iters) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),
+               optimize("fp-contract=fast"))) static float
+fma_loop(long iters) {
     v16 acc[12];
     for (int i = 0; i < 12; i++) acc[i] = (v16){0} + (float)i * 1e-3f;
     const v16 m = (v16){0} + 0.999999f, a = (v16){0} + 1e-7f;
@@ -73,7 +74,8 @@ static double peak; // GFLOP/s, CPU only
 
 static void report(const char *name, const char *pass, double seconds, double amount, bool bytes) {
     double rate = amount / seconds / 1e9;
-    printf("%-28s %-8s %10.3f %10.1f %-6s", name, pass, 1e3 * seconds, rate, bytes ? "GB/s" : "GFLOP/s");
+    printf("%-28s %-8s %10.3f %10.1f %-6s", name, pass, 1e3 * seconds, rate,
+           bytes ? "GB/s" : "GFLOP/s");
     if (!bytes && peak > 0) printf(" %5.1f%%", 100 * rate / peak);
     printf("\n");
     fflush(stdout);
@@ -104,7 +106,8 @@ typedef struct {
 } bench_ctx;
 
 static tensor *conv(bench_ctx *c) {
-    return c->transpose ? op_conv_transpose2d(c->x, c->w, NULL, &c->o) : op_conv2d(c->x, c->w, NULL, &c->o);
+    return c->transpose ? op_conv_transpose2d(c->x, c->w, NULL, &c->o)
+                        : op_conv2d(c->x, c->w, NULL, &c->o);
 }
 static void conv_forward(void *p) { conv(p); }
 static void conv_backward(void *p) { // the gradient of whichever of x, w requires one
@@ -153,7 +156,8 @@ static tensor *randn(rng *r, int ndim, const int64_t *shape, double std) {
 
 static double rel_err(tensor *a, tensor *b) {
     int64_t n = tensor_numel(a);
-    double *x = malloc(sizeof(double) * (size_t)n), *y = malloc(sizeof(double) * (size_t)n), worst = 0, scale = 1e-30;
+    double *x = malloc(sizeof(double) * (size_t)n), *y = malloc(sizeof(double) * (size_t)n),
+           worst = 0, scale = 1e-30;
     tensor_to_doubles(a, x);
     tensor_to_doubles(b, y);
     for (int64_t i = 0; i < n; i++) {
@@ -171,8 +175,10 @@ int main(int argc, char **argv) {
     const char *device = "cuda";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kernel-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] [--only PREFIX]\n"
-                   "Times BANIS's ops one by one at its shapes (default: the paper's, batch 128, width 1).\n");
+            printf("usage: kernel-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] "
+                   "[--only PREFIX]\n"
+                   "Times BANIS's ops one by one at its shapes (default: the paper's, batch 128, "
+                   "width 1).\n");
             return 0;
         }
         if (i + 1 >= argc) {
@@ -180,18 +186,25 @@ int main(int argc, char **argv) {
             return 2;
         }
         const char *a = argv[i], *v = argv[++i];
-        if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--batch")) batch = atoi(v);
-        else if (!strcmp(a, "--width")) width = atof(v);
-        else if (!strcmp(a, "--reps")) reps = atoi(v);
-        else if (!strcmp(a, "--only")) only = v;
+        if (!strcmp(a, "--device"))
+            device = v;
+        else if (!strcmp(a, "--batch"))
+            batch = atoi(v);
+        else if (!strcmp(a, "--width"))
+            width = atof(v);
+        else if (!strcmp(a, "--reps"))
+            reps = atoi(v);
+        else if (!strcmp(a, "--only"))
+            only = v;
         else {
             fprintf(stderr, "kernel-bench: unknown option %s (--help)\n", a);
             return 2;
         }
     }
-    if (reps < 1 || batch < 1 || !(width > 0 && width <= 4) || (strcmp(device, "cpu") && strcmp(device, "cuda"))) {
-        fprintf(stderr, "kernel-bench: --device cpu|cuda, --batch >= 1, --width in (0, 4], --reps >= 1\n");
+    if (reps < 1 || batch < 1 || !(width > 0 && width <= 4) ||
+        (strcmp(device, "cpu") && strcmp(device, "cuda"))) {
+        fprintf(stderr,
+                "kernel-bench: --device cpu|cuda, --batch >= 1, --width in (0, 4], --reps >= 1\n");
         return 2;
     }
     dev = !strcmp(device, "cpu") ? DEVICE_CPU : DEVICE_CUDA;
@@ -229,10 +242,13 @@ int main(int argc, char **argv) {
         int oh = s->transpose ? s->h * s->stride : (s->h + s->stride - 1) / s->stride;
         c.transpose = s->transpose;
         c.x = randn(&r, SHAPE(n, s->c, s->h, s->h), 1);
-        c.w = s->transpose ? randn(&r, SHAPE(s->c, s->k, 5, 5), 0.05) : randn(&r, SHAPE(s->k, s->c, 5, 5), 0.05);
+        c.w = s->transpose ? randn(&r, SHAPE(s->c, s->k, 5, 5), 0.05)
+                           : randn(&r, SHAPE(s->k, s->c, 5, 5), 0.05);
         c.seed = randn(&r, SHAPE(n, s->k, oh, oh), 1);
-        c.o = s->transpose ? op_conv_transpose_same(s->h, s->h, 5, 5, s->stride) : op_conv_same(s->h, s->h, 5, 5, s->stride);
-        double macs = (double)n * s->c * s->k * 25 * (s->transpose ? (double)s->h * s->h : (double)oh * oh);
+        c.o = s->transpose ? op_conv_transpose_same(s->h, s->h, 5, 5, s->stride)
+                           : op_conv_same(s->h, s->h, 5, 5, s->stride);
+        double macs =
+            (double)n * s->c * s->k * 25 * (s->transpose ? (double)s->h * s->h : (double)oh * oh);
         report(s->name, "forward", timed(reps, conv_forward, &c), 2 * macs, false);
         if (s->c > 1) { // the first layers' input is the data: no gradient wanted there
             c.x->requires_grad = true;
@@ -244,8 +260,10 @@ int main(int argc, char **argv) {
         c.w->requires_grad = false;
         if (dev == DEVICE_CUDA) { // the forward result against the CPU backend
             tensor *xc = tensor_to_device(c.x, DEVICE_CPU), *wc = tensor_to_device(c.w, DEVICE_CPU);
-            tensor *ycpu = s->transpose ? op_conv_transpose2d(xc, wc, NULL, &c.o) : op_conv2d(xc, wc, NULL, &c.o);
-            printf("%-28s %-8s rel err vs CPU %.1e\n", s->name, "check", rel_err(ycpu, tensor_to_device(conv(&c), DEVICE_CPU)));
+            tensor *ycpu = s->transpose ? op_conv_transpose2d(xc, wc, NULL, &c.o)
+                                        : op_conv2d(xc, wc, NULL, &c.o);
+            printf("%-28s %-8s rel err vs CPU %.1e\n", s->name, "check",
+                   rel_err(ycpu, tensor_to_device(conv(&c), DEVICE_CPU)));
         }
         tensor_scope_end();
     }
@@ -254,7 +272,8 @@ int main(int argc, char **argv) {
         const char *name;
         int ndim;
         int64_t shape[4];
-    } bns[] = {{"BN+LReLU (N,C,16,16)", 4, {n, ch(width, 256), 16, 16}}, {"BN+LReLU (N,8*8*C)", 2, {n, 64 * ch(width, 256)}}};
+    } bns[] = {{"BN+LReLU (N,C,16,16)", 4, {n, ch(width, 256), 16, 16}},
+               {"BN+LReLU (N,8*8*C)", 2, {n, 64 * ch(width, 256)}}};
     for (int i = 0; i < 2; i++) {
         if (!wanted(bns[i].name)) continue;
         tensor_scope_begin();
@@ -265,46 +284,51 @@ int main(int argc, char **argv) {
         c.beta = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
         c.rm = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
         c.rv = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
-        c.bn = (op_bn_opts){.training = true, .momentum = 0.8, .eps = 1e-3, .act = OP_ACT_LEAKY_RELU, .slope = 0.2};
+        c.bn = (op_bn_opts){
+            .training = true, .momentum = 0.8, .eps = 1e-3, .act = OP_ACT_LEAKY_RELU, .slope = 0.2};
         double bytes = 4.0 * (double)tensor_numel(c.x);
-        report(bns[i].name, "forward", timed(reps, bn_forward, &c), 3 * bytes, true); // x twice, y once
+        report(bns[i].name, "forward", timed(reps, bn_forward, &c), 3 * bytes,
+               true); // x twice, y once
         c.x->requires_grad = c.gamma->requires_grad = c.beta->requires_grad = true;
         // forward (3) + backward: x, dy twice (sums, then dx), dx written
-        report(bns[i].name, "backward", timed(reps, bn_backward, &c) , 8 * bytes, true);
+        report(bns[i].name, "backward", timed(reps, bn_backward, &c), 8 * bytes, true);
         c.x->requires_grad = c.gamma->requires_grad = c.beta->requires_grad = false;
         tensor_scope_end();
     }
     if (wanted("LeakyReLU")) {
-    tensor_scope_begin();
-    c.x = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
-    c.seed = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
-    double bytes = 4.0 * (double)tensor_numel(c.x);
-    report("LeakyReLU (N,C,32,32)", "forward", timed(reps, lrelu_forward, &c), 2 * bytes, true);
-    c.x->requires_grad = true;
-    report("LeakyReLU (N,C,32,32)", "backward", timed(reps, lrelu_backward, &c), 5 * bytes, true);
-    tensor_scope_end();
+        tensor_scope_begin();
+        c.x = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
+        c.seed = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
+        double bytes = 4.0 * (double)tensor_numel(c.x);
+        report("LeakyReLU (N,C,32,32)", "forward", timed(reps, lrelu_forward, &c), 2 * bytes, true);
+        c.x->requires_grad = true;
+        report("LeakyReLU (N,C,32,32)", "backward", timed(reps, lrelu_backward, &c), 5 * bytes,
+               true);
+        tensor_scope_end();
     }
     // Adam over the parameters of BANIS's six networks at this width (about 3.37M at 0.25)
     if (wanted("Adam")) {
-    tensor_scope_begin();
-    int64_t n_params = (int64_t)lround(3366058.0 * width * width / 0.0625);
-    tensor *param = randn(&r, SHAPE(n_params), 0.05);
-    param->requires_grad = true;
-    param->grad = tensor_keep(randn(&r, SHAPE(n_params), 1e-3)); // owned by param
-    nn_tensor_list list = {0};
-    nn_list_add(&list, "p", param);
-    c.opt = nn_optimizer_new("adam", nn_adam(2e-4, 0.5, 0.999, 1e-7), &list);
-    nn_list_free(&list);
-    // reads p, g, m, v; writes p, m, v
-    report("Adam (BANIS's parameters)", "step", timed(reps, adam_step, &c), 4.0 * 7 * (double)n_params, true);
-    nn_optimizer_free(c.opt);
-    tensor_scope_end();
+        tensor_scope_begin();
+        int64_t n_params = (int64_t)lround(3366058.0 * width * width / 0.0625);
+        tensor *param = randn(&r, SHAPE(n_params), 0.05);
+        param->requires_grad = true;
+        param->grad = tensor_keep(randn(&r, SHAPE(n_params), 1e-3)); // owned by param
+        nn_tensor_list list = {0};
+        nn_list_add(&list, "p", param);
+        c.opt = nn_optimizer_new("adam", nn_adam(2e-4, 0.5, 0.999, 1e-7), &list);
+        nn_list_free(&list);
+        // reads p, g, m, v; writes p, m, v
+        report("Adam (BANIS's parameters)", "step", timed(reps, adam_step, &c),
+               4.0 * 7 * (double)n_params, true);
+        nn_optimizer_free(c.opt);
+        tensor_scope_end();
     }
     // the Linear layers: E's last (8*8*C -> 100) and G's first (100 -> 8*8*C)
     struct {
         const char *name;
         int64_t in, out;
-    } lins[] = {{"E Linear 8*8*C->100", 64 * ch(width, 512), 100}, {"G Linear 100->8*8*C", 100, 64 * ch(width, 256)}};
+    } lins[] = {{"E Linear 8*8*C->100", 64 * ch(width, 512), 100},
+                {"G Linear 100->8*8*C", 100, 64 * ch(width, 256)}};
     for (int i = 0; i < 2; i++) {
         if (!wanted(lins[i].name)) continue;
         tensor_scope_begin();

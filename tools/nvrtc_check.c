@@ -31,7 +31,8 @@ static void observe(const ew_program *p, tensor *const *outs, const tensor *cons
     if (!src) return;
     size_t len = strlen(name); // ends with the key: one kernel whatever op renders it
     for (int i = 0; i < n_seen; i++)
-        if (strlen(seen[i].name) >= 16 && !strcmp(seen[i].name + strlen(seen[i].name) - 16, name + len - 16)) {
+        if (strlen(seen[i].name) >= 16 &&
+            !strcmp(seen[i].name + strlen(seen[i].name) - 16, name + len - 16)) {
             free(src);
             return;
         }
@@ -47,11 +48,13 @@ int main(int argc, char **argv) {
     int archs[4] = {80, 90}, n_arch = 2;
     bool quick = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = true;
+        if (!strcmp(argv[i], "--quick"))
+            quick = true;
         else if (!strcmp(argv[i], "--arch") && i + 1 < argc) {
             n_arch = sscanf(argv[++i], "%d,%d,%d,%d", &archs[0], &archs[1], &archs[2], &archs[3]);
             if (n_arch < 1) goto usage;
-        } else goto usage;
+        } else
+            goto usage;
     }
     backend_set_ew_observer(observe);
     // 1. the op table, float64
@@ -81,7 +84,8 @@ int main(int argc, char **argv) {
     }
     tensor_scope_end();
     backend_set_ew_observer(NULL);
-    printf("kernels to compile: %d elementwise (%d from the op table, %d more from BANIS) + %d fixed entry points in 1 module\n",
+    printf("kernels to compile: %d elementwise (%d from the op table, %d more from BANIS) + %d "
+           "fixed entry points in 1 module\n",
            n_seen, from_table, n_seen - from_table, cuda_fixed_kernel_count);
     int passed = 0, failed = 0;
     double t0 = now_seconds();
@@ -96,7 +100,8 @@ int main(int argc, char **argv) {
                 failed++;
             } else {
                 passed++;
-                if (i == n_seen) printf("sm_%d: fixed kernels module, %zu-byte cubin\n", archs[k], size);
+                if (i == n_seen)
+                    printf("sm_%d: fixed kernels module, %zu-byte cubin\n", archs[k], size);
             }
             free(cubin);
         }

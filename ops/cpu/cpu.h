@@ -13,15 +13,18 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
 int cpu_reduce(reduce_kind kind, const tensor *in, tensor *out);
 int cpu_gemm(const gemm_args *g);
 int cpu_conv2d_forward(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y);
-int cpu_conv2d_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w, tensor *dx);
-int cpu_conv2d_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy, tensor *dw);
+int cpu_conv2d_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w,
+                              tensor *dx);
+int cpu_conv2d_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy,
+                               tensor *dw);
 
 // C (M x N, row stride ldc) = [C +] A @ B, with A(i,k) = a[i*ars + k*acs] and
 // B(k,j) = b[k*brs + j*bcs]. Serial; the _parallel forms split the work over threads.
 void cpu_gemm_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t ars, int64_t acs,
                   const float *b, int64_t brs, int64_t bcs, float *c, int64_t ldc, bool accumulate);
 void cpu_gemm_f64(int64_t M, int64_t N, int64_t K, const double *a, int64_t ars, int64_t acs,
-                  const double *b, int64_t brs, int64_t bcs, double *c, int64_t ldc, bool accumulate);
+                  const double *b, int64_t brs, int64_t bcs, double *c, int64_t ldc,
+                  bool accumulate);
 void cpu_gemm_parallel_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t ars,
                            int64_t acs, const float *b, int64_t brs, int64_t bcs, float *c,
                            int64_t ldc, bool accumulate);

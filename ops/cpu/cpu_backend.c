@@ -59,7 +59,7 @@ void *cpu_scratch(int slot, size_t nbytes) {
 #else
 #define CACHE_MAX ((size_t)4 << 30)
 #endif
-#define HEADER 64
+#define HEADER    64
 #define N_CLASSES 256
 
 typedef struct block_header {
@@ -67,7 +67,8 @@ typedef struct block_header {
     size_t rounded;            // the block's size (its class's size)
     int size_class;            // -1: too large to cache
 } block_header;
-_Static_assert(sizeof(block_header) <= HEADER, "the header fits in front of the 64-byte aligned data");
+_Static_assert(sizeof(block_header) <= HEADER,
+               "the header fits in front of the 64-byte aligned data");
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static block_header *cache_head[N_CLASSES]; // free blocks by class

@@ -2,10 +2,11 @@
 // (T, SUFFIX defined there). x: (N, C, H, W), w: (K, C, R, S), y: (N, K, OH, OW); col:
 // (C*R*S, OH*OW) per sample; im2col + GEMM, one sample per thread.
 #define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
+#define CAT(a, b)  CAT_(a, b)
 
 // The output columns ow whose input column ow * stride - pad + s lies inside [0, W): [*lo, *hi).
-static inline void CAT(valid_cols_, SUFFIX)(const conv_geometry *g, int64_t s, int64_t *lo, int64_t *hi) {
+static inline void CAT(valid_cols_, SUFFIX)(const conv_geometry *g, int64_t s, int64_t *lo,
+                                            int64_t *hi) {
     int64_t off = s - g->pad_left; // iw = ow * stride + off
     int64_t a = off >= 0 ? 0 : (-off + g->stride_w - 1) / g->stride_w;
     int64_t b = g->W - 1 - off < 0 ? 0 : (g->W - 1 - off) / g->stride_w + 1;
@@ -30,7 +31,8 @@ static void CAT(im2col_, SUFFIX)(const conv_geometry *g, const T *x, T *col) {
                     }
                     const T *src = x + (c * g->H + ih) * g->W + off;
                     for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
-                    if (sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));
+                    if (sw == 1)
+                        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));
                     else
                         for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * sw];
                     for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;
@@ -60,12 +62,14 @@ static void CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
 // Sample n of one pass on thread slot t (its im2col buffer and weight-gradient partial sum):
 // its GEMM on this thread, or split over all threads (`parallel`, when the samples are not
 // spread over the threads; never a parallel region inside another, see cpu_gemm).
-static void CAT(conv_sample_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b, T *out,
-                                      T *cols, T *dws, int64_t n, int t, bool parallel) {
+static void CAT(conv_sample_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a,
+                                      const T *b, T *out, T *cols, T *dws, int64_t n, int t,
+                                      bool parallel) {
     int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW;
     int64_t x_size = g->C * g->H * g->W, y_size = g->K * ohw, w_size = g->K * crs;
-    void (*gemm)(int64_t, int64_t, int64_t, const T *, int64_t, int64_t, const T *, int64_t, int64_t, T *,
-                 int64_t, bool) = parallel ? CAT(cpu_gemm_parallel_, SUFFIX) : CAT(cpu_gemm_, SUFFIX);
+    void (*gemm)(int64_t, int64_t, int64_t, const T *, int64_t, int64_t, const T *, int64_t,
+                 int64_t, T *, int64_t, bool) =
+        parallel ? CAT(cpu_gemm_parallel_, SUFFIX) : CAT(cpu_gemm_, SUFFIX);
     T *col = cols + t * crs * ohw;
     if (pass == CONV_FORWARD) { // a = x, b = w: y[n] = w @ col
         CAT(im2col_, SUFFIX)(g, a + n * x_size, col);
@@ -80,16 +84,19 @@ static void CAT(conv_sample_, SUFFIX)(conv_pass pass, const conv_geometry *g, co
 }
 
 // One pass. `a` and `b` are the pass's two inputs, `out` its output.
-static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b, T *out) {
+static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b,
+                              T *out) {
     int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW, w_size = g->K * crs;
     int threads = g->N > 1 ? cpu_threads() : 1;
     if (threads > g->N) threads = (int)g->N;
     // The calling thread's scratch (slots 2 and 3; the GEMM uses 0 and 1), kept between calls:
     // a fresh malloc of these sizes is an mmap, and its munmap a TLB shootdown on every core.
     T *cols = cpu_scratch(2, (size_t)(crs * ohw * threads) * sizeof(T));
-    T *dws = pass == CONV_BACKWARD_WEIGHT ? cpu_scratch(3, (size_t)(w_size * threads) * sizeof(T)) : NULL;
+    T *dws = pass == CONV_BACKWARD_WEIGHT ? cpu_scratch(3, (size_t)(w_size * threads) * sizeof(T))
+                                          : NULL;
     if (!cols || (pass == CONV_BACKWARD_WEIGHT && !dws)) {
-        err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs, (long long)ohw);
+        err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs,
+                (long long)ohw);
         return -1;
     }
     if (dws) memset(dws, 0, (size_t)(w_size * threads) * sizeof(T));
@@ -103,7 +110,8 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
             CAT(conv_sample_, SUFFIX)(pass, g, a, b, out, cols, dws, n, t, false);
         }
     } else {
-        for (int64_t n = 0; n < g->N; n++) CAT(conv_sample_, SUFFIX)(pass, g, a, b, out, cols, dws, n, 0, true);
+        for (int64_t n = 0; n < g->N; n++)
+            CAT(conv_sample_, SUFFIX)(pass, g, a, b, out, cols, dws, n, 0, true);
     }
     if (pass == CONV_BACKWARD_WEIGHT) {
         for (int64_t i = 0; i < w_size; i++) {

@@ -10,7 +10,8 @@
 #include "cpu.h"
 
 #define CHUNK 256 // elements per work item: 256 measured a little faster than 128 and 512
-_Static_assert(CHUNK <= RNG_BLOCKS_MAX, "a chunk's random numbers are drawn in one rng_blocks call");
+_Static_assert(CHUNK <= RNG_BLOCKS_MAX,
+               "a chunk's random numbers are drawn in one rng_blocks call");
 #define MAX_OPERANDS (EW_MAX_INPUTS + EW_MAX_OUTPUTS)
 
 typedef struct {
@@ -75,8 +76,10 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
             rem /= shape[d];
             for (int k = 0; k < n_ops; k++) off[k] += i * ops[k].strides[d];
         }
-        if (f64) eval_item_f64(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
-        else eval_item_f32(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
+        if (f64)
+            eval_item_f64(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
+        else
+            eval_item_f32(p, live, ops, last, off, n, (uint64_t)(row * inner + j0));
     }
     return 0;
 }

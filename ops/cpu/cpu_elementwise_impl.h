@@ -2,48 +2,97 @@
 // for float and double (T, SUFFIX defined there): a program computes in its first output's
 // dtype, as the CUDA backend's rendered kernels do. <tgmath.h> picks expf/exp, ... by type.
 #define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
+#define CAT(a, b)  CAT_(a, b)
 
 static _Thread_local T CAT(values_, SUFFIX)[EW_MAX_NODES][CHUNK];
 #define values CAT(values_, SUFFIX)
 
-static inline __attribute__((always_inline)) void CAT(eval_node_, SUFFIX)(const ew_node *e, int n, int self) {
+static inline __attribute__((always_inline)) void CAT(eval_node_, SUFFIX)(const ew_node *e, int n,
+                                                                          int self) {
     T *r = values[self];
     const T *a = values[e->a], *b = values[e->b], *c = values[e->c];
     switch ((ew_opcode)e->op) {
-    case EW_NEG: for (int i = 0; i < n; i++) r[i] = -a[i]; break;
-    case EW_EXP: for (int i = 0; i < n; i++) r[i] = exp(a[i]); break;
-    case EW_LOG: for (int i = 0; i < n; i++) r[i] = log(a[i]); break;
-    case EW_SQRT: for (int i = 0; i < n; i++) r[i] = sqrt(a[i]); break;
-    case EW_RSQRT: for (int i = 0; i < n; i++) r[i] = (T)1 / sqrt(a[i]); break;
-    case EW_ABS: for (int i = 0; i < n; i++) r[i] = fabs(a[i]); break;
-    case EW_TANH: for (int i = 0; i < n; i++) r[i] = tanh(a[i]); break;
-    case EW_SIGMOID: for (int i = 0; i < n; i++) r[i] = (T)1 / ((T)1 + exp(-a[i])); break;
-    case EW_RELU: for (int i = 0; i < n; i++) r[i] = a[i] > 0 ? a[i] : 0; break;
-    case EW_SIGN: for (int i = 0; i < n; i++) r[i] = (T)((a[i] > 0) - (a[i] < 0)); break;
-    case EW_ADD: for (int i = 0; i < n; i++) r[i] = a[i] + b[i]; break;
-    case EW_SUB: for (int i = 0; i < n; i++) r[i] = a[i] - b[i]; break;
-    case EW_MUL: for (int i = 0; i < n; i++) r[i] = a[i] * b[i]; break;
-    case EW_DIV: for (int i = 0; i < n; i++) r[i] = a[i] / b[i]; break;
-    case EW_MAX: for (int i = 0; i < n; i++) r[i] = a[i] >= b[i] ? a[i] : b[i]; break;
-    case EW_MIN: for (int i = 0; i < n; i++) r[i] = a[i] <= b[i] ? a[i] : b[i]; break;
-    case EW_POW: for (int i = 0; i < n; i++) r[i] = pow(a[i], b[i]); break;
-    case EW_LT: for (int i = 0; i < n; i++) r[i] = (T)(a[i] < b[i]); break;
-    case EW_LE: for (int i = 0; i < n; i++) r[i] = (T)(a[i] <= b[i]); break;
-    case EW_GT: for (int i = 0; i < n; i++) r[i] = (T)(a[i] > b[i]); break;
-    case EW_GE: for (int i = 0; i < n; i++) r[i] = (T)(a[i] >= b[i]); break;
-    case EW_EQ: for (int i = 0; i < n; i++) r[i] = (T)(a[i] == b[i]); break;
-    case EW_NE: for (int i = 0; i < n; i++) r[i] = (T)(a[i] != b[i]); break;
-    case EW_WHERE: for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i]; break;
-    default: break;
+        case EW_NEG:
+            for (int i = 0; i < n; i++) r[i] = -a[i];
+            break;
+        case EW_EXP:
+            for (int i = 0; i < n; i++) r[i] = exp(a[i]);
+            break;
+        case EW_LOG:
+            for (int i = 0; i < n; i++) r[i] = log(a[i]);
+            break;
+        case EW_SQRT:
+            for (int i = 0; i < n; i++) r[i] = sqrt(a[i]);
+            break;
+        case EW_RSQRT:
+            for (int i = 0; i < n; i++) r[i] = (T)1 / sqrt(a[i]);
+            break;
+        case EW_ABS:
+            for (int i = 0; i < n; i++) r[i] = fabs(a[i]);
+            break;
+        case EW_TANH:
+            for (int i = 0; i < n; i++) r[i] = tanh(a[i]);
+            break;
+        case EW_SIGMOID:
+            for (int i = 0; i < n; i++) r[i] = (T)1 / ((T)1 + exp(-a[i]));
+            break;
+        case EW_RELU:
+            for (int i = 0; i < n; i++) r[i] = a[i] > 0 ? a[i] : 0;
+            break;
+        case EW_SIGN:
+            for (int i = 0; i < n; i++) r[i] = (T)((a[i] > 0) - (a[i] < 0));
+            break;
+        case EW_ADD:
+            for (int i = 0; i < n; i++) r[i] = a[i] + b[i];
+            break;
+        case EW_SUB:
+            for (int i = 0; i < n; i++) r[i] = a[i] - b[i];
+            break;
+        case EW_MUL:
+            for (int i = 0; i < n; i++) r[i] = a[i] * b[i];
+            break;
+        case EW_DIV:
+            for (int i = 0; i < n; i++) r[i] = a[i] / b[i];
+            break;
+        case EW_MAX:
+            for (int i = 0; i < n; i++) r[i] = a[i] >= b[i] ? a[i] : b[i];
+            break;
+        case EW_MIN:
+            for (int i = 0; i < n; i++) r[i] = a[i] <= b[i] ? a[i] : b[i];
+            break;
+        case EW_POW:
+            for (int i = 0; i < n; i++) r[i] = pow(a[i], b[i]);
+            break;
+        case EW_LT:
+            for (int i = 0; i < n; i++) r[i] = (T)(a[i] < b[i]);
+            break;
+        case EW_LE:
+            for (int i = 0; i < n; i++) r[i] = (T)(a[i] <= b[i]);
+            break;
+        case EW_GT:
+            for (int i = 0; i < n; i++) r[i] = (T)(a[i] > b[i]);
+            break;
+        case EW_GE:
+            for (int i = 0; i < n; i++) r[i] = (T)(a[i] >= b[i]);
+            break;
+        case EW_EQ:
+            for (int i = 0; i < n; i++) r[i] = (T)(a[i] == b[i]);
+            break;
+        case EW_NE:
+            for (int i = 0; i < n; i++) r[i] = (T)(a[i] != b[i]);
+            break;
+        case EW_WHERE:
+            for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i];
+            break;
+        default: break;
     }
 }
 
 // One work item: every live node over n consecutive elements of a row, then the stores.
 // Cloned for AVX-512 and AVX2 (picked at run time) so that the node loops use wide vectors.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const operand *ops, int last, const int64_t *off, int n,
-                      uint64_t first) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const operand *ops, int last,
+                        const int64_t *off, int n, uint64_t first) {
     const rng stream = {p->rng_seed, p->rng_offset};
     for (int v = 0; v < p->n_nodes; v++) {
         if (!live[v]) continue;
@@ -58,7 +107,9 @@ static void CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const
             static _Thread_local uint32_t w[4][RNG_BLOCKS_MAX];
             rng_blocks(&stream, first, n, w);
             if (e->op == EW_RAND_NORMAL)
-                for (int i = 0; i < n; i++) r[i] = (T)rng_box_muller((const uint32_t[4]){w[0][i], w[1][i], w[2][i], w[3][i]});
+                for (int i = 0; i < n; i++)
+                    r[i] =
+                        (T)rng_box_muller((const uint32_t[4]){w[0][i], w[1][i], w[2][i], w[3][i]});
             else if (e->op == EW_RAND_U01)
                 for (int i = 0; i < n; i++) r[i] = (T)rng_u01(w[0][i], w[1][i]);
             else if (const_prob)
@@ -70,14 +121,20 @@ static void CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const
             int64_t st = ops[k].strides[last];
             if (ops[k].dtype == TENSOR_F64) {
                 const double *src = (const double *)ops[k].base + off[k];
-                if (st == 1) for (int i = 0; i < n; i++) r[i] = (T)src[i];
-                else if (st == 0) for (int i = 0; i < n; i++) r[i] = (T)src[0];
-                else for (int i = 0; i < n; i++) r[i] = (T)src[i * st];
+                if (st == 1)
+                    for (int i = 0; i < n; i++) r[i] = (T)src[i];
+                else if (st == 0)
+                    for (int i = 0; i < n; i++) r[i] = (T)src[0];
+                else
+                    for (int i = 0; i < n; i++) r[i] = (T)src[i * st];
             } else {
                 const float *src = (const float *)ops[k].base + off[k];
-                if (st == 1) for (int i = 0; i < n; i++) r[i] = (T)src[i];
-                else if (st == 0) for (int i = 0; i < n; i++) r[i] = (T)src[0];
-                else for (int i = 0; i < n; i++) r[i] = (T)src[i * st];
+                if (st == 1)
+                    for (int i = 0; i < n; i++) r[i] = (T)src[i];
+                else if (st == 0)
+                    for (int i = 0; i < n; i++) r[i] = (T)src[0];
+                else
+                    for (int i = 0; i < n; i++) r[i] = (T)src[i * st];
             }
         } else if (e->op == EW_CONST) {
             for (int i = 0; i < n; i++) r[i] = (T)e->value;
@@ -93,8 +150,10 @@ static void CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const
             for (int i = 0; i < n; i++) dst[i * st] = (double)src[i];
         } else {
             float *dst = (float *)ops[k].base + off[k];
-            if (st == 1) for (int i = 0; i < n; i++) dst[i] = (float)src[i];
-            else for (int i = 0; i < n; i++) dst[i * st] = (float)src[i];
+            if (st == 1)
+                for (int i = 0; i < n; i++) dst[i] = (float)src[i];
+            else
+                for (int i = 0; i < n; i++) dst[i * st] = (float)src[i];
         }
     }
 }

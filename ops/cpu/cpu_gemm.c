@@ -8,20 +8,20 @@
 #include <omp.h>
 #endif
 
-#define T float
+#define T      float
 #define SUFFIX f32
-#define MR 8 // 8 x 16: 8 accumulators keep both FMA units busy (6 x 16 was latency bound)
-#define NR 16
+#define MR     8 // 8 x 16: 8 accumulators keep both FMA units busy (6 x 16 was latency bound)
+#define NR     16
 #include "cpu_gemm_impl.h"
 #undef T
 #undef SUFFIX
 #undef MR
 #undef NR
 
-#define T double
+#define T      double
 #define SUFFIX f64
-#define MR 6
-#define NR 8
+#define MR     6
+#define NR     8
 #include "cpu_gemm_impl.h"
 #undef T
 #undef SUFFIX
@@ -34,13 +34,13 @@ static void gemm_one(const gemm_args *g, int64_t i, bool parallel) {
     const char *bi = (const char *)cpu_data(g->b) + i * g->b_batch_stride * (int64_t)es;
     char *ci = (char *)cpu_data(g->c) + i * g->M * g->N * (int64_t)es;
     if (g->c->dtype == TENSOR_F64)
-        (parallel ? cpu_gemm_parallel_f64 : cpu_gemm_f64)(g->M, g->N, g->K, (const double *)ai, g->a_row_stride,
-                                                          g->a_col_stride, (const double *)bi, g->b_row_stride,
-                                                          g->b_col_stride, (double *)ci, g->N, false);
+        (parallel ? cpu_gemm_parallel_f64 : cpu_gemm_f64)(
+            g->M, g->N, g->K, (const double *)ai, g->a_row_stride, g->a_col_stride,
+            (const double *)bi, g->b_row_stride, g->b_col_stride, (double *)ci, g->N, false);
     else
-        (parallel ? cpu_gemm_parallel_f32 : cpu_gemm_f32)(g->M, g->N, g->K, (const float *)ai, g->a_row_stride,
-                                                          g->a_col_stride, (const float *)bi, g->b_row_stride,
-                                                          g->b_col_stride, (float *)ci, g->N, false);
+        (parallel ? cpu_gemm_parallel_f32 : cpu_gemm_f32)(
+            g->M, g->N, g->K, (const float *)ai, g->a_row_stride, g->a_col_stride,
+            (const float *)bi, g->b_row_stride, g->b_col_stride, (float *)ci, g->N, false);
 }
 
 // A batch of at least as many products as threads: one product per thread; otherwise each

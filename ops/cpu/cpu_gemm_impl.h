@@ -3,18 +3,18 @@
 // strips, A in MC x KC blocks of MR-tall strips; an MR x NR micro-kernel keeps its tile of C
 // in registers. Clones for AVX2+FMA and AVX-512 are picked at run time.
 #define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define KC 256
-#define MC 96
-#define NC 2048
+#define CAT(a, b)  CAT_(a, b)
+#define KC         256
+#define MC         96
+#define NC         2048
 
 _Static_assert(MC % MR == 0, "A's packed block holds whole MR-row strips");
 
 typedef T CAT(vec_, SUFFIX) __attribute__((vector_size(NR * sizeof(T))));
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void CAT(micro_kernel_, SUFFIX)(int64_t kc, const T *restrict ap, const T *restrict bp,
-                                       T *restrict c, int64_t ldc, int mr, int nr) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+CAT(micro_kernel_, SUFFIX)(int64_t kc, const T *restrict ap, const T *restrict bp, T *restrict c,
+                           int64_t ldc, int mr, int nr) {
     typedef CAT(vec_, SUFFIX) vec;
     vec acc[MR];
     for (int i = 0; i < MR; i++) acc[i] = (vec){0};
@@ -92,8 +92,9 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);
-                        CAT(micro_kernel_, SUFFIX)(kc, ap + ir * kc, bp + jr * kc,
-                                                   c + (ic + ir) * ldc + jc + jr, ldc, mr, nr);
+                        CAT(micro_kernel_, SUFFIX)
+                        (kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, mr,
+                         nr);
                     }
                 }
             }
@@ -102,13 +103,14 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
 }
 
 // Splits the columns (or, for narrow C, the rows) over the threads.
+#define gemm_serial CAT(cpu_gemm_, SUFFIX)
 void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
                                      int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
                                      int64_t ldc, bool accumulate) {
     int threads = cpu_threads();
     double flops = 2.0 * (double)M * (double)N * (double)K;
     if (threads <= 1 || flops < 2e6) {
-        CAT(cpu_gemm_, SUFFIX)(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, accumulate);
+        gemm_serial(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, accumulate);
         return;
     }
     bool by_cols = N >= M || N >= 2 * NR * threads;
@@ -123,16 +125,15 @@ void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a
         int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
         int64_t lo = t * per, hi = lo + per < total ? lo + per : total;
         if (lo < hi) {
-            if (by_cols)
-                CAT(cpu_gemm_, SUFFIX)(M, hi - lo, K, a, ars, acs, b + lo * bcs, brs, bcs, c + lo,
-                                       ldc, accumulate);
-            else
-                CAT(cpu_gemm_, SUFFIX)(hi - lo, N, K, a + lo * ars, ars, acs, b, brs, bcs,
-                                       c + lo * ldc, ldc, accumulate);
+            int64_t m = by_cols ? M : hi - lo, n = by_cols ? hi - lo : N;
+            const T *a_part = by_cols ? a : a + lo * ars, *b_part = by_cols ? b + lo * bcs : b;
+            T *c_part = by_cols ? c + lo : c + lo * ldc;
+            gemm_serial(m, n, K, a_part, ars, acs, b_part, brs, bcs, c_part, ldc, accumulate);
         }
     }
 }
 
+#undef gemm_serial
 #undef KC
 #undef MC
 #undef NC

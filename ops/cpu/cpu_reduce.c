@@ -66,8 +66,10 @@ int cpu_reduce(reduce_kind kind, const tensor *in, tensor *out) {
                 idx[d] = 0;
             }
         }
-        if (out->dtype == TENSOR_F64) ((double *)ob)[ooff] = acc;
-        else ((float *)ob)[ooff] = (float)acc;
+        if (out->dtype == TENSOR_F64)
+            ((double *)ob)[ooff] = acc;
+        else
+            ((float *)ob)[ooff] = (float)acc;
     }
     return 0;
 }

@@ -3,10 +3,10 @@
 // sums (a fixed order, so results are reproducible) that the compiler turns into vector adds:
 // one running sum would be bound by the add's latency, 4 cycles per value.
 #define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
+#define CAT(a, b)  CAT_(a, b)
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static double CAT(sum_, SUFFIX)(const T *x, int64_t n, int64_t stride) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static double
+CAT(sum_, SUFFIX)(const T *x, int64_t n, int64_t stride) {
     double s = 0;
     int64_t j = 0;
     if (stride == 1) {

@@ -47,7 +47,7 @@ static u64_map classes; // block size -> head of its free list (block *)
 static size_t bytes_in_use, bytes_cached;
 
 typedef struct {
-    void *ptr;    // NULL: empty; TOMBSTONE: deleted
+    void *ptr; // NULL: empty; TOMBSTONE: deleted
     size_t size;
 } live_block;
 #define TOMBSTONE ((void *)1)
@@ -115,7 +115,10 @@ static int live_grow(void) {
     for (size_t i = 0; i < cap_live; i++)
         if (live[i].ptr && live[i].ptr != TOMBSTONE)
             for (size_t j = mix((uintptr_t)live[i].ptr) & (cap - 1);; j = (j + 1) & (cap - 1))
-                if (!t[j].ptr) { t[j] = live[i]; break; }
+                if (!t[j].ptr) {
+                    t[j] = live[i];
+                    break;
+                }
     size_t used = 0;
     for (size_t i = 0; i < cap; i++) used += t[i].ptr != NULL;
     free(live);
@@ -187,16 +190,20 @@ static void cuda_free(void *p) {
 // copy needs no synchronisation: a region of the ring is reused only after the copy that last
 // read it has completed (an event per copy; with a 64 MiB ring that is long done in a training
 // loop). Larger copies are staged in pieces the same way.
-#define STAGING_BYTES ((size_t)64 << 20)
+#define STAGING_BYTES  ((size_t)64 << 20)
 #define STAGING_COPIES 64
 static struct {
     char *buf;
     size_t head;
-    struct { void *ev; size_t off, len; } q[STAGING_COPIES];
+    struct {
+        void *ev;
+        size_t off, len;
+    } q[STAGING_COPIES];
     int first, count;
 } staging;
 
-static int staging_wait(int k) { // waits for queue entry k (from first) and pops it and those before
+static int
+staging_wait(int k) { // waits for queue entry k (from first) and pops it and those before
     void *ev = staging.q[(staging.first + k) % STAGING_COPIES].ev;
     int reached = D->event_query(ev);
     if (reached < 0) return -1;
@@ -278,7 +285,9 @@ static int load_library(const char *src, const char *what, void **module) {
     return rc;
 }
 
-static uint64_t name_key(const char *name) { return kernel_hash(KERNEL_HASH_SEED, name, strlen(name)) | 1; }
+static uint64_t name_key(const char *name) {
+    return kernel_hash(KERNEL_HASH_SEED, name, strlen(name)) | 1;
+}
 
 static void *find_kernel(uint64_t key) {
     void **v = map_find(&kernels, key, false);
@@ -330,11 +339,13 @@ static void print_profile(void) {
     double total = 0;
     for (int i = 0; i < n_profile; i++) total += profile[i].ms;
     qsort(profile, (size_t)n_profile, sizeof *profile, by_time);
-    fprintf(stderr, "\nCUDA profile (BANIS_CUDA_PROFILE): device time by kernel, %.1f ms in all\n", total);
+    fprintf(stderr, "\nCUDA profile (BANIS_CUDA_PROFILE): device time by kernel, %.1f ms in all\n",
+            total);
     fprintf(stderr, "%-48s %10s %8s %10s %6s\n", "kernel", "ms", "calls", "us/call", "%");
     for (int i = 0; i < n_profile; i++)
-        fprintf(stderr, "%-48s %10.2f %8lld %10.1f %6.1f\n", profile[i].name, profile[i].ms, (long long)profile[i].calls,
-                1e3 * profile[i].ms / (double)profile[i].calls, 100 * profile[i].ms / total);
+        fprintf(stderr, "%-48s %10.2f %8lld %10.1f %6.1f\n", profile[i].name, profile[i].ms,
+                (long long)profile[i].calls, 1e3 * profile[i].ms / (double)profile[i].calls,
+                100 * profile[i].ms / total);
 }
 
 static void profile_add(const char *what, float ms) {
@@ -410,10 +421,9 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
 
 static int sm_count(void);
 
-
 // Appends a dimension, merged into the previous one when they are contiguous with each other.
-static void push_dim(long long *shape, long long *s1, long long *s2, int *nd, long long n, long long st1, long long st2,
-                     bool two) {
+static void push_dim(long long *shape, long long *s1, long long *s2, int *nd, long long n,
+                     long long st1, long long st2, bool two) {
     if (*nd > 0 && s1[*nd - 1] == st1 * n && (!two || s2[*nd - 1] == st2 * n)) {
         shape[*nd - 1] *= n;
         s1[*nd - 1] = st1;
@@ -431,11 +441,12 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     for (int d = 0; d < in->ndim; d++) {
         if (in->shape[d] == 1) continue;
         if (out->shape[d] == 1) {
-            push_dim(a.red_shape, a.red_stride, NULL, &a.red_nd, in->shape[d], in->strides[d], 0, false);
+            push_dim(a.red_shape, a.red_stride, NULL, &a.red_nd, in->shape[d], in->strides[d], 0,
+                     false);
             a.n_red *= in->shape[d];
         } else {
-            push_dim(a.out_shape, a.out_in_stride, a.out_stride, &a.out_nd, out->shape[d], in->strides[d], out->strides[d],
-                     true);
+            push_dim(a.out_shape, a.out_in_stride, a.out_stride, &a.out_nd, out->shape[d],
+                     in->strides[d], out->strides[d], true);
         }
     }
     if (a.n_out == 0) return 0;
@@ -448,7 +459,8 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
         void *args[] = {&ip, &op, &a};
         return k ? launch(k, name, d3(stride_blocks(a.n_out), 1, 1), d3(256, 1, 1), args) : -1;
     }
-    snprintf(name, sizeof name, "reduce_%s_%s", kind == REDUCE_MAX ? "max" : "sum", in->dtype == TENSOR_F64 ? "f64" : "f32");
+    snprintf(name, sizeof name, "reduce_%s_%s", kind == REDUCE_MAX ? "max" : "sum",
+             in->dtype == TENSOR_F64 ? "f64" : "f32");
     void *k = fixed_kernel(name);
     if (!k) return -1;
     // Few outputs over long reductions: split each reduction over blocks, then sum the partials.
@@ -472,7 +484,12 @@ static int cuda_reduce(reduce_kind kind, const tensor *in, tensor *out) {
     void *args[] = {&ip, &partial, &a};
     int rc = launch(k, name, d3((unsigned)a.n_out, (unsigned)splits, 1), d3(256, 1, 1), args);
     // second pass: out[o] = reduce(partial[o * splits ... ])
-    cuda_red_args b = {.n_out = a.n_out, .n_red = splits, .out_nd = a.out_nd, .red_nd = 1, .chunk = splits, .splits = 1};
+    cuda_red_args b = {.n_out = a.n_out,
+                       .n_red = splits,
+                       .out_nd = a.out_nd,
+                       .red_nd = 1,
+                       .chunk = splits,
+                       .splits = 1};
     memcpy(b.out_shape, a.out_shape, sizeof b.out_shape);
     memcpy(b.out_stride, a.out_stride, sizeof b.out_stride);
     long long st = splits; // partials are contiguous (n_out, splits) in the output's index order
@@ -492,18 +509,25 @@ static int run_igemm(const char *base, tensor_dtype dt, const void *a, const voi
                      cuda_gemm_args *g, int batch) {
     if (g->M == 0 || g->N == 0 || batch == 0) return 0; // nothing to write (K = 0 writes zeros)
     char name[64];
-    snprintf(name, sizeof name, "%s_%s", base, dt == TENSOR_F64 ? "f64" : dev.allow_tf32 ? "f32_tf32" : "f32_exact");
+    snprintf(name, sizeof name, "%s_%s", base,
+             dt == TENSOR_F64 ? "f64"
+             : dev.allow_tf32 ? "f32_tf32"
+                              : "f32_exact");
     void *k = fixed_kernel(name);
     if (!k) return -1;
     void *args[] = {&a, &b, &c, g};
-    return launch(k, name, d3((unsigned)((g->N + 127) / 128), (unsigned)((g->M + 63) / 64), (unsigned)batch), d3(256, 1, 1), args);
+    return launch(k, name,
+                  d3((unsigned)((g->N + 127) / 128), (unsigned)((g->M + 63) / 64), (unsigned)batch),
+                  d3(256, 1, 1), args);
 }
 
 // One GEMM whose K is split over blocks when its output has too few tiles to fill the GPU and K
 // is long (a weight gradient's images x pixels, a dense layer's features): the blocks write
 // partials, summed in a fixed order (deterministic). C is contiguous (M, N).
-static int run_split_k(const char *base, tensor_dtype dt, const void *a, const void *b, void *c, cuda_gemm_args *d) {
-    long long tiles = (long long)((d->N + 127) / 128) * ((d->M + 63) / 64), target = 2LL * sm_count();
+static int run_split_k(const char *base, tensor_dtype dt, const void *a, const void *b, void *c,
+                       cuda_gemm_args *d) {
+    long long tiles = (long long)((d->N + 127) / 128) * ((d->M + 63) / 64),
+              target = 2LL * sm_count();
     int splits = 1;
     if (tiles < target && d->K >= 1024) {
         splits = (int)((target + tiles - 1) / tiles);
@@ -533,9 +557,15 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
 }
 
 static int cuda_gemm(const gemm_args *g) {
-    cuda_gemm_args d = {.M = (int)g->M, .N = (int)g->N, .K = (int)g->K, .a_bs = g->a_batch_stride,
-                       .a_rs = g->a_row_stride, .a_cs = g->a_col_stride, .b_bs = g->b_batch_stride,
-                       .b_rs = g->b_row_stride, .b_cs = g->b_col_stride};
+    cuda_gemm_args d = {.M = (int)g->M,
+                        .N = (int)g->N,
+                        .K = (int)g->K,
+                        .a_bs = g->a_batch_stride,
+                        .a_rs = g->a_row_stride,
+                        .a_cs = g->a_col_stride,
+                        .b_bs = g->b_batch_stride,
+                        .b_rs = g->b_row_stride,
+                        .b_cs = g->b_col_stride};
     size_t es = (size_t)tensor_dtype_size(g->c->dtype);
     char *a = data_ptr(g->a), *b = data_ptr(g->b), *c = data_ptr(g->c);
     if (g->batch == 1) return run_split_k("matmul", g->c->dtype, a, b, c, &d);
@@ -543,26 +573,37 @@ static int cuda_gemm(const gemm_args *g) {
     for (int64_t b0 = 0; b0 < g->batch; b0 += 65535) {
         int n = (int)(g->batch - b0 < 65535 ? g->batch - b0 : 65535);
         if (run_igemm("matmul", g->c->dtype, a + (size_t)(b0 * g->a_batch_stride) * es,
-                      b + (size_t)(b0 * g->b_batch_stride) * es, c + (size_t)(b0 * g->M * g->N) * es, &d, n))
+                      b + (size_t)(b0 * g->b_batch_stride) * es,
+                      c + (size_t)(b0 * g->M * g->N) * es, &d, n))
             return -1;
     }
     return 0;
 }
 
 static cuda_gemm_args conv_args(const conv_geometry *g) {
-    return (cuda_gemm_args){.n = (int)g->N, .c = (int)g->C, .h = (int)g->H, .w = (int)g->W, .k = (int)g->K,
-                           .r = (int)g->R, .s = (int)g->S, .oh = (int)g->OH, .ow = (int)g->OW,
-                           .sh = (int)g->stride_h, .sw = (int)g->stride_w, .pt = (int)g->pad_top,
-                           .pl = (int)g->pad_left};
+    return (cuda_gemm_args){.n = (int)g->N,
+                            .c = (int)g->C,
+                            .h = (int)g->H,
+                            .w = (int)g->W,
+                            .k = (int)g->K,
+                            .r = (int)g->R,
+                            .s = (int)g->S,
+                            .oh = (int)g->OH,
+                            .ow = (int)g->OW,
+                            .sh = (int)g->stride_h,
+                            .sw = (int)g->stride_w,
+                            .pt = (int)g->pad_top,
+                            .pl = (int)g->pad_left};
 }
 
 // The GEMM's kernels hold sizes and offsets within one image in `int`.
 static int check_int_sizes(const char *op, const conv_geometry *g) {
-    int64_t v[] = {g->N * g->OH * g->OW, g->N * g->H * g->W, g->C * g->R * g->S, g->K * g->R * g->S,
-                   g->C * g->H * g->W, g->K * g->OH * g->OW};
+    int64_t v[] = {g->N * g->OH * g->OW, g->N * g->H * g->W, g->C * g->R * g->S,
+                   g->K * g->R * g->S,   g->C * g->H * g->W, g->K * g->OH * g->OW};
     for (size_t i = 0; i < sizeof v / sizeof *v; i++)
         if (v[i] > 2147483647) {
-            err_set("CUDA: %s: a dimension product (%lld) exceeds the kernels' 32-bit index range", op, (long long)v[i]);
+            err_set("CUDA: %s: a dimension product (%lld) exceeds the kernels' 32-bit index range",
+                    op, (long long)v[i]);
             return -1;
         }
     return 0;
@@ -573,7 +614,8 @@ static int tile_depth(tensor_dtype dt) { return dt == TENSOR_F32 && dev.allow_tf
 
 // A copy of the weight w (d0, d1, d2) with element (i0, i1, i2) at i0*s0 + i1*s1 + i2*s2, in a
 // block from the cache (the caller frees it after its launches: the stream orders reuse).
-static void *permuted(const tensor *w, int64_t d0, int64_t d1, int64_t d2, long long s0, long long s1, long long s2) {
+static void *permuted(const tensor *w, int64_t d0, int64_t d1, int64_t d2, long long s0,
+                      long long s1, long long s2) {
     size_t es = (size_t)tensor_dtype_size(w->dtype);
     void *out = cuda_alloc((size_t)(d0 * d1 * d2) * es);
     if (!out) return NULL;
@@ -596,7 +638,8 @@ static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tens
     cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->N * g->OH * g->OW), d.K = (int)(g->C * g->R * g->S);
     d.tap_major = g->C % tile_depth(y->dtype) == 0;
-    if (!d.tap_major) return run_igemm("conv_forward", y->dtype, data_ptr(w), data_ptr(x), data_ptr(y), &d, 1);
+    if (!d.tap_major)
+        return run_igemm("conv_forward", y->dtype, data_ptr(w), data_ptr(x), data_ptr(y), &d, 1);
     // K ordered (tap, channel): w as (K, R*S, C), so a tile's A loads are contiguous
     long long rs = g->R * g->S;
     void *wt = permuted(w, g->K, g->C, rs, rs * g->C, 1, g->C);
@@ -606,11 +649,13 @@ static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tens
     return rc;
 }
 
-static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w, tensor *dx) {
+static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w,
+                                    tensor *dx) {
     if (check_int_sizes("conv2d input gradient", g)) return -1;
     cuda_gemm_args d = conv_args(g);
     if (g->C <= 4) { // a 64-row GEMM tile would be mostly empty: one thread per dx element
-        const char *name = dx->dtype == TENSOR_F64 ? "conv_bwd_input_direct_f64" : "conv_bwd_input_direct_f32";
+        const char *name =
+            dx->dtype == TENSOR_F64 ? "conv_bwd_input_direct_f64" : "conv_bwd_input_direct_f32";
         void *k = fixed_kernel(name);
         if (!k) return -1;
         long long total = g->N * g->C * g->H * g->W;
@@ -629,22 +674,26 @@ static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, co
     d.tap_major = g->K % tile_depth(dx->dtype) == 0;
     int phases = (int)(g->stride_h * g->stride_w);
     if (!d.tap_major)
-        return run_igemm("conv_backward_input", dx->dtype, data_ptr(w), data_ptr(dy), data_ptr(dx), &d, phases);
+        return run_igemm("conv_backward_input", dx->dtype, data_ptr(w), data_ptr(dy), data_ptr(dx),
+                         &d, phases);
     // K ordered (tap, output channel): w as (R*S, C, K), contiguous along the output channel
     long long rs = g->R * g->S;
     void *wt = permuted(w, g->K, g->C, rs, 1, g->K, g->C * g->K);
     if (!wt) return -1;
-    int rc = run_igemm("conv_backward_input", dx->dtype, wt, data_ptr(dy), data_ptr(dx), &d, phases);
+    int rc =
+        run_igemm("conv_backward_input", dx->dtype, wt, data_ptr(dy), data_ptr(dx), &d, phases);
     cuda_free(wt);
     return rc;
 }
 
-static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy, tensor *dw) {
+static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy,
+                                     tensor *dw) {
     if (check_int_sizes("conv2d weight gradient", g)) return -1;
     cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->C * g->R * g->S), d.K = (int)(g->N * g->OH * g->OW);
     d.tap_major = (g->OH * g->OW) % tile_depth(dw->dtype) == 0; // a tile lies within one image
-    return run_split_k("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), data_ptr(dw), &d);
+    return run_split_k("conv_backward_weight", dw->dtype, data_ptr(dy), data_ptr(x), data_ptr(dw),
+                       &d);
 }
 
 static const backend cuda_backend = {
@@ -670,7 +719,8 @@ static int init(void) {
     const char *which = getenv("BANIS_CUDA");
     bool emulated = which && !strcmp(which, "emulated");
     if (which && *which && !emulated && strcmp(which, "gpu")) {
-        snprintf(dev.why, sizeof dev.why, "CUDA: BANIS_CUDA=%s is neither 'gpu' nor 'emulated'", which);
+        snprintf(dev.why, sizeof dev.why, "CUDA: BANIS_CUDA=%s is neither 'gpu' nor 'emulated'",
+                 which);
         return -1;
     }
     D = emulated ? cudev_emulated(dev.why, sizeof dev.why) : cudev_cuda(dev.why, sizeof dev.why);

@@ -7,12 +7,32 @@
 const char *cuda_fixed_source(void) { return fixed_cu; }
 
 const char *const cuda_fixed_kernel_names[] = {
-    "reduce_sum_f32", "reduce_max_f32", "reduce_sum_f64", "reduce_max_f64", "splitk_sum_f32", "splitk_sum_f64",
-    "reduce_rows_sum_f32", "reduce_rows_max_f32", "reduce_rows_sum_f64", "reduce_rows_max_f64",
-    "conv_bwd_input_direct_f32", "conv_bwd_input_direct_f64", "permute3_f32", "permute3_f64",
-    "matmul_f32_exact", "matmul_f64", "matmul_f32_tf32",
-    "conv_forward_f32_exact", "conv_forward_f64", "conv_forward_f32_tf32",
-    "conv_backward_input_f32_exact", "conv_backward_input_f64", "conv_backward_input_f32_tf32",
-    "conv_backward_weight_f32_exact", "conv_backward_weight_f64", "conv_backward_weight_f32_tf32",
+    "reduce_sum_f32",
+    "reduce_max_f32",
+    "reduce_sum_f64",
+    "reduce_max_f64",
+    "splitk_sum_f32",
+    "splitk_sum_f64",
+    "reduce_rows_sum_f32",
+    "reduce_rows_max_f32",
+    "reduce_rows_sum_f64",
+    "reduce_rows_max_f64",
+    "conv_bwd_input_direct_f32",
+    "conv_bwd_input_direct_f64",
+    "permute3_f32",
+    "permute3_f64",
+    "matmul_f32_exact",
+    "matmul_f64",
+    "matmul_f32_tf32",
+    "conv_forward_f32_exact",
+    "conv_forward_f64",
+    "conv_forward_f32_tf32",
+    "conv_backward_input_f32_exact",
+    "conv_backward_input_f64",
+    "conv_backward_input_f32_tf32",
+    "conv_backward_weight_f32_exact",
+    "conv_backward_weight_f64",
+    "conv_backward_weight_f32_tf32",
 };
-const int cuda_fixed_kernel_count = (int)(sizeof cuda_fixed_kernel_names / sizeof *cuda_fixed_kernel_names);
+const int cuda_fixed_kernel_count =
+    (int)(sizeof cuda_fixed_kernel_names / sizeof *cuda_fixed_kernel_names);

@@ -39,8 +39,8 @@ int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin
             nvrtcGetProgramLog(prog, log);
             log[log_size] = 0;
         }
-        err_set("NVRTC: compiling kernel %s for sm_%d failed: %s\n%s", what, arch, nvrtcGetErrorString(r),
-                log ? log : "");
+        err_set("NVRTC: compiling kernel %s for sm_%d failed: %s\n%s", what, arch,
+                nvrtcGetErrorString(r), log ? log : "");
         free(log);
         nvrtcDestroyProgram(&prog);
         return -1;
@@ -72,7 +72,8 @@ int cuda_kernel_image(const char *src, const char *what, int arch, void **cubin,
     nvrtcVersion(&major, &minor);
     uint64_t h = kernel_hash(KERNEL_HASH_SEED, src, strlen(src));
     char meta[128];
-    snprintf(meta, sizeof meta, "sm_%d|nvrtc %d.%d|--std=c++17 -default-device", arch, major, minor);
+    snprintf(meta, sizeof meta, "sm_%d|nvrtc %d.%d|--std=c++17 -default-device", arch, major,
+             minor);
     h = kernel_hash(h, meta, strlen(meta));
     const char *dir = cache_dir();
     char path[1200];

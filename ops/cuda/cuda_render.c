@@ -33,17 +33,18 @@ static void add(sbuf *s, const char *fmt, ...) {
 
 static const char *fn1(ew_opcode op, bool f64) {
     switch (op) {
-    case EW_EXP: return f64 ? "exp" : "expf";
-    case EW_LOG: return f64 ? "log" : "logf";
-    case EW_SQRT: return f64 ? "sqrt" : "sqrtf";
-    case EW_RSQRT: return f64 ? "rsqrt" : "rsqrtf";
-    case EW_ABS: return f64 ? "fabs" : "fabsf";
-    case EW_TANH: return f64 ? "tanh" : "tanhf";
-    default: return "";
+        case EW_EXP: return f64 ? "exp" : "expf";
+        case EW_LOG: return f64 ? "log" : "logf";
+        case EW_SQRT: return f64 ? "sqrt" : "sqrtf";
+        case EW_RSQRT: return f64 ? "rsqrt" : "rsqrtf";
+        case EW_ABS: return f64 ? "fabs" : "fabsf";
+        case EW_TANH: return f64 ? "tanh" : "tanhf";
+        default: return "";
     }
 }
 
-cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tensor *const *ins, cuda_ew_args *a) {
+cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tensor *const *ins,
+                            cuda_ew_args *a) {
     const tensor *o0 = outs[0];
     int n_ops = p->n_outputs + p->n_inputs, nd = 0;
     int64_t shape[TENSOR_MAX_DIMS], st[CUDA_EW_MAX_OPERANDS][TENSOR_MAX_DIMS];
@@ -58,15 +59,18 @@ cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tens
             const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
             st[k][merge ? nd - 1 : nd] = t->strides[d];
         }
-        if (merge) shape[nd - 1] *= o0->shape[d];
-        else shape[nd++] = o0->shape[d];
+        if (merge)
+            shape[nd - 1] *= o0->shape[d];
+        else
+            shape[nd++] = o0->shape[d];
     }
     cuda_ew_layout L = {.nd = nd, .contig = nd <= 1, .idx32 = true};
     for (int k = 0; k < n_ops && nd == 1; k++)
         if (st[k][0] != 1) L.contig = false;
     for (int k = 0; k < n_ops; k++) {
         int64_t reach = 0;
-        for (int d = 0; d < nd; d++) reach += (shape[d] - 1) * (st[k][d] < 0 ? -st[k][d] : st[k][d]);
+        for (int d = 0; d < nd; d++)
+            reach += (shape[d] - 1) * (st[k][d] < 0 ? -st[k][d] : st[k][d]);
         if (reach >= (1ll << 31)) L.idx32 = false;
     }
     if (tensor_numel(o0) >= (1ll << 31)) L.idx32 = false;
@@ -84,8 +88,10 @@ cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tens
     return L;
 }
 
-uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs, const tensor *const *ins) {
-    uint64_t h = ew_hash(p) ^ (uint64_t)(L->contig ? 0x9e37 : L->nd + (L->idx32 ? 0x40 : 0)) * 0x100000001b3ull;
+uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
+                     const tensor *const *ins) {
+    uint64_t h = ew_hash(p) ^
+                 (uint64_t)(L->contig ? 0x9e37 : L->nd + (L->idx32 ? 0x40 : 0)) * 0x100000001b3ull;
     for (int k = 0; k < p->n_outputs + p->n_inputs; k++) {
         const tensor *t = k < p->n_outputs ? outs[k] : ins[k - p->n_outputs];
         h = (h ^ (uint64_t)t->dtype) * 0x100000001b3ull;
@@ -95,7 +101,8 @@ uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const
 
 // Philox4x32-10 and the conversions of tensor/rng.c, for kernels that draw random numbers.
 static const char philox_source[] =
-    "__device__ __forceinline__ void ew_philox(unsigned long long seed, unsigned long long i, unsigned w[4]) {\n"
+    "__device__ __forceinline__ void ew_philox(unsigned long long seed, unsigned long long i, "
+    "unsigned w[4]) {\n"
     "  unsigned c0 = (unsigned)i, c1 = (unsigned)(i >> 32), c2 = 0, c3 = 0;\n"
     "  unsigned k0 = (unsigned)seed, k1 = (unsigned)(seed >> 32);\n"
     "  #pragma unroll\n"
@@ -109,7 +116,8 @@ static const char philox_source[] =
     "  w[0] = c0; w[1] = c1; w[2] = c2; w[3] = c3;\n"
     "}\n"
     "__device__ __forceinline__ double ew_u01(unsigned hi, unsigned lo) {\n"
-    "  return ((double)((((unsigned long long)hi << 32) | lo) >> 11) + 0.5) * 1.1102230246251565e-16;\n"
+    "  return ((double)((((unsigned long long)hi << 32) | lo) >> 11) + 0.5) * "
+    "1.1102230246251565e-16;\n"
     "}\n";
 
 char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
@@ -119,13 +127,16 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
     bool contig = L->contig, rng = ew_uses_rng(p);
     const char *I = L->idx32 ? "int" : "long long", *U = L->idx32 ? "unsigned" : "long long";
     tensor_dtype dt[CUDA_EW_MAX_OPERANDS];
-    for (int k = 0; k < n_ops; k++) dt[k] = (k < p->n_outputs ? outs[k] : ins[k - p->n_outputs])->dtype;
+    for (int k = 0; k < n_ops; k++)
+        dt[k] = (k < p->n_outputs ? outs[k] : ins[k - p->n_outputs])->dtype;
     bool f64 = o0->dtype == TENSOR_F64;
     const char *T = f64 ? "double" : "float";
     char id[32]; // the op's name as an identifier
     int len = 0;
     for (const char *c = op; *c && len < (int)sizeof id - 1; c++)
-        id[len++] = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ? *c : '_';
+        id[len++] = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')
+                        ? *c
+                        : '_';
     id[len] = 0;
     snprintf(name, 64, "ew_%s_%016llx", id, (unsigned long long)cuda_ew_key(p, L, outs, ins));
     double scalars[EW_MAX_NODES];
@@ -134,25 +145,34 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
     char desc[2048];
     ew_describe(p, desc, sizeof desc);
     sbuf s = {0};
-    add(&s, "// %s\n// %s, rank %d, %s indices, %s; constants other than 0, +-1, NaN, +-inf are arguments (a.scalar)\n",
-        desc, contig ? "contiguous" : "strided", nd, L->idx32 ? "32-bit" : "64-bit", f64 ? "float64" : "float32");
-    add(&s, "struct ew_args { long long n; int shape[%d]; long long strides[%d][%d]; void *ptr[%d];\n"
-            "  unsigned long long rng_seed, rng_offset; double scalar[%d]; };\n",
+    add(&s,
+        "// %s\n// %s, rank %d, %s indices, %s; constants other than 0, +-1, NaN, +-inf are "
+        "arguments (a.scalar)\n",
+        desc, contig ? "contiguous" : "strided", nd, L->idx32 ? "32-bit" : "64-bit",
+        f64 ? "float64" : "float32");
+    add(&s,
+        "struct ew_args { long long n; int shape[%d]; long long strides[%d][%d]; void *ptr[%d];\n"
+        "  unsigned long long rng_seed, rng_offset; double scalar[%d]; };\n",
         TENSOR_MAX_DIMS, CUDA_EW_MAX_OPERANDS, TENSOR_MAX_DIMS, CUDA_EW_MAX_OPERANDS, EW_MAX_NODES);
     if (rng) add(&s, "%s", philox_source);
     add(&s, "extern \"C\" __global__ void %s(const ew_args a) {\n", name);
     add(&s, "  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.n;"
             " i += (long long)gridDim.x * blockDim.x) {\n");
-    if (rng) add(&s, "    unsigned w[4]; ew_philox(a.rng_seed, a.rng_offset + (unsigned long long)i, w);\n");
+    if (rng)
+        add(&s,
+            "    unsigned w[4]; ew_philox(a.rng_seed, a.rng_offset + (unsigned long long)i, w);\n");
     if (contig) {
         for (int k = 0; k < n_ops; k++) add(&s, "    long long o%d = i;\n", k);
     } else {
         for (int k = 0; k < n_ops; k++) add(&s, "    %s o%d = 0;\n", I, k);
         add(&s, "    %s r = (%s)i;\n", U, U);
         for (int d = nd - 1; d >= 0; d--) {
-            if (d > 0) add(&s, "    { %s x = r %% (%s)a.shape[%d]; r /= (%s)a.shape[%d];", U, U, d, U, d);
-            else add(&s, "    { %s x = r;", U);
-            for (int k = 0; k < n_ops; k++) add(&s, " o%d += (%s)x * (%s)a.strides[%d][%d];", k, I, I, k, d);
+            if (d > 0)
+                add(&s, "    { %s x = r %% (%s)a.shape[%d]; r /= (%s)a.shape[%d];", U, U, d, U, d);
+            else
+                add(&s, "    { %s x = r;", U);
+            for (int k = 0; k < n_ops; k++)
+                add(&s, " o%d += (%s)x * (%s)a.strides[%d][%d];", k, I, I, k, d);
             add(&s, " }\n");
         }
     }
@@ -164,54 +184,69 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
         add(&s, "    %s v%d = ", T, v);
         int a = e->a, b = e->b, c = e->c;
         switch ((ew_opcode)e->op) {
-        case EW_INPUT: {
-            int k = p->n_outputs + e->input;
-            add(&s, "(%s)((const %s *)a.ptr[%d])[o%d]", T, dt[k] == TENSOR_F64 ? "double" : "float", k, k);
-            break;
-        }
-        case EW_CONST:
-            if (slot[v] >= 0) add(&s, "(%s)a.scalar[%d]", T, slot[v]);
-            else if (isnan(e->value)) add(&s, "(%s)__longlong_as_double(0x7ff8000000000000ULL)", T);
-            else if (isinf(e->value))
-                add(&s, "(%s)(%s__longlong_as_double(0x7ff0000000000000ULL))", T, e->value < 0 ? "-" : "");
-            else add(&s, "(%s)(%.17g)", T, e->value);
-            break;
-        case EW_NEG: add(&s, "-v%d", a); break;
-        case EW_RAND_U01: add(&s, "(%s)ew_u01(w[0], w[1])", T); break;
-        case EW_RAND_NORMAL:
-            add(&s, "(%s)(sqrt(-2.0 * log(ew_u01(w[0], w[1]))) * cos(6.283185307179586 * ew_u01(w[2], w[3])))", T);
-            break;
-        case EW_BERNOULLI: // compared in double, as on the CPU, so masks are bit-identical
-            if (p->nodes[a].op == EW_CONST && slot[a] >= 0) add(&s, "(%s)(ew_u01(w[0], w[1]) < a.scalar[%d])", T, slot[a]);
-            else add(&s, "(%s)(ew_u01(w[0], w[1]) < (double)v%d)", T, a);
-            break;
-        case EW_EXP: case EW_LOG: case EW_SQRT: case EW_RSQRT: case EW_ABS: case EW_TANH:
-            add(&s, "%s(v%d)", fn1(e->op, f64), a);
-            break;
-        case EW_SIGMOID: add(&s, f64 ? "1.0 / (1.0 + exp(-v%d))" : "1.0f / (1.0f + expf(-v%d))", a); break;
-        case EW_RELU: add(&s, "v%d > 0 ? v%d : 0", a, a); break;
-        case EW_SIGN: add(&s, "(%s)((v%d > 0) - (v%d < 0))", T, a, a); break;
-        case EW_ADD: add(&s, "v%d + v%d", a, b); break;
-        case EW_SUB: add(&s, "v%d - v%d", a, b); break;
-        case EW_MUL: add(&s, "v%d * v%d", a, b); break;
-        case EW_DIV: add(&s, "v%d / v%d", a, b); break;
-        case EW_MAX: add(&s, "v%d >= v%d ? v%d : v%d", a, b, a, b); break;
-        case EW_MIN: add(&s, "v%d <= v%d ? v%d : v%d", a, b, a, b); break;
-        case EW_POW: add(&s, "%s(v%d, v%d)", f64 ? "pow" : "powf", a, b); break;
-        case EW_LT: add(&s, "(%s)(v%d < v%d)", T, a, b); break;
-        case EW_LE: add(&s, "(%s)(v%d <= v%d)", T, a, b); break;
-        case EW_GT: add(&s, "(%s)(v%d > v%d)", T, a, b); break;
-        case EW_GE: add(&s, "(%s)(v%d >= v%d)", T, a, b); break;
-        case EW_EQ: add(&s, "(%s)(v%d == v%d)", T, a, b); break;
-        case EW_NE: add(&s, "(%s)(v%d != v%d)", T, a, b); break;
-        case EW_WHERE: add(&s, "v%d != 0 ? v%d : v%d", a, b, c); break;
-        default: add(&s, "0"); break;
+            case EW_INPUT: {
+                int k = p->n_outputs + e->input;
+                add(&s, "(%s)((const %s *)a.ptr[%d])[o%d]", T,
+                    dt[k] == TENSOR_F64 ? "double" : "float", k, k);
+                break;
+            }
+            case EW_CONST:
+                if (slot[v] >= 0)
+                    add(&s, "(%s)a.scalar[%d]", T, slot[v]);
+                else if (isnan(e->value))
+                    add(&s, "(%s)__longlong_as_double(0x7ff8000000000000ULL)", T);
+                else if (isinf(e->value))
+                    add(&s, "(%s)(%s__longlong_as_double(0x7ff0000000000000ULL))", T,
+                        e->value < 0 ? "-" : "");
+                else
+                    add(&s, "(%s)(%.17g)", T, e->value);
+                break;
+            case EW_NEG: add(&s, "-v%d", a); break;
+            case EW_RAND_U01: add(&s, "(%s)ew_u01(w[0], w[1])", T); break;
+            case EW_RAND_NORMAL:
+                add(&s,
+                    "(%s)(sqrt(-2.0 * log(ew_u01(w[0], w[1]))) * cos(6.283185307179586 * "
+                    "ew_u01(w[2], w[3])))",
+                    T);
+                break;
+            case EW_BERNOULLI: // compared in double, as on the CPU, so masks are bit-identical
+                if (p->nodes[a].op == EW_CONST && slot[a] >= 0)
+                    add(&s, "(%s)(ew_u01(w[0], w[1]) < a.scalar[%d])", T, slot[a]);
+                else
+                    add(&s, "(%s)(ew_u01(w[0], w[1]) < (double)v%d)", T, a);
+                break;
+            case EW_EXP:
+            case EW_LOG:
+            case EW_SQRT:
+            case EW_RSQRT:
+            case EW_ABS:
+            case EW_TANH: add(&s, "%s(v%d)", fn1(e->op, f64), a); break;
+            case EW_SIGMOID:
+                add(&s, f64 ? "1.0 / (1.0 + exp(-v%d))" : "1.0f / (1.0f + expf(-v%d))", a);
+                break;
+            case EW_RELU: add(&s, "v%d > 0 ? v%d : 0", a, a); break;
+            case EW_SIGN: add(&s, "(%s)((v%d > 0) - (v%d < 0))", T, a, a); break;
+            case EW_ADD: add(&s, "v%d + v%d", a, b); break;
+            case EW_SUB: add(&s, "v%d - v%d", a, b); break;
+            case EW_MUL: add(&s, "v%d * v%d", a, b); break;
+            case EW_DIV: add(&s, "v%d / v%d", a, b); break;
+            case EW_MAX: add(&s, "v%d >= v%d ? v%d : v%d", a, b, a, b); break;
+            case EW_MIN: add(&s, "v%d <= v%d ? v%d : v%d", a, b, a, b); break;
+            case EW_POW: add(&s, "%s(v%d, v%d)", f64 ? "pow" : "powf", a, b); break;
+            case EW_LT: add(&s, "(%s)(v%d < v%d)", T, a, b); break;
+            case EW_LE: add(&s, "(%s)(v%d <= v%d)", T, a, b); break;
+            case EW_GT: add(&s, "(%s)(v%d > v%d)", T, a, b); break;
+            case EW_GE: add(&s, "(%s)(v%d >= v%d)", T, a, b); break;
+            case EW_EQ: add(&s, "(%s)(v%d == v%d)", T, a, b); break;
+            case EW_NE: add(&s, "(%s)(v%d != v%d)", T, a, b); break;
+            case EW_WHERE: add(&s, "v%d != 0 ? v%d : v%d", a, b, c); break;
+            default: add(&s, "0"); break;
         }
         add(&s, ";\n");
     }
     for (int k = 0; k < p->n_outputs; k++)
-        add(&s, "    ((%s *)a.ptr[%d])[o%d] = (%s)v%d;\n", dt[k] == TENSOR_F64 ? "double" : "float", k, k,
-            dt[k] == TENSOR_F64 ? "double" : "float", p->outputs[k]);
+        add(&s, "    ((%s *)a.ptr[%d])[o%d] = (%s)v%d;\n", dt[k] == TENSOR_F64 ? "double" : "float",
+            k, k, dt[k] == TENSOR_F64 ? "double" : "float", p->outputs[k]);
     add(&s, "  }\n}\n");
     return s.buf;
 }

@@ -28,10 +28,12 @@ typedef struct {
     bool contig, idx32;
 } cuda_ew_layout;
 // Plans the walk and, if `a` is given, fills its n, shape, strides and pointers.
-cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tensor *const *ins, cuda_ew_args *a);
+cuda_ew_layout cuda_ew_plan(const ew_program *p, tensor *const *outs, const tensor *const *ins,
+                            cuda_ew_args *a);
 // The kernel's key, computed without rendering: the program's structure (ew_hash), the
 // operands' dtypes and the layout.
-uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs, const tensor *const *ins);
+uint64_t cuda_ew_key(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
+                     const tensor *const *ins);
 // Renders `p` over these operands (outputs then inputs) as the kernel of that key. Writes the
 // kernel's name, ew_<op>_<key> (the op that first uses it: a profiler's list is readable), and
 // returns a malloc'd source, or NULL.

@@ -34,7 +34,8 @@ typedef struct {
     int (*load)(const char *src, const char *what, void **module);
     int (*kernel)(void *module, const char *name, void **kernel);
     int (*compile_count)(void); // compilations run so far (disk-cache hits not counted)
-    int (*launch)(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3], void **args);
+    int (*launch)(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3],
+                  void **args);
     // Events in stream order (staging-buffer reuse, profiles).
     int (*event_new)(void **ev);
     int (*event_record)(void *ev);

@@ -9,13 +9,14 @@
 #include "cuda_nvrtc.h"
 #include "device.h"
 
-#define CHECK(call)                                                                                     \
-    do {                                                                                                \
-        cudaError_t e_ = (call);                                                                        \
-        if (e_ != cudaSuccess) {                                                                        \
-            err_set("CUDA: %s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
-            return -1;                                                                                  \
-        }                                                                                               \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            err_set("CUDA: %s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__,        \
+                    __LINE__);                                                                     \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
 
 static cudaStream_t stream;
@@ -28,8 +29,8 @@ static int d_malloc(void **p, size_t n) {
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    err_set("CUDA: out of memory: asked for %zu bytes, %zu free of %zu on the device (%s)", n, free_b, total_b,
-            cudaGetErrorString(e));
+    err_set("CUDA: out of memory: asked for %zu bytes, %zu free of %zu on the device (%s)", n,
+            free_b, total_b, cudaGetErrorString(e));
     return -1;
 }
 static void d_free(void *p) { cudaFree(p); }
@@ -97,15 +98,16 @@ static int d_compile_count(void) {
     cuda_nvrtc_stats(&compiled, &hits);
     return compiled;
 }
-static int d_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3], void **args) {
+static int d_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3],
+                    void **args) {
     dim3 g, b;
     g.x = grid[0], g.y = grid[1], g.z = grid[2];
     b.x = block[0], b.y = block[1], b.z = block[2];
     cudaError_t e = cudaLaunchKernel((const void *)kernel, g, b, args, 0, stream);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        err_set("CUDA: launching %s (grid %u x %u x %u, block %u x %u x %u): %s", what, grid[0], grid[1], grid[2],
-                block[0], block[1], block[2], cudaGetErrorString(e));
+        err_set("CUDA: launching %s (grid %u x %u x %u, block %u x %u x %u): %s", what, grid[0],
+                grid[1], grid[2], block[0], block[1], block[2], cudaGetErrorString(e));
         return -1;
     }
     return 0;
@@ -143,21 +145,39 @@ const cudev *cudev_cuda(char *why, size_t n) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
-        snprintf(why, n, "CUDA: no GPU available (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+        snprintf(why, n, "CUDA: no GPU available (%s)",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "no device");
         return NULL;
     }
     struct cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || cudaStreamCreate(&stream) != cudaSuccess) {
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess ||
+        cudaStreamCreate(&stream) != cudaSuccess) {
         snprintf(why, n, "CUDA: cannot initialise device 0");
         return NULL;
     }
     snprintf(dev_name, sizeof dev_name, "%s (sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
-    dev = (cudev){.name = dev_name, .arch = prop.major * 10 + prop.minor, .sms = prop.multiProcessorCount,
-                  .malloc = d_malloc, .free = d_free, .park = d_park, .mem_info = d_mem_info, .host_alloc = d_host_alloc,
-                  .host_free = d_host_free, .copy_h2d = d_h2d, .copy_d2h = d_d2h, .copy_d2d = d_d2d,
-                  .sync = d_sync, .load = d_load, .kernel = d_kernel, .compile_count = d_compile_count,
-                  .launch = d_launch, .event_new = d_event_new, .event_record = d_event_record,
-                  .event_query = d_event_query, .event_wait = d_event_wait, .event_ms = d_event_ms};
+    dev = (cudev){.name = dev_name,
+                  .arch = prop.major * 10 + prop.minor,
+                  .sms = prop.multiProcessorCount,
+                  .malloc = d_malloc,
+                  .free = d_free,
+                  .park = d_park,
+                  .mem_info = d_mem_info,
+                  .host_alloc = d_host_alloc,
+                  .host_free = d_host_free,
+                  .copy_h2d = d_h2d,
+                  .copy_d2h = d_d2h,
+                  .copy_d2d = d_d2d,
+                  .sync = d_sync,
+                  .load = d_load,
+                  .kernel = d_kernel,
+                  .compile_count = d_compile_count,
+                  .launch = d_launch,
+                  .event_new = d_event_new,
+                  .event_record = d_event_record,
+                  .event_query = d_event_query,
+                  .event_wait = d_event_wait,
+                  .event_ms = d_event_ms};
     return &dev;
 }

@@ -76,22 +76,27 @@ static allocation *allocs;
 static int n_allocs, cap_allocs, next_id;
 static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void set_access(allocation *a, int prot) { mprotect(a->map, a->map_len - (size_t)page, prot); }
+static void set_access(allocation *a, int prot) {
+    mprotect(a->map, a->map_len - (size_t)page, prot);
+}
 
 // The allocations are kept sorted by address: a lookup is a binary search.
 static int first_after(const void *p) { // index of the first allocation whose map starts above p
     int lo = 0, hi = n_allocs;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (allocs[mid].map <= (const char *)p) lo = mid + 1;
-        else hi = mid;
+        if (allocs[mid].map <= (const char *)p)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
 
 static allocation *find_alloc(const void *p, size_t n) { // the allocation holding [p, p + n)
     int i = first_after(p) - 1;
-    if (i >= 0 && (const char *)p >= allocs[i].user && (const char *)p + n <= allocs[i].user + allocs[i].size)
+    if (i >= 0 && (const char *)p >= allocs[i].user &&
+        (const char *)p + n <= allocs[i].user + allocs[i].size)
         return &allocs[i];
     return NULL;
 }
@@ -102,8 +107,9 @@ static int describe(const void *addr, char *buf, size_t n) {
         allocation *a = &allocs[i];
         if (p >= a->map && p < a->map + a->map_len) {
             if (p >= a->user + a->size)
-                snprintf(buf, n, "address %p is %lld bytes past the end of allocation #%d (%zu bytes)", addr,
-                         (long long)(p - (a->user + a->size)), a->id, a->size);
+                snprintf(buf, n,
+                         "address %p is %lld bytes past the end of allocation #%d (%zu bytes)",
+                         addr, (long long)(p - (a->user + a->size)), a->id, a->size);
             else if (p < a->user)
                 snprintf(buf, n, "address %p is %lld bytes before allocation #%d (%zu bytes)", addr,
                          (long long)(a->user - p), a->id, a->size);
@@ -118,11 +124,14 @@ static int describe(const void *addr, char *buf, size_t n) {
 }
 
 static int e_malloc(void **p, size_t n) {
-    size_t size = (n + 15) & ~(size_t)15, body = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+    size_t size = (n + 15) & ~(size_t)15,
+           body = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
     size_t len = body + (size_t)page;
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *map =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) {
-        err_set("emulated CUDA device: out of memory: asked for %zu bytes (%s)", n, strerror(errno));
+        err_set("emulated CUDA device: out of memory: asked for %zu bytes (%s)", n,
+                strerror(errno));
         return -1;
     }
     memset(map + body - size, 0xff, size); // NaN in every float and double: read-before-write shows
@@ -136,7 +145,8 @@ static int e_malloc(void **p, size_t n) {
     memmove(&allocs[at + 1], &allocs[at], sizeof *allocs * (size_t)(n_allocs - at));
     n_allocs++;
     allocation *a = &allocs[at];
-    *a = (allocation){.user = map + body - size, .map = map, .size = size, .map_len = len, .id = ++next_id};
+    *a = (allocation){
+        .user = map + body - size, .map = map, .size = size, .map_len = len, .id = ++next_id};
     if (protect) set_access(a, PROT_NONE);
     pthread_mutex_unlock(&alloc_lock);
     *p = a->user;
@@ -254,7 +264,8 @@ static int e_event_ms(void *a, void *b, float *ms) {
 // ---- modules: host C++ from the kernel source ---------------------------------------------------
 static uint64_t hash_str(uint64_t h, const char *s) { return kernel_hash(h, s, strlen(s)); }
 
-static const char *cache_dir(void) { // the emulator needs a folder for its shared objects: never off
+static const char *
+cache_dir(void) { // the emulator needs a folder for its shared objects: never off
     static char dir[1024];
     if (!dir[0] && kernel_cache_dir(dir, sizeof dir, "emu", true)) dir[0] = 0;
     return dir[0] ? dir : ".";
@@ -275,7 +286,8 @@ static int run_command(const char *cmd, const char *what, const char *log) {
         msg[k] = 0;
         fclose(f);
     }
-    err_set("emulated CUDA device: compiling kernel %s with the host C++ compiler failed (%s):\n%s", what, cmd, msg);
+    err_set("emulated CUDA device: compiling kernel %s with the host C++ compiler failed (%s):\n%s",
+            what, cmd, msg);
     return -1;
 }
 
@@ -302,7 +314,9 @@ static char *trampolines(const char *pre) {
         q += 4;
         while (*q == ' ' || *q == '\n') q++;
         const char *name = q;
-        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_') q++;
+        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+               *q == '_')
+            q++;
         int name_len = (int)(q - name);
         while (*q == ' ') q++;
         if (*q != '(' || name_len == 0) continue;
@@ -314,8 +328,9 @@ static char *trampolines(const char *pre) {
             q++;
         }
         char line[8192], types[32][200];
-        int at = snprintf(line, sizeof line, "extern \"C\" void __emu_tramp_%.*s(void **args) { %.*s(", name_len, name,
-                          name_len, name);
+        int at =
+            snprintf(line, sizeof line, "extern \"C\" void __emu_tramp_%.*s(void **args) { %.*s(",
+                     name_len, name, name_len, name);
         int k = 0;
         for (const char *s = params; s < q && at < (int)sizeof line - 200;) {
             const char *e = s;
@@ -327,22 +342,25 @@ static char *trampolines(const char *pre) {
             }
             const char *t_end = e; // the type is the parameter without its trailing name
             while (t_end > s && (t_end[-1] == ' ' || t_end[-1] == '\n')) t_end--;
-            while (t_end > s && ((t_end[-1] >= 'a' && t_end[-1] <= 'z') || (t_end[-1] >= 'A' && t_end[-1] <= 'Z') ||
+            while (t_end > s && ((t_end[-1] >= 'a' && t_end[-1] <= 'z') ||
+                                 (t_end[-1] >= 'A' && t_end[-1] <= 'Z') ||
                                  (t_end[-1] >= '0' && t_end[-1] <= '9') || t_end[-1] == '_'))
                 t_end--;
             while (*s == ' ' || *s == '\n') s++;
             if (t_end > s && k < 32) {
                 snprintf(types[k], sizeof types[k], "%.*s", (int)(t_end - s), s);
-                at += snprintf(line + at, sizeof line - (size_t)at, "%s*(%s *)args[%d]", k ? ", " : "", types[k], k);
+                at += snprintf(line + at, sizeof line - (size_t)at, "%s*(%s *)args[%d]",
+                               k ? ", " : "", types[k], k);
                 k++;
             }
             s = e < q ? e + 1 : q;
         }
         at += snprintf(line + at, sizeof line - (size_t)at, "); }\n");
         // the parameters' sizes, so the host can find the device memory a launch is given
-        at += snprintf(line + at, sizeof line - (size_t)at, "extern \"C\" const unsigned __emu_sizes_%.*s[] = {", name_len,
-                       name);
-        for (int j = 0; j < k; j++) at += snprintf(line + at, sizeof line - (size_t)at, "sizeof(%s), ", types[j]);
+        at += snprintf(line + at, sizeof line - (size_t)at,
+                       "extern \"C\" const unsigned __emu_sizes_%.*s[] = {", name_len, name);
+        for (int j = 0; j < k; j++)
+            at += snprintf(line + at, sizeof line - (size_t)at, "sizeof(%s), ", types[j]);
         at += snprintf(line + at, sizeof line - (size_t)at, "0};\n");
         append(&out, &len, &cap, line, (size_t)at);
     }
@@ -368,7 +386,8 @@ static int e_load(const char *src, const char *what, void **module) {
         }
         fprintf(f, "%s\n#line 1 \"%s\"\n%s\n", emu_prelude, what, src);
         fclose(f);
-        snprintf(cmd, sizeof cmd, "%s -std=c++17 -E -P -x c++ %s -o %s 2>%s", compiler(), cpp, pre, log);
+        snprintf(cmd, sizeof cmd, "%s -std=c++17 -E -P -x c++ %s -o %s 2>%s", compiler(), cpp, pre,
+                 log);
         if (run_command(cmd, what, log)) return -1;
         FILE *pf = fopen(pre, "r");
         char *text = NULL;
@@ -394,7 +413,8 @@ static int e_load(const char *src, const char *what, void **module) {
         fclose(f);
         free(tramp);
         snprintf(cmd, sizeof cmd,
-                 "%s -std=c++17 -O1 -g0 -fPIC -shared -fno-strict-aliasing -D__emu_kernel= -x c++ %s -o %s 2>%s",
+                 "%s -std=c++17 -O1 -g0 -fPIC -shared -fno-strict-aliasing -D__emu_kernel= -x c++ "
+                 "%s -o %s 2>%s",
                  compiler(), cpp, tmp_so, log);
         if (run_command(cmd, what, log)) return -1;
         n_compiled++;
@@ -454,7 +474,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
     describe(si->si_addr, where, sizeof where);
     if (strstr(where, "allocation #")) { // the host touched device memory
         char msg[512];
-        int n = snprintf(msg, sizeof msg, "\nemulated CUDA device: host code dereferenced device memory: %s\n", where);
+        int n =
+            snprintf(msg, sizeof msg,
+                     "\nemulated CUDA device: host code dereferenced device memory: %s\n", where);
         if (write(2, msg, (size_t)n) < 0) _exit(70);
         _exit(70);
     }
@@ -480,9 +502,10 @@ static void *run_worker(void *arg) {
         char where[300];
         describe(segv_addr, where, sizeof where);
         snprintf(w->L.fault, sizeof w->L.fault,
-                 "emulated CUDA device: kernel %s, block (%u, %u, %u), thread (%u, %u, %u): invalid memory access: %s",
-                 w->k->name, w->L.cur_block[0], w->L.cur_block[1], w->L.cur_block[2], w->L.cur_thread[0],
-                 w->L.cur_thread[1], w->L.cur_thread[2], where);
+                 "emulated CUDA device: kernel %s, block (%u, %u, %u), thread (%u, %u, %u): "
+                 "invalid memory access: %s",
+                 w->k->name, w->L.cur_block[0], w->L.cur_block[1], w->L.cur_block[2],
+                 w->L.cur_thread[0], w->L.cur_thread[1], w->L.cur_thread[2], where);
         w->rc = -1;
         return NULL;
     }
@@ -499,7 +522,9 @@ static struct {
     pthread_cond_t go, done;
     worker *jobs;
     int n_jobs, next, finished, started;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .go = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
 static void *pool_thread(void *arg) {
     (void)arg;
@@ -553,24 +578,32 @@ static int parse_order(const char *o) {
     return !strcmp(o, "reverse") ? 1 : !strcmp(o, "shuffle") ? 2 : -1;
 }
 
-static int e_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3], void **args) {
+static int e_launch(void *kernel, const char *what, const unsigned grid[3], const unsigned block[3],
+                    void **args) {
     emu_kernel *k = kernel;
     unsigned long long threads = (unsigned long long)block[0] * block[1] * block[2];
     const char *bad = NULL;
-    if (!grid[0] || !grid[1] || !grid[2] || !block[0] || !block[1] || !block[2]) bad = "a zero dimension";
-    else if (threads > 1024) bad = "more than 1024 threads in a block";
-    else if (block[2] > 64) bad = "block z above 64";
-    else if (grid[1] > 65535 || grid[2] > 65535) bad = "grid y or z above 65,535";
-    else if (grid[0] > 2147483647u) bad = "grid x above 2^31 - 1";
+    if (!grid[0] || !grid[1] || !grid[2] || !block[0] || !block[1] || !block[2])
+        bad = "a zero dimension";
+    else if (threads > 1024)
+        bad = "more than 1024 threads in a block";
+    else if (block[2] > 64)
+        bad = "block z above 64";
+    else if (grid[1] > 65535 || grid[2] > 65535)
+        bad = "grid y or z above 65,535";
+    else if (grid[0] > 2147483647u)
+        bad = "grid x above 2^31 - 1";
     if (bad) {
-        err_set("emulated CUDA device: launching %s (kernel %s, grid %u x %u x %u, block %u x %u x %u): %s (sm_90 limits)",
+        err_set("emulated CUDA device: launching %s (kernel %s, grid %u x %u x %u, block %u x %u x "
+                "%u): %s (sm_90 limits)",
                 what, k->name, grid[0], grid[1], grid[2], block[0], block[1], block[2], bad);
         return -1;
     }
     if (!execute) return 0;
     order = parse_order(getenv("BANIS_EMU_ORDER")); // read at every launch, so a test can switch it
     if (order < 0) {
-        err_set("emulated CUDA device: BANIS_EMU_ORDER=%s is not in-order, reverse or shuffle", getenv("BANIS_EMU_ORDER"));
+        err_set("emulated CUDA device: BANIS_EMU_ORDER=%s is not in-order, reverse or shuffle",
+                getenv("BANIS_EMU_ORDER"));
         return -1;
     }
     unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
@@ -580,8 +613,12 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
     launches++;
     for (int i = 0; i < nw; i++) {
         w[i] = (worker){.k = k, .rc = 0};
-        w[i].L = (emu_launch){.tramp = k->tramp, .args = args, .kernel = k->name, .order = order,
-                              .seed = launches * 7919 + (unsigned long long)i, .stack_bytes = 64 << 10};
+        w[i].L = (emu_launch){.tramp = k->tramp,
+                              .args = args,
+                              .kernel = k->name,
+                              .order = order,
+                              .seed = launches * 7919 + (unsigned long long)i,
+                              .stack_bytes = 64 << 10};
         memcpy(w[i].L.grid, grid, sizeof w[i].L.grid);
         memcpy(w[i].L.block, block, sizeof w[i].L.block);
         w[i].L.first_block = blocks * (unsigned long long)i / (unsigned long long)nw;
@@ -609,7 +646,8 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
     for (int j = 0; j < n_open; j++) set_access(open[j], PROT_NONE);
     for (int i = 0; i < nw; i++)
         if (w[i].rc) {
-            err_set("%s (launching %s)", w[i].L.fault[0] ? w[i].L.fault : "emulated CUDA device: kernel failed", what);
+            err_set("%s (launching %s)",
+                    w[i].L.fault[0] ? w[i].L.fault : "emulated CUDA device: kernel failed", what);
             return -1;
         }
     return 0;
@@ -620,16 +658,22 @@ const cudev *cudev_emulated(char *why, size_t n) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", compiler());
     if (system(cmd)) {
-        snprintf(why, n, "emulated CUDA device: no host C++ compiler (%s); apt-get install g++ or set CXX",
+        snprintf(why, n,
+                 "emulated CUDA device: no host C++ compiler (%s); apt-get install g++ or set CXX",
                  compiler());
         return NULL;
     }
     page = sysconf(_SC_PAGESIZE);
-    const char *o = getenv("BANIS_EMU_ORDER"), *p = getenv("BANIS_EMU_PROTECT"), *x = getenv("BANIS_EMU_EXECUTE");
+    const char *o = getenv("BANIS_EMU_ORDER"), *p = getenv("BANIS_EMU_PROTECT"),
+               *x = getenv("BANIS_EMU_EXECUTE");
     order = parse_order(o);
-    if (order < 0 || (p && strcmp(p, "0") && strcmp(p, "1")) || (x && strcmp(x, "0") && strcmp(x, "1"))) {
-        snprintf(why, n, "emulated CUDA device: BANIS_EMU_ORDER must be in-order, reverse or shuffle, BANIS_EMU_PROTECT "
-                         "and BANIS_EMU_EXECUTE 0 or 1 (given: %s, %s, %s)", o ? o : "-", p ? p : "-", x ? x : "-");
+    if (order < 0 || (p && strcmp(p, "0") && strcmp(p, "1")) ||
+        (x && strcmp(x, "0") && strcmp(x, "1"))) {
+        snprintf(why, n,
+                 "emulated CUDA device: BANIS_EMU_ORDER must be in-order, reverse or shuffle, "
+                 "BANIS_EMU_PROTECT "
+                 "and BANIS_EMU_EXECUTE 0 or 1 (given: %s, %s, %s)",
+                 o ? o : "-", p ? p : "-", x ? x : "-");
         return NULL;
     }
     protect = !(p && !strcmp(p, "0"));
@@ -640,13 +684,30 @@ const cudev *cudev_emulated(char *why, size_t n) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
-    dev = (cudev){.name = execute ? "emulated CUDA device (sm_90 rules, kernels run on the host CPU)"
-                                  : "emulated CUDA device (sm_90 rules, launches checked, kernels not run)",
-                  .arch = 90, .sms = n_threads, .emulated = true, .malloc = e_malloc, .free = e_free, .park = e_park,
-                  .mem_info = e_mem_info, .host_alloc = e_host_alloc, .host_free = e_host_free, .copy_h2d = e_h2d,
-                  .copy_d2h = e_d2h, .copy_d2d = e_d2d, .sync = e_sync, .load = e_load, .kernel = e_kernel,
-                  .compile_count = e_compile_count, .launch = e_launch, .event_new = e_event_new,
-                  .event_record = e_event_record, .event_query = e_event_query, .event_wait = e_event_wait,
-                  .event_ms = e_event_ms};
+    dev = (cudev){
+        .name = execute ? "emulated CUDA device (sm_90 rules, kernels run on the host CPU)"
+                        : "emulated CUDA device (sm_90 rules, launches checked, kernels not run)",
+        .arch = 90,
+        .sms = n_threads,
+        .emulated = true,
+        .malloc = e_malloc,
+        .free = e_free,
+        .park = e_park,
+        .mem_info = e_mem_info,
+        .host_alloc = e_host_alloc,
+        .host_free = e_host_free,
+        .copy_h2d = e_h2d,
+        .copy_d2h = e_d2h,
+        .copy_d2d = e_d2d,
+        .sync = e_sync,
+        .load = e_load,
+        .kernel = e_kernel,
+        .compile_count = e_compile_count,
+        .launch = e_launch,
+        .event_new = e_event_new,
+        .event_record = e_event_record,
+        .event_query = e_event_query,
+        .event_wait = e_event_wait,
+        .event_ms = e_event_ms};
     return &dev;
 }

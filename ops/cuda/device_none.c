@@ -5,7 +5,9 @@
 #include "device.h"
 
 const cudev *cudev_cuda(char *why, size_t n) {
-    snprintf(why, n, "CUDA: this build has no CUDA runtime (configured without the CUDA toolkit; rebuild with "
-                     "-Dcuda=enabled, or run on the emulated device with BANIS_CUDA=emulated)");
+    snprintf(
+        why, n,
+        "CUDA: this build has no CUDA runtime (configured without the CUDA toolkit; rebuild with "
+        "-Dcuda=enabled, or run on the emulated device with BANIS_CUDA=emulated)");
     return NULL;
 }

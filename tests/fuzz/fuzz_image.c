@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         prepare_options o = prepare_defaults();
         image *g = image_grayscale(pages[0]);
         if (g) {
-            image *l = image_crop(g, 0, 0, g->w / 2, g->h), *r = l ? image_crop(g, g->w / 2, 0, g->w / 2, g->h) : NULL;
+            image *l = image_crop(g, 0, 0, g->w / 2, g->h),
+                  *r = l ? image_crop(g, g->w / 2, 0, g->w / 2, g->h) : NULL;
             if (l && r) prepare_pair(l, r, &o, a, b);
             image_free(l);
             image_free(r);

@@ -15,7 +15,7 @@ typedef struct {
 // The tiled GEMM: C (M x N) = A (M x K) B (K x N), batched matmul or implicit-GEMM convolution.
 typedef struct {
     int M, N, K;
-    long long a_bs, a_rs, a_cs, b_bs, b_rs, b_cs; // matmul strides
+    long long a_bs, a_rs, a_cs, b_bs, b_rs, b_cs;    // matmul strides
     int n, c, h, w, k, r, s, oh, ow, sh, sw, pt, pl; // convolution geometry
     int k_chunk; // split K (weight gradient; matmul if > 0): block z covers [z * k_chunk, (z + 1) * k_chunk)
     int hq, wq, rq, sq; // input gradient by phase: pixels and taps per phase (ceil(h / sh), ...)

@@ -11,90 +11,121 @@
 
 // ---- reductions ---------------------------------------------------------------------------
 // Output o's first input element and its own offset.
-__device__ __forceinline__ void red_output(const cuda_red_args &a, long long o, long long &base, long long &ooff) {
-  long long rem = o;
-  base = ooff = 0;
-  for (int d = a.out_nd - 1; d >= 0; d--) {
-    long long x = rem % a.out_shape[d];
-    rem /= a.out_shape[d];
-    base += x * a.out_in_stride[d];
-    ooff += x * a.out_stride[d];
-  }
+__device__ __forceinline__ void red_output(const cuda_red_args &a, long long o, long long &base,
+                                           long long &ooff) {
+    long long rem = o;
+    base = ooff = 0;
+    for (int d = a.out_nd - 1; d >= 0; d--) {
+        long long x = rem % a.out_shape[d];
+        rem /= a.out_shape[d];
+        base += x * a.out_in_stride[d];
+        ooff += x * a.out_stride[d];
+    }
 }
 // The offset of element j of a reduction (any number of reduced dimensions).
-__device__ __forceinline__ long long red_offset(const cuda_red_args &a, long long base, long long j) {
-  for (int d = a.red_nd - 1; d >= 0; d--) {
-    base += (j % a.red_shape[d]) * a.red_stride[d];
-    j /= a.red_shape[d];
-  }
-  return base;
+__device__ __forceinline__ long long red_offset(const cuda_red_args &a, long long base,
+                                                long long j) {
+    for (int d = a.red_nd - 1; d >= 0; d--) {
+        base += (j % a.red_shape[d]) * a.red_stride[d];
+        j /= a.red_shape[d];
+    }
+    return base;
 }
 // Sum, or max that propagates NaN.
 template <bool MAX> __device__ __forceinline__ double red_step(double acc, double v) {
-  return MAX ? ((v > acc || v != v) ? v : acc) : acc + v;
+    return MAX ? ((v > acc || v != v) ? v : acc) : acc + v;
 }
 
 template <typename T, bool MAX> __device__ void reduce(const T *in, T *out, cuda_red_args a) {
-  __shared__ double part[256];
-  long long o = blockIdx.x;
-  if (o >= a.n_out) return;
-  long long base, ooff;
-  red_output(a, o, base, ooff);
-  long long j0 = (long long)blockIdx.y * a.chunk, j1 = j0 + a.chunk < a.n_red ? j0 + a.chunk : a.n_red;
-  double acc = MAX ? -1.0 / 0.0 : 0.0;
-  if (a.red_nd == 1) {
-    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) acc = red_step<MAX>(acc, (double)in[base + j * a.red_stride[0]]);
-  } else if (a.red_nd == 2 && a.n_red < (1ll << 31)) { // 32-bit index arithmetic
-    unsigned inner = (unsigned)a.red_shape[1];
-    long long s0 = a.red_stride[0], s1 = a.red_stride[1];
-    for (unsigned j = (unsigned)j0 + threadIdx.x; j < (unsigned)j1; j += blockDim.x) {
-      unsigned hi = j / inner, lo = j - hi * inner;
-      acc = red_step<MAX>(acc, (double)in[base + hi * s0 + lo * s1]);
+    __shared__ double part[256];
+    long long o = blockIdx.x;
+    if (o >= a.n_out) return;
+    long long base, ooff;
+    red_output(a, o, base, ooff);
+    long long j0 = (long long)blockIdx.y * a.chunk,
+              j1 = j0 + a.chunk < a.n_red ? j0 + a.chunk : a.n_red;
+    double acc = MAX ? -1.0 / 0.0 : 0.0;
+    if (a.red_nd == 1) {
+        for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+            acc = red_step<MAX>(acc, (double)in[base + j * a.red_stride[0]]);
+    } else if (a.red_nd == 2 && a.n_red < (1ll << 31)) { // 32-bit index arithmetic
+        unsigned inner = (unsigned)a.red_shape[1];
+        long long s0 = a.red_stride[0], s1 = a.red_stride[1];
+        for (unsigned j = (unsigned)j0 + threadIdx.x; j < (unsigned)j1; j += blockDim.x) {
+            unsigned hi = j / inner, lo = j - hi * inner;
+            acc = red_step<MAX>(acc, (double)in[base + hi * s0 + lo * s1]);
+        }
+    } else {
+        for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+            acc = red_step<MAX>(acc, (double)in[red_offset(a, base, j)]);
     }
-  } else {
-    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) acc = red_step<MAX>(acc, (double)in[red_offset(a, base, j)]);
-  }
-  part[threadIdx.x] = acc;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) part[threadIdx.x] = red_step<MAX>(part[threadIdx.x], part[threadIdx.x + s]);
+    part[threadIdx.x] = acc;
     __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    if (a.splits > 1) out[o * a.splits + blockIdx.y] = (T)part[0];
-    else out[ooff] = (T)part[0];
-  }
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s)
+            part[threadIdx.x] = red_step<MAX>(part[threadIdx.x], part[threadIdx.x + s]);
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        if (a.splits > 1)
+            out[o * a.splits + blockIdx.y] = (T)part[0];
+        else
+            out[ooff] = (T)part[0];
+    }
 }
 
 // Short reductions (n_red <= 128): one thread per output, a grid-stride loop over the outputs.
 template <typename T, bool MAX> __device__ void reduce_rows(const T *in, T *out, cuda_red_args a) {
-  for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < a.n_out; o += (long long)gridDim.x * blockDim.x) {
-    long long base, ooff;
-    red_output(a, o, base, ooff);
-    double acc = MAX ? -1.0 / 0.0 : 0.0;
-    for (long long j = 0; j < a.n_red; j++) acc = red_step<MAX>(acc, (double)in[red_offset(a, base, j)]);
-    out[ooff] = (T)acc;
-  }
+    for (long long o = (long long)blockIdx.x * blockDim.x + threadIdx.x; o < a.n_out;
+         o += (long long)gridDim.x * blockDim.x) {
+        long long base, ooff;
+        red_output(a, o, base, ooff);
+        double acc = MAX ? -1.0 / 0.0 : 0.0;
+        for (long long j = 0; j < a.n_red; j++)
+            acc = red_step<MAX>(acc, (double)in[red_offset(a, base, j)]);
+        out[ooff] = (T)acc;
+    }
 }
-extern "C" __global__ void reduce_rows_sum_f32(const float *i, float *o, cuda_red_args a) { reduce_rows<float, false>(i, o, a); }
-extern "C" __global__ void reduce_rows_max_f32(const float *i, float *o, cuda_red_args a) { reduce_rows<float, true>(i, o, a); }
-extern "C" __global__ void reduce_rows_sum_f64(const double *i, double *o, cuda_red_args a) { reduce_rows<double, false>(i, o, a); }
-extern "C" __global__ void reduce_rows_max_f64(const double *i, double *o, cuda_red_args a) { reduce_rows<double, true>(i, o, a); }
-extern "C" __global__ void reduce_sum_f32(const float *i, float *o, cuda_red_args a) { reduce<float, false>(i, o, a); }
-extern "C" __global__ void reduce_max_f32(const float *i, float *o, cuda_red_args a) { reduce<float, true>(i, o, a); }
-extern "C" __global__ void reduce_sum_f64(const double *i, double *o, cuda_red_args a) { reduce<double, false>(i, o, a); }
-extern "C" __global__ void reduce_max_f64(const double *i, double *o, cuda_red_args a) { reduce<double, true>(i, o, a); }
+extern "C" __global__ void reduce_rows_sum_f32(const float *i, float *o, cuda_red_args a) {
+    reduce_rows<float, false>(i, o, a);
+}
+extern "C" __global__ void reduce_rows_max_f32(const float *i, float *o, cuda_red_args a) {
+    reduce_rows<float, true>(i, o, a);
+}
+extern "C" __global__ void reduce_rows_sum_f64(const double *i, double *o, cuda_red_args a) {
+    reduce_rows<double, false>(i, o, a);
+}
+extern "C" __global__ void reduce_rows_max_f64(const double *i, double *o, cuda_red_args a) {
+    reduce_rows<double, true>(i, o, a);
+}
+extern "C" __global__ void reduce_sum_f32(const float *i, float *o, cuda_red_args a) {
+    reduce<float, false>(i, o, a);
+}
+extern "C" __global__ void reduce_max_f32(const float *i, float *o, cuda_red_args a) {
+    reduce<float, true>(i, o, a);
+}
+extern "C" __global__ void reduce_sum_f64(const double *i, double *o, cuda_red_args a) {
+    reduce<double, false>(i, o, a);
+}
+extern "C" __global__ void reduce_max_f64(const double *i, double *o, cuda_red_args a) {
+    reduce<double, true>(i, o, a);
+}
 
 // The split-K partials (splits, M*N) summed in split order (deterministic).
 template <typename T> __device__ void splitk_sum(const T *ws, T *out, long long mn, int splits) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < mn; i += (long long)gridDim.x * blockDim.x) {
-    T acc = 0;
-    for (int z = 0; z < splits; z++) acc += ws[z * mn + i];
-    out[i] = acc;
-  }
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < mn;
+         i += (long long)gridDim.x * blockDim.x) {
+        T acc = 0;
+        for (int z = 0; z < splits; z++) acc += ws[z * mn + i];
+        out[i] = acc;
+    }
 }
-extern "C" __global__ void splitk_sum_f32(const float *w, float *o, long long mn, int s) { splitk_sum<float>(w, o, mn, s); }
-extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long mn, int s) { splitk_sum<double>(w, o, mn, s); }
+extern "C" __global__ void splitk_sum_f32(const float *w, float *o, long long mn, int s) {
+    splitk_sum<float>(w, o, mn, s);
+}
+extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long mn, int s) {
+    splitk_sum<double>(w, o, mn, s);
+}
 
 // ---- the implicit GEMM ----------------------------------------------------------------------
 // C (M x N) = A (M x K) B (K x N) in tiles of BM x BN, stepping BK along K. 256 threads; each
@@ -118,226 +149,263 @@ enum { MATMUL = 0, CONV_FWD = 1, CONV_BWD_INPUT = 2, CONV_BWD_WEIGHT = 3 };
 // BK: the tile's depth (32 for TF32, 16 for the exact forms, whose FP64 accumulators need the
 // registers). Each thread loads BM*BK/256 elements of A and BK/2 of B per tile.
 template <int P, typename T, int BK> struct tile_loader {
-  static constexpr int NA = BM * BK / 256, NB = BK / 2;
-  const T *a, *b;
-  cuda_gemm_args g;
-  int bz, m0, n0, tid;
-  bool tap_major;
-  // B's column (this thread's), decoded once
-  int nn;
-  bool n_ok;
-  long long b_base; // element offset of the column's image (conv) or column (matmul)
-  int p0, p1;       // fwd: iy0, ix0; bwd-input: qy, qx; bwd-weight: ry, sx
-  int ci;           // bwd-weight: the column's channel
-  // bwd-input phase
-  int ry0, rx0, by, bx;
+    static constexpr int NA = BM * BK / 256, NB = BK / 2;
+    const T *a, *b;
+    cuda_gemm_args g;
+    int bz, m0, n0, tid;
+    bool tap_major;
+    // B's column (this thread's), decoded once
+    int nn;
+    bool n_ok;
+    long long b_base; // element offset of the column's image (conv) or column (matmul)
+    int p0, p1;       // fwd: iy0, ix0; bwd-input: qy, qx; bwd-weight: ry, sx
+    int ci;           // bwd-weight: the column's channel
+    // bwd-input phase
+    int ry0, rx0, by, bx;
 
-  __device__ void init(const T *a_, const T *b_, const cuda_gemm_args &g_) {
-    a = a_; b = b_; g = g_;
-    tid = threadIdx.x; bz = blockIdx.z; m0 = blockIdx.y * BM; n0 = blockIdx.x * BN;
-    nn = n0 + tid % BN;
-    n_ok = nn < g.N;
-    int rs = g.r * g.s;
-    if (P == CONV_FWD) {
-      tap_major = g.tap_major;
-      int ohw = g.oh * g.ow, img = nn / ohw, pix = nn - img * ohw, oy = pix / g.ow, ox = pix - oy * g.ow;
-      p0 = oy * g.sh - g.pt;
-      p1 = ox * g.sw - g.pl;
-      b_base = (long long)img * g.c * g.h * g.w;
-    } else if (P == CONV_BWD_INPUT) {
-      tap_major = g.tap_major;
-      int py = bz / g.sw, px = bz - py * g.sw;
-      ry0 = (py + g.pt) % g.sh;
-      rx0 = (px + g.pl) % g.sw;
-      by = (py + g.pt - ry0) / g.sh;
-      bx = (px + g.pl - rx0) / g.sw;
-      int hwq = g.hq * g.wq, img = nn / hwq, q = nn - img * hwq;
-      p0 = q / g.wq;
-      p1 = q - p0 * g.wq;
-      n_ok = n_ok && py + g.sh * p0 < g.h && px + g.sw * p1 < g.w;
-      b_base = (long long)img * g.k * g.oh * g.ow;
-    } else if (P == CONV_BWD_WEIGHT) {
-      tap_major = g.tap_major;
-      ci = nn / rs;
-      int tap = nn - ci * rs;
-      p0 = tap / g.s;
-      p1 = tap - p0 * g.s;
-    } else {
-      tap_major = false;
-      b_base = (long long)bz * g.b_bs + (long long)nn * g.b_cs;
-    }
-  }
-
-  // A(m, kk) for this thread's NA elements of the tile at k0
-  __device__ void load_a(int k0, T *r) {
-    int rs = g.r * g.s;
-    if (P == CONV_BWD_INPUT && tap_major) { // one tap for the whole tile: decoded once
-      int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
-      int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
-      bool ok = ry < g.r && sx < g.s;
-      const T *base = a + (long long)(ry * g.s + sx) * g.c * g.k + ko0;
-#pragma unroll
-      for (int i = 0; i < NA; i++) {
-        int e = tid + 256 * i, m = m0 + e / BK;
-        r[i] = ok && m < g.M ? base[(long long)m * g.k + e % BK] : (T)0;
-      }
-      return;
-    }
-    if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
-      int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
-      const T *base = a + (long long)img * g.k * ohw + pix0;
-#pragma unroll
-      for (int i = 0; i < NA; i++) {
-        int e = tid + 256 * i, m = m0 + e / BK;
-        r[i] = m < g.M ? base[(long long)m * ohw + e % BK] : (T)0;
-      }
-      return;
-    }
-#pragma unroll
-    for (int i = 0; i < NA; i++) {
-      int e = tid + 256 * i, m = m0 + e / BK, kk = k0 + e % BK;
-      T v = (T)0;
-      if (m < g.M && kk < g.K) {
-        if (P == MATMUL) v = a[(long long)bz * g.a_bs + (long long)m * g.a_rs + (long long)kk * g.a_cs];
-        else if (P == CONV_FWD) {
-          v = a[(long long)m * g.K + kk]; // tap-major: w pre-permuted to (K, R*S, C)
+    __device__ void init(const T *a_, const T *b_, const cuda_gemm_args &g_) {
+        a = a_;
+        b = b_;
+        g = g_;
+        tid = threadIdx.x;
+        bz = blockIdx.z;
+        m0 = blockIdx.y * BM;
+        n0 = blockIdx.x * BN;
+        nn = n0 + tid % BN;
+        n_ok = nn < g.N;
+        int rs = g.r * g.s;
+        if (P == CONV_FWD) {
+            tap_major = g.tap_major;
+            int ohw = g.oh * g.ow, img = nn / ohw, pix = nn - img * ohw, oy = pix / g.ow,
+                ox = pix - oy * g.ow;
+            p0 = oy * g.sh - g.pt;
+            p1 = ox * g.sw - g.pl;
+            b_base = (long long)img * g.c * g.h * g.w;
         } else if (P == CONV_BWD_INPUT) {
-          int rsq = g.rq * g.sq;
-          if (tap_major) { // w pre-permuted to (R*S, C, K_out): contiguous along ko
-            int t = kk / g.k, ko = kk - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
-            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
-            if (ry < g.r && sx < g.s) v = a[((long long)(ry * g.s + sx) * g.c + m) * g.k + ko];
-          } else {
-            int ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
-            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
-            if (ry < g.r && sx < g.s) v = a[((long long)ko * g.c + m) * rs + ry * g.s + sx];
-          }
+            tap_major = g.tap_major;
+            int py = bz / g.sw, px = bz - py * g.sw;
+            ry0 = (py + g.pt) % g.sh;
+            rx0 = (px + g.pl) % g.sw;
+            by = (py + g.pt - ry0) / g.sh;
+            bx = (px + g.pl - rx0) / g.sw;
+            int hwq = g.hq * g.wq, img = nn / hwq, q = nn - img * hwq;
+            p0 = q / g.wq;
+            p1 = q - p0 * g.wq;
+            n_ok = n_ok && py + g.sh * p0 < g.h && px + g.sw * p1 < g.w;
+            b_base = (long long)img * g.k * g.oh * g.ow;
+        } else if (P == CONV_BWD_WEIGHT) {
+            tap_major = g.tap_major;
+            ci = nn / rs;
+            int tap = nn - ci * rs;
+            p0 = tap / g.s;
+            p1 = tap - p0 * g.s;
         } else {
-          int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw;
-          v = a[((long long)img * g.k + m) * ohw + pix];
+            tap_major = false;
+            b_base = (long long)bz * g.b_bs + (long long)nn * g.b_cs;
         }
-      }
-      r[i] = v;
     }
-  }
 
-  // B(kk, nn) for this thread's NB elements (rows tid / BN + 2 i) of the tile at k0
-  __device__ void load_b(int k0, T *r) {
-    int rs = g.r * g.s, kl = tid / BN;
-    if (P == CONV_FWD && tap_major) { // one tap for the whole tile
-      int tap = k0 / g.c, c0 = k0 - tap * g.c, ry = tap / g.s, sx = tap - ry * g.s;
-      int iy = p0 + ry, ix = p1 + sx;
-      bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
-      long long hw = (long long)g.h * g.w, off = b_base + (long long)(c0 + kl) * hw + iy * g.w + ix;
+    // A(m, kk) for this thread's NA elements of the tile at k0
+    __device__ void load_a(int k0, T *r) {
+        int rs = g.r * g.s;
+        if (P == CONV_BWD_INPUT && tap_major) { // one tap for the whole tile: decoded once
+            int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+            bool ok = ry < g.r && sx < g.s;
+            const T *base = a + (long long)(ry * g.s + sx) * g.c * g.k + ko0;
 #pragma unroll
-      for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * hw] : (T)0;
-      return;
-    }
-    if (P == CONV_BWD_INPUT && tap_major) {
-      int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
-      int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy, ox = bx + p1 - jx;
-      bool ok = n_ok && ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow;
-      long long ohw = (long long)g.oh * g.ow, off = b_base + (long long)(ko0 + kl) * ohw + oy * g.ow + ox;
-#pragma unroll
-      for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * ohw] : (T)0;
-      return;
-    }
-    if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
-      int ohw = g.oh * g.ow, img = k0 / ohw, pix = k0 - img * ohw + kl;
-      long long base = ((long long)img * g.c + ci) * g.h * g.w;
-      int oy = pix / g.ow, ox = pix - oy * g.ow; // then stepped by 2 pixels, no division
-#pragma unroll
-      for (int i = 0; i < NB; i++) {
-        int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
-        bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
-        r[i] = ok ? b[base + iy * g.w + ix] : (T)0;
-        ox += 2;
-        while (ox >= g.ow) { ox -= g.ow; oy++; }
-      }
-      return;
-    }
-#pragma unroll
-    for (int i = 0; i < NB; i++) {
-      int kk = k0 + kl + 2 * i;
-      T v = (T)0;
-      if (n_ok && kk < g.K) {
-        if (P == MATMUL) v = b[b_base + (long long)kk * g.b_rs];
-        else if (P == CONV_FWD) {
-          int c = kk / rs, q = kk - c * rs, ry = q / g.s, sx = q - ry * g.s, iy = p0 + ry, ix = p1 + sx;
-          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) v = b[b_base + ((long long)c * g.h + iy) * g.w + ix];
-        } else if (P == CONV_BWD_INPUT) {
-          int rsq = g.rq * g.sq, ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
-          int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy, ox = bx + p1 - jx;
-          if (ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow)
-            v = b[b_base + ((long long)ko * g.oh + oy) * g.ow + ox];
-        } else {
-          int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw, oy = pix / g.ow, ox = pix - oy * g.ow;
-          int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
-          if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) v = b[(((long long)img * g.c + ci) * g.h + iy) * g.w + ix];
+            for (int i = 0; i < NA; i++) {
+                int e = tid + 256 * i, m = m0 + e / BK;
+                r[i] = ok && m < g.M ? base[(long long)m * g.k + e % BK] : (T)0;
+            }
+            return;
         }
-      }
-      r[i] = v;
+        if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
+            int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
+            const T *base = a + (long long)img * g.k * ohw + pix0;
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                int e = tid + 256 * i, m = m0 + e / BK;
+                r[i] = m < g.M ? base[(long long)m * ohw + e % BK] : (T)0;
+            }
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < NA; i++) {
+            int e = tid + 256 * i, m = m0 + e / BK, kk = k0 + e % BK;
+            T v = (T)0;
+            if (m < g.M && kk < g.K) {
+                if (P == MATMUL)
+                    v = a[(long long)bz * g.a_bs + (long long)m * g.a_rs + (long long)kk * g.a_cs];
+                else if (P == CONV_FWD) {
+                    v = a[(long long)m * g.K + kk]; // tap-major: w pre-permuted to (K, R*S, C)
+                } else if (P == CONV_BWD_INPUT) {
+                    int rsq = g.rq * g.sq;
+                    if (tap_major) { // w pre-permuted to (R*S, C, K_out): contiguous along ko
+                        int t = kk / g.k, ko = kk - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+                        int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+                        if (ry < g.r && sx < g.s)
+                            v = a[((long long)(ry * g.s + sx) * g.c + m) * g.k + ko];
+                    } else {
+                        int ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
+                        int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+                        if (ry < g.r && sx < g.s)
+                            v = a[((long long)ko * g.c + m) * rs + ry * g.s + sx];
+                    }
+                } else {
+                    int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw;
+                    v = a[((long long)img * g.k + m) * ohw + pix];
+                }
+            }
+            r[i] = v;
+        }
     }
-  }
+
+    // B(kk, nn) for this thread's NB elements (rows tid / BN + 2 i) of the tile at k0
+    __device__ void load_b(int k0, T *r) {
+        int rs = g.r * g.s, kl = tid / BN;
+        if (P == CONV_FWD && tap_major) { // one tap for the whole tile
+            int tap = k0 / g.c, c0 = k0 - tap * g.c, ry = tap / g.s, sx = tap - ry * g.s;
+            int iy = p0 + ry, ix = p1 + sx;
+            bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+            long long hw = (long long)g.h * g.w,
+                      off = b_base + (long long)(c0 + kl) * hw + iy * g.w + ix;
+#pragma unroll
+            for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * hw] : (T)0;
+            return;
+        }
+        if (P == CONV_BWD_INPUT && tap_major) {
+            int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy, ox = bx + p1 - jx;
+            bool ok = n_ok && ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow;
+            long long ohw = (long long)g.oh * g.ow,
+                      off = b_base + (long long)(ko0 + kl) * ohw + oy * g.ow + ox;
+#pragma unroll
+            for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * ohw] : (T)0;
+            return;
+        }
+        if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
+            int ohw = g.oh * g.ow, img = k0 / ohw, pix = k0 - img * ohw + kl;
+            long long base = ((long long)img * g.c + ci) * g.h * g.w;
+            int oy = pix / g.ow, ox = pix - oy * g.ow; // then stepped by 2 pixels, no division
+#pragma unroll
+            for (int i = 0; i < NB; i++) {
+                int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
+                bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+                r[i] = ok ? b[base + iy * g.w + ix] : (T)0;
+                ox += 2;
+                while (ox >= g.ow) {
+                    ox -= g.ow;
+                    oy++;
+                }
+            }
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < NB; i++) {
+            int kk = k0 + kl + 2 * i;
+            T v = (T)0;
+            if (n_ok && kk < g.K) {
+                if (P == MATMUL)
+                    v = b[b_base + (long long)kk * g.b_rs];
+                else if (P == CONV_FWD) {
+                    int c = kk / rs, q = kk - c * rs, ry = q / g.s, sx = q - ry * g.s, iy = p0 + ry,
+                        ix = p1 + sx;
+                    if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                        v = b[b_base + ((long long)c * g.h + iy) * g.w + ix];
+                } else if (P == CONV_BWD_INPUT) {
+                    int rsq = g.rq * g.sq, ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq,
+                        jx = t - jy * g.sq;
+                    int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy,
+                        ox = bx + p1 - jx;
+                    if (ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow)
+                        v = b[b_base + ((long long)ko * g.oh + oy) * g.ow + ox];
+                } else {
+                    int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw, oy = pix / g.ow,
+                        ox = pix - oy * g.ow;
+                    int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
+                    if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                        v = b[(((long long)img * g.c + ci) * g.h + iy) * g.w + ix];
+                }
+            }
+            r[i] = v;
+        }
+    }
 };
 
 // C(m, nn): matmul c[bz][m][nn]; fwd y[img, m, pix]; bwd-input dx[img, m, iy, ix] of the phase;
 // bwd-weight dw[m, nn] (a split z, here and in a matmul, writes its partial at c + z * M * N).
-template <int P, typename T> __device__ __forceinline__ void store_c(T *c, const cuda_gemm_args &g, int bz, int m, int nn, T v) {
-  if (m >= g.M || nn >= g.N) return;
-  if (P == MATMUL || P == CONV_BWD_WEIGHT) { c[((long long)bz * g.M + m) * g.N + nn] = v; return; }
-  if (P == CONV_FWD) {
-    int plane = g.oh * g.ow, img = nn / plane, pix = nn - img * plane;
-    c[((long long)img * g.M + m) * plane + pix] = v;
-    return;
-  }
-  int py = bz / g.sw, px = bz - py * g.sw, hwq = g.hq * g.wq, img = nn / hwq, q = nn - img * hwq;
-  int qy = q / g.wq, qx = q - qy * g.wq, iy = py + g.sh * qy, ix = px + g.sw * qx;
-  if (iy < g.h && ix < g.w) c[(((long long)img * g.M + m) * g.h + iy) * g.w + ix] = v;
+template <int P, typename T>
+__device__ __forceinline__ void store_c(T *c, const cuda_gemm_args &g, int bz, int m, int nn, T v) {
+    if (m >= g.M || nn >= g.N) return;
+    if (P == MATMUL || P == CONV_BWD_WEIGHT) {
+        c[((long long)bz * g.M + m) * g.N + nn] = v;
+        return;
+    }
+    if (P == CONV_FWD) {
+        int plane = g.oh * g.ow, img = nn / plane, pix = nn - img * plane;
+        c[((long long)img * g.M + m) * plane + pix] = v;
+        return;
+    }
+    int py = bz / g.sw, px = bz - py * g.sw, hwq = g.hq * g.wq, img = nn / hwq, q = nn - img * hwq;
+    int qy = q / g.wq, qx = q - qy * g.wq, iy = py + g.sh * qy, ix = px + g.sw * qx;
+    if (iy < g.h && ix < g.w) c[(((long long)img * g.M + m) * g.h + iy) * g.w + ix] = v;
 }
 
 // Split K (the weight gradient; a matmul of batch 1 with k_chunk > 0): block z's share of K.
-template <int P> __device__ __forceinline__ void k_range(const cuda_gemm_args &g, int &kb, int &ke) {
-  bool split = P == CONV_BWD_WEIGHT || (P == MATMUL && g.k_chunk > 0);
-  kb = split ? blockIdx.z * g.k_chunk : 0;
-  ke = split ? min(g.K, kb + g.k_chunk) : g.K;
+template <int P>
+__device__ __forceinline__ void k_range(const cuda_gemm_args &g, int &kb, int &ke) {
+    bool split = P == CONV_BWD_WEIGHT || (P == MATMUL && g.k_chunk > 0);
+    kb = split ? blockIdx.z * g.k_chunk : 0;
+    ke = split ? min(g.K, kb + g.k_chunk) : g.K;
 }
 
 // exact: each thread a 4 x 8 tile of C (rows ty*4.., columns tx + 16 j)
-template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
-  constexpr int BK = 16;
-  __shared__ T As[BM][BK + 1], Bs[BK][BN + 1];
-  tile_loader<P, T, BK> L;
-  L.init(a, b, g);
-  int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  T acc[4][8] = {};
-  T ra[tile_loader<P, T, BK>::NA], rb[tile_loader<P, T, BK>::NB];
-  int kb, ke;
-  k_range<P>(g, kb, ke);
-  if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
-  for (int k0 = kb; k0 < ke; k0 += BK) {
-#pragma unroll
-    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e / BK][e % BK] = ra[i]; }
-#pragma unroll
-    for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
-    __syncthreads();
-    if (k0 + BK < ke) { L.load_a(k0 + BK, ra); L.load_b(k0 + BK, rb); }
-#pragma unroll
-    for (int kk = 0; kk < BK; kk++) {
-      T av[4], bv[8];
-#pragma unroll
-      for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
-#pragma unroll
-      for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+template <int P, typename T>
+__device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
+    constexpr int BK = 16;
+    __shared__ T As[BM][BK + 1], Bs[BK][BN + 1];
+    tile_loader<P, T, BK> L;
+    L.init(a, b, g);
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    T acc[4][8] = {};
+    T ra[tile_loader<P, T, BK>::NA], rb[tile_loader<P, T, BK>::NB];
+    int kb, ke;
+    k_range<P>(g, kb, ke);
+    if (kb < ke) {
+        L.load_a(kb, ra);
+        L.load_b(kb, rb);
     }
-    __syncthreads();
-  }
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 8; j++) store_c<P, T>(c, g, blockIdx.z, L.m0 + ty * 4 + i, L.n0 + tx + 16 * j, acc[i][j]);
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+#pragma unroll
+        for (int i = 0; i < L.NA; i++) {
+            int e = tid + 256 * i;
+            As[e / BK][e % BK] = ra[i];
+        }
+#pragma unroll
+        for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
+        __syncthreads();
+        if (k0 + BK < ke) {
+            L.load_a(k0 + BK, ra);
+            L.load_b(k0 + BK, rb);
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK; kk++) {
+            T av[4], bv[8];
+#pragma unroll
+            for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
+#pragma unroll
+            for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 8; j++)
+            store_c<P, T>(c, g, blockIdx.z, L.m0 + ty * 4 + i, L.n0 + tx + 16 * j, acc[i][j]);
 }
 
 // TF32: 8 warps as 2 (M) x 4 (N); a warp owns 32 x 32 of C = 2 x 4 mma tiles of 16 x 8.
@@ -346,66 +414,83 @@ template <int P, typename T> __device__ void igemm_exact(const T *a, const T *b,
 // Operands are rounded to TF32 once, when they are written to shared memory. A is kept m-major
 // (rows of BK + 4 words), B k-major (rows of BN + 8): a fragment's 32 lanes read 32 different
 // banks, and a warp's stores too.
-template <int P> __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
-  constexpr int BK = 32;
-  __shared__ unsigned As[BM][BK + 4], Bs[BK][BN + 8]; // A m-major: its stores and fragments conflict-free
-  tile_loader<P, float, BK> L;
-  L.init(a, b, g);
-  int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
-  int gq = lane / 4, t = lane % 4;
-  float acc[2][4][4] = {};
-  float ra[tile_loader<P, float, BK>::NA], rb[tile_loader<P, float, BK>::NB];
-  int kb, ke;
-  k_range<P>(g, kb, ke);
-  if (kb < ke) { L.load_a(kb, ra); L.load_b(kb, rb); }
-  for (int k0 = kb; k0 < ke; k0 += BK) {
-#pragma unroll
-    for (int i = 0; i < L.NA; i++) { int e = tid + 256 * i; As[e / BK][e % BK] = to_tf32(ra[i]); }
-#pragma unroll
-    for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
-    __syncthreads();
-    if (k0 + BK < ke) { L.load_a(k0 + BK, ra); L.load_b(k0 + BK, rb); }
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 8) {
-      unsigned af[2][4], bf[4][2];
-#pragma unroll
-      for (int mi = 0; mi < 2; mi++) {
-        int rb0 = wm * 32 + mi * 16;
-        af[mi][0] = As[rb0 + gq][ks + t];
-        af[mi][1] = As[rb0 + gq + 8][ks + t];
-        af[mi][2] = As[rb0 + gq][ks + t + 4];
-        af[mi][3] = As[rb0 + gq + 8][ks + t + 4];
-      }
-#pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        int cb = wn * 32 + ni * 8;
-        bf[ni][0] = Bs[ks + t][cb + gq];
-        bf[ni][1] = Bs[ks + t + 4][cb + gq];
-      }
-#pragma unroll
-      for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], af[mi], bf[ni]);
+template <int P>
+__device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
+    constexpr int BK = 32;
+    __shared__ unsigned As[BM][BK + 4],
+        Bs[BK][BN + 8]; // A m-major: its stores and fragments conflict-free
+    tile_loader<P, float, BK> L;
+    L.init(a, b, g);
+    int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
+    int gq = lane / 4, t = lane % 4;
+    float acc[2][4][4] = {};
+    float ra[tile_loader<P, float, BK>::NA], rb[tile_loader<P, float, BK>::NB];
+    int kb, ke;
+    k_range<P>(g, kb, ke);
+    if (kb < ke) {
+        L.load_a(kb, ra);
+        L.load_b(kb, rb);
     }
-    __syncthreads();
-  }
-  for (int mi = 0; mi < 2; mi++)
-    for (int ni = 0; ni < 4; ni++) {
-      int r = L.m0 + wm * 32 + mi * 16 + gq, col = L.n0 + wn * 32 + ni * 8 + 2 * t;
-      store_c<P, float>(c, g, blockIdx.z, r, col, acc[mi][ni][0]);
-      store_c<P, float>(c, g, blockIdx.z, r, col + 1, acc[mi][ni][1]);
-      store_c<P, float>(c, g, blockIdx.z, r + 8, col, acc[mi][ni][2]);
-      store_c<P, float>(c, g, blockIdx.z, r + 8, col + 1, acc[mi][ni][3]);
+    for (int k0 = kb; k0 < ke; k0 += BK) {
+#pragma unroll
+        for (int i = 0; i < L.NA; i++) {
+            int e = tid + 256 * i;
+            As[e / BK][e % BK] = to_tf32(ra[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
+        __syncthreads();
+        if (k0 + BK < ke) {
+            L.load_a(k0 + BK, ra);
+            L.load_b(k0 + BK, rb);
+        }
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += 8) {
+            unsigned af[2][4], bf[4][2];
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++) {
+                int rb0 = wm * 32 + mi * 16;
+                af[mi][0] = As[rb0 + gq][ks + t];
+                af[mi][1] = As[rb0 + gq + 8][ks + t];
+                af[mi][2] = As[rb0 + gq][ks + t + 4];
+                af[mi][3] = As[rb0 + gq + 8][ks + t + 4];
+            }
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) {
+                int cb = wn * 32 + ni * 8;
+                bf[ni][0] = Bs[ks + t][cb + gq];
+                bf[ni][1] = Bs[ks + t + 4][cb + gq];
+            }
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], af[mi], bf[ni]);
+        }
+        __syncthreads();
     }
+    for (int mi = 0; mi < 2; mi++)
+        for (int ni = 0; ni < 4; ni++) {
+            int r = L.m0 + wm * 32 + mi * 16 + gq, col = L.n0 + wn * 32 + ni * 8 + 2 * t;
+            store_c<P, float>(c, g, blockIdx.z, r, col, acc[mi][ni][0]);
+            store_c<P, float>(c, g, blockIdx.z, r, col + 1, acc[mi][ni][1]);
+            store_c<P, float>(c, g, blockIdx.z, r + 8, col, acc[mi][ni][2]);
+            store_c<P, float>(c, g, blockIdx.z, r + 8, col + 1, acc[mi][ni][3]);
+        }
 }
 
-#define ENTRY(NAME, P)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(256)                                                           \
-      NAME##_f32_exact(const float *a, const float *b, float *c, cuda_gemm_args g) { igemm_exact<P, float>(a, b, c, g); } \
-  extern "C" __global__ void __launch_bounds__(256)                                                           \
-      NAME##_f64(const double *a, const double *b, double *c, cuda_gemm_args g) { igemm_exact<P, double>(a, b, c, g); } \
-  extern "C" __global__ void __launch_bounds__(256)                                                           \
-      NAME##_f32_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) { igemm_tf32<P>(a, b, c, g); }
+#define ENTRY(NAME, P)                                                                             \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME##_f32_exact(const float *a, const float *b, float *c, cuda_gemm_args g) {             \
+        igemm_exact<P, float>(a, b, c, g);                                                         \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME##_f64(const double *a, const double *b, double *c, cuda_gemm_args g) {                \
+        igemm_exact<P, double>(a, b, c, g);                                                        \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME##_f32_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {              \
+        igemm_tf32<P>(a, b, c, g);                                                                 \
+    }
 ENTRY(matmul, MATMUL)
 ENTRY(conv_forward, CONV_FWD)
 ENTRY(conv_backward_input, CONV_BWD_INPUT)
@@ -413,54 +498,70 @@ ENTRY(conv_backward_weight, CONV_BWD_WEIGHT)
 
 // ---- weights permuted for the tap-major passes: in (d0, d1, d2) contiguous; element
 // (i0, i1, i2) goes to out[i0 * s0 + i1 * s1 + i2 * s2].
-template <typename T> __device__ void permute3(const T *in, T *out, int d0, int d1, int d2, long long s0, long long s1,
-                                               long long s2) {
-  long long total = (long long)d0 * d1 * d2;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-    int i2 = (int)(i % d2);
-    long long r = i / d2;
-    int i1 = (int)(r % d1), i0 = (int)(r / d1);
-    out[i0 * s0 + i1 * s1 + i2 * s2] = in[i];
-  }
+template <typename T>
+__device__ void permute3(const T *in, T *out, int d0, int d1, int d2, long long s0, long long s1,
+                         long long s2) {
+    long long total = (long long)d0 * d1 * d2;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int i2 = (int)(i % d2);
+        long long r = i / d2;
+        int i1 = (int)(r % d1), i0 = (int)(r / d1);
+        out[i0 * s0 + i1 * s1 + i2 * s2] = in[i];
+    }
 }
-extern "C" __global__ void permute3_f32(const float *in, float *out, int d0, int d1, int d2, long long s0, long long s1,
-                                        long long s2) { permute3<float>(in, out, d0, d1, d2, s0, s1, s2); }
-extern "C" __global__ void permute3_f64(const double *in, double *out, int d0, int d1, int d2, long long s0, long long s1,
-                                        long long s2) { permute3<double>(in, out, d0, d1, d2, s0, s1, s2); }
+extern "C" __global__ void permute3_f32(const float *in, float *out, int d0, int d1, int d2,
+                                        long long s0, long long s1, long long s2) {
+    permute3<float>(in, out, d0, d1, d2, s0, s1, s2);
+}
+extern "C" __global__ void permute3_f64(const double *in, double *out, int d0, int d1, int d2,
+                                        long long s0, long long s1, long long s2) {
+    permute3<double>(in, out, d0, d1, d2, s0, s1, s2);
+}
 
 // ---- the input gradient of a convolution with few input channels (a GEMM with M = C of 1 to
 // 4 would waste most of a 64-row tile): one thread per dx element, summing over K_out and the
 // taps that reach it, in the precision of T.
-template <typename T> __device__ void conv_bwd_input_direct(const T *dy, const T *w, T *dx, cuda_gemm_args g) {
-  long long total = (long long)g.n * g.c * g.h * g.w;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-    int ix = (int)(i % g.w);
-    long long r = i / g.w;
-    int iy = (int)(r % g.h);
-    r /= g.h;
-    int ci = (int)(r % g.c), img = (int)(r / g.c);
-    // the taps that reach (iy, ix), and the output pixels they come from (at most 8 a side)
-    int ny = 0, nx = 0, wy[8], wx[8], oys[8], oxs[8];
-    for (int ry = (iy + g.pt) % g.sh; ry < g.r && ny < 8; ry += g.sh) {
-      int ty = iy + g.pt - ry, oy = ty / g.sh;
-      if (ty >= 0 && oy < g.oh) { wy[ny] = ry * g.s; oys[ny++] = oy * g.ow; }
+template <typename T>
+__device__ void conv_bwd_input_direct(const T *dy, const T *w, T *dx, cuda_gemm_args g) {
+    long long total = (long long)g.n * g.c * g.h * g.w;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        int ix = (int)(i % g.w);
+        long long r = i / g.w;
+        int iy = (int)(r % g.h);
+        r /= g.h;
+        int ci = (int)(r % g.c), img = (int)(r / g.c);
+        // the taps that reach (iy, ix), and the output pixels they come from (at most 8 a side)
+        int ny = 0, nx = 0, wy[8], wx[8], oys[8], oxs[8];
+        for (int ry = (iy + g.pt) % g.sh; ry < g.r && ny < 8; ry += g.sh) {
+            int ty = iy + g.pt - ry, oy = ty / g.sh;
+            if (ty >= 0 && oy < g.oh) {
+                wy[ny] = ry * g.s;
+                oys[ny++] = oy * g.ow;
+            }
+        }
+        for (int sx = (ix + g.pl) % g.sw; sx < g.s && nx < 8; sx += g.sw) {
+            int tx = ix + g.pl - sx, ox = tx / g.sw;
+            if (tx >= 0 && ox < g.ow) {
+                wx[nx] = sx;
+                oxs[nx++] = ox;
+            }
+        }
+        T acc = 0;
+        long long ohw = (long long)g.oh * g.ow, rs = (long long)g.r * g.s;
+        const T *dyp = dy + (long long)img * g.k * ohw, *wp = w + (long long)ci * rs;
+        for (int ko = 0; ko < g.k; ko++, dyp += ohw, wp += g.c * rs)
+            for (int a = 0; a < ny; a++)
+                for (int b = 0; b < nx; b++) acc += wp[wy[a] + wx[b]] * dyp[oys[a] + oxs[b]];
+        dx[i] = acc;
     }
-    for (int sx = (ix + g.pl) % g.sw; sx < g.s && nx < 8; sx += g.sw) {
-      int tx = ix + g.pl - sx, ox = tx / g.sw;
-      if (tx >= 0 && ox < g.ow) { wx[nx] = sx; oxs[nx++] = ox; }
-    }
-    T acc = 0;
-    long long ohw = (long long)g.oh * g.ow, rs = (long long)g.r * g.s;
-    const T *dyp = dy + (long long)img * g.k * ohw, *wp = w + (long long)ci * rs;
-    for (int ko = 0; ko < g.k; ko++, dyp += ohw, wp += g.c * rs)
-      for (int a = 0; a < ny; a++)
-        for (int b = 0; b < nx; b++) acc += wp[wy[a] + wx[b]] * dyp[oys[a] + oxs[b]];
-    dx[i] = acc;
-  }
 }
-extern "C" __global__ void conv_bwd_input_direct_f32(const float *dy, const float *w, float *dx, cuda_gemm_args g) {
-  conv_bwd_input_direct<float>(dy, w, dx, g);
+extern "C" __global__ void conv_bwd_input_direct_f32(const float *dy, const float *w, float *dx,
+                                                     cuda_gemm_args g) {
+    conv_bwd_input_direct<float>(dy, w, dx, g);
 }
-extern "C" __global__ void conv_bwd_input_direct_f64(const double *dy, const double *w, double *dx, cuda_gemm_args g) {
-  conv_bwd_input_direct<double>(dy, w, dx, g);
+extern "C" __global__ void conv_bwd_input_direct_f64(const double *dy, const double *w, double *dx,
+                                                     cuda_gemm_args g) {
+    conv_bwd_input_direct<double>(dy, w, dx, g);
 }
