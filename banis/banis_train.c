@@ -424,12 +424,12 @@ static int truncate_metrics(const char *path, int64_t step) {
 typedef struct {
     const char *resume; // the run folder to continue, or NULL
     bool out_given;
-    device_type dev;
+    tensor_device_type dev;
     char ckpt_path[2048]; // the run's checkpoint_latest.safetensors
 } invocation;
 
 // --device: the preset's default depends on it. -1: go on; otherwise the exit code.
-static int choose_device(int argc, char **argv, config *c, device_type *dev) {
+static int choose_device(int argc, char **argv, config *c, tensor_device_type *dev) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--device") && i + 1 < argc)
             snprintf(c->device, sizeof c->device, "%s", argv[i + 1]);

@@ -20,7 +20,7 @@ static nn_optimizer *adam_over(const char *name, double lr, int n, nn_module *co
 }
 
 baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double lr, tensor_dtype dt,
-                             device_type dev, uint64_t seed) {
+                             tensor_device_type dev, uint64_t seed) {
     baseline_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->kind = kind;

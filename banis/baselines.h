@@ -23,7 +23,7 @@ typedef struct {
 
 // Adam (lr, beta1 0.5) for every network, Cycle-GAN's setting.
 baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double lr, tensor_dtype dt,
-                             device_type dev, uint64_t seed);
+                             tensor_device_type dev, uint64_t seed);
 void baseline_free(baseline_model *m);
 // One step. Cycle-GAN takes a and b as unpaired batches; the Auto-Encoder as pairs.
 // losses: Cycle-GAN [g_total, d_a, d_b, cycle]; Auto-Encoder [a->b, b->a].

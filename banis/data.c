@@ -671,8 +671,8 @@ void banis_sampler_next(banis_sampler *s, int count, int *out) {
     }
 }
 
-int banis_batch(const banis_dataset *d, const int *idx, int count, tensor_dtype dt, device_type dev,
-                tensor **a, tensor **b) {
+int banis_batch(const banis_dataset *d, const int *idx, int count, tensor_dtype dt,
+                tensor_device_type dev, tensor **a, tensor **b) {
     double *ha = malloc(sizeof(double) * BANIS_PIXELS * (size_t)count);
     double *hb = malloc(sizeof(double) * BANIS_PIXELS * (size_t)count);
     if (!ha || !hb) {

@@ -104,8 +104,8 @@ void banis_sampler_init(banis_sampler *s, const int *pool, int n, uint64_t seed)
 void banis_sampler_free(banis_sampler *s);
 void banis_sampler_next(banis_sampler *s, int count, int *out);
 // A batch of pairs as tensors (count, 1, 64, 64).
-int banis_batch(const banis_dataset *d, const int *idx, int count, tensor_dtype dt, device_type dev,
-                tensor **a, tensor **b);
+int banis_batch(const banis_dataset *d, const int *idx, int count, tensor_dtype dt,
+                tensor_device_type dev, tensor **a, tensor **b);
 
 // Writes a PNG pair sheet: rows of [A | B | overlay] (membrane magenta, nuclei green).
 int banis_write_pairs_png(const char *path, const float *a, const float *b, int n, int per_row);

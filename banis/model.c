@@ -108,7 +108,7 @@ nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
 }
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, tensor_dtype dt,
-                             device_type dev, uint64_t seed) {
+                             tensor_device_type dev, uint64_t seed) {
     banis_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->arch = *arch;
@@ -490,7 +490,7 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
 }
 
 int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt,
-                              device_type dev, const banis_dataset *d, const int *idx, int n,
+                              tensor_device_type dev, const banis_dataset *d, const int *idx, int n,
                               banis_eval *out) {
     memset(out, 0, sizeof *out);
     out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity =

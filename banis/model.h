@@ -60,7 +60,7 @@ typedef struct {
 } banis_model;
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,
-                             device_type dev, uint64_t seed);
+                             tensor_device_type dev, uint64_t seed);
 void banis_model_free(banis_model *m);
 // A banis-train checkpoint's networks, CPU float32, inference mode; NULL (err_message) if the file
 // is not one, is damaged, or holds non-finite weights.
@@ -143,7 +143,7 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
 // the model is in whatever mode the caller set (inference, normally).
 typedef tensor *(*banis_translate_fn)(void *model, int to, tensor *src);
 int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt,
-                              device_type dev, const banis_dataset *d, const int *idx, int n,
+                              tensor_device_type dev, const banis_dataset *d, const int *idx, int n,
                               banis_eval *out);
 // Writes the GMI table in Markdown.
 int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title);

@@ -10,7 +10,7 @@
 // ---- construction context ---------------------------------------------------------------
 typedef struct {
     tensor_dtype dtype;
-    device_type device;
+    tensor_device_type device;
     rng *init_rng;    // draws initial weights
     rng *dropout_rng; // draws dropout masks during training (may be NULL if no dropout)
 } nn_ctx;

@@ -2,7 +2,7 @@
 // call goes through (so an observer can see each program, as tools/nvrtc-check does).
 #include "backend.h"
 
-const backend *backend_for(device_type dev) {
+const backend *backend_for(tensor_device_type dev) {
     if (dev == DEVICE_CPU) return backend_cpu();
     return backend_cuda();
 }
@@ -17,6 +17,6 @@ int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *
     return tensor_backend(outs[0])->elementwise(p, outs, ins);
 }
 
-const char *backend_device_description(device_type dev) {
+const char *backend_device_description(tensor_device_type dev) {
     return dev == DEVICE_CUDA ? backend_cuda_device_name() : "CPU";
 }

@@ -25,7 +25,7 @@ typedef struct {
 
 typedef struct backend {
     const char *name;
-    device_type device;
+    tensor_device_type device;
     void *(*alloc)(size_t nbytes);
     void (*free)(void *ptr);
     int (*copy_from_host)(void *dst, const void *src, size_t nbytes);
@@ -57,7 +57,7 @@ void backend_set_ew_observer(ew_observer_fn fn);
 const backend *backend_cpu(void);
 // The CUDA backend, or NULL with err_message() saying why (not built, no driver, no GPU).
 const backend *backend_cuda(void);
-const backend *backend_for(device_type dev);
+const backend *backend_for(tensor_device_type dev);
 // TF32 tensor cores for float32 matmul and convolutions (PyTorch's allow_tf32); on by
 // default, BANIS_ALLOW_TF32=0 or this call turns it off for exact FP32.
 void backend_cuda_allow_tf32(bool allow);
@@ -77,4 +77,4 @@ backend_counters backend_cuda_counters(void);
 const char *backend_cuda_device_name(void);
 bool backend_cuda_is_emulated(void); // true when BANIS_CUDA=emulated chose the emulated device
 // What a program says it runs on: "CPU" or the CUDA device's name (a GPU, or the emulated device).
-const char *backend_device_description(device_type dev);
+const char *backend_device_description(tensor_device_type dev);

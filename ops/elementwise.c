@@ -41,8 +41,8 @@ static int check_operands(const char *who, int n, tensor *const *ts) {
             return -1;
         }
         if (tensor_device(ts[i]) != tensor_device(ts[0])) {
-            err_set("%s: devices differ (%s and %s)", who, device_name(tensor_device(ts[0])),
-                    device_name(tensor_device(ts[i])));
+            err_set("%s: devices differ (%s and %s)", who, tensor_device_name(tensor_device(ts[0])),
+                    tensor_device_name(tensor_device(ts[i])));
             return -1;
         }
     }
@@ -149,7 +149,8 @@ int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *cons
     for (int i = 0; i < n_inputs && !rc; i++) {
         if (tensor_device(inputs[i]) != tensor_device(outs[0])) {
             err_set("ew_into: input %d is on %s, output on %s", i,
-                    device_name(tensor_device(inputs[i])), device_name(tensor_device(outs[0])));
+                    tensor_device_name(tensor_device(inputs[i])),
+                    tensor_device_name(tensor_device(outs[0])));
             rc = -1;
             break;
         }

@@ -113,7 +113,7 @@ tensor *op_dropout(tensor *x, double p, bool training, rng *r) {
 
 // A tensor filled by a program of no inputs whose random nodes draw from r.
 static tensor *random_tensor(const char *who, ew_program *prog, rng *r, tensor_dtype dt, int ndim,
-                             const int64_t *shape, device_type dev) {
+                             const int64_t *shape, tensor_device_type dev) {
     tensor *t = tensor_empty(dt, ndim, shape, dev);
     if (!t) return NULL;
     prog->rng_seed = r->seed;
@@ -127,7 +127,7 @@ static tensor *random_tensor(const char *who, ew_program *prog, rng *r, tensor_d
 }
 
 tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
-                        double hi, device_type dev) {
+                        double hi, tensor_device_type dev) {
     ew_program p;
     ew_init(&p, 0);
     ew_output(&p, ew_add(&p, ew_const(&p, lo),
@@ -136,7 +136,7 @@ tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape,
 }
 
 tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
-                       double std, device_type dev) {
+                       double std, tensor_device_type dev) {
     ew_program p;
     ew_init(&p, 0);
     ew_output(&p, ew_add(&p, ew_const(&p, mean),
@@ -145,7 +145,7 @@ tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, 
 }
 
 tensor *op_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double prob,
-                          device_type dev) {
+                          tensor_device_type dev) {
     ew_program p;
     ew_init(&p, 0);
     ew_output(&p, ew_unary(&p, EW_BERNOULLI, ew_const(&p, prob)));

@@ -112,11 +112,11 @@ tensor *op_dropout(tensor *x, double p, bool training, rng *r);
 // Random tensors drawn on their device by the elementwise kernels (Philox, tensor/rng.h):
 // the same numbers as tensor_rand_* on the host for the same stream, which advances by numel.
 tensor *op_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
-                        double hi, device_type dev);
+                        double hi, tensor_device_type dev);
 tensor *op_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
-                       double std, device_type dev);
+                       double std, tensor_device_type dev);
 tensor *op_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double prob,
-                          device_type dev);
+                          tensor_device_type dev);
 // Applies an activation (the fused one's unfused form).
 tensor *op_activation_apply(tensor *x, op_activation act, double slope);
 

@@ -27,7 +27,7 @@ philox_rounds(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_t *c3, uint32_t k
     }
 }
 
-void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]) {
+void rng_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]) {
     uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
     philox_rounds(&c0, &c1, &c2, &c3, key[0], key[1]);
     out[0] = c0;
@@ -40,7 +40,7 @@ void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]) {
     uint64_t i = r->offset + index;
     uint32_t ctr[4] = {(uint32_t)i, (uint32_t)(i >> 32), round, 0};
     uint32_t key[2] = {(uint32_t)r->seed, (uint32_t)(r->seed >> 32)};
-    philox4x32_10(ctr, key, out);
+    rng_philox4x32_10(ctr, key, out);
 }
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void
@@ -114,7 +114,7 @@ static void fill_bernoulli2(rng *r, double *d, int64_t n, double p, double unuse
 }
 
 static tensor *draw(const char *who, fill_fn fill, rng *r, tensor_dtype dt, int ndim,
-                    const int64_t *shape, double a, double b, device_type dev) {
+                    const int64_t *shape, double a, double b, tensor_device_type dev) {
     int64_t n = 1;
     for (int d = 0; d < ndim; d++) n *= shape[d] > 0 ? shape[d] : 0;
     double *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
@@ -129,19 +129,19 @@ static tensor *draw(const char *who, fill_fn fill, rng *r, tensor_dtype dt, int 
 }
 
 tensor *tensor_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
-                            double hi, device_type dev) {
+                            double hi, tensor_device_type dev) {
     return draw("rand_uniform", rng_fill_uniform, r, dt, ndim, shape, lo, hi, dev);
 }
 tensor *tensor_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
-                           double std, device_type dev) {
+                           double std, tensor_device_type dev) {
     return draw("rand_normal", rng_fill_normal, r, dt, ndim, shape, mean, std, dev);
 }
 tensor *tensor_rand_truncated_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape,
-                                     double mean, double std, device_type dev) {
+                                     double mean, double std, tensor_device_type dev) {
     return draw("rand_truncated_normal", rng_fill_truncated_normal, r, dt, ndim, shape, mean, std,
                 dev);
 }
 tensor *tensor_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double p,
-                              device_type dev) {
+                              tensor_device_type dev) {
     return draw("rand_bernoulli", fill_bernoulli2, r, dt, ndim, shape, p, 0, dev);
 }

@@ -12,7 +12,7 @@ typedef struct {
 } rng;
 
 void rng_init(rng *r, uint64_t seed);
-void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+void rng_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
 
 // Element `index` of stream `r`, draw `round` (rounds serve rejection sampling).
 void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]);
@@ -36,10 +36,10 @@ void rng_fill_truncated_normal(rng *r, double *dst, int64_t n, double mean, doub
 void rng_fill_bernoulli(rng *r, double *dst, int64_t n, double p);
 
 tensor *tensor_rand_uniform(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double lo,
-                            double hi, device_type dev);
+                            double hi, tensor_device_type dev);
 tensor *tensor_rand_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double mean,
-                           double std, device_type dev);
+                           double std, tensor_device_type dev);
 tensor *tensor_rand_truncated_normal(rng *r, tensor_dtype dt, int ndim, const int64_t *shape,
-                                     double mean, double std, device_type dev);
+                                     double mean, double std, tensor_device_type dev);
 tensor *tensor_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shape, double p,
-                              device_type dev);
+                              tensor_device_type dev);

@@ -15,8 +15,8 @@ static _Atomic int64_t live_storage_bytes, peak_storage_bytes;
 
 size_t tensor_dtype_size(tensor_dtype dt) { return dt == TENSOR_F64 ? 8 : 4; }
 const char *tensor_dtype_name(tensor_dtype dt) { return dt == TENSOR_F64 ? "float64" : "float32"; }
-const char *device_name(device_type d) { return d == DEVICE_CUDA ? "cuda" : "cpu"; }
-device_type tensor_device(const tensor *t) { return t->storage->backend->device; }
+const char *tensor_device_name(tensor_device_type d) { return d == DEVICE_CUDA ? "cuda" : "cpu"; }
+tensor_device_type tensor_device(const tensor *t) { return t->storage->backend->device; }
 const backend *tensor_backend(const tensor *t) { return t->storage->backend; }
 int64_t tensor_live_count(void) { return live_tensors; }
 int64_t tensor_storage_live_bytes(void) { return live_storage_bytes; }
@@ -239,7 +239,7 @@ static tensor *new_header(tensor_storage *st, tensor_dtype dt, int ndim, const i
     return tensor_autorelease(t);
 }
 
-tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev) {
+tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev) {
     if (check_shape("tensor_empty", ndim, shape)) return NULL;
     const backend *be = backend_for(dev);
     if (!be) return NULL;
@@ -266,26 +266,26 @@ tensor *tensor_over_storage(tensor_storage *st, tensor_dtype dt, int ndim, const
 }
 
 tensor *tensor_full(tensor_dtype dt, int ndim, const int64_t *shape, double value,
-                    device_type dev) {
+                    tensor_device_type dev) {
     tensor *t = tensor_empty(dt, ndim, shape, dev);
     if (t && tensor_fill_(t, value)) return NULL;
     return t;
 }
 
-tensor *tensor_zeros(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev) {
+tensor *tensor_zeros(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev) {
     return tensor_full(dt, ndim, shape, 0.0, dev);
 }
 
-tensor *tensor_ones(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev) {
+tensor *tensor_ones(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev) {
     return tensor_full(dt, ndim, shape, 1.0, dev);
 }
 
-tensor *tensor_scalar(tensor_dtype dt, double value, device_type dev) {
+tensor *tensor_scalar(tensor_dtype dt, double value, tensor_device_type dev) {
     return tensor_full(dt, 0, NULL, value, dev);
 }
 
 tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const void *data,
-                         device_type dev) {
+                         tensor_device_type dev) {
     tensor *t = tensor_empty(dt, ndim, shape, dev);
     if (!t) return NULL;
     if (t->storage->backend->copy_from_host(t->storage->data, data, t->storage->nbytes))
@@ -294,7 +294,7 @@ tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const 
 }
 
 tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape, const double *values,
-                            device_type dev) {
+                            tensor_device_type dev) {
     if (dt == TENSOR_F64) return tensor_from_host(dt, ndim, shape, values, dev);
     if (check_shape("tensor_from_doubles", ndim, shape)) return NULL;
     int64_t n = 1;
@@ -331,7 +331,7 @@ int tensor_copy_(tensor *dst, const tensor *src) {
     }
     if (tensor_device(dst) != tensor_device(src)) {
         err_set("copy: devices differ (%s into %s); use tensor_to_device",
-                device_name(tensor_device(src)), device_name(tensor_device(dst)));
+                tensor_device_name(tensor_device(src)), tensor_device_name(tensor_device(dst)));
         return -1;
     }
     return elementwise_copy(dst, src);
@@ -410,7 +410,7 @@ double tensor_item(const tensor *t) {
     return tensor_to_doubles(t, &v) ? NAN : v;
 }
 
-tensor *tensor_to_device(const tensor *t, device_type dev) {
+tensor *tensor_to_device(const tensor *t, tensor_device_type dev) {
     if (!t) return NULL;
     if (tensor_device(t) == dev) return tensor_clone(t);
     tensor *out = tensor_empty(t->dtype, t->ndim, t->shape, dev);

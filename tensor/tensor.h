@@ -13,7 +13,7 @@
 #define TENSOR_MAX_DIMS 6
 
 typedef enum { TENSOR_F32 = 0, TENSOR_F64 = 1 } tensor_dtype;
-typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } device_type;
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } tensor_device_type;
 
 struct backend;
 struct ag_node;
@@ -45,22 +45,23 @@ typedef struct tensor {
 
 size_t tensor_dtype_size(tensor_dtype dt);
 const char *tensor_dtype_name(tensor_dtype dt);
-const char *device_name(device_type d);
-device_type tensor_device(const tensor *t);
+const char *tensor_device_name(tensor_device_type d);
+tensor_device_type tensor_device(const tensor *t);
 const struct backend *tensor_backend(const tensor *t);
 
 // --- creation (NULL and err_message() on failure: bad shape, out of memory) ---
-tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev);
-tensor *tensor_zeros(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev);
-tensor *tensor_ones(tensor_dtype dt, int ndim, const int64_t *shape, device_type dev);
-tensor *tensor_full(tensor_dtype dt, int ndim, const int64_t *shape, double value, device_type dev);
-tensor *tensor_scalar(tensor_dtype dt, double value, device_type dev);
+tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev);
+tensor *tensor_zeros(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev);
+tensor *tensor_ones(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev);
+tensor *tensor_full(tensor_dtype dt, int ndim, const int64_t *shape, double value,
+                    tensor_device_type dev);
+tensor *tensor_scalar(tensor_dtype dt, double value, tensor_device_type dev);
 // `data` holds numel values of dtype `dt`, row-major.
 tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const void *data,
-                         device_type dev);
+                         tensor_device_type dev);
 // Values given as doubles, converted to `dt`.
 tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape, const double *values,
-                            device_type dev);
+                            tensor_device_type dev);
 // A tensor over existing storage (shares it).
 tensor *tensor_over_storage(tensor_storage *st, tensor_dtype dt, int ndim, const int64_t *shape,
                             int64_t offset);
@@ -71,8 +72,8 @@ int tensor_to_host(const tensor *t, void *dst);
 // Same, converted to doubles. `dst` holds tensor_numel(t) values.
 int tensor_to_doubles(const tensor *t, double *dst);
 double tensor_item(const tensor *t); // a one-element tensor's value (NaN on error)
-tensor *tensor_to_device(const tensor *t, device_type dev); // a copy (no gradient)
-tensor *tensor_clone(const tensor *t);                      // contiguous copy, same device
+tensor *tensor_to_device(const tensor *t, tensor_device_type dev); // a copy (no gradient)
+tensor *tensor_clone(const tensor *t);                             // contiguous copy, same device
 tensor *tensor_contiguous(const tensor *t); // t itself as a new view if contiguous, else a copy
 tensor *tensor_cast(const tensor *t, tensor_dtype dt); // contiguous copy in dtype
 int tensor_copy_(tensor *dst, const tensor *src);      // dst[...] = src, same shape

@@ -251,7 +251,7 @@ const gradcheck_case *gradcheck_cases(int *n) {
 }
 
 // ---- the check ----------------------------------------------------------------------------------
-static tensor *make_input(const gc_input *g, rng *r, device_type dev) {
+static tensor *make_input(const gc_input *g, rng *r, tensor_device_type dev) {
     double lo = -1, hi = 1;
     if (g->kind == INPUT_POSITIVE) lo = 0.5, hi = 2.0;
     if (g->kind == INPUT_PROBABILITY) lo = 0.05, hi = 0.95;
@@ -277,7 +277,7 @@ static double objective(const gradcheck_case *c, tensor **in, tensor *proj) {
     return tensor_item(l);
 }
 
-gradcheck_result gradcheck_run(const gradcheck_case *c, device_type dev, uint64_t seed) {
+gradcheck_result gradcheck_run(const gradcheck_case *c, tensor_device_type dev, uint64_t seed) {
     gradcheck_result res = {.passed = false};
     tensor_scope_begin();
     rng r;

@@ -43,4 +43,4 @@ typedef struct {
 // The table (built once).
 const gradcheck_case *gradcheck_cases(int *n);
 // Runs one case on `dev`, inputs drawn from `seed`.
-gradcheck_result gradcheck_run(const gradcheck_case *c, device_type dev, uint64_t seed);
+gradcheck_result gradcheck_run(const gradcheck_case *c, tensor_device_type dev, uint64_t seed);

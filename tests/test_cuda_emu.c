@@ -321,7 +321,7 @@ START_TEST(test_degenerate_matmuls_match_cpu) {
 }
 END_TEST
 
-static banis_model *tiny(device_type dev) {
+static banis_model *tiny(tensor_device_type dev) {
     banis_arch a = banis_arch_paper();
     a.width = 0.0625;
     a.latent = 8;

@@ -16,7 +16,7 @@
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
     double width = 1.0;
-    device_type dev = DEVICE_CPU;
+    tensor_device_type dev = DEVICE_CPU;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]\n"

@@ -59,8 +59,8 @@ static eval_preset preset(const char *name) {
 }
 
 // Translations of the figure's pairs by any model.
-static int fig_rows(banis_translate_fn tr, void *model, device_type dev, const banis_dataset *d,
-                    const int *idx, float *a_out, float *b_out) {
+static int fig_rows(banis_translate_fn tr, void *model, tensor_device_type dev,
+                    const banis_dataset *d, const int *idx, float *a_out, float *b_out) {
     tensor_scope_begin();
     bool prev = ag_set_grad_enabled(false);
     tensor *a, *b;
@@ -79,7 +79,7 @@ static tensor *banis_tr(void *m, int to, tensor *src) { return banis_successor(m
 typedef struct {
     const char *preset, *out;
     int seeds;
-    device_type dev;
+    tensor_device_type dev;
 } eval_args;
 
 static int usage(int rc) {
@@ -135,7 +135,7 @@ static void trained_free(trained *t) {
     baseline_free(t->bl);
 }
 
-static int train_one(const eval_preset *p, int k, uint64_t seed, device_type dev,
+static int train_one(const eval_preset *p, int k, uint64_t seed, tensor_device_type dev,
                      const banis_dataset *d, const banis_split *split, trained *t) {
     *t = (trained){0};
     nn_module *root;

@@ -14,8 +14,8 @@
 #include "../tests/gradcheck_table.h"
 
 // Runs case c on `dev` from host inputs; returns outputs then input gradients, flattened.
-static double *run(const gradcheck_case *c, device_type dev, tensor_dtype dt, double **in_host,
-                   int64_t *n_out) {
+static double *run(const gradcheck_case *c, tensor_device_type dev, tensor_dtype dt,
+                   double **in_host, int64_t *n_out) {
     tensor_scope_begin();
     tensor *in[4] = {0};
     for (int i = 0; i < c->n_inputs; i++) {
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
         int64_t nel = 64 * 16 * 32 * 32;
         double *v[2][4];
         for (int d = 0; d < 2; d++) {
-            device_type dv = d ? DEVICE_CUDA : DEVICE_CPU;
+            tensor_device_type dv = d ? DEVICE_CUDA : DEVICE_CPU;
             rng rr;
             rng_init(&rr, 2026);
             tensor_scope_begin();
@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < 4; i++) {
                 v[d][i] = malloc(sizeof(double) * (size_t)nel);
                 if (!t[i] || tensor_to_doubles(t[i], v[d][i])) {
-                    printf("random draws on %s: %s\n", device_name(dv), err_message());
+                    printf("random draws on %s: %s\n", tensor_device_name(dv), err_message());
                     return 1;
                 }
             }

@@ -9,7 +9,7 @@
 #include "../tests/gradcheck_table.h"
 
 int main(int argc, char **argv) {
-    device_type dev = DEVICE_CPU;
+    tensor_device_type dev = DEVICE_CPU;
     uint64_t seed = 42;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) {

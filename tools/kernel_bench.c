@@ -67,7 +67,7 @@ static int ch(double width, int n) {
 }
 
 static const backend *be;
-static device_type dev;
+static tensor_device_type dev;
 static const char *only = ""; // --only PREFIX: the ops whose name starts with it
 static bool wanted(const char *name) { return !strncmp(name, only, strlen(only)); }
 static double peak; // GFLOP/s, CPU only

@@ -286,7 +286,7 @@ static int load_library(const char *src, const char *what, void **module) {
 }
 
 static uint64_t name_key(const char *name) {
-    return kernel_hash(KERNEL_HASH_SEED, name, strlen(name)) | 1;
+    return cuda_kernel_hash(KERNEL_HASH_SEED, name, strlen(name)) | 1;
 }
 
 static void *find_kernel(uint64_t key) {

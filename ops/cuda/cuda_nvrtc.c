@@ -61,7 +61,7 @@ int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin
 static const char *cache_dir(void) {
     static char dir[1024];
     static int state; // 0 unknown, 1 ready, -1 off
-    if (!state) state = kernel_cache_dir(dir, sizeof dir, "", false) ? -1 : 1;
+    if (!state) state = cuda_kernel_cache_dir(dir, sizeof dir, "", false) ? -1 : 1;
     return state > 0 ? dir : "";
 }
 
@@ -70,11 +70,11 @@ int cuda_kernel_image(const char *src, const char *what, int arch, void **cubin,
     *from_cache = false;
     int major = 0, minor = 0;
     nvrtcVersion(&major, &minor);
-    uint64_t h = kernel_hash(KERNEL_HASH_SEED, src, strlen(src));
+    uint64_t h = cuda_kernel_hash(KERNEL_HASH_SEED, src, strlen(src));
     char meta[128];
     snprintf(meta, sizeof meta, "sm_%d|nvrtc %d.%d|--std=c++17 -default-device", arch, major,
              minor);
-    h = kernel_hash(h, meta, strlen(meta));
+    h = cuda_kernel_hash(h, meta, strlen(meta));
     const char *dir = cache_dir();
     char path[1200];
     if (*dir) {

@@ -262,12 +262,12 @@ static int e_event_ms(void *a, void *b, float *ms) {
 }
 
 // ---- modules: host C++ from the kernel source ---------------------------------------------------
-static uint64_t hash_str(uint64_t h, const char *s) { return kernel_hash(h, s, strlen(s)); }
+static uint64_t hash_str(uint64_t h, const char *s) { return cuda_kernel_hash(h, s, strlen(s)); }
 
 static const char *
 cache_dir(void) { // the emulator needs a folder for its shared objects: never off
     static char dir[1024];
-    if (!dir[0] && kernel_cache_dir(dir, sizeof dir, "emu", true)) dir[0] = 0;
+    if (!dir[0] && cuda_kernel_cache_dir(dir, sizeof dir, "emu", true)) dir[0] = 0;
     return dir[0] ? dir : ".";
 }
 

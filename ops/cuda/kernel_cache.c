@@ -9,13 +9,13 @@
 
 #include "../../tensor/files.h"
 
-uint64_t kernel_hash(uint64_t h, const void *p, size_t n) {
+uint64_t cuda_kernel_hash(uint64_t h, const void *p, size_t n) {
     const unsigned char *c = p;
     for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
     return h;
 }
 
-int kernel_cache_dir(char *out, size_t n, const char *sub, bool required) {
+int cuda_kernel_cache_dir(char *out, size_t n, const char *sub, bool required) {
     const char *env = getenv("BANIS_KERNEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME"),
                *home = getenv("HOME");
     const char *sep = *sub ? "/" : "";
