@@ -8,7 +8,7 @@
 #pragma once
 #include "../nn/checkpoint.h"
 #include "../nn/nn.h"
-#include "data.h"
+#include "data/dataset.h"
 
 enum { DOMAIN_A = 0, DOMAIN_B = 1 };
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 // The same include lines in-tree and against the installed library (pkg-config --cflags banis)
-#include "banis/data.h"
+#include "banis/data/dataset.h"
 #include "nn/checkpoint.h"
 #include "nn/nn.h"
 #include "tensor/error.h"

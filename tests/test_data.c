@@ -10,7 +10,7 @@
 #include <tiffio.h>
 #include <unistd.h>
 
-#include "../banis/data.h"
+#include "../banis/data/dataset.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
 

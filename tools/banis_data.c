@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../banis/data.h"
+#include "../banis/data/dataset.h"
 #include "../tensor/error.h"
 #include "../tensor/files.h"
 

@@ -6,7 +6,7 @@
 
 #include "../ops/backend.h"
 #include "../tensor/error.h"
-#include "../tests/gradcheck_table.h"
+#include "gradcheck_table.h"
 
 int main(int argc, char **argv) {
     tensor_device_type dev = DEVICE_CPU;

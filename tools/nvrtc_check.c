@@ -14,7 +14,7 @@
 #include "../ops/cuda/cuda_nvrtc.h"
 #include "../ops/cuda/cuda_render.h"
 #include "../tensor/error.h"
-#include "../tests/gradcheck_table.h"
+#include "gradcheck_table.h"
 
 typedef struct {
     char name[64];

@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../banis/data.h"
+#include "../../banis/data/dataset.h"
 #include "../../tensor/error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

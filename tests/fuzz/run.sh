@@ -7,8 +7,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-600}
 out=build-fuzz
 mkdir -p "$out/corpus"
-srcs="tests/fuzz/fuzz_image.c banis/image.c banis/synth.c banis/data.c tensor/error.c tensor/tensor.c
-      tensor/rng.c autograd/autograd.c ops/*.c ops/cpu/*.c ops/cuda/cuda_unavailable.c nn/*.c"
+srcs="tests/fuzz/fuzz_image.c banis/data/*.c tensor/*.c
+      autograd/autograd.c ops/*.c ops/cpu/*.c ops/cuda/cuda_unavailable.c nn/*.c"
 clang -g -O1 -D_GNU_SOURCE -std=c11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I. $srcs -o "$out/fuzz_image" $(pkg-config --cflags --libs libpng libtiff-4) -lm -lpthread
 # seeds: a few valid files of each kind

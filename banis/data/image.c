@@ -9,7 +9,7 @@
 #include <tiffio.h>
 #include <unistd.h>
 
-#include "../tensor/error.h"
+#include "../../tensor/error.h"
 
 image *image_new(int w, int h, int c) {
     if (w <= 0 || h <= 0 || c <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || c > 4) {

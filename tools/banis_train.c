@@ -18,8 +18,8 @@
 #include "../tensor/files.h"
 #include "../ops/backend.h"
 #include "../tensor/error.h"
-#include "model.h"
-#include "tensorboard.h"
+#include "../banis/model.h"
+#include "../nn/tensorboard.h"
 
 typedef struct {
     char preset[16];

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../tensor/tensor.h"
-#include "../tensor/rng.h"
+#include "../../tensor/tensor.h"
+#include "../../tensor/rng.h"
 #include "image.h"
 
 #define BANIS_SIDE   64

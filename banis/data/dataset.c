@@ -7,9 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../nn/safetensors.h"
-#include "../tensor/error.h"
-#include "data.h"
+#include "../../nn/safetensors.h"
+#include "../../tensor/error.h"
+#include "dataset.h"
 
 void banis_dataset_free(banis_dataset *d) {
     if (!d) return;

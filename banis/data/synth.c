@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data.h"
+#include "dataset.h"
 
 #define MAX_CELLS 64
 

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "../tensor/error.h"
-#include "model.h"
+#include "../banis/model.h"
 
 static int usage(int rc) {
     fprintf(rc ? stderr : stdout,
