@@ -21,9 +21,9 @@ tensor *ag_requires_grad(tensor *t, bool requires) {
 }
 
 void ag_zero_grad(tensor *t) {
-    if (!t || !t->grad) return;
-    tensor_release(t->grad);
-    t->grad = NULL;
+    // in place: a placed parameter's gradient is a view of its module's flat buffer and must
+    // stay one (the optimizer reads the buffer)
+    if (t && t->grad) tensor_fill_(t->grad, 0);
 }
 
 bool ag_any_requires_grad(int n, tensor *const *inputs) {

@@ -42,5 +42,5 @@ bool ag_grad_enabled(void);
 void ag_node_release(ag_node *node);
 // Marks a leaf as requiring a gradient (or not). Returns t.
 tensor *ag_requires_grad(tensor *t, bool requires);
-// Drops t's accumulated gradient.
+// Zeroes t's accumulated gradient in place (the buffer stays where it is).
 void ag_zero_grad(tensor *t);

@@ -42,7 +42,7 @@ baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double 
             goto fail;
     }
     for (int i = 0; i < m->root->n_children; i++)
-        if (nn_pack(m->root->children[i])) goto fail;
+        if (nn_place(m->root->children[i])) goto fail;
     m->opt_t = adam_over("adam_translators", lr, 2, (nn_module *[]){m->t_ab, m->t_ba});
     if (!m->opt_t) goto fail;
     if (kind == BASELINE_CYCLEGAN) {

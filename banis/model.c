@@ -134,7 +134,7 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
             goto fail;
     }
     for (int i = 0; i < m->root->n_children; i++)
-        if (nn_pack(m->root->children[i])) goto fail; // one flat buffer per network
+        if (nn_place(m->root->children[i])) goto fail; // one flat buffer per network
     for (int x = 0; x < 2; x++) {
         char name[32];
         const char *X = x ? "b" : "a";

@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
     rng_init(&data_rng, 2);
     nn_ctx c = {.dtype = TENSOR_F32, .device = DEVICE_CPU, .init_rng = &init};
 
-    // 2. modules: (N, 1, 64, 64) -> (N, 32) -> (N, 1, 64, 64)
+    // 2. modules: (N, 1, 64, 64) -> (N, 32) -> (N, 1, 64, 64); layers declare their parameters
     nn_module *encoder = nn_sequential(
         8, (nn_module *[]){
                nn_conv2d(&c, 1, 8, 5, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2), // 32x32
@@ -51,18 +51,16 @@ int main(int argc, char **argv) {
                                          nn_conv_transpose2d(&c, 8, 1, 5, 2, NN_PAD_SAME, true),
                                          nn_tanh()}); // 64x64
     nn_module *model = nn_container("Autoencoder");
-    nn_add_child(model, "encoder", encoder);
-    nn_add_child(model, "decoder", decoder);
-    if (nn_pack(model)) { // all parameters in one flat buffer: one optimizer launch per step
+    // nn_place creates them inside one flat buffer and initialises them from c.init_rng
+    if (nn_adopt(model, 2, (const char *[]){"encoder", "decoder"},
+                 (nn_module *[]){encoder, decoder}) ||
+        nn_place(model)) {
         fprintf(stderr, "autoencoder: %s\n", err_message());
         return 1;
     }
 
-    // 3. an optimizer over the parameters (any list, from any modules)
-    nn_tensor_list params = {0};
-    nn_collect(model, "", true, false, &params);
-    nn_optimizer *adam = nn_optimizer_new("adam", nn_adam(2e-3, 0.9, 0.999, 1e-7), &params);
-    nn_list_free(&params);
+    // 3. an optimizer over the model: one update pass over its flat buffer per step
+    nn_optimizer *adam = nn_optimizer_for("adam", nn_adam(2e-3, 0.9, 0.999, 1e-7), 1, &model);
 
     // 4. data: the synthetic membranes (channel A)
     synth_config sc = synth_defaults();

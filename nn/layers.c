@@ -21,22 +21,6 @@ static nn_module *new_module(const char *type, nn_forward_fn fwd, size_t config_
     return m;
 }
 
-static tensor *add_tensor(nn_named_tensor *list, int *n, const char *name, const nn_ctx *c,
-                          int ndim, const int64_t *shape, bool param) {
-    tensor *t = tensor_keep(tensor_zeros(c->dtype, ndim, shape, c->device));
-    if (!t) return NULL;
-    t->requires_grad = param;
-    snprintf(list[*n].name, NN_NAME_MAX, "%s", name);
-    list[(*n)++].t = t;
-    return t;
-}
-
-static tensor *param(nn_module *m, const char *name) {
-    for (int i = 0; i < m->n_params; i++)
-        if (!strcmp(m->params[i].name, name)) return m->params[i].t;
-    return NULL;
-}
-
 static tensor *conv_forward(nn_module *m, tensor *x);
 typedef struct {
     int k, stride;
@@ -49,7 +33,7 @@ static bool is_conv_transpose(const nn_module *m) {
 }
 
 // Keras fan_in/fan_out of a weight, by layer kind.
-static void fans(const nn_module *m, const tensor *w, int64_t *fan_in, int64_t *fan_out) {
+static void fans(const nn_module *m, const nn_named_tensor *w, int64_t *fan_in, int64_t *fan_out) {
     if (w->ndim == 2) { // Linear: (in, out)
         *fan_in = w->shape[0];
         *fan_out = w->shape[1];
@@ -65,15 +49,51 @@ static void fans(const nn_module *m, const tensor *w, int64_t *fan_in, int64_t *
     }
 }
 
+// A buffer (state saved but not trained): allocated and filled now.
+static tensor *add_buffer(nn_module *m, const char *name, const nn_ctx *c, int ndim,
+                          const int64_t *shape, double value) {
+    tensor *t = tensor_keep(tensor_full(c->dtype, ndim, shape, value, c->device));
+    if (!t) return NULL;
+    snprintf(m->buffers[m->n_buffers].name, NN_NAME_MAX, "%s", name);
+    m->buffers[m->n_buffers++].t = t;
+    return t;
+}
+
+// A parameter: declared now, created and initialised by nn_place.
+static void add_param(nn_module *m, const char *name, const nn_ctx *c, int ndim,
+                      const int64_t *shape, nn_init init) {
+    nn_named_tensor *p = &m->params[m->n_params++];
+    *p = (nn_named_tensor){.dtype = c->dtype,
+                           .device = c->device,
+                           .ndim = ndim,
+                           .init = init,
+                           .init_rng = c->init_rng};
+    snprintf(p->name, NN_NAME_MAX, "%s", name);
+    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
+    fans(m, p, &p->fan_in, &p->fan_out);
+}
+
+static nn_named_tensor *param_entry(nn_module *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+static tensor *param(nn_module *m, const char *name) {
+    nn_named_tensor *p = param_entry(m, name);
+    return p ? p->t : NULL;
+}
+
 int nn_reinit(const nn_ctx *c, nn_module *m, const char *name, nn_init init) {
-    tensor *w = param(m, name);
+    nn_named_tensor *w = m ? param_entry(m, name) : NULL;
     if (!w) {
-        err_set("reinit: %s has no parameter '%s'", m->type, name);
+        err_set("reinit: %s has no parameter '%s'", m ? m->type : "(no module)", name);
         return -1;
     }
-    int64_t fi, fo;
-    fans(m, w, &fi, &fo);
-    return nn_init_tensor(w, init, fi, fo, c->init_rng);
+    w->init = init;
+    w->init_rng = c->init_rng;
+    // placed already: drawn now; otherwise nn_place draws it
+    return w->t ? nn_init_tensor(w->t, init, w->fan_in, w->fan_out, c->init_rng) : 0;
 }
 
 // ---- Linear -------------------------------------------------------------------------------
@@ -92,12 +112,8 @@ static tensor *linear_forward(nn_module *m, tensor *x) {
 nn_module *nn_linear(const nn_ctx *c, int64_t in, int64_t out, bool bias) {
     nn_module *m = new_module("Linear", linear_forward, 0);
     if (!m) return NULL;
-    add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in, out), true);
-    if (bias) add_tensor(m->params, &m->n_params, "bias", c, SHAPE(out), true);
-    if (nn_reinit(c, m, "weight", NN_INIT_GLOROT_UNIFORM)) {
-        nn_free(m);
-        return NULL;
-    }
+    add_param(m, "weight", c, SHAPE(in, out), NN_INIT_GLOROT_UNIFORM);
+    if (bias) add_param(m, "bias", c, SHAPE(out), NN_INIT_ZEROS);
     return m;
 }
 
@@ -130,14 +146,10 @@ static nn_module *conv_module(bool transpose, const nn_ctx *c, int64_t in_ch, in
     if (!m) return NULL;
     *(conv_config *)m->config = (conv_config){k, stride, pad, transpose};
     if (transpose)
-        add_tensor(m->params, &m->n_params, "weight", c, SHAPE(in_ch, out_ch, k, k), true);
+        add_param(m, "weight", c, SHAPE(in_ch, out_ch, k, k), NN_INIT_HE_NORMAL);
     else
-        add_tensor(m->params, &m->n_params, "weight", c, SHAPE(out_ch, in_ch, k, k), true);
-    if (bias) add_tensor(m->params, &m->n_params, "bias", c, SHAPE(out_ch), true);
-    if (nn_reinit(c, m, "weight", NN_INIT_HE_NORMAL)) {
-        nn_free(m);
-        return NULL;
-    }
+        add_param(m, "weight", c, SHAPE(out_ch, in_ch, k, k), NN_INIT_HE_NORMAL);
+    if (bias) add_param(m, "bias", c, SHAPE(out_ch), NN_INIT_ZEROS);
     return m;
 }
 
@@ -174,11 +186,10 @@ nn_module *nn_batch_norm(const nn_ctx *c, int64_t channels, double momentum, dou
     nn_module *m = new_module("BatchNorm", bn_forward, sizeof(bn_config));
     if (!m) return NULL;
     *(bn_config *)m->config = (bn_config){momentum, eps, 0};
-    tensor *g = add_tensor(m->params, &m->n_params, "weight", c, SHAPE(channels), true);
-    add_tensor(m->params, &m->n_params, "bias", c, SHAPE(channels), true);
-    add_tensor(m->buffers, &m->n_buffers, "running_mean", c, SHAPE(channels), false);
-    tensor *rv = add_tensor(m->buffers, &m->n_buffers, "running_var", c, SHAPE(channels), false);
-    if (!g || !rv || tensor_fill_(g, 1) || tensor_fill_(rv, 1)) {
+    add_param(m, "weight", c, SHAPE(channels), NN_INIT_ONES);
+    add_param(m, "bias", c, SHAPE(channels), NN_INIT_ZEROS);
+    if (!add_buffer(m, "running_mean", c, SHAPE(channels), 0) ||
+        !add_buffer(m, "running_var", c, SHAPE(channels), 1)) {
         nn_free(m);
         return NULL;
     }
@@ -191,14 +202,14 @@ int nn_bn_stat_sets(const nn_ctx *c, nn_module *m, int n) {
         return -1;
     }
     if (m->forward == bn_forward) {
-        int64_t channels = m->buffers[0].t->shape[0];
+        int64_t channels = m->buffers[0].t->shape[0]; // buffers exist from the start
         for (int k = m->n_buffers / 2; k < n; k++) {
             char mean[32], var[32];
             snprintf(mean, sizeof mean, "running_mean_%d", k);
             snprintf(var, sizeof var, "running_var_%d", k);
-            if (!add_tensor(m->buffers, &m->n_buffers, mean, c, SHAPE(channels), false)) return -1;
-            tensor *rv = add_tensor(m->buffers, &m->n_buffers, var, c, SHAPE(channels), false);
-            if (!rv || tensor_fill_(rv, 1)) return -1;
+            if (!add_buffer(m, mean, c, SHAPE(channels), 0) ||
+                !add_buffer(m, var, c, SHAPE(channels), 1))
+                return -1;
         }
     }
     for (int i = 0; i < m->n_children; i++)

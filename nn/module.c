@@ -1,4 +1,4 @@
-// Modules: the tree, names, train/eval, freezing, parameter lists and packing.
+// Modules: the tree, names, train/eval, freezing, parameter lists and placement.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +58,12 @@ tensor *nn_forward(nn_module *m, tensor *x) {
         err_set("%s '%s' has no forward of its own", m->type, m->name);
         return NULL;
     }
+    for (int i = 0; i < m->n_params; i++)
+        if (!m->params[i].t) {
+            err_set("%s '%s': its parameters are not placed yet (nn_place the model first)",
+                    m->type, m->name);
+            return NULL;
+        }
     tensor *y = m->forward(m, x);
     if (!y && !strstr(err_message(), m->type)) err_prefix("%s '%s': ", m->type, m->name);
     return y;
@@ -84,12 +90,18 @@ void nn_set_training(nn_module *m, bool training) {
 void nn_freeze(nn_module *m, bool frozen) {
     if (!m) return;
     m->frozen = frozen;
-    for (int i = 0; i < m->n_params; i++) m->params[i].t->requires_grad = !frozen;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].t) m->params[i].t->requires_grad = !frozen;
     for (int i = 0; i < m->n_children; i++) nn_freeze(m->children[i], frozen);
 }
 
 // ---- lists ----------------------------------------------------------------------------------
 int nn_list_add(nn_tensor_list *l, const char *name, tensor *t) {
+    if (!t) { // e.g. a parameter not placed yet
+        l->dropped++;
+        err_set("'%s' has no tensor (parameters exist once nn_place has placed them)", name);
+        return -1;
+    }
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 32;
         nn_named_tensor *items = realloc(l->items, (size_t)cap * sizeof *items);
@@ -136,73 +148,114 @@ void nn_collect(nn_module *m, const char *prefix, bool params, bool buffers, nn_
     }
 }
 
-int64_t nn_count_parameters(nn_module *m) {
-    nn_tensor_list l = {0};
-    nn_collect(m, "", true, false, &l);
+int64_t nn_count_parameters(nn_module *m) { // from the declarations: placed or not
     int64_t n = 0;
-    for (int i = 0; i < l.n; i++) n += tensor_numel(l.items[i].t);
-    nn_list_free(&l);
+    for (int i = 0; i < m->n_params; i++) {
+        int64_t k = 1;
+        for (int d = 0; d < m->params[i].ndim; d++) k *= m->params[i].shape[d];
+        n += k;
+    }
+    for (int i = 0; i < m->n_children; i++) n += nn_count_parameters(m->children[i]);
     return n;
 }
 
-int nn_pack(nn_module *m) {
-    nn_tensor_list l = {0};
-    nn_collect(m, "", true, false, &l);
-    int rc = -1;
-    if (l.n == 0) {
-        rc = 0;
-        goto done;
-    }
-    tensor *t0 = l.items[0].t;
-    int64_t total = 0;
-    for (int i = 0; i < l.n; i++) {
-        tensor *t = l.items[i].t;
-        if (t->dtype != t0->dtype || tensor_device(t) != tensor_device(t0)) {
-            err_set("pack: parameter %s differs in dtype or device from %s", l.items[i].name,
-                    l.items[0].name);
-            goto done;
+// The parameter declarations of m and its children, in nn_collect's order.
+typedef struct {
+    nn_module **owner;
+    nn_named_tensor **decl;
+    int n, cap;
+} decl_list;
+
+static int collect_decls(nn_module *m, decl_list *l) {
+    for (int i = 0; i < m->n_params; i++) {
+        if (l->n == l->cap) {
+            int cap = l->cap ? 2 * l->cap : 64;
+            nn_module **o = realloc(l->owner, (size_t)cap * sizeof *o);
+            if (o) l->owner = o;
+            nn_named_tensor **d = o ? realloc(l->decl, (size_t)cap * sizeof *d) : NULL;
+            if (!d) {
+                err_set("out of host memory");
+                return -1;
+            }
+            l->decl = d;
+            l->cap = cap;
         }
-        total += tensor_numel(t);
+        l->owner[l->n] = m;
+        l->decl[l->n++] = &m->params[i];
     }
-    size_t es = tensor_dtype_size(t0->dtype);
-    const backend *be = tensor_backend(t0);
-    tensor_storage *P = tensor_storage_new(be, (size_t)total * es);
-    tensor_storage *G = P ? tensor_storage_new(be, (size_t)total * es) : NULL;
-    if (!P || !G) {
-        tensor_storage_release(P);
-        err_prefix("pack: ");
-        goto done;
+    for (int i = 0; i < m->n_children; i++)
+        if (collect_decls(m->children[i], l)) return -1;
+    return 0;
+}
+
+static int64_t decl_numel(const nn_named_tensor *d) {
+    int64_t n = 1;
+    for (int k = 0; k < d->ndim; k++) n *= d->shape[k];
+    return n;
+}
+
+int nn_place(nn_module *m) {
+    decl_list l = {0};
+    int rc = collect_decls(m, &l);
+    int64_t total = 0;
+    for (int i = 0; i < l.n && !rc; i++) {
+        const nn_named_tensor *d = l.decl[i], *d0 = l.decl[0];
+        if (d->t) {
+            err_set("'%s' of a %s is placed already", d->name, l.owner[i]->type);
+            rc = -1;
+        } else if (d->dtype != d0->dtype || d->device != d0->device) {
+            err_set("'%s' of a %s differs in dtype or device from '%s'", d->name, l.owner[i]->type,
+                    d0->name);
+            rc = -1;
+        }
+        total += decl_numel(d);
+    }
+    tensor_storage *P = NULL, *G = NULL;
+    if (!rc && l.n) {
+        const backend *be = backend_for(l.decl[0]->device);
+        size_t bytes = (size_t)total * tensor_dtype_size(l.decl[0]->dtype);
+        P = be ? tensor_storage_new(be, bytes) : NULL;
+        G = P ? tensor_storage_new(be, bytes) : NULL;
+        if (!G) rc = -1;
     }
     tensor_scope_begin();
     int64_t off = 0;
-    for (int i = 0; i < l.n; i++) {
-        tensor *t = l.items[i].t;
-        tensor *dst = tensor_over_storage(P, t->dtype, t->ndim, t->shape, off);
-        if (!dst || tensor_copy_(dst, t)) {
-            tensor_scope_end();
-            tensor_storage_release(P);
-            tensor_storage_release(G);
-            goto done;
+    for (int i = 0; i < l.n && !rc; i++) { // each parameter born a view of the flat buffer
+        nn_named_tensor *d = l.decl[i];
+        tensor *t = tensor_keep(tensor_over_storage(P, d->dtype, d->ndim, d->shape, off));
+        tensor *g = tensor_keep(tensor_over_storage(G, d->dtype, d->ndim, d->shape, off));
+        if (!t || !g) {
+            tensor_release(t);
+            tensor_release(g);
+            rc = -1;
+            break;
         }
-        // the parameter now lives in the flat buffer
-        P->refcount++;
-        tensor_storage_release(t->storage);
-        t->storage = P;
-        t->offset = off;
-        tensor_contiguous_strides(t->ndim, t->shape, t->strides);
-        tensor_release(t->grad);
-        t->grad = tensor_keep(tensor_over_storage(G, t->dtype, t->ndim, t->shape, off));
-        if (t->grad) tensor_fill_(t->grad, 0);
-        off += tensor_numel(t);
+        t->requires_grad = !l.owner[i]->frozen;
+        t->grad = g;
+        d->t = t;
+        off += decl_numel(d);
+    }
+    if (!rc && G) rc = tensor_fill_(tensor_over_storage(G, l.decl[0]->dtype, 1, &total, 0), 0);
+    for (int i = 0; i < l.n && !rc; i++) { // then initialised in that order
+        nn_named_tensor *d = l.decl[i];
+        rc = nn_init_tensor(d->t, (nn_init)d->init, d->fan_in, d->fan_out, d->init_rng);
     }
     tensor_scope_end();
-    tensor_storage_release(m->flat_params);
-    tensor_storage_release(m->flat_grads);
-    m->flat_params = P;
-    m->flat_grads = G;
-    rc = 0;
-done:
-    nn_list_free(&l);
+    if (!rc) {
+        m->flat_params = P;
+        m->flat_grads = G;
+    } else {
+        for (int i = 0; i < l.n; i++) // back to declarations: nothing half-placed
+            if (l.decl[i]->t && l.decl[i]->t->storage == P) {
+                tensor_release(l.decl[i]->t);
+                l.decl[i]->t = NULL;
+            }
+        tensor_storage_release(P);
+        tensor_storage_release(G);
+        err_prefix("placing the parameters of a %s: ", m->type);
+    }
+    free(l.owner);
+    free(l.decl);
     return rc;
 }
 

@@ -27,7 +27,15 @@ typedef tensor *(*nn_forward_fn)(nn_module *m, tensor *x);
 
 typedef struct {
     char name[NN_NAME_MAX];
-    tensor *t; // owned (retained) by the module
+    tensor *t; // owned (retained) by the module; a parameter's is NULL until nn_place
+    // a parameter's declaration: what nn_place allocates in the flat buffer and how it fills it
+    tensor_dtype dtype;
+    tensor_device_type device;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int init;                // nn_init
+    int64_t fan_in, fan_out; // as Keras computes them for the layer
+    rng *init_rng;
 } nn_named_tensor;
 
 struct nn_module {
@@ -43,7 +51,7 @@ struct nn_module {
     int n_children;
     bool training;
     bool frozen;
-    tensor_storage *flat_params, *flat_grads; // set by nn_pack
+    tensor_storage *flat_params, *flat_grads; // set by nn_place on the module it was given
 };
 
 nn_module *nn_linear(const nn_ctx *c, int64_t in, int64_t out, bool bias);
@@ -106,9 +114,13 @@ int64_t nn_count_parameters(nn_module *m);
 // tensor with a NaN or an infinity (one reduction per tensor, on its device).
 int nn_check_finite(nn_module *m);
 
-// Moves all of m's parameters into one flat buffer (and their gradients into another), so an
-// optimizer step is one pass over one array and a zero-grad is one fill.
-int nn_pack(nn_module *m);
+// Layers declare their parameters; nn_place creates them, once, inside one flat buffer (and
+// their gradients inside another), in the order nn_collect lists them, and initialises them in
+// that order from their ctx's init_rng. Until then a parameter has no tensor (nn_forward
+// refuses the module); views of it exist only after it lives where it always will. An
+// optimizer given the placed module (nn_optimizer_for) updates it in one pass over one array,
+// and zeroes its gradients with one fill. -1 (err_message) on failure or if already placed.
+int nn_place(nn_module *m);
 
 // ---- initialisers -------------------------------------------------------------------------
 // Fill t in place. fan_in/fan_out as Keras computes them for the layer.
@@ -139,7 +151,9 @@ nn_optim_config nn_adam(double lr, double beta1, double beta2, double eps);
 typedef struct nn_optimizer nn_optimizer;
 // Drives the parameters in `params` (from one module or several). `name` prefixes its state.
 nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg, const nn_tensor_list *params);
-// The same over every parameter of the given modules (names prefixed by each module's name).
+// The same over every parameter of the given modules (names prefixed by each module's name):
+// a module given to nn_place is one run (one update pass over its flat buffer); any other
+// parameter is its own run.
 nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modules,
                                nn_module *const *modules);
 void nn_optimizer_free(nn_optimizer *o);

@@ -1,7 +1,7 @@
 // The generic optimizer: SGD (with optional momentum) and Adam over any list of parameters.
-// Parameters that lie next to each other in one flat buffer (nn_pack) form a run, and a run is
-// updated by one fused elementwise pass that writes the parameters and the optimizer state
-// together: one launch per run, so one per packed module.
+// It is handed its runs: a module placed by nn_place is one run (its flat buffers), any other
+// parameter its own. A run is updated by one fused elementwise pass that writes the parameters
+// and the optimizer state together: one launch per placed module.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +13,8 @@
 typedef struct {
     int first, count; // parameters [first, first + count) of the list
     int64_t numel;
-    tensor *param_view; // 1-D view over the whole run (owned)
-    tensor *state[2];   // Adam m, v / SGD velocity (owned), 1-D of numel
+    tensor *param_view, *grad_view; // a placed module's flat buffers, 1-D (owned); else NULL
+    tensor *state[2];               // Adam m, v / SGD velocity (owned), 1-D of numel
 } run;
 
 struct nn_optimizer {
@@ -35,17 +35,29 @@ nn_optim_config nn_adam(double lr, double beta1, double beta2, double eps) {
         .kind = NN_ADAM, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps, .factor = 1};
 }
 
-static bool adjacent(const tensor *a, const tensor *b) {
-    return a && b && a->storage == b->storage && tensor_is_contiguous(a) &&
-           tensor_is_contiguous(b) && a->offset + tensor_numel(a) == b->offset;
+// Appends a run over `count` parameters from `first` (with `numel` elements in all), over a
+// placed module's flat buffers P and G when given.
+static int add_run(nn_optimizer *o, int first, int count, int64_t numel, tensor_storage *P,
+                   tensor_storage *G) {
+    run *r = &o->runs[o->n_runs++];
+    *r = (run){.first = first, .count = count, .numel = numel};
+    const tensor *p0 = o->params.items[first].t;
+    int n_state = o->cfg.kind == NN_ADAM ? 2 : o->cfg.momentum != 0 ? 1 : 0;
+    tensor_scope_begin();
+    if (P) {
+        r->param_view = tensor_keep(tensor_over_storage(P, p0->dtype, 1, &numel, 0));
+        r->grad_view = tensor_keep(tensor_over_storage(G, p0->dtype, 1, &numel, 0));
+    }
+    int rc = P && (!r->param_view || !r->grad_view) ? -1 : 0;
+    for (int s = 0; s < n_state && !rc; s++) {
+        r->state[s] = tensor_keep(tensor_zeros(p0->dtype, 1, &numel, tensor_device(p0)));
+        if (!r->state[s]) rc = -1;
+    }
+    tensor_scope_end();
+    return rc;
 }
 
-static tensor *flat_view(const tensor *first, int64_t numel) {
-    return tensor_view(first, 1, &numel, NULL, first->offset);
-}
-
-nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg,
-                               const nn_tensor_list *params) {
+static nn_optimizer *optimizer_alloc(const char *name, nn_optim_config cfg) {
     nn_optimizer *o = calloc(1, sizeof *o);
     if (!o) {
         err_set("optimizer %s: out of host memory", name);
@@ -53,55 +65,81 @@ nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg,
     }
     snprintf(o->name, sizeof o->name, "%s", name);
     o->cfg = cfg;
-    for (int i = 0; i < params->n; i++)
-        nn_list_add(&o->params, params->items[i].name, params->items[i].t);
-    o->runs = calloc((size_t)(params->n ? params->n : 1), sizeof *o->runs);
-    if (!o->runs) goto fail;
-    int n_state = cfg.kind == NN_ADAM ? 2 : cfg.momentum != 0 ? 1 : 0;
-    tensor_scope_begin();
-    for (int i = 0; i < params->n;) {
-        run *r = &o->runs[o->n_runs++];
-        r->first = i;
-        r->numel = tensor_numel(params->items[i].t);
-        int j = i + 1;
-        while (j < params->n && adjacent(params->items[j - 1].t, params->items[j].t)) {
-            r->numel += tensor_numel(params->items[j].t);
-            j++;
-        }
-        r->count = j - i;
-        const tensor *p0 = params->items[i].t;
-        if (r->count > 1 || tensor_is_contiguous(p0))
-            r->param_view = tensor_keep(flat_view(p0, r->numel));
-        for (int s = 0; s < n_state; s++) {
-            r->state[s] = tensor_keep(tensor_zeros(p0->dtype, 1, &r->numel, tensor_device(p0)));
-            if (!r->state[s]) {
-                tensor_scope_end();
-                goto fail;
-            }
-        }
-        i = j;
-    }
-    tensor_scope_end();
     return o;
-fail:
-    err_prefix("optimizer %s: ", name);
+}
+
+static nn_optimizer *optimizer_failed(nn_optimizer *o) {
+    err_prefix("optimizer %s: ", o->name);
     nn_optimizer_free(o);
     return NULL;
 }
 
+// The runs over o->params: the parameters [first[i], first[i] + count[i]) of a placed module i
+// (placed[i] non-NULL) are one run; every other parameter is its own.
+static int make_runs(nn_optimizer *o, int n, const int *first, const int *count,
+                     nn_module *const *placed) {
+    int n_runs = 0;
+    for (int i = 0; i < n; i++) n_runs += placed[i] ? 1 : count[i];
+    o->runs = calloc((size_t)(n_runs ? n_runs : 1), sizeof *o->runs);
+    if (!o->runs) {
+        err_set("out of host memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t numel = 0;
+        for (int k = first[i]; k < first[i] + count[i]; k++)
+            numel += tensor_numel(o->params.items[k].t);
+        if (placed[i] && count[i]) {
+            if (add_run(o, first[i], count[i], numel, placed[i]->flat_params,
+                        placed[i]->flat_grads))
+                return -1;
+            continue;
+        }
+        for (int k = first[i]; k < first[i] + count[i]; k++)
+            if (add_run(o, k, 1, tensor_numel(o->params.items[k].t), NULL, NULL)) return -1;
+    }
+    return 0;
+}
+
+nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg,
+                               const nn_tensor_list *params) {
+    nn_optimizer *o = optimizer_alloc(name, cfg);
+    if (!o) return NULL;
+    for (int i = 0; i < params->n; i++)
+        if (nn_list_add(&o->params, params->items[i].name, params->items[i].t))
+            return optimizer_failed(o);
+    nn_module *none = NULL;
+    if (make_runs(o, 1, (int[]){0}, (int[]){params->n}, &none)) return optimizer_failed(o);
+    return o;
+}
+
 nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modules,
                                nn_module *const *modules) {
-    nn_tensor_list l = {0};
-    for (int i = 0; i < n_modules; i++) nn_collect(modules[i], modules[i]->name, true, false, &l);
-    nn_optimizer *o = nn_optimizer_new(name, cfg, &l);
-    nn_list_free(&l);
-    return o;
+    nn_optimizer *o = optimizer_alloc(name, cfg);
+    int *first = calloc((size_t)n_modules + 1, sizeof *first),
+        *count = calloc((size_t)n_modules + 1, sizeof *count);
+    nn_module **placed = calloc((size_t)n_modules + 1, sizeof *placed);
+    int rc = o && first && count && placed ? 0 : -1;
+    for (int i = 0; i < n_modules && !rc; i++) {
+        first[i] = o->params.n;
+        nn_collect(modules[i], modules[i]->name, true, false, &o->params);
+        count[i] = o->params.n - first[i];
+        placed[i] = modules[i]->flat_params ? modules[i] : NULL;
+        if (o->params.dropped) rc = -1;
+    }
+    if (!rc) rc = make_runs(o, n_modules, first, count, placed);
+    free(first);
+    free(count);
+    free(placed);
+    if (!o) return NULL;
+    return rc ? optimizer_failed(o) : o;
 }
 
 void nn_optimizer_free(nn_optimizer *o) {
     if (!o) return;
     for (int i = 0; i < o->n_runs; i++) {
         tensor_release(o->runs[i].param_view);
+        tensor_release(o->runs[i].grad_view);
         tensor_release(o->runs[i].state[0]);
         tensor_release(o->runs[i].state[1]);
     }
@@ -171,17 +209,6 @@ static int update(nn_optimizer *o, const ew_program *p, tensor *param, tensor *g
     return op_ew_into("optimizer update", p, p->n_outputs, outs, p->n_inputs, ins);
 }
 
-// A 1-D view over run r's gradients when they lie next to each other like the parameters
-// (packed modules), else NULL (the caller goes parameter by parameter).
-static tensor *flat_grad(const nn_optimizer *o, const run *r) {
-    if (!r->param_view) return NULL;
-    for (int k = r->first; k < r->first + r->count; k++) {
-        tensor *a = o->params.items[k].t->grad;
-        if (!a || (k > r->first && !adjacent(o->params.items[k - 1].t->grad, a))) return NULL;
-    }
-    return flat_view(o->params.items[r->first].t->grad, r->numel);
-}
-
 int nn_optimizer_step(nn_optimizer *o) {
     if (o->params.n == 0) return 0;
     ew_program p;
@@ -200,10 +227,8 @@ int nn_optimizer_step(nn_optimizer *o) {
     int rc = rate_t ? 0 : -1;
     for (int i = 0; i < o->n_runs && !rc; i++) {
         run *r = &o->runs[i];
-        // whole-run update when the gradients are laid out like the parameters
-        tensor *g = flat_grad(o, r);
-        if (g) {
-            rc = update(o, &p, r->param_view, g, r, 0, r->numel, rate_t);
+        if (r->param_view) { // a placed module: one pass over its flat buffers
+            rc = update(o, &p, r->param_view, r->grad_view, r, 0, r->numel, rate_t);
             continue;
         }
         int64_t at = 0;
@@ -275,15 +300,14 @@ int nn_read_scalars(int n, tensor *const *scalars, double *values) {
 }
 
 int nn_optimizer_zero_grad(nn_optimizer *o) {
-    // gradients stay allocated (packed ones are views into the flat buffer): zero in place,
-    // one fill per run where they lie together
+    // gradients stay allocated (a placed module's are views of its flat buffer): zero in
+    // place, one fill per placed module
     int rc = 0;
     tensor_scope_begin();
     for (int i = 0; i < o->n_runs && !rc; i++) {
         const run *r = &o->runs[i];
-        tensor *g = flat_grad(o, r);
-        if (g) {
-            rc = tensor_fill_(g, 0);
+        if (r->grad_view) {
+            rc = tensor_fill_(r->grad_view, 0);
             continue;
         }
         for (int k = r->first; k < r->first + r->count && !rc; k++)

@@ -214,12 +214,13 @@ START_TEST(test_generator_last_layer_is_glorot_uniform) {
     nn_ctx c = {TENSOR_F64, DEVICE_CPU, &r, &r};
     nn_module *g = banis_make_generator(&a, &c);
     ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(nn_place(g), 0);
     nn_tensor_list ps = {0};
     nn_collect(g, "", true, false, &ps);
     const tensor *last = NULL;
     int convt_biases = 0, convts = 0;
-    for (int i = 0; i < ps.n;
-         i++) { // names are "<layer index>.<param>"; a 4-D weight is a transposed convolution's
+    // names are "<layer index>.<param>"; a 4-D weight is a transposed convolution's
+    for (int i = 0; i < ps.n; i++) {
         if (ps.items[i].t->ndim != 4) continue;
         last = ps.items[i].t;
         convts++;
@@ -492,7 +493,8 @@ START_TEST(test_successor_optimizer_choice) {
     double median, max;
     successor_moves(true, 1e-3, &median, &max);
     ck_assert_double_le(max, 1e-3 * (1 + 1e-4));
-    ck_assert_double_ge(median, 1e-3 * (1 - 1e-2)); // most steps are the full rate
+    // most steps are the full rate: lr g / (|g| + 1e-7) falls short of it only for |g| < 1e-5
+    ck_assert_double_ge(median, 1e-3 * (1 - 5e-2));
     successor_moves(false, 1e-3, &median, &max);
     ck_assert_double_lt(median, 0.5 * max); // SGD's steps follow the gradient's size
 }

@@ -37,6 +37,14 @@ START_TEST(test_layer_shapes_and_names) {
     nn_add_child(root, "enc", enc);
     nn_add_child(root, "dec", dec);
     tensor *x = tensor_zeros(TENSOR_F32, SHAPE(2, 1, 16, 16), DEVICE_CPU);
+    // declared, not yet placed: counted, but no forward and no checkpoint
+    ck_assert_int_eq(nn_count_parameters(root),
+                     8 * 25 + 8 + 16 + 512 * 10 + 10 + 10 * 96 + 6 * 3 * 25);
+    ck_assert_ptr_null(nn_forward(enc, x));
+    ck_assert_ptr_nonnull(strstr(err_message(), "not placed"));
+    ck_assert_int_eq(nn_place(root), 0);
+    ck_assert_int_ne(nn_place(root), 0); // once
+    ck_assert_ptr_nonnull(strstr(err_message(), "placed already"));
     tensor *z = nn_forward(enc, x);
     ck_assert_ptr_nonnull(z);
     ck_assert_int_eq(z->ndim, 2);
@@ -76,6 +84,7 @@ START_TEST(test_bn_stat_sets) {
     ck_assert_str_eq(bn->buffers[2].name, "running_mean_1");
     ck_assert_str_eq(bn->buffers[3].name, "running_var_1");
     ck_assert_int_ne(nn_bn_stat_sets(&c, bn, 5), 0); // more sets than a module holds
+    ck_assert_int_eq(nn_place(bn), 0);
     ck_assert_ptr_nonnull(strstr(err_message(), "5 sets"));
     double x[2][4 * 3], mean[2][3], var[2][3]; // two inputs of different distributions
     for (int k = 0; k < 2; k++) {
@@ -160,6 +169,7 @@ START_TEST(test_initialiser_statistics) {
     tensor_scope_begin();
     nn_ctx c = ctx(TENSOR_F64);
     nn_module *conv = nn_conv2d(&c, 32, 64, 5, 1, NN_PAD_SAME, false);
+    ck_assert_int_eq(nn_place(conv), 0);
     int64_t n = 64 * 32 * 25;
     double *w = malloc((size_t)n * sizeof *w);
     values(conv->params[0].t, w);
@@ -175,6 +185,7 @@ START_TEST(test_initialiser_statistics) {
     ck_assert(mx <= 2 * target / 0.87962566103423978 + 1e-12);
     free(w);
     nn_module *lin = nn_linear(&c, 300, 200, true);
+    ck_assert_int_eq(nn_place(lin), 0);
     double limit = sqrt(6.0 / 500);
     double *v = malloc(60000 * sizeof *v);
     values(lin->params[0].t, v);
@@ -275,6 +286,7 @@ START_TEST(test_freezing) {
     nn_ctx c = ctx(TENSOR_F64);
     nn_module *a = nn_linear(&c, 4, 3, true), *b = nn_linear(&c, 3, 1, true);
     nn_module *net = nn_sequential(3, (nn_module *[]){a, nn_tanh(), b});
+    ck_assert_int_eq(nn_place(net), 0);
     rng r;
     rng_init(&r, 3);
     tensor *x = tensor_rand_uniform(&r, TENSOR_F64, SHAPE(5, 4), -1, 1, DEVICE_CPU);
@@ -290,7 +302,10 @@ START_TEST(test_freezing) {
     nn_freeze(b, true);
     ck_assert(!b->params[0].t->requires_grad);
     ck_assert_int_eq(ag_backward(op_sum(nn_forward(net, x), ALL_AXES, false), NULL), 0);
-    ck_assert_ptr_null(b->params[0].t->grad); // frozen: no gradient for its weights
+    double gb[3];
+    values(b->params[0].t->grad, gb); // frozen: its weights' gradient stays zero
+    for (int i = 0; i < 3; i++) ck_assert_double_eq(gb[i], 0);
+    ck_assert_double_ne(gb_before[0], 0);
     double ga2[12];
     values(a->params[0].t->grad, ga2); // ...but it still flows through to a
     for (int i = 0; i < 12; i++) ck_assert_double_eq_tol(ga2[i], ga[i], 1e-15);
@@ -328,17 +343,25 @@ typedef struct {
     nn_optimizer *o;
 } trainer;
 
-static void trainer_init(trainer *t, uint64_t seed, bool pack) {
+// by_module: the optimizer is given the placed model (one run); else the list of its
+// parameters (one run each).
+static void trainer_init(trainer *t, uint64_t seed, bool by_module) {
     rng_init(&t->init, seed);
     rng_init(&t->drop, seed + 1);
     rng_init(&t->data, seed + 2);
     t->c = (nn_ctx){TENSOR_F32, DEVICE_CPU, &t->init, &t->drop};
     t->m = small_model(&t->c);
-    if (pack) ck_assert_int_eq(nn_pack(t->m), 0);
-    nn_tensor_list l = {0};
-    nn_collect(t->m, "", true, false, &l);
-    t->o = nn_optimizer_new("adam", nn_adam(1e-2, 0.5, 0.999, 1e-7), &l);
-    nn_list_free(&l);
+    ck_assert_int_eq(nn_place(t->m), 0);
+    nn_optim_config adam = nn_adam(1e-2, 0.5, 0.999, 1e-7);
+    if (by_module) {
+        t->o = nn_optimizer_for("adam", adam, 1, &t->m);
+    } else {
+        nn_tensor_list l = {0};
+        nn_collect(t->m, "", true, false, &l);
+        t->o = nn_optimizer_new("adam", adam, &l);
+        nn_list_free(&l);
+    }
+    ck_assert_ptr_nonnull(t->o);
 }
 
 static void trainer_free(trainer *t) {
@@ -411,21 +434,30 @@ START_TEST(test_resume_is_exact) {
 }
 END_TEST
 
-START_TEST(test_packing) {
+// Parameters are born in the module's flat buffer, in nn_collect's order, and stay there: a
+// view taken at any time shares it. An optimizer given the module makes one pass per step;
+// given the list, one per parameter; the numbers are the same.
+START_TEST(test_placement) {
     trainer p, u;
     trainer_init(&p, 5, true);
     trainer_init(&u, 5, false);
-    // packed: one flat buffer, one launch per step
     ck_assert_int_eq(nn_optimizer_launches(p.o), 1);
-    ck_assert_ptr_eq(p.m->children[0]->params[0].t->storage,
-                     p.m->children[5]->params[1].t->storage);
-    ck_assert_int_gt(nn_optimizer_launches(u.o), 1);
+    ck_assert_int_eq(nn_optimizer_launches(u.o), 6); // conv w, b; bn gamma, beta; linear w, b
+    tensor *w0 = p.m->children[0]->params[0].t, *b5 = p.m->children[5]->params[1].t;
+    ck_assert_ptr_eq(w0->storage, p.m->flat_params);
+    ck_assert_ptr_eq(b5->storage, p.m->flat_params);
+    ck_assert_int_eq(w0->offset, 0);
+    ck_assert_int_eq(b5->offset + tensor_numel(b5), nn_count_parameters(p.m)); // the last one
+    ck_assert_ptr_eq(w0->grad->storage, p.m->flat_grads);
+    tensor *view = tensor_keep(tensor_view_reshape(w0, 1, (int64_t[]){tensor_numel(w0)}));
     train_steps(p.m, p.o, &p.data, 3);
     train_steps(u.m, u.o, &u.data, 3);
     static float a[4096], b[4096];
     params_bits(p.m, a, 4096);
     params_bits(u.m, b, 4096);
-    ck_assert_int_eq(memcmp(a, b, sizeof a), 0); // packing changes the layout, not the numbers
+    ck_assert_int_eq(memcmp(a, b, sizeof a), 0); // one pass or many: the same numbers
+    ck_assert_float_eq(((float *)view->storage->data)[view->offset], a[0]); // the view follows
+    tensor_release(view);
     trainer_free(&p);
     trainer_free(&u);
 }
@@ -579,7 +611,7 @@ int main(void) {
     tcase_add_test(tc, test_schedule);
     tcase_add_test(tc, test_freezing);
     tcase_add_test(tc, test_resume_is_exact);
-    tcase_add_test(tc, test_packing);
+    tcase_add_test(tc, test_placement);
     tcase_add_test(tc, test_save_load_round_trip);
     tcase_add_loop_test(tc, test_malformed_files_refused, 0,
                         (int)(sizeof bad_files / sizeof *bad_files));
