@@ -38,28 +38,28 @@ static int64_t ch(const banis_arch *a, int n) {
     return c < 1 ? 1 : c;
 }
 
+// Appends `layer`, a BatchNorm over `channels` and a LeakyReLU: the networks' repeated unit
+// (the three stay flat in the Sequential, named by their index as in the reference).
+static int with_bn_act(nn_module **l, int n, nn_module *layer, int64_t channels,
+                       const banis_arch *a, nn_ctx *c) {
+    l[n] = layer;
+    l[n + 1] = nn_batch_norm(c, channels, a->bn_momentum, a->bn_eps);
+    l[n + 2] = nn_leaky_relu(a->slope);
+    return n + 3;
+}
+
 // G: z (N, latent) -> (N, 1, 64, 64)
 nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
     int64_t c0 = ch(a, 256), c1 = ch(a, 256), c2 = ch(a, 128), c3 = ch(a, 64);
-    nn_module *layers[] = {
-        nn_linear(c, a->latent, 8 * 8 * c0, false),
-        nn_batch_norm(c, 8 * 8 * c0, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_reshape(SHAPE(c0, 8, 8)),
-        nn_conv_transpose2d(c, c0, c1, 5, 1, NN_PAD_SAME, false),
-        nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c1, c2, 5, 2, NN_PAD_SAME, false),
-        nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c2, c3, 5, 2, NN_PAD_SAME, false),
-        nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_conv_transpose2d(c, c3, 1, 5, 2, NN_PAD_SAME, false),
-        nn_tanh(),
-    };
-    int n = (int)(sizeof layers / sizeof *layers);
-    nn_module *g = nn_sequential(n, layers); // NULL (all freed) if a layer could not be built
+    nn_module *l[15];
+    int n = with_bn_act(l, 0, nn_linear(c, a->latent, 8 * 8 * c0, false), 8 * 8 * c0, a, c);
+    l[n++] = nn_reshape(SHAPE(c0, 8, 8));
+    n = with_bn_act(l, n, nn_conv_transpose2d(c, c0, c1, 5, 1, NN_PAD_SAME, false), c1, a, c);
+    n = with_bn_act(l, n, nn_conv_transpose2d(c, c1, c2, 5, 2, NN_PAD_SAME, false), c2, a, c);
+    n = with_bn_act(l, n, nn_conv_transpose2d(c, c2, c3, 5, 2, NN_PAD_SAME, false), c3, a, c);
+    l[n++] = nn_conv_transpose2d(c, c3, 1, 5, 2, NN_PAD_SAME, false);
+    l[n++] = nn_tanh();
+    nn_module *g = nn_sequential(n, l); // NULL (all freed) if a layer could not be built
     // Keras: dense layers glorot_uniform, convolutions he_normal (the constructors' defaults),
     // except the last transposed convolution, to which the reference gives no initialiser:
     // Keras's glorot_uniform (he_normal there starts 44% of the output pixels saturated)
@@ -73,7 +73,7 @@ nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
 // D: (N, 1, 64, 64) -> (N, 1) logit (sigmoid of it: the probability of "real")
 nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 64), c2 = ch(a, 128);
-    nn_module *layers[] = {
+    nn_module *l[] = {
         nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true),
         nn_leaky_relu(a->slope),
         nn_dropout(c, a->dropout),
@@ -83,28 +83,19 @@ nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
         nn_flatten(),
         nn_linear(c, 16 * 16 * c2, 1, true), // logits: the sigmoid is in the loss (BCE with logits)
     };
-    return nn_sequential((int)(sizeof layers / sizeof *layers),
-                         layers); // NULL (all freed) on failure
+    return nn_sequential((int)(sizeof l / sizeof *l), l); // NULL (all freed) on failure
 }
 
 // E: (N, 1, 64, 64) -> (N, latent)
 nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
     int64_t c1 = ch(a, 128), c2 = ch(a, 256), c3 = ch(a, 512);
-    nn_module *layers[] = {
-        nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true),
-        nn_batch_norm(c, c1, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true),
-        nn_batch_norm(c, c2, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_conv2d(c, c2, c3, 5, 2, NN_PAD_SAME, true),
-        nn_batch_norm(c, c3, a->bn_momentum, a->bn_eps),
-        nn_leaky_relu(a->slope),
-        nn_flatten(),
-        nn_linear(c, 8 * 8 * c3, a->latent, true),
-    };
-    return nn_sequential((int)(sizeof layers / sizeof *layers),
-                         layers); // NULL (all freed) on failure
+    nn_module *l[11];
+    int n = with_bn_act(l, 0, nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), c1, a, c);
+    n = with_bn_act(l, n, nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), c2, a, c);
+    n = with_bn_act(l, n, nn_conv2d(c, c2, c3, 5, 2, NN_PAD_SAME, true), c3, a, c);
+    l[n++] = nn_flatten();
+    l[n++] = nn_linear(c, 8 * 8 * c3, a->latent, true);
+    return nn_sequential(n, l); // NULL (all freed) on failure
 }
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, tensor_dtype dt,

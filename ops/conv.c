@@ -73,23 +73,36 @@ static tensor *add_bias(tensor *y, tensor *bias) {
 }
 
 // ---- conv2d -------------------------------------------------------------------------------
-static int conv2d_backward(ag_node *n, tensor *g, tensor **gin) {
+// The two gradients of a convolution (transposed: of a transposed one, whose geometry maps its
+// output back to its input): d input = backward_input(g, w) (transposed: forward(g, w)),
+// d weight = backward_weight(x, g) (transposed: backward_weight(g, x)).
+static int conv_grads(ag_node *n, tensor *g, tensor **gin, bool transposed) {
     const conv_geometry *geo = n->ctx;
     tensor *x = n->inputs[0], *w = n->inputs[1];
+    const backend *be = tensor_backend(x);
     g = op_contiguous(g);
     if (!g) return -1;
     op_flops_add(conv_flops(geo) * (x->requires_grad + w->requires_grad));
     if (x->requires_grad) {
         gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
-        if (!gin[0] || tensor_backend(x)->conv2d_backward_input(geo, g, op_contiguous(w), gin[0]))
+        tensor *wc = op_contiguous(w);
+        if (!gin[0] || !wc ||
+            (transposed ? be->conv2d_forward(geo, g, wc, gin[0])
+                        : be->conv2d_backward_input(geo, g, wc, gin[0])))
             return -1;
     }
     if (w->requires_grad) {
         gin[1] = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
-        if (!gin[1] || tensor_backend(x)->conv2d_backward_weight(geo, op_contiguous(x), g, gin[1]))
+        tensor *xc = op_contiguous(x);
+        if (!gin[1] || !xc ||
+            be->conv2d_backward_weight(geo, transposed ? g : xc, transposed ? xc : g, gin[1]))
             return -1;
     }
     return 0;
+}
+
+static int conv2d_backward(ag_node *n, tensor *g, tensor **gin) {
+    return conv_grads(n, g, gin, false);
 }
 
 tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
@@ -133,22 +146,7 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
 // In the geometry the "convolution" maps the transposed conv's output (N, K, OH, OW) back to
 // its input (N, C, H, W): geometry.C is the output channels, geometry.K the input channels.
 static int conv_transpose2d_backward(ag_node *n, tensor *g, tensor **gin) {
-    const conv_geometry *geo = n->ctx;
-    tensor *x = n->inputs[0], *w = n->inputs[1];
-    g = op_contiguous(g);
-    if (!g) return -1;
-    op_flops_add(conv_flops(geo) * (x->requires_grad + w->requires_grad));
-    if (x->requires_grad) {
-        gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
-        if (!gin[0] || tensor_backend(x)->conv2d_forward(geo, g, op_contiguous(w), gin[0]))
-            return -1;
-    }
-    if (w->requires_grad) {
-        gin[1] = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
-        if (!gin[1] || tensor_backend(x)->conv2d_backward_weight(geo, g, op_contiguous(x), gin[1]))
-            return -1;
-    }
-    return 0;
+    return conv_grads(n, g, gin, true);
 }
 
 tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {

@@ -11,81 +11,38 @@ static inline __attribute__((always_inline)) void CAT(eval_node_, SUFFIX)(const 
                                                                           int self) {
     T *r = values[self];
     const T *a = values[e->a], *b = values[e->b], *c = values[e->c];
+    // each case one loop over the n elements: r[i] = the node's value
+#define EACH(expr)                                                                                 \
+    for (int i = 0; i < n; i++) r[i] = (expr);                                                     \
+    break
     switch ((ew_opcode)e->op) {
-        case EW_NEG:
-            for (int i = 0; i < n; i++) r[i] = -a[i];
-            break;
-        case EW_EXP:
-            for (int i = 0; i < n; i++) r[i] = exp(a[i]);
-            break;
-        case EW_LOG:
-            for (int i = 0; i < n; i++) r[i] = log(a[i]);
-            break;
-        case EW_SQRT:
-            for (int i = 0; i < n; i++) r[i] = sqrt(a[i]);
-            break;
-        case EW_RSQRT:
-            for (int i = 0; i < n; i++) r[i] = (T)1 / sqrt(a[i]);
-            break;
-        case EW_ABS:
-            for (int i = 0; i < n; i++) r[i] = fabs(a[i]);
-            break;
-        case EW_TANH:
-            for (int i = 0; i < n; i++) r[i] = tanh(a[i]);
-            break;
-        case EW_SIGMOID:
-            for (int i = 0; i < n; i++) r[i] = (T)1 / ((T)1 + exp(-a[i]));
-            break;
-        case EW_RELU:
-            for (int i = 0; i < n; i++) r[i] = a[i] > 0 ? a[i] : 0;
-            break;
-        case EW_SIGN:
-            for (int i = 0; i < n; i++) r[i] = (T)((a[i] > 0) - (a[i] < 0));
-            break;
-        case EW_ADD:
-            for (int i = 0; i < n; i++) r[i] = a[i] + b[i];
-            break;
-        case EW_SUB:
-            for (int i = 0; i < n; i++) r[i] = a[i] - b[i];
-            break;
-        case EW_MUL:
-            for (int i = 0; i < n; i++) r[i] = a[i] * b[i];
-            break;
-        case EW_DIV:
-            for (int i = 0; i < n; i++) r[i] = a[i] / b[i];
-            break;
-        case EW_MAX:
-            for (int i = 0; i < n; i++) r[i] = a[i] >= b[i] ? a[i] : b[i];
-            break;
-        case EW_MIN:
-            for (int i = 0; i < n; i++) r[i] = a[i] <= b[i] ? a[i] : b[i];
-            break;
-        case EW_POW:
-            for (int i = 0; i < n; i++) r[i] = pow(a[i], b[i]);
-            break;
-        case EW_LT:
-            for (int i = 0; i < n; i++) r[i] = (T)(a[i] < b[i]);
-            break;
-        case EW_LE:
-            for (int i = 0; i < n; i++) r[i] = (T)(a[i] <= b[i]);
-            break;
-        case EW_GT:
-            for (int i = 0; i < n; i++) r[i] = (T)(a[i] > b[i]);
-            break;
-        case EW_GE:
-            for (int i = 0; i < n; i++) r[i] = (T)(a[i] >= b[i]);
-            break;
-        case EW_EQ:
-            for (int i = 0; i < n; i++) r[i] = (T)(a[i] == b[i]);
-            break;
-        case EW_NE:
-            for (int i = 0; i < n; i++) r[i] = (T)(a[i] != b[i]);
-            break;
-        case EW_WHERE:
-            for (int i = 0; i < n; i++) r[i] = a[i] != 0 ? b[i] : c[i];
-            break;
+        case EW_NEG: EACH(-a[i]);
+        case EW_EXP: EACH(exp(a[i]));
+        case EW_LOG: EACH(log(a[i]));
+        case EW_SQRT: EACH(sqrt(a[i]));
+        case EW_RSQRT: EACH((T)1 / sqrt(a[i]));
+        case EW_ABS: EACH(fabs(a[i]));
+        case EW_TANH: EACH(tanh(a[i]));
+        case EW_SIGMOID: EACH((T)1 / ((T)1 + exp(-a[i])));
+        case EW_RELU: EACH(a[i] > 0 ? a[i] : 0);
+        case EW_SIGN: EACH((T)((a[i] > 0) - (a[i] < 0)));
+        case EW_ADD: EACH(a[i] + b[i]);
+        case EW_SUB: EACH(a[i] - b[i]);
+        case EW_MUL: EACH(a[i] * b[i]);
+        case EW_DIV: EACH(a[i] / b[i]);
+        case EW_MAX: EACH(a[i] >= b[i] ? a[i] : b[i]);
+        case EW_MIN: EACH(a[i] <= b[i] ? a[i] : b[i]);
+        case EW_POW: EACH(pow(a[i], b[i]));
+        case EW_LT: EACH((T)(a[i] < b[i]));
+        case EW_LE: EACH((T)(a[i] <= b[i]));
+        case EW_GT: EACH((T)(a[i] > b[i]));
+        case EW_GE: EACH((T)(a[i] >= b[i]));
+        case EW_EQ: EACH((T)(a[i] == b[i]));
+        case EW_NE: EACH((T)(a[i] != b[i]));
+        case EW_WHERE: EACH(a[i] != 0 ? b[i] : c[i]);
         default: break;
     }
+#undef EACH
 }
 
 // One work item: every live node over n consecutive elements of a row, then the stores.
@@ -119,23 +76,22 @@ CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const operand *op
         } else if (e->op == EW_INPUT) {
             int k = p->n_outputs + e->input;
             int64_t st = ops[k].strides[last];
-            if (ops[k].dtype == TENSOR_F64) {
-                const double *src = (const double *)ops[k].base + off[k];
-                if (st == 1)
-                    for (int i = 0; i < n; i++) r[i] = (T)src[i];
-                else if (st == 0)
-                    for (int i = 0; i < n; i++) r[i] = (T)src[0];
-                else
-                    for (int i = 0; i < n; i++) r[i] = (T)src[i * st];
-            } else {
-                const float *src = (const float *)ops[k].base + off[k];
-                if (st == 1)
-                    for (int i = 0; i < n; i++) r[i] = (T)src[i];
-                else if (st == 0)
-                    for (int i = 0; i < n; i++) r[i] = (T)src[0];
-                else
-                    for (int i = 0; i < n; i++) r[i] = (T)src[i * st];
-            }
+            // contiguous, broadcast or strided, from an operand of type S
+#define LOAD(S)                                                                                    \
+    do {                                                                                           \
+        const S *src = (const S *)ops[k].base + off[k];                                            \
+        if (st == 1)                                                                               \
+            for (int i = 0; i < n; i++) r[i] = (T)src[i];                                          \
+        else if (st == 0)                                                                          \
+            for (int i = 0; i < n; i++) r[i] = (T)src[0];                                          \
+        else                                                                                       \
+            for (int i = 0; i < n; i++) r[i] = (T)src[i * st];                                     \
+    } while (0)
+            if (ops[k].dtype == TENSOR_F64)
+                LOAD(double);
+            else
+                LOAD(float);
+#undef LOAD
         } else if (e->op == EW_CONST) {
             for (int i = 0; i < n; i++) r[i] = (T)e->value;
         } else {

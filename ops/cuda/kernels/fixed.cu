@@ -86,30 +86,19 @@ template <typename T, bool MAX> __device__ void reduce_rows(const T *in, T *out,
         out[ooff] = (T)acc;
     }
 }
-extern "C" __global__ void reduce_rows_sum_f32(const float *i, float *o, cuda_red_args a) {
-    reduce_rows<float, false>(i, o, a);
-}
-extern "C" __global__ void reduce_rows_max_f32(const float *i, float *o, cuda_red_args a) {
-    reduce_rows<float, true>(i, o, a);
-}
-extern "C" __global__ void reduce_rows_sum_f64(const double *i, double *o, cuda_red_args a) {
-    reduce_rows<double, false>(i, o, a);
-}
-extern "C" __global__ void reduce_rows_max_f64(const double *i, double *o, cuda_red_args a) {
-    reduce_rows<double, true>(i, o, a);
-}
-extern "C" __global__ void reduce_sum_f32(const float *i, float *o, cuda_red_args a) {
-    reduce<float, false>(i, o, a);
-}
-extern "C" __global__ void reduce_max_f32(const float *i, float *o, cuda_red_args a) {
-    reduce<float, true>(i, o, a);
-}
-extern "C" __global__ void reduce_sum_f64(const double *i, double *o, cuda_red_args a) {
-    reduce<double, false>(i, o, a);
-}
-extern "C" __global__ void reduce_max_f64(const double *i, double *o, cuda_red_args a) {
-    reduce<double, true>(i, o, a);
-}
+// The exported kernels: the sum and the max of each reduction, in float and double.
+#define RED_KERNELS(fn, T, sfx)                                                                    \
+    extern "C" __global__ void fn##_sum_##sfx(const T *i, T *o, cuda_red_args a) {                 \
+        fn<T, false>(i, o, a);                                                                     \
+    }                                                                                              \
+    extern "C" __global__ void fn##_max_##sfx(const T *i, T *o, cuda_red_args a) {                 \
+        fn<T, true>(i, o, a);                                                                      \
+    }
+RED_KERNELS(reduce_rows, float, f32)
+RED_KERNELS(reduce_rows, double, f64)
+RED_KERNELS(reduce, float, f32)
+RED_KERNELS(reduce, double, f64)
+#undef RED_KERNELS
 
 // The split-K partials (splits, M*N) summed in split order (deterministic).
 template <typename T> __device__ void splitk_sum(const T *ws, T *out, long long mn, int splits) {
