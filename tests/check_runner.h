@@ -1,4 +1,4 @@
-// Runs a Check suite and turns its failures into the exit status.
+// The suites' mains: one test case of listed tests, run, its failures as the exit status.
 #pragma once
 #include <check.h>
 
@@ -8,4 +8,25 @@ static inline int check_run(Suite *s) {
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? 1 : 0;
+}
+
+// A test case of the n tests (the names START_TEST defines), each allowed `timeout` seconds
+// (0: Check's default, or CK_DEFAULT_TIMEOUT).
+static inline TCase *check_case(const char *name, double timeout, int n,
+                                const TTest *const *tests) {
+    TCase *tc = tcase_create(name);
+    if (timeout > 0) tcase_set_timeout(tc, timeout);
+    for (int i = 0; i < n; i++) tcase_add_test(tc, tests[i]);
+    return tc;
+}
+#define CHECK_TESTS(...)                                                                           \
+    (int)(sizeof((const TTest *[]){__VA_ARGS__}) / sizeof(const TTest *)), (const TTest *[]) {     \
+        __VA_ARGS__                                                                                \
+    }
+
+// Runs the suite `name` of one test case.
+static inline int check_main(const char *name, TCase *tc) {
+    Suite *s = suite_create(name);
+    suite_add_tcase(s, tc);
+    return check_run(s);
 }

@@ -546,19 +546,14 @@ START_TEST(test_baselines_train_what_they_should) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("banis");
-    TCase *tc = tcase_create("banis");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_stages_update_exactly_their_parameters);
-    tcase_add_test(tc, test_stage_losses_match_independent_computation);
-    tcase_add_test(tc, test_gmi_on_hand_made_pairs);
-    tcase_add_test(tc, test_gmi_counts_blank_reconstructions_as_unmatched);
-    tcase_add_test(tc, test_generator_last_layer_is_glorot_uniform);
-    tcase_add_test(tc, test_successor_optimizer_choice);
-    tcase_add_test(tc, test_diversity_and_saturation_of_generated_images);
-    tcase_add_test(tc, test_discriminator_win_watched);
-    tcase_add_test(tc, test_generator_statistics_per_input_kind);
-    tcase_add_test(tc, test_baselines_train_what_they_should);
-    suite_add_tcase(s, tc);
-    return check_run(s);
+    TCase *tc = check_case(
+        "banis", 300,
+        CHECK_TESTS(test_stages_update_exactly_their_parameters,
+                    test_stage_losses_match_independent_computation, test_gmi_on_hand_made_pairs,
+                    test_gmi_counts_blank_reconstructions_as_unmatched,
+                    test_generator_last_layer_is_glorot_uniform, test_successor_optimizer_choice,
+                    test_diversity_and_saturation_of_generated_images,
+                    test_discriminator_win_watched, test_generator_statistics_per_input_kind,
+                    test_baselines_train_what_they_should));
+    return check_main("banis", tc);
 }

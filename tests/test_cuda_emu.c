@@ -16,6 +16,7 @@
 #include "../ops/cuda/cuda_render.h"
 #include "../ops/cuda/device.h"
 #include "../tensor/error.h"
+#include "check_runner.h"
 
 static const cudev *D;
 
@@ -400,26 +401,15 @@ END_TEST
 
 int main(void) {
     setenv("BANIS_CUDA", "emulated", 0);
-    Suite *s = suite_create("cuda-emu");
-    TCase *t = tcase_create("emulator");
+    TCase *t = check_case(
+        "emulator", 900,
+        CHECK_TESTS(test_cvt_tf32_matches_reference, test_mma_m16n8k8_matches_reference,
+                    test_write_past_the_end_is_caught, test_barrier_faults_are_caught,
+                    test_warp_collective_with_missing_lanes_is_caught,
+                    test_launch_limits_are_refused, test_fresh_memory_reads_as_nan,
+                    test_host_dereference_of_device_memory_is_caught,
+                    test_reordered_schedule_exposes_a_race, test_degenerate_matmuls_match_cpu,
+                    test_banis_steps_on_cuda_match_cpu, test_steady_training_step_has_no_stalls));
     tcase_add_checked_fixture(t, setup, NULL);
-    tcase_set_timeout(t, 900);
-    tcase_add_test(t, test_cvt_tf32_matches_reference);
-    tcase_add_test(t, test_mma_m16n8k8_matches_reference);
-    tcase_add_test(t, test_write_past_the_end_is_caught);
-    tcase_add_test(t, test_barrier_faults_are_caught);
-    tcase_add_test(t, test_warp_collective_with_missing_lanes_is_caught);
-    tcase_add_test(t, test_launch_limits_are_refused);
-    tcase_add_test(t, test_fresh_memory_reads_as_nan);
-    tcase_add_test(t, test_host_dereference_of_device_memory_is_caught);
-    tcase_add_test(t, test_reordered_schedule_exposes_a_race);
-    tcase_add_test(t, test_degenerate_matmuls_match_cpu);
-    tcase_add_test(t, test_banis_steps_on_cuda_match_cpu);
-    tcase_add_test(t, test_steady_training_step_has_no_stalls);
-    suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
+    return check_main("cuda-emu", t);
 }

@@ -680,20 +680,12 @@ START_TEST(test_split_and_sampler) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("data");
-    TCase *tc = tcase_create("data");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_synth_determinism);
-    tcase_add_test(tc, test_synth_geometry_invariants);
-    tcase_add_test(tc, test_preprocess_steps_hand_worked);
-    tcase_add_test(tc, test_side_by_side_layout);
-    tcase_add_test(tc, test_folders_layout_and_unmatched);
-    tcase_add_test(tc, test_tiff_stacks);
-    tcase_add_test(tc, test_stack_metadata);
-    tcase_add_test(tc, test_layout_detection);
-    tcase_add_test(tc, test_tiff_float_and_signed);
-    tcase_add_test(tc, test_bad_input_refused);
-    tcase_add_test(tc, test_split_and_sampler);
-    suite_add_tcase(s, tc);
-    return check_run(s);
+    TCase *tc = check_case("data", 120,
+                           CHECK_TESTS(test_synth_determinism, test_synth_geometry_invariants,
+                                       test_preprocess_steps_hand_worked, test_side_by_side_layout,
+                                       test_folders_layout_and_unmatched, test_tiff_stacks,
+                                       test_stack_metadata, test_layout_detection,
+                                       test_tiff_float_and_signed, test_bad_input_refused,
+                                       test_split_and_sampler));
+    return check_main("data", tc);
 }

@@ -601,21 +601,13 @@ START_TEST(test_valid_edge_files_accepted) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("nn");
-    TCase *tc = tcase_create("nn");
-    tcase_add_test(tc, test_layer_shapes_and_names);
-    tcase_add_test(tc, test_bn_stat_sets);
-    tcase_add_test(tc, test_failures_are_reported);
-    tcase_add_test(tc, test_initialiser_statistics);
-    tcase_add_test(tc, test_sgd_and_adam_steps_by_hand);
-    tcase_add_test(tc, test_schedule);
-    tcase_add_test(tc, test_freezing);
-    tcase_add_test(tc, test_resume_is_exact);
-    tcase_add_test(tc, test_placement);
-    tcase_add_test(tc, test_save_load_round_trip);
+    TCase *tc = check_case("nn", 0,
+                           CHECK_TESTS(test_layer_shapes_and_names, test_bn_stat_sets,
+                                       test_failures_are_reported, test_initialiser_statistics,
+                                       test_sgd_and_adam_steps_by_hand, test_schedule,
+                                       test_freezing, test_resume_is_exact, test_placement,
+                                       test_save_load_round_trip, test_valid_edge_files_accepted));
     tcase_add_loop_test(tc, test_malformed_files_refused, 0,
                         (int)(sizeof bad_files / sizeof *bad_files));
-    tcase_add_test(tc, test_valid_edge_files_accepted);
-    suite_add_tcase(s, tc);
-    return check_run(s);
+    return check_main("nn", tc);
 }

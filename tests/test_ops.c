@@ -316,16 +316,12 @@ START_TEST(test_float32_matches_float64) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("ops");
-    TCase *tc = tcase_create("forward");
-    tcase_add_test(tc, test_conv2d_matches_naive_loop);
-    tcase_add_test(tc, test_conv_transpose2d_matches_scatter_definition);
-    tcase_add_test(tc, test_batch_norm_hand_worked);
-    tcase_add_test(tc, test_bce_and_mse_hand_worked);
-    tcase_add_test(tc, test_matmul_blocked_matches_naive);
-    tcase_add_test(tc, test_reductions_match_loops);
-    tcase_add_test(tc, test_dropout_statistics);
-    tcase_add_test(tc, test_float32_matches_float64);
-    suite_add_tcase(s, tc);
-    return check_run(s);
+    TCase *tc =
+        check_case("forward", 0,
+                   CHECK_TESTS(test_conv2d_matches_naive_loop,
+                               test_conv_transpose2d_matches_scatter_definition,
+                               test_batch_norm_hand_worked, test_bce_and_mse_hand_worked,
+                               test_matmul_blocked_matches_naive, test_reductions_match_loops,
+                               test_dropout_statistics, test_float32_matches_float64));
+    return check_main("ops", tc);
 }

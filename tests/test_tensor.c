@@ -315,17 +315,10 @@ START_TEST(test_backward_accumulates) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("tensor");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_views);
-    tcase_add_test(tc, test_cpu_allocator_classes);
-    tcase_add_test(tc, test_broadcasting);
-    tcase_add_test(tc, test_cast_and_copy);
-    tcase_add_test(tc, test_philox_known_answers);
-    tcase_add_test(tc, test_rng_determinism);
-    tcase_add_test(tc, test_rng_moments);
-    tcase_add_test(tc, test_no_leaks_across_steps);
-    tcase_add_test(tc, test_backward_accumulates);
-    suite_add_tcase(s, tc);
-    return check_run(s);
+    TCase *tc = check_case("core", 0,
+                           CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting,
+                                       test_cast_and_copy, test_philox_known_answers,
+                                       test_rng_determinism, test_rng_moments,
+                                       test_no_leaks_across_steps, test_backward_accumulates));
+    return check_main("tensor", tc);
 }
