@@ -273,6 +273,45 @@ static tensor *flatten_forward(nn_module *m, tensor *x) {
 
 nn_module *nn_flatten(void) { return new_module("Flatten", flatten_forward, 0); }
 
+// ---- instance norm, reflection padding, residual blocks (Cycle-GAN's generator) ----------
+typedef struct {
+    double eps;
+    int pad;
+} image_config;
+
+static tensor *instance_norm_forward(nn_module *m, tensor *x) {
+    return op_instance_norm(x, ((const image_config *)m->config)->eps);
+}
+
+nn_module *nn_instance_norm(double eps) {
+    nn_module *m = new_module("InstanceNorm", instance_norm_forward, sizeof(image_config));
+    if (m) ((image_config *)m->config)->eps = eps;
+    return m;
+}
+
+static tensor *reflection_pad_forward(nn_module *m, tensor *x) {
+    return op_reflection_pad2d(x, ((const image_config *)m->config)->pad);
+}
+
+nn_module *nn_reflection_pad(int p) {
+    nn_module *m = new_module("ReflectionPad2d", reflection_pad_forward, sizeof(image_config));
+    if (m) ((image_config *)m->config)->pad = p;
+    return m;
+}
+
+static tensor *residual_forward(nn_module *m, tensor *x) {
+    return op_add(x, nn_forward(m->children[0], x));
+}
+
+nn_module *nn_residual(nn_module *body) {
+    nn_module *m = new_module("Residual", residual_forward, 0);
+    if (nn_adopt(m, 1, (const char *[]){"body"}, &body)) {
+        nn_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 typedef struct {
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];

@@ -75,6 +75,12 @@ nn_module *nn_relu(void);
 nn_module *nn_tanh(void);
 nn_module *nn_sigmoid(void);
 nn_module *nn_flatten(void);
+// Instance normalisation over H x W per sample and channel, no affine (op_instance_norm).
+nn_module *nn_instance_norm(double eps);
+// Reflection padding of H and W by p (op_reflection_pad2d).
+nn_module *nn_reflection_pad(int p);
+// x + body(x); takes body (freed on failure). Its parameters are named body.*.
+nn_module *nn_residual(nn_module *body);
 // Reshapes (N, ...) to (N, shape...).
 nn_module *nn_reshape(int ndim, const int64_t *shape);
 // Runs its children in order. Takes ownership of each child. A BatchNorm followed by an

@@ -151,3 +151,44 @@ tensor *op_rand_bernoulli(rng *r, tensor_dtype dt, int ndim, const int64_t *shap
     ew_output(&p, ew_unary(&p, EW_BERNOULLI, ew_const(&p, prob)));
     return random_tensor("rand_bernoulli", &p, r, dt, ndim, shape, dev);
 }
+
+// ---- instance norm, reflection padding --------------------------------------------------
+// Both are made of reductions, elementwise ops, slices and concatenations: their gradients,
+// and every backend, come with those ops.
+static int check_4d(const char *op, const tensor *x) {
+    if (x->ndim == 4) return 0;
+    char s[96];
+    err_set("%s: expects (N, C, H, W), got %s", op, tensor_shape_str(x, s, sizeof s));
+    return -1;
+}
+
+tensor *op_instance_norm(tensor *x, double eps) {
+    if (!x || check_4d("instance_norm", x)) return NULL;
+    tensor *d = op_sub(x, op_mean(x, AXES(2, 3), true));
+    tensor *var = op_mean(op_square(d), AXES(2, 3), true);
+    return op_mul(d, op_pow_scalar(op_add_scalar(var, eps), -0.5));
+}
+
+// x padded on dimension `dim`: the p pixels after the first, mirrored, before it; the p before
+// the last, mirrored, after it.
+static tensor *reflect_dim(tensor *x, int dim, int p) {
+    int64_t n = x->shape[dim];
+    tensor *before[8], *after[8];
+    for (int i = 0; i < p; i++) {
+        before[i] = op_slice(x, dim, p - i, p - i + 1, 1);
+        after[i] = op_slice(x, dim, n - 2 - i, n - 1 - i, 1);
+    }
+    tensor *parts[3] = {p > 1 ? op_concat(p, before, dim) : before[0], x,
+                        p > 1 ? op_concat(p, after, dim) : after[0]};
+    return op_concat(3, parts, dim);
+}
+
+tensor *op_reflection_pad2d(tensor *x, int p) {
+    if (!x || check_4d("reflection_pad2d", x)) return NULL;
+    if (p < 1 || p > 8 || p >= x->shape[2] || p >= x->shape[3]) {
+        err_set("reflection_pad2d: padding %d of a %lldx%lld image (1 to 8, less than each side)",
+                p, (long long)x->shape[2], (long long)x->shape[3]);
+        return NULL;
+    }
+    return reflect_dim(reflect_dim(x, 2, p), 3, p);
+}

@@ -107,6 +107,13 @@ typedef struct {
 // statistics are updated in place in training mode (variance unbiased, as PyTorch).
 tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
                       tensor *running_var, const op_bn_opts *o);
+// Instance normalisation (Ulyanov et al., Cycle-GAN's): each sample's every channel normalised
+// over its H x W, (x - mean) / sqrt(var + eps) with the biased variance; no affine, no running
+// statistics (PyTorch's InstanceNorm2d defaults). x: (N, C, H, W).
+tensor *op_instance_norm(tensor *x, double eps);
+// Reflection padding of H and W by p on every side (PyTorch's ReflectionPad2d: the edge pixel
+// is not repeated); 1 <= p <= 8, p < H, p < W. x: (N, C, H, W) -> (N, C, H + 2p, W + 2p).
+tensor *op_reflection_pad2d(tensor *x, int p);
 // Inverted dropout: zero with probability p, scale the rest by 1/(1-p). Identity when !training.
 tensor *op_dropout(tensor *x, double p, bool training, rng *r);
 // Random tensors drawn on their device by the elementwise kernels (Philox, tensor/rng.h):

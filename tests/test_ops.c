@@ -315,13 +315,53 @@ START_TEST(test_float32_matches_float64) {
 }
 END_TEST
 
+// Reflection padding as PyTorch defines it (index i of the padded row reads |i - p| mirrored at
+// the far edge), and instance norm against per-(sample, channel) loops.
+START_TEST(test_reflection_pad_and_instance_norm) {
+    tensor_scope_begin();
+    rng r;
+    rng_init(&r, 9);
+    int N = 2, C = 3, H = 4, W = 5, p = 3;
+    tensor *x = random_tensor(&r, TENSOR_F64, SHAPE(N, C, H, W));
+    tensor *y = op_reflection_pad2d(x, p);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(y->shape[2], H + 2 * p);
+    ck_assert_int_eq(y->shape[3], W + 2 * p);
+    double *xv = host(x), *yv = host(y);
+    int PH = H + 2 * p, PW = W + 2 * p;
+    for (int nc = 0; nc < N * C; nc++)
+        for (int i = 0; i < PH; i++)
+            for (int j = 0; j < PW; j++) {
+                int si = abs(i - p), sj = abs(j - p); // mirrored at the first pixel
+                if (si >= H) si = 2 * (H - 1) - si;   // and at the last
+                if (sj >= W) sj = 2 * (W - 1) - sj;
+                ck_assert_double_eq(yv[(nc * PH + i) * PW + j], xv[(nc * H + si) * W + sj]);
+            }
+    ck_assert_ptr_null(op_reflection_pad2d(x, 4)); // not less than H
+    ck_assert_ptr_nonnull(strstr(err_message(), "reflection_pad2d"));
+    double *nv = host(op_instance_norm(x, 1e-5));
+    for (int nc = 0; nc < N * C; nc++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < H * W; i++) m += xv[nc * H * W + i] / (H * W);
+        for (int i = 0; i < H * W; i++) v += pow(xv[nc * H * W + i] - m, 2) / (H * W);
+        for (int i = 0; i < H * W; i++)
+            ck_assert_double_eq_tol(nv[nc * H * W + i], (xv[nc * H * W + i] - m) / sqrt(v + 1e-5),
+                                    1e-12);
+    }
+    free(xv);
+    free(yv);
+    free(nv);
+    tensor_scope_end();
+}
+END_TEST
+
 int main(void) {
-    TCase *tc =
-        check_case("forward", 0,
-                   CHECK_TESTS(test_conv2d_matches_naive_loop,
-                               test_conv_transpose2d_matches_scatter_definition,
-                               test_batch_norm_hand_worked, test_bce_and_mse_hand_worked,
-                               test_matmul_blocked_matches_naive, test_reductions_match_loops,
-                               test_dropout_statistics, test_float32_matches_float64));
+    TCase *tc = check_case(
+        "forward", 0,
+        CHECK_TESTS(test_conv2d_matches_naive_loop,
+                    test_conv_transpose2d_matches_scatter_definition, test_batch_norm_hand_worked,
+                    test_bce_and_mse_hand_worked, test_matmul_blocked_matches_naive,
+                    test_reductions_match_loops, test_dropout_statistics,
+                    test_float32_matches_float64, test_reflection_pad_and_instance_norm));
     return check_main("ops", tc);
 }

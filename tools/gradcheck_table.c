@@ -53,6 +53,9 @@ UNARY(expand, op_expand(in[0], SHAPE(3, 4, 5)))
 UNARY(contiguous, op_contiguous(in[0]))
 UNARY(concat, op_concat(3, in, 1))
 UNARY(fused_chain, op_tanh(op_mul(op_leaky_relu(op_add(in[0], in[1]), 0.2), in[0])))
+UNARY(instance_norm, op_instance_norm(in[0], 1e-5))
+UNARY(reflection_pad1, op_reflection_pad2d(in[0], 1))
+UNARY(reflection_pad3, op_reflection_pad2d(in[0], 3))
 
 static tensor *f_split(tensor **in, const void *arg) {
     (void)arg;
@@ -147,6 +150,9 @@ static void build_table(void) {
          nograd(IN(INPUT_BINARY, 3, 4)));
     CASE("fused chain tanh(lrelu(a+b)*a)", f_fused_chain, IN(INPUT_UNIFORM, 3, 4),
          IN(INPUT_UNIFORM, 4));
+    CASE("instance_norm", f_instance_norm, IN(INPUT_UNIFORM, 2, 3, 4, 5));
+    CASE("reflection_pad2d 1", f_reflection_pad1, IN(INPUT_UNIFORM, 2, 2, 3, 4));
+    CASE("reflection_pad2d 3", f_reflection_pad3, IN(INPUT_UNIFORM, 1, 2, 5, 4));
     CASE("sum all", f_sum_all, transposed(IN(INPUT_UNIFORM, 3, 4)));
     CASE("sum axes (0,2) keepdim", f_sum_axes, IN(INPUT_UNIFORM, 2, 3, 4));
     CASE("mean axis 1", f_mean_axis, IN(INPUT_UNIFORM, 2, 3, 4));
