@@ -148,13 +148,15 @@ void nn_collect(nn_module *m, const char *prefix, bool params, bool buffers, nn_
     }
 }
 
+static int64_t decl_numel(const nn_named_tensor *d) {
+    int64_t n = 1;
+    for (int k = 0; k < d->ndim; k++) n *= d->shape[k];
+    return n;
+}
+
 int64_t nn_count_parameters(nn_module *m) { // from the declarations: placed or not
     int64_t n = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        int64_t k = 1;
-        for (int d = 0; d < m->params[i].ndim; d++) k *= m->params[i].shape[d];
-        n += k;
-    }
+    for (int i = 0; i < m->n_params; i++) n += decl_numel(&m->params[i]);
     for (int i = 0; i < m->n_children; i++) n += nn_count_parameters(m->children[i]);
     return n;
 }
@@ -186,12 +188,6 @@ static int collect_decls(nn_module *m, decl_list *l) {
     for (int i = 0; i < m->n_children; i++)
         if (collect_decls(m->children[i], l)) return -1;
     return 0;
-}
-
-static int64_t decl_numel(const nn_named_tensor *d) {
-    int64_t n = 1;
-    for (int k = 0; k < d->ndim; k++) n *= d->shape[k];
-    return n;
 }
 
 int nn_place(nn_module *m) {
