@@ -82,7 +82,7 @@ static void preset(config *c, const char *name) {
         c->sched.warmup_steps = 200;
         c->sched.stage2_steps = 200;
         c->sched.stage3_steps = 80;
-        if (!strcmp(name, "cpu-long")) { // about 45 minutes
+        if (!strcmp(name, "cpu-long")) { // about 50 minutes on 2 cores
             c->sched.warmup_steps = 600;
             c->sched.stage2_steps = 4000;
             c->sched.stage3_steps = 2000;
@@ -114,7 +114,7 @@ static int usage(int rc) {
         "  --preset NAME             paper: the paper's sizes, rates and 17k+13k+10k steps;\n"
         "                            reference: the authors' code (SGD 5e-5, no halving, G's\n"
         "                            batch-norm statistics shared); cpu: a reduced model and\n"
-        "                            schedule for minutes on 2 cores; cpu-long: ~45 minutes;\n"
+        "                            schedule for minutes on 2 cores; cpu-long: ~50 minutes;\n"
         "                            tiny: seconds (tests). Default: paper on a GPU, cpu without\n"
         "  --data SRC                'synthetic' (default), a folder of raw images (layout\n"
         "                            detected: see banis-data prepare), or a set made by\n"
