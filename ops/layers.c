@@ -26,6 +26,79 @@ tensor *op_activation_apply(tensor *x, op_activation act, double slope) {
     return op_ew("activation", &p, 1, &x);
 }
 
+// d act(v) / dv times g, for the activation fused into batch norm, at pre-activation v.
+static int act_backward(ew_program *p, int g, int v, op_activation act, double slope) {
+    int pos = ew_binary(p, EW_GT, v, ew_const(p, 0));
+    switch (act) {
+        case OP_ACT_LEAKY_RELU: return ew_where(p, pos, g, ew_mul(p, g, ew_const(p, slope)));
+        case OP_ACT_RELU: return ew_where(p, pos, g, ew_const(p, 0));
+        case OP_ACT_TANH: {
+            int t = ew_unary(p, EW_TANH, v);
+            return ew_mul(p, g, ew_sub(p, ew_const(p, 1), ew_mul(p, t, t)));
+        }
+        case OP_ACT_SIGMOID: {
+            int s = ew_unary(p, EW_SIGMOID, v);
+            return ew_mul(p, g, ew_mul(p, s, ew_sub(p, ew_const(p, 1), s)));
+        }
+        default: return g;
+    }
+}
+
+// xhat = (x - mean) * rsqrt(var + eps), from inputs 0 (x), 1 (mean), 2 (var).
+static int bn_xhat(ew_program *p, double eps) {
+    return ew_mul(p, ew_sub(p, ew_input(p, 0), ew_input(p, 1)),
+                  ew_unary(p, EW_RSQRT, ew_add(p, ew_input(p, 2), ew_const(p, eps))));
+}
+
+typedef struct {
+    double eps, slope;
+    op_activation act;
+} bn_ctx;
+
+// The training-mode gradients in two elementwise passes and two reductions (the textbook
+// batch-norm backward), instead of the many passes of the graph of its parts:
+//   gp = dL/d(pre-activation), dbeta = sum gp, dgamma = sum gp * xhat,
+//   dx = gamma rsqrt(var + eps) (gp - dbeta / M - xhat dgamma / M), M values per channel.
+// Inputs: x, gamma, beta, and the batch mean and variance (saved, no gradient).
+static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
+    const bn_ctx *c = n->ctx;
+    tensor *x = n->inputs[0], *gamma = n->inputs[1], *beta = n->inputs[2];
+    tensor *mean = n->inputs[3], *var = n->inputs[4];
+    int nd = x->ndim, n_axes = nd == 4 ? 3 : 1;
+    int64_t C = x->shape[1], bshape[4] = {1, C, 1, 1};
+    const int *axes = nd == 4 ? (const int[]){0, 2, 3} : (const int[]){0};
+    double M = (double)(tensor_numel(x) / C);
+    tensor *gm = op_reshape(gamma, nd, bshape), *bt = op_reshape(beta, nd, bshape);
+    ew_program p;
+    ew_init(&p, 6); // x, mean, var, gamma, beta, g
+    int xhat = bn_xhat(&p, c->eps);
+    int pre = ew_add(&p, ew_mul(&p, xhat, ew_input(&p, 3)), ew_input(&p, 4));
+    int gp = act_backward(&p, ew_input(&p, 5), pre, c->act, c->slope);
+    ew_output(&p, gp);
+    ew_output(&p, ew_mul(&p, gp, xhat));
+    tensor *GP = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
+    tensor *GPX = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
+    tensor *ins[6] = {x, mean, var, gm, bt, g}, *outs[2] = {GP, GPX};
+    if (!GP || !GPX || op_ew_into("batch_norm backward", &p, 2, outs, 6, ins)) return -1;
+    tensor *dbeta = op_sum(GP, n_axes, axes, true), *dgamma = op_sum(GPX, n_axes, axes, true);
+    if (!dbeta || !dgamma) return -1;
+    if (x->requires_grad) {
+        ew_init(&p, 7); // x, mean, var, gamma, gp, dbeta, dgamma
+        int xh = bn_xhat(&p, c->eps);
+        int rstd = ew_unary(&p, EW_RSQRT, ew_add(&p, ew_input(&p, 2), ew_const(&p, c->eps)));
+        int centred = ew_sub(
+            &p, ew_sub(&p, ew_input(&p, 4), ew_mul(&p, ew_input(&p, 5), ew_const(&p, 1 / M))),
+            ew_mul(&p, xh, ew_mul(&p, ew_input(&p, 6), ew_const(&p, 1 / M))));
+        ew_output(&p, ew_mul(&p, ew_mul(&p, ew_input(&p, 3), rstd), centred));
+        tensor *in2[7] = {x, mean, var, gm, GP, dbeta, dgamma};
+        gin[0] = op_ew("batch_norm backward", &p, 7, in2);
+        if (!gin[0]) return -1;
+    }
+    if (gamma->requires_grad && !(gin[1] = op_reshape(dgamma, 1, &C))) return -1;
+    if (beta->requires_grad && !(gin[2] = op_reshape(dbeta, 1, &C))) return -1;
+    return 0;
+}
+
 tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
                       tensor *running_var, const op_bn_opts *o) {
     if (!x || !gamma || !beta || !running_mean || !running_var) return NULL;
@@ -50,18 +123,20 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
     const int *axes = nd == 4 ? axes4 : axes2;
     int n_axes = nd == 4 ? 3 : 1;
     tensor *mean, *var;
+    // Training: the batch statistics, and the output, are computed without a graph; one node
+    // with bn_backward stands for the whole op.
+    bool prev = ag_set_grad_enabled(!o->training && ag_grad_enabled());
     if (o->training) {
         int64_t count = tensor_numel(x) / (C ? C : 1);
         if (count < 2) {
+            ag_set_grad_enabled(prev);
             err_set("batch_norm: training needs more than one value per channel (got %lld)",
                     (long long)count);
             return NULL;
         }
         mean = op_mean(x, n_axes, axes, true);
         var = op_mean(op_square(op_sub(x, mean)), n_axes, axes, true);
-        if (!var) return NULL;
         // running = momentum * running + (1 - momentum) * batch; variance unbiased.
-        bool prev = ag_set_grad_enabled(false);
         ew_program p;
         ew_init(&p, 4);
         int m = ew_const(&p, o->momentum), one_m = ew_const(&p, 1 - o->momentum);
@@ -73,9 +148,10 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
         tensor *outs[2] = {running_mean, running_var};
         tensor *ins[4] = {running_mean, running_var, op_reshape(mean, 1, &C),
                           op_reshape(var, 1, &C)};
-        int rc = op_ew_into("batch_norm running statistics", &p, 2, outs, 4, ins);
-        ag_set_grad_enabled(prev);
-        if (rc) return NULL;
+        if (!var || op_ew_into("batch_norm running statistics", &p, 2, outs, 4, ins)) {
+            ag_set_grad_enabled(prev);
+            return NULL;
+        }
     } else {
         mean = op_reshape(running_mean, nd, bshape);
         var = op_reshape(running_var, nd, bshape);
@@ -83,12 +159,15 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
     // y = act((x - mean) * rsqrt(var + eps) * gamma + beta), one fused pass.
     ew_program p;
     ew_init(&p, 5);
-    int xhat = ew_mul(&p, ew_sub(&p, ew_input(&p, 0), ew_input(&p, 1)),
-                      ew_unary(&p, EW_RSQRT, ew_add(&p, ew_input(&p, 2), ew_const(&p, o->eps))));
-    int y = ew_add(&p, ew_mul(&p, xhat, ew_input(&p, 3)), ew_input(&p, 4));
+    int y = ew_add(&p, ew_mul(&p, bn_xhat(&p, o->eps), ew_input(&p, 3)), ew_input(&p, 4));
     ew_output(&p, apply_act(&p, y, o->act, o->slope));
     tensor *in[5] = {x, mean, var, op_reshape(gamma, nd, bshape), op_reshape(beta, nd, bshape)};
-    return op_ew("batch_norm", &p, 5, in);
+    tensor *out = op_ew("batch_norm", &p, 5, in);
+    ag_set_grad_enabled(prev);
+    if (!out || !o->training) return out;
+    bn_ctx c = {o->eps, o->slope, o->act};
+    tensor *saved[5] = {x, gamma, beta, mean, var};
+    return ag_record(out, "batch_norm", bn_backward, 5, saved, &c, sizeof c) ? NULL : out;
 }
 
 tensor *op_dropout(tensor *x, double p, bool training, rng *r) {

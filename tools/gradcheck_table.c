@@ -198,6 +198,20 @@ static void build_table(void) {
     c->arg.bn = bn;
     c->arg.bn.act = OP_ACT_LEAKY_RELU;
     c->arg.bn.slope = 0.2;
+    static const struct {
+        const char *name;
+        op_activation act;
+    } fused[3] = {{"batch_norm train + relu fused", OP_ACT_RELU},
+                  {"batch_norm train + tanh fused", OP_ACT_TANH},
+                  {"batch_norm train + sigmoid fused (N,C)", OP_ACT_SIGMOID}};
+    for (int k = 0; k < 3; k++) {
+        c = k < 2 ? CASE(fused[k].name, f_batch_norm, IN(INPUT_UNIFORM, 3, 2, 2, 3),
+                         IN(INPUT_POSITIVE, 2), IN(INPUT_UNIFORM, 2))
+                  : CASE(fused[k].name, f_batch_norm, IN(INPUT_UNIFORM, 6, 2),
+                         IN(INPUT_POSITIVE, 2), IN(INPUT_UNIFORM, 2));
+        c->arg.bn = bn;
+        c->arg.bn.act = fused[k].act;
+    }
     c = CASE("batch_norm inference", f_batch_norm, IN(INPUT_UNIFORM, 3, 2, 2, 2),
              IN(INPUT_POSITIVE, 2), IN(INPUT_UNIFORM, 2));
     c->arg.bn = bn;
