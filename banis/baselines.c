@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../tensor/error.h"
 
@@ -13,6 +14,55 @@ static nn_module *translator(baseline_model *m) {
     nn_module *e = banis_make_encoder(&m->arch, &m->ctx),
               *g = banis_make_generator(&m->arch, &m->ctx);
     return nn_sequential(2, (nn_module *[]){e, g}); // NULL (both freed) if either is
+}
+
+static int64_t channels(double width, int n) {
+    int64_t c = (int64_t)lround(n * width);
+    return c < 1 ? 1 : c;
+}
+
+// Appends conv, instance norm and `act`: Cycle-GAN's repeated unit.
+static int conv_norm_act(nn_module **l, int n, nn_module *conv, nn_module *act) {
+    l[n] = conv;
+    l[n + 1] = nn_instance_norm(1e-5);
+    l[n + 2] = act;
+    return n + 3;
+}
+
+nn_module *cyclegan_generator(double width, nn_ctx *c) {
+    int64_t f = channels(width, 64);
+    nn_module *l[32];
+    int n = 0;
+    l[n++] = nn_reflection_pad(3);
+    n = conv_norm_act(l, n, nn_conv2d(c, 1, f, 7, 1, NN_PAD_VALID, true), nn_relu());
+    n = conv_norm_act(l, n, nn_conv2d(c, f, 2 * f, 3, 2, NN_PAD_SAME, true), nn_relu());
+    n = conv_norm_act(l, n, nn_conv2d(c, 2 * f, 4 * f, 3, 2, NN_PAD_SAME, true), nn_relu());
+    for (int b = 0; b < 6; b++) { // x + IN(conv(pad(ReLU(IN(conv(pad(x)))))))
+        nn_module *body[7] = {nn_reflection_pad(1)};
+        conv_norm_act(body, 1, nn_conv2d(c, 4 * f, 4 * f, 3, 1, NN_PAD_VALID, true), nn_relu());
+        body[4] = nn_reflection_pad(1);
+        body[5] = nn_conv2d(c, 4 * f, 4 * f, 3, 1, NN_PAD_VALID, true);
+        body[6] = nn_instance_norm(1e-5);
+        l[n++] = nn_residual(nn_sequential(7, body));
+    }
+    n = conv_norm_act(l, n, nn_conv_transpose2d(c, 4 * f, 2 * f, 3, 2, NN_PAD_SAME, true),
+                      nn_relu());
+    n = conv_norm_act(l, n, nn_conv_transpose2d(c, 2 * f, f, 3, 2, NN_PAD_SAME, true), nn_relu());
+    l[n++] = nn_reflection_pad(3);
+    l[n++] = nn_conv2d(c, f, 1, 7, 1, NN_PAD_VALID, true);
+    l[n++] = nn_tanh();
+    return nn_sequential(n, l); // NULL (all freed) if a layer could not be built
+}
+
+nn_module *cyclegan_discriminator(double width, nn_ctx *c) {
+    int64_t f = channels(width, 64);
+    nn_module *l[9] = {nn_conv2d(c, 1, f, 4, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2)};
+    int n =
+        conv_norm_act(l, 2, nn_conv2d(c, f, 2 * f, 4, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2));
+    n = conv_norm_act(l, n, nn_conv2d(c, 2 * f, 4 * f, 4, 1, NN_PAD_SAME, true),
+                      nn_leaky_relu(0.2));
+    l[n++] = nn_conv2d(c, 4 * f, 1, 4, 1, NN_PAD_SAME, true); // one score per 34x34 patch
+    return nn_sequential(n, l);
 }
 
 static nn_optimizer *adam_over(const char *name, double lr, int n, nn_module *const *nets) {
@@ -29,14 +79,16 @@ baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double 
     rng_init(&m->init_rng, seed);
     rng_init(&m->dropout_rng, seed + 1);
     m->ctx = (nn_ctx){dt, dev, &m->init_rng, &m->dropout_rng};
+    rng_init(&m->pool_rng, seed + 2);
     m->root = nn_container(baseline_name(kind));
-    m->t_ab = translator(m);
-    m->t_ba = translator(m);
+    bool cg = kind == BASELINE_CYCLEGAN;
+    m->t_ab = cg ? cyclegan_generator(arch->width, &m->ctx) : translator(m);
+    m->t_ba = cg ? cyclegan_generator(arch->width, &m->ctx) : translator(m);
     if (nn_adopt(m->root, 2, (const char *[]){"t_ab", "t_ba"}, (nn_module *[]){m->t_ab, m->t_ba}))
         goto fail;
     if (kind == BASELINE_CYCLEGAN) {
-        m->d_a = banis_make_discriminator(arch, &m->ctx);
-        m->d_b = banis_make_discriminator(arch, &m->ctx);
+        m->d_a = cyclegan_discriminator(arch->width, &m->ctx);
+        m->d_b = cyclegan_discriminator(arch->width, &m->ctx);
         if (nn_adopt(m->root, 2, (const char *[]){"disc_a", "disc_b"},
                      (nn_module *[]){m->d_a, m->d_b}))
             goto fail;
@@ -59,6 +111,8 @@ fail:
 
 void baseline_free(baseline_model *m) {
     if (!m) return;
+    for (int x = 0; x < 2; x++)
+        for (int i = 0; i < m->pool_n[x]; i++) tensor_release(m->pool[x][i]);
     nn_optimizer_free(m->opt_t);
     nn_optimizer_free(m->opt_d[0]);
     nn_optimizer_free(m->opt_d[1]);
@@ -73,8 +127,54 @@ tensor *baseline_translate(void *model, int to, tensor *src) {
 
 static tensor *l1(tensor *x, tensor *y) { return op_mean(op_abs(op_sub(x, y)), ALL_AXES, false); }
 
-static tensor *labels(tensor *like, double v) {
-    return tensor_full(like->dtype, SHAPE(like->shape[0], 1), v, tensor_device(like));
+// Least squares towards v: mean (pred - v)^2 over every patch score.
+static tensor *lsgan(tensor *pred, double v) {
+    return pred ? op_mse(pred,
+                         tensor_full(pred->dtype, pred->ndim, pred->shape, v, tensor_device(pred)))
+                : NULL;
+}
+
+// n tensors concatenated on dimension 0, eight at a time (op_concat's most).
+static tensor *concat_all(int n, tensor **xs) {
+    while (n > 1) {
+        int k = 0;
+        for (int i = 0; i < n; i += 8)
+            xs[k++] = n - i == 1 ? xs[i] : op_concat(n - i < 8 ? n - i : 8, xs + i, 0);
+        n = k;
+    }
+    return xs[0];
+}
+
+// Cycle-GAN's image pool: each new translation is stored until the pool holds 50; after that,
+// with probability 1/2 D sees a random stored one instead (which the new one replaces).
+static tensor *pool_query(baseline_model *m, int x, tensor *fakes) {
+    int n = (int)fakes->shape[0];
+    tensor **out = malloc(sizeof(tensor *) * (size_t)n);
+    if (!out) return NULL;
+    tensor *res = NULL;
+    for (int i = 0; i < n; i++) {
+        int64_t shape[TENSOR_MAX_DIMS];
+        memcpy(shape, fakes->shape, sizeof shape);
+        shape[0] = 1;
+        tensor *img = tensor_empty(fakes->dtype, fakes->ndim, shape, tensor_device(fakes));
+        if (!img || tensor_copy_(img, op_slice(fakes, 0, i, i + 1, 1))) goto done;
+        out[i] = img;
+        if (m->pool_n[x] < CYCLEGAN_POOL) {
+            m->pool[x][m->pool_n[x]++] = tensor_retain(img);
+            continue;
+        }
+        double u[2];
+        rng_fill_uniform(&m->pool_rng, u, 2, 0, 1);
+        if (u[0] < 0.5) continue;
+        int k = (int)(u[1] * CYCLEGAN_POOL) % CYCLEGAN_POOL;
+        out[i] = m->pool[x][k];     // the stored one, kept alive by this step's scope
+        tensor_autorelease(out[i]); // which takes the pool's reference
+        m->pool[x][k] = tensor_retain(img);
+    }
+    res = concat_all(n, out);
+done:
+    free(out);
+    return res;
 }
 
 int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
@@ -88,26 +188,29 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
         losses[1] = lba ? tensor_item(lba) : NAN;
         goto done;
     }
-    // translators: fool both (frozen) discriminators and come back round the cycle
+    // generators: fool both (frozen) discriminators, least squares towards "real" (1), and
+    // come back round the cycle (L1, lambda 10)
     nn_freeze(m->d_a, true);
     nn_freeze(m->d_b, true);
     tensor *fake_b = nn_forward(m->t_ab, a), *fake_a = nn_forward(m->t_ba, b);
-    tensor *adv = op_add(op_bce_logits(nn_forward(m->d_b, fake_b), labels(a, 1)),
-                         op_bce_logits(nn_forward(m->d_a, fake_a), labels(b, 1)));
+    tensor *adv =
+        op_add(lsgan(nn_forward(m->d_b, fake_b), 1), lsgan(nn_forward(m->d_a, fake_a), 1));
     tensor *cyc = op_add(l1(nn_forward(m->t_ba, fake_b), a), l1(nn_forward(m->t_ab, fake_a), b));
     losses[3] = cyc ? tensor_item(cyc) : NAN;
     rc = nn_minimize(m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), &losses[0]);
     nn_freeze(m->d_a, false);
     nn_freeze(m->d_b, false);
     if (rc) goto done;
-    // discriminators: real = 1, translated = 0
+    // discriminators: (D(real) - 1)^2 + D(pooled translation)^2, halved
     tensor *reals[2] = {a, b}, *fakes[2] = {op_detach(fake_a), op_detach(fake_b)};
     nn_module *ds[2] = {m->d_a, m->d_b};
     for (int x = 0; x < 2 && !rc; x++) {
         nn_optimizer_zero_grad(m->opt_d[x]);
-        tensor *pred = nn_forward(ds[x], op_concat(2, (tensor *[]){reals[x], fakes[x]}, 0));
-        tensor *lab = op_concat(2, (tensor *[]){labels(reals[x], 1), labels(fakes[x], 0)}, 0);
-        rc = nn_minimize(m->opt_d[x], op_bce_logits(pred, lab), &losses[1 + x]);
+        tensor *pooled = pool_query(m, x, fakes[x]);
+        tensor *loss = op_mul_scalar(
+            op_add(lsgan(nn_forward(ds[x], reals[x]), 1), lsgan(nn_forward(ds[x], pooled), 0)),
+            0.5);
+        rc = nn_minimize(m->opt_d[x], loss, &losses[1 + x]);
     }
 done:
     if (rc) err_prefix("%s step: ", baseline_name(m->kind));

@@ -540,6 +540,24 @@ START_TEST(test_baselines_train_what_they_should) {
         free(snap[i]);
     }
     ck_assert(isfinite(l[0]) && isfinite(l[1]) && isfinite(l[2]) && l[3] > 0);
+    // the published shapes: G keeps 64x64 (6 residual blocks), D scores 16x16 patches; the
+    // pools fill with each step's 6 translations up to 50, then stay full
+    prev = ag_set_grad_enabled(false);
+    tensor *g = nn_forward(cg->t_ab, a), *d = nn_forward(cg->d_b, g);
+    ag_set_grad_enabled(prev);
+    ck_assert_int_eq(g->shape[2], 64);
+    ck_assert_int_eq(g->shape[3], 64);
+    ck_assert_int_eq(d->shape[1], 1);
+    ck_assert_int_eq(d->shape[2], 16);
+    ck_assert_int_eq(d->shape[3], 16);
+    int residual = 0;
+    for (int i = 0; i < cg->t_ab->n_children; i++)
+        residual += !strcmp(cg->t_ab->children[i]->type, "Residual");
+    ck_assert_int_eq(residual, 6);
+    ck_assert_int_eq(cg->pool_n[0], 6);
+    for (int s = 0; s < 8; s++) ck_assert_int_eq(baseline_step(cg, a, b, l), 0);
+    ck_assert_int_eq(cg->pool_n[0], 50);
+    ck_assert_int_eq(cg->pool_n[1], 50);
     baseline_free(cg);
     tensor_scope_end();
 }
