@@ -126,8 +126,15 @@ PY
 "$train" --preset tiny --device cpu --data "$tmp/deep/er/prepared" --out "$tmp/fromprep" --max-steps 1 > "$tmp/fromprep.log" 2>&1 \
   || fail "--data PREPARED_DIR: $(tail -2 "$tmp/fromprep.log")"
 grep -q "(27 train / 3 test pairs)" "$tmp/fromprep.log" || fail "--data PREPARED_DIR read something else: $(grep data: "$tmp/fromprep.log")"
-# every program: --help on stdout with exit 0; an unknown option is exit 2
 bin=$(dirname "$train")
+# banis-eval end to end (tiny preset, two seeds): Table 1 with its three rows and Fig. 3
+"$bin/tools/banis-eval" --preset tiny --seeds 2 --out "$tmp/eval" > "$tmp/eval.log" 2>&1 || fail "banis-eval: $(tail -3 "$tmp/eval.log")"
+[ -s "$tmp/eval/fig3.png" ] || fail "banis-eval wrote no fig3.png"
+for model in BANIS Cycle-GAN Auto-Encoder; do
+  grep -q "^| $model | .* +- " "$tmp/eval/table1.md" || fail "table1.md has no row for $model"
+  grep -q "seed 2 $model" "$tmp/eval.log" || fail "banis-eval did not train $model for seed 2"
+done
+# every program: --help on stdout with exit 0; an unknown option is exit 2
 for p in "$bin/banis-train" "$bin/banis-sample" "$bin/tools/banis-data" "$bin/tools/banis-eval" "$bin/tools/banis-bench" \
          "$bin/examples/autoencoder"; do
   "$p" --help > "$tmp/help.out" 2> "$tmp/help.err" || fail "$p --help: exit status $?"

@@ -4,7 +4,7 @@
 //   DIR/table1.md   GMI % at TS 0.1 / 0.2 / 0.3, mean +- std over the seeds, one row per model
 //   DIR/fig3.png    rows: real test pairs, then each model's translations of them
 //                   (A_rec = B->A, B_rec = A->B; A | B | overlay, membrane magenta, nuclei green)
-// Usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]
+// Usage: banis-eval [--preset cpu|paper|tiny] [--seeds N] [--out DIR] [--device cpu|cuda]
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -50,7 +50,19 @@ static eval_preset preset(const char *name) {
         p.baseline_steps = 220;
         p.baseline_lr = 2e-4;
         p.n_pairs = 600;
-    } else { // paper: the full BANIS schedule; Cycle-GAN and AE as long as BANIS
+    } else if (!strcmp(name, "tiny")) { // for tests: seconds
+        p.arch.width = 0.0625;
+        p.arch.latent = 16;
+        p.sched.batch = 4;
+        p.sched.warmup_steps = 3;
+        p.sched.stage2_steps = 3;
+        p.sched.stage3_steps = 2;
+        p.sched.sc_adam = true;
+        p.sched.lr_sc = 1e-3;
+        p.baseline_steps = 8;
+        p.baseline_lr = 2e-4;
+        p.n_pairs = 80; // 8 test pairs: Fig. 3 shows 6
+    } else {            // paper: the full BANIS schedule; Cycle-GAN and AE as long as BANIS
         p.baseline_steps = 40000;
         p.baseline_lr = 2e-4;
         p.n_pairs = 2250;
@@ -85,7 +97,7 @@ typedef struct {
 static int usage(int rc) {
     fprintf(
         rc ? stderr : stdout,
-        "usage: banis-eval [--preset cpu|paper] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
+        "usage: banis-eval [--preset cpu|paper|tiny] [--seeds N] [--out DIR] [--device cpu|cuda]\n"
         "Trains BANIS, Cycle-GAN and the Auto-Encoder over seeds and writes Table 1 and Fig. 3.\n");
     return rc;
 }
@@ -108,8 +120,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         else
             return usage(2);
     }
-    if ((strcmp(a->preset, "cpu") && strcmp(a->preset, "paper")) || a->seeds < 1 ||
-        a->seeds > MAX_SEEDS)
+    if ((strcmp(a->preset, "cpu") && strcmp(a->preset, "paper") && strcmp(a->preset, "tiny")) ||
+        a->seeds < 1 || a->seeds > MAX_SEEDS)
         return usage(2);
     if (a->dev == DEVICE_CUDA && !backend_for(DEVICE_CUDA)) {
         fprintf(stderr, "banis-eval: %s\n", err_message());
@@ -250,10 +262,17 @@ int main(int argc, char **argv) {
     eval_args args;
     int rc = parse_args(argc, argv, &args);
     if (rc >= 0) return rc;
+    rc = 0;
     eval_preset p = preset(args.preset);
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, p.n_pairs, 1);
     banis_split split = banis_split_make(d->n, 0.1, 1);
+    if (split.n_test < FIG_PAIRS) { // the preset's data set is too small for Fig. 3
+        fprintf(stderr, "banis-eval: %d test pairs; Fig. 3 needs %d\n", split.n_test, FIG_PAIRS);
+        banis_split_free(&split);
+        banis_dataset_free(d);
+        return 1;
+    }
     printf("banis-eval, %s preset: %s, %d train / %d test pairs, %d seeds\n", p.name, d->source,
            split.n_train, split.n_test, args.seeds);
     printf("BANIS: width %.3g, batch %d, %lld + %lld + %lld steps; Cycle-GAN and Auto-Encoder: "
