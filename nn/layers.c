@@ -283,20 +283,22 @@ static tensor *instance_norm_forward(nn_module *m, tensor *x) {
     return op_instance_norm(x, ((const image_config *)m->config)->eps);
 }
 
-nn_module *nn_instance_norm(double eps) {
-    nn_module *m = new_module("InstanceNorm", instance_norm_forward, sizeof(image_config));
-    if (m) ((image_config *)m->config)->eps = eps;
-    return m;
-}
-
 static tensor *reflection_pad_forward(nn_module *m, tensor *x) {
     return op_reflection_pad2d(x, ((const image_config *)m->config)->pad);
 }
 
-nn_module *nn_reflection_pad(int p) {
-    nn_module *m = new_module("ReflectionPad2d", reflection_pad_forward, sizeof(image_config));
-    if (m) ((image_config *)m->config)->pad = p;
+static nn_module *image_layer(const char *type, nn_forward_fn fwd, image_config cfg) {
+    nn_module *m = new_module(type, fwd, sizeof cfg);
+    if (m) *(image_config *)m->config = cfg;
     return m;
+}
+
+nn_module *nn_instance_norm(double eps) {
+    return image_layer("InstanceNorm", instance_norm_forward, (image_config){.eps = eps});
+}
+
+nn_module *nn_reflection_pad(int p) {
+    return image_layer("ReflectionPad2d", reflection_pad_forward, (image_config){.pad = p});
 }
 
 static tensor *residual_forward(nn_module *m, tensor *x) {
