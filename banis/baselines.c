@@ -16,11 +16,6 @@ static nn_module *translator(baseline_model *m) {
     return nn_sequential(2, (nn_module *[]){e, g}); // NULL (both freed) if either is
 }
 
-static int64_t channels(double width, int n) {
-    int64_t c = (int64_t)lround(n * width);
-    return c < 1 ? 1 : c;
-}
-
 // Appends conv, instance norm and `act`: Cycle-GAN's repeated unit.
 static int conv_norm_act(nn_module **l, int n, nn_module *conv, nn_module *act) {
     l[n] = conv;
@@ -30,7 +25,7 @@ static int conv_norm_act(nn_module **l, int n, nn_module *conv, nn_module *act) 
 }
 
 nn_module *cyclegan_generator(double width, nn_ctx *c) {
-    int64_t f = channels(width, 64);
+    int64_t f = banis_channels(width, 64);
     nn_module *l[32];
     int n = 0;
     l[n++] = nn_reflection_pad(3);
@@ -55,7 +50,7 @@ nn_module *cyclegan_generator(double width, nn_ctx *c) {
 }
 
 nn_module *cyclegan_discriminator(double width, nn_ctx *c) {
-    int64_t f = channels(width, 64);
+    int64_t f = banis_channels(width, 64);
     nn_module *l[9] = {nn_conv2d(c, 1, f, 4, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2)};
     int n =
         conv_norm_act(l, 2, nn_conv2d(c, f, 2 * f, 4, 2, NN_PAD_SAME, true), nn_leaky_relu(0.2));

@@ -33,8 +33,8 @@ banis_schedule banis_schedule_paper(void) {
                             .batch = 128};
 }
 
-static int64_t ch(const banis_arch *a, int n) {
-    int64_t c = (int64_t)lround(n * a->width);
+int64_t banis_channels(double width, int n) {
+    int64_t c = (int64_t)lround(n * width);
     return c < 1 ? 1 : c;
 }
 
@@ -50,7 +50,8 @@ static int with_bn_act(nn_module **l, int n, nn_module *layer, int64_t channels,
 
 // G: z (N, latent) -> (N, 1, 64, 64)
 nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
-    int64_t c0 = ch(a, 256), c1 = ch(a, 256), c2 = ch(a, 128), c3 = ch(a, 64);
+    int64_t c0 = banis_channels(a->width, 256), c1 = banis_channels(a->width, 256),
+            c2 = banis_channels(a->width, 128), c3 = banis_channels(a->width, 64);
     nn_module *l[15];
     int n = with_bn_act(l, 0, nn_linear(c, a->latent, 8 * 8 * c0, false), 8 * 8 * c0, a, c);
     l[n++] = nn_reshape(SHAPE(c0, 8, 8));
@@ -72,7 +73,7 @@ nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c) {
 
 // D: (N, 1, 64, 64) -> (N, 1) logit (sigmoid of it: the probability of "real")
 nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
-    int64_t c1 = ch(a, 64), c2 = ch(a, 128);
+    int64_t c1 = banis_channels(a->width, 64), c2 = banis_channels(a->width, 128);
     nn_module *l[] = {
         nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true),
         nn_leaky_relu(a->slope),
@@ -88,7 +89,8 @@ nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c) {
 
 // E: (N, 1, 64, 64) -> (N, latent)
 nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c) {
-    int64_t c1 = ch(a, 128), c2 = ch(a, 256), c3 = ch(a, 512);
+    int64_t c1 = banis_channels(a->width, 128), c2 = banis_channels(a->width, 256),
+            c3 = banis_channels(a->width, 512);
     nn_module *l[11];
     int n = with_bn_act(l, 0, nn_conv2d(c, 1, c1, 5, 2, NN_PAD_SAME, true), c1, a, c);
     n = with_bn_act(l, n, nn_conv2d(c, c1, c2, 5, 2, NN_PAD_SAME, true), c2, a, c);

@@ -37,6 +37,8 @@ typedef struct {
 } banis_schedule;
 
 banis_arch banis_arch_paper(void);
+// n channels scaled by width, rounded, at least 1: every network's channel counts.
+int64_t banis_channels(double width, int n);
 
 // The networks (BANIS.md), also the parts the baselines are built from.
 nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c); // z (N, latent) -> (N, 1, 64, 64)

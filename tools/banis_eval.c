@@ -215,8 +215,8 @@ static void write_settings(FILE *f, const eval_preset *p, const double *seconds)
             "| Cycle-GAN | ResNet generators (6 blocks, %lld channels in the stem), PatchGAN "
             "discriminators (34x34 patches) | Adam %g (beta1 0.5); least squares, lambda 10 L1 "
             "cycle, a pool of 50 | %lld (%lld in all for BANIS) | %d unpaired | %.0f s |\n",
-            (long long)lround(64 * p->arch.width), p->baseline_lr, (long long)p->baseline_steps,
-            all, s->batch, seconds[1]);
+            (long long)banis_channels(p->arch.width, 64), p->baseline_lr,
+            (long long)p->baseline_steps, all, s->batch, seconds[1]);
     fprintf(f,
             "| Auto-Encoder | two translators, each BANIS's E then G at width %.3g | Adam %g "
             "(beta1 0.5); MSE on the pairs | %lld | %d pairs | %.0f s |\n\n",
