@@ -53,6 +53,7 @@ int ag_record(tensor *out, const char *op, ag_backward_fn backward, int n_inputs
         }
         memcpy(n->ctx, ctx, ctx_size);
     }
+    tensor_set_node_release(ag_node_release); // before the first tensor holds a node
     out->node = n;
     out->requires_grad = true;
     return 0;

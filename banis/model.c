@@ -2,6 +2,8 @@
 // backward and steps its optimizer: the training step reads like the paper.
 #include "model.h"
 
+#include "../nn/graph.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +113,7 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
     rng_init(&m->noise_rng, seed + 2);
     m->ctx = (nn_ctx){dt, dev, &m->init_rng, &m->dropout_rng};
     m->n_pending = -1; // losses read at once outside banis_train_step
+    m->use_graphs = true;
     m->root = nn_container("BANIS");
     static const char *names[3][2] = {{"gen_a", "gen_b"}, {"disc_a", "disc_b"}, {"enc_a", "enc_b"}};
     for (int x = 0; x < 2; x++) {
@@ -161,6 +164,11 @@ fail:
 
 void banis_model_free(banis_model *m) {
     if (!m) return;
+    for (int x = 0; x < 2; x++) {
+        nn_graph_free(m->graph[x]);
+        tensor_release(m->in[x]);
+    }
+    tensor_release(m->loss_dev);
     for (int x = 0; x < 2; x++) {
         nn_optimizer_free(m->opt_d[x]);
         nn_optimizer_free(m->opt_g[x]);
@@ -313,9 +321,15 @@ int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss) {
     return rc;
 }
 
-int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l) {
+int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b) {
+    banis_losses *l = &m->issued;
     for (int i = 0; i < 2; i++)
         l->d_loss[i] = l->g_loss[i] = l->id_gen[i] = l->id_real[i] = l->pm[i] = NAN;
+    int n_max = (int)(sizeof m->pending / sizeof *m->pending);
+    if (!m->loss_dev) {
+        m->loss_dev = tensor_keep(tensor_empty(m->ctx.dtype, SHAPE(n_max), m->ctx.device));
+        if (!m->loss_dev) return -1;
+    }
     tensor_scope_begin();
     m->n_pending = 0;
     tensor *real[2] = {a, b}, *gen[2] = {0};
@@ -331,11 +345,26 @@ int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_l
         if (!rc) rc = banis_coordinator_step(m, DOMAIN_A, b, &l->pm[DOMAIN_A]);
         if (!rc) rc = banis_coordinator_step(m, DOMAIN_B, a, &l->pm[DOMAIN_B]);
     }
-    // the step's losses: one copy to the host, then the NaN/Inf check
-    double v[10];
+    // the step's losses gathered on the device; the pending list (what and where) stays
+    if (!rc) rc = nn_gather_scalars(m->n_pending, m->pending, m->loss_dev);
     int n = m->n_pending;
     m->n_pending = -1;
-    if (!rc && nn_read_scalars(n, m->pending, v)) rc = -1;
+    for (int i = 0; i < n; i++) m->pending[i] = NULL; // freed with the scope
+    m->n_pending_issued = rc ? 0 : n;
+    tensor_scope_end();
+    return rc;
+}
+
+int banis_train_step_read(banis_model *m, banis_losses *l) {
+    int n = m->n_pending_issued;
+    double v[10];
+    tensor_scope_begin();
+    tensor *head = n ? tensor_view_slice(m->loss_dev, 0, 0, n, 1) : NULL;
+    int rc = n && (!head || tensor_to_doubles(head, v)) ? -1 : 0; // one copy to the host
+    tensor_scope_end();
+    banis_losses *is = &m->issued; // only what this step computed
+    for (int i = 0; i < 2; i++)
+        is->d_loss[i] = is->g_loss[i] = is->id_gen[i] = is->id_real[i] = is->pm[i] = NAN;
     for (int i = 0; i < n && !rc; i++) {
         *m->pending_dst[i] = v[i];
         if (!isfinite(v[i])) {
@@ -343,8 +372,61 @@ int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_l
             rc = -1;
         }
     }
-    tensor_scope_end();
+    *l = m->issued;
     return rc;
+}
+
+typedef struct {
+    banis_model *m;
+    int64_t step;
+} step_ctx;
+
+static int issue_on_inputs(void *ctx) {
+    step_ctx *c = ctx;
+    return banis_train_step_issue(c->m, c->step, c->m->in[0], c->m->in[1]);
+}
+
+// The step as a graph: the batch copied into the tensors the graph was captured on, then the
+// graph (captured now if this is the kind's first graphed step).
+static int graphed_step(banis_model *m, int kind, int64_t step, tensor *a, tensor *b) {
+    tensor *src[2] = {a, b};
+    for (int x = 0; x < 2; x++)
+        if (tensor_copy_(m->in[x], src[x])) return -1;
+    if (m->graph[kind]) return nn_graph_replay(m->graph[kind]);
+    rng *rngs[2] = {&m->dropout_rng, &m->noise_rng};
+    nn_optimizer *opts[8];
+    for (int x = 0; x < 2; x++) {
+        opts[4 * x] = m->opt_d[x], opts[4 * x + 1] = m->opt_g[x];
+        opts[4 * x + 2] = m->opt_s[x], opts[4 * x + 3] = m->opt_c[x];
+    }
+    step_ctx c = {m, step};
+    m->graph[kind] = nn_graph_capture(issue_on_inputs, &c, 2, rngs, 8, opts);
+    return m->graph[kind] ? 0 : -1;
+}
+
+int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l) {
+    int kind = step >= m->sched.warmup_steps;
+    bool graphs = m->use_graphs && m->ctx.device == DEVICE_CUDA && tensor_device(a) == DEVICE_CUDA;
+    if (graphs && !m->in[0]) // the graphs' inputs, made at the first step (before the steady ones)
+        for (int x = 0; x < 2; x++)
+            if (!(m->in[x] =
+                      tensor_keep(tensor_empty(m->ctx.dtype, a->ndim, a->shape, m->ctx.device))))
+                return -1;
+    // a batch of another shape than the graph's (a smaller last batch) runs as it is
+    bool fits = !m->in[0] || tensor_same_shape(m->in[0], a);
+    int rc;
+    if (graphs && fits && m->eager_steps[kind] >= 2) {
+        rc = graphed_step(m, kind, step, a, b);
+    } else {
+        rc = banis_train_step_issue(m, step, a, b);
+        if (!rc && graphs) m->eager_steps[kind]++;
+    }
+    if (rc) {
+        m->n_pending_issued = 0;
+        *l = m->issued;
+        return -1;
+    }
+    return banis_train_step_read(m, l);
 }
 
 // ---- evaluation ---------------------------------------------------------------------------

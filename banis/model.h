@@ -46,6 +46,13 @@ nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c); // (N, 1, 6
 nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c); // (N, 1, 64, 64) -> (N, latent)
 banis_schedule banis_schedule_paper(void);
 
+// Losses of one training step (mean over the batch); NaN where a stage did not run.
+typedef struct {
+    double d_loss[2], g_loss[2];  // adversarial
+    double id_gen[2], id_real[2]; // identical: S_X vs generated / vs real
+    double pm[2];                 // pair-matched: C_X(src) vs src
+} banis_losses;
+
 typedef struct {
     banis_arch arch;
     banis_schedule sched;
@@ -54,11 +61,22 @@ typedef struct {
     nn_module *root; // children gen_a, gen_b, disc_a, disc_b, enc_a, enc_b
     nn_module *gen[2], *disc[2], *enc[2];
     nn_optimizer *opt_d[2], *opt_g[2], *opt_s[2], *opt_c[2];
-    // Inside banis_train_step the losses stay on the device and are read once, at its end.
+    // Inside banis_train_step the losses stay on the device and are read once, at its end:
+    // gathered into loss_dev (on the device), read into `issued`.
     int n_pending;
     tensor *pending[10];
     double *pending_dst[10];
     const char *pending_what[10];
+    tensor *loss_dev;
+    int n_pending_issued;
+    banis_losses issued;
+    // CUDA graphs (on CUDA unless use_graphs is false): per kind of step (warm-up, full), two
+    // steps run as they are (kernels compiled, blocks cached), the third is captured and every
+    // later one replays it, on the batch copied into `in`.
+    bool use_graphs;
+    struct nn_graph *graph[2];
+    int eager_steps[2];
+    tensor *in[2];
 } banis_model;
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,
@@ -77,19 +95,17 @@ tensor *banis_successor(banis_model *m, int x, tensor *src);   // S_X(src)
 tensor *banis_coordinator(banis_model *m, int x, tensor *src); // C_X(src)
 tensor *banis_sample_z(banis_model *m, int n);                 // U(-1, 1)^(n, latent)
 
-// Losses of one training step (mean over the batch); NaN where a stage did not run.
-typedef struct {
-    double d_loss[2], g_loss[2];  // adversarial
-    double id_gen[2], id_real[2]; // identical: S_X vs generated / vs real
-    double pm[2];                 // pair-matched: C_X(src) vs src
-} banis_losses;
-
 // The stages of one training step, as in the reference code. a, b: (N, 1, 64, 64).
 int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l);
 int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss);
 int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss);
 // The whole step: Pioneers always; Successors and Coordinators after warm-up (step >= warmup).
+// Its losses are read once, at its end (a NaN or Inf one is refused, naming it). On CUDA it
+// runs as a graph from the third step of each kind on (m->use_graphs).
 int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l);
+// The two halves: everything on the device, the losses left in m->loss_dev; then reading them.
+int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b);
+int banis_train_step_read(banis_model *m, banis_losses *l);
 
 // ---- evaluation ----------------------------------------------------------------------------
 #define GMI_THRESHOLDS 3

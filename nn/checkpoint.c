@@ -86,7 +86,7 @@ int nn_ckpt_load(nn_checkpoint *c, const char *path, st_file **out) {
             err_set("%s: metadata '%s' is missing or not a step count", path, key);
             goto fail;
         }
-        nn_optimizer_set_steps(c->optimizers[i], s);
+        if (nn_optimizer_set_steps(c->optimizers[i], s)) goto fail;
     }
     for (int i = 0; i < c->n_rngs; i++) {
         snprintf(key, sizeof key, "rng.%s", c->rng_names[i]);

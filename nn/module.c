@@ -208,10 +208,10 @@ int nn_place(nn_module *m) {
     }
     tensor_storage *P = NULL, *G = NULL;
     if (!rc && l.n) {
-        const backend *be = backend_for(l.decl[0]->device);
+        const tensor_memory *mem = tensor_memory_for(l.decl[0]->device);
         size_t bytes = (size_t)total * tensor_dtype_size(l.decl[0]->dtype);
-        P = be ? tensor_storage_new(be, bytes) : NULL;
-        G = P ? tensor_storage_new(be, bytes) : NULL;
+        P = mem ? tensor_storage_new(mem, bytes) : NULL;
+        G = P ? tensor_storage_new(mem, bytes) : NULL;
         if (!G) rc = -1;
     }
     tensor_scope_begin();

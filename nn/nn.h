@@ -173,9 +173,14 @@ int nn_minimize(nn_optimizer *o, tensor *loss, double *value);
 int nn_minimize_deferred(nn_optimizer *o, tensor *loss);
 // Reads n one-element tensors (same dtype and device) with one copy to the host.
 int nn_read_scalars(int n, tensor *const *scalars, double *values);
+// Writes n one-element tensors into dst[0 .. n) (a vector on their device), without reading
+// anything back: a step that stays on the device (a CUDA graph) leaves its losses there.
+int nn_gather_scalars(int n, tensor *const *scalars, tensor *dst);
 double nn_optimizer_lr(const nn_optimizer *o); // the rate the next step uses
 int64_t nn_optimizer_steps(const nn_optimizer *o);
-void nn_optimizer_set_steps(nn_optimizer *o, int64_t steps);
+int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps); // the host's count and the device's
+// The host's count only, for a replayed step (nn_graph): the device advanced its own.
+void nn_optimizer_advance_steps(nn_optimizer *o, int64_t by);
 // Kernel launches one step makes (one per contiguous run of parameters).
 int nn_optimizer_launches(const nn_optimizer *o);
 // Its state tensors ("<name>.m.<i>", ...) for checkpoints.

@@ -24,6 +24,11 @@ struct nn_optimizer {
     run *runs;
     int n_runs;
     int64_t steps;
+    // The step count and the rate on the device (0-d, float64): the rate
+    // (schedule and Adam's bias correction) is computed from the count by a kernel that also
+    // advances it, so no per-step value is a kernel argument and a captured step replays as it
+    // is (PyTorch's capturable Adam). `steps` is the host's copy, kept equal.
+    tensor *t_dev, *rate_dev;
 };
 
 nn_optim_config nn_sgd(double lr, double momentum) {
@@ -101,6 +106,18 @@ static int make_runs(nn_optimizer *o, int n, const int *first, const int *count,
     return 0;
 }
 
+// The step count and rate on the parameters' device, made with the optimizer (not in its first
+// step: a training step's allocations are the same from its first run on).
+static int make_counters(nn_optimizer *o) {
+    if (o->params.n == 0) return 0;
+    tensor_device_type dev = tensor_device(o->params.items[0].t);
+    tensor_scope_begin();
+    o->t_dev = tensor_keep(tensor_zeros(TENSOR_F64, 0, NULL, dev));
+    o->rate_dev = tensor_keep(tensor_empty(TENSOR_F64, 0, NULL, dev));
+    tensor_scope_end();
+    return o->t_dev && o->rate_dev ? 0 : -1;
+}
+
 nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg,
                                const nn_tensor_list *params) {
     nn_optimizer *o = optimizer_alloc(name, cfg);
@@ -109,7 +126,8 @@ nn_optimizer *nn_optimizer_new(const char *name, nn_optim_config cfg,
         if (nn_list_add(&o->params, params->items[i].name, params->items[i].t))
             return optimizer_failed(o);
     nn_module *none = NULL;
-    if (make_runs(o, 1, (int[]){0}, (int[]){params->n}, &none)) return optimizer_failed(o);
+    if (make_runs(o, 1, (int[]){0}, (int[]){params->n}, &none) || make_counters(o))
+        return optimizer_failed(o);
     return o;
 }
 
@@ -128,6 +146,7 @@ nn_optimizer *nn_optimizer_for(const char *name, nn_optim_config cfg, int n_modu
         if (o->params.dropped) rc = -1;
     }
     if (!rc) rc = make_runs(o, n_modules, first, count, placed);
+    if (!rc) rc = make_counters(o);
     free(first);
     free(count);
     free(placed);
@@ -145,6 +164,8 @@ void nn_optimizer_free(nn_optimizer *o) {
     }
     free(o->runs);
     nn_list_free(&o->params);
+    tensor_release(o->t_dev);
+    tensor_release(o->rate_dev);
     free(o);
 }
 
@@ -156,12 +177,37 @@ double nn_optimizer_lr(const nn_optimizer *o) {
 }
 
 int64_t nn_optimizer_steps(const nn_optimizer *o) { return o->steps; }
-void nn_optimizer_set_steps(nn_optimizer *o, int64_t steps) { o->steps = steps; }
+int nn_optimizer_set_steps(nn_optimizer *o, int64_t steps) {
+    o->steps = steps;
+    return o->t_dev ? tensor_fill_(o->t_dev, (double)steps) : 0;
+}
+void nn_optimizer_advance_steps(nn_optimizer *o, int64_t by) { o->steps += by; }
 int nn_optimizer_launches(const nn_optimizer *o) { return o->n_runs; }
 const char *nn_optimizer_name(const nn_optimizer *o) { return o->name; }
 
-// The update programs. Inputs: param, grad, state..., rate (a 0-d tensor, so the program, and
-// on CUDA its compiled kernel, is the same at every step).
+// The rate program: from the steps taken so far t (input 0), the rate of step t + 1 (output 0)
+// and t + 1 (output 1, written over t). The same arithmetic, in the same order, as
+// nn_optimizer_lr and the bias correction on the host: lr * factor for each milestone reached,
+// then Keras's lr_t = lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1)) for Adam.
+static void rate_program(ew_program *p, const nn_optim_config *c) {
+    ew_init(p, 1);
+    int t = ew_input(p, 0), one = ew_const(p, 1);
+    int lr = ew_const(p, c->lr);
+    for (int i = 0; i < c->n_milestones; i++)
+        lr = ew_where(p, ew_binary(p, EW_GE, t, ew_const(p, (double)c->milestones[i])),
+                      ew_mul(p, lr, ew_const(p, c->factor)), lr);
+    int t1 = ew_add(p, t, one);
+    if (c->kind == NN_ADAM) {
+        int bc2 = ew_sub(p, one, ew_binary(p, EW_POW, ew_const(p, c->beta2), t1));
+        int bc1 = ew_sub(p, one, ew_binary(p, EW_POW, ew_const(p, c->beta1), t1));
+        lr = ew_div(p, ew_mul(p, lr, ew_unary(p, EW_SQRT, bc2)), bc1);
+    }
+    ew_output(p, lr);
+    ew_output(p, t1);
+}
+
+// The update programs. Inputs: param, grad, state..., rate (a 0-d tensor on the device, so the
+// program, and on CUDA its compiled kernel and its arguments, are the same at every step).
 static void adam_program(ew_program *p, const nn_optim_config *c) {
     // Keras: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr_t m / (sqrt(v) + eps),
     // lr_t = lr sqrt(1 - b2^t) / (1 - b1^t).
@@ -211,20 +257,19 @@ static int update(nn_optimizer *o, const ew_program *p, tensor *param, tensor *g
 
 int nn_optimizer_step(nn_optimizer *o) {
     if (o->params.n == 0) return 0;
-    ew_program p;
-    double lr = nn_optimizer_lr(o), rate = lr;
-    int64_t t = o->steps + 1;
-    if (o->cfg.kind == NN_ADAM) {
+    ew_program p, rp;
+    if (o->cfg.kind == NN_ADAM)
         adam_program(&p, &o->cfg);
-        rate = lr * sqrt(1 - pow(o->cfg.beta2, (double)t)) / (1 - pow(o->cfg.beta1, (double)t));
-    } else {
+    else
         sgd_program(&p, &o->cfg);
-    }
+    rate_program(&rp, &o->cfg);
     tensor_scope_begin();
     bool prev = ag_set_grad_enabled(false);
-    const tensor *p0 = o->params.items[0].t;
-    tensor *rate_t = tensor_scalar(p0->dtype, rate, tensor_device(p0));
-    int rc = rate_t ? 0 : -1;
+    int rc = 0;
+    tensor *rate_t = o->rate_dev;
+    if (!rc)
+        rc = op_ew_into("optimizer rate", &rp, 2, (tensor *[]){o->rate_dev, o->t_dev}, 1,
+                        (tensor *[]){o->t_dev});
     for (int i = 0; i < o->n_runs && !rc; i++) {
         run *r = &o->runs[i];
         if (r->param_view) { // a placed module: one pass over its flat buffers
@@ -271,30 +316,52 @@ int nn_minimize_deferred(nn_optimizer *o, tensor *loss) {
     return nn_optimizer_step(o);
 }
 
-int nn_read_scalars(int n, tensor *const *scalars, double *values) {
-    if (n <= 0) return 0;
-    tensor_scope_begin();
+// The n one-element tensors as one (n,) tensor (in the current scope), or NULL.
+static tensor *concat_scalars(const char *who, int n, tensor *const *scalars) {
+    if (n > 64) {
+        err_set("%s: at most 64 scalars at once (%d given)", who, n);
+        return NULL;
+    }
     tensor *flat[64];
-    int rc = n > 64 ? -1 : 0;
-    if (rc) err_set("nn_read_scalars: at most 64 scalars at once (%d given)", n);
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = 0; i < n; i++) {
         if (!scalars[i] || tensor_numel(scalars[i]) != 1) {
-            err_set("nn_read_scalars: value %d is not a one-element tensor", i);
-            rc = -1;
-            break;
+            err_set("%s: value %d is not a one-element tensor", who, i);
+            return NULL;
         }
         flat[i] = op_reshape(op_detach(scalars[i]), 1, (int64_t[]){1});
-        if (!flat[i]) rc = -1;
+        if (!flat[i]) return NULL;
     }
     // concat takes at most 8 at once: groups of 8, then the groups
     tensor *groups[8];
     int n_groups = 0;
-    for (int i = 0; i < n && !rc; i += 8) {
+    for (int i = 0; i < n; i += 8) {
         int k = n - i < 8 ? n - i : 8;
         groups[n_groups++] = k == 1 ? flat[i] : op_concat(k, flat + i, 0);
     }
-    tensor *all = rc ? NULL : n_groups == 1 ? groups[0] : op_concat(n_groups, groups, 0);
-    if (!rc && (!all || tensor_to_doubles(all, values))) rc = -1;
+    return n_groups == 1 ? groups[0] : op_concat(n_groups, groups, 0);
+}
+
+int nn_read_scalars(int n, tensor *const *scalars, double *values) {
+    if (n <= 0) return 0;
+    tensor_scope_begin();
+    tensor *all = concat_scalars("nn_read_scalars", n, scalars);
+    int rc = all && !tensor_to_doubles(all, values) ? 0 : -1;
+    tensor_scope_end();
+    return rc;
+}
+
+int nn_gather_scalars(int n, tensor *const *scalars, tensor *dst) {
+    if (n <= 0) return 0;
+    if (!dst || dst->ndim != 1 || dst->shape[0] < n) {
+        err_set("nn_gather_scalars: the destination is not a vector of at least %d values", n);
+        return -1;
+    }
+    tensor_scope_begin();
+    bool prev = ag_set_grad_enabled(false);
+    tensor *all = concat_scalars("nn_gather_scalars", n, scalars);
+    tensor *head = tensor_view_slice(dst, 0, 0, n, 1);
+    int rc = all && head && !tensor_copy_(head, all) ? 0 : -1;
+    ag_set_grad_enabled(prev);
     tensor_scope_end();
     return rc;
 }

@@ -7,6 +7,36 @@ const backend *backend_for(tensor_device_type dev) {
     return backend_cuda();
 }
 
+static const tensor_memory *memory_for(tensor_device_type dev) {
+    const backend *be = backend_for(dev);
+    return be ? &be->mem : NULL;
+}
+
+// tensor/ finds a device's memory through this layer, told before main runs (this file is in
+// every program that computes: every op dispatches through it).
+__attribute__((constructor)) static void register_memory(void) {
+    tensor_memory_set_lookup(memory_for);
+}
+
+int backend_copy(tensor *dst, const tensor *src) {
+    ew_program p;
+    ew_init(&p, 1);
+    ew_output(&p, ew_input(&p, 0));
+    const tensor *ins[1] = {src};
+    tensor *outs[1] = {dst};
+    backend_op_name = "copy";
+    return backend_elementwise(&p, outs, ins);
+}
+
+int backend_fill(tensor *t, double value) {
+    ew_program p;
+    ew_init(&p, 0);
+    ew_output(&p, ew_const(&p, value));
+    tensor *outs[1] = {t};
+    backend_op_name = "fill";
+    return backend_elementwise(&p, outs, NULL);
+}
+
 static ew_observer_fn ew_observer;
 void backend_set_ew_observer(ew_observer_fn fn) { ew_observer = fn; }
 

@@ -2,6 +2,10 @@
 // shapes, allocate outputs and record the graph; then they call exactly one of these.
 // Every function returns 0 on success or -1 with err_set() naming the op.
 #pragma once
+#include <stdbool.h>
+
+#include "../tensor/memory.h"
+#include "../tensor/rng.h"
 #include "../tensor/tensor.h"
 #include "ew_ir.h"
 
@@ -23,14 +27,10 @@ typedef struct {
     int64_t stride_h, stride_w, pad_top, pad_left;
 } conv_geometry;
 
+// A device's backend: its memory (what tensor/ sees of it; first, so a storage's memory is its
+// backend), then the compute.
 typedef struct backend {
-    const char *name;
-    tensor_device_type device;
-    void *(*alloc)(size_t nbytes);
-    void (*free)(void *ptr);
-    int (*copy_from_host)(void *dst, const void *src, size_t nbytes);
-    int (*copy_to_host)(void *dst, const void *src, size_t nbytes);
-    int (*copy_device)(void *dst, const void *src, size_t nbytes);
+    tensor_memory mem;
     // outs[k] = program output k, evaluated at every index of outs[0]'s shape; each input is
     // already a view broadcast (stride 0) to that shape. Outputs may alias inputs exactly.
     int (*elementwise)(const ew_program *p, tensor *const *outs, const tensor *const *ins);
@@ -42,8 +42,16 @@ typedef struct backend {
                                  tensor *dx);
     int (*conv2d_backward_weight)(const conv_geometry *g, const tensor *x, const tensor *dy,
                                   tensor *dw);
-    int (*synchronize)(void);
 } backend;
+
+// The backend that computes on t's storage.
+static inline const backend *tensor_backend(const tensor *t) {
+    return (const backend *)t->storage->memory; // mem is backend's first member
+}
+// The strided copy (with dtype conversion) and the fill of every backend's memory: elementwise
+// programs run by the backend itself.
+int backend_copy(tensor *dst, const tensor *src);
+int backend_fill(tensor *t, double value);
 
 // Every elementwise call goes through here: it dispatches to the tensors' backend, and first
 // shows the program to the observer if one is set (tools/nvrtc-check records what the library
@@ -70,6 +78,7 @@ void backend_cuda_memory(size_t *in_use, size_t *cached);
 typedef struct {
     int64_t launches, compiles, module_loads, device_allocs;
     int64_t h2d_copies, h2d_bytes, d2h_copies, d2h_bytes, syncs;
+    int64_t graph_launches; // replays of captured graphs (their kernels are not in `launches`)
 } backend_counters;
 backend_counters backend_cuda_counters(void);
 // The device the CUDA backend runs on ("NVIDIA H100 ... (sm_90, 132 SMs)", "emulated CUDA
@@ -78,3 +87,22 @@ const char *backend_cuda_device_name(void);
 bool backend_cuda_is_emulated(void); // true when BANIS_CUDA=emulated chose the emulated device
 // What a program says it runs on: "CPU" or the CUDA device's name (a GPU, or the emulated device).
 const char *backend_device_description(tensor_device_type dev);
+
+// CUDA graphs: work issued once, replayed with one call (nn/graph.h is the API for a training
+// step). Between capture_begin and capture_end every launch and device copy of the CUDA backend
+// is recorded, not run; a copy to or from the host or a synchronisation is refused (the
+// message names it) and fails the capture. Random numbers drawn while capturing must come from
+// the generators named at its start: each kernel adds its generator's delta, a device counter
+// that the graph's last kernel advances by what one run draws, so a replay draws what running
+// the step again would, and the host's generator is advanced to match. Blocks freed while
+// capturing, and blocks allocated then and freed later, are the graph's own until it is freed:
+// nothing else is handed the temporaries its kernels were told about. What the graph reads and
+// writes outside them (parameters, inputs) must stay allocated while it is used.
+typedef struct backend_graph backend_graph;
+int backend_cuda_capture_begin(int n_rngs, rng *const *rngs);
+backend_graph *backend_cuda_capture_end(void); // NULL (and the capture abandoned) on failure
+// Runs g. advance_host: whether this run is a new step, after which the named generators'
+// host offsets move on (false for the first run of a step just captured, whose host side ran
+// during the capture).
+int backend_graph_launch(backend_graph *g, bool advance_host);
+void backend_graph_free(backend_graph *g);

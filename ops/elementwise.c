@@ -31,11 +31,11 @@ int op_broadcast_shape(const char *who, int n, tensor *const *ts, int *ndim, int
     return 0;
 }
 
-static int check_operands(const char *who, int n, tensor *const *ts) {
+static int check_operands(const char *who, int n, tensor *const *ts, bool same_dtype) {
     for (int i = 0; i < n; i++)
         if (!ts[i]) return -1;
     for (int i = 1; i < n; i++) {
-        if (ts[i]->dtype != ts[0]->dtype) {
+        if (same_dtype && ts[i]->dtype != ts[0]->dtype) {
             err_set("%s: dtypes differ (%s and %s)", who, tensor_dtype_name(ts[0]->dtype),
                     tensor_dtype_name(ts[i]->dtype));
             return -1;
@@ -121,7 +121,7 @@ tensor *op_ew(const char *name, const ew_program *p, int n_inputs, tensor *const
                 EW_MAX_INPUTS);
         return NULL;
     }
-    if (check_operands(name, n_inputs, inputs)) return NULL;
+    if (check_operands(name, n_inputs, inputs, true)) return NULL;
     tensor *out = run_program(name, p, n_inputs, inputs);
     if (!out) return NULL;
     ew_ctx c = {.name = name, .program = *p};
@@ -136,8 +136,9 @@ int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *cons
                 p->n_inputs, n_outputs, n_inputs);
         return -1;
     }
-    if (check_operands("ew_into", n_outputs, outs)) return -1;
-    if (n_inputs && check_operands("ew_into", n_inputs, inputs)) return -1;
+    // the outputs share a dtype (the program computes in it); inputs are converted as loaded
+    if (check_operands("ew_into", n_outputs, outs, true)) return -1;
+    if (n_inputs && check_operands("ew_into", n_inputs, inputs, false)) return -1;
     const tensor *views[EW_MAX_INPUTS];
     tensor_scope_begin();
     int rc = 0;

@@ -66,6 +66,9 @@ typedef struct ew_program {
     // counter rng_offset + i under key rng_seed, as tensor/rng.h's rng_block does. Values, not
     // structure: they are kernel arguments, never part of a kernel's key.
     uint64_t rng_seed, rng_offset;
+    // The generator they come from (its identity only: a captured CUDA graph advances each
+    // generator's stream on the device at every replay); NULL when drawn without one.
+    const void *rng_stream;
 } ew_program;
 
 void ew_init(ew_program *p, int n_inputs);

@@ -183,6 +183,7 @@ tensor *op_dropout(tensor *x, double p, bool training, rng *r) {
     ew_init(&prog, 1);
     prog.rng_seed = r->seed;
     prog.rng_offset = r->offset;
+    prog.rng_stream = r;
     r->offset += (uint64_t)tensor_numel(x);
     int keep = ew_unary(&prog, EW_BERNOULLI, ew_const(&prog, 1 - p));
     ew_output(&prog, ew_mul(&prog, ew_mul(&prog, ew_input(&prog, 0), keep),
@@ -197,6 +198,7 @@ static tensor *random_tensor(const char *who, ew_program *prog, rng *r, tensor_d
     if (!t) return NULL;
     prog->rng_seed = r->seed;
     prog->rng_offset = r->offset;
+    prog->rng_stream = r;
     if (op_ew_into(who, prog, 1, &t, 0, NULL)) {
         err_prefix("%s: ", who);
         return NULL;

@@ -11,7 +11,8 @@
 // ---- elementwise (broadcasting, NumPy rules) ------------------------------------------
 // The general form: one program output over broadcast inputs, differentiated symbolically.
 tensor *op_ew(const char *name, const ew_program *p, int n_inputs, tensor *const *inputs);
-// Non-differentiable, multi-output, in place allowed: outs[k] = output k of p.
+// Non-differentiable, multi-output, in place allowed: outs[k] = output k of p. The outputs share
+// a dtype, which the program computes in; inputs of another dtype are converted as loaded.
 int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *const *outs,
                int n_inputs, tensor *const *inputs);
 

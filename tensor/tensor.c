@@ -6,9 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../autograd/autograd.h"
-#include "../ops/backend.h"
 #include "error.h"
+#include "memory.h"
 
 static _Atomic int64_t live_tensors;
 static _Atomic int64_t live_storage_bytes, peak_storage_bytes;
@@ -16,8 +15,7 @@ static _Atomic int64_t live_storage_bytes, peak_storage_bytes;
 size_t tensor_dtype_size(tensor_dtype dt) { return dt == TENSOR_F64 ? 8 : 4; }
 const char *tensor_dtype_name(tensor_dtype dt) { return dt == TENSOR_F64 ? "float64" : "float32"; }
 const char *tensor_device_name(tensor_device_type d) { return d == DEVICE_CUDA ? "cuda" : "cpu"; }
-tensor_device_type tensor_device(const tensor *t) { return t->storage->backend->device; }
-const backend *tensor_backend(const tensor *t) { return t->storage->backend; }
+tensor_device_type tensor_device(const tensor *t) { return t->storage->memory->device; }
 int64_t tensor_live_count(void) { return live_tensors; }
 int64_t tensor_storage_live_bytes(void) { return live_storage_bytes; }
 int64_t tensor_storage_peak_bytes(void) { return peak_storage_bytes; }
@@ -88,9 +86,12 @@ tensor *tensor_retain(tensor *t) {
     return t;
 }
 
+static void (*node_release)(struct ag_node *node);
+void tensor_set_node_release(void (*release)(struct ag_node *node)) { node_release = release; }
+
 void tensor_release(tensor *t) {
     if (!t || --t->refcount > 0) return;
-    if (t->node) ag_node_release(t->node);
+    if (t->node) node_release(t->node);
     tensor_release(t->grad);
     tensor_storage_release(t->storage);
     free(t);
@@ -98,16 +99,31 @@ void tensor_release(tensor *t) {
 }
 
 // ---------------------------------------------------------------- storage
-tensor_storage *tensor_storage_new(const backend *be, size_t nbytes) {
+// ---------------------------------------------------------------- devices
+static const tensor_memory *(*memory_lookup)(tensor_device_type dev);
+void tensor_memory_set_lookup(const tensor_memory *(*lookup)(tensor_device_type dev)) {
+    memory_lookup = lookup;
+}
+
+const tensor_memory *tensor_memory_for(tensor_device_type dev) {
+    if (!memory_lookup) {
+        err_set("no backend for %s tensors: nothing registered one (link the ops/ layer)",
+                tensor_device_name(dev));
+        return NULL;
+    }
+    return memory_lookup(dev);
+}
+
+tensor_storage *tensor_storage_new(const tensor_memory *mem, size_t nbytes) {
     tensor_storage *st = calloc(1, sizeof *st);
     if (!st) {
         err_set("out of host memory allocating a storage header");
         return NULL;
     }
     st->refcount = 1;
-    st->backend = be;
+    st->memory = mem;
     st->nbytes = nbytes;
-    st->data = be->alloc(nbytes ? nbytes : 1);
+    st->data = mem->alloc(nbytes ? nbytes : 1);
     if (!st->data) {
         free(st);
         return NULL; // the backend named the size and the device
@@ -120,7 +136,7 @@ tensor_storage *tensor_storage_new(const backend *be, size_t nbytes) {
 void tensor_storage_release(tensor_storage *st) {
     if (!st || --st->refcount > 0) return;
     if (!st->borrowed) {
-        st->backend->free(st->data);
+        st->memory->free(st->data);
         live_storage_bytes -= (int64_t)st->nbytes;
     }
     free(st);
@@ -241,11 +257,11 @@ static tensor *new_header(tensor_storage *st, tensor_dtype dt, int ndim, const i
 
 tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev) {
     if (check_shape("tensor_empty", ndim, shape)) return NULL;
-    const backend *be = backend_for(dev);
-    if (!be) return NULL;
+    const tensor_memory *mem = tensor_memory_for(dev);
+    if (!mem) return NULL;
     int64_t n = 1;
     for (int d = 0; d < ndim; d++) n *= shape[d];
-    tensor_storage *st = tensor_storage_new(be, (size_t)n * tensor_dtype_size(dt));
+    tensor_storage *st = tensor_storage_new(mem, (size_t)n * tensor_dtype_size(dt));
     if (!st) return NULL;
     tensor *t = new_header(st, dt, ndim, shape, NULL, 0);
     tensor_storage_release(st);
@@ -288,8 +304,7 @@ tensor *tensor_from_host(tensor_dtype dt, int ndim, const int64_t *shape, const 
                          tensor_device_type dev) {
     tensor *t = tensor_empty(dt, ndim, shape, dev);
     if (!t) return NULL;
-    if (t->storage->backend->copy_from_host(t->storage->data, data, t->storage->nbytes))
-        return NULL;
+    if (t->storage->memory->copy_from_host(t->storage->data, data, t->storage->nbytes)) return NULL;
     return t;
 }
 
@@ -311,15 +326,6 @@ tensor *tensor_from_doubles(tensor_dtype dt, int ndim, const int64_t *shape, con
 }
 
 // ---------------------------------------------------------------- copies
-static int elementwise_copy(tensor *dst, const tensor *src) {
-    ew_program p;
-    ew_init(&p, 1);
-    ew_output(&p, ew_input(&p, 0));
-    const tensor *ins[1] = {src};
-    tensor *outs[1] = {dst};
-    backend_op_name = "copy";
-    return backend_elementwise(&p, outs, ins);
-}
 
 int tensor_copy_(tensor *dst, const tensor *src) {
     if (!dst || !src) return -1;
@@ -334,17 +340,12 @@ int tensor_copy_(tensor *dst, const tensor *src) {
                 tensor_device_name(tensor_device(src)), tensor_device_name(tensor_device(dst)));
         return -1;
     }
-    return elementwise_copy(dst, src);
+    return dst->storage->memory->copy(dst, src);
 }
 
 int tensor_fill_(tensor *t, double value) {
     if (!t) return -1;
-    ew_program p;
-    ew_init(&p, 0);
-    ew_output(&p, ew_const(&p, value));
-    tensor *outs[1] = {t};
-    backend_op_name = "fill";
-    return backend_elementwise(&p, outs, NULL);
+    return t->storage->memory->fill(t, value);
 }
 
 tensor *tensor_clone(const tensor *t) {
@@ -364,8 +365,8 @@ tensor *tensor_cast(const tensor *t, tensor_dtype dt) {
     if (!t) return NULL;
     tensor *c = tensor_empty(dt, t->ndim, t->shape, tensor_device(t));
     if (!c) return NULL;
-    // The elementwise evaluator converts between dtypes on load and store.
-    if (elementwise_copy(c, t)) return NULL;
+    // The device's copy converts between dtypes on load and store.
+    if (c->storage->memory->copy(c, t)) return NULL;
     return c;
 }
 
@@ -376,10 +377,10 @@ int tensor_to_host(const tensor *t, void *dst) {
     const tensor *src = t;
     if (!tensor_is_contiguous(t)) src = tensor_clone(t);
     int rc =
-        src ? tensor_backend(src)->copy_to_host(dst,
-                                                (const char *)src->storage->data +
-                                                    src->offset * tensor_dtype_size(src->dtype),
-                                                nbytes)
+        src ? src->storage->memory->copy_to_host(dst,
+                                                 (const char *)src->storage->data +
+                                                     src->offset * tensor_dtype_size(src->dtype),
+                                                 nbytes)
             : -1;
     tensor_scope_end();
     return rc;
@@ -422,7 +423,7 @@ tensor *tensor_to_device(const tensor *t, tensor_device_type dev) {
         return NULL;
     }
     int rc = tensor_to_host(t, tmp);
-    if (!rc) rc = out->storage->backend->copy_from_host(out->storage->data, tmp, nbytes);
+    if (!rc) rc = out->storage->memory->copy_from_host(out->storage->data, tmp, nbytes);
     free(tmp);
     return rc ? NULL : out;
 }

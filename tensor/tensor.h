@@ -15,12 +15,12 @@
 typedef enum { TENSOR_F32 = 0, TENSOR_F64 = 1 } tensor_dtype;
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } tensor_device_type;
 
-struct backend;
+struct tensor_memory;
 struct ag_node;
 
 typedef struct tensor_storage {
     int refcount;
-    const struct backend *backend; // who allocated `data` and computes on it
+    const struct tensor_memory *memory; // the device's memory `data` is in (tensor/memory.h)
     size_t nbytes;
     void *data;    // host or device pointer
     bool borrowed; // data not ours to free (a view into another allocation)
@@ -47,7 +47,6 @@ size_t tensor_dtype_size(tensor_dtype dt);
 const char *tensor_dtype_name(tensor_dtype dt);
 const char *tensor_device_name(tensor_device_type d);
 tensor_device_type tensor_device(const tensor *t);
-const struct backend *tensor_backend(const tensor *t);
 
 // --- creation (NULL and err_message() on failure: bad shape, out of memory) ---
 tensor *tensor_empty(tensor_dtype dt, int ndim, const int64_t *shape, tensor_device_type dev);
@@ -107,8 +106,11 @@ void tensor_scope_end(void);
 tensor *tensor_keep(tensor *t);
 // Registers a new tensor with the innermost scope (used by constructors).
 tensor *tensor_autorelease(tensor *t);
+// How a tensor's graph node is freed with it: set by autograd/ when it records the first node
+// (a tensor holds a node only after that), so tensor/ needs nothing from the layer above.
+void tensor_set_node_release(void (*release)(struct ag_node *node));
 
-tensor_storage *tensor_storage_new(const struct backend *be, size_t nbytes);
+tensor_storage *tensor_storage_new(const struct tensor_memory *mem, size_t nbytes);
 void tensor_storage_release(tensor_storage *st);
 
 // Live counts, for leak tests.

@@ -1,6 +1,8 @@
 // The suites' mains: one test case of listed tests, run, its failures as the exit status.
 #pragma once
 #include <check.h>
+#include <stdlib.h>
+#include <string.h>
 
 static inline int check_run(Suite *s) {
     SRunner *sr = srunner_create(s);
@@ -11,12 +13,14 @@ static inline int check_run(Suite *s) {
 }
 
 // A test case of the n tests (the names START_TEST defines), each allowed `timeout` seconds
-// (0: Check's default, or CK_DEFAULT_TIMEOUT).
+// (0: Check's default, or CK_DEFAULT_TIMEOUT). CHECK_ONLY=test_name runs that test alone.
 static inline TCase *check_case(const char *name, double timeout, int n,
                                 const TTest *const *tests) {
     TCase *tc = tcase_create(name);
     if (timeout > 0) tcase_set_timeout(tc, timeout);
-    for (int i = 0; i < n; i++) tcase_add_test(tc, tests[i]);
+    const char *only = getenv("CHECK_ONLY");
+    for (int i = 0; i < n; i++)
+        if (!only || !*only || !strcmp(only, tests[i]->name)) tcase_add_test(tc, tests[i]);
     return tc;
 }
 #define CHECK_TESTS(...)                                                                           \

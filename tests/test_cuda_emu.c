@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../banis/model.h"
+#include "../nn/graph.h"
 #include "../ops/backend.h"
 #include "../ops/cuda/cuda_render.h"
 #include "../ops/cuda/device.h"
@@ -322,27 +323,38 @@ START_TEST(test_degenerate_matmuls_match_cpu) {
 }
 END_TEST
 
-static banis_model *tiny(tensor_device_type dev) {
+static banis_model *tiny_warmup(tensor_device_type dev, int64_t warmup) {
     banis_arch a = banis_arch_paper();
     a.width = 0.0625;
     a.latent = 8;
     banis_schedule s = banis_schedule_paper();
-    s.warmup_steps = 1;
+    s.warmup_steps = warmup;
+    s.stage2_steps = 3; // the last stage (S and C rates halved) from step warmup + 3 on
     s.batch = 4;
     return banis_model_new(&a, &s, TENSOR_F32, dev, 7);
 }
+static banis_model *tiny(tensor_device_type dev) { return tiny_warmup(dev, 1); }
 
 // The same model, data and seed on both devices: the same losses, step after step, within
-// float32 rounding (exact FP32 on CUDA: TF32 off). Dropout masks and z are bit-identical.
+// float32 rounding (exact FP32 on CUDA: TF32 off). Dropout masks and z are bit-identical. On
+// CUDA each kind of step runs twice as it is, is captured as a graph the third time and
+// replayed after that: steps 0-1 and 4-5 eager, 2 and 6 captured, 3, 7 and 8 replays (8 in the
+// last stage, whose halved rates the graph computes on the device); before step 8 both models
+// draw z outside the step (the graph's device offset is then stale and must be corrected).
 START_TEST(test_banis_steps_on_cuda_match_cpu) {
     backend_cuda_allow_tf32(false);
-    banis_model *m[2] = {tiny(DEVICE_CPU), tiny(DEVICE_CUDA)};
+    banis_model *m[2] = {tiny_warmup(DEVICE_CPU, 4), tiny_warmup(DEVICE_CUDA, 4)};
     ck_assert_msg(m[0] && m[1], "%s", err_message());
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, 8, 3);
-    int idx[4] = {0, 1, 2, 3};
-    for (int step = 0; step < 3; step++) {
+    for (int step = 0; step < 9; step++) {
         banis_losses l[2];
+        int idx[4] = {step % 8, (step + 3) % 8, (step + 5) % 8, (step + 6) % 8}; // a new batch
+        for (int k = 0; k < 2 && step == 8; k++) {
+            tensor_scope_begin();
+            ck_assert_ptr_nonnull(banis_sample_z(m[k], 3)); // outside the graph
+            tensor_scope_end();
+        }
         for (int k = 0; k < 2; k++) {
             tensor_scope_begin();
             tensor *a, *b;
@@ -360,7 +372,16 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
             ck_assert_msg(fabs(x[i] - y[i]) <= 2e-3 * (1 + fabs(x[i])),
                           "step %d loss %zu: cpu %.9g cuda %.9g", step, i, x[i], y[i]);
         }
+        // the host's counts moved with every replay, as the CPU's did by running the step
+        ck_assert_int_eq(m[1]->dropout_rng.offset, m[0]->dropout_rng.offset);
+        ck_assert_int_eq(m[1]->noise_rng.offset, m[0]->noise_rng.offset);
+        ck_assert_int_eq(nn_optimizer_steps(m[1]->opt_c[0]), nn_optimizer_steps(m[0]->opt_c[0]));
     }
+    ck_assert_ptr_nonnull(m[1]->graph[0]);
+    ck_assert_ptr_nonnull(m[1]->graph[1]);
+    ck_assert_int_eq(nn_graph_replays(m[1]->graph[0]), 1);
+    ck_assert_int_eq(nn_graph_replays(m[1]->graph[1]), 2);
+    ck_assert_ptr_null(m[0]->graph[0]); // graphs are CUDA's
     backend_cuda_allow_tf32(true);
     banis_model_free(m[0]);
     banis_model_free(m[1]);
@@ -369,14 +390,16 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
 END_TEST
 
 // From the third step on, a training step compiles nothing, allocates nothing on the device,
-// uploads only its batch and reads its losses with one copy and one synchronisation.
+// uploads only its batch and reads its losses with one copy and one synchronisation; from the
+// first replay of its graph on (step 4: step 0 is the warm-up, 1-2 full steps run as they are,
+// 3 captured), the host issues one graph and the two copies of the batch into its inputs.
 START_TEST(test_steady_training_step_has_no_stalls) {
     banis_model *m = tiny(DEVICE_CUDA);
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, 8, 3);
     int idx[4] = {0, 1, 2, 3};
     size_t batch_bytes = 2 * 4 * 64 * 64 * sizeof(float);
-    for (int step = 0; step < 4; step++) {
+    for (int step = 0; step < 6; step++) {
         backend_counters c0 = backend_cuda_counters();
         tensor_scope_begin();
         tensor *a, *b;
@@ -388,14 +411,86 @@ START_TEST(test_steady_training_step_has_no_stalls) {
         if (step < 2) continue;
         ck_assert_int_eq(c1.compiles - c0.compiles, 0);
         ck_assert_int_eq(c1.module_loads - c0.module_loads, 0);
-        ck_assert_int_eq(c1.device_allocs - c0.device_allocs, 0);
+        ck_assert_msg(c1.device_allocs == c0.device_allocs, "step %d: %lld device allocations",
+                      step, (long long)(c1.device_allocs - c0.device_allocs));
         ck_assert_int_eq(c1.h2d_bytes - c0.h2d_bytes, (int64_t)batch_bytes);
         ck_assert_int_le(c1.d2h_copies - c0.d2h_copies, 1);
         ck_assert_int_le(c1.syncs - c0.syncs, 1);
-        ck_assert_int_gt(c1.launches - c0.launches, 100);
+        if (step < 4) {
+            ck_assert_int_gt(c1.launches - c0.launches, 100);
+            ck_assert_int_eq(c1.graph_launches - c0.graph_launches, step == 3);
+        } else {
+            ck_assert_int_eq(c1.graph_launches - c0.graph_launches, 1);
+            ck_assert_int_eq(c1.launches - c0.launches, 2); // the batch into the graph's inputs
+        }
     }
     banis_model_free(m);
     banis_dataset_free(d);
+}
+END_TEST
+
+static int step_reads_back(void *ctx) {
+    tensor_scope_begin();
+    double v = tensor_item(op_sum(ctx, 0, NULL, false)); // refused while capturing
+    tensor_scope_end();
+    return isnan(v) ? -1 : 0;
+}
+
+typedef struct {
+    rng *r;
+    tensor *out; // (64,): a Bernoulli(0.5) draw, written in place
+} draw_ctx;
+
+static int step_draws(void *ctx) {
+    draw_ctx *c = ctx;
+    tensor_scope_begin();
+    tensor *x = op_rand_bernoulli(c->r, TENSOR_F32, SHAPE(64), 0.5, DEVICE_CUDA);
+    int rc = x ? tensor_copy_(c->out, x) : -1;
+    tensor_scope_end();
+    return rc;
+}
+
+// A graph holds device work only: a step that reads a value back, or draws from a generator
+// not named to the capture, is refused with a message saying so (and the device is usable
+// after). A named generator's draws move on at every replay: replay k draws what the CPU
+// draws at the generator's k-th position, and the host's offset follows.
+START_TEST(test_graphs_refuse_host_work_and_advance_generators) {
+    tensor *x = tensor_ones(TENSOR_F32, SHAPE(4), DEVICE_CUDA);
+    ck_assert_ptr_null(nn_graph_capture(step_reads_back, x, 0, NULL, 0, NULL));
+    ck_assert_msg(strstr(err_message(), "a copy to the host"), "%s", err_message());
+    rng r, ref;
+    rng_init(&r, 11);
+    rng_init(&ref, 11);
+    draw_ctx c = {&r, tensor_zeros(TENSOR_F32, SHAPE(64), DEVICE_CUDA)};
+    ck_assert_ptr_null(nn_graph_capture(step_draws, &c, 0, NULL, 0, NULL));
+    ck_assert_msg(strstr(err_message(), "not named"), "%s", err_message());
+    r = ref; // the refused capture moved it on the host
+    ck_assert_int_eq(tensor_item(op_sum(x, 0, NULL, false)), 4); // the device still works
+    nn_graph *g = nn_graph_capture(step_draws, &c, 1, (rng *[]){&r}, 0, NULL);
+    ck_assert_msg(g != NULL, "%s", err_message());
+    for (int k = 0; k < 4; k++) {
+        if (k == 2) { // drawn elsewhere: this replay corrects the device's offset first
+            r.offset += 1000;
+            ref.offset += 1000;
+        }
+        if (k) ck_assert_int_eq(nn_graph_replay(g), 0);
+        tensor *want = tensor_rand_bernoulli(&ref, TENSOR_F32, SHAPE(64), 0.5, DEVICE_CPU);
+        double got[64], exp[64], ones = 0;
+        ck_assert_int_eq(tensor_to_doubles(c.out, got), 0);
+        ck_assert_int_eq(tensor_to_doubles(want, exp), 0);
+        for (int i = 0; i < 64; i++) {
+            ck_assert_msg(got[i] == exp[i], "replay %d element %d: %g, cpu %g", k, i, got[i],
+                          exp[i]);
+            ones += got[i];
+        }
+        ck_assert(ones > 10 && ones < 54); // a real draw, not a constant
+        ck_assert_int_eq(r.offset, ref.offset);
+        tensor_release(want);
+    }
+    ck_assert_int_eq(nn_graph_replays(g), 3);
+    nn_graph_free(g);
+    tensor_release(c.out);
+    tensor_release(x);
 }
 END_TEST
 
@@ -409,7 +504,8 @@ int main(void) {
                     test_launch_limits_are_refused, test_fresh_memory_reads_as_nan,
                     test_host_dereference_of_device_memory_is_caught,
                     test_reordered_schedule_exposes_a_race, test_degenerate_matmuls_match_cpu,
-                    test_banis_steps_on_cuda_match_cpu, test_steady_training_step_has_no_stalls));
+                    test_banis_steps_on_cuda_match_cpu, test_steady_training_step_has_no_stalls,
+                    test_graphs_refuse_host_work_and_advance_generators));
     tcase_add_checked_fixture(t, setup, NULL);
     return check_main("cuda-emu", t);
 }

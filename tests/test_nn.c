@@ -303,6 +303,44 @@ START_TEST(test_sgd_and_adam_steps_by_hand) {
 }
 END_TEST
 
+// The rate the device computes from its own step count (the count set by
+// nn_optimizer_set_steps, as a resumed run sets it): SGD with rate 1 halved at steps 2 and 4
+// moves w by exactly the host's nn_optimizer_lr for a gradient of 1; Adam's first move after
+// set_steps(t) is lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1)) m / (sqrt(v) + eps) with fresh moments.
+START_TEST(test_rate_on_the_device_follows_its_count) {
+    for (int kind = 0; kind < 2; kind++) {
+        nn_optim_config cfg = kind ? nn_adam(0.01, 0.9, 0.999, 1e-7) : nn_sgd(1.0, 0);
+        cfg.n_milestones = 2;
+        cfg.milestones[0] = 2;
+        cfg.milestones[1] = 4;
+        cfg.factor = 0.5;
+        for (int s0 = 0; s0 < 6; s0++) {
+            tensor *w = ag_requires_grad(tensor_zeros(TENSOR_F64, SHAPE(1), DEVICE_CPU), true);
+            nn_tensor_list l = {0};
+            nn_list_add(&l, "w", w);
+            nn_optimizer *o = nn_optimizer_new("o", cfg, &l);
+            ck_assert_int_eq(nn_optimizer_set_steps(o, s0), 0);
+            double lr = nn_optimizer_lr(o), t = s0 + 1, want = lr;
+            if (kind) // g = 1: m = 0.1, v = 0.001
+                want =
+                    lr * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t)) * 0.1 / (sqrt(0.001) + 1e-7);
+            tensor_scope_begin();
+            nn_optimizer_zero_grad(o);
+            ck_assert_int_eq(ag_backward(op_sum(w, 0, NULL, false), NULL), 0);
+            ck_assert_int_eq(nn_optimizer_step(o), 0);
+            tensor_scope_end();
+            ck_assert_msg(fabs(tensor_item(w) + want) <= 1e-15 * want,
+                          "%s from step %d: %.17g, want %.17g", kind ? "Adam" : "SGD", s0,
+                          -tensor_item(w), want);
+            ck_assert_int_eq(nn_optimizer_steps(o), s0 + 1);
+            nn_optimizer_free(o);
+            nn_list_free(&l);
+            tensor_release(w);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_schedule) {
     nn_tensor_list l = {0};
     nn_optim_config cfg = nn_sgd(1.0, 0);
@@ -640,13 +678,13 @@ START_TEST(test_valid_edge_files_accepted) {
 END_TEST
 
 int main(void) {
-    TCase *tc =
-        check_case("nn", 0,
-                   CHECK_TESTS(test_layer_shapes_and_names, test_bn_stat_sets,
-                               test_failures_are_reported, test_residual_block,
-                               test_initialiser_statistics, test_sgd_and_adam_steps_by_hand,
-                               test_schedule, test_freezing, test_resume_is_exact, test_placement,
-                               test_save_load_round_trip, test_valid_edge_files_accepted));
+    TCase *tc = check_case("nn", 0,
+                           CHECK_TESTS(test_layer_shapes_and_names, test_bn_stat_sets,
+                                       test_failures_are_reported, test_residual_block,
+                                       test_initialiser_statistics, test_sgd_and_adam_steps_by_hand,
+                                       test_schedule, test_rate_on_the_device_follows_its_count,
+                                       test_freezing, test_resume_is_exact, test_placement,
+                                       test_save_load_round_trip, test_valid_edge_files_accepted));
     tcase_add_loop_test(tc, test_malformed_files_refused, 0,
                         (int)(sizeof bad_files / sizeof *bad_files));
     return check_main("nn", tc);

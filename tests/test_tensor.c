@@ -27,30 +27,30 @@ START_TEST(test_cpu_allocator_classes) {
         1,       63, 64, 65, 4095, 4096, 4097, 5000, 5120, (size_t)1 << 20, ((size_t)1 << 20) + 1,
         3u << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        unsigned char *p = be->alloc(sizes[i]);
+        unsigned char *p = be->mem.alloc(sizes[i]);
         ck_assert_ptr_nonnull(p);
         ck_assert_int_eq((uintptr_t)p % 64, 0);
         memset(p, 0xab, sizes[i]);
         ck_assert_int_eq(p[sizes[i] - 1], 0xab);
-        be->free(p);
+        be->mem.free(p);
 #ifndef __SANITIZE_ADDRESS__
-        unsigned char *q = be->alloc(sizes[i]);
+        unsigned char *q = be->mem.alloc(sizes[i]);
         ck_assert_ptr_eq(q, p); // the same block back
-        be->free(q);
+        be->mem.free(q);
 #endif
     }
     // 5000 and 5120 share the class 5120 (4096 + 1024); 5121 is in the next one, 6144
-    void *a = be->alloc(5000);
-    be->free(a);
-    void *b = be->alloc(5121), *c = be->alloc(5120);
+    void *a = be->mem.alloc(5000);
+    be->mem.free(a);
+    void *b = be->mem.alloc(5121), *c = be->mem.alloc(5120);
 #ifndef __SANITIZE_ADDRESS__
     ck_assert_ptr_ne(b, a);
     ck_assert_ptr_eq(c, a);
 #endif
     memset(b, 1, 5121);
     memset(c, 2, 5120);
-    be->free(b);
-    be->free(c);
+    be->mem.free(b);
+    be->mem.free(c);
 }
 END_TEST
 

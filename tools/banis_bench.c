@@ -2,7 +2,9 @@
 // warm-up (Pioneers only) and full (Pioneers + Successors + Coordinators), with the FLOPs
 // issued by matmul and convolutions, peak tensor memory, and the projected time of the
 // paper's 40,000-step schedule (17,000 warm-up + 23,000 full).
-// Usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]
+// On CUDA the step runs as a CUDA graph (captured at the third rep, untimed), or as issued
+// launches with --graphs off.
+// Usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] [--graphs on|off]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +17,13 @@
 
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
+    bool graphs = true;
     double width = 1.0;
     tensor_device_type dev = DEVICE_CPU;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]\n"
+            printf("usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] "
+                   "[--graphs on|off]\n"
                    "Times one BANIS training step (warm-up and full) at the paper's sizes by "
                    "default.\n");
             return 0;
@@ -34,6 +38,9 @@ int main(int argc, char **argv) {
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--device"))
             dev = !strcmp(argv[++i], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
+        else if (!strcmp(argv[i], "--graphs") &&
+                 (!strcmp(argv[i + 1], "on") || !strcmp(argv[i + 1], "off")))
+            graphs = !strcmp(argv[++i], "on");
         else
             goto usage;
     }
@@ -51,6 +58,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "banis-bench: %s\n", err_message());
         return 1;
     }
+    m->use_graphs = graphs;
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, batch, 1);
     int *idx = malloc(sizeof(int) * (size_t)batch);
@@ -58,10 +66,13 @@ int main(int argc, char **argv) {
     tensor *ta, *tb;
     if (banis_batch(d, idx, batch, TENSOR_F32, dev, &ta, &tb)) return 1;
     printf("BANIS step benchmark on %s: batch %d, width %.3g (%lld parameters), %d timed reps "
-           "after 1 warm-up rep\n",
+           "after 3 untimed ones%s\n",
            backend_device_description(dev), batch, width, (long long)nn_count_parameters(m->root),
-           reps);
-    double ms[2], tflops[2];
+           reps,
+           dev != DEVICE_CUDA ? ""
+           : graphs ? " (CUDA graphs: the third captures the step, the timed reps replay it)"
+                    : " (CUDA graphs off: every launch issued by the host)");
+    double ms[2], tflops[2], flops[2];
     int64_t peak = 0;
     for (int full = 0; full < 2; full++) {
         int64_t step = full ? s.warmup_steps : 0;
@@ -70,12 +81,22 @@ int main(int argc, char **argv) {
             fprintf(stderr, "banis-bench: %s\n", err_message());
             return 1;
         }
-        if (banis_train_step(m, step, ta, tb, &l)) { // a second: the first may still load kernels
-            fprintf(stderr, "banis-bench: %s\n", err_message());
-            return 1;
-        }
+        // a second, run as issued: its FLOPs and peak memory are the step's (a replayed graph's
+        // ops are not issued on the host, and its temporaries stay in the graph's pool); a
+        // third: on CUDA it captures the graph
         tensor_storage_reset_peak();
         op_flops_reset();
+        for (int k = 0; k < 2; k++) {
+            if (banis_train_step(m, step, ta, tb, &l)) {
+                fprintf(stderr, "banis-bench: %s\n", err_message());
+                return 1;
+            }
+            if (k == 0) {
+                flops[full] = (double)op_flops();
+                int64_t p = tensor_storage_peak_bytes();
+                peak = p > peak ? p : peak;
+            }
+        }
         backend_counters c0 = backend_cuda_counters();
         double t0 = now_seconds();
         for (int r = 0; r < reps; r++)
@@ -83,23 +104,23 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "banis-bench: %s\n", err_message());
                 return 1;
             }
-        tensor_backend(ta)->synchronize();
+        tensor_backend(ta)->mem.synchronize();
         double t = (now_seconds() - t0) / reps;
         ms[full] = 1e3 * t;
-        tflops[full] = (double)op_flops() / reps / t / 1e12;
-        int64_t p = tensor_storage_peak_bytes();
-        peak = p > peak ? p : peak;
-        printf("%-10s step: %9.1f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n",
-               full ? "full" : "warm-up", ms[full], tflops[full], (double)op_flops() / reps / 1e9);
+        tflops[full] = flops[full] / t / 1e12;
+        printf("%-10s step: %11.3f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n",
+               full ? "full" : "warm-up", ms[full], tflops[full], flops[full] / 1e9);
         if (dev == DEVICE_CUDA) {
             backend_counters c1 = backend_cuda_counters();
 #define PER(f) ((double)(c1.f - c0.f) / reps)
-            printf("           per step: %.0f launches, %.0f compiles, %.0f module loads, %.0f "
-                   "device allocations, "
+            printf("           per step: %.0f graph launches, %.0f kernel launches, %.0f compiles, "
+                   "%.0f "
+                   "module loads, %.0f device allocations, "
                    "%.0f host-to-device copies (%.0f bytes), %.0f device-to-host copies (%.0f "
                    "bytes), %.0f synchronisations\n",
-                   PER(launches), PER(compiles), PER(module_loads), PER(device_allocs),
-                   PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies), PER(d2h_bytes), PER(syncs));
+                   PER(graph_launches), PER(launches), PER(compiles), PER(module_loads),
+                   PER(device_allocs), PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies),
+                   PER(d2h_bytes), PER(syncs));
 #undef PER
         }
     }
@@ -113,6 +134,7 @@ int main(int argc, char **argv) {
     banis_model_free(m);
     return 0;
 usage:
-    fprintf(stderr, "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N]\n");
+    fprintf(stderr, "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] "
+                    "[--graphs on|off]\n");
     return 2;
 }

@@ -32,6 +32,7 @@ typedef struct {
     char out[1024];
     int log_every, sample_every, ckpt_every, keep;
     int64_t max_steps;
+    bool no_graphs; // --cuda-graphs off
 } config;
 
 static volatile sig_atomic_t interrupted;
@@ -131,6 +132,8 @@ static int usage(int rc) {
         "  --width F                 channel multiplier (1 = the paper's network)\n"
         "  --seed N                  seeds weights, data, split, noise\n"
         "  --device auto|cuda|cpu    auto: CUDA when a GPU is there, else the CPU\n"
+        "  --cuda-graphs on|off      on CUDA, replay each kind of step as a CUDA graph from its\n"
+        "                            third step on (default on; the same numbers either way)\n"
         "  --out DIR                 run folder (default runs/banis)\n"
         "  --resume DIR              continue the run in DIR where it stopped\n"
         "  --max-steps N             stop after N steps of this invocation (checkpoint saved;\n"
@@ -469,7 +472,8 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
             continue;
         }
         if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") &&
-            strcmp(a, "--ckpt-every") && strcmp(a, "--keep") && strcmp(a, "--max-steps")) {
+            strcmp(a, "--ckpt-every") && strcmp(a, "--keep") && strcmp(a, "--max-steps") &&
+            strcmp(a, "--cuda-graphs")) {
             fprintf(stderr,
                     "banis-train: %s cannot change a resumed run (its configuration is in the "
                     "checkpoint)\n",
@@ -515,6 +519,13 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
                 return 2;
             }
             c->sched.sc_adam = !strcmp(v, "adam");
+        }
+        else if (!strcmp(a, "--cuda-graphs")) {
+            if (!v || (strcmp(v, "on") && strcmp(v, "off"))) {
+                fprintf(stderr, "banis-train: --cuda-graphs takes on or off\n");
+                return 2;
+            }
+            c->no_graphs = !strcmp(v, "off");
         }
         else if (!strcmp(a, "--g-bn-stats")) {
             if (!v || (strcmp(v, "per-input") && strcmp(v, "shared"))) {
@@ -910,6 +921,7 @@ int main(int argc, char **argv) {
     r.split = banis_split_make(r.d->n, 0.1, r.c.seed);
     banis_sampler_init(&r.sampler, r.split.train, r.split.n_train, r.c.seed + 7);
     r.m = banis_model_new(&r.c.arch, &r.c.sched, TENSOR_F32, r.inv.dev, r.c.seed);
+    if (r.m) r.m->use_graphs = !r.c.no_graphs;
     r.idx = malloc(sizeof(int) * (size_t)r.c.sched.batch);
     r.total = r.c.sched.warmup_steps + r.c.sched.stage2_steps + r.c.sched.stage3_steps;
     if (!r.m || !r.idx) {

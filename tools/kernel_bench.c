@@ -87,10 +87,10 @@ static double timed(int reps, bench_fn fn, void *ctx) {
     double t = 0;
     for (int k = -1; k < reps; k++) {
         tensor_scope_begin();
-        be->synchronize();
+        be->mem.synchronize();
         double t0 = now_seconds();
         fn(ctx);
-        be->synchronize();
+        be->mem.synchronize();
         if (k >= 0) t += now_seconds() - t0;
         tensor_scope_end();
     }

@@ -134,20 +134,22 @@ static int cpu_copy(void *dst, const void *src, size_t n) {
 static int cpu_synchronize(void) { return 0; }
 
 static const backend cpu_backend = {
-    .name = "cpu",
-    .device = DEVICE_CPU,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .copy_from_host = cpu_copy,
-    .copy_to_host = cpu_copy,
-    .copy_device = cpu_copy,
+    .mem = {.name = "cpu",
+            .device = DEVICE_CPU,
+            .alloc = cpu_alloc,
+            .free = cpu_free,
+            .copy_from_host = cpu_copy,
+            .copy_to_host = cpu_copy,
+            .copy_device = cpu_copy,
+            .synchronize = cpu_synchronize,
+            .copy = backend_copy,
+            .fill = backend_fill},
     .elementwise = cpu_elementwise,
     .reduce = cpu_reduce,
     .gemm = cpu_gemm,
     .conv2d_forward = cpu_conv2d_forward,
     .conv2d_backward_input = cpu_conv2d_backward_input,
     .conv2d_backward_weight = cpu_conv2d_backward_weight,
-    .synchronize = cpu_synchronize,
 };
 
 const backend *backend_cpu(void) { return &cpu_backend; }

@@ -44,11 +44,44 @@ typedef struct {
 } u64_map;
 
 static u64_map classes; // block size -> head of its free list (block *)
+
+// ---- graphs (see backend.h): the capture in progress, and each graph's private blocks.
+typedef struct {
+    void *ptr;
+    size_t size;
+} graph_block;
+struct backend_graph {
+    void *exec;          // the device's graph
+    graph_block *blocks; // its private pool: blocks freed while it was captured (parked)
+    size_t n_blocks, cap_blocks;
+    int n_rngs;
+    rng *rngs[CUDA_GRAPH_MAX_RNGS];
+    uint64_t start[CUDA_GRAPH_MAX_RNGS];     // each generator's offset when the capture began
+    uint64_t advance[CUDA_GRAPH_MAX_RNGS];   // how far one run of the step moves it
+    uint64_t dev_delta[CUDA_GRAPH_MAX_RNGS]; // what the device's deltas hold before a replay
+    unsigned long long *deltas;              // on the device: offset - start, per generator
+    int64_t replays;
+};
+static struct {
+    backend_graph *g; // non-NULL while capturing
+    bool failed;
+    u64_map pool;     // size -> blocks freed while capturing (reused by the capture only)
+    void **allocated; // blocks allocated while capturing
+    size_t n_allocated, cap_allocated;
+} capture;
+// The graphs' random-stream deltas, CUDA_GRAPH_MAX_RNGS to a slice, in one block made at start:
+// slice 0 stays zero (every launch outside a graph reads it), slices 1.. are live graphs'
+// (taken and zeroed by a device copy of slice 0 at capture: capturing allocates nothing).
+#define DELTA_SLICES 64
+static unsigned long long *zero_delta;
+static uint64_t slices_used = 1;
 static size_t bytes_in_use, bytes_cached;
 
+typedef struct backend_graph backend_graph;
 typedef struct {
     void *ptr; // NULL: empty; TOMBSTONE: deleted
     size_t size;
+    backend_graph *graph; // allocated while capturing it: returns to its pool when freed
 } live_block;
 #define TOMBSTONE ((void *)1)
 static live_block *live;
@@ -128,10 +161,23 @@ static int live_grow(void) {
     return 0;
 }
 
+static int graph_keep(backend_graph *g, void *p, size_t size) {
+    if (g->n_blocks == g->cap_blocks) {
+        size_t c = g->cap_blocks ? 2 * g->cap_blocks : 64;
+        graph_block *t = realloc(g->blocks, c * sizeof *t);
+        if (!t) return -1;
+        g->blocks = t;
+        g->cap_blocks = c;
+    }
+    g->blocks[g->n_blocks++] = (graph_block){p, size};
+    return 0;
+}
+
 static void *cuda_alloc(size_t nbytes) {
     size_t size = round_size(nbytes);
     void *p = NULL;
-    void **head = map_find(&classes, size, false);
+    void **head = map_find(capture.g ? &capture.pool : &classes, size, false);
+    if (capture.g && !(head && *head)) head = map_find(&classes, size, false);
     if (head && *head) {
         block *hit = *head;
         *head = hit->next;
@@ -160,8 +206,21 @@ static void *cuda_alloc(size_t nbytes) {
     size_t i = mix((uintptr_t)p) & (cap_live - 1);
     while (live[i].ptr && live[i].ptr != TOMBSTONE) i = (i + 1) & (cap_live - 1);
     if (!live[i].ptr) n_live_used++;
-    live[i] = (live_block){p, size};
+    live[i] = (live_block){p, size, NULL};
     bytes_in_use += size;
+    if (capture.g) {
+        if (capture.n_allocated == capture.cap_allocated) {
+            size_t c = capture.cap_allocated ? 2 * capture.cap_allocated : 256;
+            void **t = realloc(capture.allocated, c * sizeof *t);
+            if (!t) {
+                capture.failed = true;
+                return p;
+            }
+            capture.allocated = t;
+            capture.cap_allocated = c;
+        }
+        capture.allocated[capture.n_allocated++] = p;
+    }
     return p;
 }
 
@@ -170,9 +229,18 @@ static void cuda_free(void *p) {
     for (size_t i = mix((uintptr_t)p) & (cap_live - 1); live[i].ptr; i = (i + 1) & (cap_live - 1)) {
         if (live[i].ptr != p) continue;
         size_t size = live[i].size;
+        backend_graph *owner = live[i].graph;
         live[i].ptr = TOMBSTONE;
         bytes_in_use -= size;
-        void **head = map_find(&classes, size, true);
+        if (owner) { // a block a graph wrote while it was captured: the graph's from now on
+            if (graph_keep(owner, p, size)) {
+                D->free(p);
+                return;
+            }
+            D->park(p, true);
+            return;
+        }
+        void **head = map_find(capture.g ? &capture.pool : &classes, size, true);
         block *b = head ? malloc(sizeof *b) : NULL;
         if (!b) {
             D->free(p);
@@ -216,8 +284,17 @@ staging_wait(int k) { // waits for queue entry k (from first) and pops it and th
     return 0;
 }
 
+static int refuse_in_capture(const char *what) {
+    capture.failed = true;
+    err_set("CUDA graph capture: %s inside the captured step (a graph holds device work only: "
+            "upload before the step, read after it)",
+            what);
+    return -1;
+}
+
 static int copy_from_host(void *dst, const void *src, size_t n) {
     if (!n) return 0;
+    if (capture.g) return refuse_in_capture("a copy from the host");
     counters.h2d_copies++;
     counters.h2d_bytes += (int64_t)n;
     if (!staging.buf) {
@@ -257,6 +334,7 @@ static int copy_from_host(void *dst, const void *src, size_t n) {
 
 static int copy_to_host(void *dst, const void *src, size_t n) {
     if (!n) return 0;
+    if (capture.g) return refuse_in_capture("a copy to the host");
     counters.d2h_copies++;
     counters.d2h_bytes += (int64_t)n;
     counters.syncs++;
@@ -269,6 +347,7 @@ static int copy_device(void *dst, const void *src, size_t n) {
 }
 
 static int synchronize(void) {
+    if (capture.g) return refuse_in_capture("a synchronisation");
     counters.syncs++;
     return D->sync();
 }
@@ -367,9 +446,13 @@ static int launch(void *k, const char *what, dim3 grid, dim3 block_dim, void **a
         if (profiling && (D->event_new(&ev_start) || D->event_new(&ev_stop))) profiling = 0;
         if (profiling) atexit(print_profile);
     }
-    if (profiling) D->event_record(ev_start);
-    if (D->launch(k, what, grid.v, block_dim.v, args)) return -1;
-    if (profiling) {
+    bool timed = profiling && !capture.g; // a captured launch does not run now
+    if (timed) D->event_record(ev_start);
+    if (D->launch(k, what, grid.v, block_dim.v, args)) {
+        if (capture.g) capture.failed = true;
+        return -1;
+    }
+    if (timed) {
         float ms = 0;
         D->event_record(ev_stop);
         if (!D->event_wait(ev_stop) && !D->event_ms(ev_start, ev_stop, &ms)) profile_add(what, ms);
@@ -410,6 +493,22 @@ static int cuda_elementwise(const ew_program *p, tensor *const *outs, const tens
     }
     a.rng_seed = p->rng_seed;
     a.rng_offset = p->rng_offset;
+    a.rng_delta = NULL;
+    if (ew_uses_rng(p)) {
+        a.rng_delta = zero_delta;
+        if (capture.g) { // the graph's delta of this generator, advanced at every replay
+            int i = 0;
+            while (i < capture.g->n_rngs && (const void *)capture.g->rngs[i] != p->rng_stream) i++;
+            if (i == capture.g->n_rngs) {
+                capture.failed = true;
+                err_set("CUDA graph capture: %s draws random numbers from a generator not named "
+                        "to the capture (a replay could not advance it)",
+                        backend_op_name);
+                return -1;
+            }
+            a.rng_delta = capture.g->deltas + i;
+        }
+    }
     int slot[EW_MAX_NODES];
     ew_scalar_args(p, a.scalar, slot);
     unsigned blocks = stride_blocks(n);
@@ -697,20 +796,22 @@ static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, co
 }
 
 static const backend cuda_backend = {
-    .name = "cuda",
-    .device = DEVICE_CUDA,
-    .alloc = cuda_alloc,
-    .free = cuda_free,
-    .copy_from_host = copy_from_host,
-    .copy_to_host = copy_to_host,
-    .copy_device = copy_device,
+    .mem = {.name = "cuda",
+            .device = DEVICE_CUDA,
+            .alloc = cuda_alloc,
+            .free = cuda_free,
+            .copy_from_host = copy_from_host,
+            .copy_to_host = copy_to_host,
+            .copy_device = copy_device,
+            .synchronize = synchronize,
+            .copy = backend_copy,
+            .fill = backend_fill},
     .elementwise = cuda_elementwise,
     .reduce = cuda_reduce,
     .gemm = cuda_gemm,
     .conv2d_forward = cuda_conv_forward,
     .conv2d_backward_input = cuda_conv_backward_input,
     .conv2d_backward_weight = cuda_conv_backward_weight,
-    .synchronize = synchronize,
 };
 
 static int sm_count(void) { return dev.sms > 0 ? dev.sms : 132; }
@@ -730,6 +831,12 @@ static int init(void) {
     const char *tf32 = getenv("BANIS_ALLOW_TF32");
     dev.allow_tf32 = !(tf32 && !strcmp(tf32, "0"));
     if (load_library(cuda_fixed_source(), "banis fixed kernels", &dev.fixed)) {
+        snprintf(dev.why, sizeof dev.why, "%s", err_message());
+        return -1;
+    }
+    static const unsigned long long zeros[DELTA_SLICES * CUDA_GRAPH_MAX_RNGS];
+    zero_delta = cuda_alloc(sizeof zeros);
+    if (!zero_delta || copy_from_host(zero_delta, zeros, sizeof zeros)) {
         snprintf(dev.why, sizeof dev.why, "%s", err_message());
         return -1;
     }
@@ -756,3 +863,140 @@ backend_counters backend_cuda_counters(void) { return counters; }
 
 const char *backend_cuda_device_name(void) { return D ? D->name : "no CUDA device"; }
 bool backend_cuda_is_emulated(void) { return D && D->emulated; }
+
+// ---- graphs ------------------------------------------------------------------------------
+void backend_graph_free(backend_graph *g) {
+    if (!g) return;
+    if (g->exec) D->graph_free(g->exec);
+    for (size_t i = 0; i < cap_live; i++) // blocks it wrote, still held: ordinary from now on
+        if (live[i].ptr && live[i].ptr != TOMBSTONE && live[i].graph == g) live[i].graph = NULL;
+    for (size_t i = 0; i < g->n_blocks; i++) { // its pool back to the cache
+        void **head = map_find(&classes, g->blocks[i].size, true);
+        block *b = head ? malloc(sizeof *b) : NULL;
+        if (!b) {
+            D->free(g->blocks[i].ptr);
+            continue;
+        }
+        *b = (block){g->blocks[i].ptr, *head};
+        *head = b;
+        bytes_cached += g->blocks[i].size;
+    }
+    free(g->blocks);
+    if (g->deltas)
+        slices_used &= ~((uint64_t)1 << ((g->deltas - zero_delta) / CUDA_GRAPH_MAX_RNGS));
+    free(g);
+}
+
+int backend_cuda_capture_begin(int n_rngs, rng *const *rngs) {
+    if (!backend_cuda()) return -1;
+    if (capture.g) {
+        err_set("CUDA graph capture: a capture is in progress already");
+        return -1;
+    }
+    if (n_rngs > CUDA_GRAPH_MAX_RNGS) {
+        err_set("CUDA graph capture: %d random generators named, at most %d", n_rngs,
+                CUDA_GRAPH_MAX_RNGS);
+        return -1;
+    }
+    int slice = 1;
+    while (slice < DELTA_SLICES && (slices_used >> slice & 1)) slice++;
+    if (slice == DELTA_SLICES) {
+        err_set("CUDA graph capture: %d graphs exist already (free one first)", DELTA_SLICES - 1);
+        return -1;
+    }
+    backend_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        err_set("CUDA graph capture: out of host memory");
+        return -1;
+    }
+    g->deltas = zero_delta + slice * CUDA_GRAPH_MAX_RNGS;
+    slices_used |= (uint64_t)1 << slice;
+    if (copy_device(g->deltas, zero_delta, CUDA_GRAPH_MAX_RNGS * sizeof *zero_delta)) {
+        backend_graph_free(g);
+        return -1;
+    }
+    g->n_rngs = n_rngs;
+    for (int i = 0; i < n_rngs; i++) {
+        g->rngs[i] = rngs[i];
+        g->start[i] = rngs[i]->offset;
+    }
+    if (D->capture_begin()) {
+        backend_graph_free(g);
+        return -1;
+    }
+    capture.g = g;
+    capture.failed = false;
+    capture.n_allocated = 0;
+    return 0;
+}
+
+backend_graph *backend_cuda_capture_end(void) {
+    backend_graph *g = capture.g;
+    if (!g) {
+        err_set("CUDA graph capture: no capture in progress");
+        return NULL;
+    }
+    // last node: each generator's device delta moves by what one run of the step drew
+    cuda_advance_args a = {.n = g->n_rngs};
+    for (int i = 0; i < g->n_rngs; i++) a.by[i] = g->advance[i] = g->rngs[i]->offset - g->start[i];
+    void *k = g->n_rngs ? fixed_kernel("advance_u64") : NULL;
+    void *args[] = {&g->deltas, &a};
+    if (g->n_rngs && (!k || launch(k, "graph: advance random streams", d3(1, 1, 1),
+                                   d3(CUDA_GRAPH_MAX_RNGS, 1, 1), args)))
+        capture.failed = true;
+    char why[512] = "";
+    if (capture.failed) snprintf(why, sizeof why, "%s", err_message());
+    int rc = D->capture_end(&g->exec);
+    capture.g = NULL;
+    // the capture's pool becomes the graph's; what it allocated and still holds returns to it
+    for (size_t i = 0; i < capture.pool.cap; i++)
+        while (capture.pool.slots[i].value) {
+            block *b = capture.pool.slots[i].value;
+            capture.pool.slots[i].value = b->next;
+            if (graph_keep(g, b->ptr, (size_t)capture.pool.slots[i].key)) {
+                D->free(b->ptr);
+                capture.failed = true;
+            }
+            bytes_cached -= (size_t)capture.pool.slots[i].key;
+            free(b);
+        }
+    for (size_t j = 0; j < capture.n_allocated; j++) {
+        void *p = capture.allocated[j];
+        for (size_t i = mix((uintptr_t)p) & (cap_live - 1); live[i].ptr;
+             i = (i + 1) & (cap_live - 1))
+            if (live[i].ptr == p) {
+                live[i].graph = g;
+                break;
+            }
+    }
+    if (rc || capture.failed) {
+        if (why[0]) err_set("%s", why);
+        err_prefix("CUDA graph capture: ");
+        backend_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+int backend_graph_launch(backend_graph *g, bool advance_host) {
+    // the device's deltas must be each generator's offset past the capture's start: they are,
+    // unless something else drew from a generator since the last replay (then one upload)
+    unsigned long long want[CUDA_GRAPH_MAX_RNGS] = {0};
+    bool stale = false;
+    for (int i = 0; i < g->n_rngs; i++) {
+        want[i] = g->rngs[i]->offset - g->start[i];
+        stale |= advance_host && want[i] != g->dev_delta[i];
+    }
+    if (stale && copy_from_host(g->deltas, want, sizeof want)) return -1;
+    for (size_t i = 0; i < g->n_blocks; i++) D->park(g->blocks[i].ptr, false);
+    int rc = D->graph_launch(g->exec);
+    for (size_t i = 0; i < g->n_blocks; i++) D->park(g->blocks[i].ptr, true);
+    if (rc) return -1;
+    counters.graph_launches++;
+    for (int i = 0; i < g->n_rngs; i++) {
+        g->dev_delta[i] = (advance_host ? want[i] : g->dev_delta[i]) + g->advance[i];
+        if (advance_host) g->rngs[i]->offset += g->advance[i];
+    }
+    g->replays++;
+    return 0;
+}

@@ -124,7 +124,7 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
                               const tensor *const *ins, const char *op, char name[64]) {
     const tensor *o0 = outs[0];
     int n_ops = p->n_outputs + p->n_inputs, nd = L->nd;
-    bool contig = L->contig, rng = ew_uses_rng(p);
+    bool contig = L->contig, draws = ew_uses_rng(p);
     const char *I = L->idx32 ? "int" : "long long", *U = L->idx32 ? "unsigned" : "long long";
     tensor_dtype dt[CUDA_EW_MAX_OPERANDS];
     for (int k = 0; k < n_ops; k++)
@@ -152,15 +152,16 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
         f64 ? "float64" : "float32");
     add(&s,
         "struct ew_args { long long n; int shape[%d]; long long strides[%d][%d]; void *ptr[%d];\n"
-        "  unsigned long long rng_seed, rng_offset; double scalar[%d]; };\n",
+        "  unsigned long long rng_seed, rng_offset; const unsigned long long *rng_delta;\n"
+        "  double scalar[%d]; };\n",
         TENSOR_MAX_DIMS, CUDA_EW_MAX_OPERANDS, TENSOR_MAX_DIMS, CUDA_EW_MAX_OPERANDS, EW_MAX_NODES);
-    if (rng) add(&s, "%s", philox_source);
+    if (draws) add(&s, "%s", philox_source);
     add(&s, "extern \"C\" __global__ void %s(const ew_args a) {\n", name);
+    if (draws) add(&s, "  const unsigned long long rng_base = a.rng_offset + *a.rng_delta;\n");
     add(&s, "  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.n;"
             " i += (long long)gridDim.x * blockDim.x) {\n");
-    if (rng)
-        add(&s,
-            "    unsigned w[4]; ew_philox(a.rng_seed, a.rng_offset + (unsigned long long)i, w);\n");
+    if (draws)
+        add(&s, "    unsigned w[4]; ew_philox(a.rng_seed, rng_base + (unsigned long long)i, w);\n");
     if (contig) {
         for (int k = 0; k < n_ops; k++) add(&s, "    long long o%d = i;\n", k);
     } else {

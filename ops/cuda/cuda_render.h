@@ -16,6 +16,7 @@ typedef struct {
     long long strides[CUDA_EW_MAX_OPERANDS][TENSOR_MAX_DIMS];
     void *ptr[CUDA_EW_MAX_OPERANDS];
     unsigned long long rng_seed, rng_offset;
+    const unsigned long long *rng_delta; // device: added to rng_offset (a graph's advance)
     double scalar[EW_MAX_NODES];
 } cuda_ew_args;
 

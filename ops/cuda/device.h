@@ -42,6 +42,13 @@ typedef struct {
     int (*event_query)(void *ev); // 1 reached, 0 not yet, -1 error
     int (*event_wait)(void *ev);
     int (*event_ms)(void *start, void *stop, float *ms);
+    // Graphs: between capture_begin and capture_end, launches and device-to-device copies are
+    // recorded in stream order, not run (host copies and synchronisations are refused above
+    // this seam); graph_launch runs the recorded work again, in order, on the stream.
+    int (*capture_begin)(void);
+    int (*capture_end)(void **graph);
+    int (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 } cudev;
 
 // The CUDA runtime device, or NULL with `why` filled (not built with CUDA, no driver, no GPU).

@@ -141,6 +141,33 @@ static int d_event_ms(void *a, void *b, float *ms) {
     return 0;
 }
 
+// Graphs through stream capture. Relaxed mode, since the caching allocator may call cudaMalloc
+// while a step is captured (the blocks stay the graph's); no other thread uses the stream.
+static int d_capture_begin(void) {
+    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+    return 0;
+}
+static int d_capture_end(void **graph) {
+    cudaGraph_t g;
+    CHECK(cudaStreamEndCapture(stream, &g));
+    cudaGraphExec_t exec;
+    cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        err_set("CUDA: instantiating a captured graph: %s", cudaGetErrorString(e));
+        return -1;
+    }
+    *graph = exec;
+    return 0;
+}
+static int d_graph_launch(void *graph) {
+    CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, stream));
+    return 0;
+}
+static void d_graph_free(void *graph) {
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 const cudev *cudev_cuda(char *why, size_t n) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -178,6 +205,10 @@ const cudev *cudev_cuda(char *why, size_t n) {
                   .event_record = d_event_record,
                   .event_query = d_event_query,
                   .event_wait = d_event_wait,
-                  .event_ms = d_event_ms};
+                  .event_ms = d_event_ms,
+                  .capture_begin = d_capture_begin,
+                  .capture_end = d_capture_end,
+                  .graph_launch = d_graph_launch,
+                  .graph_free = d_graph_free};
     return &dev;
 }

@@ -204,7 +204,46 @@ static void close_alloc_range(allocation *a) {
     if (protect && a) set_access(a, PROT_NONE);
 }
 
+// ---- graphs: what a capture records (each launch with a copy of its argument bytes, each
+// device-to-device copy), run again in order by a replay, with every check of a launch.
+typedef struct {
+    emu_kernel *k; // NULL: a device-to-device copy
+    char what[64];
+    unsigned grid[3], block[3];
+    void *args[16]; // pointers into bytes
+    char *bytes;
+    void *dst;
+    const void *src;
+    size_t n;
+} emu_node;
+typedef struct {
+    emu_node *nodes;
+    int n, cap;
+} emu_graph;
+static emu_graph *recording;
+
+static emu_node *new_node(void) {
+    emu_graph *g = recording;
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 256;
+        emu_node *t = realloc(g->nodes, (size_t)cap * sizeof *t);
+        if (!t) return NULL;
+        g->nodes = t;
+        g->cap = cap;
+    }
+    emu_node *e = &g->nodes[g->n++];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+static int refuse_in_capture(const char *what) {
+    err_set("emulated CUDA device: %s while capturing a graph (a graph holds device work only)",
+            what);
+    return -1;
+}
+
 static int e_h2d(void *dst, const void *src, size_t n) {
+    if (recording) return refuse_in_capture("a host-to-device copy");
     allocation *a;
     if (open_alloc_range("host-to-device copy", dst, n, &a)) return -1;
     memcpy(dst, src, n);
@@ -212,6 +251,7 @@ static int e_h2d(void *dst, const void *src, size_t n) {
     return 0;
 }
 static int e_d2h(void *dst, const void *src, size_t n) {
+    if (recording) return refuse_in_capture("a device-to-host copy");
     allocation *a;
     if (!execute) { // no kernel ran: what comes back is zeros (so that loss checks pass), checked all the same
         if (open_alloc_range("device-to-host copy", src, n, &a)) return -1;
@@ -225,6 +265,15 @@ static int e_d2h(void *dst, const void *src, size_t n) {
     return 0;
 }
 static int e_d2d(void *dst, const void *src, size_t n) {
+    if (recording) {
+        emu_node *e = new_node();
+        if (!e) {
+            err_set("emulated CUDA device: out of host memory recording a graph");
+            return -1;
+        }
+        e->dst = dst, e->src = src, e->n = n;
+        return 0;
+    }
     allocation *a, *b;
     if (open_alloc_range("device-to-device copy (source)", src, n, &a)) return -1;
     if (open_alloc_range("device-to-device copy (destination)", dst, n, &b)) {
@@ -236,7 +285,7 @@ static int e_d2d(void *dst, const void *src, size_t n) {
     close_alloc_range(b);
     return 0;
 }
-static int e_sync(void) { return 0; }
+static int e_sync(void) { return recording ? refuse_in_capture("a synchronisation") : 0; }
 
 // ---- events: the device is synchronous, so every event has been reached -------------------------
 static int e_event_new(void **ev) {
@@ -599,6 +648,26 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
                 what, k->name, grid[0], grid[1], grid[2], block[0], block[1], block[2], bad);
         return -1;
     }
+    if (recording) {
+        emu_node *e = new_node();
+        size_t total = 0;
+        int np = 0;
+        while (k->sizes[np]) total += (k->sizes[np++] + 15) & ~15u; // each argument 16-aligned
+        if (e) e->bytes = malloc(total ? total : 1);
+        if (!e || !e->bytes || np > 16) {
+            err_set("emulated CUDA device: cannot record launch of %s in a graph", what);
+            return -1;
+        }
+        e->k = k;
+        snprintf(e->what, sizeof e->what, "%s", what);
+        memcpy(e->grid, grid, sizeof e->grid);
+        memcpy(e->block, block, sizeof e->block);
+        for (int i = 0, off = 0; i < np; off += (int)((k->sizes[i++] + 15) & ~15u)) {
+            memcpy(e->bytes + off, args[i], k->sizes[i]);
+            e->args[i] = e->bytes + off;
+        }
+        return 0;
+    }
     if (!execute) return 0;
     order = parse_order(getenv("BANIS_EMU_ORDER")); // read at every launch, so a test can switch it
     if (order < 0) {
@@ -650,6 +719,44 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
                     w[i].L.fault[0] ? w[i].L.fault : "emulated CUDA device: kernel failed", what);
             return -1;
         }
+    return 0;
+}
+
+static int e_capture_begin(void) {
+    if (recording) {
+        err_set("emulated CUDA device: a graph is being captured already");
+        return -1;
+    }
+    recording = calloc(1, sizeof *recording);
+    if (!recording) err_set("emulated CUDA device: out of host memory for a graph");
+    return recording ? 0 : -1;
+}
+
+static int e_capture_end(void **graph) {
+    *graph = recording;
+    recording = NULL;
+    return *graph ? 0 : -1;
+}
+
+static void e_graph_free(void *graph) {
+    emu_graph *g = graph;
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) free(g->nodes[i].bytes);
+    free(g->nodes);
+    free(g);
+}
+
+static int e_graph_launch(void *graph) {
+    const emu_graph *g = graph;
+    for (int i = 0; i < g->n; i++) {
+        const emu_node *e = &g->nodes[i];
+        int rc = e->k ? e_launch(e->k, e->what, e->grid, e->block, (void **)e->args)
+                      : e_d2d(e->dst, e->src, e->n);
+        if (rc) {
+            err_prefix("graph node %d of %d: ", i + 1, g->n);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -708,6 +815,10 @@ const cudev *cudev_emulated(char *why, size_t n) {
         .event_record = e_event_record,
         .event_query = e_event_query,
         .event_wait = e_event_wait,
-        .event_ms = e_event_ms};
+        .event_ms = e_event_ms,
+        .capture_begin = e_capture_begin,
+        .capture_end = e_capture_end,
+        .graph_launch = e_graph_launch,
+        .graph_free = e_graph_free};
     return &dev;
 }

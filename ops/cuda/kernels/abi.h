@@ -23,3 +23,11 @@ typedef struct {
                    // pre-permuted (forward (K, R*S, C), input gradient (R*S, C, K)); for the
                    // weight gradient: whole tiles within one image (OH*OW a multiple of it)
 } cuda_gemm_args;
+
+// A captured graph's last kernel: ctr[i] += by[i] for i < n (the device's offsets of the random
+// streams the graph draws from, advanced once per replay).
+#define CUDA_GRAPH_MAX_RNGS 8
+typedef struct {
+    unsigned long long by[CUDA_GRAPH_MAX_RNGS];
+    int n;
+} cuda_advance_args;

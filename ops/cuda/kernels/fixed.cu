@@ -109,6 +109,10 @@ template <typename T> __device__ void splitk_sum(const T *ws, T *out, long long 
         out[i] = acc;
     }
 }
+extern "C" __global__ void advance_u64(unsigned long long *ctr, cuda_advance_args a) {
+    if (threadIdx.x < (unsigned)a.n) ctr[threadIdx.x] += a.by[threadIdx.x];
+}
+
 extern "C" __global__ void splitk_sum_f32(const float *w, float *o, long long mn, int s) {
     splitk_sum<float>(w, o, mn, s);
 }
