@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/cpu/cpu.h"
 #include "../ops/ops.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
@@ -219,6 +220,36 @@ START_TEST(test_matmul_blocked_matches_naive) {
     free(av);
     free(bv);
     free(cv);
+    // edge strips of every micro-kernel height (6 and 8 rows, 16 or 8 columns) in both dtypes;
+    // the last two large enough to be split over threads, by rows (N narrow) and by columns
+    static const int64_t shapes[][3] = {{1, 1, 1},     {7, 5, 300},   {13, 17, 9},
+                                        {97, 33, 260}, {500, 40, 64}, {30, 2000, 40}};
+    int best = cpu_gemm_isa();
+    for (int isa = 0; isa <= best; isa++) // every micro-kernel this CPU can run
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+            for (int dt = 0; dt < 2; dt++) {
+                ck_assert_int_eq(cpu_gemm_set_isa(isa), 0);
+                int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                tensor_dtype type = dt ? TENSOR_F64 : TENSOR_F32;
+                tensor *p = random_tensor(&r, type, SHAPE(m, k)),
+                       *q = random_tensor(&r, type, SHAPE(k, n));
+                double *pv = host(p), *qv = host(q), *ov = host(op_matmul(p, q));
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        double ref = 0;
+                        for (int64_t l = 0; l < k; l++) ref += pv[i * k + l] * qv[l * n + j];
+                        ck_assert_msg(
+                            fabs(ov[i * n + j] - ref) <= (dt ? 1e-12 : 1e-4) * (1 + fabs(ref)),
+                            "kernel %d, %lldx%lldx%lld %s (%lld, %lld): %g vs %g", isa,
+                            (long long)m, (long long)n, (long long)k, tensor_dtype_name(type),
+                            (long long)i, (long long)j, ov[i * n + j], ref);
+                    }
+                free(pv);
+                free(qv);
+                free(ov);
+            }
+    ck_assert_int_eq(cpu_gemm_set_isa(best), 0);
+    ck_assert_int_eq(cpu_gemm_set_isa(best + 1), -1); // one this CPU lacks is refused
     // batched, float64
     tensor *x = random_tensor(&r, TENSOR_F64, SHAPE(3, 4, 5)),
            *w = random_tensor(&r, TENSOR_F64, SHAPE(3, 5, 2));

@@ -32,6 +32,10 @@ void cpu_gemm_parallel_f64(int64_t M, int64_t N, int64_t K, const double *a, int
                            int64_t acs, const double *b, int64_t brs, int64_t bcs, double *c,
                            int64_t ldc, bool accumulate);
 int cpu_threads(void);
+// The GEMM micro-kernel in use: 2 AVX-512, 1 AVX2 + FMA, 0 SSE2 (the best this CPU has, unless
+// set). cpu_gemm_set_isa picks one (tests run each the CPU can); -1 if the CPU lacks it.
+int cpu_gemm_isa(void);
+int cpu_gemm_set_isa(int isa);
 // Per-thread scratch buffer `slot` (0..3) of at least `nbytes`, kept for the thread's life and
 // freed when it exits. NULL when out of memory.
 void *cpu_scratch(int slot, size_t nbytes);

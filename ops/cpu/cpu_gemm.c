@@ -8,24 +8,48 @@
 #include <omp.h>
 #endif
 
+static int best_isa(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    return 0;
+}
+
+static _Atomic int gemm_isa = -1;
+int cpu_gemm_isa(void) {
+    int isa = gemm_isa;
+    if (isa < 0) gemm_isa = isa = best_isa();
+    return isa;
+}
+int cpu_gemm_set_isa(int isa) {
+    if (isa < 0 || isa > best_isa()) return -1;
+    gemm_isa = isa;
+    return 0;
+}
+
 #define T      float
 #define SUFFIX f32
-#define MR     8 // 8 x 16: 8 accumulators keep both FMA units busy (6 x 16 was latency bound)
-#define NR     16
+#define MR                                                                                         \
+    8 // 8 x 16 on AVX-512: 8 accumulators keep both FMA units busy (6 x 16 was latency bound)
+#define MR_AVX2 6 // 6 x 16 on AVX2: 12 ymm accumulators, 2 for B, 1 broadcast
+#define NR      16
 #include "cpu_gemm_impl.h"
 #undef T
 #undef SUFFIX
 #undef MR
+#undef MR_AVX2
 #undef NR
 
-#define T      double
-#define SUFFIX f64
-#define MR     6
-#define NR     8
+#define T       double
+#define SUFFIX  f64
+#define MR      6
+#define MR_AVX2 6 // 12 ymm accumulators
+#define NR      8
 #include "cpu_gemm_impl.h"
 #undef T
 #undef SUFFIX
 #undef MR
+#undef MR_AVX2
 #undef NR
 
 static void gemm_one(const gemm_args *g, int64_t i, bool parallel) {

@@ -8,44 +8,59 @@
 #define MC         96
 #define NC         2048
 
-_Static_assert(MC % MR == 0, "A's packed block holds whole MR-row strips");
+_Static_assert(MC % MR == 0 && MC % MR_AVX2 == 0, "A's packed block holds whole strips");
 
-typedef T CAT(vec_, SUFFIX) __attribute__((vector_size(NR * sizeof(T))));
-
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
-CAT(micro_kernel_, SUFFIX)(int64_t kc, const T *restrict ap, const T *restrict bp, T *restrict c,
-                           int64_t ldc, int mr, int nr) {
-    typedef CAT(vec_, SUFFIX) vec;
-    vec acc[MR];
-    for (int i = 0; i < MR; i++) acc[i] = (vec){0};
-    for (int64_t k = 0; k < kc; k++) {
-        vec b;
-        memcpy(&b, bp + k * NR, sizeof b);
-        const T *a = ap + k * MR;
-        for (int i = 0; i < MR; i++) acc[i] += a[i] * b;
+// The micro-kernel: C[0..mr, 0..nr) += A-strip (kc x MR_) times B-strip (kc x NR), its MR_ x NR
+// tile in registers as MR_ x (NR / lanes) vectors of the ISA's native width (`bytes`): a vector
+// wider than the registers is kept in memory by GCC, every FMA a load and a store. One per ISA:
+// AVX-512 (zmm), AVX2 + FMA (ymm: fewer rows, so that the accumulators, two B vectors and the
+// broadcast fit the 16 registers), and SSE2 as the fallback.
+#define MICRO_KERNEL(name, isa, MR_, bytes)                                                        \
+    __attribute__((target(isa))) static void name(int64_t kc, const T *restrict ap,                \
+                                                  const T *restrict bp, T *restrict c,             \
+                                                  int64_t ldc, int mr, int nr) {                   \
+        typedef T vec __attribute__((vector_size(bytes)));                                         \
+        enum { L = (bytes) / sizeof(T), NV = NR / L };                                             \
+        vec acc[MR_][NV];                                                                          \
+        for (int i = 0; i < MR_; i++)                                                              \
+            for (int v = 0; v < NV; v++) acc[i][v] = (vec){0};                                     \
+        for (int64_t k = 0; k < kc; k++) {                                                         \
+            vec b[NV];                                                                             \
+            for (int v = 0; v < NV; v++) memcpy(&b[v], bp + k * NR + v * L, sizeof(vec));          \
+            const T *a = ap + k * MR_;                                                             \
+            for (int i = 0; i < MR_; i++)                                                          \
+                for (int v = 0; v < NV; v++) acc[i][v] += a[i] * b[v];                             \
+        }                                                                                          \
+        if (nr == NR) {                                                                            \
+            for (int i = 0; i < mr; i++)                                                           \
+                for (int v = 0; v < NV; v++) {                                                     \
+                    vec row;                                                                       \
+                    memcpy(&row, c + i * ldc + v * L, sizeof row);                                 \
+                    row += acc[i][v];                                                              \
+                    memcpy(c + i * ldc + v * L, &row, sizeof row);                                 \
+                }                                                                                  \
+        } else { /* an edge tile, through memory (after the loop: the loop's stay in registers) */ \
+            T tile[MR_][NR];                                                                       \
+            for (int i = 0; i < MR_; i++)                                                          \
+                for (int v = 0; v < NV; v++) memcpy(&tile[i][v * L], &acc[i][v], sizeof(vec));     \
+            for (int i = 0; i < mr; i++)                                                           \
+                for (int j = 0; j < nr; j++) c[i * ldc + j] += tile[i][j];                         \
+        }                                                                                          \
     }
-    if (nr == NR) {
-        for (int i = 0; i < mr; i++) {
-            vec row;
-            memcpy(&row, c + i * ldc, sizeof row);
-            row += acc[i];
-            memcpy(c + i * ldc, &row, sizeof row);
-        }
-    } else {
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
-    }
-}
+MICRO_KERNEL(CAT(micro_kernel_avx512_, SUFFIX), "arch=x86-64-v4", MR, 64)
+MICRO_KERNEL(CAT(micro_kernel_avx2_, SUFFIX), "arch=x86-64-v3", MR_AVX2, 32)
+MICRO_KERNEL(CAT(micro_kernel_sse2_, SUFFIX), "arch=x86-64", MR, 16)
+#undef MICRO_KERNEL
 
 static void CAT(pack_a_, SUFFIX)(int64_t mc, int64_t kc, const T *a, int64_t ars, int64_t acs,
-                                 T *ap) {
-    for (int64_t i0 = 0; i0 < mc; i0 += MR) {
-        int mr = (int)(mc - i0 < MR ? mc - i0 : MR);
+                                 T *ap, int strip) {
+    for (int64_t i0 = 0; i0 < mc; i0 += strip) {
+        int mr = (int)(mc - i0 < strip ? mc - i0 : strip);
         for (int64_t k = 0; k < kc; k++) {
-            for (int i = 0; i < mr; i++) ap[k * MR + i] = a[(i0 + i) * ars + k * acs];
-            for (int i = mr; i < MR; i++) ap[k * MR + i] = 0;
+            for (int i = 0; i < mr; i++) ap[k * strip + i] = a[(i0 + i) * ars + k * acs];
+            for (int i = mr; i < strip; i++) ap[k * strip + i] = 0;
         }
-        ap += kc * MR;
+        ap += kc * strip;
     }
 }
 
@@ -71,6 +86,12 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
     if (!accumulate)
         for (int64_t i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(T));
     if (M == 0 || N == 0 || K == 0) return;
+    int isa = cpu_gemm_isa(); // the kernel, and the strip height A is packed in
+    void (*kernel)(int64_t, const T *restrict, const T *restrict, T *restrict, int64_t, int, int) =
+        isa == 2   ? CAT(micro_kernel_avx512_, SUFFIX)
+        : isa == 1 ? CAT(micro_kernel_avx2_, SUFFIX)
+                   : CAT(micro_kernel_sse2_, SUFFIX);
+    int str = isa == 1 ? MR_AVX2 : MR;
     T *ap = cpu_scratch(0, sizeof(T) * MC * KC), *bp = cpu_scratch(1, sizeof(T) * KC * (NC + NR));
     if (!ap || !bp) { // no memory for packing: the plain triple loop still gives the answer
         for (int64_t i = 0; i < M; i++)
@@ -87,14 +108,13 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
             CAT(pack_b_, SUFFIX)(kc, nc, b + pc * brs + jc * bcs, brs, bcs, bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
-                CAT(pack_a_, SUFFIX)(mc, kc, a + ic * ars + pc * acs, ars, acs, ap);
+                CAT(pack_a_, SUFFIX)(mc, kc, a + ic * ars + pc * acs, ars, acs, ap, str);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                    for (int64_t ir = 0; ir < mc; ir += MR) {
-                        int mr = (int)(mc - ir < MR ? mc - ir : MR);
-                        CAT(micro_kernel_, SUFFIX)
-                        (kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, mr,
-                         nr);
+                    for (int64_t ir = 0; ir < mc; ir += str) {
+                        int mr = (int)(mc - ir < str ? mc - ir : str);
+                        kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                               mr, nr);
                     }
                 }
             }
@@ -113,7 +133,7 @@ void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a
         gemm_serial(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, accumulate);
         return;
     }
-    bool by_cols = N >= M || N >= 2 * NR * threads;
+    bool by_cols = N >= M || N >= 2 * NR * threads; // rows are split in multiples of 24
 #pragma omp parallel num_threads(threads)
     {
 #ifdef _OPENMP
@@ -121,7 +141,7 @@ void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a
 #else
         int t = 0, nt = 1;
 #endif
-        int64_t total = by_cols ? N : M, unit = by_cols ? NR : MR;
+        int64_t total = by_cols ? N : M, unit = by_cols ? NR : 24; // whole strips of 6 and 8
         int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
         int64_t lo = t * per, hi = lo + per < total ? lo + per : total;
         if (lo < hi) {
