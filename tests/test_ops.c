@@ -75,6 +75,62 @@ START_TEST(test_conv2d_matches_naive_loop) {
 }
 END_TEST
 
+// Several samples of 8x8 outputs (whole micro-kernel strips): the CPU backend runs the batch
+// as one GEMM for the forward pass and for the input gradient (which is conv_transpose2d's
+// forward), against the naive loop and the scatter definition.
+START_TEST(test_conv_batched_gemm_matches_naive) {
+    tensor_scope_begin();
+    rng r;
+    rng_init(&r, 9);
+    int N = 5, C = 3, H = 16, W = 16, K = 4, R = 5, S = 5, st = 2, OH = 8, OW = 8;
+    op_conv_opts o = op_conv_same(H, W, R, S, st);
+    for (int dt = 0; dt < 2; dt++) {
+        double tol = dt == TENSOR_F64 ? 1e-12 : 1e-5;
+        tensor *x = random_tensor(&r, dt, SHAPE(N, C, H, W));
+        tensor *w = random_tensor(&r, dt, SHAPE(K, C, R, S));
+        tensor *b = random_tensor(&r, dt, SHAPE(K));
+        double *xv = host(x), *wv = host(w), *bv = host(b), *yv = host(op_conv2d(x, w, b, &o));
+        double *ref = malloc(sizeof(double) * (size_t)(N * K * OH * OW));
+        naive_conv2d(xv, wv, bv, ref, N, C, H, W, K, R, S, st, o.pad_top, o.pad_left, OH, OW);
+        for (int i = 0; i < N * K * OH * OW; i++) ck_assert_double_eq_tol(yv[i], ref[i], tol);
+        free(yv);
+        free(ref);
+        // the transposed convolution of an (N, K, 8, 8) input back to 16x16, weight (K, C, R, S)
+        op_conv_opts ot = op_conv_transpose_same(OH, OW, R, S, st);
+        tensor *z = random_tensor(&r, dt, SHAPE(N, K, OH, OW)),
+               *bc = random_tensor(&r, dt, SHAPE(C));
+        double *zv = host(z), *bcv = host(bc), *tv = host(op_conv_transpose2d(z, w, bc, &ot));
+        double *tr = malloc(sizeof(double) * (size_t)(N * C * H * W));
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < H * W; i++) tr[(n * C + c) * H * W + i] = bcv[c];
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++)
+                for (int ih = 0; ih < OH; ih++)
+                    for (int iw = 0; iw < OW; iw++)
+                        for (int c = 0; c < C; c++)
+                            for (int rr = 0; rr < R; rr++)
+                                for (int ss = 0; ss < S; ss++) {
+                                    int oh = ih * st - ot.pad_top + rr,
+                                        ow = iw * st - ot.pad_left + ss;
+                                    if (oh < 0 || oh >= H || ow < 0 || ow >= W) continue;
+                                    tr[((n * C + c) * H + oh) * W + ow] +=
+                                        zv[((n * K + k) * OH + ih) * OW + iw] *
+                                        wv[((k * C + c) * R + rr) * S + ss];
+                                }
+        for (int i = 0; i < N * C * H * W; i++) ck_assert_double_eq_tol(tv[i], tr[i], tol);
+        free(xv);
+        free(wv);
+        free(bv);
+        free(zv);
+        free(bcv);
+        free(tv);
+        free(tr);
+    }
+    tensor_scope_end();
+}
+END_TEST
+
 START_TEST(test_conv_transpose2d_matches_scatter_definition) {
     tensor_scope_begin();
     rng r;
@@ -392,7 +448,8 @@ int main(void) {
         CHECK_TESTS(test_conv2d_matches_naive_loop,
                     test_conv_transpose2d_matches_scatter_definition, test_batch_norm_hand_worked,
                     test_bce_and_mse_hand_worked, test_matmul_blocked_matches_naive,
-                    test_reductions_match_loops, test_dropout_statistics,
-                    test_float32_matches_float64, test_reflection_pad_and_instance_norm));
+                    test_conv_batched_gemm_matches_naive, test_reductions_match_loops,
+                    test_dropout_statistics, test_float32_matches_float64,
+                    test_reflection_pad_and_instance_norm));
     return check_main("ops", tc);
 }

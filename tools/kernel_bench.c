@@ -20,29 +20,39 @@
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 
-// The machine's FP32 peak: independent FMA chains on 16-wide vectors, on every thread.
-typedef float v16 __attribute__((vector_size(64)));
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),
-               optimize("fp-contract=fast"))) static float
-fma_loop(long iters) {
-    v16 acc[12];
-    for (int i = 0; i < 12; i++) acc[i] = (v16){0} + (float)i * 1e-3f;
-    const v16 m = (v16){0} + 0.999999f, a = (v16){0} + 1e-7f;
-    for (long k = 0; k < iters; k++)
-        for (int i = 0; i < 12; i++) acc[i] = acc[i] * m + a;
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += acc[i][0];
-    return s;
-}
+// The machine's FP32 peak: 12 independent FMA chains on vectors of the widest width the CPU
+// has (a vector wider than the registers would be kept in memory, and measure that instead),
+// on every thread.
+#define FMA_LOOP(name, isa, bytes)                                                                 \
+    __attribute__((target(isa), optimize("fp-contract=fast"))) static float name(long iters) {     \
+        typedef float v __attribute__((vector_size(bytes)));                                       \
+        v acc[12];                                                                                 \
+        for (int i = 0; i < 12; i++) acc[i] = (v){0} + (float)i * 1e-3f;                           \
+        const v m = (v){0} + 0.999999f, a = (v){0} + 1e-7f;                                        \
+        for (long k = 0; k < iters; k++)                                                           \
+            for (int i = 0; i < 12; i++) acc[i] = acc[i] * m + a;                                  \
+        float s = 0;                                                                               \
+        for (int i = 0; i < 12; i++) s += acc[i][0];                                               \
+        return s;                                                                                  \
+    }
+FMA_LOOP(fma_loop_avx512, "arch=x86-64-v4", 64)
+FMA_LOOP(fma_loop_avx2, "arch=x86-64-v3", 32)
+FMA_LOOP(fma_loop_sse2, "arch=x86-64", 16)
+#undef FMA_LOOP
 
 static double cpu_peak_gflops(void) {
     const long iters = 20000000;
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f"),
+         avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    float (*loop)(long) = avx512 ? fma_loop_avx512 : avx2 ? fma_loop_avx2 : fma_loop_sse2;
+    int lanes = avx512 ? 16 : avx2 ? 8 : 4;
     volatile float sink = 0;
     double t0 = now_seconds();
     int threads = 1;
 #pragma omp parallel reduction(+ : sink)
     {
-        sink += fma_loop(iters);
+        sink += loop(iters);
 #ifdef _OPENMP
 #pragma omp single
         threads = omp_get_num_threads();
@@ -50,9 +60,7 @@ static double cpu_peak_gflops(void) {
     }
     double t = now_seconds() - t0;
     (void)sink;
-    // 12 chains x 16 lanes x 2 flops per iteration and thread (the vector width the compiler
-    // used may be narrower on a CPU without AVX-512; then this is that CPU's peak at its width)
-    return (double)threads * (double)iters * 12 * 16 * 2 / t / 1e9;
+    return (double)threads * (double)iters * 12 * lanes * 2 / t / 1e9; // 12 chains, 2 flops
 }
 
 typedef struct {

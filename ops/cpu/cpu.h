@@ -31,6 +31,16 @@ void cpu_gemm_parallel_f32(int64_t M, int64_t N, int64_t K, const float *a, int6
 void cpu_gemm_parallel_f64(int64_t M, int64_t N, int64_t K, const double *a, int64_t ars,
                            int64_t acs, const double *b, int64_t brs, int64_t bcs, double *c,
                            int64_t ldc, bool accumulate);
+// The same over columns in groups of gn (a multiple of 16 for float, 8 for double, or >= N):
+// column j of B at b + (j / gn) * b_gs + (j % gn) * bcs, of C at c + (j / gn) * c_gs + (j % gn).
+void cpu_gemm_groups_parallel_f32(int64_t M, int64_t N, int64_t K, const float *a, int64_t ars,
+                                  int64_t acs, const float *b, int64_t brs, int64_t bcs,
+                                  int64_t b_gs, float *c, int64_t ldc, int64_t c_gs, int64_t gn,
+                                  bool accumulate);
+void cpu_gemm_groups_parallel_f64(int64_t M, int64_t N, int64_t K, const double *a, int64_t ars,
+                                  int64_t acs, const double *b, int64_t brs, int64_t bcs,
+                                  int64_t b_gs, double *c, int64_t ldc, int64_t c_gs, int64_t gn,
+                                  bool accumulate);
 int cpu_threads(void);
 // The GEMM micro-kernel in use: 2 AVX-512, 1 AVX2 + FMA, 0 SSE2 (the best this CPU has, unless
 // set). cpu_gemm_set_isa picks one (tests run each the CPU can); -1 if the CPU lacks it.

@@ -83,10 +83,53 @@ static void CAT(conv_sample_, SUFFIX)(conv_pass pass, const conv_geometry *g, co
     }
 }
 
+// The forward and input-gradient passes over groups of samples, one GEMM per group, the threads
+// splitting its columns: a sample's OH*OW columns are whole micro-kernel strips, so the group's
+// im2col buffers (or outputs) side by side are one matrix whose columns come in groups
+// (cpu_gemm_groups_parallel), and the weights are packed once per group instead of once per
+// sample. (The weight gradient stays per sample: batching its sum measured slower.)
+static int CAT(conv_batched_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a,
+                                      const T *b, T *out) {
+    int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW, per = crs * ohw;
+    int64_t x_size = g->C * g->H * g->W, y_size = g->K * ohw;
+    int64_t group = ((int64_t)1 << 20) / per; // im2col buffers of at most 1 M elements
+    group = group < 1 ? 1 : group > g->N ? g->N : group;
+    T *cols = cpu_scratch(2, (size_t)(group * per) * sizeof(T));
+    if (!cols) {
+        err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs,
+                (long long)(group * ohw));
+        return -1;
+    }
+    for (int64_t n0 = 0; n0 < g->N; n0 += group) {
+        int64_t ns = g->N - n0 < group ? g->N - n0 : group;
+        if (pass == CONV_FORWARD) { // y[n0 ..] = w @ [col(n0) col(n0 + 1) ...]
+#pragma omp parallel for schedule(static) if (ns > 1)
+            for (int64_t s = 0; s < ns; s++)
+                CAT(im2col_, SUFFIX)(g, a + (n0 + s) * x_size, cols + s * per);
+            CAT(cpu_gemm_groups_parallel_, SUFFIX)
+            (g->K, ns * ohw, crs, b, crs, 1, cols, ohw, 1, per, out + n0 * y_size, ohw, y_size, ohw,
+             false);
+        } else { // [col(n0) ...] = w^T @ [dy(n0) ...], then each col2im
+            CAT(cpu_gemm_groups_parallel_, SUFFIX)
+            (crs, ns * ohw, g->K, b, 1, crs, a + n0 * y_size, ohw, 1, y_size, cols, ohw, per, ohw,
+             false);
+#pragma omp parallel for schedule(static) if (ns > 1)
+            for (int64_t s = 0; s < ns; s++)
+                CAT(col2im_, SUFFIX)(g, cols + s * per, out + (n0 + s) * x_size);
+        }
+    }
+    return 0;
+}
+
 // One pass. `a` and `b` are the pass's two inputs, `out` its output.
 static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a, const T *b,
                               T *out) {
     int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW, w_size = g->K * crs;
+    // few output pixels per sample: packing the weights for every sample costs more than the
+    // batch's one GEMM (measured: large images keep their per-sample GEMMs, which stay in cache)
+    if (g->N > 1 && pass != CONV_BACKWARD_WEIGHT && ohw <= 256 &&
+        ohw % (sizeof(T) == 4 ? 16 : 8) == 0)
+        return CAT(conv_batched_, SUFFIX)(pass, g, a, b, out);
     int threads = g->N > 1 ? cpu_threads() : 1;
     if (threads > g->N) threads = (int)g->N;
     // The calling thread's scratch (slots 2 and 3; the GEMM uses 0 and 1), kept between calls:

@@ -64,13 +64,28 @@ static void CAT(pack_a_, SUFFIX)(int64_t mc, int64_t kc, const T *a, int64_t ars
     }
 }
 
-static void CAT(pack_b_, SUFFIX)(int64_t kc, int64_t nc, const T *b, int64_t brs, int64_t bcs,
-                                 T *bp) {
-    for (int64_t j0 = 0; j0 < nc; j0 += NR) {
-        int nr = (int)(nc - j0 < NR ? nc - j0 : NR);
+// Columns come in groups of gn (one group, gn >= N, is the plain layout; several: gn a
+// multiple of NR, so that no strip straddles two): column j of B is at
+// b + (j / gn) * b_gs + (j % gn) * bcs, column j of C at c + (j / gn) * c_gs + (j % gn). So one
+// GEMM covers a batch of samples laid out one after another (a convolution's im2col buffers and
+// outputs), and the weights are packed once for all of them.
+typedef struct {
+    int64_t gn, b_gs, c_gs;
+} CAT(col_groups_, SUFFIX);
+#define BCOL(j) (b + ((j) / G.gn) * G.b_gs + ((j) % G.gn) * bcs)
+#define CCOL(j) (c + ((j) / G.gn) * G.c_gs + ((j) % G.gn))
+
+// B's rows [0, kc) of columns [j0, j0 + nc), in NR-wide strips.
+static void CAT(pack_b_, SUFFIX)(int64_t kc, int64_t j0, int64_t nc, const T *b, int64_t brs,
+                                 int64_t bcs, CAT(col_groups_, SUFFIX) G, T *bp) {
+    for (int64_t s = 0; s < nc; s += NR) {
+        int nr = (int)(nc - s < NR ? nc - s : NR);
+        const T *col0 = BCOL(j0 + s);
         for (int64_t k = 0; k < kc; k++) {
-            const T *row = b + k * brs + j0 * bcs;
-            if (bcs == 1)
+            const T *row = col0 + k * brs;
+            if (bcs == 1 && nr == NR)
+                memcpy(bp + k * NR, row, NR * sizeof(T));
+            else if (bcs == 1)
                 for (int j = 0; j < nr; j++) bp[k * NR + j] = row[j];
             else
                 for (int j = 0; j < nr; j++) bp[k * NR + j] = row[j * bcs];
@@ -80,12 +95,20 @@ static void CAT(pack_b_, SUFFIX)(int64_t kc, int64_t nc, const T *b, int64_t brs
     }
 }
 
-void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars, int64_t acs,
-                            const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
-                            bool accumulate) {
+// Columns [j_lo, j_hi) of C = [C +] A @ B.
+static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t ars, int64_t acs,
+                                     const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
+                                     CAT(col_groups_, SUFFIX) G, int64_t j_lo, int64_t j_hi,
+                                     bool accumulate) {
     if (!accumulate)
-        for (int64_t i = 0; i < M; i++) memset(c + i * ldc, 0, (size_t)N * sizeof(T));
-    if (M == 0 || N == 0 || K == 0) return;
+        for (int64_t j = j_lo; j < j_hi;) { // each group's part of the rows
+            int64_t end = (j / G.gn + 1) * G.gn;
+            end = end < j_hi ? end : j_hi;
+            for (int64_t i = 0; i < M; i++)
+                memset(CCOL(j) + i * ldc, 0, (size_t)(end - j) * sizeof(T));
+            j = end;
+        }
+    if (M == 0 || j_hi <= j_lo || K == 0) return;
     int isa = cpu_gemm_isa(); // the kernel, and the strip height A is packed in
     void (*kernel)(int64_t, const T *restrict, const T *restrict, T *restrict, int64_t, int, int) =
         isa == 2   ? CAT(micro_kernel_avx512_, SUFFIX)
@@ -97,24 +120,24 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
         for (int64_t i = 0; i < M; i++)
             for (int64_t k = 0; k < K; k++) {
                 T aik = a[i * ars + k * acs];
-                for (int64_t j = 0; j < N; j++) c[i * ldc + j] += aik * b[k * brs + j * bcs];
+                for (int64_t j = j_lo; j < j_hi; j++) CCOL(j)[i * ldc] += aik * BCOL(j)[k * brs];
             }
         return;
     }
-    for (int64_t jc = 0; jc < N; jc += NC) {
-        int64_t nc = N - jc < NC ? N - jc : NC;
+    for (int64_t jc = j_lo; jc < j_hi; jc += NC) {
+        int64_t nc = j_hi - jc < NC ? j_hi - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = K - pc < KC ? K - pc : KC;
-            CAT(pack_b_, SUFFIX)(kc, nc, b + pc * brs + jc * bcs, brs, bcs, bp);
+            CAT(pack_b_, SUFFIX)(kc, jc, nc, b + pc * brs, brs, bcs, G, bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
                 CAT(pack_a_, SUFFIX)(mc, kc, a + ic * ars + pc * acs, ars, acs, ap, str);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    T *cj = CCOL(jc + jr);
                     for (int64_t ir = 0; ir < mc; ir += str) {
                         int mr = (int)(mc - ir < str ? mc - ir : str);
-                        kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                               mr, nr);
+                        kernel(kc, ap + ir * kc, bp + jr * kc, cj + (ic + ir) * ldc, ldc, mr, nr);
                     }
                 }
             }
@@ -122,18 +145,24 @@ void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t
     }
 }
 
+void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars, int64_t acs,
+                            const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
+                            bool accumulate) {
+    CAT(col_groups_, SUFFIX) one = {N > 0 ? N : 1, 0, 0};
+    CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, one, 0, N, accumulate);
+}
+
 // Splits the columns (or, for narrow C, the rows) over the threads.
-#define gemm_serial CAT(cpu_gemm_, SUFFIX)
-void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
-                                     int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
-                                     int64_t ldc, bool accumulate) {
+static void CAT(gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
+                                        int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
+                                        int64_t ldc, CAT(col_groups_, SUFFIX) G, bool accumulate) {
     int threads = cpu_threads();
     double flops = 2.0 * (double)M * (double)N * (double)K;
     if (threads <= 1 || flops < 2e6) {
-        gemm_serial(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, accumulate);
+        CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, G, 0, N, accumulate);
         return;
     }
-    bool by_cols = N >= M || N >= 2 * NR * threads; // rows are split in multiples of 24
+    bool by_cols = N >= M || N >= 2 * NR * threads || G.gn < N; // rows: in multiples of 24
 #pragma omp parallel num_threads(threads)
     {
 #ifdef _OPENMP
@@ -145,15 +174,32 @@ void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a
         int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
         int64_t lo = t * per, hi = lo + per < total ? lo + per : total;
         if (lo < hi) {
-            int64_t m = by_cols ? M : hi - lo, n = by_cols ? hi - lo : N;
-            const T *a_part = by_cols ? a : a + lo * ars, *b_part = by_cols ? b + lo * bcs : b;
-            T *c_part = by_cols ? c + lo : c + lo * ldc;
-            gemm_serial(m, n, K, a_part, ars, acs, b_part, brs, bcs, c_part, ldc, accumulate);
+            if (by_cols) CAT(gemm_range_, SUFFIX)
+            (M, K, a, ars, acs, b, brs, bcs, c, ldc, G, lo, hi, accumulate);
+            else CAT(gemm_range_, SUFFIX)(hi - lo, K, a + lo * ars, ars, acs, b, brs, bcs,
+                                          c + lo * ldc, ldc, G, 0, N, accumulate);
         }
     }
 }
 
-#undef gemm_serial
+void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
+                                     int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
+                                     int64_t ldc, bool accumulate) {
+    CAT(col_groups_, SUFFIX) one = {N > 0 ? N : 1, 0, 0};
+    CAT(gemm_parallel_, SUFFIX)(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, one, accumulate);
+}
+
+void CAT(cpu_gemm_groups_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a,
+                                            int64_t ars, int64_t acs, const T *b, int64_t brs,
+                                            int64_t bcs, int64_t b_gs, T *c, int64_t ldc,
+                                            int64_t c_gs, int64_t gn, bool accumulate) {
+    CAT(col_groups_, SUFFIX) G = {gn, b_gs, c_gs};
+    CAT(gemm_parallel_, SUFFIX)(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, G, accumulate);
+}
+
+#undef BCOL
+#undef CCOL
+
 #undef KC
 #undef MC
 #undef NC
