@@ -10,6 +10,46 @@
 
 typedef enum { CONV_FORWARD, CONV_BACKWARD_INPUT, CONV_BACKWARD_WEIGHT } conv_pass;
 
+// Stride 2, the most common in BANIS, eight floats at a time (a strided load is scalar
+// otherwise): dst[i] = src[2 i], and dst[2 i] += src[i], for i < n, where `avail` elements
+// from src (from dst) may be read; the odd elements read on the way are added -0.0 (which
+// leaves every float as it is).
+typedef float v8f __attribute__((vector_size(32)));
+static void gather2_f32(float *dst, const float *src, int64_t n, int64_t avail) {
+    int64_t i = 0;
+    for (; i + 8 <= n && 2 * i + 16 <= avail; i += 8) {
+        v8f a, b;
+        memcpy(&a, src + 2 * i, sizeof a);
+        memcpy(&b, src + 2 * i + 8, sizeof b);
+        v8f e = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+        memcpy(dst + i, &e, sizeof e);
+    }
+    for (; i < n; i++) dst[i] = src[2 * i];
+}
+static void scatter_add2_f32(float *dst, const float *src, int64_t n, int64_t avail) {
+    int64_t i = 0;
+    const v8f z = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f};
+    for (; i + 8 <= n && 2 * i + 16 <= avail; i += 8) {
+        v8f s, d0, d1;
+        memcpy(&s, src + i, sizeof s);
+        memcpy(&d0, dst + 2 * i, sizeof d0);
+        memcpy(&d1, dst + 2 * i + 8, sizeof d1);
+        d0 += __builtin_shufflevector(s, z, 0, 8, 1, 9, 2, 10, 3, 11);
+        d1 += __builtin_shufflevector(s, z, 4, 12, 5, 13, 6, 14, 7, 15);
+        memcpy(dst + 2 * i, &d0, sizeof d0);
+        memcpy(dst + 2 * i + 8, &d1, sizeof d1);
+    }
+    for (; i < n; i++) dst[2 * i] += src[i];
+}
+static void gather2_f64(double *dst, const double *src, int64_t n, int64_t avail) {
+    (void)avail;
+    for (int64_t i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+static void scatter_add2_f64(double *dst, const double *src, int64_t n, int64_t avail) {
+    (void)avail;
+    for (int64_t i = 0; i < n; i++) dst[2 * i] += src[i];
+}
+
 #define CPU_TEMPLATE "cpu_conv_impl.h" // its functions for float and double
 #include "cpu_template.h"
 

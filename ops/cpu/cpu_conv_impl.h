@@ -33,6 +33,8 @@ static void CAT(im2col_, SUFFIX)(const conv_geometry *g, const T *x, T *col) {
                     for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
                     if (sw == 1)
                         memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(T));
+                    else if (sw == 2) // the row's elements from src + 2 lo on: W - off - 2 lo
+                        CAT(gather2_, SUFFIX)(dst + lo, src + 2 * lo, hi - lo, g->W - off - 2 * lo);
                     else
                         for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * sw];
                     for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0;
@@ -54,7 +56,11 @@ static void CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
                     if (ih < 0 || ih >= g->H) continue;
                     T *dst = x + (c * g->H + ih) * g->W + off;
                     const T *src = row + oh * g->OW;
-                    for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw] += src[ow];
+                    if (sw == 2)
+                        CAT(scatter_add2_, SUFFIX)
+                        (dst + 2 * lo, src + lo, hi - lo, g->W - off - 2 * lo);
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw] += src[ow];
                 }
             }
 }
