@@ -56,11 +56,9 @@ static void CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
                     if (ih < 0 || ih >= g->H) continue;
                     T *dst = x + (c * g->H + ih) * g->W + off;
                     const T *src = row + oh * g->OW;
-                    if (sw == 2)
-                        CAT(scatter_add2_, SUFFIX)
-                        (dst + 2 * lo, src + lo, hi - lo, g->W - off - 2 * lo);
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw] += src[ow];
+                    if (sw == 2) CAT(scatter_add2_, SUFFIX)
+                    (dst + 2 * lo, src + lo, hi - lo, g->W - off - 2 * lo);
+                    else for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw] += src[ow];
                 }
             }
 }
