@@ -305,20 +305,24 @@ done:
     return rc;
 }
 
-int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss) {
-    nn_optimizer_zero_grad(m->opt_s[x]);
-    int rc = minimize(m, m->opt_s[x], op_mse(banis_successor(m, x, src), op_detach(target)), loss,
-                      x ? "Successor B loss" : "Successor A loss");
-    if (rc) err_prefix("Successor %c: ", "AB"[x]);
+// One Successor or Coordinator update: net_X(src) against the detached target by MSE.
+static int mse_step(banis_model *m, nn_optimizer *o, tensor *(*net)(banis_model *, int, tensor *),
+                    int x, tensor *src, tensor *target, double *loss, const char *what,
+                    const char *name) {
+    nn_optimizer_zero_grad(o);
+    int rc = minimize(m, o, op_mse(net(m, x, src), op_detach(target)), loss, what);
+    if (rc) err_prefix("%s %c: ", name, "AB"[x]);
     return rc;
 }
 
+int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss) {
+    return mse_step(m, m->opt_s[x], banis_successor, x, src, target, loss,
+                    x ? "Successor B loss" : "Successor A loss", "Successor");
+}
+
 int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss) {
-    nn_optimizer_zero_grad(m->opt_c[x]);
-    int rc = minimize(m, m->opt_c[x], op_mse(banis_coordinator(m, x, src), op_detach(src)), loss,
-                      x ? "Coordinator B loss" : "Coordinator A loss");
-    if (rc) err_prefix("Coordinator %c: ", "AB"[x]);
-    return rc;
+    return mse_step(m, m->opt_c[x], banis_coordinator, x, src, src, loss,
+                    x ? "Coordinator B loss" : "Coordinator A loss", "Coordinator");
 }
 
 int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b) {

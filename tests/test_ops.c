@@ -41,6 +41,29 @@ static void naive_conv2d(const double *x, const double *w, const double *b, doub
                 }
 }
 
+// Keras Conv2DTranspose by its definition: every input pixel scatters its kernel-weighted value,
+// out[ih*s - pt + r][iw*s - pl + s] += x * w; x (N, C, H, W), w (C, K, R, S), y (N, K, OH, OW).
+static void scatter_conv_transpose2d(const double *x, const double *w, const double *b, double *y,
+                                     int N, int C, int H, int W, int K, int R, int S, int st,
+                                     int pt, int pl, int OH, int OW) {
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < OH * OW; i++) y[(n * K + k) * OH * OW + i] = b[k];
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (int ih = 0; ih < H; ih++)
+                for (int iw = 0; iw < W; iw++)
+                    for (int k = 0; k < K; k++)
+                        for (int rr = 0; rr < R; rr++)
+                            for (int ss = 0; ss < S; ss++) {
+                                int oh = ih * st - pt + rr, ow = iw * st - pl + ss;
+                                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                                y[((n * K + k) * OH + oh) * OW + ow] +=
+                                    x[((n * C + c) * H + ih) * W + iw] *
+                                    w[((c * K + k) * R + rr) * S + ss];
+                            }
+}
+
 START_TEST(test_conv2d_matches_naive_loop) {
     tensor_scope_begin();
     rng r;
@@ -101,23 +124,8 @@ START_TEST(test_conv_batched_gemm_matches_naive) {
                *bc = random_tensor(&r, dt, SHAPE(C));
         double *zv = host(z), *bcv = host(bc), *tv = host(op_conv_transpose2d(z, w, bc, &ot));
         double *tr = malloc(sizeof(double) * (size_t)(N * C * H * W));
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++)
-                for (int i = 0; i < H * W; i++) tr[(n * C + c) * H * W + i] = bcv[c];
-        for (int n = 0; n < N; n++)
-            for (int k = 0; k < K; k++)
-                for (int ih = 0; ih < OH; ih++)
-                    for (int iw = 0; iw < OW; iw++)
-                        for (int c = 0; c < C; c++)
-                            for (int rr = 0; rr < R; rr++)
-                                for (int ss = 0; ss < S; ss++) {
-                                    int oh = ih * st - ot.pad_top + rr,
-                                        ow = iw * st - ot.pad_left + ss;
-                                    if (oh < 0 || oh >= H || ow < 0 || ow >= W) continue;
-                                    tr[((n * C + c) * H + oh) * W + ow] +=
-                                        zv[((n * K + k) * OH + ih) * OW + iw] *
-                                        wv[((k * C + c) * R + rr) * S + ss];
-                                }
+        scatter_conv_transpose2d(zv, wv, bcv, tr, N, K, OH, OW, C, R, S, st, ot.pad_top,
+                                 ot.pad_left, H, W);
         for (int i = 0; i < N * C * H * W; i++) ck_assert_double_eq_tol(tv[i], tr[i], tol);
         free(xv);
         free(wv);
@@ -148,23 +156,8 @@ START_TEST(test_conv_transpose2d_matches_scatter_definition) {
     int OH = 8, OW = 6;
     double *xv = host(x), *wv = host(w), *bv = host(b), *yv = host(y);
     double ref[2 * 2 * 8 * 6];
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++)
-            for (int i = 0; i < OH * OW; i++) ref[(n * K + k) * OH * OW + i] = bv[k];
-    // every input pixel scatters its kernel-weighted value: out[ih*s - pt + r][iw*s - pl + s]
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++)
-            for (int ih = 0; ih < H; ih++)
-                for (int iw = 0; iw < W; iw++)
-                    for (int k = 0; k < K; k++)
-                        for (int rr = 0; rr < R; rr++)
-                            for (int ss = 0; ss < S; ss++) {
-                                int oh = ih * st - o.pad_top + rr, ow = iw * st - o.pad_left + ss;
-                                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
-                                ref[((n * K + k) * OH + oh) * OW + ow] +=
-                                    xv[((n * C + c) * H + ih) * W + iw] *
-                                    wv[((c * K + k) * R + rr) * S + ss];
-                            }
+    scatter_conv_transpose2d(xv, wv, bv, ref, N, C, H, W, K, R, S, st, o.pad_top, o.pad_left, OH,
+                             OW);
     for (int i = 0; i < N * K * OH * OW; i++) ck_assert_double_eq_tol(yv[i], ref[i], 1e-12);
     free(xv);
     free(wv);
