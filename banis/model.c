@@ -396,7 +396,12 @@ static int graphed_step(banis_model *m, int kind, int64_t step, tensor *a, tenso
     tensor *src[2] = {a, b};
     for (int x = 0; x < 2; x++)
         if (tensor_copy_(m->in[x], src[x])) return -1;
-    if (m->graph[kind]) return nn_graph_replay(m->graph[kind]);
+    if (m->graph[kind]) { // its losses, whatever ran since its capture
+        m->n_pending_issued = m->graph_losses[kind].n;
+        memcpy(m->pending_dst, m->graph_losses[kind].dst, sizeof m->pending_dst);
+        memcpy(m->pending_what, m->graph_losses[kind].what, sizeof m->pending_what);
+        return nn_graph_replay(m->graph[kind]);
+    }
     rng *rngs[2] = {&m->dropout_rng, &m->noise_rng};
     nn_optimizer *opts[8];
     for (int x = 0; x < 2; x++) {
@@ -405,7 +410,16 @@ static int graphed_step(banis_model *m, int kind, int64_t step, tensor *a, tenso
     }
     step_ctx c = {m, step};
     m->graph[kind] = nn_graph_capture(issue_on_inputs, &c, 2, rngs, 8, opts);
-    return m->graph[kind] ? 0 : -1;
+    if (m->graph[kind]) {
+        m->graph_losses[kind].n = m->n_pending_issued;
+        memcpy(m->graph_losses[kind].dst, m->pending_dst, sizeof m->pending_dst);
+        memcpy(m->graph_losses[kind].what, m->pending_what, sizeof m->pending_what);
+        return 0;
+    }
+    // a step a graph cannot hold runs as it is from now on (nothing of it ran), and says why
+    snprintf(m->graph_error, sizeof m->graph_error, "%s", err_message());
+    m->use_graphs = false;
+    return banis_train_step_issue(m, step, a, b);
 }
 
 int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l) {

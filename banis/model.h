@@ -74,9 +74,15 @@ typedef struct {
     // steps run as they are (kernels compiled, blocks cached), the third is captured and every
     // later one replays it, on the batch copied into `in`.
     bool use_graphs;
+    char graph_error[512]; // why a capture failed (then use_graphs is turned off); "" if none
     struct nn_graph *graph[2];
     int eager_steps[2];
     tensor *in[2];
+    struct { // what each graph leaves in loss_dev: how many losses, where they go, their names
+        int n;
+        double *dst[10];
+        const char *what[10];
+    } graph_losses[2];
 } banis_model;
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../ops/backend.h"
 #include "../tensor/error.h"
@@ -28,7 +29,14 @@ nn_graph *nn_graph_capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *r
         err_set("graph capture: out of host memory");
         return NULL;
     }
+    if (n_rngs > 8) {
+        err_set("graph capture: %d random generators named, at most 8", n_rngs);
+        free(ng);
+        return NULL;
+    }
     ng->n_opts = n_opts;
+    uint64_t offsets[8];
+    for (int i = 0; i < n_rngs; i++) offsets[i] = rngs[i]->offset;
     for (int i = 0; i < n_opts; i++) {
         ng->opts[i] = opts[i];
         ng->advance[i] = nn_optimizer_steps(opts[i]);
@@ -42,7 +50,13 @@ nn_graph *nn_graph_capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *r
     if (rc) snprintf(why, sizeof why, "%s", err_message());
     ng->g = backend_cuda_capture_end();
     if (rc || !ng->g) {
-        if (rc) err_set("graph capture: the step failed: %s", why);
+        // nothing captured ran: the device is as it was; so is the host's side of the step
+        snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s", rc ? "" : " ",
+                 rc ? "" : err_message());
+        for (int i = 0; i < n_rngs; i++) rngs[i]->offset = offsets[i];
+        for (int i = 0; i < n_opts; i++)
+            nn_optimizer_advance_steps(opts[i], ng->advance[i] - nn_optimizer_steps(opts[i]));
+        err_set("graph capture: %s%s", rc ? "the step failed: " : "", why);
         nn_graph_free(ng);
         return NULL;
     }

@@ -17,7 +17,9 @@ typedef int (*nn_step_fn)(void *ctx);
 
 // Runs step(ctx) under capture, then runs the captured graph once: this is the step's run
 // (the host side of the step, its optimizers' counts and generators' offsets, moved during the
-// capture). NULL with err_message() if the step failed or did something a graph cannot hold.
+// capture). NULL with err_message() if the step failed or did something a graph cannot hold;
+// then nothing of the step has run, and the generators' offsets and the optimizers' counts are
+// put back as they were (the step can be run as it is instead).
 nn_graph *nn_graph_capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *rngs, int n_opts,
                            nn_optimizer *const *opts);
 // One more run of the step: the graph on the device, then the host's counts moved on.

@@ -845,6 +845,12 @@ static int train(run *r) {
                     r->step, err_message(), r->ckpt_path);
             return 1;
         }
+        static bool told; // a step that could not be captured runs as issued: say so once
+        if (r->m->graph_error[0] && !told) {
+            fprintf(stderr, "\nbanis-train: CUDA graphs off (each launch issued instead): %s\n",
+                    r->m->graph_error);
+            told = true;
+        }
         bool full = r->step >= c->sched.warmup_steps;
         r->kind_time[full] += now_seconds() - t_step;
         r->kind_steps[full]++;
