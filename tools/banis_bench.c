@@ -15,6 +15,9 @@
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 
+static const char usage_line[] = "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] "
+                                 "[--reps N] [--graphs on|off]\n";
+
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
     bool graphs = true;
@@ -22,10 +25,9 @@ int main(int argc, char **argv) {
     tensor_device_type dev = DEVICE_CPU;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] "
-                   "[--graphs on|off]\n"
-                   "Times one BANIS training step (warm-up and full) at the paper's sizes by "
-                   "default.\n");
+            printf("%sTimes one BANIS training step (warm-up and full), by default at the paper's "
+                   "sizes.\n",
+                   usage_line);
             return 0;
         }
     for (int i = 1; i < argc; i++) {
@@ -134,7 +136,6 @@ int main(int argc, char **argv) {
     banis_model_free(m);
     return 0;
 usage:
-    fprintf(stderr, "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] "
-                    "[--graphs on|off]\n");
+    fputs(usage_line, stderr);
     return 2;
 }
