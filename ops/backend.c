@@ -12,12 +12,6 @@ static const tensor_memory *memory_for(tensor_device_type dev) {
     return be ? &be->mem : NULL;
 }
 
-// tensor/ finds a device's memory through this layer, told before main runs (this file is in
-// every program that computes: every op dispatches through it).
-__attribute__((constructor)) static void register_memory(void) {
-    tensor_memory_set_lookup(memory_for);
-}
-
 int backend_copy(tensor *dst, const tensor *src) {
     ew_program p;
     ew_init(&p, 1);
@@ -45,6 +39,12 @@ const char *backend_op_name = "elementwise";
 int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
     if (ew_observer) ew_observer(p, outs, ins);
     return tensor_backend(outs[0])->elementwise(p, outs, ins);
+}
+
+// tensor/ finds a device's memory through this layer, told before main runs (this file is in
+// every program that computes: every op dispatches through it).
+__attribute__((constructor)) static void register_memory(void) {
+    tensor_memory_set_lookup(memory_for, backend_copy, backend_fill);
 }
 
 const char *backend_device_description(tensor_device_type dev) {

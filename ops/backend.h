@@ -48,8 +48,8 @@ typedef struct backend {
 static inline const backend *tensor_backend(const tensor *t) {
     return (const backend *)t->storage->memory; // mem is backend's first member
 }
-// The strided copy (with dtype conversion) and the fill of every backend's memory: elementwise
-// programs run by the backend itself.
+// The strided copy (with dtype conversion) and the fill tensor/ is given: elementwise programs
+// run by the tensor's backend.
 int backend_copy(tensor *dst, const tensor *src);
 int backend_fill(tensor *t, double value);
 

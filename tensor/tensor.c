@@ -101,8 +101,14 @@ void tensor_release(tensor *t) {
 // ---------------------------------------------------------------- storage
 // ---------------------------------------------------------------- devices
 static const tensor_memory *(*memory_lookup)(tensor_device_type dev);
-void tensor_memory_set_lookup(const tensor_memory *(*lookup)(tensor_device_type dev)) {
+static int (*device_copy)(tensor *dst, const tensor *src);
+static int (*device_fill)(tensor *t, double value);
+void tensor_memory_set_lookup(const tensor_memory *(*lookup)(tensor_device_type dev),
+                              int (*copy)(tensor *dst, const tensor *src),
+                              int (*fill)(tensor *t, double value)) {
     memory_lookup = lookup;
+    device_copy = copy;
+    device_fill = fill;
 }
 
 const tensor_memory *tensor_memory_for(tensor_device_type dev) {
@@ -340,12 +346,12 @@ int tensor_copy_(tensor *dst, const tensor *src) {
                 tensor_device_name(tensor_device(src)), tensor_device_name(tensor_device(dst)));
         return -1;
     }
-    return dst->storage->memory->copy(dst, src);
+    return device_copy(dst, src);
 }
 
 int tensor_fill_(tensor *t, double value) {
     if (!t) return -1;
-    return t->storage->memory->fill(t, value);
+    return device_fill(t, value);
 }
 
 tensor *tensor_clone(const tensor *t) {
@@ -366,7 +372,7 @@ tensor *tensor_cast(const tensor *t, tensor_dtype dt) {
     tensor *c = tensor_empty(dt, t->ndim, t->shape, tensor_device(t));
     if (!c) return NULL;
     // The device's copy converts between dtypes on load and store.
-    if (c->storage->memory->copy(c, t)) return NULL;
+    if (device_copy(c, t)) return NULL;
     return c;
 }
 

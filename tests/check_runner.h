@@ -1,6 +1,7 @@
 // The suites' mains: one test case of listed tests, run, its failures as the exit status.
 #pragma once
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +20,16 @@ static inline TCase *check_case(const char *name, double timeout, int n,
     TCase *tc = tcase_create(name);
     if (timeout > 0) tcase_set_timeout(tc, timeout);
     const char *only = getenv("CHECK_ONLY");
+    int added = 0;
     for (int i = 0; i < n; i++)
-        if (!only || !*only || !strcmp(only, tests[i]->name)) tcase_add_test(tc, tests[i]);
+        if (!only || !*only || !strcmp(only, tests[i]->name)) {
+            tcase_add_test(tc, tests[i]);
+            added++;
+        }
+    if (!added && n) { // a misspelt name would otherwise pass, running nothing
+        fprintf(stderr, "CHECK_ONLY=%s: no test of case %s has that name\n", only, name);
+        exit(2);
+    }
     return tc;
 }
 #define CHECK_TESTS(...)                                                                           \
