@@ -224,6 +224,21 @@ static void *cuda_alloc(size_t nbytes) {
     return p;
 }
 
+// Keeps a freed block (parked) in `pool`'s free list of its size; without host memory for the
+// list entry, gives it back to the device.
+static void cache_block(u64_map *pool, void *p, size_t size) {
+    void **head = map_find(pool, size, true);
+    block *b = head ? malloc(sizeof *b) : NULL;
+    if (!b) {
+        D->free(p);
+        return;
+    }
+    *b = (block){p, *head};
+    *head = b;
+    bytes_cached += size;
+    D->park(p, true);
+}
+
 static void cuda_free(void *p) {
     if (!p || !cap_live) return;
     for (size_t i = mix((uintptr_t)p) & (cap_live - 1); live[i].ptr; i = (i + 1) & (cap_live - 1)) {
@@ -240,16 +255,7 @@ static void cuda_free(void *p) {
             D->park(p, true);
             return;
         }
-        void **head = map_find(capture.g ? &capture.pool : &classes, size, true);
-        block *b = head ? malloc(sizeof *b) : NULL;
-        if (!b) {
-            D->free(p);
-            return;
-        }
-        *b = (block){p, *head};
-        *head = b;
-        bytes_cached += size;
-        D->park(p, true);
+        cache_block(capture.g ? &capture.pool : &classes, p, size);
         return;
     }
 }
@@ -868,17 +874,8 @@ void backend_graph_free(backend_graph *g) {
     if (g->exec) D->graph_free(g->exec);
     for (size_t i = 0; i < cap_live; i++) // blocks it wrote, still held: ordinary from now on
         if (live[i].ptr && live[i].ptr != TOMBSTONE && live[i].graph == g) live[i].graph = NULL;
-    for (size_t i = 0; i < g->n_blocks; i++) { // its pool back to the cache
-        void **head = map_find(&classes, g->blocks[i].size, true);
-        block *b = head ? malloc(sizeof *b) : NULL;
-        if (!b) {
-            D->free(g->blocks[i].ptr);
-            continue;
-        }
-        *b = (block){g->blocks[i].ptr, *head};
-        *head = b;
-        bytes_cached += g->blocks[i].size;
-    }
+    for (size_t i = 0; i < g->n_blocks; i++) // its pool back to the cache (parked already)
+        cache_block(&classes, g->blocks[i].ptr, g->blocks[i].size);
     free(g->blocks);
     if (g->deltas)
         slices_used &= ~((uint64_t)1 << ((g->deltas - zero_delta) / CUDA_GRAPH_MAX_RNGS));
