@@ -4,6 +4,8 @@
 # run it, and use the installed programs. Every installed header must compile on its own.
 # Usage: test_install.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
+# (grep reads all of ldd's output, never -q: with pipefail, grep -q exiting at its first match
+# can kill ldd with SIGPIPE and fail the pipeline at random)
 build=$1 src=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 pass=0
@@ -30,7 +32,7 @@ ok "pkg-config --cflags: the headers' one folder"
 if nm -D --defined-only "$libdir/libbanis.so" | grep -E ' (cuda|cu)[A-Z]' >/dev/null; then
   fail "libbanis.so exports CUDA runtime symbols"
 fi
-if ldd "$libdir/libbanis.so" | grep -q libcudart; then fail "libbanis.so needs libcudart.so"; fi
+if ldd "$libdir/libbanis.so" | grep libcudart >/dev/null; then fail "libbanis.so needs libcudart.so"; fi
 ok "CUDA stays inside libbanis.so"
 
 # Each public header compiles alone (it includes what it needs, and nothing that is not installed).
@@ -47,7 +49,7 @@ ok "$n installed headers compile alone"
 # The example against the installed shared library (not the build folder's).
 cc -std=c11 -O2 "$src/examples/autoencoder.c" -o "$work/ae-shared" $(cfg --cflags) $(cfg --libs) \
   -Wl,-rpath,"$libdir" || fail "example does not compile against the installed shared library"
-ldd "$work/ae-shared" | grep -q "$libdir/libbanis.so" || fail "example does not load the installed libbanis.so"
+ldd "$work/ae-shared" | grep "$libdir/libbanis.so" >/dev/null || fail "example does not load the installed libbanis.so"
 (cd "$work" && ./ae-shared --steps 12 --out shared.safetensors) >"$work/shared.log" ||
   { cat "$work/shared.log" >&2; fail "example (shared) did not learn or failed"; }
 [ -s "$work/shared.safetensors" ] || fail "example (shared) wrote no checkpoint"
@@ -56,7 +58,7 @@ ok "examples/autoencoder.c built with pkg-config against libbanis.so, trained: $
 # ... and statically: libbanis.a and its private libraries, no libbanis.so at run time.
 cc -std=c11 -O2 "$src/examples/autoencoder.c" -o "$work/ae-static" $(cfg --cflags) \
   $(cfg --static --libs | sed "s|-lbanis|$libdir/libbanis.a|") || fail "example does not link statically"
-if ldd "$work/ae-static" | grep -q libbanis; then fail "static example loads libbanis.so"; fi
+if ldd "$work/ae-static" | grep libbanis >/dev/null; then fail "static example loads libbanis.so"; fi
 (cd "$work" && ./ae-static --steps 12 --out static.safetensors) >"$work/static.log" ||
   { cat "$work/static.log" >&2; fail "example (static) failed"; }
 cmp -s "$work/shared.safetensors" "$work/static.safetensors" || fail "shared and static builds trained differently"
