@@ -17,7 +17,7 @@ typedef enum {
     EW_INPUT,
     EW_CONST,
     // random, from the program's Philox stream at the element's linear index in the output
-    EW_RAND_U01,    // uniform in (0, 1), 53 bits (rng_u01 of words 0 and 1)
+    EW_RAND_U01,    // uniform in (0, 1], 53 bits (rng_u01 of words 0 and 1)
     EW_RAND_NORMAL, // standard normal (Box-Muller over the four words)
     // unary
     EW_NEG,

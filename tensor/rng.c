@@ -59,6 +59,17 @@ rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MAX]) {
     }
 }
 
+uint64_t rng_u01_threshold(double p) {
+    const uint64_t top = (uint64_t)1 << 53;
+    if (!(p > 0x1.0p-54)) return 0; // also NaN: rng_u01 >= 2^-54, nothing is below
+    if (p > 1) return top;
+    uint64_t t = (uint64_t)(p * 0x1.0p53); // near the answer; step to where the order changes
+    if (t > top) t = top;
+    while (t > 0 && ((double)(t - 1) + 0.5) * 0x1.0p-53 >= p) t--;
+    while (t < top && ((double)t + 0.5) * 0x1.0p-53 < p) t++;
+    return t;
+}
+
 double rng_box_muller(const uint32_t w[4]) {
     double u1 = rng_u01(w[0], w[1]), u2 = rng_u01(w[2], w[3]);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);

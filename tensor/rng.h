@@ -20,11 +20,15 @@ void rng_block(const rng *r, uint64_t index, uint32_t round, uint32_t out[4]);
 // same numbers as rng_block, computed many at a time in vector registers.
 #define RNG_BLOCKS_MAX 256
 void rng_blocks(const rng *r, uint64_t first, int n, uint32_t w[4][RNG_BLOCKS_MAX]);
-// Uniform in the open interval (0, 1) with 53 random bits, from two 32-bit words.
+// Uniform in (0, 1] with 53 random bits, from two 32-bit words: (bits + 1/2) / 2^53, rounded
+// (the top value rounds to 1.0; never 0).
 static inline double rng_u01(uint32_t hi, uint32_t lo) {
     uint64_t bits = (((uint64_t)hi << 32) | lo) >> 11;
     return ((double)bits + 0.5) * 0x1.0p-53;
 }
+// The count of 53-bit values whose rng_u01 is below p: rng_u01(hi, lo) < p exactly when
+// ((hi << 32 | lo) >> 11) < rng_u01_threshold(p) (rng_u01 grows with its bits).
+uint64_t rng_u01_threshold(double p);
 // Standard normal from one block (Box-Muller over words 0-1 and 2-3).
 double rng_box_muller(const uint32_t w[4]);
 

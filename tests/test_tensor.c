@@ -189,6 +189,44 @@ START_TEST(test_philox_known_answers) {
 }
 END_TEST
 
+START_TEST(test_rng_u01_threshold) {
+    // The CPU's branch-free Bernoulli compares the 53 bits with rng_u01_threshold(p); it must
+    // decide as rng_u01(hi, lo) < p does (the CUDA kernels compare in double), at the edges of
+    // the threshold, for probabilities of every kind, and at the ends of the range.
+    const double ps[] = {0.7,           0.3,       0.5,       1.0 / 3, 0.999999,     1e-9,
+                         0x1.0p-54,     0x1.0p-53, 1.0,       0.0,     -1.0,         2.0,
+                         1 - 0x1.0p-53, NAN,       0x1.0p-52, 0.25,    0.1234567891, 0.9};
+    const uint64_t top = (uint64_t)1 << 53;
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) {
+        uint64_t t = rng_u01_threshold(ps[i]);
+        ck_assert_uint_le(t, top);
+        // bits just below and at the threshold, the ends, and a spread of values between
+        uint64_t probe[] = {t ? t - 1 : 0,
+                            t < top ? t : top - 1,
+                            t + 1 < top ? t + 1 : top - 1,
+                            0,
+                            top - 1,
+                            top / 2,
+                            top / 3};
+        for (size_t j = 0; j < sizeof probe / sizeof *probe; j++) {
+            uint64_t bits = probe[j];
+            uint64_t word = bits << 11 | 0x5a5; // the 11 discarded bits must not matter
+            double u = rng_u01((uint32_t)(word >> 32), (uint32_t)word);
+            ck_assert_msg((bits < t) == (u < ps[i]), "p = %a, bits %llu, threshold %llu", ps[i],
+                          (unsigned long long)bits, (unsigned long long)t);
+        }
+    }
+    // by hand: rng_u01 is (bits + 1/2) / 2^53 rounded to a double, so for p = 1/2 exactly the
+    // bits below 2^52 are below it, for p = 0 none; for p = 1 all but the top value, whose
+    // 2^53 - 1/2 rounds (to even) to 2^53: rng_u01 is 1.0 there
+    ck_assert_uint_eq(rng_u01_threshold(0.5), top / 2);
+    ck_assert_uint_eq(rng_u01_threshold(0.0), 0);
+    ck_assert_uint_eq(rng_u01_threshold(1.0), top - 1);
+    ck_assert_double_eq(rng_u01(0xffffffffu, 0xffffffffu), 1.0);
+    ck_assert_uint_eq(rng_u01_threshold(2.0), top);
+}
+END_TEST
+
 START_TEST(test_rng_determinism) {
     tensor_scope_begin();
     rng a, b, c;
@@ -315,10 +353,10 @@ START_TEST(test_backward_accumulates) {
 END_TEST
 
 int main(void) {
-    TCase *tc = check_case("core", 0,
-                           CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting,
-                                       test_cast_and_copy, test_philox_known_answers,
-                                       test_rng_determinism, test_rng_moments,
-                                       test_no_leaks_across_steps, test_backward_accumulates));
+    TCase *tc = check_case(
+        "core", 0,
+        CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting, test_cast_and_copy,
+                    test_philox_known_answers, test_rng_determinism, test_rng_u01_threshold,
+                    test_rng_moments, test_no_leaks_across_steps, test_backward_accumulates));
     return check_main("tensor", tc);
 }

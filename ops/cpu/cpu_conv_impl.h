@@ -14,7 +14,10 @@ static inline void CAT(valid_cols_, SUFFIX)(const conv_geometry *g, int64_t s, i
     *hi = b < *lo ? *lo : b > g->OW ? g->OW : b;
 }
 
-static void CAT(im2col_, SUFFIX)(const conv_geometry *g, const T *x, T *col) {
+// Cloned for AVX2 (picked at run time): the stride-2 gathers and scatters below are 8-float
+// vectors, which baseline x86-64 code would spill through the stack element by element.
+__attribute__((target_clones("arch=x86-64-v3", "default"))) static void
+CAT(im2col_, SUFFIX)(const conv_geometry *g, const T *x, T *col) {
     int64_t ohw = g->OH * g->OW, sw = g->stride_w;
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t r = 0; r < g->R; r++)
@@ -42,7 +45,8 @@ static void CAT(im2col_, SUFFIX)(const conv_geometry *g, const T *x, T *col) {
             }
 }
 
-static void CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
+__attribute__((target_clones("arch=x86-64-v3", "default"))) static void
+CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
     int64_t ohw = g->OH * g->OW, sw = g->stride_w;
     memset(x, 0, (size_t)(g->C * g->H * g->W) * sizeof(T));
     for (int64_t c = 0; c < g->C; c++)

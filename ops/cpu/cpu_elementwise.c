@@ -64,7 +64,8 @@ int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *cons
     int last = ndim - 1;
     int64_t inner = shape[last], rows = numel / inner;
     int64_t chunks_per_row = (inner + CHUNK - 1) / CHUNK, items = rows * chunks_per_row;
-#pragma omp parallel for schedule(static) if (numel > 65536)
+    // two threads pay from about 8 K elements (a parallel region costs a few microseconds)
+#pragma omp parallel for schedule(static) if (numel >= 8192)
     for (int64_t item = 0; item < items; item++) {
         int64_t row = item / chunks_per_row, j0 = (item % chunks_per_row) * CHUNK;
         int n = (int)(inner - j0 < CHUNK ? inner - j0 : CHUNK);

@@ -4,16 +4,21 @@
 #define CAT_(a, b) a##b
 #define CAT(a, b)  CAT_(a, b)
 
-static _Thread_local T CAT(values_, SUFFIX)[EW_MAX_NODES][CHUNK];
+static _Thread_local T CAT(values_, SUFFIX)[EW_MAX_NODES][CHUNK + 16];
 #define values CAT(values_, SUFFIX)
 
 static inline __attribute__((always_inline)) void CAT(eval_node_, SUFFIX)(const ew_node *e, int n,
                                                                           int self) {
-    T *r = values[self];
-    const T *a = values[e->a], *b = values[e->b], *c = values[e->c];
-    // each case one loop over the n elements: r[i] = the node's value
+    // a node's operands come before it: its row is none of theirs
+    T *restrict r = values[self];
+    const T *restrict a = values[e->a], *restrict b = values[e->b], *restrict c = values[e->c];
+    // each case one loop over the n elements: r[i] = the node's value (a whole chunk with a
+    // constant trip count, which the compiler unrolls and vectorises without a remainder)
 #define EACH(expr)                                                                                 \
-    for (int i = 0; i < n; i++) r[i] = (expr);                                                     \
+    if (n == CHUNK)                                                                                \
+        for (int i = 0; i < CHUNK; i++) r[i] = (expr);                                             \
+    else                                                                                           \
+        for (int i = 0; i < n; i++) r[i] = (expr);                                                 \
     break
     switch ((ew_opcode)e->op) {
         case EW_NEG: EACH(-a[i]);
@@ -51,10 +56,30 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) st
 CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const operand *ops, int last,
                         const int64_t *off, int n, uint64_t first) {
     const rng stream = {p->rng_seed, p->rng_offset};
+    // uniform[v]: node v has one value over the whole item (a constant, a broadcast input, or an
+    // op of such nodes, like batch norm's rsqrt(var + eps) along a channel's pixels); it is
+    // computed once and splatted, the same arithmetic on the same values as element by element.
+    bool uniform[EW_MAX_NODES];
     for (int v = 0; v < p->n_nodes; v++) {
         if (!live[v]) continue;
         const ew_node *e = &p->nodes[v];
         T *r = values[v];
+        if (e->op == EW_CONST) {
+            uniform[v] = true;
+        } else if (e->op == EW_INPUT) {
+            uniform[v] = ops[p->n_outputs + e->input].strides[last] == 0;
+        } else if (e->op == EW_RAND_U01 || e->op == EW_RAND_NORMAL || e->op == EW_BERNOULLI) {
+            uniform[v] = false;
+        } else {
+            int arity = ew_arity((ew_opcode)e->op);
+            uniform[v] =
+                uniform[e->a] && (arity < 2 || uniform[e->b]) && (arity < 3 || uniform[e->c]);
+            if (uniform[v]) {
+                CAT(eval_node_, SUFFIX)(e, 1, v);
+                for (int i = 1; i < n; i++) r[i] = r[0];
+                continue;
+            }
+        }
         if (e->op == EW_RAND_U01 || e->op == EW_RAND_NORMAL || e->op == EW_BERNOULLI) {
             // drawn in double, as on CUDA; a Bernoulli probability that is a constant is compared
             // in double (CUDA passes it as a double argument), so the masks are bit-identical
@@ -69,9 +94,11 @@ CAT(eval_item_, SUFFIX)(const ew_program *p, const bool *live, const operand *op
                         (T)rng_box_muller((const uint32_t[4]){w[0][i], w[1][i], w[2][i], w[3][i]});
             else if (e->op == EW_RAND_U01)
                 for (int i = 0; i < n; i++) r[i] = (T)rng_u01(w[0][i], w[1][i]);
-            else if (const_prob)
-                for (int i = 0; i < n; i++) r[i] = (T)(rng_u01(w[0][i], w[1][i]) < pa->value);
-            else
+            else if (const_prob) { // rng_u01 < p as an integer compare of its 53 bits: no branch
+                uint64_t t = rng_u01_threshold(pa->value);
+                for (int i = 0; i < n; i++)
+                    r[i] = (T)((((uint64_t)w[0][i] << 32 | w[1][i]) >> 11) < t);
+            } else
                 for (int i = 0; i < n; i++) r[i] = (T)(rng_u01(w[0][i], w[1][i]) < (double)a[i]);
         } else if (e->op == EW_INPUT) {
             int k = p->n_outputs + e->input;

@@ -76,10 +76,22 @@ typedef struct {
 #define CCOL(j) (c + ((j) / G.gn) * G.c_gs + ((j) % G.gn))
 
 // B's rows [0, kc) of columns [j0, j0 + nc), in NR-wide strips.
+// by_cols: B is stored by columns (brs == 1) and PACK_B_COLS may transpose whole strips.
 static void CAT(pack_b_, SUFFIX)(int64_t kc, int64_t j0, int64_t nc, const T *b, int64_t brs,
-                                 int64_t bcs, CAT(col_groups_, SUFFIX) G, T *bp) {
+                                 int64_t bcs, CAT(col_groups_, SUFFIX) G, T *bp, bool by_cols) {
     for (int64_t s = 0; s < nc; s += NR) {
         int nr = (int)(nc - s < NR ? nc - s : NR);
+#ifdef PACK_B_COLS
+        if (by_cols && nr == NR) {
+            const T *cols[NR];
+            for (int j = 0; j < NR; j++) cols[j] = BCOL(j0 + s + j);
+            PACK_B_COLS(kc, cols, bp);
+            bp += kc * NR;
+            continue;
+        }
+#else
+        (void)by_cols;
+#endif
         const T *col0 = BCOL(j0 + s);
         for (int64_t k = 0; k < kc; k++) {
             const T *row = col0 + k * brs;
@@ -115,6 +127,7 @@ static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t a
         : isa == 1 ? CAT(micro_kernel_avx2_, SUFFIX)
                    : CAT(micro_kernel_sse2_, SUFFIX);
     int str = isa == 1 ? MR_AVX2 : MR;
+    bool cols_fast = isa >= 1 && brs == 1 && bcs != 1; // B stored by columns, AVX2 at least
     T *ap = cpu_scratch(0, sizeof(T) * MC * KC), *bp = cpu_scratch(1, sizeof(T) * KC * (NC + NR));
     if (!ap || !bp) { // no memory for packing: the plain triple loop still gives the answer
         for (int64_t i = 0; i < M; i++)
@@ -128,7 +141,7 @@ static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t a
         int64_t nc = j_hi - jc < NC ? j_hi - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = K - pc < KC ? K - pc : KC;
-            CAT(pack_b_, SUFFIX)(kc, jc, nc, b + pc * brs, brs, bcs, G, bp);
+            CAT(pack_b_, SUFFIX)(kc, jc, nc, b + pc * brs, brs, bcs, G, bp, cols_fast);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
                 CAT(pack_a_, SUFFIX)(mc, kc, a + ic * ars + pc * acs, ars, acs, ap, str);
