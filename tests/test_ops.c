@@ -139,6 +139,76 @@ START_TEST(test_conv_batched_gemm_matches_naive) {
 }
 END_TEST
 
+// The convolution's two gradients by their definitions, in double, against the backward passes
+// of op_conv2d in both dtypes: dx[n][c][ih][iw] = sum dy[n][k][oh][ow] w[k][c][r][s] and
+// dw[k][c][r][s] = sum dy[n][k][oh][ow] x[n][c][ih][iw] over the taps that read (ih, iw).
+// Geometries that take each path of the CPU backend: the weight gradient as one implicit GEMM
+// over the batch (8 pixels of a row transposed at a time, or element by element), outputs of
+// 8x8, 16x16 and 5x4, strides 1 and 2, im2col rows not a multiple of 16.
+START_TEST(test_conv_gradients_match_definitions) {
+    tensor_scope_begin();
+    rng r;
+    rng_init(&r, 12);
+    const struct {
+        int N, C, H, W, K, R, S, st;
+    } geo[] = {{3, 3, 16, 16, 4, 5, 5, 2}, {2, 2, 9, 8, 3, 5, 5, 2},   {3, 4, 8, 8, 5, 5, 5, 1},
+               {2, 3, 32, 32, 2, 3, 3, 2}, {2, 1, 64, 64, 3, 5, 5, 2}, {2, 7, 4, 4, 17, 3, 3, 1}};
+    for (size_t gi = 0; gi < sizeof geo / sizeof *geo; gi++) {
+        int N = geo[gi].N, C = geo[gi].C, H = geo[gi].H, W = geo[gi].W, K = geo[gi].K,
+            R = geo[gi].R, S = geo[gi].S, st = geo[gi].st;
+        op_conv_opts o = op_conv_same(H, W, R, S, st);
+        int OH = (H + st - 1) / st, OW = (W + st - 1) / st;
+        tensor *x = random_tensor(&r, TENSOR_F64, SHAPE(N, C, H, W));
+        tensor *w = random_tensor(&r, TENSOR_F64, SHAPE(K, C, R, S));
+        tensor *dy = random_tensor(&r, TENSOR_F64, SHAPE(N, K, OH, OW));
+        double *xv = host(x), *wv = host(w), *dyv = host(dy);
+        double *dx = calloc((size_t)(N * C * H * W), sizeof *dx);
+        double *dw = calloc((size_t)(K * C * R * S), sizeof *dw);
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                        for (int c = 0; c < C; c++)
+                            for (int rr = 0; rr < R; rr++)
+                                for (int ss = 0; ss < S; ss++) {
+                                    int ih = oh * st - o.pad_top + rr,
+                                        iw = ow * st - o.pad_left + ss;
+                                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                    double g = dyv[((n * K + k) * OH + oh) * OW + ow];
+                                    int xi = ((n * C + c) * H + ih) * W + iw,
+                                        wi = ((k * C + c) * R + rr) * S + ss;
+                                    dx[xi] += g * wv[wi];
+                                    dw[wi] += g * xv[xi];
+                                }
+        for (int dt = 0; dt < 2; dt++) {
+            tensor *xd = tensor_cast(x, (tensor_dtype)dt), *wd = tensor_cast(w, (tensor_dtype)dt);
+            xd->requires_grad = wd->requires_grad = true;
+            tensor *y = op_conv2d(xd, wd, NULL, &o);
+            ck_assert_ptr_nonnull(y);
+            ck_assert_int_eq(ag_backward(y, tensor_cast(dy, (tensor_dtype)dt)), 0);
+            double *gx = host(xd->grad), *gw = host(wd->grad);
+            double tol = dt == TENSOR_F64 ? 1e-10 : 1e-4;
+            for (int i = 0; i < N * C * H * W; i++)
+                ck_assert_msg(fabs(gx[i] - dx[i]) < tol * (1 + fabs(dx[i])),
+                              "geometry %zu dtype %d: dx[%d] %g, by definition %g", gi, dt, i,
+                              gx[i], dx[i]);
+            for (int i = 0; i < K * C * R * S; i++)
+                ck_assert_msg(fabs(gw[i] - dw[i]) < tol * (1 + fabs(dw[i])),
+                              "geometry %zu dtype %d: dw[%d] %g, by definition %g", gi, dt, i,
+                              gw[i], dw[i]);
+            free(gx);
+            free(gw);
+        }
+        free(xv);
+        free(wv);
+        free(dyv);
+        free(dx);
+        free(dw);
+    }
+    tensor_scope_end();
+}
+END_TEST
+
 START_TEST(test_conv_transpose2d_matches_scatter_definition) {
     tensor_scope_begin();
     rng r;
@@ -443,6 +513,6 @@ int main(void) {
                     test_bce_and_mse_hand_worked, test_matmul_blocked_matches_naive,
                     test_conv_batched_gemm_matches_naive, test_reductions_match_loops,
                     test_dropout_statistics, test_float32_matches_float64,
-                    test_reflection_pad_and_instance_norm));
+                    test_conv_gradients_match_definitions, test_reflection_pad_and_instance_norm));
     return check_main("ops", tc);
 }

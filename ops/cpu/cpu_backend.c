@@ -18,8 +18,8 @@ int cpu_threads(void) { return 1; }
 
 // ---- per-thread scratch, released by a thread-exit destructor
 typedef struct {
-    void *ptr[4];
-    size_t size[4];
+    void *ptr[CPU_SCRATCH_SLOTS];
+    size_t size[CPU_SCRATCH_SLOTS];
 } scratch;
 
 static pthread_key_t scratch_key;
@@ -27,7 +27,7 @@ static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *p) {
     scratch *s = p;
-    for (int i = 0; i < 4; i++) free(s->ptr[i]);
+    for (int i = 0; i < CPU_SCRATCH_SLOTS; i++) free(s->ptr[i]);
     free(s);
 }
 

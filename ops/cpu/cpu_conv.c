@@ -1,4 +1,4 @@
-// Convolutions as im2col + GEMM, one sample per thread (cpu_conv_impl.h, for float and double).
+// Convolutions as GEMMs over im2col (cpu_conv_impl.h, for float and double).
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,22 +10,10 @@
 
 typedef enum { CONV_FORWARD, CONV_BACKWARD_INPUT, CONV_BACKWARD_WEIGHT } conv_pass;
 
-// Stride 2, the most common in BANIS, eight floats at a time (a strided load is scalar
-// otherwise): dst[i] = src[2 i], and dst[2 i] += src[i], for i < n, where `avail` elements
-// from src (from dst) may be read; the odd elements read on the way are added -0.0 (which
-// leaves every float as it is).
+// Stride 2, the most common in BANIS, eight floats at a time (a strided store is scalar
+// otherwise): dst[2 i] += src[i] for i < n, where `avail` elements from dst may be read; the odd
+// elements read on the way are added -0.0 (which leaves every float as it is).
 typedef float v8f __attribute__((vector_size(32)));
-static void gather2_f32(float *dst, const float *src, int64_t n, int64_t avail) {
-    int64_t i = 0;
-    for (; i + 8 <= n && 2 * i + 16 <= avail; i += 8) {
-        v8f a, b;
-        memcpy(&a, src + 2 * i, sizeof a);
-        memcpy(&b, src + 2 * i + 8, sizeof b);
-        v8f e = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
-        memcpy(dst + i, &e, sizeof e);
-    }
-    for (; i < n; i++) dst[i] = src[2 * i];
-}
 static void scatter_add2_f32(float *dst, const float *src, int64_t n, int64_t avail) {
     int64_t i = 0;
     const v8f z = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f};
@@ -40,10 +28,6 @@ static void scatter_add2_f32(float *dst, const float *src, int64_t n, int64_t av
         memcpy(dst + 2 * i + 8, &d1, sizeof d1);
     }
     for (; i < n; i++) dst[2 * i] += src[i];
-}
-static void gather2_f64(double *dst, const double *src, int64_t n, int64_t avail) {
-    (void)avail;
-    for (int64_t i = 0; i < n; i++) dst[i] = src[2 * i];
 }
 static void scatter_add2_f64(double *dst, const double *src, int64_t n, int64_t avail) {
     (void)avail;

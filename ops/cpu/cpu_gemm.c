@@ -30,31 +30,14 @@ int cpu_gemm_set_isa(int isa) {
 // B stored by columns (each column's rows contiguous, as im2col^T in a weight gradient or a
 // transposed operand): a strip of 16 columns is packed 8 rows at a time as two 8 x 8 transposes
 // in AVX2 registers, instead of one strided load per element. Rows [0, kc) of columns col[j].
-typedef float v8f __attribute__((vector_size(32)));
 __attribute__((target("arch=x86-64-v3"))) static void
 pack_b_cols16_f32(int64_t kc, const float *const *col, float *bp) {
     int64_t k0 = 0;
     for (; k0 + 8 <= kc; k0 += 8)
         for (int h = 0; h < 2; h++) {
-            v8f r[8], t[8], u[8];
-            for (int j = 0; j < 8; j++) memcpy(&r[j], col[8 * h + j] + k0, sizeof(v8f));
-            for (int j = 0; j < 8; j += 2) {
-                t[j] = __builtin_shufflevector(r[j], r[j + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-                t[j + 1] = __builtin_shufflevector(r[j], r[j + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-            }
-            for (int j = 0; j < 8; j += 4)
-                for (int q = 0; q < 2; q++) { // q = 0: from the low pairs, 1: the high pairs
-                    u[j + 2 * q] =
-                        __builtin_shufflevector(t[j + q], t[j + q + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-                    u[j + 2 * q + 1] =
-                        __builtin_shufflevector(t[j + q], t[j + q + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-                }
-            for (int k = 0; k < 4; k++) { // u[k]: rows k (low half) and k + 4 (high half)
-                v8f lo = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-                v8f hi = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-                memcpy(bp + (k0 + k) * 16 + 8 * h, &lo, sizeof lo);
-                memcpy(bp + (k0 + k + 4) * 16 + 8 * h, &hi, sizeof hi);
-            }
+            const float *src[8];
+            for (int j = 0; j < 8; j++) src[j] = col[8 * h + j] + k0;
+            cpu_transpose8_f32(src, bp + k0 * 16 + 8 * h, 16);
         }
     for (; k0 < kc; k0++)
         for (int j = 0; j < 16; j++) bp[k0 * 16 + j] = col[j][k0];
@@ -67,6 +50,7 @@ pack_b_cols16_f32(int64_t kc, const float *const *col, float *bp) {
     8 // 8 x 16 on AVX-512: 8 accumulators keep both FMA units busy (6 x 16 was latency bound)
 #define MR_AVX2 6 // 6 x 16 on AVX2: 12 ymm accumulators, 2 for B, 1 broadcast
 #define NR      16
+_Static_assert(NR == CPU_GEMM_NR(float), "an implicit B is packed in the GEMM's strips");
 #include "cpu_gemm_impl.h"
 #undef T
 #undef SUFFIX
@@ -80,6 +64,7 @@ pack_b_cols16_f32(int64_t kc, const float *const *col, float *bp) {
 #define MR      6
 #define MR_AVX2 6 // 12 ymm accumulators
 #define NR      8
+_Static_assert(NR == CPU_GEMM_NR(double), "an implicit B is packed in the GEMM's strips");
 #include "cpu_gemm_impl.h"
 #undef T
 #undef SUFFIX

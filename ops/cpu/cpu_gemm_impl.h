@@ -69,8 +69,12 @@ static void CAT(pack_a_, SUFFIX)(int64_t mc, int64_t kc, const T *a, int64_t ars
 // b + (j / gn) * b_gs + (j % gn) * bcs, column j of C at c + (j / gn) * c_gs + (j % gn). So one
 // GEMM covers a batch of samples laid out one after another (a convolution's im2col buffers and
 // outputs), and the weights are packed once for all of them.
+// pack, when set, writes B's packed panels itself (an implicit GEMM: a convolution's im2col
+// gathered straight from the image) and b is not read.
 typedef struct {
     int64_t gn, b_gs, c_gs;
+    CAT(cpu_pack_b_, SUFFIX) pack;
+    const void *pack_ctx;
 } CAT(col_groups_, SUFFIX);
 #define BCOL(j) (b + ((j) / G.gn) * G.b_gs + ((j) % G.gn) * bcs)
 #define CCOL(j) (c + ((j) / G.gn) * G.c_gs + ((j) % G.gn))
@@ -108,10 +112,11 @@ static void CAT(pack_b_, SUFFIX)(int64_t kc, int64_t j0, int64_t nc, const T *b,
 }
 
 // Columns [j_lo, j_hi) of C = [C +] A @ B.
-static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t ars, int64_t acs,
-                                     const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
-                                     CAT(col_groups_, SUFFIX) G, int64_t j_lo, int64_t j_hi,
-                                     bool accumulate) {
+// -1 only when an implicit B (G.pack) finds no memory to be packed into.
+static int CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t ars, int64_t acs,
+                                    const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
+                                    CAT(col_groups_, SUFFIX) G, int64_t j_lo, int64_t j_hi,
+                                    bool accumulate) {
     if (!accumulate)
         for (int64_t j = j_lo; j < j_hi;) { // each group's part of the rows
             int64_t end = (j / G.gn + 1) * G.gn;
@@ -120,7 +125,7 @@ static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t a
                 memset(CCOL(j) + i * ldc, 0, (size_t)(end - j) * sizeof(T));
             j = end;
         }
-    if (M == 0 || j_hi <= j_lo || K == 0) return;
+    if (M == 0 || j_hi <= j_lo || K == 0) return 0;
     int isa = cpu_gemm_isa(); // the kernel, and the strip height A is packed in
     void (*kernel)(int64_t, const T *restrict, const T *restrict, T *restrict, int64_t, int, int) =
         isa == 2   ? CAT(micro_kernel_avx512_, SUFFIX)
@@ -130,18 +135,22 @@ static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t a
     bool cols_fast = isa >= 1 && brs == 1 && bcs != 1; // B stored by columns, AVX2 at least
     T *ap = cpu_scratch(0, sizeof(T) * MC * KC), *bp = cpu_scratch(1, sizeof(T) * KC * (NC + NR));
     if (!ap || !bp) { // no memory for packing: the plain triple loop still gives the answer
+        if (G.pack) return -1;
         for (int64_t i = 0; i < M; i++)
             for (int64_t k = 0; k < K; k++) {
                 T aik = a[i * ars + k * acs];
                 for (int64_t j = j_lo; j < j_hi; j++) CCOL(j)[i * ldc] += aik * BCOL(j)[k * brs];
             }
-        return;
+        return 0;
     }
     for (int64_t jc = j_lo; jc < j_hi; jc += NC) {
         int64_t nc = j_hi - jc < NC ? j_hi - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = K - pc < KC ? K - pc : KC;
-            CAT(pack_b_, SUFFIX)(kc, jc, nc, b + pc * brs, brs, bcs, G, bp, cols_fast);
+            if (G.pack)
+                G.pack(G.pack_ctx, pc, kc, jc, nc, bp);
+            else
+                CAT(pack_b_, SUFFIX)(kc, jc, nc, b + pc * brs, brs, bcs, G, bp, cols_fast);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
                 CAT(pack_a_, SUFFIX)(mc, kc, a + ic * ars + pc * acs, ars, acs, ap, str);
@@ -156,25 +165,26 @@ static void CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t a
             }
         }
     }
+    return 0;
 }
 
 void CAT(cpu_gemm_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars, int64_t acs,
                             const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
                             bool accumulate) {
-    CAT(col_groups_, SUFFIX) one = {N > 0 ? N : 1, 0, 0};
+    CAT(col_groups_, SUFFIX) one = {N > 0 ? N : 1, 0, 0, NULL, NULL};
     CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, one, 0, N, accumulate);
 }
 
 // Splits the columns (or, for narrow C, the rows) over the threads.
-static void CAT(gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
-                                        int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
-                                        int64_t ldc, CAT(col_groups_, SUFFIX) G, bool accumulate) {
+static int CAT(gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
+                                       int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
+                                       int64_t ldc, CAT(col_groups_, SUFFIX) G, bool accumulate) {
     int threads = cpu_threads();
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    if (threads <= 1 || flops < 2e6) {
-        CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, G, 0, N, accumulate);
-        return;
-    }
+    if (threads <= 1 || flops < 2e6)
+        return CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, G, 0, N,
+                                        accumulate);
+    int failed = 0;
     bool by_cols = N >= M || N >= 2 * NR * threads || G.gn < N; // rows: in multiples of 24
 #pragma omp parallel num_threads(threads)
     {
@@ -186,19 +196,27 @@ static void CAT(gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T
         int64_t total = by_cols ? N : M, unit = by_cols ? NR : 24; // whole strips of 6 and 8
         int64_t per = ((total + nt - 1) / nt + unit - 1) / unit * unit;
         int64_t lo = t * per, hi = lo + per < total ? lo + per : total;
+        int rc = 0;
         if (lo < hi) {
-            if (by_cols) CAT(gemm_range_, SUFFIX)
-            (M, K, a, ars, acs, b, brs, bcs, c, ldc, G, lo, hi, accumulate);
-            else CAT(gemm_range_, SUFFIX)(hi - lo, K, a + lo * ars, ars, acs, b, brs, bcs,
-                                          c + lo * ldc, ldc, G, 0, N, accumulate);
+            if (by_cols)
+                rc = CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, G, lo, hi,
+                                              accumulate);
+            else
+                rc = CAT(gemm_range_, SUFFIX)(hi - lo, K, a + lo * ars, ars, acs, b, brs, bcs,
+                                              c + lo * ldc, ldc, G, 0, N, accumulate);
+        }
+        if (rc) {
+#pragma omp atomic write
+            failed = 1;
         }
     }
+    return failed ? -1 : 0;
 }
 
 void CAT(cpu_gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars,
                                      int64_t acs, const T *b, int64_t brs, int64_t bcs, T *c,
                                      int64_t ldc, bool accumulate) {
-    CAT(col_groups_, SUFFIX) one = {N > 0 ? N : 1, 0, 0};
+    CAT(col_groups_, SUFFIX) one = {N > 0 ? N : 1, 0, 0, NULL, NULL};
     CAT(gemm_parallel_, SUFFIX)(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, one, accumulate);
 }
 
@@ -206,8 +224,16 @@ void CAT(cpu_gemm_groups_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, con
                                             int64_t ars, int64_t acs, const T *b, int64_t brs,
                                             int64_t bcs, int64_t b_gs, T *c, int64_t ldc,
                                             int64_t c_gs, int64_t gn, bool accumulate) {
-    CAT(col_groups_, SUFFIX) G = {gn, b_gs, c_gs};
+    CAT(col_groups_, SUFFIX) G = {gn, b_gs, c_gs, NULL, NULL};
     CAT(gemm_parallel_, SUFFIX)(M, N, K, a, ars, acs, b, brs, bcs, c, ldc, G, accumulate);
+}
+
+int CAT(cpu_gemm_implicit_parallel_,
+        SUFFIX)(int64_t M, int64_t N, int64_t K, const T *a, int64_t ars, int64_t acs,
+                CAT(cpu_pack_b_, SUFFIX) pack, const void *ctx, T *c, int64_t ldc, int64_t c_gs,
+                int64_t gn, bool accumulate) {
+    CAT(col_groups_, SUFFIX) G = {gn, 0, c_gs, pack, ctx};
+    return CAT(gemm_parallel_, SUFFIX)(M, N, K, a, ars, acs, NULL, 0, 1, c, ldc, G, accumulate);
 }
 
 #undef BCOL
