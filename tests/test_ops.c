@@ -144,20 +144,25 @@ END_TEST
 // dw[k][c][r][s] = sum dy[n][k][oh][ow] x[n][c][ih][iw] over the taps that read (ih, iw).
 // Geometries that take each path of the CPU backend: the weight gradient as one implicit GEMM
 // over the batch (8 pixels of a row transposed at a time, or element by element), outputs of
-// 8x8, 16x16 and 5x4, strides 1 and 2, im2col rows not a multiple of 16.
+// 8x8, 16x16 and 5x4, strides 1 and 2, im2col rows not a multiple of 16; the input gradient of
+// stride 1 as the forward pass of the flipped kernel, of stride 2 through col2im; 'valid'.
 START_TEST(test_conv_gradients_match_definitions) {
     tensor_scope_begin();
     rng r;
     rng_init(&r, 12);
     const struct {
         int N, C, H, W, K, R, S, st;
-    } geo[] = {{3, 3, 16, 16, 4, 5, 5, 2}, {2, 2, 9, 8, 3, 5, 5, 2},   {3, 4, 8, 8, 5, 5, 5, 1},
-               {2, 3, 32, 32, 2, 3, 3, 2}, {2, 1, 64, 64, 3, 5, 5, 2}, {2, 7, 4, 4, 17, 3, 3, 1}};
+        bool valid; // Keras 'valid' (no padding: the last rows and columns may be read by none)
+    } geo[] = {{3, 3, 16, 16, 4, 5, 5, 2, false}, {2, 2, 9, 8, 3, 5, 5, 2, false},
+               {3, 4, 8, 8, 5, 5, 5, 1, false},   {2, 3, 32, 32, 2, 3, 3, 2, false},
+               {2, 1, 64, 64, 3, 5, 5, 2, false}, {2, 7, 4, 4, 17, 3, 3, 1, false},
+               {2, 3, 6, 5, 2, 5, 5, 2, true},    {3, 2, 12, 11, 4, 3, 3, 1, true}};
     for (size_t gi = 0; gi < sizeof geo / sizeof *geo; gi++) {
         int N = geo[gi].N, C = geo[gi].C, H = geo[gi].H, W = geo[gi].W, K = geo[gi].K,
             R = geo[gi].R, S = geo[gi].S, st = geo[gi].st;
-        op_conv_opts o = op_conv_same(H, W, R, S, st);
-        int OH = (H + st - 1) / st, OW = (W + st - 1) / st;
+        op_conv_opts o = geo[gi].valid ? op_conv_valid(st) : op_conv_same(H, W, R, S, st);
+        int OH = geo[gi].valid ? (H - R) / st + 1 : (H + st - 1) / st,
+            OW = geo[gi].valid ? (W - S) / st + 1 : (W + st - 1) / st;
         tensor *x = random_tensor(&r, TENSOR_F64, SHAPE(N, C, H, W));
         tensor *w = random_tensor(&r, TENSOR_F64, SHAPE(K, C, R, S));
         tensor *dy = random_tensor(&r, TENSOR_F64, SHAPE(N, K, OH, OW));
@@ -185,6 +190,8 @@ START_TEST(test_conv_gradients_match_definitions) {
             xd->requires_grad = wd->requires_grad = true;
             tensor *y = op_conv2d(xd, wd, NULL, &o);
             ck_assert_ptr_nonnull(y);
+            ck_assert_int_eq(y->shape[2], OH);
+            ck_assert_int_eq(y->shape[3], OW);
             ck_assert_int_eq(ag_backward(y, tensor_cast(dy, (tensor_dtype)dt)), 0);
             double *gx = host(xd->grad), *gw = host(wd->grad);
             double tol = dt == TENSOR_F64 ? 1e-10 : 1e-4;

@@ -14,30 +14,6 @@ static inline void CAT(valid_cols_, SUFFIX)(const conv_geometry *g, int64_t s, i
     *hi = b < *lo ? *lo : b > g->OW ? g->OW : b;
 }
 
-// Cloned for AVX2 (picked at run time): the stride-2 scatters are 8-float vectors, which
-// baseline x86-64 code would spill through the stack element by element.
-__attribute__((target_clones("arch=x86-64-v3", "default"))) static void
-CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x) {
-    int64_t ohw = g->OH * g->OW, sw = g->stride_w;
-    memset(x, 0, (size_t)(g->C * g->H * g->W) * sizeof(T));
-    for (int64_t c = 0; c < g->C; c++)
-        for (int64_t r = 0; r < g->R; r++)
-            for (int64_t s = 0; s < g->S; s++) {
-                const T *row = col + ((c * g->R + r) * g->S + s) * ohw;
-                int64_t lo, hi, off = s - g->pad_left;
-                CAT(valid_cols_, SUFFIX)(g, s, &lo, &hi);
-                for (int64_t oh = 0; oh < g->OH; oh++) {
-                    int64_t ih = oh * g->stride_h - g->pad_top + r;
-                    if (ih < 0 || ih >= g->H) continue;
-                    T *dst = x + (c * g->H + ih) * g->W + off;
-                    const T *src = row + oh * g->OW;
-                    if (sw == 2) CAT(scatter_add2_, SUFFIX)
-                    (dst + 2 * lo, src + lo, hi - lo, g->W - off - 2 * lo);
-                    else for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw] += src[ow];
-                }
-            }
-}
-
 // The forward pass as an implicit GEMM: y = w @ im2col(x) over the whole batch (the samples'
 // columns side by side), im2col's rows copied straight into the GEMM's packed panels. x is first
 // copied once, zero-padded and split into its stride_w column phases: then the pixels of one
@@ -91,13 +67,60 @@ CAT(pack_im2col_, SUFFIX)(const void *ctx_, int64_t pc, int64_t kc, int64_t j0, 
     }
 }
 
+// The padded, phase-split layout of one sample: rows hp, row length wq per phase, size; and
+// where each im2col row (c, r, s) starts in it.
+static void CAT(split_dims_, SUFFIX)(const conv_geometry *g, int64_t *hp, int64_t *wq,
+                                     int64_t *size) {
+    int64_t sw = g->stride_w, wp = (g->OW - 1) * sw + g->S;
+    *hp = (g->OH - 1) * g->stride_h + g->R;
+    *wq = (wp + sw - 1) / sw;
+    *size = g->C * *hp * sw * *wq;
+}
+static void CAT(split_offsets_, SUFFIX)(const conv_geometry *g, int64_t hp, int64_t wq,
+                                        int64_t *koff) {
+    int64_t sw = g->stride_w;
+    for (int64_t c = 0, k = 0; c < g->C; c++)
+        for (int64_t r = 0; r < g->R; r++)
+            for (int64_t s = 0; s < g->S; s++, k++)
+                koff[k] = ((c * hp + r) * sw + s % sw) * wq + s / sw;
+}
+
+// col2im of one sample: x = the sum of each im2col row's values at the pixels its tap reads.
+// They are added in the padded, phase-split layout (xp, of the sample's size), where a row's
+// pixels along an output row are contiguous, then the inside of xp is copied out to x. Each
+// pixel receives its terms in the order of the rows, as a direct scatter would add them.
+__attribute__((target_clones("arch=x86-64-v3", "default"))) static void
+CAT(col2im_, SUFFIX)(const conv_geometry *g, const T *col, T *x, const int64_t *koff, T *xp) {
+    int64_t ohw = g->OH * g->OW, sw = g->stride_w, crs = g->C * g->R * g->S, hp, wq, size;
+    CAT(split_dims_, SUFFIX)(g, &hp, &wq, &size);
+    memset(xp, 0, (size_t)size * sizeof(T));
+    int64_t row = g->stride_h * sw * wq, ow_n = g->OW;
+    for (int64_t k = 0; k < crs; k++) {
+        const T *src = col + k * ohw;
+        T *dst = xp + koff[k];
+        for (int64_t oh = 0; oh < g->OH; oh++, src += ow_n, dst += row)
+            for (int64_t ow = 0; ow < ow_n; ow++) dst[ow] += src[ow];
+    }
+    // pixels past the last tap (a 'valid' convolution's margin) are read by none: 0
+    int64_t wp = (g->OW - 1) * sw + g->S;
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t ih = 0; ih < g->H; ih++) {
+            T *out = x + (c * g->H + ih) * g->W;
+            int64_t ihp = ih + g->pad_top;
+            const T *in = xp + (c * hp + ihp) * sw * wq;
+            for (int64_t iw = 0; iw < g->W; iw++) {
+                int64_t iwp = iw + g->pad_left;
+                out[iw] = ihp < hp && iwp < wp ? in[iwp % sw * wq + iwp / sw] : 0;
+            }
+        }
+}
+
 // x zero-padded and split into column phases (scratch slot 2), and each im2col row's offset in
 // a sample of it (slot 3): the context both implicit packers read. NULL when out of memory.
 static T *CAT(pad_split_, SUFFIX)(const conv_geometry *g, const T *x,
                                   CAT(implicit_, SUFFIX) * ctx) {
-    int64_t crs = g->C * g->R * g->S, sw = g->stride_w;
-    int64_t hp = (g->OH - 1) * g->stride_h + g->R, wp = (g->OW - 1) * sw + g->S;
-    int64_t wq = (wp + sw - 1) / sw, xp_size = g->C * hp * sw * wq;
+    int64_t crs = g->C * g->R * g->S, sw = g->stride_w, hp, wq, xp_size;
+    CAT(split_dims_, SUFFIX)(g, &hp, &wq, &xp_size);
     T *xp = cpu_scratch(2, (size_t)(g->N * xp_size) * sizeof(T));
     int64_t *koff = cpu_scratch(3, (size_t)crs * sizeof(int64_t));
     if (!xp || !koff) {
@@ -119,10 +142,7 @@ static T *CAT(pad_split_, SUFFIX)(const conv_geometry *g, const T *x,
                 }
         }
     }
-    for (int64_t c = 0, k = 0; c < g->C; c++)
-        for (int64_t r = 0; r < g->R; r++)
-            for (int64_t s = 0; s < g->S; s++, k++)
-                koff[k] = ((c * hp + r) * sw + s % sw) * wq + s / sw;
+    CAT(split_offsets_, SUFFIX)(g, hp, wq, koff);
     *ctx = (CAT(implicit_, SUFFIX)){g, xp, koff, hp, wq, xp_size};
     return xp;
 }
@@ -213,14 +233,26 @@ static int CAT(conv_backward_weight_implicit_, SUFFIX)(const conv_geometry *g, c
 // The input gradient, dx = col2im(w^T @ dy). Sample n on thread slot t (its im2col-shaped
 // buffer): its GEMM on this thread, or split over all threads (`parallel`, when the samples are
 // not spread over the threads; never a parallel region inside another, see cpu_gemm).
-static void CAT(dx_sample_, SUFFIX)(const conv_geometry *g, const T *dy, const T *w, T *dx, T *cols,
-                                    int64_t n, int t, bool parallel) {
-    int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW;
+static int CAT(dx_sample_, SUFFIX)(const conv_geometry *g, const T *dy, const T *w, T *dx, T *cols,
+                                   const int64_t *koff, int64_t n, int t, bool parallel) {
+    int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW, hp, wq, size;
     int64_t x_size = g->C * g->H * g->W, y_size = g->K * ohw;
-    T *col = cols + t * crs * ohw;
+    CAT(split_dims_, SUFFIX)(g, &hp, &wq, &size);
+    T *col = cols + t * crs * ohw, *xp = cpu_scratch(3, (size_t)size * sizeof(T));
+    if (!xp) return -1;
     (parallel ? CAT(cpu_gemm_parallel_, SUFFIX) : CAT(cpu_gemm_, SUFFIX))(
         crs, ohw, g->K, w, 1, crs, dy + n * y_size, ohw, 1, col, ohw, false);
-    CAT(col2im_, SUFFIX)(g, col, dx + n * x_size);
+    CAT(col2im_, SUFFIX)(g, col, dx + n * x_size, koff, xp);
+    return 0;
+}
+
+// Each im2col row's offset in the padded, phase-split layout col2im adds in (scratch slot 4).
+static int64_t *CAT(dx_offsets_, SUFFIX)(const conv_geometry *g) {
+    int64_t hp, wq, size;
+    CAT(split_dims_, SUFFIX)(g, &hp, &wq, &size);
+    int64_t *koff = cpu_scratch(4, (size_t)(g->C * g->R * g->S) * sizeof(int64_t));
+    if (koff) CAT(split_offsets_, SUFFIX)(g, hp, wq, koff);
+    return koff;
 }
 
 // The input gradient over groups of samples, one GEMM per group, the threads splitting its
@@ -238,7 +270,9 @@ static int CAT(dx_batched_, SUFFIX)(const conv_geometry *g, const T *dy, const T
     if (group > threads) group = (group + threads - 1) / threads * threads;
     group = group > g->N ? g->N : group;
     T *cols = cpu_scratch(2, (size_t)(group * per) * sizeof(T));
-    if (!cols) {
+    const int64_t *koff = CAT(dx_offsets_, SUFFIX)(g);
+    int failed = 0;
+    if (!cols || !koff) {
         err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs,
                 (long long)(group * ohw));
         return -1;
@@ -249,10 +283,20 @@ static int CAT(dx_batched_, SUFFIX)(const conv_geometry *g, const T *dy, const T
         (crs, ns * ohw, g->K, w, 1, crs, dy + n0 * y_size, ohw, 1, y_size, cols, ohw, per, ohw,
          false);
 #pragma omp parallel for schedule(static) if (ns > 1)
-        for (int64_t s = 0; s < ns; s++)
-            CAT(col2im_, SUFFIX)(g, cols + s * per, dx + (n0 + s) * x_size);
+        for (int64_t s = 0; s < ns; s++) {
+            int64_t hp, wq, size;
+            CAT(split_dims_, SUFFIX)(g, &hp, &wq, &size);
+            T *xp = cpu_scratch(3, (size_t)size * sizeof(T));
+            if (xp)
+                CAT(col2im_, SUFFIX)(g, cols + s * per, dx + (n0 + s) * x_size, koff, xp);
+            else {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
     }
-    return 0;
+    if (failed) err_set("conv: out of host memory for col2im's padded buffer");
+    return failed ? -1 : 0;
 }
 
 // One pass. `a` and `b` are the pass's two inputs, `out` its output.
@@ -261,6 +305,34 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
     if (pass == CONV_FORWARD) return CAT(conv_forward_implicit_, SUFFIX)(g, a, b, out);
     if (pass == CONV_BACKWARD_WEIGHT)
         return CAT(conv_backward_weight_implicit_, SUFFIX)(g, a, b, out);
+    if (g->stride_h == 1 && g->stride_w == 1 && g->pad_top < g->R && g->pad_left < g->S) {
+        // stride 1: dx is the forward convolution of dy with the kernel flipped and its two
+        // channel axes swapped, padded by R - 1 - pad_top and S - 1 - pad_left (no col2im)
+        int64_t rs = g->R * g->S;
+        T *wf = cpu_scratch(4, (size_t)(g->K * g->C * rs) * sizeof(T));
+        if (!wf) {
+            err_set("conv: out of host memory for the flipped kernel");
+            return -1;
+        }
+        for (int64_t k = 0; k < g->K; k++)
+            for (int64_t c = 0; c < g->C; c++)
+                for (int64_t i = 0; i < rs; i++)
+                    wf[(c * g->K + k) * rs + i] = b[(k * g->C + c) * rs + rs - 1 - i];
+        conv_geometry t = {.N = g->N,
+                           .C = g->K,
+                           .H = g->OH,
+                           .W = g->OW,
+                           .K = g->C,
+                           .R = g->R,
+                           .S = g->S,
+                           .OH = g->H,
+                           .OW = g->W,
+                           .stride_h = 1,
+                           .stride_w = 1,
+                           .pad_top = g->R - 1 - g->pad_top,
+                           .pad_left = g->S - 1 - g->pad_left};
+        return CAT(conv_forward_implicit_, SUFFIX)(&t, a, wf, out);
+    }
     // few output pixels per sample: packing the weights for every sample costs more than the
     // batch's one GEMM (measured: large images keep their per-sample GEMMs, which stay in cache)
     int64_t crs = g->C * g->R * g->S, ohw = g->OH * g->OW;
@@ -271,11 +343,13 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
     // The calling thread's scratch, kept between calls: a fresh malloc of these sizes is an
     // mmap, and its munmap a TLB shootdown on every core.
     T *cols = cpu_scratch(2, (size_t)(crs * ohw * threads) * sizeof(T));
-    if (!cols) {
+    const int64_t *koff = CAT(dx_offsets_, SUFFIX)(g);
+    if (!cols || !koff) {
         err_set("conv: out of host memory for the %lld x %lld im2col buffer", (long long)crs,
                 (long long)ohw);
         return -1;
     }
+    int failed = 0;
     if (threads > 1) {
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t n = 0; n < g->N; n++) {
@@ -283,12 +357,17 @@ static int CAT(conv_, SUFFIX)(conv_pass pass, const conv_geometry *g, const T *a
 #ifdef _OPENMP
             t = omp_get_thread_num();
 #endif
-            CAT(dx_sample_, SUFFIX)(g, a, b, out, cols, n, t, false);
+            if (CAT(dx_sample_, SUFFIX)(g, a, b, out, cols, koff, n, t, false)) {
+#pragma omp atomic write
+                failed = 1;
+            }
         }
     } else {
-        for (int64_t n = 0; n < g->N; n++) CAT(dx_sample_, SUFFIX)(g, a, b, out, cols, n, 0, true);
+        for (int64_t n = 0; n < g->N && !failed; n++)
+            failed = CAT(dx_sample_, SUFFIX)(g, a, b, out, cols, koff, n, 0, true);
     }
-    return 0;
+    if (failed) err_set("conv: out of host memory for col2im's padded buffer");
+    return failed ? -1 : 0;
 }
 
 #undef CAT
