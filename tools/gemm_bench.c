@@ -31,6 +31,8 @@ int main(int argc, char **argv) {
         {"E conv 32x32 128->256 s2 (per sample)", 256, 256, 3200},
         {"E conv 16x16 256->512 s2 (per sample)", 512, 64, 6400},
         {"E dense 8192->100, batch 128", 128, 100, 8192},
+        {"E dense 8192->100, batch 16", 16, 100, 8192},
+        {"E dense weight gradient, batch 16", 8192, 100, 16},
         {"square 1024", 1024, 1024, 1024},
     };
     printf("GEMM on the CPU backend, %d threads, float32 (best of %d)\n", cpu_threads(), reps);

@@ -18,7 +18,7 @@ _Static_assert(MC % MR == 0 && MC % MR_AVX2 == 0, "A's packed block holds whole 
 #define MICRO_KERNEL(name, isa, MR_, bytes)                                                        \
     __attribute__((target(isa))) static void name(int64_t kc, const T *restrict ap,                \
                                                   const T *restrict bp, T *restrict c,             \
-                                                  int64_t ldc, int mr, int nr) {                   \
+                                                  int64_t ldc, int mr, int nr, bool store) {       \
         typedef T vec __attribute__((vector_size(bytes)));                                         \
         enum { L = (bytes) / sizeof(T), NV = NR / L };                                             \
         vec acc[MR_][NV];                                                                          \
@@ -31,7 +31,10 @@ _Static_assert(MC % MR == 0 && MC % MR_AVX2 == 0, "A's packed block holds whole 
             for (int i = 0; i < MR_; i++)                                                          \
                 for (int v = 0; v < NV; v++) acc[i][v] += a[i] * b[v];                             \
         }                                                                                          \
-        if (nr == NR) {                                                                            \
+        if (nr == NR && store) { /* C's first panel: stored, not added to (no zeroing pass) */     \
+            for (int i = 0; i < mr; i++)                                                           \
+                for (int v = 0; v < NV; v++) memcpy(c + i * ldc + v * L, &acc[i][v], sizeof(vec)); \
+        } else if (nr == NR) {                                                                     \
             for (int i = 0; i < mr; i++)                                                           \
                 for (int v = 0; v < NV; v++) {                                                     \
                     vec row;                                                                       \
@@ -44,7 +47,8 @@ _Static_assert(MC % MR == 0 && MC % MR_AVX2 == 0, "A's packed block holds whole 
             for (int i = 0; i < MR_; i++)                                                          \
                 for (int v = 0; v < NV; v++) memcpy(&tile[i][v * L], &acc[i][v], sizeof(vec));     \
             for (int i = 0; i < mr; i++)                                                           \
-                for (int j = 0; j < nr; j++) c[i * ldc + j] += tile[i][j];                         \
+                for (int j = 0; j < nr; j++)                                                       \
+                    c[i * ldc + j] = store ? tile[i][j] : c[i * ldc + j] + tile[i][j];             \
         }                                                                                          \
     }
 MICRO_KERNEL(CAT(micro_kernel_avx512_, SUFFIX), "arch=x86-64-v4", MR, 64)
@@ -117,7 +121,11 @@ static int CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t ar
                                     const T *b, int64_t brs, int64_t bcs, T *c, int64_t ldc,
                                     CAT(col_groups_, SUFFIX) G, int64_t j_lo, int64_t j_hi,
                                     bool accumulate) {
-    if (!accumulate)
+    // C is zeroed first only where nothing below stores its first panel (the packed path
+    // stores it: no zeroing pass)
+    T *ap = K > 0 ? cpu_scratch(0, sizeof(T) * MC * KC) : NULL,
+      *bp = K > 0 ? cpu_scratch(1, sizeof(T) * KC * (NC + NR)) : NULL;
+    if (!accumulate && (!ap || !bp))
         for (int64_t j = j_lo; j < j_hi;) { // each group's part of the rows
             int64_t end = (j / G.gn + 1) * G.gn;
             end = end < j_hi ? end : j_hi;
@@ -127,13 +135,12 @@ static int CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t ar
         }
     if (M == 0 || j_hi <= j_lo || K == 0) return 0;
     int isa = cpu_gemm_isa(); // the kernel, and the strip height A is packed in
-    void (*kernel)(int64_t, const T *restrict, const T *restrict, T *restrict, int64_t, int, int) =
-        isa == 2   ? CAT(micro_kernel_avx512_, SUFFIX)
-        : isa == 1 ? CAT(micro_kernel_avx2_, SUFFIX)
-                   : CAT(micro_kernel_sse2_, SUFFIX);
+    void (*kernel)(int64_t, const T *restrict, const T *restrict, T *restrict, int64_t, int, int,
+                   bool) = isa == 2   ? CAT(micro_kernel_avx512_, SUFFIX)
+                           : isa == 1 ? CAT(micro_kernel_avx2_, SUFFIX)
+                                      : CAT(micro_kernel_sse2_, SUFFIX);
     int str = isa == 1 ? MR_AVX2 : MR;
     bool cols_fast = isa >= 1 && brs == 1 && bcs != 1; // B stored by columns, AVX2 at least
-    T *ap = cpu_scratch(0, sizeof(T) * MC * KC), *bp = cpu_scratch(1, sizeof(T) * KC * (NC + NR));
     if (!ap || !bp) { // no memory for packing: the plain triple loop still gives the answer
         if (G.pack) return -1;
         for (int64_t i = 0; i < M; i++)
@@ -159,7 +166,8 @@ static int CAT(gemm_range_, SUFFIX)(int64_t M, int64_t K, const T *a, int64_t ar
                     T *cj = CCOL(jc + jr);
                     for (int64_t ir = 0; ir < mc; ir += str) {
                         int mr = (int)(mc - ir < str ? mc - ir : str);
-                        kernel(kc, ap + ir * kc, bp + jr * kc, cj + (ic + ir) * ldc, ldc, mr, nr);
+                        kernel(kc, ap + ir * kc, bp + jr * kc, cj + (ic + ir) * ldc, ldc, mr, nr,
+                               !accumulate && pc == 0);
                     }
                 }
             }
