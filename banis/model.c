@@ -32,7 +32,8 @@ banis_schedule banis_schedule_paper(void) {
                             .warmup_steps = 17000,
                             .stage2_steps = 13000,
                             .stage3_steps = 10000,
-                            .batch = 128};
+                            .batch = 128,
+                            .identical_gen = true};
 }
 
 int64_t banis_channels(double width, int n) {
@@ -341,8 +342,10 @@ int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b) {
     for (int x = 0; x < 2 && !rc; x++) rc = banis_pioneer_step(m, x, real[x], &gen[x], l);
     if (!rc && step >= m->sched.warmup_steps) {
         // S_A on (b -> a_gen), S_B on (a -> b_gen), S_A on (b -> a), S_B on (a -> b)
-        rc = banis_successor_step(m, DOMAIN_A, b, gen[DOMAIN_A], &l->id_gen[DOMAIN_A]);
-        if (!rc) rc = banis_successor_step(m, DOMAIN_B, a, gen[DOMAIN_B], &l->id_gen[DOMAIN_B]);
+        if (m->sched.identical_gen) {
+            rc = banis_successor_step(m, DOMAIN_A, b, gen[DOMAIN_A], &l->id_gen[DOMAIN_A]);
+            if (!rc) rc = banis_successor_step(m, DOMAIN_B, a, gen[DOMAIN_B], &l->id_gen[DOMAIN_B]);
+        }
         if (!rc) rc = banis_successor_step(m, DOMAIN_A, b, a, &l->id_real[DOMAIN_A]);
         if (!rc) rc = banis_successor_step(m, DOMAIN_B, a, b, &l->id_real[DOMAIN_B]);
         // C_A on (b -> b), C_B on (a -> a)

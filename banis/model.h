@@ -34,6 +34,9 @@ typedef struct {
     double sc_decay; // multiplies lr_sc in the last stage (0.5)
     int64_t warmup_steps, stage2_steps, stage3_steps;
     int batch;
+    // An ablation, not BANIS: false skips the Successor steps towards G's images (S_A on
+    // b -> G_A(z), S_B on a -> G_B(z)), keeping the identical loss's half on the real pairs.
+    bool identical_gen;
 } banis_schedule;
 
 banis_arch banis_arch_paper(void);

@@ -111,6 +111,31 @@ START_TEST(test_stages_update_exactly_their_parameters) {
 }
 END_TEST
 
+// The ablation --identical-gen off: a full step trains each Successor once (on the real pair),
+// not also towards G's image; BANIS's step trains it twice. The losses of the steps skipped are
+// NaN (did not run); the rest are computed.
+START_TEST(test_identical_gen_ablation_skips_successor_steps_towards_g) {
+    tensor_scope_begin();
+    tensor *a, *b;
+    batch(&a, &b);
+    for (int on = 0; on < 2; on++) {
+        banis_model *m = tiny_model(1e-2);
+        m->sched.identical_gen = on;
+        banis_losses l;
+        ck_assert_int_eq(banis_train_step(m, 0, a, b, &l), 0);
+        ck_assert_int_eq(banis_train_step(m, 1, a, b, &l), 0);
+        for (int x = 0; x < 2; x++) {
+            ck_assert_int_eq(nn_optimizer_steps(m->opt_s[x]), on ? 4 : 2);
+            ck_assert_int_eq(nn_optimizer_steps(m->opt_c[x]), 2);
+            ck_assert(on ? isfinite(l.id_gen[x]) : isnan(l.id_gen[x]));
+            ck_assert(isfinite(l.id_real[x]) && isfinite(l.pm[x]));
+        }
+        banis_model_free(m);
+    }
+    tensor_scope_end();
+}
+END_TEST
+
 static double mse_host(const tensor *x, const tensor *y) {
     int64_t n = tensor_numel(x);
     double *u = malloc(sizeof(double) * (size_t)n), *v = malloc(sizeof(double) * (size_t)n), s = 0;
@@ -579,6 +604,7 @@ int main(void) {
     TCase *tc = check_case(
         "banis", 300,
         CHECK_TESTS(test_stages_update_exactly_their_parameters,
+                    test_identical_gen_ablation_skips_successor_steps_towards_g,
                     test_stage_losses_match_independent_computation, test_gmi_on_hand_made_pairs,
                     test_gmi_counts_blank_reconstructions_as_unmatched,
                     test_generator_last_layer_is_glorot_uniform, test_successor_optimizer_choice,

@@ -129,6 +129,9 @@ static int usage(int rc) {
         "  --g-bn-stats per-input|shared   G's batch-norm running statistics: one set for z and\n"
         "                            one for encoder codes (default), or one shared set (the\n"
         "                            reference code; G then collapses in inference on z)\n"
+        "  --identical-gen on|off    off: an ablation, not BANIS: the Successors are not\n"
+        "                            trained towards G's images (the identical loss keeps\n"
+        "                            its half on the real pairs). Default on\n"
         "  --width F                 channel multiplier (1 = the paper's network)\n"
         "  --seed N                  seeds weights, data, split, noise\n"
         "  --device auto|cuda|cpu    auto: CUDA when a GPU is there, else the CPU\n"
@@ -183,6 +186,7 @@ static void save_config(nn_checkpoint *ck, const config *c) {
     nn_ckpt_set_meta(ck, "config.sc_optim", "%s", c->sched.sc_adam ? "adam" : "sgd");
     nn_ckpt_set_meta(ck, "config.sc_decay", "%.17g", c->sched.sc_decay);
     nn_ckpt_set_meta(ck, "config.g_bn_sets", "%d", c->arch.g_bn_sets);
+    nn_ckpt_set_meta(ck, "config.identical_gen", "%s", c->sched.identical_gen ? "on" : "off");
     nn_ckpt_set_meta(ck, "config.seed", "%" PRIu64, c->seed);
 }
 
@@ -209,6 +213,7 @@ static int load_config(const char *path, config *c) {
     // absent before the reference preset and the per-input statistics: halving, one set
     c->sched.sc_decay = (v = st_meta_get(f, "config.sc_decay")) ? atof(v) : 0.5;
     c->arch.g_bn_sets = (v = st_meta_get(f, "config.g_bn_sets")) ? atoi(v) : 1;
+    c->sched.identical_gen = !(v = st_meta_get(f, "config.identical_gen")) || strcmp(v, "off");
     c->seed = strtoull(GET("config.seed"), NULL, 10);
 #undef GET
     st_close(f);
@@ -534,6 +539,13 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
             }
             c->arch.g_bn_sets = strcmp(v, "shared") ? 2 : 1;
         }
+        else if (!strcmp(a, "--identical-gen")) {
+            if (!v || (strcmp(v, "on") && strcmp(v, "off"))) {
+                fprintf(stderr, "banis-train: --identical-gen takes on or off\n");
+                return 2;
+            }
+            c->sched.identical_gen = !strcmp(v, "on");
+        }
         else {
             fprintf(stderr, "banis-train: unknown option %s\n", a);
             return usage(2);
@@ -741,6 +753,9 @@ static void print_header(const run *r) {
     printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n",
            c->sched.lr_d[0], c->sched.lr_d[1], c->sched.lr_g[0], c->sched.lr_g[1],
            c->sched.sc_adam ? "Adam" : "SGD", c->sched.lr_sc, c->sched.sc_decay);
+    if (!c->sched.identical_gen)
+        printf("ABLATION (not BANIS): --identical-gen off, the Successors are not trained towards "
+               "G's images\n");
 }
 
 // ETA from the measured time per warm-up step and per full step (a full step runs six more
