@@ -62,9 +62,9 @@ int cpu_threads(void);
 int cpu_gemm_isa(void);
 int cpu_gemm_set_isa(int isa);
 // Per-thread scratch buffer `slot` (0 .. CPU_SCRATCH_SLOTS - 1; the GEMM's packing uses 0 and 1,
-// a convolution 2 to 4) of at least `nbytes`, kept for the thread's life and
+// a convolution 2 to 4, a GEMM cut along its contraction 5) of at least `nbytes`, kept for the thread's life and
 // freed when it exits. NULL when out of memory.
-#define CPU_SCRATCH_SLOTS 5
+#define CPU_SCRATCH_SLOTS 6
 void *cpu_scratch(int slot, size_t nbytes);
 
 // dst[k * dst_stride + j] = src[j][k] for j, k < 8: eight rows of 8 floats transposed in

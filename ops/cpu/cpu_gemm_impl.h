@@ -192,6 +192,39 @@ static int CAT(gemm_parallel_, SUFFIX)(int64_t M, int64_t N, int64_t K, const T 
     if (threads <= 1 || flops < 2e6)
         return CAT(gemm_range_, SUFFIX)(M, K, a, ars, acs, b, brs, bcs, c, ldc, G, 0, N,
                                         accumulate);
+    // A small C over a long contraction (a Linear layer's forward on a small batch: 16 x 100
+    // over 8192): neither its rows nor its columns give each thread whole strips, so the
+    // contraction is cut into SPLIT_K parts, each a product into its own buffer (the first
+    // into C), summed in their order: the same bits whatever the thread count.
+    enum { SPLIT_K = 4 };
+    T *parts = NULL;
+    if (!G.pack && G.gn >= N && M * N <= 16384 && K >= SPLIT_K * KC &&
+        (N < 2 * NR * threads || M < 2 * MR_AVX2 * threads))
+        parts = cpu_scratch(5, sizeof(T) * (size_t)((SPLIT_K - 1) * M * N));
+    if (parts) {
+        int64_t step = (K / SPLIT_K + KC - 1) / KC * KC; // whole packing blocks
+        int failed = 0;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int q = 0; q < SPLIT_K; q++) {
+            int64_t k0 = q * step, k1 = k0 + step < K ? k0 + step : K;
+            if (q > 0 && k0 >= K) {
+                memset(parts + (q - 1) * M * N, 0, sizeof(T) * (size_t)(M * N));
+                continue;
+            }
+            T *dst = q ? parts + (q - 1) * M * N : c;
+            int rc =
+                CAT(gemm_range_, SUFFIX)(M, k1 - k0, a + k0 * acs, ars, acs, b + k0 * brs, brs, bcs,
+                                         dst, q ? N : ldc, G, 0, N, q ? false : accumulate);
+            if (rc) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+        for (int64_t i = 0; i < M; i++)
+            for (int q = 1; q < SPLIT_K; q++)
+                for (int64_t j = 0; j < N; j++) c[i * ldc + j] += parts[((q - 1) * M + i) * N + j];
+        return failed ? -1 : 0;
+    }
     int failed = 0;
     bool by_cols = N >= M || N >= 2 * NR * threads || G.gn < N; // rows: in multiples of 24
 #pragma omp parallel num_threads(threads)
