@@ -212,3 +212,17 @@ done:
     tensor_scope_end();
     return rc;
 }
+
+tensor *baseline_keep_bright(tensor *y, double keep) {
+    if (!y) return NULL;
+    // y' = [y + 1 >= keep (max y + 1)] (y + 1) - 1, the maximum per image
+    tensor *up = op_add_scalar(y, 1.0);
+    tensor *top = op_max(up, 3, (const int[]){1, 2, 3}, true);
+    tensor *kept = op_compare(EW_GE, up, op_mul_scalar(top, keep));
+    return op_add_scalar(op_mul(kept, up), -1.0);
+}
+
+tensor *baseline_translate_nuclei_dropped(void *model, int to, tensor *src) {
+    tensor *y = baseline_translate(model, to, src);
+    return to == DOMAIN_A ? y : baseline_keep_bright(y, BASELINE_NUCLEI_KEEP);
+}

@@ -600,6 +600,48 @@ START_TEST(test_baselines_train_what_they_should) {
 }
 END_TEST
 
+// The nuclei-dropped Auto-Encoder: of each image only the pixels with y + 1 >= keep (max y + 1)
+// are kept, the rest set to the background -1 (hand-worked on two images); its T_AB is the
+// Auto-Encoder's with that rule applied, its T_BA the Auto-Encoder's as is.
+START_TEST(test_nuclei_dropped_translator_keeps_the_bright_cores) {
+    tensor_scope_begin();
+    // image 0: max 0.6 (y + 1 = 1.6, threshold 0.7 * 1.6 = 1.12, i.e. y >= 0.12);
+    // image 1: max -0.5 (threshold 0.7 * 0.5 = 0.35, y >= -0.65)
+    float v[2][4] = {{0.6f, 0.2f, 0.1f, -1.0f}, {-0.5f, -0.6f, -0.7f, -0.9f}};
+    float want[2][4] = {{0.6f, 0.2f, -1.0f, -1.0f}, {-0.5f, -0.6f, -1.0f, -1.0f}};
+    tensor *y = tensor_from_host(TENSOR_F32, 4, (int64_t[]){2, 1, 2, 2}, v, DEVICE_CPU);
+    float got[8];
+    ck_assert_int_eq(tensor_to_host(baseline_keep_bright(y, 0.7), got), 0);
+    for (int i = 0; i < 8; i++) ck_assert_float_eq_tol(got[i], want[i / 4][i % 4], 1e-6);
+    // the translator
+    tensor *a, *b;
+    batch(&a, &b);
+    banis_arch arch = banis_arch_paper();
+    arch.width = 0.0625;
+    arch.latent = 8;
+    baseline_model *ae = baseline_new(BASELINE_AUTOENCODER, &arch, 1e-3, TENSOR_F32, DEVICE_CPU, 5);
+    ck_assert_msg(ae != NULL, "%s", err_message());
+    nn_set_training(ae->root, false);
+    bool prev = ag_set_grad_enabled(false);
+    tensor *pairs[2][2] = {
+        {baseline_keep_bright(baseline_translate(ae, DOMAIN_B, a), BASELINE_NUCLEI_KEEP),
+         baseline_translate_nuclei_dropped(ae, DOMAIN_B, a)},
+        {baseline_translate(ae, DOMAIN_A, b), baseline_translate_nuclei_dropped(ae, DOMAIN_A, b)}};
+    ag_set_grad_enabled(prev);
+    size_t n = (size_t)a->shape[0] * 64 * 64;
+    float *h0 = malloc(sizeof(float) * n), *h1 = malloc(sizeof(float) * n);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(tensor_to_host(pairs[k][0], h0), 0);
+        ck_assert_int_eq(tensor_to_host(pairs[k][1], h1), 0);
+        ck_assert_int_eq(memcmp(h0, h1, sizeof(float) * n), 0);
+    }
+    free(h0);
+    free(h1);
+    baseline_free(ae);
+    tensor_scope_end();
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case(
         "banis", 300,
@@ -610,6 +652,7 @@ int main(void) {
                     test_generator_last_layer_is_glorot_uniform, test_successor_optimizer_choice,
                     test_diversity_and_saturation_of_generated_images,
                     test_discriminator_win_watched, test_generator_statistics_per_input_kind,
-                    test_baselines_train_what_they_should));
+                    test_baselines_train_what_they_should,
+                    test_nuclei_dropped_translator_keeps_the_bright_cores));
     return check_main("banis", tc);
 }

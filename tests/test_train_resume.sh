@@ -127,13 +127,24 @@ PY
   || fail "--data PREPARED_DIR: $(tail -2 "$tmp/fromprep.log")"
 grep -q "(27 train / 3 test pairs)" "$tmp/fromprep.log" || fail "--data PREPARED_DIR read something else: $(grep data: "$tmp/fromprep.log")"
 bin=$(dirname "$train")
-# banis-eval end to end (tiny preset, two seeds): Table 1 with its three rows and Fig. 3
+# banis-eval end to end (tiny preset, two seeds): Table 1 with its four rows after training and
+# before, each row's mean the mean of the per-seed scores in the log, and Fig. 3
 "$bin/tools/banis-eval" --preset tiny --seeds 2 --out "$tmp/eval" > "$tmp/eval.log" 2>&1 || fail "banis-eval: $(tail -3 "$tmp/eval.log")"
 [ -s "$tmp/eval/fig3.png" ] || fail "banis-eval wrote no fig3.png"
-for model in BANIS Cycle-GAN Auto-Encoder; do
-  grep -q "^| $model | .* +- " "$tmp/eval/table1.md" || fail "table1.md has no row for $model"
-  grep -q "seed 2 $model" "$tmp/eval.log" || fail "banis-eval did not train $model for seed 2"
+for model in BANIS Cycle-GAN Auto-Encoder "Auto-Encoder, nuclei dropped"; do
+  [ "$(grep -c "^| $model | [0-9.]* +- " "$tmp/eval/table1.md")" -eq 2 ] || fail "table1.md has no rows (trained, untrained) for $model"
+  for when in trained untrained; do
+    logged=$(grep "^seed [12] $model  *$when " "$tmp/eval.log" | sed 's/.*membrane Dice \([0-9.]*\).*/\1/' | awk '{s += $1; n++} END {if (n == 2) printf "%.4f", s / n}')
+    [ -n "$logged" ] || fail "banis-eval did not score $model ($when) for both seeds"
+    row=$([ $when = trained ] && echo 1 || echo 2)
+    table=$(grep "^| $model | [0-9.]* +- " "$tmp/eval/table1.md" | sed -n ${row}p | awk -F'|' '{split($6, v, " "); print v[1]}')
+    awk -v a="$logged" -v b="$table" 'BEGIN {exit !(a - b < 0.0011 && b - a < 0.0011)}' \
+      || fail "table1.md: $model ($when) membrane Dice $table, the seeds' mean $logged"
+  done
 done
+grep -q "^- Cycle-GAN: membrane Dice .* (untrained " "$tmp/eval/table1.md" || fail "table1.md does not say whether Cycle-GAN learned"
+st=0; "$bin/tools/banis-eval" --preset tiny --models banis,gan > /dev/null 2>&1 || st=$?
+[ "$st" -eq 2 ] || fail "banis-eval --models with an unknown model: exit status $st, want 2"
 # every program: --help on stdout with exit 0; an unknown option is exit 2
 for p in "$bin/banis-train" "$bin/banis-sample" "$bin/tools/banis-data" "$bin/tools/banis-eval" "$bin/tools/banis-bench" \
          "$bin/examples/autoencoder"; do

@@ -19,6 +19,7 @@
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 #include "../banis/model.h"
+#include "../banis/presets.h"
 #include "../nn/tensorboard.h"
 
 typedef struct {
@@ -41,69 +42,26 @@ static void on_sigint(int s) {
     interrupted = 1;
 }
 
-static const char *const presets[] = {"paper", "reference", "cpu", "cpu-long", "tiny"};
-
-static bool known_preset(const char *name) {
-    for (size_t k = 0; k < sizeof presets / sizeof *presets; k++)
-        if (!strcmp(name, presets[k])) return true;
-    return false;
-}
-
-// The presets say whose settings they are: `paper` the paper's (SGD 1e-4 for S and C, halved
-// for the last stage), `reference` the authors' code (SGD 5e-5, the halving never taking
-// effect, G's batch-norm statistics shared by z and codes), `cpu` and `cpu-long` this project's
-// short schedules for 2 CPU cores, `tiny` the tests'.
+// The presets (banis/presets.h) say whose settings they are; here, what each logs and keeps.
 static void preset(config *c, const char *name) {
-    snprintf(c->preset, sizeof c->preset, "%s", name);
-    c->arch = banis_arch_paper();
-    c->sched = banis_schedule_paper();
+    banis_preset p;
+    if (!banis_preset_get(name, &p)) banis_preset_get("cpu", &p); // callers check the name
+    snprintf(c->preset, sizeof c->preset, "%s", p.name);
+    c->arch = p.arch;
+    c->sched = p.sched;
+    c->n_synthetic = p.n_synthetic;
     c->keep = 5;
-    c->n_synthetic = 2250; // 50 stacks x 15 slices x 3 embryos, as the paper's data
     c->log_every = 50;
-    c->sample_every = 1000;
-    c->ckpt_every = 1000;
-    if (!strcmp(name, "reference")) {
-        c->sched.lr_sc = 5e-5;
-        c->sched.sc_decay = 1;
-        c->arch.g_bn_sets = 1;
-    } else if (!strcmp(name, "cpu") || !strcmp(name, "cpu-long")) {
-        // Minutes on 2 cores: a quarter of the channels, batch 16, and rates for hundreds of
-        // steps instead of 40,000. Adam for S and C: SGD at any rate that does not diverge
-        // leaves the reconstructions at the images' mean within this budget (docs/results/).
-        c->arch.width = 0.25;
-        c->sched.batch = 16;
-        c->sched.lr_d[0] = c->sched.lr_d[1] = 1e-4;
-        c->sched.lr_g[0] = c->sched.lr_g[1] = 2e-4;
-        c->sched.sc_adam = true;
-        c->sched.lr_sc = 1e-3;
-        c->n_synthetic = 1200;
+    c->sample_every = c->ckpt_every = 1000;
+    if (!strcmp(name, "cpu")) {
         c->log_every = 10;
         c->sample_every = 80;
         c->ckpt_every = 100;
-        c->sched.warmup_steps = 200;
-        c->sched.stage2_steps = 200;
-        c->sched.stage3_steps = 80;
-        if (!strcmp(name, "cpu-long")) { // about 50 minutes on 2 cores
-            c->sched.warmup_steps = 600;
-            c->sched.stage2_steps = 4000;
-            c->sched.stage3_steps = 2000;
-            c->log_every = 50;
-            c->sample_every = 500;
-            c->ckpt_every = 500;
-        }
-    } else if (!strcmp(name, "tiny")) { // for tests: seconds
-        c->arch.width = 0.0625;
-        c->arch.latent = 16;
-        c->sched.batch = 4;
-        c->sched.warmup_steps = 3;
-        c->sched.stage2_steps = 3;
-        c->sched.stage3_steps = 2;
-        c->sched.sc_adam = true; // as the cpu preset
-        c->sched.lr_sc = 1e-3;
-        c->n_synthetic = 40;
+    } else if (!strcmp(name, "cpu-long")) {
+        c->sample_every = c->ckpt_every = 500;
+    } else if (!strcmp(name, "tiny")) {
         c->log_every = 1;
-        c->sample_every = 4;
-        c->ckpt_every = 4;
+        c->sample_every = c->ckpt_every = 4;
     }
 }
 
@@ -573,7 +531,7 @@ static int parse_args(int argc, char **argv, config *c, invocation *inv) {
         else if (!strcmp(argv[i], "--out"))
             inv->out_given = ++i > 0;
     }
-    if (preset_name && !known_preset(preset_name)) {
+    if (preset_name && !banis_preset_get(preset_name, &(banis_preset){0})) {
         fprintf(stderr,
                 "banis-train: unknown preset '%s' (paper, reference, cpu, cpu-long or tiny)\n",
                 preset_name);
