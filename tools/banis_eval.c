@@ -205,16 +205,39 @@ static void fmt_duration(double s, char *out, size_t size) {
         snprintf(out, size, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-// Trains model k for the preset's steps, printing progress (step, rate, ETA, losses) ten times.
+// Each model's own training objective, the one that says whether it learned what it was asked
+// to: BANIS the identical loss on the real pairs (S_A(b) vs a plus S_B(a) vs b; from stage 2),
+// Cycle-GAN the cycle loss (before lambda), the Auto-Encoder its two MSEs.
+static const char *const objective_names[TRAINED] = {
+    "identical loss on the real pairs", "cycle loss (L1, before lambda)", "MSE a->b + b->a"};
+
+// Mean of the first and of the last tenth of the finite values of v[0..n).
+static void tenths(const double *v, int64_t n, double out[2]) {
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) m += isfinite(v[i]);
+    int64_t w = m >= 10 ? m / 10 : 1, seen = 0, c[2] = {0};
+    out[0] = out[1] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(v[i])) continue;
+        for (int e = 0; e < 2; e++)
+            if (e ? seen >= m - w : seen < w) out[e] += v[i], c[e]++;
+        seen++;
+    }
+    for (int e = 0; e < 2; e++) out[e] = c[e] ? out[e] / (double)c[e] : NAN;
+}
+
+// Trains model k for the preset's steps, printing progress (step, rate, ETA, losses) ten times;
+// objective: its objective over the first and the last tenth of the steps.
 static int train(const banis_preset *p, int k, int seed_no, uint64_t seed, tensor_device_type dev,
-                 const banis_dataset *d, const banis_split *split, model *m) {
+                 const banis_dataset *d, const banis_split *split, model *m, double objective[2]) {
     int64_t steps = model_steps(p, k), every = steps >= 10 ? steps / 10 : 1;
     int batch = p->sched.batch;
     banis_sampler sa, sb; // Cycle-GAN draws A and B independently (unpaired)
     banis_sampler_init(&sa, split->train, split->n_train, seed * 7);
     banis_sampler_init(&sb, split->train, split->n_train, seed * 7 + 1);
     int *idx = malloc(sizeof(int) * (size_t)batch), *idx2 = malloc(sizeof(int) * (size_t)batch);
-    int rc = idx && idx2 ? 0 : -1;
+    double *obj = malloc(sizeof(double) * (size_t)steps);
+    int rc = idx && idx2 && obj ? 0 : -1;
     double t0 = now_seconds();
     for (int64_t step = 0; step < steps && !rc; step++) {
         tensor_scope_begin();
@@ -232,6 +255,10 @@ static int train(const banis_preset *p, int k, int seed_no, uint64_t seed, tenso
             if (!rc) rc = baseline_step(m->bl, a, k == M_CYCLEGAN ? b2 : b, bl);
         }
         tensor_scope_end();
+        if (!rc)
+            obj[step] = k == M_BANIS      ? l.id_real[0] + l.id_real[1]
+                        : k == M_CYCLEGAN ? bl[3]
+                                          : bl[2];
         if (rc || ((step + 1) % every && step + 1 < steps)) continue;
         double el = now_seconds() - t0, rate = (double)(step + 1) / el;
         char eta[32], losses[160];
@@ -249,6 +276,8 @@ static int train(const banis_preset *p, int k, int seed_no, uint64_t seed, tenso
                row_names[k], (long long)(step + 1), (long long)steps, rate, eta, losses);
         fflush(stdout);
     }
+    if (!rc) tenths(obj, steps, objective);
+    free(obj);
     free(idx);
     free(idx2);
     banis_sampler_free(&sa);
@@ -284,7 +313,8 @@ typedef struct {
     const banis_dataset *d;
     int n_test;
     banis_eval (*after)[MAX_SEEDS], (*before)[MAX_SEEDS];
-    double seconds[TRAINED]; // mean wall time of one run, training and scoring
+    double seconds[TRAINED];                 // mean wall time of one run, training and scoring
+    double objective[TRAINED][MAX_SEEDS][2]; // train's objective, first and last tenth
 } eval_run;
 
 static bool row_ran(const eval_args *a, int r) { return a->run[r == M_AE_DROP ? M_AE : r]; }
@@ -359,7 +389,13 @@ static void write_learned(FILE *f, const eval_run *x) {
                     c == 3 ? "membrane" : "nuclei", m1, m0,
                     m1 >= m0 + LEARNED_MARGIN ? "learned" : "**not learned**");
         }
-        fprintf(f, "\n");
+        double first = 0, last = 0; // its own objective, the mean over seeds
+        for (int s = 0; s < x->a->seeds; s++) {
+            first += x->objective[k][s][0] / x->a->seeds;
+            last += x->objective[k][s][1] / x->a->seeds;
+        }
+        fprintf(f, "; its %s %.4f over the first tenth of its steps, %.4f over the last\n",
+                objective_names[k], first, last);
     }
 }
 
@@ -459,7 +495,8 @@ static int run_one(eval_run *x, int k, int s, const banis_split *split, float *f
         rc = score(rows[i], &m, a->dev, x->d, split, &x->before[rows[i]][s]);
         if (!rc) print_scores(s, rows[i], "untrained", &x->before[rows[i]][s]);
     }
-    if (!rc) rc = train(&a->p, k, s + 1, 100 + (uint64_t)s, a->dev, x->d, split, &m);
+    if (!rc)
+        rc = train(&a->p, k, s + 1, 100 + (uint64_t)s, a->dev, x->d, split, &m, x->objective[k][s]);
     for (int i = 0; i < 2 && !rc && rows[i] >= 0; i++) {
         rc = score(rows[i], &m, a->dev, x->d, split, &x->after[rows[i]][s]);
         if (!rc) print_scores(s, rows[i], "trained", &x->after[rows[i]][s]);
