@@ -537,17 +537,23 @@ START_TEST(test_successor_optimizer_choice) {
 }
 END_TEST
 
+// A baseline of 1/16 width with an 8-wide code, Adam 1e-3, on the CPU.
+static baseline_model *tiny_baseline(baseline_kind kind, uint64_t seed) {
+    banis_arch arch = banis_arch_paper();
+    arch.width = 0.0625;
+    arch.latent = 8;
+    baseline_model *m = baseline_new(kind, &arch, 1e-3, TENSOR_F32, DEVICE_CPU, seed);
+    ck_assert_msg(m != NULL, "%s", err_message());
+    return m;
+}
+
 START_TEST(test_baselines_train_what_they_should) {
     tensor_scope_begin();
     tensor *a, *b;
     batch(&a, &b);
-    banis_arch arch = banis_arch_paper();
-    arch.width = 0.0625;
-    arch.latent = 8;
     // Auto-Encoder: the reported loss is MSE(T_AB(a), b) + MSE(T_BA(b), a) before the update,
     // and the update lowers it
-    baseline_model *ae = baseline_new(BASELINE_AUTOENCODER, &arch, 1e-3, TENSOR_F32, DEVICE_CPU, 3);
-    ck_assert_msg(ae != NULL, "%s", err_message());
+    baseline_model *ae = tiny_baseline(BASELINE_AUTOENCODER, 3);
     bool prev = ag_set_grad_enabled(false);
     double before = mse_host(nn_forward(ae->t_ab, a), b) + mse_host(nn_forward(ae->t_ba, b), a);
     ag_set_grad_enabled(prev);
@@ -561,8 +567,7 @@ START_TEST(test_baselines_train_what_they_should) {
     ck_assert_double_lt(after, before);
     baseline_free(ae);
     // Cycle-GAN: one step moves both translators and both discriminators
-    baseline_model *cg = baseline_new(BASELINE_CYCLEGAN, &arch, 1e-3, TENSOR_F32, DEVICE_CPU, 4);
-    ck_assert_msg(cg != NULL, "%s", err_message());
+    baseline_model *cg = tiny_baseline(BASELINE_CYCLEGAN, 4);
     nn_module *nets[4] = {cg->t_ab, cg->t_ba, cg->d_a, cg->d_b};
     float *snap[4];
     for (int i = 0; i < 4; i++) {
@@ -616,11 +621,7 @@ START_TEST(test_nuclei_dropped_translator_keeps_the_bright_cores) {
     // the translator
     tensor *a, *b;
     batch(&a, &b);
-    banis_arch arch = banis_arch_paper();
-    arch.width = 0.0625;
-    arch.latent = 8;
-    baseline_model *ae = baseline_new(BASELINE_AUTOENCODER, &arch, 1e-3, TENSOR_F32, DEVICE_CPU, 5);
-    ck_assert_msg(ae != NULL, "%s", err_message());
+    baseline_model *ae = tiny_baseline(BASELINE_AUTOENCODER, 5);
     nn_set_training(ae->root, false);
     bool prev = ag_set_grad_enabled(false);
     tensor *pairs[2][2] = {
