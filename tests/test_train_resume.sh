@@ -143,6 +143,7 @@ for model in BANIS Cycle-GAN Auto-Encoder "Auto-Encoder, nuclei dropped"; do
   done
 done
 grep -q "^- Cycle-GAN: membrane Dice .* (untrained " "$tmp/eval/table1.md" || fail "table1.md does not say whether Cycle-GAN learned"
+grep -q "table1.md and .*fig3.png: 1 of 2 seeds" "$tmp/eval.log" || fail "banis-eval did not write the table after the first seed"
 st=0; "$bin/tools/banis-eval" --preset tiny --models banis,gan > /dev/null 2>&1 || st=$?
 [ "$st" -eq 2 ] || fail "banis-eval --models with an unknown model: exit status $st, want 2"
 # every program: --help on stdout with exit 0; an unknown option is exit 2

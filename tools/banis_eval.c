@@ -313,7 +313,8 @@ typedef struct {
     const banis_dataset *d;
     int n_test;
     banis_eval (*after)[MAX_SEEDS], (*before)[MAX_SEEDS];
-    double seconds[TRAINED];                 // mean wall time of one run, training and scoring
+    int seeds_done;          // the seeds scored so far (the table is written after each)
+    double seconds[TRAINED]; // wall time of all runs so far, training and scoring
     double objective[TRAINED][MAX_SEEDS][2]; // train's objective, first and last tenth
 } eval_run;
 
@@ -333,7 +334,7 @@ static void write_settings(FILE *f, const eval_run *x) {
                 s->lr_d[0], s->lr_d[1], s->lr_g[0], s->lr_g[1], s->beta1,
                 s->sc_adam ? "Adam" : "SGD", s->lr_sc, s->sc_decay, (long long)s->warmup_steps,
                 (long long)s->stage2_steps, (long long)s->stage3_steps, s->batch,
-                x->seconds[M_BANIS]);
+                x->seconds[M_BANIS] / x->seeds_done);
     if (x->a->run[M_CYCLEGAN])
         fprintf(f,
                 "| Cycle-GAN | ResNet generators (7x7 stem of %lld channels, 2 stride-2 "
@@ -342,7 +343,7 @@ static void write_settings(FILE *f, const eval_run *x) {
                 "lambda 10, no identity loss, a pool of %d earlier fakes | %lld | %d unpaired | "
                 "%.0f s |\n",
                 (long long)banis_channels(p->cyclegan_width, 64), p->baseline_lr, CYCLEGAN_POOL,
-                (long long)p->cyclegan_steps, s->batch, x->seconds[M_CYCLEGAN]);
+                (long long)p->cyclegan_steps, s->batch, x->seconds[M_CYCLEGAN] / x->seeds_done);
     if (x->a->run[M_AE])
         fprintf(f,
                 "| Auto-Encoder | two translators, each BANIS's E then G at width %.3g | Adam %g "
@@ -351,7 +352,7 @@ static void write_settings(FILE *f, const eval_run *x) {
                 "only the pixels at least %.0f%% of the way from the background to the image's "
                 "brightest are kept | (none of its own) | | | |\n",
                 p->arch.width, p->baseline_lr, (long long)p->autoencoder_steps, s->batch,
-                x->seconds[M_AE], 100 * BASELINE_NUCLEI_KEEP);
+                x->seconds[M_AE] / x->seeds_done, 100 * BASELINE_NUCLEI_KEEP);
 }
 
 static void write_rows(FILE *f, const eval_run *x, banis_eval (*res)[MAX_SEEDS]) {
@@ -363,7 +364,7 @@ static void write_rows(FILE *f, const eval_run *x, banis_eval (*res)[MAX_SEEDS])
         fprintf(f, "| %s", row_names[r]);
         for (int c = 0; c < COLUMNS; c++) {
             double mean, sd;
-            stats(res[r], x->a->seeds, c, &mean, &sd);
+            stats(res[r], x->seeds_done, c, &mean, &sd);
             fprintf(f, c == 3 || c == 4 ? " | %.3f +- %.3f" : " | %.1f +- %.1f", mean, sd);
         }
         fprintf(f, " |\n");
@@ -383,16 +384,16 @@ static void write_learned(FILE *f, const eval_run *x) {
         fprintf(f, "- %s:", row_names[k]);
         for (int c = 3; c <= 4; c++) {
             double m1, s1, m0, s0;
-            stats(x->after[k], x->a->seeds, c, &m1, &s1);
-            stats(x->before[k], x->a->seeds, c, &m0, &s0);
+            stats(x->after[k], x->seeds_done, c, &m1, &s1);
+            stats(x->before[k], x->seeds_done, c, &m0, &s0);
             fprintf(f, "%s %s Dice %.3f (untrained %.3f): %s", c == 3 ? "" : ";",
                     c == 3 ? "membrane" : "nuclei", m1, m0,
                     m1 >= m0 + LEARNED_MARGIN ? "learned" : "**not learned**");
         }
         double first = 0, last = 0; // its own objective, the mean over seeds
-        for (int s = 0; s < x->a->seeds; s++) {
-            first += x->objective[k][s][0] / x->a->seeds;
-            last += x->objective[k][s][1] / x->a->seeds;
+        for (int s = 0; s < x->seeds_done; s++) {
+            first += x->objective[k][s][0] / x->seeds_done;
+            last += x->objective[k][s][1] / x->seeds_done;
         }
         fprintf(f, "; its %s %.4f over the first tenth of its steps, %.4f over the last\n",
                 objective_names[k], first, last);
@@ -411,7 +412,7 @@ static void write_leaders(FILE *f, const eval_run *x) {
         for (int r = 0; r < ROWS; r++) {
             double m, sd;
             if (!row_ran(x->a, r)) continue;
-            stats(x->after[r], x->a->seeds, cols[i], &m, &sd);
+            stats(x->after[r], x->seeds_done, cols[i], &m, &sd);
             if (m > best_v) best_v = m, best = r;
         }
         fprintf(f, "%s %s %s", i ? ";" : "", names[i], best >= 0 ? row_names[best] : "-");
@@ -431,9 +432,11 @@ static int write_table(const char *path, const eval_run *x) {
     fprintf(f, "# Table 1 on synthetic embryos (%s preset%s)\n\n", a->p.name,
             strcmp(a->p.name, "paper") ? ": a reduced schedule and network, not the paper's" : "");
     fprintf(f,
-            "Written by `banis-eval --preset %s --seeds %d`; %s, %d test pairs; every model "
+            "Written by `banis-eval --preset %s --seeds %d`%s; %s, %d test pairs; every model "
             "trained with seeds 100 to %d.\n\n",
-            a->p.name, a->seeds, x->d->source, x->n_test, 99 + a->seeds);
+            a->p.name, a->seeds,
+            x->seeds_done < a->seeds ? " (written after each seed: not all done)" : "",
+            x->d->source, x->n_test, 99 + x->seeds_done);
     write_settings(f, x);
     fprintf(f,
             "\nAfter training: mean +- std over %d seeds. GMI %% counts the test pairs whose "
@@ -441,11 +444,11 @@ static int write_table(const char *path, const eval_run *x) {
             "Dice < TS (higher is better; two empty masks are not a match). The ground-truth "
             "columns score the same reconstructions against the true membrane and nucleus "
             "masks.\n\n",
-            a->seeds);
+            x->seeds_done);
     write_rows(f, x, x->after);
     if (a->run[M_BANIS]) {
         double m, sd;
-        stats(x->after[M_BANIS], a->seeds, -1, &m, &sd);
+        stats(x->after[M_BANIS], x->seeds_done, -1, &m, &sd);
         fprintf(f,
                 "\nBANIS's generated membrane images G_A(z): diversity %.3f +- %.3f (mean "
                 "pairwise L1 of 16 over that of 16 real images; 1: as varied as the data).\n",
@@ -546,14 +549,17 @@ int main(int argc, char **argv) {
     rc = fig_a && fig_b ? 0 : -1;
     int fig_at = 0, runs = 0, runs_done = 0;
     for (int k = 0; k < TRAINED; k++) runs += args.run[k] * args.seeds;
+    char table[4096], fig[4096];
+    snprintf(table, sizeof table, "%s/table1.md", args.out);
+    snprintf(fig, sizeof fig, "%s/fig3.png", args.out);
     double t_all = now_seconds();
-    for (int s = 0; s < args.seeds && !rc; s++)
+    for (int s = 0; s < args.seeds && !rc; s++) {
         for (int k = 0; k < TRAINED && !rc; k++) {
             if (!args.run[k]) continue;
             double t0 = now_seconds();
             rc = run_one(&x, k, s, &split, fig_a, fig_b, &fig_at);
             double took = now_seconds() - t0;
-            x.seconds[k] += took / args.seeds;
+            x.seconds[k] += took;
             // what is left: each model's runs to come at its mean so far
             double left = 0, done = now_seconds() - t_all;
             bool known = true;
@@ -563,7 +569,7 @@ int main(int argc, char **argv) {
                 if (!done_j)
                     known = false; // not run once yet: no estimate
                 else
-                    left += x.seconds[j] * args.seeds / done_j * (args.seeds - done_j);
+                    left += x.seconds[j] / done_j * (args.seeds - done_j);
             }
             char t_done[32], t_left[32];
             fmt_duration(done, t_done, sizeof t_done);
@@ -573,15 +579,18 @@ int main(int argc, char **argv) {
                    t_left);
             fflush(stdout);
         }
-    char table[4096], fig[4096];
-    snprintf(table, sizeof table, "%s/table1.md", args.out);
-    snprintf(fig, sizeof fig, "%s/fig3.png", args.out);
-    if (!rc && (write_table(table, &x) ||
-                banis_write_pairs_png(fig, fig_a, fig_b, FIG_PAIRS * (fig_at + 1), FIG_PAIRS))) {
-        fprintf(stderr, "banis-eval: %s\n", err_message());
-        rc = -1;
+        // the table so far, after every seed: a run stopped part way keeps what it finished
+        x.seeds_done = s + 1;
+        if (!rc &&
+            (write_table(table, &x) ||
+             banis_write_pairs_png(fig, fig_a, fig_b, FIG_PAIRS * (fig_at + 1), FIG_PAIRS))) {
+            fprintf(stderr, "banis-eval: %s\n", err_message());
+            rc = -1;
+        }
+        if (!rc)
+            printf("wrote %s and %s: %d of %d seeds (%.0f s)\n", table, fig, s + 1, args.seeds,
+                   now_seconds() - t_all);
     }
-    if (!rc) printf("wrote %s and %s (%.0f s)\n", table, fig, now_seconds() - t_all);
     free(fig_a);
     free(fig_b);
     banis_split_free(&split);
