@@ -36,6 +36,10 @@ banis_schedule banis_schedule_paper(void) {
                             .identical_gen = true};
 }
 
+int64_t banis_schedule_steps(const banis_schedule *s) {
+    return s->warmup_steps + s->stage2_steps + s->stage3_steps;
+}
+
 int64_t banis_channels(double width, int n) {
     int64_t c = (int64_t)lround(n * width);
     return c < 1 ? 1 : c;

@@ -48,6 +48,8 @@ nn_module *banis_make_generator(const banis_arch *a, nn_ctx *c); // z (N, latent
 nn_module *banis_make_discriminator(const banis_arch *a, nn_ctx *c); // (N, 1, 64, 64) -> (N, 1)
 nn_module *banis_make_encoder(const banis_arch *a, nn_ctx *c); // (N, 1, 64, 64) -> (N, latent)
 banis_schedule banis_schedule_paper(void);
+// BANIS's steps in all stages.
+int64_t banis_schedule_steps(const banis_schedule *s);
 
 // Losses of one training step (mean over the batch); NaN where a stage did not run.
 typedef struct {

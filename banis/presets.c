@@ -5,10 +5,6 @@
 const char *const banis_preset_names[BANIS_PRESETS] = {"paper", "reference", "cpu", "cpu-long",
                                                        "tiny"};
 
-int64_t banis_schedule_steps(const banis_schedule *s) {
-    return s->warmup_steps + s->stage2_steps + s->stage3_steps;
-}
-
 bool banis_preset_get(const char *name, banis_preset *p) {
     int k = 0;
     while (k < BANIS_PRESETS && strcmp(name, banis_preset_names[k])) k++;

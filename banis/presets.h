@@ -31,5 +31,3 @@ extern const char *const banis_preset_names[BANIS_PRESETS];
 
 // The preset called `name`; false (and *p untouched) when there is none.
 bool banis_preset_get(const char *name, banis_preset *p);
-// BANIS's steps in all stages.
-int64_t banis_schedule_steps(const banis_schedule *s);

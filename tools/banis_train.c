@@ -902,7 +902,7 @@ int main(int argc, char **argv) {
     r.m = banis_model_new(&r.c.arch, &r.c.sched, TENSOR_F32, r.inv.dev, r.c.seed);
     if (r.m) r.m->use_graphs = !r.c.no_graphs;
     r.idx = malloc(sizeof(int) * (size_t)r.c.sched.batch);
-    r.total = r.c.sched.warmup_steps + r.c.sched.stage2_steps + r.c.sched.stage3_steps;
+    r.total = banis_schedule_steps(&r.c.sched);
     if (!r.m || !r.idx) {
         fprintf(stderr, "banis-train: %s\n", r.m ? "out of memory" : err_message());
         close_run(&r);
