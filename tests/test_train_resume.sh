@@ -144,6 +144,12 @@ for model in BANIS Cycle-GAN Auto-Encoder "Auto-Encoder, nuclei dropped"; do
 done
 grep -q "^- Cycle-GAN: membrane Dice .* (untrained " "$tmp/eval/table1.md" || fail "table1.md does not say whether Cycle-GAN learned"
 grep -q "table1.md and .*fig3.png: 1 of 2 seeds" "$tmp/eval.log" || fail "banis-eval did not write the table after the first seed"
+# --n-synthetic sets the data set's size (10% of it the test split); below 20 pairs is refused
+"$bin/tools/banis-eval" --preset tiny --seeds 1 --models ae --ae-steps 2 --n-synthetic 120 --out "$tmp/eval120" > "$tmp/eval120.log" 2>&1 \
+  || fail "banis-eval --n-synthetic 120: $(tail -3 "$tmp/eval120.log")"
+grep -q "(seed 1, 120 pairs), 108 train / 12 test pairs" "$tmp/eval120.log" || fail "banis-eval --n-synthetic 120: $(head -1 "$tmp/eval120.log")"
+st=0; "$bin/tools/banis-eval" --preset tiny --n-synthetic 10 > /dev/null 2>&1 || st=$?
+[ "$st" -eq 2 ] || fail "banis-eval --n-synthetic 10: exit status $st, want 2"
 st=0; "$bin/tools/banis-eval" --preset tiny --models banis,gan > /dev/null 2>&1 || st=$?
 [ "$st" -eq 2 ] || fail "banis-eval --models with an unknown model: exit status $st, want 2"
 # every program: --help on stdout with exit 0; an unknown option is exit 2

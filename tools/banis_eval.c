@@ -53,6 +53,8 @@ static int usage(int rc) {
         "  --cyclegan-steps N   Cycle-GAN's steps (default: the preset's)\n"
         "  --cyclegan-width W   Cycle-GAN's channel multiplier (default: the preset's)\n"
         "  --ae-steps N         the Auto-Encoder's steps (default: the preset's)\n"
+        "  --n-synthetic N      synthetic pairs, 10%% of them the test split (default: the\n"
+        "                       preset's)\n"
         "  --out DIR            where table1.md and fig3.png go (default runs/eval)\n"
         "  --device cpu|cuda    default cpu\n");
     return rc;
@@ -98,6 +100,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
             a->p.cyclegan_width = atof(v);
         else if (!strcmp(flag, "--ae-steps") && number)
             a->p.autoencoder_steps = n;
+        else if (!strcmp(flag, "--n-synthetic") && number && n >= 20 && n <= 1000000)
+            a->p.n_synthetic = (int)n;
         else if (!strcmp(flag, "--models") && !parse_models(v, a->run))
             continue;
         else if (!strcmp(flag, "--out"))
@@ -519,6 +523,10 @@ int main(int argc, char **argv) {
     const banis_preset *p = &args.p;
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, p->n_synthetic, 1);
+    if (!d) {
+        fprintf(stderr, "banis-eval: out of memory for %d synthetic pairs\n", p->n_synthetic);
+        return 1;
+    }
     banis_split split = banis_split_make(d->n, 0.1, 1);
     if (split.n_test < FIG_PAIRS) { // the preset's data set is too small for Fig. 3
         fprintf(stderr, "banis-eval: %d test pairs; Fig. 3 needs %d\n", split.n_test, FIG_PAIRS);
