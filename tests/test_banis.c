@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../banis/baselines.h"
+#include "../banis/presets.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
 
@@ -643,6 +644,28 @@ START_TEST(test_nuclei_dropped_translator_keeps_the_bright_cores) {
 }
 END_TEST
 
+// The CPU presets' data sets are large enough that a run passes over its training split (90% of
+// the pairs) at most 10 times: over 1,200 pairs cpu-long's 6,600 steps were 98 passes, and the
+// networks memorised the training embryos (docs/results/experiments.md). The batch-16 presets'
+// counts by hand: cpu 480 x 16 / 1,080 = 7.1, cpu-long 6,600 x 16 / 10,800 = 9.8.
+START_TEST(test_cpu_presets_pass_over_their_data_at_most_ten_times) {
+    const char *names[] = {"cpu", "cpu-long"};
+    const double want[] = {480.0 * 16 / 1080, 6600.0 * 16 / 10800};
+    for (int k = 0; k < 2; k++) {
+        banis_preset p;
+        ck_assert(banis_preset_get(names[k], &p));
+        banis_split s = banis_split_make(p.n_synthetic, 0.1, 1);
+        double passes = (double)banis_schedule_steps(&p.sched) * p.sched.batch / (double)s.n_train;
+        banis_split_free(&s);
+        ck_assert_double_eq_tol(passes, want[k], 1e-9);
+        ck_assert_double_le(passes, 10);
+    }
+    banis_preset p = {.name = "untouched"};
+    ck_assert(!banis_preset_get("cpu-longer", &p));
+    ck_assert_str_eq(p.name, "untouched");
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case(
         "banis", 300,
@@ -654,6 +677,7 @@ int main(void) {
                     test_diversity_and_saturation_of_generated_images,
                     test_discriminator_win_watched, test_generator_statistics_per_input_kind,
                     test_baselines_train_what_they_should,
-                    test_nuclei_dropped_translator_keeps_the_bright_cores));
+                    test_nuclei_dropped_translator_keeps_the_bright_cores,
+                    test_cpu_presets_pass_over_their_data_at_most_ten_times));
     return check_main("banis", tc);
 }
