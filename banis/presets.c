@@ -33,7 +33,7 @@ bool banis_preset_get(const char *name, banis_preset *p) {
         s->warmup_steps = 200;
         s->stage2_steps = 200;
         s->stage3_steps = 80;
-        if (!strcmp(name, "cpu-long")) { // about 50 minutes on 2 cores
+        if (!strcmp(name, "cpu-long")) { // about 40 minutes on 2 cores
             s->warmup_steps = 600;
             s->stage2_steps = 4000;
             s->stage3_steps = 2000;

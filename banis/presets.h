@@ -7,7 +7,7 @@
 //              statistics shared by z and codes
 //   cpu        this project's schedule for minutes on 2 CPU cores: a quarter of the channels,
 //              batch 16, 200 + 200 + 80 steps, Adam for S and C
-//   cpu-long   the same for about 50 minutes: 600 + 4000 + 2000 steps, over 12,000 pairs (10
+//   cpu-long   the same for about 40 minutes: 600 + 4000 + 2000 steps, over 12,000 pairs (10
 //              passes over the training split; over 1,200 the networks memorise them)
 //   tiny       the tests': seconds
 #pragma once
