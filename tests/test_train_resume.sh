@@ -40,6 +40,10 @@ cmp "$tmp/straight/checkpoint_latest.safetensors" "$tmp/resumed/checkpoint_lates
 cmp "$tmp/sgd/checkpoint_latest.safetensors" "$tmp/sgd2/checkpoint_latest.safetensors" \
   || fail "resumed SGD run differs from the uninterrupted one"
 grep -q "sgd_successor_a" "$tmp/sgd/checkpoint_latest.safetensors" || fail "no SGD state in the SGD run's checkpoint"
+# an ablation says so where its figures land, not only in its log
+"$train" --preset tiny --device cpu --identical-gen off --out "$tmp/ablation" > "$tmp/ablation.log" 2>&1 || fail "ablation run: $(tail -3 "$tmp/ablation.log")"
+head -1 "$tmp/ablation/gmi.md" | grep -q "^# ABLATION (not BANIS: --identical-gen off" || fail "the ablation's gmi.md is titled: $(head -1 "$tmp/ablation/gmi.md")"
+head -1 "$tmp/straight/gmi.md" | grep -q "^# BANIS, tiny preset, 8 steps" || fail "BANIS's gmi.md is titled: $(head -1 "$tmp/straight/gmi.md")"
 
 # a flag that would change a resumed run is refused; a truncated checkpoint is refused by name
 if "$train" --resume "$tmp/resumed" --batch 8 > "$tmp/bad.log" 2>&1; then fail "--batch accepted on resume"; fi

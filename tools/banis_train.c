@@ -850,8 +850,12 @@ static int final_evaluation(run *r) {
     }
     banis_watch_describe(&r->watch, e.notes, sizeof e.notes);
     char title[512], path[4096];
-    snprintf(title, sizeof title, "BANIS, %s preset, %" PRId64 " steps, %s", r->c.preset, r->total,
-             r->d->source);
+    snprintf(title, sizeof title, "%s, %s preset, %" PRId64 " steps, %s",
+             r->c.sched.identical_gen
+                 ? "BANIS"
+                 : "ABLATION (not BANIS: --identical-gen off, the Successors are "
+                   "not trained towards G's images)",
+             r->c.preset, r->total, r->d->source);
     snprintf(path, sizeof path, "%s/gmi.md", r->c.out);
     if (banis_write_gmi_table(path, &e, title)) {
         fprintf(stderr, "banis-train: %s\n", err_message());
