@@ -65,6 +65,10 @@ static void preset(config *c, const char *name) {
     }
 }
 
+// What a run with --identical-gen off is called wherever it reports (its log and its gmi.md).
+static const char ABLATION_IDENTICAL_GEN[] =
+    "ABLATION (not BANIS: --identical-gen off, the Successors are not trained towards G's images)";
+
 static int usage(int rc) {
     fprintf(
         rc ? stderr : stdout,
@@ -712,9 +716,7 @@ static void print_header(const run *r) {
     printf("rates: Adam D %g %g, G %g %g; %s %g for S and C (x%g in the last stage)\n",
            c->sched.lr_d[0], c->sched.lr_d[1], c->sched.lr_g[0], c->sched.lr_g[1],
            c->sched.sc_adam ? "Adam" : "SGD", c->sched.lr_sc, c->sched.sc_decay);
-    if (!c->sched.identical_gen)
-        printf("ABLATION (not BANIS): --identical-gen off, the Successors are not trained towards "
-               "G's images\n");
+    if (!c->sched.identical_gen) printf("%s\n", ABLATION_IDENTICAL_GEN);
 }
 
 // ETA from the measured time per warm-up step and per full step (a full step runs six more
@@ -851,11 +853,8 @@ static int final_evaluation(run *r) {
     banis_watch_describe(&r->watch, e.notes, sizeof e.notes);
     char title[512], path[4096];
     snprintf(title, sizeof title, "%s, %s preset, %" PRId64 " steps, %s",
-             r->c.sched.identical_gen
-                 ? "BANIS"
-                 : "ABLATION (not BANIS: --identical-gen off, the Successors are "
-                   "not trained towards G's images)",
-             r->c.preset, r->total, r->d->source);
+             r->c.sched.identical_gen ? "BANIS" : ABLATION_IDENTICAL_GEN, r->c.preset, r->total,
+             r->d->source);
     snprintf(path, sizeof path, "%s/gmi.md", r->c.out);
     if (banis_write_gmi_table(path, &e, title)) {
         fprintf(stderr, "banis-train: %s\n", err_message());
