@@ -390,15 +390,25 @@ int banis_train_step_read(banis_model *m, banis_losses *l) {
 typedef struct {
     banis_model *m;
     int64_t step;
+    int runs;
+    int n; // what the step's run (the first) left to read: how many losses, where, their names
+    double *dst[10];
+    const char *what[10];
 } step_ctx;
 
 static int issue_on_inputs(void *ctx) {
     step_ctx *c = ctx;
-    return banis_train_step_issue(c->m, c->step, c->m->in[0], c->m->in[1]);
+    int rc = banis_train_step_issue(c->m, c->step, c->m->in[0], c->m->in[1]);
+    if (!rc && c->runs++ == 0) {
+        c->n = c->m->n_pending_issued;
+        memcpy(c->dst, c->m->pending_dst, sizeof c->dst);
+        memcpy(c->what, c->m->pending_what, sizeof c->what);
+    }
+    return rc;
 }
 
 // The step as a graph: the batch copied into the tensors the graph was captured on, then the
-// graph (captured now if this is the kind's first graphed step).
+// graph; at the kind's first graphed step, the step runs on those tensors and is captured.
 static int graphed_step(banis_model *m, int kind, int64_t step, tensor *a, tensor *b) {
     tensor *src[2] = {a, b};
     for (int x = 0; x < 2; x++)
@@ -415,18 +425,22 @@ static int graphed_step(banis_model *m, int kind, int64_t step, tensor *a, tenso
         opts[4 * x] = m->opt_d[x], opts[4 * x + 1] = m->opt_g[x];
         opts[4 * x + 2] = m->opt_s[x], opts[4 * x + 3] = m->opt_c[x];
     }
-    step_ctx c = {m, step};
-    m->graph[kind] = nn_graph_capture(issue_on_inputs, &c, 2, rngs, 8, opts);
+    step_ctx c = {m, step, 0, 0, {0}, {0}};
+    if (nn_graph_capture(&m->graph[kind], m->graph_error, sizeof m->graph_error, issue_on_inputs,
+                         &c, 2, rngs, 8, opts))
+        return -1;
+    // what the step's run left in loss_dev (a capture that failed part way may have said less)
+    m->n_pending_issued = c.n;
+    memcpy(m->pending_dst, c.dst, sizeof m->pending_dst);
+    memcpy(m->pending_what, c.what, sizeof m->pending_what);
     if (m->graph[kind]) {
-        m->graph_losses[kind].n = m->n_pending_issued;
-        memcpy(m->graph_losses[kind].dst, m->pending_dst, sizeof m->pending_dst);
-        memcpy(m->graph_losses[kind].what, m->pending_what, sizeof m->pending_what);
-        return 0;
+        m->graph_losses[kind].n = c.n;
+        memcpy(m->graph_losses[kind].dst, c.dst, sizeof c.dst);
+        memcpy(m->graph_losses[kind].what, c.what, sizeof c.what);
+    } else {
+        m->use_graphs = false; // a step a graph cannot hold runs as it is from now on (graph_error)
     }
-    // a step a graph cannot hold runs as it is from now on (nothing of it ran), and says why
-    snprintf(m->graph_error, sizeof m->graph_error, "%s", err_message());
-    m->use_graphs = false;
-    return banis_train_step_issue(m, step, a, b);
+    return 0;
 }
 
 int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l) {
@@ -440,12 +454,10 @@ int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_l
     // a batch of another shape than the graph's (a smaller last batch) runs as it is
     bool fits = !m->in[0] || tensor_same_shape(m->in[0], a);
     int rc;
-    if (graphs && fits && m->eager_steps[kind] >= 2) {
+    if (graphs && fits)
         rc = graphed_step(m, kind, step, a, b);
-    } else {
+    else
         rc = banis_train_step_issue(m, step, a, b);
-        if (!rc && graphs) m->eager_steps[kind]++;
-    }
     if (rc) {
         m->n_pending_issued = 0;
         *l = m->issued;

@@ -75,13 +75,12 @@ typedef struct {
     tensor *loss_dev;
     int n_pending_issued;
     banis_losses issued;
-    // CUDA graphs (on CUDA unless use_graphs is false): per kind of step (warm-up, full), two
-    // steps run as they are (kernels compiled, blocks cached), the third is captured and every
-    // later one replays it, on the batch copied into `in`.
+    // CUDA graphs (on CUDA unless use_graphs is false): per kind of step (warm-up, full), the
+    // first step runs as it is and is captured (nn_graph_capture), every later one replays the
+    // graph, on the batch copied into `in`.
     bool use_graphs;
     char graph_error[512]; // why a capture failed (then use_graphs is turned off); "" if none
     struct nn_graph *graph[2];
-    int eager_steps[2];
     tensor *in[2];
     struct { // what each graph leaves in loss_dev: how many losses, where they go, their names
         int n;
@@ -111,8 +110,8 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
 int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, double *loss);
 int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss);
 // The whole step: Pioneers always; Successors and Coordinators after warm-up (step >= warmup).
-// Its losses are read once, at its end (a NaN or Inf one is refused, naming it). On CUDA it
-// runs as a graph from the third step of each kind on (m->use_graphs).
+// Its losses are read once, at its end (a NaN or Inf one is refused, naming it). On CUDA the
+// first step of each kind is captured as a graph and later ones replay it (m->use_graphs).
 int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l);
 // The two halves: everything on the device, the losses left in m->loss_dev; then reading them.
 int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b);

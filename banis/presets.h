@@ -9,6 +9,9 @@
 //              batch 16, 200 + 200 + 80 steps, Adam for S and C
 //   cpu-long   the same for about 40 minutes: 600 + 4000 + 2000 steps, over 12,000 pairs (10
 //              passes over the training split; over 1,200 the networks memorise them)
+//   gpu-short  the paper's networks and batch for about 3 minutes of steps on an H200 (the
+//              GPU check's training run): 800 + 600 + 200 steps at the cpu preset's rates,
+//              over 24,000 pairs
 //   tiny       the tests': seconds
 #pragma once
 #include <stdbool.h>
@@ -27,7 +30,7 @@ typedef struct {
     double baseline_lr;
 } banis_preset;
 
-#define BANIS_PRESETS 5
+#define BANIS_PRESETS 6
 extern const char *const banis_preset_names[BANIS_PRESETS];
 
 // The preset called `name`; false (and *p untouched) when there is none.

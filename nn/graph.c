@@ -1,4 +1,4 @@
-// CUDA graphs for training steps (graph.h): capture, the first run, replays.
+// CUDA graphs for training steps (graph.h): the step's run and its capture, then replays.
 #include "graph.h"
 
 #include <stdio.h>
@@ -18,21 +18,28 @@ struct nn_graph {
     int64_t replays;
 };
 
-nn_graph *nn_graph_capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *rngs, int n_opts,
-                           nn_optimizer *const *opts) {
-    if (n_opts > MAX_OPTS) {
-        err_set("graph capture: %d optimizers named, at most %d", n_opts, MAX_OPTS);
-        return NULL;
+static void put_back(int n_rngs, rng *const *rngs, const uint64_t *offsets, int n_opts,
+                     nn_optimizer *const *opts, const int64_t *steps) {
+    for (int i = 0; i < n_rngs; i++) rngs[i]->offset = offsets[i];
+    for (int i = 0; i < n_opts; i++)
+        nn_optimizer_advance_steps(opts[i], steps[i] - nn_optimizer_steps(opts[i]));
+}
+
+int nn_graph_capture(nn_graph **graph, char *why, size_t why_size, nn_step_fn step, void *ctx,
+                     int n_rngs, rng *const *rngs, int n_opts, nn_optimizer *const *opts) {
+    *graph = NULL;
+    if (why_size) why[0] = 0;
+    if (n_opts > MAX_OPTS || n_rngs > 8) {
+        err_set("graph capture: %d optimizers and %d random generators named, at most %d and 8",
+                n_opts, n_rngs, MAX_OPTS);
+        return -1;
     }
+    // the step's run, as it is
+    if (step(ctx)) return -1;
     nn_graph *ng = calloc(1, sizeof *ng);
     if (!ng) {
-        err_set("graph capture: out of host memory");
-        return NULL;
-    }
-    if (n_rngs > 8) {
-        err_set("graph capture: %d random generators named, at most 8", n_rngs);
-        free(ng);
-        return NULL;
+        snprintf(why, why_size, "graph capture: out of host memory");
+        return 0;
     }
     ng->n_opts = n_opts;
     uint64_t offsets[8];
@@ -41,36 +48,32 @@ nn_graph *nn_graph_capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *r
         ng->opts[i] = opts[i];
         ng->advance[i] = nn_optimizer_steps(opts[i]);
     }
+    int64_t steps[MAX_OPTS];
+    memcpy(steps, ng->advance, sizeof steps);
     if (backend_cuda_capture_begin(n_rngs, rngs)) {
+        snprintf(why, why_size, "%s", err_message());
         free(ng);
-        return NULL;
+        return 0;
     }
     int rc = step(ctx);
-    char why[1024] = "";
-    if (rc) snprintf(why, sizeof why, "%s", err_message());
+    char failed[1024] = "";
+    if (rc) snprintf(failed, sizeof failed, "the step failed while captured: %s", err_message());
     ng->g = backend_cuda_capture_end();
-    if (rc || !ng->g) {
-        // nothing captured ran: the device is as it was; so is the host's side of the step
-        snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s", rc ? "" : " ",
-                 rc ? "" : err_message());
-        for (int i = 0; i < n_rngs; i++) rngs[i]->offset = offsets[i];
-        for (int i = 0; i < n_opts; i++)
-            nn_optimizer_advance_steps(opts[i], ng->advance[i] - nn_optimizer_steps(opts[i]));
-        err_set("graph capture: %s%s", rc ? "the step failed: " : "", why);
-        nn_graph_free(ng);
-        return NULL;
-    }
+    if (!rc && !ng->g) snprintf(failed, sizeof failed, "%s", err_message());
     for (int i = 0; i < n_opts; i++) ng->advance[i] = nn_optimizer_steps(opts[i]) - ng->advance[i];
-    if (backend_graph_launch(ng->g, false)) {
-        err_prefix("graph: first run: ");
+    // the capture ran nothing: the host's counts go back to where the step's run left them
+    put_back(n_rngs, rngs, offsets, n_opts, opts, steps);
+    if (rc || !ng->g) {
+        snprintf(why, why_size, "%s", failed);
         nn_graph_free(ng);
-        return NULL;
+        return 0;
     }
-    return ng;
+    *graph = ng;
+    return 0;
 }
 
 int nn_graph_replay(nn_graph *ng) {
-    if (backend_graph_launch(ng->g, true)) {
+    if (backend_graph_launch(ng->g)) {
         err_prefix("graph replay: ");
         return -1;
     }

@@ -15,13 +15,16 @@
 typedef struct nn_graph nn_graph;
 typedef int (*nn_step_fn)(void *ctx);
 
-// Runs step(ctx) under capture, then runs the captured graph once: this is the step's run
-// (the host side of the step, its optimizers' counts and generators' offsets, moved during the
-// capture). NULL with err_message() if the step failed or did something a graph cannot hold;
-// then nothing of the step has run, and the generators' offsets and the optimizers' counts are
-// put back as they were (the step can be run as it is instead).
-nn_graph *nn_graph_capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *rngs, int n_opts,
-                           nn_optimizer *const *opts);
+// Runs step(ctx) once as it is: this is the step's run (every kernel it needs is loaded, the
+// blocks of its temporaries are left in the cache). Then captures it as a graph for the runs
+// after: the capture runs nothing on the device and allocates nothing, and the host side it
+// moves (the named generators' offsets, the named optimizers' counts) is put back where the run
+// left it. Returns the run's result: -1 with err_message() if the step failed (no graph then).
+// 0 when it ran: *graph is the graph, or NULL when the step cannot be captured, with the reason
+// in why[] (the step did something a graph cannot hold, or the device refused the capture);
+// later steps can then run as they are.
+int nn_graph_capture(nn_graph **graph, char *why, size_t why_size, nn_step_fn step, void *ctx,
+                     int n_rngs, rng *const *rngs, int n_opts, nn_optimizer *const *opts);
 // One more run of the step: the graph on the device, then the host's counts moved on.
 int nn_graph_replay(nn_graph *g);
 int64_t nn_graph_replays(const nn_graph *g); // runs after the captured one

@@ -90,19 +90,19 @@ const char *backend_device_description(tensor_device_type dev);
 
 // CUDA graphs: work issued once, replayed with one call (nn/graph.h is the API for a training
 // step). Between capture_begin and capture_end every launch and device copy of the CUDA backend
-// is recorded, not run; a copy to or from the host or a synchronisation is refused (the
-// message names it) and fails the capture. Random numbers drawn while capturing must come from
-// the generators named at its start: each kernel adds its generator's delta, a device counter
-// that the graph's last kernel advances by what one run draws, so a replay draws what running
-// the step again would, and the host's generator is advanced to match. Blocks freed while
-// capturing, and blocks allocated then and freed later, are the graph's own until it is freed:
-// nothing else is handed the temporaries its kernels were told about. What the graph reads and
-// writes outside them (parameters, inputs) must stay allocated while it is used.
+// is recorded, not run; a copy to or from the host, a synchronisation, or an allocation the
+// cache cannot serve (cudaMalloc) is refused (the message names it) and fails the capture: run
+// the work once before capturing it, so that its kernels are loaded and its blocks cached.
+// Random numbers drawn while capturing must come from the generators named at its start: each
+// kernel adds its generator's delta, a device counter that the graph's last kernel advances by
+// what one run draws, so a replay draws what running the step again would, and the host's
+// generator is advanced to match. Blocks freed while capturing, and blocks allocated then and
+// freed later, are the graph's own until it is freed: nothing else is handed the temporaries
+// its kernels were told about. What the graph reads and writes outside them (parameters,
+// inputs) must stay allocated while it is used.
 typedef struct backend_graph backend_graph;
 int backend_cuda_capture_begin(int n_rngs, rng *const *rngs);
 backend_graph *backend_cuda_capture_end(void); // NULL (and the capture abandoned) on failure
-// Runs g. advance_host: whether this run is a new step, after which the named generators'
-// host offsets move on (false for the first run of a step just captured, whose host side ran
-// during the capture).
-int backend_graph_launch(backend_graph *g, bool advance_host);
+// Runs g as a new step: the named generators' host offsets then move on by what it draws.
+int backend_graph_launch(backend_graph *g);
 void backend_graph_free(backend_graph *g);

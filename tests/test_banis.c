@@ -647,11 +647,12 @@ END_TEST
 // The CPU presets' data sets are large enough that a run passes over its training split (90% of
 // the pairs) at most 10 times: over 1,200 pairs cpu-long's 6,600 steps were 98 passes, and the
 // networks memorised the training embryos (docs/results/experiments.md). The batch-16 presets'
-// counts by hand: cpu 480 x 16 / 1,080 = 7.1, cpu-long 6,600 x 16 / 10,800 = 9.8.
+// counts by hand: cpu 480 x 16 / 1,080 = 7.1, cpu-long 6,600 x 16 / 10,800 = 9.8; the GPU
+// check's gpu-short, at batch 128: 1,600 x 128 / 21,600 = 9.5.
 START_TEST(test_cpu_presets_pass_over_their_data_at_most_ten_times) {
-    const char *names[] = {"cpu", "cpu-long"};
-    const double want[] = {480.0 * 16 / 1080, 6600.0 * 16 / 10800};
-    for (int k = 0; k < 2; k++) {
+    const char *names[] = {"cpu", "cpu-long", "gpu-short"};
+    const double want[] = {480.0 * 16 / 1080, 6600.0 * 16 / 10800, 1600.0 * 128 / 21600};
+    for (int k = 0; k < 3; k++) {
         banis_preset p;
         ck_assert(banis_preset_get(names[k], &p));
         banis_split s = banis_split_make(p.n_synthetic, 0.1, 1);
@@ -663,6 +664,28 @@ START_TEST(test_cpu_presets_pass_over_their_data_at_most_ten_times) {
     banis_preset p = {.name = "untouched"};
     ck_assert(!banis_preset_get("cpu-longer", &p));
     ck_assert_str_eq(p.name, "untouched");
+}
+END_TEST
+
+// gpu-short is the paper's networks and batch (only the rates and the schedule differ) sized
+// to about 3 minutes of steps at the step times last measured on an H200 (25.6 ms warm-up,
+// 165.4 ms full, docs/gpu-runs/2026-11-25-h200-final.md): 800 x 25.6 + 800 x 165.4 ms = 2.5 min.
+START_TEST(test_gpu_short_is_the_papers_networks_for_three_minutes) {
+    banis_preset g, paper;
+    ck_assert(banis_preset_get("gpu-short", &g));
+    ck_assert(banis_preset_get("paper", &paper));
+    ck_assert_int_eq(g.arch.latent, paper.arch.latent);
+    ck_assert_int_eq(g.arch.g_bn_sets, paper.arch.g_bn_sets);
+    ck_assert(g.arch.width == 1 && g.arch.slope == paper.arch.slope &&
+              g.arch.bn_momentum == paper.arch.bn_momentum && g.arch.bn_eps == paper.arch.bn_eps &&
+              g.arch.dropout == paper.arch.dropout);
+    ck_assert_int_eq(g.sched.batch, 128);
+    ck_assert_int_eq(g.sched.batch, paper.sched.batch);
+    ck_assert(g.sched.sc_adam && !paper.sched.sc_adam);
+    double full = (double)(g.sched.stage2_steps + g.sched.stage3_steps);
+    double seconds = (g.sched.warmup_steps * 25.6 + full * 165.4) / 1e3;
+    ck_assert_double_eq_tol(seconds, 152.8, 1e-9);
+    ck_assert(seconds > 120 && seconds < 200);
 }
 END_TEST
 
@@ -678,6 +701,7 @@ int main(void) {
                     test_discriminator_win_watched, test_generator_statistics_per_input_kind,
                     test_baselines_train_what_they_should,
                     test_nuclei_dropped_translator_keeps_the_bright_cores,
-                    test_cpu_presets_pass_over_their_data_at_most_ten_times));
+                    test_cpu_presets_pass_over_their_data_at_most_ten_times,
+                    test_gpu_short_is_the_papers_networks_for_three_minutes));
     return check_main("banis", tc);
 }

@@ -337,10 +337,10 @@ static banis_model *tiny(tensor_device_type dev) { return tiny_warmup(dev, 1); }
 
 // The same model, data and seed on both devices: the same losses, step after step, within
 // float32 rounding (exact FP32 on CUDA: TF32 off). Dropout masks and z are bit-identical. On
-// CUDA each kind of step runs twice as it is, is captured as a graph the third time and
-// replayed after that: steps 0-1 and 4-5 eager, 2 and 6 captured, 3, 7 and 8 replays (8 in the
-// last stage, whose halved rates the graph computes on the device); before step 8 both models
-// draw z outside the step (the graph's device offset is then stale and must be corrected).
+// CUDA the first step of each kind runs as it is and is captured as a graph, every later one
+// replays it: steps 0 and 4 run and are captured, 1-3 and 5-8 are replays (8 in the last stage,
+// whose halved rates the graph computes on the device); before step 8 both models draw z outside
+// the step (the graph's device offset is then stale and must be corrected).
 START_TEST(test_banis_steps_on_cuda_match_cpu) {
     backend_cuda_allow_tf32(false);
     banis_model *m[2] = {tiny_warmup(DEVICE_CPU, 4), tiny_warmup(DEVICE_CUDA, 4)};
@@ -383,8 +383,8 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
     }
     ck_assert_ptr_nonnull(m[1]->graph[0]);
     ck_assert_ptr_nonnull(m[1]->graph[1]);
-    ck_assert_int_eq(nn_graph_replays(m[1]->graph[0]), 2);
-    ck_assert_int_eq(nn_graph_replays(m[1]->graph[1]), 2);
+    ck_assert_int_eq(nn_graph_replays(m[1]->graph[0]), 4); // steps 1, 2, 3 and 2 again
+    ck_assert_int_eq(nn_graph_replays(m[1]->graph[1]), 4); // steps 5 to 8
     ck_assert_ptr_null(m[0]->graph[0]); // graphs are CUDA's
     backend_cuda_allow_tf32(true);
     banis_model_free(m[0]);
@@ -393,17 +393,19 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
 }
 END_TEST
 
-// From the third step on, a training step compiles nothing, allocates nothing on the device,
-// uploads only its batch and reads its losses with one copy and one synchronisation; from the
-// first replay of its graph on (step 4: step 0 is the warm-up, 1-2 full steps run as they are,
-// 3 captured), the host issues one graph and the two copies of the batch into its inputs.
-START_TEST(test_steady_training_step_has_no_stalls) {
+// From the third step on (step 0 is the warm-up, 1 the first full step), a training step
+// compiles nothing, allocates nothing on the device, uploads only its batch and reads its losses
+// with one copy and one synchronisation. As issued (graphs off) it launches its kernels; with
+// graphs, the first step of each kind runs and is captured (no graph launch), and every later
+// one is one graph launch and the two copies of the batch into the graph's inputs.
+static void steady_steps(bool graphs) {
     banis_model *m = tiny(DEVICE_CUDA);
+    m->use_graphs = graphs;
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, 8, 3);
     int idx[4] = {0, 1, 2, 3};
     size_t batch_bytes = 2 * 4 * 64 * 64 * sizeof(float);
-    for (int step = 0; step < 6; step++) {
+    for (int step = 0; step < 5; step++) {
         backend_counters c0 = backend_cuda_counters();
         tensor_scope_begin();
         tensor *a, *b;
@@ -412,7 +414,14 @@ START_TEST(test_steady_training_step_has_no_stalls) {
         ck_assert_msg(banis_train_step(m, step, a, b, &l) == 0, "%s", err_message());
         tensor_scope_end();
         backend_counters c1 = backend_cuda_counters();
-        if (step < 2) continue;
+        ck_assert(isfinite(l.d_loss[0]) && isfinite(l.g_loss[1]));
+        ck_assert(step == 0 ? isnan(l.pm[0]) : isfinite(l.pm[0]));
+        if (step < 2) {
+            ck_assert_int_eq(c1.graph_launches - c0.graph_launches, 0);
+            ck_assert_int_gt(c1.launches - c0.launches, 100);
+            ck_assert(graphs == (m->graph[step] != NULL));
+            continue;
+        }
         ck_assert_int_eq(c1.compiles - c0.compiles, 0);
         ck_assert_int_eq(c1.module_loads - c0.module_loads, 0);
         ck_assert_msg(c1.device_allocs == c0.device_allocs, "step %d: %lld device allocations",
@@ -420,17 +429,21 @@ START_TEST(test_steady_training_step_has_no_stalls) {
         ck_assert_int_eq(c1.h2d_bytes - c0.h2d_bytes, (int64_t)batch_bytes);
         ck_assert_int_le(c1.d2h_copies - c0.d2h_copies, 1);
         ck_assert_int_le(c1.syncs - c0.syncs, 1);
-        if (step < 4) {
-            ck_assert_int_gt(c1.launches - c0.launches, 100);
-            ck_assert_int_eq(c1.graph_launches - c0.graph_launches, step == 3);
-        } else {
+        if (graphs) {
             ck_assert_int_eq(c1.graph_launches - c0.graph_launches, 1);
             ck_assert_int_eq(c1.launches - c0.launches, 2); // the batch into the graph's inputs
+        } else {
+            ck_assert_int_eq(c1.graph_launches - c0.graph_launches, 0);
+            ck_assert_int_gt(c1.launches - c0.launches, 100);
         }
     }
+    ck_assert_str_eq(m->graph_error, "");
     banis_model_free(m);
     banis_dataset_free(d);
 }
+START_TEST(test_steady_training_step_has_no_stalls) { steady_steps(false); }
+END_TEST
+START_TEST(test_steady_graphed_step_is_one_launch) { steady_steps(true); }
 END_TEST
 
 static int step_reads_back(void *ctx) {
@@ -454,24 +467,37 @@ static int step_draws(void *ctx) {
     return rc;
 }
 
+static nn_graph *capture(nn_step_fn step, void *ctx, int n_rngs, rng *const *rngs, char *why,
+                         size_t n) {
+    nn_graph *g = NULL;
+    ck_assert_msg(nn_graph_capture(&g, why, n, step, ctx, n_rngs, rngs, 0, NULL) == 0, "%s",
+                  err_message());
+    return g;
+}
+
 // A graph holds device work only: a step that reads a value back, or draws from a generator
-// not named to the capture, is refused with a message saying so (the device is usable after,
-// and the generator's offset is put back). A named generator's draws move on at every replay: replay k draws what the CPU
-// draws at the generator's k-th position, and the host's offset follows.
+// not named to the capture, runs (its run comes before the capture) and is not captured, with a
+// reason saying why (the device is usable after, and the generator's offset is where the run
+// left it). A named generator's draws move on at every replay: run k (0 the step's own run, then
+// the replays) draws what the CPU draws at the generator's k-th position, and the host's offset
+// follows.
 START_TEST(test_graphs_refuse_host_work_and_advance_generators) {
+    char why[512];
     tensor *x = tensor_ones(TENSOR_F32, SHAPE(4), DEVICE_CUDA);
-    ck_assert_ptr_null(nn_graph_capture(step_reads_back, x, 0, NULL, 0, NULL));
-    ck_assert_msg(strstr(err_message(), "a copy to the host"), "%s", err_message());
+    ck_assert_ptr_null(capture(step_reads_back, x, 0, NULL, why, sizeof why));
+    ck_assert_msg(strstr(why, "a copy to the host"), "%s", why);
     rng r, ref;
     rng_init(&r, 11);
     rng_init(&ref, 11);
     draw_ctx c = {&r, tensor_zeros(TENSOR_F32, SHAPE(64), DEVICE_CUDA)};
-    ck_assert_ptr_null(nn_graph_capture(step_draws, &c, 0, NULL, 0, NULL));
-    ck_assert_msg(strstr(err_message(), "not named"), "%s", err_message());
-    ck_assert_int_eq(r.offset, ref.offset); // put back: nothing of the refused step ran
+    ck_assert_ptr_null(capture(step_draws, &c, 0, NULL, why, sizeof why));
+    ck_assert_msg(strstr(why, "not named"), "%s", why);
+    tensor_release(tensor_rand_bernoulli(&ref, TENSOR_F32, SHAPE(64), 0.5, DEVICE_CPU));
+    ck_assert_int_eq(r.offset, ref.offset); // moved by the step's run, not by the capture
     ck_assert_int_eq(tensor_item(op_sum(x, 0, NULL, false)), 4); // the device still works
-    nn_graph *g = nn_graph_capture(step_draws, &c, 1, (rng *[]){&r}, 0, NULL);
-    ck_assert_msg(g != NULL, "%s", err_message());
+    nn_graph *g = capture(step_draws, &c, 1, (rng *[]){&r}, why, sizeof why);
+    ck_assert_msg(g != NULL, "%s", why);
+    ck_assert_str_eq(why, "");
     for (int k = 0; k < 4; k++) {
         if (k == 2) { // drawn elsewhere: this replay corrects the device's offset first
             r.offset += 1000;
@@ -483,7 +509,7 @@ START_TEST(test_graphs_refuse_host_work_and_advance_generators) {
         ck_assert_int_eq(tensor_to_doubles(c.out, got), 0);
         ck_assert_int_eq(tensor_to_doubles(want, exp), 0);
         for (int i = 0; i < 64; i++) {
-            ck_assert_msg(got[i] == exp[i], "replay %d element %d: %g, cpu %g", k, i, got[i],
+            ck_assert_msg(got[i] == exp[i], "run %d element %d: %g, cpu %g", k, i, got[i],
                           exp[i]);
             ones += got[i];
         }
@@ -498,18 +524,149 @@ START_TEST(test_graphs_refuse_host_work_and_advance_generators) {
 }
 END_TEST
 
+// y = tanh(x) * 3 - x, a program no other test of this process has launched (each test runs
+// in a process of its own): its kernel is compiled and loaded at the step's first run.
+static int step_fresh_kernel(void *ctx) {
+    tensor **io = ctx;
+    tensor_scope_begin();
+    tensor *y = op_sub(op_mul_scalar(op_tanh(io[0]), 3), io[0]);
+    int rc = y ? tensor_copy_(io[1], y) : -1;
+    tensor_scope_end();
+    return rc;
+}
+
+// nn_graph_capture runs the step before capturing it, so a step never run before is captured
+// without anything loaded or allocated while capturing (the emulated device refuses both); the
+// replays compute what the step does.
+START_TEST(test_capture_of_a_step_never_run) {
+    double xs[5] = {-2, -0.5, 0, 0.7, 3}, got[5];
+    tensor *io[2] = {tensor_from_doubles(TENSOR_F32, SHAPE(5), xs, DEVICE_CUDA),
+                     tensor_zeros(TENSOR_F32, SHAPE(5), DEVICE_CUDA)};
+    tensor *in[3]; // the replays' inputs, made (and a copy run) first
+    for (int k = 0; k < 3; k++) in[k] = tensor_full(TENSOR_F32, SHAPE(5), 0.5 * k - 1, DEVICE_CUDA);
+    ck_assert_int_eq(tensor_copy_(io[1], in[0]), 0);
+    backend_counters c0 = backend_cuda_counters();
+    char why[512];
+    nn_graph *g = capture(step_fresh_kernel, io, 0, NULL, why, sizeof why);
+    ck_assert_msg(g != NULL, "%s", why);
+    backend_counters c1 = backend_cuda_counters();
+    ck_assert_int_gt(c1.module_loads - c0.module_loads, 0); // loaded by the step's run
+    for (int k = 0; k < 3; k++) {
+        double v = 0.5 * k - 1;
+        ck_assert_int_eq(tensor_copy_(io[0], in[k]), 0);
+        ck_assert_int_eq(nn_graph_replay(g), 0);
+        ck_assert_int_eq(tensor_to_doubles(io[1], got), 0);
+        for (int i = 0; i < 5; i++)
+            ck_assert_msg(fabs(got[i] - (3 * tanh(v) - v)) < 1e-6, "replay %d: %g", k, got[i]);
+    }
+    backend_counters c2 = backend_cuda_counters();
+    ck_assert_int_eq(c2.module_loads - c1.module_loads, 0);
+    ck_assert_int_eq(c2.device_allocs - c1.device_allocs, 0);
+    ck_assert_int_eq(c2.graph_launches - c1.graph_launches, 3);
+    nn_graph_free(g);
+    for (int k = 0; k < 3; k++) tensor_release(in[k]);
+    tensor_release(io[0]);
+    tensor_release(io[1]);
+}
+END_TEST
+
+// Inside a capture the backend hands out cached blocks only: a tensor of a size the cache does
+// not hold is refused (cudaMalloc would run outside the graph), and the capture fails naming it.
+START_TEST(test_capture_refuses_a_device_allocation) {
+    tensor *warm = tensor_zeros(TENSOR_F32, SHAPE(16), DEVICE_CUDA); // the backend started
+    ck_assert_int_eq(backend_cuda_capture_begin(0, NULL), 0);
+    ck_assert_ptr_null(tensor_empty(TENSOR_F32, SHAPE(123457), DEVICE_CUDA));
+    ck_assert_ptr_null(backend_cuda_capture_end());
+    ck_assert_msg(strstr(err_message(), "a device allocation of"), "%s", err_message());
+    tensor *after = tensor_empty(TENSOR_F32, SHAPE(123457), DEVICE_CUDA); // outside: allowed
+    ck_assert_ptr_nonnull(after);
+    tensor_release(after);
+    tensor_release(warm);
+}
+END_TEST
+
+// The emulated device refuses, while a graph is captured, what a capture on a GPU must not do:
+// cudaMalloc, cudaFree, loading a module, and a kernel's first launch (its module would be
+// loaded lazily then). Each fails the capture with a message naming it.
+START_TEST(test_emulated_capture_refuses_alloc_free_load_first_launch) {
+    static const char src[] = "extern \"C\" __global__ void nop2(float *y) { }\n";
+    void *mod, *k, *p = dev_alloc(256), *graph;
+    void *args[] = {&p};
+    unsigned g1[3] = {1, 1, 1};
+    ck_assert_int_eq(D->load(src, "nop2", &mod), 0);
+    ck_assert_int_eq(D->kernel(mod, "nop2", &k), 0);
+    const char *want[] = {"cudaMalloc", "cudaFree", "loading the module", "first launch"};
+    for (int t = 0; t < 4; t++) {
+        ck_assert_int_eq(D->capture_begin(), 0);
+        void *q = NULL, *m2;
+        if (t == 0) ck_assert_int_ne(D->malloc(&q, 64), 0);
+        if (t == 1) D->free(p); // refused: p stays allocated
+        if (t == 2) ck_assert_int_ne(D->load(src, "nop2 again", &m2), 0);
+        if (t == 3) ck_assert_int_ne(D->launch(k, "nop2", g1, g1, args), 0);
+        ck_assert_int_ne(D->capture_end(&graph), 0);
+        ck_assert_msg(strstr(err_message(), want[t]), "case %d: %s", t, err_message());
+    }
+    // launched once outside a capture, the kernel records; p was never freed
+    ck_assert_int_eq(D->launch(k, "nop2", g1, g1, args), 0);
+    ck_assert_int_eq(D->capture_begin(), 0);
+    ck_assert_int_eq(D->launch(k, "nop2", g1, g1, args), 0);
+    ck_assert_int_eq(D->capture_end(&graph), 0);
+    ck_assert_int_eq(D->graph_launch(graph), 0);
+    D->graph_free(graph);
+    float back[4];
+    ck_assert_int_eq(D->copy_d2h(back, p, sizeof back), 0);
+    D->free(p);
+}
+END_TEST
+
+// The same refusal seen from a step: captured directly, without its run first, a step whose
+// kernel was never launched fails the capture, naming the first launch.
+START_TEST(test_capture_without_a_run_first_is_refused) {
+    double xs[5] = {1, 2, 3, 4, 5};
+    tensor *io[2] = {tensor_from_doubles(TENSOR_F32, SHAPE(5), xs, DEVICE_CUDA),
+                     tensor_zeros(TENSOR_F32, SHAPE(5), DEVICE_CUDA)};
+    // the blocks cached, the kernel not yet loaded
+    tensor_release(tensor_empty(TENSOR_F32, SHAPE(5), DEVICE_CUDA));
+    tensor_release(tensor_empty(TENSOR_F32, SHAPE(5), DEVICE_CUDA));
+    ck_assert_int_eq(backend_cuda_capture_begin(0, NULL), 0);
+    int rc = step_fresh_kernel(io);
+    ck_assert_ptr_null(backend_cuda_capture_end());
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(strstr(err_message(), "loading the module") || strstr(err_message(), "first launch"),
+                  "%s", err_message());
+    tensor_release(io[0]);
+    tensor_release(io[1]);
+}
+END_TEST
+
+// Two cases. "emulator": the emulated device itself (its primitives, faults, refusals); it
+// needs BANIS_CUDA=emulated. "backend": the CUDA backend and graphs against the CPU, on
+// whichever device BANIS_CUDA chooses: BANIS_CUDA=gpu runs it alone on a GPU
+// (tools/gpu-check.sh), BANIS_EMU_SMS=132 on the emulated device with an H200's SM count.
 int main(void) {
     setenv("BANIS_CUDA", "emulated", 0);
-    TCase *t = check_case(
-        "emulator", 900,
-        CHECK_TESTS(test_cvt_tf32_matches_reference, test_mma_m16n8k8_matches_reference,
-                    test_write_past_the_end_is_caught, test_barrier_faults_are_caught,
-                    test_warp_collective_with_missing_lanes_is_caught,
-                    test_launch_limits_are_refused, test_fresh_memory_reads_as_nan,
-                    test_host_dereference_of_device_memory_is_caught,
-                    test_reordered_schedule_exposes_a_race, test_degenerate_matmuls_match_cpu,
-                    test_banis_steps_on_cuda_match_cpu, test_steady_training_step_has_no_stalls,
-                    test_graphs_refuse_host_work_and_advance_generators));
-    tcase_add_checked_fixture(t, setup, NULL);
-    return check_main("cuda-emu", t);
+    bool gpu = !strcmp(getenv("BANIS_CUDA"), "gpu");
+    Suite *s = suite_create("cuda-emu");
+    if (!gpu) {
+        TCase *t = check_case(
+            "emulator", 900,
+            CHECK_TESTS(test_cvt_tf32_matches_reference, test_mma_m16n8k8_matches_reference,
+                        test_write_past_the_end_is_caught, test_barrier_faults_are_caught,
+                        test_warp_collective_with_missing_lanes_is_caught,
+                        test_launch_limits_are_refused, test_fresh_memory_reads_as_nan,
+                        test_host_dereference_of_device_memory_is_caught,
+                        test_reordered_schedule_exposes_a_race,
+                        test_emulated_capture_refuses_alloc_free_load_first_launch,
+                        test_capture_without_a_run_first_is_refused));
+        tcase_add_checked_fixture(t, setup, NULL);
+        suite_add_tcase(s, t);
+    }
+    TCase *b = check_case(
+        "backend", 900,
+        CHECK_TESTS(test_degenerate_matmuls_match_cpu, test_banis_steps_on_cuda_match_cpu,
+                    test_steady_training_step_has_no_stalls, test_steady_graphed_step_is_one_launch,
+                    test_graphs_refuse_host_work_and_advance_generators,
+                    test_capture_of_a_step_never_run, test_capture_refuses_a_device_allocation));
+    suite_add_tcase(s, b);
+    return check_run(s);
 }

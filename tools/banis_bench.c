@@ -3,7 +3,9 @@
 // issued by matmul and convolutions, peak tensor memory, and the projected time of the
 // paper's 40,000-step schedule (17,000 warm-up + 23,000 full).
 // On CUDA the step runs as a CUDA graph (captured at the third rep, untimed), or as issued
-// launches with --graphs off.
+// launches with --graphs off. With graphs on, a step that cannot be captured, or timed reps
+// that are not one graph launch each, are an error (exit 1, saying why): the figures would be
+// the eager step's.
 // Usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] [--graphs on|off]
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +62,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "banis-bench: %s\n", err_message());
         return 1;
     }
-    m->use_graphs = graphs;
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, batch, 1);
     int *idx = malloc(sizeof(int) * (size_t)batch);
@@ -72,23 +73,25 @@ int main(int argc, char **argv) {
            backend_device_description(dev), batch, width, (long long)nn_count_parameters(m->root),
            reps,
            dev != DEVICE_CUDA ? ""
-           : graphs ? " (CUDA graphs: the third captures the step, the timed reps replay it)"
+           : graphs ? " (CUDA graphs: the third runs and captures the step, the timed reps replay it)"
                     : " (CUDA graphs off: every launch issued by the host)");
     double ms[2], tflops[2], flops[2];
     int64_t peak = 0;
     for (int full = 0; full < 2; full++) {
         int64_t step = full ? s.warmup_steps : 0;
         banis_losses l;
+        m->use_graphs = false;
         if (banis_train_step(m, step, ta, tb, &l)) { // untimed warm-up rep (allocator, caches)
             fprintf(stderr, "banis-bench: %s\n", err_message());
             return 1;
         }
         // a second, run as issued: its FLOPs and peak memory are the step's (a replayed graph's
         // ops are not issued on the host, and its temporaries stay in the graph's pool); a
-        // third: on CUDA it captures the graph
+        // third: on CUDA it runs and is captured as a graph
         tensor_storage_reset_peak();
         op_flops_reset();
         for (int k = 0; k < 2; k++) {
+            m->use_graphs = graphs && k == 1;
             if (banis_train_step(m, step, ta, tb, &l)) {
                 fprintf(stderr, "banis-bench: %s\n", err_message());
                 return 1;
@@ -98,6 +101,11 @@ int main(int argc, char **argv) {
                 int64_t p = tensor_storage_peak_bytes();
                 peak = p > peak ? p : peak;
             }
+        }
+        if (dev == DEVICE_CUDA && graphs && !m->graph[full]) {
+            fprintf(stderr, "banis-bench: the %s step could not be captured as a CUDA graph: %s\n",
+                    full ? "full" : "warm-up", m->graph_error[0] ? m->graph_error : "no reason given");
+            return 1;
         }
         backend_counters c0 = backend_cuda_counters();
         double t0 = now_seconds();
@@ -123,6 +131,14 @@ int main(int argc, char **argv) {
                    PER(graph_launches), PER(launches), PER(compiles), PER(module_loads),
                    PER(device_allocs), PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies),
                    PER(d2h_bytes), PER(syncs));
+            if (graphs && c1.graph_launches - c0.graph_launches != reps) {
+                fprintf(stderr,
+                        "banis-bench: CUDA graphs on, but the timed %s steps made %.2f graph "
+                        "launches each, not 1: the figure above is not the graph's%s%s\n",
+                        full ? "full" : "warm-up", PER(graph_launches),
+                        m->graph_error[0] ? ": " : "", m->graph_error);
+                return 1;
+            }
 #undef PER
         }
     }

@@ -130,7 +130,12 @@ static void **map_find(u64_map *m, uint64_t key, bool create) {
     return &e->value;
 }
 
+// Gives the cached blocks back to the device, after the work that used them has finished
+// (cudaFree does not wait for the stream). Never while capturing: nothing is freed then.
 static void release_cache(void) {
+    if (capture.g) return;
+    if (D->sync()) return;
+    counters.syncs++;
     for (size_t i = 0; i < classes.cap; i++)
         while (classes.slots[i].value) {
             block *b = classes.slots[i].value;
@@ -186,6 +191,14 @@ static void *cuda_alloc(size_t nbytes) {
         free(hit);
         D->park(p, false);
     }
+    if (!p && capture.g) { // cudaMalloc inside a capture: refused (the step's own run came first)
+        capture.failed = true;
+        err_set("CUDA graph capture: a device allocation of %zu bytes inside the captured step "
+                "(the step's run before its capture left no free block of that size: the step "
+                "allocates differently from run to run)",
+                size);
+        return NULL;
+    }
     if (!p) {
         counters.device_allocs++;
         int rc = D->malloc(&p, size);
@@ -229,8 +242,11 @@ static void *cuda_alloc(size_t nbytes) {
 static void cache_block(u64_map *pool, void *p, size_t size) {
     void **head = map_find(pool, size, true);
     block *b = head ? malloc(sizeof *b) : NULL;
-    if (!b) {
-        D->free(p);
+    if (!b) { // out of host memory: the block goes back to the device (never while capturing)
+        if (capture.g)
+            capture.failed = true;
+        else
+            D->free(p);
         return;
     }
     *b = (block){p, *head};
@@ -249,7 +265,7 @@ static void cuda_free(void *p) {
         bytes_in_use -= size;
         if (owner) { // a block a graph wrote while it was captured: the graph's from now on
             if (graph_keep(owner, p, size)) {
-                D->free(p);
+                if (!capture.g) D->free(p);
                 return;
             }
             D->park(p, true);
@@ -915,6 +931,16 @@ int backend_cuda_capture_begin(int n_rngs, rng *const *rngs) {
         g->rngs[i] = rngs[i];
         g->start[i] = rngs[i]->offset;
     }
+    // the graph's last kernel, launched once now (advancing nothing), so that its module is
+    // loaded before the capture: a capture loads nothing
+    void *k = n_rngs ? fixed_kernel("advance_u64") : NULL;
+    cuda_advance_args none = {.n = 0};
+    void *args[] = {&g->deltas, &none};
+    if (n_rngs && (!k || launch(k, "graph: advance random streams", d3(1, 1, 1),
+                                d3(CUDA_GRAPH_MAX_RNGS, 1, 1), args))) {
+        backend_graph_free(g);
+        return -1;
+    }
     if (D->capture_begin()) {
         backend_graph_free(g);
         return -1;
@@ -973,14 +999,14 @@ backend_graph *backend_cuda_capture_end(void) {
     return g;
 }
 
-int backend_graph_launch(backend_graph *g, bool advance_host) {
+int backend_graph_launch(backend_graph *g) {
     // the device's deltas must be each generator's offset past the capture's start: they are,
     // unless something else drew from a generator since the last replay (then one upload)
     unsigned long long want[CUDA_GRAPH_MAX_RNGS] = {0};
     bool stale = false;
     for (int i = 0; i < g->n_rngs; i++) {
         want[i] = g->rngs[i]->offset - g->start[i];
-        stale |= advance_host && want[i] != g->dev_delta[i];
+        stale |= want[i] != g->dev_delta[i];
     }
     if (stale && copy_from_host(g->deltas, want, sizeof want)) return -1;
     for (size_t i = 0; i < g->n_blocks; i++) D->park(g->blocks[i].ptr, false);
@@ -989,8 +1015,8 @@ int backend_graph_launch(backend_graph *g, bool advance_host) {
     if (rc) return -1;
     counters.graph_launches++;
     for (int i = 0; i < g->n_rngs; i++) {
-        g->dev_delta[i] = (advance_host ? want[i] : g->dev_delta[i]) + g->advance[i];
-        if (advance_host) g->rngs[i]->offset += g->advance[i];
+        g->dev_delta[i] = want[i] + g->advance[i];
+        g->rngs[i]->offset += g->advance[i];
     }
     g->replays++;
     return 0;

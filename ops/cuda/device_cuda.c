@@ -19,7 +19,7 @@
         }                                                                                          \
     } while (0)
 
-static cudaStream_t stream;
+static cudaStream_t stream; // non-blocking: no implicit synchronisation with the legacy stream
 static cudev dev;
 static char dev_name[300];
 
@@ -141,10 +141,14 @@ static int d_event_ms(void *a, void *b, float *ms) {
     return 0;
 }
 
-// Graphs through stream capture. Relaxed mode, since the caching allocator may call cudaMalloc
-// while a step is captured (the blocks stay the graph's); no other thread uses the stream.
+// Graphs through stream capture, on the backend's non-blocking stream (capture on the legacy
+// stream is refused, and a blocking stream's capture would stall work issued to the legacy one).
+// Thread-local mode: a capture-unsafe call from this thread (cudaMalloc, cudaFree, a module
+// loaded, a synchronisation) invalidates the capture. None is made: the backend refuses an
+// allocation or a host copy while capturing, and every kernel a step launches was launched
+// (its module loaded) when the step ran before its capture (nn/graph.c).
 static int d_capture_begin(void) {
-    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+    CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     return 0;
 }
 static int d_capture_end(void **graph) {
@@ -178,7 +182,7 @@ const cudev *cudev_cuda(char *why, size_t n) {
     }
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess ||
-        cudaStreamCreate(&stream) != cudaSuccess) {
+        cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
         snprintf(why, n, "CUDA: cannot initialise device 0");
         return NULL;
     }

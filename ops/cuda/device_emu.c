@@ -15,8 +15,16 @@
 // BANIS_EMU_ORDER=reverse|shuffle (default in-order; anything else is refused) runs threads and
 // blocks in another order, so that a race
 // changes the result; BANIS_EMU_EXECUTE=0 checks every launch but runs no kernel and reads
-// back zeros (the host's own cost of a step: an infinitely fast GPU). It reports one multiprocessor per host core, so launch configurations
-// sized by the SM count (split K, split reductions, grid-stride grids) fit the host. What it
+// back zeros (the host's own cost of a step: an infinitely fast GPU). It reports one multiprocessor
+// per host core, so launch configurations sized by the SM count (split K, split reductions,
+// grid-stride grids) fit the host; BANIS_EMU_SMS=N reports N (132: an H100's or H200's choices).
+// While a graph is captured it refuses what a capture must not do on a GPU: a host copy or a
+// synchronisation, an allocation or a free (cudaMalloc, cudaFree), loading a module, and the
+// first launch of a kernel (CUDA loads a kernel's module lazily at its first launch). Each
+// refusal fails the capture, so a regression shows in CI. BANIS_EMU_CAPTURE_FAIL=1 fails every
+// capture (for the tests of what a program says when a step cannot be captured).
+// BANIS_EMU_NVRTC_ARCH=90 also compiles every module it loads with NVRTC for that architecture
+// into the kernel cache (a GPU given that cache compiles nothing these runs used). What it
 // cannot show: timing, races between asynchronous operations (it
 // is synchronous), the GPU's math library differences, shared-memory bank conflicts.
 
@@ -38,6 +46,9 @@
 #include "../../tensor/error.h"
 #include "device.h"
 #include "kernel_cache.h"
+#ifdef BANIS_HAVE_CUDA
+#include "cuda_nvrtc.h"
+#endif
 #include "emu_prelude.h" // generated from emu/prelude.h: static const char emu_prelude[]
 
 // the launch block shared with prelude.h (same layout)
@@ -59,11 +70,22 @@ typedef struct {
     void (*tramp)(void **args);
     int (*run)(emu_launch *L);
     const unsigned *sizes; // the parameters' sizes, 0-terminated
+    bool launched;         // launched outside a capture at least once (its module is loaded)
 } emu_kernel;
 
 static cudev dev;
-static int n_compiled, order, protect = 1, execute = 1, n_threads = 1;
+static int n_compiled, order, protect = 1, execute = 1, n_threads = 1, nvrtc_arch;
 static long page;
+
+// ---- capture refusals: what a capture may not do, kept for capture_end to report ----------------
+static bool recording_now; // a graph is being captured (the graph itself is further down)
+static char capture_fault[512];
+static int refuse_in_capture(const char *what) {
+    err_set("emulated CUDA device: %s while capturing a graph (a graph holds device work only)",
+            what);
+    if (!capture_fault[0]) snprintf(capture_fault, sizeof capture_fault, "%s", err_message());
+    return -1;
+}
 
 // ---- device memory: each allocation ends at a guard page ---------------------------------------
 typedef struct {
@@ -124,6 +146,11 @@ static int describe(const void *addr, char *buf, size_t n) {
 }
 
 static int e_malloc(void **p, size_t n) {
+    if (recording_now) {
+        char what[96];
+        snprintf(what, sizeof what, "a device allocation (cudaMalloc of %zu bytes)", n);
+        return refuse_in_capture(what);
+    }
     size_t size = (n + 15) & ~(size_t)15,
            body = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
     size_t len = body + (size_t)page;
@@ -169,6 +196,10 @@ static void e_park(void *p, bool parked) {
 }
 
 static void e_free(void *p) {
+    if (recording_now) { // refused: the block stays allocated
+        refuse_in_capture("a device free (cudaFree)");
+        return;
+    }
     pthread_mutex_lock(&alloc_lock);
     allocation *a = find_alloc(p, 1);
     if (a && a->user == p) {
@@ -234,12 +265,6 @@ static emu_node *new_node(void) {
     emu_node *e = &g->nodes[g->n++];
     memset(e, 0, sizeof *e);
     return e;
-}
-
-static int refuse_in_capture(const char *what) {
-    err_set("emulated CUDA device: %s while capturing a graph (a graph holds device work only)",
-            what);
-    return -1;
 }
 
 static int e_h2d(void *dst, const void *src, size_t n) {
@@ -416,7 +441,33 @@ static char *trampolines(const char *pre) {
     return out;
 }
 
+// BANIS_EMU_NVRTC_ARCH: the module compiled by NVRTC for a GPU too, into the kernel cache.
+static int nvrtc_fill(const char *src, const char *what) {
+#ifdef BANIS_HAVE_CUDA
+    void *image;
+    size_t size;
+    bool cached;
+    if (cuda_kernel_image(src, what, nvrtc_arch, &image, &size, &cached)) {
+        err_prefix("emulated CUDA device (BANIS_EMU_NVRTC_ARCH=%d): ", nvrtc_arch);
+        return -1;
+    }
+    free(image);
+    return 0;
+#else
+    (void)src;
+    err_set("emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%d, but this build has no NVRTC (kernel %s)",
+            nvrtc_arch, what);
+    return -1;
+#endif
+}
+
 static int e_load(const char *src, const char *what, void **module) {
+    if (recording_now) {
+        char why[200];
+        snprintf(why, sizeof why, "loading the module of %s", what);
+        return refuse_in_capture(why);
+    }
+    if (nvrtc_arch && nvrtc_fill(src, what)) return -1;
     uint64_t h = hash_str(hash_str(hash_str(KERNEL_HASH_SEED, emu_prelude), src), compiler());
     const char *dir = cache_dir();
     char so[1200];
@@ -649,6 +700,13 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         return -1;
     }
     if (recording) {
+        if (!k->launched) {
+            char why[200];
+            snprintf(why, sizeof why,
+                     "the first launch of kernel %s (%s; its module would be loaded now)", k->name,
+                     what);
+            return refuse_in_capture(why);
+        }
         emu_node *e = new_node();
         size_t total = 0;
         int np = 0;
@@ -668,6 +726,7 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         }
         return 0;
     }
+    k->launched = true;
     if (!execute) return 0;
     order = parse_order(getenv("BANIS_EMU_ORDER")); // read at every launch, so a test can switch it
     if (order < 0) {
@@ -727,14 +786,28 @@ static int e_capture_begin(void) {
         err_set("emulated CUDA device: a graph is being captured already");
         return -1;
     }
+    const char *fail = getenv("BANIS_EMU_CAPTURE_FAIL");
+    if (fail && !strcmp(fail, "1")) {
+        err_set("emulated CUDA device: stream capture refused (BANIS_EMU_CAPTURE_FAIL=1)");
+        return -1;
+    }
     recording = calloc(1, sizeof *recording);
     if (!recording) err_set("emulated CUDA device: out of host memory for a graph");
+    recording_now = recording != NULL;
+    capture_fault[0] = 0;
     return recording ? 0 : -1;
 }
 
+static void e_graph_free(void *graph);
 static int e_capture_end(void **graph) {
     *graph = recording;
     recording = NULL;
+    recording_now = false;
+    if (*graph && capture_fault[0]) { // what was refused while capturing fails the capture
+        err_set("%s", capture_fault);
+        e_graph_free(*graph);
+        *graph = NULL;
+    }
     return *graph ? 0 : -1;
 }
 
@@ -787,15 +860,29 @@ const cudev *cudev_emulated(char *why, size_t n) {
     execute = !(x && !strcmp(x, "0"));
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     n_threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+    const char *sms = getenv("BANIS_EMU_SMS"), *arch = getenv("BANIS_EMU_NVRTC_ARCH");
+    int n_sms = n_threads;
+    if (sms && *sms && (sscanf(sms, "%d", &n_sms) != 1 || n_sms < 1 || n_sms > 1024)) {
+        snprintf(why, n, "emulated CUDA device: BANIS_EMU_SMS=%s is not a count of 1 to 1024", sms);
+        return NULL;
+    }
+    nvrtc_arch = 0;
+    if (arch && *arch && (sscanf(arch, "%d", &nvrtc_arch) != 1 || nvrtc_arch < 50)) {
+        snprintf(why, n, "emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%s is not an architecture "
+                 "such as 90 (sm_90)", arch);
+        return NULL;
+    }
+    static char name[160];
+    snprintf(name, sizeof name, "emulated CUDA device (sm_90 rules, %d SMs, %s)", n_sms,
+             execute ? "kernels run on the host CPU" : "launches checked, kernels not run");
     struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_ONSTACK};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
     dev = (cudev){
-        .name = execute ? "emulated CUDA device (sm_90 rules, kernels run on the host CPU)"
-                        : "emulated CUDA device (sm_90 rules, launches checked, kernels not run)",
+        .name = name,
         .arch = 90,
-        .sms = n_threads,
+        .sms = n_sms,
         .emulated = true,
         .malloc = e_malloc,
         .free = e_free,
