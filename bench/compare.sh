@@ -5,7 +5,12 @@
 # Usage: bench/compare.sh [--device cpu|cuda] [--batch N] [--width F] [--reps N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ours=$(build/tools/kernel-bench "$@")
+bin=${BANIS_BIN:-build} # the build folder (tools/gpu-check.sh points this at the carried one)
+ours=$("$bin"/tools/kernel-bench "$@")
+if [ -n "${BANIS_NO_TORCH:-}" ] || ! python3 -c 'import torch' 2>/dev/null; then
+  echo "$ours"; echo "PyTorch: not installed here (or BANIS_NO_TORCH set): no reference, no ratio"
+  exit 0
+fi
 theirs=$(python3 bench/ops_torch.py "$@")
 echo "$ours" | head -n 2
 echo "$theirs" | head -n 1

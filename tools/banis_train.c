@@ -19,6 +19,7 @@
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 #include "../banis/model.h"
+#include "../nn/graph.h"
 #include "../banis/presets.h"
 #include "../nn/tensorboard.h"
 
@@ -936,6 +937,11 @@ int main(int argc, char **argv) {
     signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C
     rc = train(&r);
     if (r.tty) printf("\n"); // end the in-place progress line
+    if (r.inv.dev == DEVICE_CUDA && r.m->use_graphs) // how the steps ran (banis-train's log)
+        printf("CUDA graphs: %" PRId64 " warm-up and %" PRId64
+               " full steps replayed (each kind's first step of this invocation captured)\n",
+               r.m->graph[0] ? nn_graph_replays(r.m->graph[0]) : 0,
+               r.m->graph[1] ? nn_graph_replays(r.m->graph[1]) : 0);
     if (rc == 0 && r.step == r.total) rc = final_evaluation(&r);
     close_run(&r);
     close(lock_fd);

@@ -161,7 +161,8 @@ static int e_malloc(void **p, size_t n) {
                 strerror(errno));
         return -1;
     }
-    memset(map + body - size, 0xff, size); // NaN in every float and double: read-before-write shows
+    if (execute) // NaN in every float and double: read-before-write shows (no kernel runs: untouched)
+        memset(map + body - size, 0xff, size);
     mprotect(map + body, (size_t)page, PROT_NONE);
     pthread_mutex_lock(&alloc_lock);
     if (n_allocs == cap_allocs) {
