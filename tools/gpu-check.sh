@@ -59,10 +59,12 @@ if [ $mode = prepare ]; then
   # every step once on the emulated device at the GPU's own sizes (132 SMs: the same launch
   # configurations), kernels compiled by NVRTC for sm_90 into the cache as they are loaded
   t0=$SECONDS
+  mkdir -p build/emu-kernels # the emulated device's own host-compiled modules, kept here
+  ln -s "$root/build/emu-kernels" .carry/kernels/emu
   BANIS_EMU_NVRTC_ARCH=90 BANIS_KERNEL_CACHE=$root/.carry/kernels GPU_CHECK_FILL=1 \
     "$0" --dry-run "${steps[@]}" > .carry/prepare.log 2>&1 || true
   tail -n 14 .carry/prepare.log
-  rm -rf .carry/kernels/emu # the emulated device's own host-compiled modules: not needed there
+  rm .carry/kernels/emu
   echo "kernel cache: $(ls .carry/kernels | wc -l) sm_90 modules ($(du -sh .carry/kernels | cut -f1)) in $((SECONDS - t0)) s"
   echo "carry: $(du -sh .carry | cut -f1) in .carry (the device tool takes at most 64 MiB with the working tree)"
   echo "next: the device tool's run with carry [\".carry\"], timeout_s 480, command tools/gpu-check.sh"
@@ -75,6 +77,7 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/gpu-check.XXXXXX)
 mkdir -p "$work/logs"
 budget=${GPU_CHECK_BUDGET:-420}
+scale=1
 if [ $mode = gpu ]; then
   bin=$root/build; [ -d .carry/build ] && bin=$root/.carry/build
   export BANIS_CUDA=gpu
@@ -88,6 +91,7 @@ else
   export BANIS_CUDA=emulated BANIS_EMU_EXECUTE=0 BANIS_EMU_SMS=132
   if [ "${GPU_CHECK_FILL:-}" = 1 ]; then # --prepare: the GPU's own sizes, the schedule cut short
     export BANIS_NO_TORCH=1 # ours only: PyTorch's CPU step at these sizes would take minutes
+    scale=20 budget=7200 # every kernel compiled twice here (host C++ and NVRTC)
     tiny_bench=(--reps 1)
     tiny_train=(--warmup 1 --stage2 1 --stage3 1 --n-synthetic 300)
   else
@@ -115,6 +119,7 @@ run() { # name limit command...
     echo "=== $name: skipped, out of time"
     return
   fi
+  limit=$((limit * scale))
   [ "$limit" -le "$left" ] || limit=$left
   echo "=== $name (limit ${limit}s): $*"
   local t0=$SECONDS
