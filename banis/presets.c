@@ -2,8 +2,8 @@
 
 #include <string.h>
 
-const char *const banis_preset_names[BANIS_PRESETS] = {"paper", "reference", "cpu", "cpu-long",
-                                                       "gpu-short", "tiny"};
+const char *const banis_preset_names[BANIS_PRESETS] = {"paper",    "reference", "cpu",
+                                                       "cpu-long", "gpu-short", "tiny"};
 
 bool banis_preset_get(const char *name, banis_preset *p) {
     int k = 0;

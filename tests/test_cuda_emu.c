@@ -385,7 +385,7 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
     ck_assert_ptr_nonnull(m[1]->graph[1]);
     ck_assert_int_eq(nn_graph_replays(m[1]->graph[0]), 4); // steps 1, 2, 3 and 2 again
     ck_assert_int_eq(nn_graph_replays(m[1]->graph[1]), 4); // steps 5 to 8
-    ck_assert_ptr_null(m[0]->graph[0]); // graphs are CUDA's
+    ck_assert_ptr_null(m[0]->graph[0]);                    // graphs are CUDA's
     backend_cuda_allow_tf32(true);
     banis_model_free(m[0]);
     banis_model_free(m[1]);
@@ -509,8 +509,7 @@ START_TEST(test_graphs_refuse_host_work_and_advance_generators) {
         ck_assert_int_eq(tensor_to_doubles(c.out, got), 0);
         ck_assert_int_eq(tensor_to_doubles(want, exp), 0);
         for (int i = 0; i < 64; i++) {
-            ck_assert_msg(got[i] == exp[i], "run %d element %d: %g, cpu %g", k, i, got[i],
-                          exp[i]);
+            ck_assert_msg(got[i] == exp[i], "run %d element %d: %g, cpu %g", k, i, got[i], exp[i]);
             ones += got[i];
         }
         ck_assert(ones > 10 && ones < 54); // a real draw, not a constant
@@ -632,7 +631,8 @@ START_TEST(test_capture_without_a_run_first_is_refused) {
     int rc = step_fresh_kernel(io);
     ck_assert_ptr_null(backend_cuda_capture_end());
     ck_assert_int_ne(rc, 0);
-    ck_assert_msg(strstr(err_message(), "loading the module") || strstr(err_message(), "first launch"),
+    ck_assert_msg(strstr(err_message(), "loading the module") ||
+                      strstr(err_message(), "first launch"),
                   "%s", err_message());
     tensor_release(io[0]);
     tensor_release(io[1]);

@@ -73,8 +73,9 @@ int main(int argc, char **argv) {
            backend_device_description(dev), batch, width, (long long)nn_count_parameters(m->root),
            reps,
            dev != DEVICE_CUDA ? ""
-           : graphs ? " (CUDA graphs: the third runs and captures the step, the timed reps replay it)"
-                    : " (CUDA graphs off: every launch issued by the host)");
+           : graphs
+               ? " (CUDA graphs: the third runs and captures the step, the timed reps replay it)"
+               : " (CUDA graphs off: every launch issued by the host)");
     double ms[2], tflops[2], flops[2];
     int64_t peak = 0;
     for (int full = 0; full < 2; full++) {
@@ -104,7 +105,8 @@ int main(int argc, char **argv) {
         }
         if (dev == DEVICE_CUDA && graphs && !m->graph[full]) {
             fprintf(stderr, "banis-bench: the %s step could not be captured as a CUDA graph: %s\n",
-                    full ? "full" : "warm-up", m->graph_error[0] ? m->graph_error : "no reason given");
+                    full ? "full" : "warm-up",
+                    m->graph_error[0] ? m->graph_error : "no reason given");
             return 1;
         }
         backend_counters c0 = backend_cuda_counters();

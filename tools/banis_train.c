@@ -936,7 +936,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_sigint);
     signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C
     rc = train(&r);
-    if (r.tty) printf("\n"); // end the in-place progress line
+    if (r.tty) printf("\n");                         // end the in-place progress line
     if (r.inv.dev == DEVICE_CUDA && r.m->use_graphs) // how the steps ran (banis-train's log)
         printf("CUDA graphs: %" PRId64 " warm-up and %" PRId64
                " full steps replayed (each kind's first step of this invocation captured)\n",

@@ -456,8 +456,9 @@ static int nvrtc_fill(const char *src, const char *what) {
     return 0;
 #else
     (void)src;
-    err_set("emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%d, but this build has no NVRTC (kernel %s)",
-            nvrtc_arch, what);
+    err_set(
+        "emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%d, but this build has no NVRTC (kernel %s)",
+        nvrtc_arch, what);
     return -1;
 #endif
 }
@@ -869,8 +870,10 @@ const cudev *cudev_emulated(char *why, size_t n) {
     }
     nvrtc_arch = 0;
     if (arch && *arch && (sscanf(arch, "%d", &nvrtc_arch) != 1 || nvrtc_arch < 50)) {
-        snprintf(why, n, "emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%s is not an architecture "
-                 "such as 90 (sm_90)", arch);
+        snprintf(why, n,
+                 "emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%s is not an architecture "
+                 "such as 90 (sm_90)",
+                 arch);
         return NULL;
     }
     static char name[160];
@@ -880,33 +883,32 @@ const cudev *cudev_emulated(char *why, size_t n) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
-    dev = (cudev){
-        .name = name,
-        .arch = 90,
-        .sms = n_sms,
-        .emulated = true,
-        .malloc = e_malloc,
-        .free = e_free,
-        .park = e_park,
-        .mem_info = e_mem_info,
-        .host_alloc = e_host_alloc,
-        .host_free = e_host_free,
-        .copy_h2d = e_h2d,
-        .copy_d2h = e_d2h,
-        .copy_d2d = e_d2d,
-        .sync = e_sync,
-        .load = e_load,
-        .kernel = e_kernel,
-        .compile_count = e_compile_count,
-        .launch = e_launch,
-        .event_new = e_event_new,
-        .event_record = e_event_record,
-        .event_query = e_event_query,
-        .event_wait = e_event_wait,
-        .event_ms = e_event_ms,
-        .capture_begin = e_capture_begin,
-        .capture_end = e_capture_end,
-        .graph_launch = e_graph_launch,
-        .graph_free = e_graph_free};
+    dev = (cudev){.name = name,
+                  .arch = 90,
+                  .sms = n_sms,
+                  .emulated = true,
+                  .malloc = e_malloc,
+                  .free = e_free,
+                  .park = e_park,
+                  .mem_info = e_mem_info,
+                  .host_alloc = e_host_alloc,
+                  .host_free = e_host_free,
+                  .copy_h2d = e_h2d,
+                  .copy_d2h = e_d2h,
+                  .copy_d2d = e_d2d,
+                  .sync = e_sync,
+                  .load = e_load,
+                  .kernel = e_kernel,
+                  .compile_count = e_compile_count,
+                  .launch = e_launch,
+                  .event_new = e_event_new,
+                  .event_record = e_event_record,
+                  .event_query = e_event_query,
+                  .event_wait = e_event_wait,
+                  .event_ms = e_event_ms,
+                  .capture_begin = e_capture_begin,
+                  .capture_end = e_capture_end,
+                  .graph_launch = e_graph_launch,
+                  .graph_free = e_graph_free};
     return &dev;
 }
