@@ -97,6 +97,14 @@ baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double 
         m->opt_d[1] = adam_over("adam_disc_b", lr, 1, &m->d_b);
         if (!m->opt_d[0] || !m->opt_d[1]) goto fail;
     }
+    nn_runner_config rc = {.dtype = dt,
+                           .device = dev,
+                           .graphs = true,
+                           .n_rngs = 1,
+                           .rngs = {&m->dropout_rng},
+                           .n_opts = cg ? 3 : 1,
+                           .opts = {m->opt_t, m->opt_d[0], m->opt_d[1]}};
+    if (!(m->runner = nn_runner_new(&rc))) goto fail;
     return m;
 fail:
     err_prefix("building %s: ", baseline_name(kind));
@@ -106,8 +114,8 @@ fail:
 
 void baseline_free(baseline_model *m) {
     if (!m) return;
-    for (int x = 0; x < 2; x++)
-        for (int i = 0; i < m->pool_n[x]; i++) tensor_release(m->pool[x][i]);
+    nn_runner_free(m->runner);
+    for (int x = 0; x < 2; x++) tensor_release(m->pool[x]);
     nn_optimizer_free(m->opt_t);
     nn_optimizer_free(m->opt_d[0]);
     nn_optimizer_free(m->opt_d[1]);
@@ -129,59 +137,71 @@ static tensor *lsgan(tensor *pred, double v) {
                 : NULL;
 }
 
-// n tensors concatenated on dimension 0, eight at a time (op_concat's most).
-static tensor *concat_all(int n, tensor **xs) {
-    while (n > 1) {
-        int k = 0;
-        for (int i = 0; i < n; i += 8)
-            xs[k++] = n - i == 1 ? xs[i] : op_concat(n - i < 8 ? n - i : 8, xs + i, 0);
-        n = k;
-    }
-    return xs[0];
-}
-
 // Cycle-GAN's image pool: each new translation is stored until the pool holds 50; after that,
-// with probability 1/2 D sees a random stored one instead (which the new one replaces).
-static tensor *pool_query(baseline_model *m, int x, tensor *fakes) {
-    int n = (int)fakes->shape[0];
-    tensor **out = malloc(sizeof(tensor *) * (size_t)n);
-    if (!out) return NULL;
-    tensor *res = NULL;
+// with probability 1/2 D sees a random stored one instead (which the new one replaces). The
+// choices for one step's n translations, made in order on the host: with the sources numbered
+// 0 .. P-1 for the pool's images before the step and P .. P+n-1 for the step's translations,
+// row i of s_out (n, P+n) is one-hot at what D sees in place of translation i, and row k of
+// s_pool (P, P+n) at what slot k holds after the step.
+static void pool_plan(baseline_model *m, int x, int n, double *s_out, double *s_pool) {
+    enum { P = CYCLEGAN_POOL };
+    int src[P];
+    for (int k = 0; k < P; k++) src[k] = k;
+    memset(s_out, 0, sizeof(double) * (size_t)(n * (P + n)));
+    memset(s_pool, 0, sizeof(double) * (size_t)(P * (P + n)));
     for (int i = 0; i < n; i++) {
-        int64_t shape[TENSOR_MAX_DIMS];
-        memcpy(shape, fakes->shape, sizeof shape);
-        shape[0] = 1;
-        tensor *img = tensor_empty(fakes->dtype, fakes->ndim, shape, tensor_device(fakes));
-        if (!img || tensor_copy_(img, op_slice(fakes, 0, i, i + 1, 1))) goto done;
-        out[i] = img;
-        if (m->pool_n[x] < CYCLEGAN_POOL) {
-            m->pool[x][m->pool_n[x]++] = tensor_retain(img);
-            continue;
+        int seen = P + i;
+        if (m->pool_n[x] < P) {
+            src[m->pool_n[x]++] = P + i;
+        } else {
+            double u[2];
+            rng_fill_uniform(&m->pool_rng, u, 2, 0, 1);
+            if (u[0] >= 0.5) {
+                int k = (int)(u[1] * P) % P;
+                seen = src[k]; // the stored one (or one this step stored there before)
+                src[k] = P + i;
+            }
         }
-        double u[2];
-        rng_fill_uniform(&m->pool_rng, u, 2, 0, 1);
-        if (u[0] < 0.5) continue;
-        int k = (int)(u[1] * CYCLEGAN_POOL) % CYCLEGAN_POOL;
-        out[i] = m->pool[x][k];     // the stored one, kept alive by this step's scope
-        tensor_autorelease(out[i]); // which takes the pool's reference
-        m->pool[x][k] = tensor_retain(img);
+        s_out[i * (P + n) + seen] = 1;
     }
-    res = concat_all(n, out);
-done:
-    free(out);
-    return res;
+    for (int k = 0; k < P; k++) s_pool[k * (P + n) + src[k]] = 1;
 }
 
-int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
+// rows = sel @ images, exactly: each output is one source image (times 1, plus zeros), as
+// an elementwise product summed over the sources (a matmul would round them to TF32 on CUDA).
+static tensor *select_rows(tensor *sel, tensor *images) {
+    int64_t r = sel->shape[0], s = sel->shape[1], hw = tensor_numel(images) / s;
+    tensor *picked = op_sum(op_mul(op_reshape(sel, 3, (int64_t[]){r, s, 1}),
+                                   op_reshape(images, 3, (int64_t[]){1, s, hw})),
+                            1, (const int[]){1}, false);
+    int64_t shape[TENSOR_MAX_DIMS];
+    memcpy(shape, images->shape, sizeof shape);
+    shape[0] = r;
+    return picked ? op_reshape(picked, images->ndim, shape) : NULL;
+}
+
+// What D_X sees of this step's translations (per pool_plan's s_out), the pool updated in place
+// (per s_pool).
+static tensor *pool_query(baseline_model *m, int x, tensor *fakes, tensor *s_out, tensor *s_pool) {
+    tensor *sources = op_concat(2, (tensor *[]){m->pool[x], fakes}, 0);
+    if (!sources) return NULL;
+    tensor *seen = select_rows(s_out, sources), *kept = select_rows(s_pool, sources);
+    return seen && kept && !tensor_copy_(m->pool[x], kept) ? seen : NULL;
+}
+
+// The step's body (nn/step.h): inputs a, b, and for Cycle-GAN each domain's pool plan
+// (s_out_a, s_pool_a, s_out_b, s_pool_b). Slots: baseline_step's losses.
+static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
+    baseline_model *m = ctx;
+    tensor *a = in[0], *b = in[1];
     int rc = -1;
-    tensor_scope_begin();
     nn_optimizer_zero_grad(m->opt_t);
     if (m->kind == BASELINE_AUTOENCODER) {
         tensor *lab = op_mse(nn_forward(m->t_ab, a), b), *lba = op_mse(nn_forward(m->t_ba, b), a);
-        rc = nn_minimize(m->opt_t, op_add(lab, lba), &losses[2]);
-        losses[0] = lab ? tensor_item(lab) : NAN;
-        losses[1] = lba ? tensor_item(lba) : NAN;
-        goto done;
+        if (nn_step_report(r, lab, 0, "Auto-Encoder a->b loss") ||
+            nn_step_report(r, lba, 1, "Auto-Encoder b->a loss"))
+            return -1;
+        return nn_step_minimize(r, m->opt_t, op_add(lab, lba), 2, "Auto-Encoder loss");
     }
     // generators: fool both (frozen) discriminators, least squares towards "real" (1), and
     // come back round the cycle (L1, lambda 10)
@@ -191,23 +211,63 @@ int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
     tensor *adv =
         op_add(lsgan(nn_forward(m->d_b, fake_b), 1), lsgan(nn_forward(m->d_a, fake_a), 1));
     tensor *cyc = op_add(l1(nn_forward(m->t_ba, fake_b), a), l1(nn_forward(m->t_ab, fake_a), b));
-    losses[3] = cyc ? tensor_item(cyc) : NAN;
-    rc = nn_minimize(m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), &losses[0]);
+    rc = nn_step_report(r, cyc, 3, "Cycle-GAN cycle loss");
+    if (!rc)
+        rc = nn_step_minimize(r, m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), 0,
+                              "Cycle-GAN generator loss");
     nn_freeze(m->d_a, false);
     nn_freeze(m->d_b, false);
-    if (rc) goto done;
+    if (rc) return rc;
     // discriminators: (D(real) - 1)^2 + D(pooled translation)^2, halved
     tensor *reals[2] = {a, b}, *fakes[2] = {op_detach(fake_a), op_detach(fake_b)};
     nn_module *ds[2] = {m->d_a, m->d_b};
+    static const char *what[2] = {"Cycle-GAN D_A loss", "Cycle-GAN D_B loss"};
     for (int x = 0; x < 2 && !rc; x++) {
         nn_optimizer_zero_grad(m->opt_d[x]);
-        tensor *pooled = pool_query(m, x, fakes[x]);
+        tensor *pooled = pool_query(m, x, fakes[x], in[2 + 2 * x], in[3 + 2 * x]);
         tensor *loss = op_mul_scalar(
             op_add(lsgan(nn_forward(ds[x], reals[x]), 1), lsgan(nn_forward(ds[x], pooled), 0)),
             0.5);
-        rc = nn_minimize(m->opt_d[x], loss, &losses[1 + x]);
+        rc = nn_step_minimize(r, m->opt_d[x], loss, 1 + x, what[x]);
     }
-done:
+    return rc;
+}
+
+int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]) {
+    tensor_scope_begin();
+    tensor *in[6] = {a, b};
+    int n_in = 2, rc = 0;
+    if (m->kind == BASELINE_CYCLEGAN) { // the pools' plans for this step, as data
+        int n = (int)a->shape[0];
+        enum { P = CYCLEGAN_POOL };
+        double *s_out = malloc(sizeof(double) * (size_t)(n * (P + n))),
+               *s_pool = malloc(sizeof(double) * (size_t)(P * (P + n)));
+        tensor *fakes[2] = {b, a}; // D_A sees G_BA(b), shaped as b; D_B sees G_AB(a)
+        for (int x = 0; x < 2 && !rc; x++) {
+            if (!m->pool[x]) {
+                int64_t shape[TENSOR_MAX_DIMS];
+                memcpy(shape, fakes[x]->shape, sizeof shape);
+                shape[0] = P;
+                m->pool[x] =
+                    tensor_keep(tensor_zeros(m->ctx.dtype, fakes[x]->ndim, shape, m->ctx.device));
+            }
+            if (!s_out || !s_pool || !m->pool[x]) {
+                err_set("out of memory for Cycle-GAN's image pools");
+                rc = -1;
+                break;
+            }
+            pool_plan(m, x, n, s_out, s_pool);
+            in[2 + 2 * x] =
+                tensor_from_doubles(m->ctx.dtype, SHAPE(n, P + n), s_out, m->ctx.device);
+            in[3 + 2 * x] =
+                tensor_from_doubles(m->ctx.dtype, SHAPE(P, P + n), s_pool, m->ctx.device);
+            if (!in[2 + 2 * x] || !in[3 + 2 * x]) rc = -1;
+        }
+        free(s_out);
+        free(s_pool);
+        n_in = 6;
+    }
+    if (!rc) rc = nn_runner_run(m->runner, 0, step_body, m, n_in, in, losses, 4);
     if (rc) err_prefix("%s step: ", baseline_name(m->kind));
     tensor_scope_end();
     return rc;

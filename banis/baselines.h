@@ -30,10 +30,14 @@ typedef struct {
     nn_module *t_ab, *t_ba, *d_a, *d_b; // Cycle-GAN: t_ab = G_AB, t_ba = G_BA
     nn_optimizer *opt_t, *opt_d[2];
     double cycle_weight; // lambda, 10 as in Cycle-GAN
-    // Cycle-GAN's pools of earlier translations, per domain (A: from G_BA, B: from G_AB), each
-    // image (1, 1, 64, 64) kept on the model's device
-    tensor *pool[2][CYCLEGAN_POOL];
+    // Cycle-GAN's pools of earlier translations, per domain (A: from G_BA, B: from G_AB): each
+    // (CYCLEGAN_POOL, 1, 64, 64) on the model's device, zeros until filled; pool_n[x] images
+    // stored so far. Which translation D sees and which it stores is drawn on the host (the
+    // pool's generator) and handed to the step as data, so the step is the same every time (a
+    // CUDA graph replays it).
+    tensor *pool[2];
     int pool_n[2];
+    nn_runner *runner; // baseline_step runs through it (nn/step.h)
 } baseline_model;
 
 // The published networks (also for tests): width scales the channels (1: 64 in the stem).
@@ -46,7 +50,7 @@ baseline_model *baseline_new(baseline_kind kind, const banis_arch *arch, double 
 void baseline_free(baseline_model *m);
 // One step. Cycle-GAN takes a and b as unpaired batches; the Auto-Encoder as pairs.
 // losses: Cycle-GAN [g_total, d_a, d_b, cycle] (the cycle loss before lambda); Auto-Encoder
-// [a->b, b->a, their sum].
+// [a->b, b->a, their sum, NaN]. Read once at its end; on CUDA a graph from the second step on.
 int baseline_step(baseline_model *m, tensor *a, tensor *b, double losses[4]);
 // T_BA(src) for to = DOMAIN_A, T_AB(src) for to = DOMAIN_B (a banis_translate_fn).
 tensor *baseline_translate(void *model, int to, tensor *src);

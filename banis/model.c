@@ -1,8 +1,7 @@
 // BANIS's networks, composites and training stages. Each stage builds its graph, calls
-// backward and steps its optimizer: the training step reads like the paper.
+// backward and steps its optimizer: the training step reads like the paper; nn/'s step runner
+// runs it (eagerly, or captured and replayed as a CUDA graph) and reads its losses once.
 #include "model.h"
-
-#include "../nn/graph.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -117,8 +116,6 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
     rng_init(&m->dropout_rng, seed + 1);
     rng_init(&m->noise_rng, seed + 2);
     m->ctx = (nn_ctx){dt, dev, &m->init_rng, &m->dropout_rng};
-    m->n_pending = -1; // losses read at once outside banis_train_step
-    m->use_graphs = true;
     m->root = nn_container("BANIS");
     static const char *names[3][2] = {{"gen_a", "gen_b"}, {"disc_a", "disc_b"}, {"enc_a", "enc_b"}};
     for (int x = 0; x < 2; x++) {
@@ -160,6 +157,17 @@ banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *s, te
             name, sgd, 4, (nn_module *[]){m->enc[x], m->gen[x], m->enc[1 - x], m->gen[1 - x]});
         if (!m->opt_d[x] || !m->opt_g[x] || !m->opt_s[x] || !m->opt_c[x]) goto fail;
     }
+    nn_runner_config rc = {.dtype = dt,
+                           .device = dev,
+                           .graphs = true,
+                           .n_rngs = 2,
+                           .n_opts = 8,
+                           .rngs = {&m->dropout_rng, &m->noise_rng}};
+    for (int x = 0; x < 2; x++) {
+        rc.opts[4 * x] = m->opt_d[x], rc.opts[4 * x + 1] = m->opt_g[x];
+        rc.opts[4 * x + 2] = m->opt_s[x], rc.opts[4 * x + 3] = m->opt_c[x];
+    }
+    if (!(m->runner = nn_runner_new(&rc))) goto fail;
     return m;
 fail:
     err_prefix("building BANIS: ");
@@ -169,11 +177,7 @@ fail:
 
 void banis_model_free(banis_model *m) {
     if (!m) return;
-    for (int x = 0; x < 2; x++) {
-        nn_graph_free(m->graph[x]);
-        tensor_release(m->in[x]);
-    }
-    tensor_release(m->loss_dev);
+    nn_runner_free(m->runner);
     for (int x = 0; x < 2; x++) {
         nn_optimizer_free(m->opt_d[x]);
         nn_optimizer_free(m->opt_g[x]);
@@ -263,16 +267,12 @@ tensor *banis_coordinator(banis_model *m, int x, tensor *src) {
 }
 
 // ---- training stages ----------------------------------------------------------------------
-// One optimizer update on `loss`. Within banis_train_step the loss is kept on the device and
-// read with the step's others at its end (one copy, one synchronisation per step); alone, it is
-// read and checked at once.
+// One optimizer update on `loss`. Within banis_train_step the loss is one of the step's runner
+// slots (the field dst points to: read with the step's others at its end, one copy and one
+// synchronisation per step); alone, it is read and checked at once into *dst.
 static int minimize(banis_model *m, nn_optimizer *o, tensor *loss, double *dst, const char *what) {
-    if (m->n_pending < 0) return nn_minimize(o, loss, dst);
-    if (!loss || m->n_pending >= (int)(sizeof m->pending / sizeof *m->pending)) return -1;
-    m->pending[m->n_pending] = loss;
-    m->pending_dst[m->n_pending] = dst;
-    m->pending_what[m->n_pending++] = what;
-    return nn_minimize_deferred(o, loss);
+    if (!nn_runner_running(m->runner)) return nn_minimize(o, loss, dst);
+    return nn_step_minimize(m->runner, o, loss, (int)(dst - m->slot_base), what);
 }
 
 int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l) {
@@ -330,21 +330,24 @@ int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss) {
                     x ? "Coordinator B loss" : "Coordinator A loss", "Coordinator");
 }
 
-int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b) {
-    banis_losses *l = &m->issued;
-    for (int i = 0; i < 2; i++)
-        l->d_loss[i] = l->g_loss[i] = l->id_gen[i] = l->id_real[i] = l->pm[i] = NAN;
-    int n_max = (int)(sizeof m->pending / sizeof *m->pending);
-    if (!m->loss_dev) {
-        m->loss_dev = tensor_keep(tensor_empty(m->ctx.dtype, SHAPE(n_max), m->ctx.device));
-        if (!m->loss_dev) return -1;
-    }
-    tensor_scope_begin();
-    m->n_pending = 0;
-    tensor *real[2] = {a, b}, *gen[2] = {0};
+typedef struct {
+    banis_model *m;
+    int64_t step;
+} step_ctx;
+
+// The step's body (nn/step.h): every update on the inputs, each loss kept in the runner's slot
+// of its banis_losses field.
+static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
+    (void)r;
+    step_ctx *c = ctx;
+    banis_model *m = c->m;
+    banis_losses scratch; // its addresses only: which field is which slot
+    m->slot_base = &scratch.d_loss[0];
+    banis_losses *l = &scratch;
+    tensor *a = in[0], *b = in[1], *real[2] = {a, b}, *gen[2] = {0};
     int rc = 0;
     for (int x = 0; x < 2 && !rc; x++) rc = banis_pioneer_step(m, x, real[x], &gen[x], l);
-    if (!rc && step >= m->sched.warmup_steps) {
+    if (!rc && c->step >= m->sched.warmup_steps) {
         // S_A on (b -> a_gen), S_B on (a -> b_gen), S_A on (b -> a), S_B on (a -> b)
         if (m->sched.identical_gen) {
             rc = banis_successor_step(m, DOMAIN_A, b, gen[DOMAIN_A], &l->id_gen[DOMAIN_A]);
@@ -356,114 +359,16 @@ int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b) {
         if (!rc) rc = banis_coordinator_step(m, DOMAIN_A, b, &l->pm[DOMAIN_A]);
         if (!rc) rc = banis_coordinator_step(m, DOMAIN_B, a, &l->pm[DOMAIN_B]);
     }
-    // the step's losses gathered on the device; the pending list (what and where) stays
-    if (!rc) rc = nn_gather_scalars(m->n_pending, m->pending, m->loss_dev);
-    int n = m->n_pending;
-    m->n_pending = -1;
-    for (int i = 0; i < n; i++) m->pending[i] = NULL; // freed with the scope
-    m->n_pending_issued = rc ? 0 : n;
-    tensor_scope_end();
+    m->slot_base = NULL;
     return rc;
 }
 
-int banis_train_step_read(banis_model *m, banis_losses *l) {
-    int n = m->n_pending_issued;
-    double v[10];
-    tensor_scope_begin();
-    tensor *head = n ? tensor_view_slice(m->loss_dev, 0, 0, n, 1) : NULL;
-    int rc = n && (!head || tensor_to_doubles(head, v)) ? -1 : 0; // one copy to the host
-    tensor_scope_end();
-    banis_losses *is = &m->issued; // only what this step computed
-    for (int i = 0; i < 2; i++)
-        is->d_loss[i] = is->g_loss[i] = is->id_gen[i] = is->id_real[i] = is->pm[i] = NAN;
-    for (int i = 0; i < n && !rc; i++) {
-        *m->pending_dst[i] = v[i];
-        if (!isfinite(v[i])) {
-            err_set("%s is %g", m->pending_what[i], v[i]);
-            rc = -1;
-        }
-    }
-    *l = m->issued;
-    return rc;
-}
-
-typedef struct {
-    banis_model *m;
-    int64_t step;
-    int runs;
-    int n; // what the step's run (the first) left to read: how many losses, where, their names
-    double *dst[10];
-    const char *what[10];
-} step_ctx;
-
-static int issue_on_inputs(void *ctx) {
-    step_ctx *c = ctx;
-    int rc = banis_train_step_issue(c->m, c->step, c->m->in[0], c->m->in[1]);
-    if (!rc && c->runs++ == 0) {
-        c->n = c->m->n_pending_issued;
-        memcpy(c->dst, c->m->pending_dst, sizeof c->dst);
-        memcpy(c->what, c->m->pending_what, sizeof c->what);
-    }
-    return rc;
-}
-
-// The step as a graph: the batch copied into the tensors the graph was captured on, then the
-// graph; at the kind's first graphed step, the step runs on those tensors and is captured.
-static int graphed_step(banis_model *m, int kind, int64_t step, tensor *a, tensor *b) {
-    tensor *src[2] = {a, b};
-    for (int x = 0; x < 2; x++)
-        if (tensor_copy_(m->in[x], src[x])) return -1;
-    if (m->graph[kind]) { // its losses, whatever ran since its capture
-        m->n_pending_issued = m->graph_losses[kind].n;
-        memcpy(m->pending_dst, m->graph_losses[kind].dst, sizeof m->pending_dst);
-        memcpy(m->pending_what, m->graph_losses[kind].what, sizeof m->pending_what);
-        return nn_graph_replay(m->graph[kind]);
-    }
-    rng *rngs[2] = {&m->dropout_rng, &m->noise_rng};
-    nn_optimizer *opts[8];
-    for (int x = 0; x < 2; x++) {
-        opts[4 * x] = m->opt_d[x], opts[4 * x + 1] = m->opt_g[x];
-        opts[4 * x + 2] = m->opt_s[x], opts[4 * x + 3] = m->opt_c[x];
-    }
-    step_ctx c = {m, step, 0, 0, {0}, {0}};
-    if (nn_graph_capture(&m->graph[kind], m->graph_error, sizeof m->graph_error, issue_on_inputs,
-                         &c, 2, rngs, 8, opts))
-        return -1;
-    // what the step's run left in loss_dev (a capture that failed part way may have said less)
-    m->n_pending_issued = c.n;
-    memcpy(m->pending_dst, c.dst, sizeof m->pending_dst);
-    memcpy(m->pending_what, c.what, sizeof m->pending_what);
-    if (m->graph[kind]) {
-        m->graph_losses[kind].n = c.n;
-        memcpy(m->graph_losses[kind].dst, c.dst, sizeof c.dst);
-        memcpy(m->graph_losses[kind].what, c.what, sizeof c.what);
-    } else {
-        m->use_graphs = false; // a step a graph cannot hold runs as it is from now on (graph_error)
-    }
-    return 0;
-}
+_Static_assert(sizeof(banis_losses) == 10 * sizeof(double), "banis_losses: the runner's slots");
 
 int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l) {
-    int kind = step >= m->sched.warmup_steps;
-    bool graphs = m->use_graphs && m->ctx.device == DEVICE_CUDA && tensor_device(a) == DEVICE_CUDA;
-    if (graphs && !m->in[0]) // the graphs' inputs, made at the first step (before the steady ones)
-        for (int x = 0; x < 2; x++)
-            if (!(m->in[x] =
-                      tensor_keep(tensor_empty(m->ctx.dtype, a->ndim, a->shape, m->ctx.device))))
-                return -1;
-    // a batch of another shape than the graph's (a smaller last batch) runs as it is
-    bool fits = !m->in[0] || tensor_same_shape(m->in[0], a);
-    int rc;
-    if (graphs && fits)
-        rc = graphed_step(m, kind, step, a, b);
-    else
-        rc = banis_train_step_issue(m, step, a, b);
-    if (rc) {
-        m->n_pending_issued = 0;
-        *l = m->issued;
-        return -1;
-    }
-    return banis_train_step_read(m, l);
+    step_ctx c = {m, step};
+    return nn_runner_run(m->runner, step >= m->sched.warmup_steps, step_body, &c, 2,
+                         (tensor *[]){a, b}, &l->d_loss[0], (int)(sizeof *l / sizeof l->d_loss[0]));
 }
 
 // ---- evaluation ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #pragma once
 #include "../nn/checkpoint.h"
 #include "../nn/nn.h"
+#include "../nn/step.h"
 #include "data/dataset.h"
 
 enum { DOMAIN_A = 0, DOMAIN_B = 1 };
@@ -66,27 +67,11 @@ typedef struct {
     nn_module *root; // children gen_a, gen_b, disc_a, disc_b, enc_a, enc_b
     nn_module *gen[2], *disc[2], *enc[2];
     nn_optimizer *opt_d[2], *opt_g[2], *opt_s[2], *opt_c[2];
-    // Inside banis_train_step the losses stay on the device and are read once, at its end:
-    // gathered into loss_dev (on the device), read into `issued`.
-    int n_pending;
-    tensor *pending[10];
-    double *pending_dst[10];
-    const char *pending_what[10];
-    tensor *loss_dev;
-    int n_pending_issued;
-    banis_losses issued;
-    // CUDA graphs (on CUDA unless use_graphs is false): per kind of step (warm-up, full), the
-    // first step runs as it is and is captured (nn_graph_capture), every later one replays the
-    // graph, on the batch copied into `in`.
-    bool use_graphs;
-    char graph_error[512]; // why a capture failed (then use_graphs is turned off); "" if none
-    struct nn_graph *graph[2];
-    tensor *in[2];
-    struct { // what each graph leaves in loss_dev: how many losses, where they go, their names
-        int n;
-        double *dst[10];
-        const char *what[10];
-    } graph_losses[2];
+    // banis_train_step runs through nn/'s step runner (nn/step.h): on CUDA each kind of step
+    // (warm-up, full) is captured as a graph at its first run and replayed after; the losses
+    // are the runner's slots (the fields of banis_losses, in order), read once per step.
+    nn_runner *runner;
+    double *slot_base; // inside a step: the banis_losses whose fields are the runner's slots
 } banis_model;
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,
@@ -111,11 +96,9 @@ int banis_successor_step(banis_model *m, int x, tensor *src, tensor *target, dou
 int banis_coordinator_step(banis_model *m, int x, tensor *src, double *loss);
 // The whole step: Pioneers always; Successors and Coordinators after warm-up (step >= warmup).
 // Its losses are read once, at its end (a NaN or Inf one is refused, naming it). On CUDA the
-// first step of each kind is captured as a graph and later ones replay it (m->use_graphs).
+// first step of each kind is captured as a graph and later ones replay it (nn_runner_graphs,
+// nn_runner_fallback say whether and why not: m->runner).
 int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_losses *l);
-// The two halves: everything on the device, the losses left in m->loss_dev; then reading them.
-int banis_train_step_issue(banis_model *m, int64_t step, tensor *a, tensor *b);
-int banis_train_step_read(banis_model *m, banis_losses *l);
 
 // ---- evaluation ----------------------------------------------------------------------------
 #define GMI_THRESHOLDS 3

@@ -1,7 +1,8 @@
 // A new model written against nn/: a small convolutional autoencoder that learns to
 // reconstruct the synthetic membrane images. The whole recipe of a model is here:
-// build modules, pack them, make an optimizer, loop (forward, loss, backward, step), save.
-// Usage: autoencoder [--steps N] [--out FILE.safetensors]
+// build modules, pack them, make an optimizer, write the step (forward, loss, minimize), run it
+// with nn/'s step runner (on CUDA: captured as a graph, then replayed), save.
+// Usage: autoencoder [--steps N] [--device cpu|cuda] [--out FILE.safetensors]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,23 +11,43 @@
 #include "banis/data/dataset.h"
 #include "nn/checkpoint.h"
 #include "nn/nn.h"
+#include "nn/step.h"
 #include "tensor/error.h"
+
+typedef struct {
+    nn_module *encoder, *decoder;
+    nn_optimizer *adam;
+} ae_model;
+
+// One training step on inputs[0], a batch of images: everything stays on the device; the loss
+// is kept in slot 0 and read by the runner after the step.
+static int train_step(nn_runner *r, void *ctx, tensor *const *inputs) {
+    ae_model *m = ctx;
+    nn_optimizer_zero_grad(m->adam);
+    tensor *loss =
+        nn_mse_loss(nn_forward(m->decoder, nn_forward(m->encoder, inputs[0])), inputs[0]);
+    return nn_step_minimize(r, m->adam, loss, 0, "reconstruction loss");
+}
 
 int main(int argc, char **argv) {
     int steps = 150;
     const char *out = "autoencoder.safetensors";
+    tensor_device_type dev = DEVICE_CPU;
     for (int i = 1; i < argc; i += 2) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: autoencoder [--steps N] [--out FILE.safetensors]\n"
+            printf("usage: autoencoder [--steps N] [--device cpu|cuda] [--out FILE.safetensors]\n"
                    "Trains a small autoencoder written against nn/ and saves its checkpoint.\n");
             return 0;
         }
-        if (i + 1 >= argc || (strcmp(argv[i], "--steps") && strcmp(argv[i], "--out"))) {
+        if (i + 1 >= argc || (strcmp(argv[i], "--steps") && strcmp(argv[i], "--out") &&
+                              strcmp(argv[i], "--device"))) {
             fprintf(stderr, "autoencoder: unknown or incomplete option %s (--help)\n", argv[i]);
             return 2;
         }
         if (!strcmp(argv[i], "--steps"))
             steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--device"))
+            dev = !strcmp(argv[i + 1], "cuda") ? DEVICE_CUDA : DEVICE_CPU;
         else
             out = argv[i + 1];
     }
@@ -34,7 +55,7 @@ int main(int argc, char **argv) {
     rng init, data_rng;
     rng_init(&init, 1);
     rng_init(&data_rng, 2);
-    nn_ctx c = {.dtype = TENSOR_F32, .device = DEVICE_CPU, .init_rng = &init};
+    nn_ctx c = {.dtype = TENSOR_F32, .device = dev, .init_rng = &init};
 
     // 2. modules: (N, 1, 64, 64) -> (N, 32) -> (N, 1, 64, 64); layers declare their parameters
     nn_module *encoder = nn_sequential(
@@ -71,32 +92,38 @@ int main(int argc, char **argv) {
     printf("autoencoder: %lld parameters, %d training images\n",
            (long long)nn_count_parameters(model), split.n_train);
 
-    // 5. the loop: a scope frees each step's graph and temporaries when it ends
+    // 5. the loop: the runner runs each step in a scope of its own (its graph and temporaries
+    //    freed at its end) and reads its loss once; on CUDA it captures the first step as a
+    //    graph and replays it, copying each new batch into the graph's input
+    ae_model m = {encoder, decoder, adam};
+    nn_runner *runner = nn_runner_new(&(nn_runner_config){
+        .dtype = TENSOR_F32, .device = dev, .graphs = true, .n_opts = 1, .opts = {adam}});
     int idx[32];
     double first = 0, last = 0;
     for (int step = 1; step <= steps; step++) {
         tensor_scope_begin();
         tensor *a, *b;
         banis_sampler_next(&sampler, 32, idx);
-        banis_batch(d, idx, 32, TENSOR_F32, DEVICE_CPU, &a, &b);
-        nn_optimizer_zero_grad(adam);
-        tensor *loss = nn_mse_loss(nn_forward(decoder, nn_forward(encoder, a)), a);
-        if (!loss || ag_backward(loss, NULL) || nn_optimizer_step(adam)) {
+        if (!runner || banis_batch(d, idx, 32, TENSOR_F32, dev, &a, &b) ||
+            nn_runner_run(runner, 0, train_step, &m, 1, &a, &last, 1)) {
             fprintf(stderr, "autoencoder: step %d: %s\n", step, err_message());
             return 1;
         }
-        last = tensor_item(loss);
+        tensor_scope_end();
         if (step == 1) first = last;
         if (step % 10 == 0 || step == 1) printf("step %4d  loss %.4f\n", step, last);
-        tensor_scope_end();
     }
+    if (dev == DEVICE_CUDA)
+        printf("CUDA graphs: %lld replays%s%s\n", (long long)nn_runner_replays(runner, 0),
+               nn_runner_fallback(runner)[0] ? "; not captured: " : "", nn_runner_fallback(runner));
+    nn_runner_free(runner);
 
     // 6. evaluate on held-out images, in inference mode, without a graph
     nn_set_training(model, false);
     bool prev = ag_set_grad_enabled(false);
     tensor_scope_begin();
     tensor *a, *b;
-    banis_batch(d, split.test, split.n_test, TENSOR_F32, DEVICE_CPU, &a, &b);
+    banis_batch(d, split.test, split.n_test, TENSOR_F32, dev, &a, &b);
     double test = tensor_item(nn_mse_loss(nn_forward(decoder, nn_forward(encoder, a)), a));
     tensor_scope_end();
     ag_set_grad_enabled(prev);

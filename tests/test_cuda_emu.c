@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../banis/baselines.h"
 #include "../banis/model.h"
 #include "../nn/graph.h"
 #include "../ops/backend.h"
@@ -381,11 +382,11 @@ START_TEST(test_banis_steps_on_cuda_match_cpu) {
         ck_assert_int_eq(m[1]->noise_rng.offset, m[0]->noise_rng.offset);
         ck_assert_int_eq(nn_optimizer_steps(m[1]->opt_c[0]), nn_optimizer_steps(m[0]->opt_c[0]));
     }
-    ck_assert_ptr_nonnull(m[1]->graph[0]);
-    ck_assert_ptr_nonnull(m[1]->graph[1]);
-    ck_assert_int_eq(nn_graph_replays(m[1]->graph[0]), 4); // steps 1, 2, 3 and 2 again
-    ck_assert_int_eq(nn_graph_replays(m[1]->graph[1]), 4); // steps 5 to 8
-    ck_assert_ptr_null(m[0]->graph[0]);                    // graphs are CUDA's
+    ck_assert(nn_runner_captured(m[1]->runner, 0));
+    ck_assert(nn_runner_captured(m[1]->runner, 1));
+    ck_assert_int_eq(nn_runner_replays(m[1]->runner, 0), 4); // steps 1, 2, 3 and 2 again
+    ck_assert_int_eq(nn_runner_replays(m[1]->runner, 1), 4); // steps 5 to 8
+    ck_assert(!nn_runner_captured(m[0]->runner, 0));         // graphs are CUDA's
     backend_cuda_allow_tf32(true);
     banis_model_free(m[0]);
     banis_model_free(m[1]);
@@ -400,7 +401,7 @@ END_TEST
 // one is one graph launch and the two copies of the batch into the graph's inputs.
 static void steady_steps(bool graphs) {
     banis_model *m = tiny(DEVICE_CUDA);
-    m->use_graphs = graphs;
+    nn_runner_set_graphs(m->runner, graphs);
     synth_config sc = synth_defaults();
     banis_dataset *d = banis_synthetic(&sc, 8, 3);
     int idx[4] = {0, 1, 2, 3};
@@ -419,7 +420,7 @@ static void steady_steps(bool graphs) {
         if (step < 2) {
             ck_assert_int_eq(c1.graph_launches - c0.graph_launches, 0);
             ck_assert_int_gt(c1.launches - c0.launches, 100);
-            ck_assert(graphs == (m->graph[step] != NULL));
+            ck_assert(graphs == nn_runner_captured(m->runner, step));
             continue;
         }
         ck_assert_int_eq(c1.compiles - c0.compiles, 0);
@@ -437,13 +438,101 @@ static void steady_steps(bool graphs) {
             ck_assert_int_gt(c1.launches - c0.launches, 100);
         }
     }
-    ck_assert_str_eq(m->graph_error, "");
+    ck_assert_str_eq(nn_runner_fallback(m->runner), "");
     banis_model_free(m);
     banis_dataset_free(d);
 }
 START_TEST(test_steady_training_step_has_no_stalls) { steady_steps(false); }
 END_TEST
 START_TEST(test_steady_graphed_step_is_one_launch) { steady_steps(true); }
+END_TEST
+
+// Both baselines run through the step runner: on CUDA their first step runs and is captured,
+// later ones replay it (Cycle-GAN's pool choices handed to each replay as data), with the same
+// losses as the CPU's step after step (exact FP32), through the pools' filling (batch 8: the
+// seventh step stores two translations and draws for six); from the second step on one graph launch, no device
+// allocation, one download and one synchronisation per step.
+START_TEST(test_baselines_replay_as_graphs_and_match_cpu) {
+    backend_cuda_allow_tf32(false);
+    banis_arch arch = banis_arch_paper();
+    arch.width = 0.0625;
+    arch.latent = 8;
+    synth_config sc = synth_defaults();
+    banis_dataset *d = banis_synthetic(&sc, 16, 5);
+    baseline_kind kinds[2] = {BASELINE_AUTOENCODER, BASELINE_CYCLEGAN};
+    int steps[2] = {3, 7};
+    for (int k = 0; k < 2; k++) {
+        baseline_model *m[2];
+        // a small rate: Adam moves every weight by about the rate whatever its gradient's size,
+        // so float32 rounding differences grow step by step with a large one
+        arch.width = k ? 0.03125 : 0.0625;
+        for (int dv = 0; dv < 2; dv++) {
+            m[dv] =
+                baseline_new(kinds[k], &arch, 1e-5, TENSOR_F32, dv ? DEVICE_CUDA : DEVICE_CPU, 9);
+            ck_assert_msg(m[dv] != NULL, "%s", err_message());
+        }
+        for (int step = 0; step < steps[k]; step++) {
+            int idx[8];
+            for (int i = 0; i < 8; i++) idx[i] = (step * 5 + i * 3) % 16;
+            double l[2][4];
+            backend_counters c0 = backend_cuda_counters();
+            for (int dv = 0; dv < 2; dv++) {
+                tensor_scope_begin();
+                tensor *a, *b;
+                ck_assert_int_eq(
+                    banis_batch(d, idx, 8, TENSOR_F32, dv ? DEVICE_CUDA : DEVICE_CPU, &a, &b), 0);
+                ck_assert_msg(baseline_step(m[dv], a, b, l[dv]) == 0, "%s", err_message());
+                tensor_scope_end();
+            }
+            backend_counters c1 = backend_cuda_counters();
+            for (int i = 0; i < 4; i++) {
+                if (isnan(l[0][i])) {
+                    ck_assert(isnan(l[1][i]));
+                    continue;
+                }
+                ck_assert_msg(fabs(l[0][i] - l[1][i]) <= 2e-3 * (1 + fabs(l[0][i])),
+                              "%s step %d loss %d: cpu %.9g cuda %.9g", baseline_name(kinds[k]),
+                              step, i, l[0][i], l[1][i]);
+            }
+            ck_assert_int_eq(c1.graph_launches - c0.graph_launches, step > 0);
+            if (step > 0) {
+                ck_assert_int_eq(c1.device_allocs - c0.device_allocs, 0);
+                ck_assert_int_le(c1.d2h_copies - c0.d2h_copies, 1);
+                ck_assert_int_le(c1.syncs - c0.syncs, 1);
+            }
+        }
+        ck_assert_int_eq(nn_runner_replays(m[1]->runner, 0), steps[k] - 1);
+        ck_assert_str_eq(nn_runner_fallback(m[1]->runner), "");
+        if (kinds[k] == BASELINE_CYCLEGAN) {
+            ck_assert_int_eq(m[1]->pool_n[0], 50);
+            double p[2][50 * 64 * 64];
+            for (int dv = 0; dv < 2; dv++)
+                ck_assert_int_eq(tensor_to_doubles(m[dv]->pool[0], p[dv]), 0);
+            // the same images in the same slots (two different translations differ by far more
+            // than float32 drift), and not all alike
+            for (int q = 0; q < 50; q++) { // a wrong image differs by ~2 somewhere, drift by ~0.03
+                double worst = 0;
+                for (int i = 0; i < 4096; i++)
+                    worst = fmax(worst, fabs(p[0][q * 4096 + i] - p[1][q * 4096 + i]));
+                ck_assert_msg(worst < 0.1, "slot %d: cpu and cuda differ by %g", q, worst);
+            }
+            for (int q = 0; q < 50; q++) {
+                double mean[2] = {0, 0};
+                for (int dv = 0; dv < 2; dv++)
+                    for (int i = 0; i < 64 * 64; i++) mean[dv] += p[dv][q * 64 * 64 + i] / 4096;
+                ck_assert_msg(fabs(mean[0] - mean[1]) < 2e-3, "slot %d: mean cpu %g cuda %g", q,
+                              mean[0], mean[1]);
+            }
+            double apart = 0; // slots 0 and 1: translations of two different images
+            for (int i = 0; i < 4096; i++) apart = fmax(apart, fabs(p[0][i] - p[0][4096 + i]));
+            ck_assert_msg(apart > 0.5, "slots 0 and 1 hold alike images (%g apart)", apart);
+        }
+        baseline_free(m[0]);
+        baseline_free(m[1]);
+    }
+    banis_dataset_free(d);
+    backend_cuda_allow_tf32(true);
+}
 END_TEST
 
 static int step_reads_back(void *ctx) {
@@ -666,7 +755,8 @@ int main(void) {
         CHECK_TESTS(test_degenerate_matmuls_match_cpu, test_banis_steps_on_cuda_match_cpu,
                     test_steady_training_step_has_no_stalls, test_steady_graphed_step_is_one_launch,
                     test_graphs_refuse_host_work_and_advance_generators,
-                    test_capture_of_a_step_never_run, test_capture_refuses_a_device_allocation));
+                    test_capture_of_a_step_never_run, test_capture_refuses_a_device_allocation,
+                    test_baselines_replay_as_graphs_and_match_cpu));
     suite_add_tcase(s, b);
     return check_run(s);
 }

@@ -4,6 +4,7 @@
 #    (exit 1) that says why, not eager timings passed off as the graph's
 #  - banis-train: a capture that fails says so and the run goes on eagerly, to the same end
 #  - the gpu-short preset end to end at tiny sizes (kernels run), its grids and gmi.md
+#  - the example (examples/autoencoder.c) through nn/'s step runner, as graphs, the CPU's losses
 #  - tools/gpu-check.sh --dry-run: every step of the GPU check, within its limits and far inside
 #    the device call's, with the tar and report it returns; and --prepare's kernel-cache fill
 # usage: test_gpu_check.sh BUILD_DIR SOURCE_DIR TMP_DIR
@@ -49,6 +50,20 @@ for f in gmi.md samples/step_000004_generated.png samples/step_000004_reconstruc
   [ -s "$tmp/gpu-short/$f" ] || fail "gpu-short wrote no $f"
 done
 grep -q "^# BANIS, gpu-short preset, 4 steps" "$tmp/gpu-short/gmi.md" || fail "gmi.md's title: $(head -1 "$tmp/gpu-short/gmi.md")"
+
+# 3b. the example written against nn/ runs its steps through nn/'s runner: on CUDA captured at
+#     the first, replayed after, with the CPU's losses (train loss to 4 decimals, test within 0.001)
+"$bin/examples/autoencoder" --steps 3 --out "$tmp/ae-cpu.safetensors" > "$tmp/ae-cpu.log" 2>&1 \
+  || fail "the example on the CPU: $(tail -2 "$tmp/ae-cpu.log")"
+"$bin/examples/autoencoder" --device cuda --steps 3 --out "$tmp/ae-cuda.safetensors" > "$tmp/ae-cuda.log" 2>&1 \
+  || fail "the example on CUDA: $(tail -2 "$tmp/ae-cuda.log")"
+grep -q "^CUDA graphs: 2 replays$" "$tmp/ae-cuda.log" || fail "the example's steps were not replayed: $(grep -i graph "$tmp/ae-cuda.log")"
+train() { grep '^loss' "$1" | awk '{print $2, $4}'; }
+testl() { grep '^loss' "$1" | awk '{print $6}' | tr -d ','; }
+[ "$(train "$tmp/ae-cpu.log")" = "$(train "$tmp/ae-cuda.log")" ] \
+  || fail "the example's losses: cpu $(train "$tmp/ae-cpu.log"), cuda $(train "$tmp/ae-cuda.log")"
+awk -v a="$(testl "$tmp/ae-cpu.log")" -v b="$(testl "$tmp/ae-cuda.log")" 'BEGIN { exit !(a - b < 1e-3 && b - a < 1e-3) }' \
+  || fail "the example's test loss: cpu $(testl "$tmp/ae-cpu.log"), cuda $(testl "$tmp/ae-cuda.log")"
 
 # 4. the GPU check, dry: every step, none timed out or skipped, in far less than the call's 420 s
 t0=$SECONDS

@@ -10,6 +10,7 @@
 
 #include "../nn/checkpoint.h"
 #include "../nn/nn.h"
+#include "../nn/step.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
 
@@ -300,6 +301,73 @@ START_TEST(test_sgd_and_adam_steps_by_hand) {
     nn_optimizer_free(adam);
     nn_list_free(&l);
     tensor_release(w);
+}
+END_TEST
+
+// The step runner on the CPU, by hand: w (3 values) under SGD at rate 0.1 on the loss
+// sum(c * w) + k, whose gradient is c: after each step w moved by -0.1 c; slot 0 holds the loss
+// before the update (sum(c w) + k), slot 2 the value reported (sum w), slot 1 nothing (NaN).
+// A non-finite slot is an error naming it; a slot kept twice, out of range, or outside a run is
+// refused.
+typedef struct {
+    tensor *w, *c;
+    nn_optimizer *o;
+    int mode; // 0 the step; 1 slot 2 twice; 2 slot 40; 3 a NaN loss
+} lin_step;
+static int lin_body(nn_runner *r, void *ctx, tensor *const *in) {
+    lin_step *s = ctx;
+    nn_optimizer_zero_grad(s->o);
+    tensor *loss = op_add(op_sum(op_mul(s->w, s->c), 0, NULL, false), in[0]);
+    if (s->mode == 3) loss = op_mul_scalar(loss, NAN);
+    if (nn_step_report(r, op_sum(s->w, 0, NULL, false), s->mode == 2 ? 40 : 2, "sum of w"))
+        return -1;
+    if (s->mode == 1 && nn_step_report(r, op_sum(s->w, 0, NULL, false), 2, "sum of w again"))
+        return -1;
+    return nn_step_minimize(r, s->o, loss, 0, "linear loss");
+}
+START_TEST(test_step_runner_on_the_cpu) {
+    double w0[3] = {1, -2, 0.5}, c0[3] = {0.3, -1.5, 2.0}, k = 0.25;
+    lin_step s = {tensor_from_doubles(TENSOR_F64, SHAPE(3), w0, DEVICE_CPU),
+                  tensor_from_doubles(TENSOR_F64, SHAPE(3), c0, DEVICE_CPU), NULL, 0};
+    s.w->requires_grad = true;
+    nn_tensor_list l = {0};
+    nn_list_add(&l, "w", s.w);
+    s.o = nn_optimizer_new("sgd", nn_sgd(0.1, 0), &l);
+    nn_runner *r = nn_runner_new(&(nn_runner_config){
+        .dtype = TENSOR_F64, .device = DEVICE_CPU, .graphs = true, .n_opts = 1, .opts = {s.o}});
+    ck_assert_ptr_nonnull(r);
+    ck_assert(!nn_runner_graphs(r)); // graphs are CUDA's
+    tensor *kt = tensor_from_doubles(TENSOR_F64, SHAPE(1), &k, DEVICE_CPU);
+    double w[3] = {w0[0], w0[1], w0[2]};
+    for (int step = 0; step < 3; step++) {
+        double v[4], loss = k, sum = 0;
+        for (int i = 0; i < 3; i++) loss += c0[i] * w[i], sum += w[i];
+        ck_assert_int_eq(nn_runner_run(r, 0, lin_body, &s, 1, &kt, v, 4), 0);
+        ck_assert_double_eq_tol(v[0], loss, 1e-14);
+        ck_assert(isnan(v[1]) && isnan(v[3]));
+        ck_assert_double_eq_tol(v[2], sum, 1e-14);
+        for (int i = 0; i < 3; i++) w[i] -= 0.1 * c0[i];
+        double got[3];
+        values(s.w, got);
+        for (int i = 0; i < 3; i++) ck_assert_double_eq_tol(got[i], w[i], 1e-14);
+    }
+    double v[4];
+    const char *want[] = {"", "kept twice", "out of range", "linear loss is nan"};
+    for (s.mode = 1; s.mode <= 3; s.mode++) {
+        ck_assert_int_ne(nn_runner_run(r, 0, lin_body, &s, 1, &kt, v, 4), 0);
+        ck_assert_msg(strstr(err_message(), want[s.mode]), "%s", err_message());
+    }
+    tensor_scope_begin();
+    ck_assert_int_ne(nn_step_minimize(r, s.o, op_sum(s.w, 0, NULL, false), 0, "outside"), 0);
+    ck_assert_msg(strstr(err_message(), "outside a step"), "%s", err_message());
+    tensor_scope_end();
+    ck_assert(!nn_runner_running(r));
+    nn_runner_free(r);
+    nn_optimizer_free(s.o);
+    nn_list_free(&l);
+    tensor_release(kt);
+    tensor_release(s.w);
+    tensor_release(s.c);
 }
 END_TEST
 
@@ -684,7 +752,8 @@ int main(void) {
                                        test_initialiser_statistics, test_sgd_and_adam_steps_by_hand,
                                        test_schedule, test_rate_on_the_device_follows_its_count,
                                        test_freezing, test_resume_is_exact, test_placement,
-                                       test_save_load_round_trip, test_valid_edge_files_accepted));
+                                       test_save_load_round_trip, test_valid_edge_files_accepted,
+                                       test_step_runner_on_the_cpu));
     tcase_add_loop_test(tc, test_malformed_files_refused, 0,
                         (int)(sizeof bad_files / sizeof *bad_files));
     return check_main("nn", tc);

@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     for (int full = 0; full < 2; full++) {
         int64_t step = full ? s.warmup_steps : 0;
         banis_losses l;
-        m->use_graphs = false;
+        nn_runner_set_graphs(m->runner, false);
         if (banis_train_step(m, step, ta, tb, &l)) { // untimed warm-up rep (allocator, caches)
             fprintf(stderr, "banis-bench: %s\n", err_message());
             return 1;
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         tensor_storage_reset_peak();
         op_flops_reset();
         for (int k = 0; k < 2; k++) {
-            m->use_graphs = graphs && k == 1;
+            nn_runner_set_graphs(m->runner, graphs && k == 1);
             if (banis_train_step(m, step, ta, tb, &l)) {
                 fprintf(stderr, "banis-bench: %s\n", err_message());
                 return 1;
@@ -103,10 +103,10 @@ int main(int argc, char **argv) {
                 peak = p > peak ? p : peak;
             }
         }
-        if (dev == DEVICE_CUDA && graphs && !m->graph[full]) {
+        const char *why = nn_runner_fallback(m->runner);
+        if (dev == DEVICE_CUDA && graphs && !nn_runner_captured(m->runner, full)) {
             fprintf(stderr, "banis-bench: the %s step could not be captured as a CUDA graph: %s\n",
-                    full ? "full" : "warm-up",
-                    m->graph_error[0] ? m->graph_error : "no reason given");
+                    full ? "full" : "warm-up", why[0] ? why : "no reason given");
             return 1;
         }
         backend_counters c0 = backend_cuda_counters();
@@ -137,8 +137,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr,
                         "banis-bench: CUDA graphs on, but the timed %s steps made %.2f graph "
                         "launches each, not 1: the figure above is not the graph's%s%s\n",
-                        full ? "full" : "warm-up", PER(graph_launches),
-                        m->graph_error[0] ? ": " : "", m->graph_error);
+                        full ? "full" : "warm-up", PER(graph_launches), why[0] ? ": " : "", why);
                 return 1;
             }
 #undef PER

@@ -19,7 +19,6 @@
 #include "../ops/backend.h"
 #include "../tensor/error.h"
 #include "../banis/model.h"
-#include "../nn/graph.h"
 #include "../banis/presets.h"
 #include "../nn/tensorboard.h"
 
@@ -827,9 +826,10 @@ static int train(run *r) {
             return 1;
         }
         static bool told; // a step that could not be captured runs as issued: say so once
-        if (r->m->graph_error[0] && !told) {
+        const char *why = nn_runner_fallback(r->m->runner);
+        if (why[0] && !told) {
             fprintf(stderr, "\nbanis-train: CUDA graphs off (each launch issued instead): %s\n",
-                    r->m->graph_error);
+                    why);
             told = true;
         }
         bool full = r->step >= c->sched.warmup_steps;
@@ -909,7 +909,7 @@ int main(int argc, char **argv) {
     r.split = banis_split_make(r.d->n, 0.1, r.c.seed);
     banis_sampler_init(&r.sampler, r.split.train, r.split.n_train, r.c.seed + 7);
     r.m = banis_model_new(&r.c.arch, &r.c.sched, TENSOR_F32, r.inv.dev, r.c.seed);
-    if (r.m) r.m->use_graphs = !r.c.no_graphs;
+    if (r.m) nn_runner_set_graphs(r.m->runner, !r.c.no_graphs);
     r.idx = malloc(sizeof(int) * (size_t)r.c.sched.batch);
     r.total = banis_schedule_steps(&r.c.sched);
     if (!r.m || !r.idx) {
@@ -936,12 +936,11 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_sigint);
     signal(SIGHUP, on_sigint); // a closed terminal or ssh session: save and stop like Ctrl-C
     rc = train(&r);
-    if (r.tty) printf("\n");                         // end the in-place progress line
-    if (r.inv.dev == DEVICE_CUDA && r.m->use_graphs) // how the steps ran (banis-train's log)
+    if (r.tty) printf("\n");                                       // end the in-place progress line
+    if (r.inv.dev == DEVICE_CUDA && nn_runner_graphs(r.m->runner)) // how the steps ran
         printf("CUDA graphs: %" PRId64 " warm-up and %" PRId64
                " full steps replayed (each kind's first step of this invocation captured)\n",
-               r.m->graph[0] ? nn_graph_replays(r.m->graph[0]) : 0,
-               r.m->graph[1] ? nn_graph_replays(r.m->graph[1]) : 0);
+               nn_runner_replays(r.m->runner, 0), nn_runner_replays(r.m->runner, 1));
     if (rc == 0 && r.step == r.total) rc = final_evaluation(&r);
     close_run(&r);
     close(lock_fd);
