@@ -5,6 +5,17 @@
 const char *const banis_preset_names[BANIS_PRESETS] = {"paper",    "reference", "cpu",
                                                        "cpu-long", "gpu-short", "tiny"};
 
+// The rates of the short schedules (hundreds or a few thousand steps, not 40,000): Adam 1e-4
+// for D and 2e-4 for G (the paper's 2e-5, and 2e-5 / 1e-5), and Adam 1e-3 for S and C (the paper's SGD needs its
+// 23,000 S+C steps: at any rate that does not diverge it leaves the reconstructions at the
+// images' mean within these budgets; docs/results/experiments.md).
+static void short_schedule_rates(banis_schedule *s) {
+    s->lr_d[0] = s->lr_d[1] = 1e-4;
+    s->lr_g[0] = s->lr_g[1] = 2e-4;
+    s->sc_adam = true;
+    s->lr_sc = 1e-3;
+}
+
 bool banis_preset_get(const char *name, banis_preset *p) {
     int k = 0;
     while (k < BANIS_PRESETS && strcmp(name, banis_preset_names[k])) k++;
@@ -20,15 +31,10 @@ bool banis_preset_get(const char *name, banis_preset *p) {
         s->sc_decay = 1;
         p->arch.g_bn_sets = 1;
     } else if (!strcmp(name, "cpu") || !strcmp(name, "cpu-long")) {
-        // Minutes on 2 cores: a quarter of the channels, batch 16, and rates for hundreds of
-        // steps instead of 40,000. Adam for S and C: SGD at any rate that does not diverge
-        // leaves the reconstructions at the images' mean within this budget (docs/results/).
+        // Minutes on 2 cores: a quarter of the channels, batch 16, the short schedules' rates
         p->arch.width = 0.25;
         s->batch = 16;
-        s->lr_d[0] = s->lr_d[1] = 1e-4;
-        s->lr_g[0] = s->lr_g[1] = 2e-4;
-        s->sc_adam = true;
-        s->lr_sc = 1e-3;
+        short_schedule_rates(s);
         p->n_synthetic = 1200;
         s->warmup_steps = 200;
         s->stage2_steps = 200;
@@ -45,14 +51,10 @@ bool banis_preset_get(const char *name, banis_preset *p) {
     } else if (!strcmp(name, "gpu-short")) {
         // The paper's networks and batch for about 3 minutes of steps on an H200: 800 warm-up
         // steps at 25.6 ms and 800 full ones at 165.4 ms (eager, docs/gpu-runs 2026-11-25) are
-        // 2.6 min. The rates are the cpu preset's, not the paper's: at the paper's SGD rate the
-        // Successors need its 23,000 S+C steps (docs/results/experiments.md); Adam at 1e-3
-        // learns within hundreds. 24,000 pairs: 1,600 steps of 128 are 9.5 passes over the
-        // training split (the cpu presets' bound of 10; more and the networks memorise).
-        s->lr_d[0] = s->lr_d[1] = 1e-4;
-        s->lr_g[0] = s->lr_g[1] = 2e-4;
-        s->sc_adam = true;
-        s->lr_sc = 1e-3;
+        // 2.6 min, at the short schedules' rates, not the paper's. 24,000 pairs: 1,600 steps of
+        // 128 are 9.5 passes over the training split (the cpu presets' bound of 10; more and
+        // the networks memorise).
+        short_schedule_rates(s);
         s->warmup_steps = 800;
         s->stage2_steps = 600;
         s->stage3_steps = 200;

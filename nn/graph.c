@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../tensor/error.h"
 
 #define MAX_OPTS 32

@@ -1,6 +1,7 @@
 // Backend dispatch: which backend serves a device, and the one entry point every elementwise
 // call goes through (so an observer can see each program, as tools/nvrtc-check does).
 #include "backend.h"
+#include "cuda/cuda.h"
 
 const backend *backend_for(tensor_device_type dev) {
     if (dev == DEVICE_CPU) return backend_cpu();

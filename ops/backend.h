@@ -63,46 +63,7 @@ typedef void (*ew_observer_fn)(const ew_program *p, tensor *const *outs, const t
 void backend_set_ew_observer(ew_observer_fn fn);
 
 const backend *backend_cpu(void);
-// The CUDA backend, or NULL with err_message() saying why (not built, no driver, no GPU).
-const backend *backend_cuda(void);
 const backend *backend_for(tensor_device_type dev);
-// TF32 tensor cores for float32 matmul and convolutions (PyTorch's allow_tf32); on by
-// default, BANIS_ALLOW_TF32=0 or this call turns it off for exact FP32.
-void backend_cuda_allow_tf32(bool allow);
-// Bytes held by tensors and kept in the allocator's cache.
-void backend_cuda_memory(size_t *in_use, size_t *cached);
-
-// What the CUDA backend has done since the start (take differences for a step): kernels
-// launched, NVRTC compilations, modules loaded (compiled or from the disk cache), device allocations (cudaMalloc, not cache hits), copies each
-// way with their bytes, and host-device synchronisations.
-typedef struct {
-    int64_t launches, compiles, module_loads, device_allocs;
-    int64_t h2d_copies, h2d_bytes, d2h_copies, d2h_bytes, syncs;
-    int64_t graph_launches; // replays of captured graphs (their kernels are not in `launches`)
-} backend_counters;
-backend_counters backend_cuda_counters(void);
-// The device the CUDA backend runs on ("NVIDIA H100 ... (sm_90, 132 SMs)", "emulated CUDA
-// device ..."), once it has been asked for.
-const char *backend_cuda_device_name(void);
-bool backend_cuda_is_emulated(void); // true when BANIS_CUDA=emulated chose the emulated device
 // What a program says it runs on: "CPU" or the CUDA device's name (a GPU, or the emulated device).
 const char *backend_device_description(tensor_device_type dev);
-
-// CUDA graphs: work issued once, replayed with one call (nn/graph.h is the API for a training
-// step). Between capture_begin and capture_end every launch and device copy of the CUDA backend
-// is recorded, not run; a copy to or from the host, a synchronisation, or an allocation the
-// cache cannot serve (cudaMalloc) is refused (the message names it) and fails the capture: run
-// the work once before capturing it, so that its kernels are loaded and its blocks cached.
-// Random numbers drawn while capturing must come from the generators named at its start: each
-// kernel adds its generator's delta, a device counter that the graph's last kernel advances by
-// what one run draws, so a replay draws what running the step again would, and the host's
-// generator is advanced to match. Blocks freed while capturing, and blocks allocated then and
-// freed later, are the graph's own until it is freed: nothing else is handed the temporaries
-// its kernels were told about. What the graph reads and writes outside them (parameters,
-// inputs) must stay allocated while it is used.
-typedef struct backend_graph backend_graph;
-int backend_cuda_capture_begin(int n_rngs, rng *const *rngs);
-backend_graph *backend_cuda_capture_end(void); // NULL (and the capture abandoned) on failure
-// Runs g as a new step: the named generators' host offsets then move on by what it draws.
-int backend_graph_launch(backend_graph *g);
-void backend_graph_free(backend_graph *g);
+// What only the CUDA backend has (its device, counters, graphs): ops/cuda/cuda.h.

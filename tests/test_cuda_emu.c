@@ -15,6 +15,7 @@
 #include "../banis/model.h"
 #include "../nn/graph.h"
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../ops/cuda/cuda_render.h"
 #include "../ops/cuda/device.h"
 #include "../tensor/error.h"

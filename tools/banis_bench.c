@@ -15,6 +15,7 @@
 #include "../tensor/clock.h"
 #include "../banis/model.h"
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../tensor/error.h"
 
 static const char usage_line[] = "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] "

@@ -17,6 +17,7 @@
 #include "../tensor/clock.h"
 #include "../tensor/files.h"
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../tensor/error.h"
 #include "../banis/model.h"
 #include "../banis/presets.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../ops/ops.h"
 #include "../tensor/error.h"
 #include "gradcheck_table.h"

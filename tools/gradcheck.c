@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../tensor/error.h"
 #include "gradcheck_table.h"
 

@@ -18,6 +18,7 @@
 #include "../tensor/clock.h"
 #include "../nn/nn.h"
 #include "../ops/backend.h"
+#include "../ops/cuda/cuda.h"
 #include "../tensor/error.h"
 
 // The machine's FP32 peak: 12 independent FMA chains on vectors of the widest width the CPU

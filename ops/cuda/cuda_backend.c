@@ -9,6 +9,7 @@
 
 #include "../../tensor/error.h"
 #include "cuda_render.h"
+#include "cuda.h"
 #include "device.h"
 #include "kernel_cache.h"
 #include "kernels/abi.h"
