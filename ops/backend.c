@@ -19,8 +19,7 @@ int backend_copy(tensor *dst, const tensor *src) {
     ew_output(&p, ew_input(&p, 0));
     const tensor *ins[1] = {src};
     tensor *outs[1] = {dst};
-    backend_op_name = "copy";
-    return backend_elementwise(&p, outs, ins);
+    return backend_elementwise("copy", &p, outs, ins);
 }
 
 int backend_fill(tensor *t, double value) {
@@ -28,18 +27,16 @@ int backend_fill(tensor *t, double value) {
     ew_init(&p, 0);
     ew_output(&p, ew_const(&p, value));
     tensor *outs[1] = {t};
-    backend_op_name = "fill";
-    return backend_elementwise(&p, outs, NULL);
+    return backend_elementwise("fill", &p, outs, NULL);
 }
 
 static ew_observer_fn ew_observer;
 void backend_set_ew_observer(ew_observer_fn fn) { ew_observer = fn; }
 
-const char *backend_op_name = "elementwise";
-
-int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
-    if (ew_observer) ew_observer(p, outs, ins);
-    return tensor_backend(outs[0])->elementwise(p, outs, ins);
+int backend_elementwise(const char *op, const ew_program *p, tensor *const *outs,
+                        const tensor *const *ins) {
+    if (ew_observer) ew_observer(op, p, outs, ins);
+    return tensor_backend(outs[0])->elementwise(op, p, outs, ins);
 }
 
 // tensor/ finds a device's memory through this layer, told before main runs (this file is in

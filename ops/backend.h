@@ -33,7 +33,9 @@ typedef struct backend {
     tensor_memory mem;
     // outs[k] = program output k, evaluated at every index of outs[0]'s shape; each input is
     // already a view broadcast (stride 0) to that shape. Outputs may alias inputs exactly.
-    int (*elementwise)(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+    // `op` names the op the program belongs to (for kernel names, profiles and messages).
+    int (*elementwise)(const char *op, const ew_program *p, tensor *const *outs,
+                       const tensor *const *ins);
     // out has in's ndim with extent 1 on the reduced axes.
     int (*reduce)(reduce_kind kind, const tensor *in, tensor *out);
     int (*gemm)(const gemm_args *args);
@@ -56,10 +58,10 @@ int backend_fill(tensor *t, double value);
 // Every elementwise call goes through here: it dispatches to the tensors' backend, and first
 // shows the program to the observer if one is set (tools/nvrtc-check records what the library
 // generates this way).
-int backend_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins);
-// The op an elementwise program belongs to (set by its caller; for profiles and messages).
-extern const char *backend_op_name;
-typedef void (*ew_observer_fn)(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+int backend_elementwise(const char *op, const ew_program *p, tensor *const *outs,
+                        const tensor *const *ins);
+typedef void (*ew_observer_fn)(const char *op, const ew_program *p, tensor *const *outs,
+                               const tensor *const *ins);
 void backend_set_ew_observer(ew_observer_fn fn);
 
 const backend *backend_cpu(void);

@@ -68,8 +68,7 @@ static int run_program_multi(const char *who, const ew_program *p, int n, tensor
         views[i] = tensor_view_expand(inputs[i], ndim, shape);
         if (!views[i]) return -1;
     }
-    backend_op_name = who;
-    if (backend_elementwise(p, outs, views)) {
+    if (backend_elementwise(who, p, outs, views)) {
         err_prefix("%s: ", who);
         return -1;
     }
@@ -158,8 +157,7 @@ int op_ew_into(const char *who, const ew_program *p, int n_outputs, tensor *cons
         views[i] = tensor_view_expand(inputs[i], outs[0]->ndim, outs[0]->shape);
         if (!views[i]) rc = -1;
     }
-    backend_op_name = who;
-    if (!rc) rc = backend_elementwise(p, outs, views);
+    if (!rc) rc = backend_elementwise(who, p, outs, views);
     tensor_scope_end();
     return rc;
 }

@@ -24,10 +24,11 @@ typedef struct {
 static kernel_src *seen;
 static int n_seen, cap_seen;
 
-static void observe(const ew_program *p, tensor *const *outs, const tensor *const *ins) {
+static void observe(const char *op, const ew_program *p, tensor *const *outs,
+                    const tensor *const *ins) {
     char name[64];
     cuda_ew_layout L = cuda_ew_plan(p, outs, ins, NULL);
-    char *src = cuda_render_elementwise(p, &L, outs, ins, backend_op_name, name);
+    char *src = cuda_render_elementwise(p, &L, outs, ins, op, name);
     if (!src) return;
     size_t len = strlen(name); // ends with the key: one kernel whatever op renders it
     for (int i = 0; i < n_seen; i++)

@@ -4,12 +4,14 @@
 #include <stdint.h>
 
 #include "../backend.h"
+#include "cpu_scratch.h"
 
 static inline void *cpu_data(const tensor *t) {
     return (char *)t->storage->data + t->offset * (int64_t)tensor_dtype_size(t->dtype);
 }
 
-int cpu_elementwise(const ew_program *p, tensor *const *outs, const tensor *const *ins);
+int cpu_elementwise(const char *op, const ew_program *p, tensor *const *outs,
+                    const tensor *const *ins);
 int cpu_reduce(reduce_kind kind, const tensor *in, tensor *out);
 int cpu_gemm(const gemm_args *g);
 int cpu_conv2d_forward(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y);
@@ -56,16 +58,10 @@ int cpu_gemm_implicit_parallel_f32(int64_t M, int64_t N, int64_t K, const float 
 int cpu_gemm_implicit_parallel_f64(int64_t M, int64_t N, int64_t K, const double *a, int64_t ars,
                                    int64_t acs, cpu_pack_b_f64 pack, const void *ctx, double *c,
                                    int64_t ldc, int64_t c_gs, int64_t gn, bool accumulate);
-int cpu_threads(void);
 // The GEMM micro-kernel in use: 2 AVX-512, 1 AVX2 + FMA, 0 SSE2 (the best this CPU has, unless
 // set). cpu_gemm_set_isa picks one (tests run each the CPU can); -1 if the CPU lacks it.
 int cpu_gemm_isa(void);
 int cpu_gemm_set_isa(int isa);
-// Per-thread scratch buffer `slot` (0 .. CPU_SCRATCH_SLOTS - 1; the GEMM's packing uses 0 and 1,
-// a convolution 2 to 4, a GEMM cut along its contraction 5) of at least `nbytes`, kept for the thread's life and
-// freed when it exits. NULL when out of memory.
-#define CPU_SCRATCH_SLOTS 6
-void *cpu_scratch(int slot, size_t nbytes);
 
 // dst[k * dst_stride + j] = src[j][k] for j, k < 8: eight rows of 8 floats transposed in
 // registers (AVX2 shuffles where the caller is compiled for it; plain code gets the same result).
