@@ -171,141 +171,180 @@ static bool is_uint(const json_value *v) {
            v->number == (double)(uint64_t)v->number;
 }
 
-#define BAD(...)                                                                                   \
+#define FAIL(...)                                                                                  \
     do {                                                                                           \
         err_set(__VA_ARGS__);                                                                      \
-        err_prefix("%s: ", path);                                                                  \
-        goto fail;                                                                                 \
+        return -1;                                                                                 \
     } while (0)
+
+// The header's __metadata__: string values only.
+static int parse_metadata(st_file *f, const json_value *v) {
+    if (v->type != JSON_OBJECT) FAIL("__metadata__ is not an object");
+    f->meta = calloc(v->n ? v->n : 1, sizeof *f->meta);
+    if (!f->meta) FAIL("out of host memory");
+    for (size_t k = 0; k < v->n; k++) {
+        if (v->items[k].type != JSON_STRING)
+            FAIL("__metadata__ value '%s' is not a string", v->keys[k]);
+        snprintf(f->meta[k].key, sizeof f->meta[k].key, "%s", v->keys[k]);
+        snprintf(f->meta[k].value, sizeof f->meta[k].value, "%s", v->items[k].string);
+    }
+    f->n_meta = (int)v->n;
+    return 0;
+}
+
+static int parse_dtype(const char *key, const json_value *dt, tensor_dtype *out) {
+    if (dt->type != JSON_STRING) FAIL("entry '%s': dtype is not a string", key);
+    if (!strcmp(dt->string, "F32") || !strcmp(dt->string, "F64")) {
+        *out = dt->string[1] == '3' ? TENSOR_F32 : TENSOR_F64;
+        return 0;
+    }
+    static const char *const known[] = {"BOOL", "U8",   "I8",  "F8_E5M2", "F8_E4M3", "I16", "U16",
+                                        "F16",  "BF16", "I32", "U32",     "I64",     "U64"};
+    bool is_known = false;
+    for (size_t k = 0; k < sizeof known / sizeof *known; k++)
+        is_known |= !strcmp(dt->string, known[k]);
+    FAIL("entry '%s': dtype '%s' is %s", key, dt->string,
+         is_known ? "valid safetensors but not supported here (F32 and F64 are)"
+                  : "not a safetensors dtype");
+}
+
+// One tensor's entry: its dtype, shape and byte range within the data section.
+static int parse_entry(const char *key, const json_value *v, size_t data_size, st_entry *e) {
+    if (v->type != JSON_OBJECT) FAIL("entry '%s' is not an object", key);
+    const json_value *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"),
+                     *off = json_get(v, "data_offsets");
+    if (!dt || !sh || !off || v->n != 3)
+        FAIL("entry '%s' must have exactly dtype, shape and data_offsets", key);
+    if (parse_dtype(key, dt, &e->dtype)) return -1;
+    if (sh->type != JSON_ARRAY || sh->n > TENSOR_MAX_DIMS)
+        FAIL("entry '%s': shape must be an array of at most %d integers", key, TENSOR_MAX_DIMS);
+    uint64_t numel = 1;
+    for (size_t d = 0; d < sh->n; d++) {
+        if (!is_uint(&sh->items[d]))
+            FAIL("entry '%s': shape[%zu] is not a non-negative integer", key, d);
+        e->shape[d] = (int64_t)sh->items[d].number;
+        if (e->shape[d] && numel > (UINT64_C(1) << 50) / (uint64_t)e->shape[d])
+            FAIL("entry '%s': shape too large", key);
+        numel *= (uint64_t)e->shape[d];
+    }
+    e->ndim = (int)sh->n;
+    if (off->type != JSON_ARRAY || off->n != 2 || !is_uint(&off->items[0]) ||
+        !is_uint(&off->items[1]))
+        FAIL("entry '%s': data_offsets must be two non-negative integers", key);
+    e->begin = (size_t)off->items[0].number;
+    e->end = (size_t)off->items[1].number;
+    if (e->begin > e->end)
+        FAIL("entry '%s': data_offsets [%zu, %zu] are reversed", key, e->begin, e->end);
+    if (e->end > data_size)
+        FAIL("entry '%s': data_offsets [%zu, %zu] run past the data section (%zu bytes)", key,
+             e->begin, e->end, data_size);
+    if (e->end - e->begin != numel * tensor_dtype_size(e->dtype))
+        FAIL("entry '%s': %zu bytes but shape and dtype need %llu", key, e->end - e->begin,
+             (unsigned long long)(numel * tensor_dtype_size(e->dtype)));
+    e->name = strdup(key);
+    if (!e->name) FAIL("out of host memory");
+    return 0;
+}
+
+// The entries cover the data section exactly: no overlaps, no holes.
+static int check_coverage(st_file *f, size_t data_size) {
+    st_entry **sorted = calloc(f->n_entries ? (size_t)f->n_entries : 1, sizeof *sorted);
+    if (!sorted) FAIL("out of host memory");
+    for (int i = 0; i < f->n_entries; i++) sorted[i] = &f->entries[i];
+    qsort(sorted, (size_t)f->n_entries, sizeof *sorted, cmp_begin);
+    size_t at = 0;
+    int rc = 0;
+    for (int i = 0; i < f->n_entries && !rc; i++) {
+        if (sorted[i]->begin < at) {
+            err_set("entries '%s' and '%s' overlap", sorted[i - 1]->name, sorted[i]->name);
+            rc = -1;
+        } else if (sorted[i]->begin > at) {
+            err_set("a hole of %zu bytes before entry '%s'", sorted[i]->begin - at,
+                    sorted[i]->name);
+            rc = -1;
+        }
+        at = sorted[i]->end;
+    }
+    free(sorted);
+    if (!rc && at != data_size) {
+        err_set("%zu bytes after the last tensor are not described by the header", data_size - at);
+        rc = -1;
+    }
+    return rc;
+}
+
+// The file's bytes and the header's length, checked against the file's size.
+static int read_file(st_file *f, const char *path, uint64_t *header_len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) FAIL("cannot open: %s", strerror(errno));
+    struct stat stt;
+    int rc = -1;
+    if (fstat(fileno(fp), &stt) || !S_ISREG(stt.st_mode))
+        err_set("not a regular file");
+    else if ((f->size = (size_t)stt.st_size) < 8)
+        err_set("truncated: %zu bytes, less than the 8-byte header length", f->size);
+    else if (!(f->bytes = malloc(f->size)))
+        err_set("out of host memory reading %zu bytes", f->size);
+    else if (fread(f->bytes, 1, f->size, fp) != f->size)
+        err_set("read failed");
+    else
+        rc = 0;
+    fclose(fp);
+    if (rc) return -1;
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)f->bytes[i] << (8 * i);
+    if (hl > ST_MAX_HEADER)
+        FAIL("header length %llu exceeds the %u-byte limit", (unsigned long long)hl, ST_MAX_HEADER);
+    if (hl > f->size - 8)
+        FAIL("header length %llu runs past the end of the file (%zu bytes)", (unsigned long long)hl,
+             f->size);
+    if (hl < 2) FAIL("header of %llu bytes is too short for a JSON object", (unsigned long long)hl);
+    *header_len = hl;
+    return 0;
+}
+
+static int parse_header(st_file *f, const json_value *root) {
+    if (root->type != JSON_OBJECT) FAIL("header is not a JSON object");
+    f->entries = calloc(root->n ? root->n : 1, sizeof *f->entries);
+    if (!f->entries) FAIL("out of host memory");
+    size_t data_size = f->size - f->data_start;
+    for (size_t i = 0; i < root->n; i++) {
+        const char *key = root->keys[i];
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(root->keys[j], key)) FAIL("duplicate name '%s'", key);
+        if (!strcmp(key, "__metadata__")) {
+            if (parse_metadata(f, &root->items[i])) return -1;
+            continue;
+        }
+        if (parse_entry(key, &root->items[i], data_size, &f->entries[f->n_entries])) return -1;
+        f->n_entries++;
+    }
+    return check_coverage(f, data_size);
+}
+#undef FAIL
 
 st_file *st_open(const char *path) {
     st_file *f = calloc(1, sizeof *f);
-    json_value *root = NULL;
-    st_entry **sorted = NULL;
-    FILE *fp = NULL;
     if (!f) {
         err_set("%s: out of host memory", path);
         return NULL;
     }
     f->path = strdup(path);
-    fp = fopen(path, "rb");
-    if (!fp) BAD("cannot open: %s", strerror(errno));
-    struct stat stt;
-    if (fstat(fileno(fp), &stt) || !S_ISREG(stt.st_mode)) BAD("not a regular file");
-    f->size = (size_t)stt.st_size;
-    if (f->size < 8) BAD("truncated: %zu bytes, less than the 8-byte header length", f->size);
-    f->bytes = malloc(f->size);
-    if (!f->bytes) BAD("out of host memory reading %zu bytes", f->size);
-    if (fread(f->bytes, 1, f->size, fp) != f->size) BAD("read failed");
-    fclose(fp);
-    fp = NULL;
-    uint64_t hl = 0;
-    for (int i = 0; i < 8; i++) hl |= (uint64_t)f->bytes[i] << (8 * i);
-    if (hl > ST_MAX_HEADER)
-        BAD("header length %llu exceeds the %u-byte limit", (unsigned long long)hl, ST_MAX_HEADER);
-    if (hl > f->size - 8)
-        BAD("header length %llu runs past the end of the file (%zu bytes)", (unsigned long long)hl,
-            f->size);
-    if (hl < 2) BAD("header of %llu bytes is too short for a JSON object", (unsigned long long)hl);
-    f->data_start = 8 + hl;
-    size_t data_size = f->size - f->data_start;
-    root = json_parse((const char *)f->bytes + 8, hl);
-    if (!root) BAD("header is not valid JSON: %s", err_message());
-    if (root->type != JSON_OBJECT) BAD("header is not a JSON object");
-    f->entries = calloc(root->n ? root->n : 1, sizeof *f->entries);
-    sorted = calloc(root->n ? root->n : 1, sizeof *sorted);
-    if (!f->entries || !sorted) BAD("out of host memory");
-    for (size_t i = 0; i < root->n; i++) {
-        const char *key = root->keys[i];
-        const json_value *v = &root->items[i];
-        for (size_t j = 0; j < i; j++)
-            if (!strcmp(root->keys[j], key)) BAD("duplicate name '%s'", key);
-        if (!strcmp(key, "__metadata__")) {
-            if (v->type != JSON_OBJECT) BAD("__metadata__ is not an object");
-            f->meta = calloc(v->n ? v->n : 1, sizeof *f->meta);
-            if (!f->meta) BAD("out of host memory");
-            for (size_t k = 0; k < v->n; k++) {
-                if (v->items[k].type != JSON_STRING)
-                    BAD("__metadata__ value '%s' is not a string", v->keys[k]);
-                snprintf(f->meta[k].key, sizeof f->meta[k].key, "%s", v->keys[k]);
-                snprintf(f->meta[k].value, sizeof f->meta[k].value, "%s", v->items[k].string);
-            }
-            f->n_meta = (int)v->n;
-            continue;
-        }
-        if (v->type != JSON_OBJECT) BAD("entry '%s' is not an object", key);
-        const json_value *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"),
-                         *off = json_get(v, "data_offsets");
-        if (!dt || !sh || !off || v->n != 3)
-            BAD("entry '%s' must have exactly dtype, shape and data_offsets", key);
-        st_entry *e = &f->entries[f->n_entries];
-        if (dt->type != JSON_STRING) BAD("entry '%s': dtype is not a string", key);
-        if (!strcmp(dt->string, "F32"))
-            e->dtype = TENSOR_F32;
-        else if (!strcmp(dt->string, "F64"))
-            e->dtype = TENSOR_F64;
-        else {
-            static const char *const known[] = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3",
-                                                "I16",  "U16", "F16", "BF16",    "I32",
-                                                "U32",  "I64", "U64"};
-            bool is_known = false;
-            for (size_t k = 0; k < sizeof known / sizeof *known; k++)
-                is_known |= !strcmp(dt->string, known[k]);
-            BAD("entry '%s': dtype '%s' is %s", key, dt->string,
-                is_known ? "valid safetensors but not supported here (F32 and F64 are)"
-                         : "not a safetensors dtype");
-        }
-        if (sh->type != JSON_ARRAY || sh->n > TENSOR_MAX_DIMS)
-            BAD("entry '%s': shape must be an array of at most %d integers", key, TENSOR_MAX_DIMS);
-        uint64_t numel = 1;
-        for (size_t d = 0; d < sh->n; d++) {
-            if (!is_uint(&sh->items[d]))
-                BAD("entry '%s': shape[%zu] is not a non-negative integer", key, d);
-            e->shape[d] = (int64_t)sh->items[d].number;
-            if (e->shape[d] && numel > (UINT64_C(1) << 50) / (uint64_t)e->shape[d])
-                BAD("entry '%s': shape too large", key);
-            numel *= (uint64_t)e->shape[d];
-        }
-        e->ndim = (int)sh->n;
-        if (off->type != JSON_ARRAY || off->n != 2 || !is_uint(&off->items[0]) ||
-            !is_uint(&off->items[1]))
-            BAD("entry '%s': data_offsets must be two non-negative integers", key);
-        e->begin = (size_t)off->items[0].number;
-        e->end = (size_t)off->items[1].number;
-        if (e->begin > e->end)
-            BAD("entry '%s': data_offsets [%zu, %zu] are reversed", key, e->begin, e->end);
-        if (e->end > data_size)
-            BAD("entry '%s': data_offsets [%zu, %zu] run past the data section (%zu bytes)", key,
-                e->begin, e->end, data_size);
-        if (e->end - e->begin != numel * tensor_dtype_size(e->dtype))
-            BAD("entry '%s': %zu bytes but shape and dtype need %llu", key, e->end - e->begin,
-                (unsigned long long)(numel * tensor_dtype_size(e->dtype)));
-        e->name = strdup(key);
-        if (!e->name) BAD("out of host memory");
-        sorted[f->n_entries] = e;
-        f->n_entries++;
+    uint64_t hl;
+    json_value *root = NULL;
+    if (!read_file(f, path, &hl)) {
+        f->data_start = 8 + hl;
+        root = json_parse((const char *)f->bytes + 8, hl);
+        if (!root) err_prefix("header is not valid JSON: ");
     }
-    // the data section is covered exactly: no overlaps, no holes
-    qsort(sorted, (size_t)f->n_entries, sizeof *sorted, cmp_begin);
-    size_t at = 0;
-    for (int i = 0; i < f->n_entries; i++) {
-        if (sorted[i]->begin < at)
-            BAD("entries '%s' and '%s' overlap", sorted[i - 1]->name, sorted[i]->name);
-        if (sorted[i]->begin > at)
-            BAD("a hole of %zu bytes before entry '%s'", sorted[i]->begin - at, sorted[i]->name);
-        at = sorted[i]->end;
-    }
-    if (at != data_size)
-        BAD("%zu bytes after the last tensor are not described by the header", data_size - at);
-    free(sorted);
+    int rc = root ? parse_header(f, root) : -1;
     json_free(root);
+    if (rc) {
+        err_prefix("%s: ", path);
+        st_close(f);
+        return NULL;
+    }
     return f;
-fail:
-    if (fp) fclose(fp);
-    free(sorted);
-    json_free(root);
-    st_close(f);
-    return NULL;
 }
 
 const st_entry *st_find(const st_file *f, const char *name) {

@@ -74,20 +74,26 @@ static int sum_backward(ag_node *n, tensor *g, tensor **gin) {
     return gin[0] ? 0 : -1;
 }
 
-tensor *op_sum(tensor *x, int n_axes, const int *axes, bool keepdim) {
+// A reduction recorded with its backward: the forward without recording, then one node.
+static tensor *reduce_op(const char *who, reduce_kind kind, ag_backward_fn backward, tensor *x,
+                         int n_axes, const int *axes, bool keepdim) {
     if (!x) return NULL;
     bool mask[TENSOR_MAX_DIMS];
-    if (axes_mask("sum", x, n_axes, axes, mask)) return NULL;
+    if (axes_mask(who, x, n_axes, axes, mask)) return NULL;
     tensor *out;
     {
         bool prev = ag_set_grad_enabled(false);
-        out = squeeze(reduce_keepdim("sum", REDUCE_SUM, x, mask), mask, keepdim);
+        out = squeeze(reduce_keepdim(who, kind, x, mask), mask, keepdim);
         ag_set_grad_enabled(prev);
     }
     reduce_ctx c = {.n_axes = n_axes, .keepdim = keepdim};
     if (n_axes) memcpy(c.axes, axes, (size_t)n_axes * sizeof *axes);
-    if (out && ag_record(out, "sum", sum_backward, 1, &x, &c, sizeof c)) return NULL;
+    if (out && ag_record(out, who, backward, 1, &x, &c, sizeof c)) return NULL;
     return out;
+}
+
+tensor *op_sum(tensor *x, int n_axes, const int *axes, bool keepdim) {
+    return reduce_op("sum", REDUCE_SUM, sum_backward, x, n_axes, axes, keepdim);
 }
 
 tensor *op_mean(tensor *x, int n_axes, const int *axes, bool keepdim) {
@@ -114,17 +120,5 @@ static int max_backward(ag_node *n, tensor *g, tensor **gin) {
 }
 
 tensor *op_max(tensor *x, int n_axes, const int *axes, bool keepdim) {
-    if (!x) return NULL;
-    bool mask[TENSOR_MAX_DIMS];
-    if (axes_mask("max", x, n_axes, axes, mask)) return NULL;
-    tensor *out;
-    {
-        bool prev = ag_set_grad_enabled(false);
-        out = squeeze(reduce_keepdim("max", REDUCE_MAX, x, mask), mask, keepdim);
-        ag_set_grad_enabled(prev);
-    }
-    reduce_ctx c = {.n_axes = n_axes, .keepdim = keepdim};
-    if (n_axes) memcpy(c.axes, axes, (size_t)n_axes * sizeof *axes);
-    if (out && ag_record(out, "max", max_backward, 1, &x, &c, sizeof c)) return NULL;
-    return out;
+    return reduce_op("max", REDUCE_MAX, max_backward, x, n_axes, axes, keepdim);
 }

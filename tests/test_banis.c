@@ -9,6 +9,7 @@
 
 #include "../banis/baselines.h"
 #include "../banis/presets.h"
+#include "../banis/run.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
 
@@ -689,19 +690,131 @@ START_TEST(test_gpu_short_is_the_papers_networks_for_three_minutes) {
 }
 END_TEST
 
+// ---- the run folder (banis/run.h) -----------------------------------------------------------
+static void touch(const char *dir, const char *name, const char *text) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", p);
+    fputs(text, f);
+    fclose(f);
+}
+static bool exists(const char *dir, const char *name) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+static void fresh_dir(char *dir, size_t n, const char *name) {
+    snprintf(dir, n, "%s/banis-run-test-%d-%s", P_tmpdir, (int)getpid(), name);
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'-[0-9]*", dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_run_folder_never_mixes_two_runs) {
+    char dir[600];
+    fresh_dir(dir, sizeof dir, "mix");
+    banis_run_folder f, g;
+    ck_assert(!banis_run_holds(dir));
+    ck_assert_msg(!banis_run_open(&f, dir, false, true), "%s", err_message());
+    ck_assert_str_eq(f.dir, dir);
+    ck_assert(!f.moved && f.lock_fd >= 0 && exists(dir, "samples") && exists(dir, ".lock"));
+    // a second process (here a second open: flock is per open file) is told who holds it
+    ck_assert_int_eq(banis_run_open(&g, dir, true, true), -1);
+    char pid[40];
+    snprintf(pid, sizeof pid, "(process %d)", (int)getpid());
+    ck_assert_msg(strstr(err_message(), "is in use by another banis-train") &&
+                      strstr(err_message(), pid),
+                  "%s", err_message());
+    ck_assert_int_eq(g.lock_fd, -1);
+    touch(dir, "metrics.csv", "step,loss\n");
+    ck_assert(banis_run_holds(dir));
+    banis_run_close(&f);
+    ck_assert_int_eq(f.lock_fd, -1);
+    // a fresh run into a folder that holds one: refused when named, else the next free -N
+    ck_assert_int_eq(banis_run_open(&g, dir, false, true), -1);
+    ck_assert_msg(strstr(err_message(), "holds a run already") && strstr(err_message(), "--resume"),
+                  "%s", err_message());
+    char want[700];
+    ck_assert_msg(!banis_run_open(&g, dir, false, false), "%s", err_message());
+    snprintf(want, sizeof want, "%s-2", dir);
+    ck_assert_str_eq(g.dir, want);
+    ck_assert(g.moved);
+    touch(g.dir, "checkpoint_latest.safetensors", "x");
+    banis_run_close(&g);
+    ck_assert_msg(!banis_run_open(&g, dir, false, false), "%s", err_message());
+    snprintf(want, sizeof want, "%s-3", dir);
+    ck_assert_str_eq(g.dir, want);
+    banis_run_close(&g);
+    // resuming opens the folder as it is
+    ck_assert_msg(!banis_run_open(&g, dir, true, true), "%s", err_message());
+    ck_assert_str_eq(g.dir, dir);
+    ck_assert(!g.moved);
+    banis_run_close(&g);
+}
+END_TEST
+
+START_TEST(test_run_folder_cleans_what_a_killed_run_left) {
+    char dir[600];
+    fresh_dir(dir, sizeof dir, "killed");
+    banis_run_folder f;
+    ck_assert(!banis_run_open(&f, dir, false, true));
+    banis_run_close(&f);
+    touch(dir, "checkpoint_latest.safetensors.tmp4242", "partial");
+    touch(dir, "checkpoint_step_000004.safetensors.tmp17", "partial");
+    touch(dir, "notes.safetensors.tmp1", "not ours");
+    touch(dir, "checkpoint_latest.safetensors", "whole");
+    ck_assert_msg(!banis_run_open(&f, dir, true, true), "%s", err_message());
+    ck_assert_int_eq(f.stale_removed, 2);
+    ck_assert(!exists(dir, "checkpoint_latest.safetensors.tmp4242"));
+    ck_assert(!exists(dir, "checkpoint_step_000004.safetensors.tmp17"));
+    ck_assert(exists(dir, "notes.safetensors.tmp1") &&
+              exists(dir, "checkpoint_latest.safetensors"));
+    // metrics past the checkpoint's step are dropped, the header and earlier rows kept
+    touch(dir, "metrics.csv", "step,loss\n1,0.5\n2,0.4\n3,0.3\n4,0.2\n5,0.1\n6,0.05\n");
+    char path[700];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    ck_assert_int_eq(banis_run_truncate_metrics(path, 4), 2);
+    FILE *m = fopen(path, "r");
+    char text[200] = "";
+    size_t n = fread(text, 1, sizeof text - 1, m);
+    fclose(m);
+    text[n] = 0;
+    ck_assert_str_eq(text, "step,loss\n1,0.5\n2,0.4\n3,0.3\n4,0.2\n");
+    ck_assert_int_eq(banis_run_truncate_metrics(path, 4), 0);
+    snprintf(path, sizeof path, "%s/absent.csv", dir);
+    ck_assert_int_eq(banis_run_truncate_metrics(path, 4), 0);
+    // pruning keeps the newest periodic checkpoints and never checkpoint_latest
+    for (int s = 1; s <= 7; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "checkpoint_step_%06d.safetensors", s * 100);
+        touch(dir, name, "x");
+    }
+    ck_assert_int_eq(banis_run_prune_checkpoints(dir, 3), 4);
+    ck_assert(!exists(dir, "checkpoint_step_000100.safetensors"));
+    ck_assert(!exists(dir, "checkpoint_step_000400.safetensors"));
+    ck_assert(exists(dir, "checkpoint_step_000500.safetensors"));
+    ck_assert(exists(dir, "checkpoint_step_000700.safetensors"));
+    ck_assert(exists(dir, "checkpoint_latest.safetensors"));
+    ck_assert_int_eq(banis_run_prune_checkpoints(dir, 3), 0);
+    banis_run_close(&f);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case(
         "banis", 300,
-        CHECK_TESTS(test_stages_update_exactly_their_parameters,
-                    test_identical_gen_ablation_skips_successor_steps_towards_g,
-                    test_stage_losses_match_independent_computation, test_gmi_on_hand_made_pairs,
-                    test_gmi_counts_blank_reconstructions_as_unmatched,
-                    test_generator_last_layer_is_glorot_uniform, test_successor_optimizer_choice,
-                    test_diversity_and_saturation_of_generated_images,
-                    test_discriminator_win_watched, test_generator_statistics_per_input_kind,
-                    test_baselines_train_what_they_should,
-                    test_nuclei_dropped_translator_keeps_the_bright_cores,
-                    test_cpu_presets_pass_over_their_data_at_most_ten_times,
-                    test_gpu_short_is_the_papers_networks_for_three_minutes));
+        CHECK_TESTS(
+            test_stages_update_exactly_their_parameters,
+            test_identical_gen_ablation_skips_successor_steps_towards_g,
+            test_stage_losses_match_independent_computation, test_gmi_on_hand_made_pairs,
+            test_gmi_counts_blank_reconstructions_as_unmatched,
+            test_generator_last_layer_is_glorot_uniform, test_successor_optimizer_choice,
+            test_diversity_and_saturation_of_generated_images, test_discriminator_win_watched,
+            test_generator_statistics_per_input_kind, test_baselines_train_what_they_should,
+            test_nuclei_dropped_translator_keeps_the_bright_cores,
+            test_cpu_presets_pass_over_their_data_at_most_ten_times,
+            test_gpu_short_is_the_papers_networks_for_three_minutes,
+            test_run_folder_never_mixes_two_runs, test_run_folder_cleans_what_a_killed_run_left));
     return check_main("banis", tc);
 }

@@ -2,7 +2,7 @@
 #include <check.h>
 #include <stdio.h>
 
-#include "../tools/gradcheck_table.h"
+#include "gradcheck_table.h"
 #include "check_runner.h"
 
 START_TEST(test_case) {

@@ -120,17 +120,8 @@ static const char philox_source[] =
     "1.1102230246251565e-16;\n"
     "}\n";
 
-char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
-                              const tensor *const *ins, const char *op, char name[64]) {
-    const tensor *o0 = outs[0];
-    int n_ops = p->n_outputs + p->n_inputs, nd = L->nd;
-    bool contig = L->contig, draws = ew_uses_rng(p);
-    const char *I = L->idx32 ? "int" : "long long", *U = L->idx32 ? "unsigned" : "long long";
-    tensor_dtype dt[CUDA_EW_MAX_OPERANDS];
-    for (int k = 0; k < n_ops; k++)
-        dt[k] = (k < p->n_outputs ? outs[k] : ins[k - p->n_outputs])->dtype;
-    bool f64 = o0->dtype == TENSOR_F64;
-    const char *T = f64 ? "double" : "float";
+// ew_<op as an identifier>_<the program's key>: one kernel whatever op renders it.
+static void kernel_name(const char *op, uint64_t key, char name[64]) {
     char id[32]; // the op's name as an identifier
     int len = 0;
     for (const char *c = op; *c && len < (int)sizeof id - 1; c++)
@@ -138,7 +129,112 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
                         ? *c
                         : '_';
     id[len] = 0;
-    snprintf(name, 64, "ew_%s_%016llx", id, (unsigned long long)cuda_ew_key(p, L, outs, ins));
+    snprintf(name, 64, "ew_%s_%016llx", id, (unsigned long long)key);
+}
+
+// Each operand's offset o<k> for the flat index i: i itself when all are contiguous, else
+// from i's coordinates (the innermost dimension last), in 32- or 64-bit arithmetic.
+static void render_offsets(sbuf *s, const cuda_ew_layout *L, int n_ops) {
+    int nd = L->nd;
+    bool contig = L->contig;
+    const char *I = L->idx32 ? "int" : "long long", *U = L->idx32 ? "unsigned" : "long long";
+    if (contig) {
+        for (int k = 0; k < n_ops; k++) add(s, "    long long o%d = i;\n", k);
+    } else {
+        for (int k = 0; k < n_ops; k++) add(s, "    %s o%d = 0;\n", I, k);
+        add(s, "    %s r = (%s)i;\n", U, U);
+        for (int d = nd - 1; d >= 0; d--) {
+            if (d > 0)
+                add(s, "    { %s x = r %% (%s)a.shape[%d]; r /= (%s)a.shape[%d];", U, U, d, U, d);
+            else
+                add(s, "    { %s x = r;", U);
+            for (int k = 0; k < n_ops; k++)
+                add(s, " o%d += (%s)x * (%s)a.strides[%d][%d];", k, I, I, k, d);
+            add(s, " }\n");
+        }
+    }
+}
+
+// Node v's value: `T vV = <expression>;` (dt: each operand's dtype; slot: each constant's
+// argument slot, or -1 where it is written into the source).
+static void render_node(sbuf *s, const ew_program *p, int v, bool f64, const tensor_dtype *dt,
+                        const int *slot) {
+    const char *T = f64 ? "double" : "float";
+    const ew_node *e = &p->nodes[v];
+    add(s, "    %s v%d = ", T, v);
+    int a = e->a, b = e->b, c = e->c;
+    switch ((ew_opcode)e->op) {
+        case EW_INPUT: {
+            int k = p->n_outputs + e->input;
+            add(s, "(%s)((const %s *)a.ptr[%d])[o%d]", T, dt[k] == TENSOR_F64 ? "double" : "float",
+                k, k);
+            break;
+        }
+        case EW_CONST:
+            if (slot[v] >= 0)
+                add(s, "(%s)a.scalar[%d]", T, slot[v]);
+            else if (isnan(e->value))
+                add(s, "(%s)__longlong_as_double(0x7ff8000000000000ULL)", T);
+            else if (isinf(e->value))
+                add(s, "(%s)(%s__longlong_as_double(0x7ff0000000000000ULL))", T,
+                    e->value < 0 ? "-" : "");
+            else
+                add(s, "(%s)(%.17g)", T, e->value);
+            break;
+        case EW_NEG: add(s, "-v%d", a); break;
+        case EW_RAND_U01: add(s, "(%s)ew_u01(w[0], w[1])", T); break;
+        case EW_RAND_NORMAL:
+            add(s,
+                "(%s)(sqrt(-2.0 * log(ew_u01(w[0], w[1]))) * cos(6.283185307179586 * "
+                "ew_u01(w[2], w[3])))",
+                T);
+            break;
+        case EW_BERNOULLI: // compared in double, as on the CPU, so masks are bit-identical
+            if (p->nodes[a].op == EW_CONST && slot[a] >= 0)
+                add(s, "(%s)(ew_u01(w[0], w[1]) < a.scalar[%d])", T, slot[a]);
+            else
+                add(s, "(%s)(ew_u01(w[0], w[1]) < (double)v%d)", T, a);
+            break;
+        case EW_EXP:
+        case EW_LOG:
+        case EW_SQRT:
+        case EW_RSQRT:
+        case EW_ABS:
+        case EW_TANH: add(s, "%s(v%d)", fn1(e->op, f64), a); break;
+        case EW_SIGMOID:
+            add(s, f64 ? "1.0 / (1.0 + exp(-v%d))" : "1.0f / (1.0f + expf(-v%d))", a);
+            break;
+        case EW_RELU: add(s, "v%d > 0 ? v%d : 0", a, a); break;
+        case EW_SIGN: add(s, "(%s)((v%d > 0) - (v%d < 0))", T, a, a); break;
+        case EW_ADD: add(s, "v%d + v%d", a, b); break;
+        case EW_SUB: add(s, "v%d - v%d", a, b); break;
+        case EW_MUL: add(s, "v%d * v%d", a, b); break;
+        case EW_DIV: add(s, "v%d / v%d", a, b); break;
+        case EW_MAX: add(s, "v%d >= v%d ? v%d : v%d", a, b, a, b); break;
+        case EW_MIN: add(s, "v%d <= v%d ? v%d : v%d", a, b, a, b); break;
+        case EW_POW: add(s, "%s(v%d, v%d)", f64 ? "pow" : "powf", a, b); break;
+        case EW_LT: add(s, "(%s)(v%d < v%d)", T, a, b); break;
+        case EW_LE: add(s, "(%s)(v%d <= v%d)", T, a, b); break;
+        case EW_GT: add(s, "(%s)(v%d > v%d)", T, a, b); break;
+        case EW_GE: add(s, "(%s)(v%d >= v%d)", T, a, b); break;
+        case EW_EQ: add(s, "(%s)(v%d == v%d)", T, a, b); break;
+        case EW_NE: add(s, "(%s)(v%d != v%d)", T, a, b); break;
+        case EW_WHERE: add(s, "v%d != 0 ? v%d : v%d", a, b, c); break;
+        default: add(s, "0"); break;
+    }
+    add(s, ";\n");
+}
+
+char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tensor *const *outs,
+                              const tensor *const *ins, const char *op, char name[64]) {
+    const tensor *o0 = outs[0];
+    int n_ops = p->n_outputs + p->n_inputs, nd = L->nd;
+    bool contig = L->contig, draws = ew_uses_rng(p);
+    tensor_dtype dt[CUDA_EW_MAX_OPERANDS];
+    for (int k = 0; k < n_ops; k++)
+        dt[k] = (k < p->n_outputs ? outs[k] : ins[k - p->n_outputs])->dtype;
+    bool f64 = o0->dtype == TENSOR_F64;
+    kernel_name(op, cuda_ew_key(p, L, outs, ins), name);
     double scalars[EW_MAX_NODES];
     int slot[EW_MAX_NODES];
     ew_scalar_args(p, scalars, slot);
@@ -162,89 +258,11 @@ char *cuda_render_elementwise(const ew_program *p, const cuda_ew_layout *L, tens
             " i += (long long)gridDim.x * blockDim.x) {\n");
     if (draws)
         add(&s, "    unsigned w[4]; ew_philox(a.rng_seed, rng_base + (unsigned long long)i, w);\n");
-    if (contig) {
-        for (int k = 0; k < n_ops; k++) add(&s, "    long long o%d = i;\n", k);
-    } else {
-        for (int k = 0; k < n_ops; k++) add(&s, "    %s o%d = 0;\n", I, k);
-        add(&s, "    %s r = (%s)i;\n", U, U);
-        for (int d = nd - 1; d >= 0; d--) {
-            if (d > 0)
-                add(&s, "    { %s x = r %% (%s)a.shape[%d]; r /= (%s)a.shape[%d];", U, U, d, U, d);
-            else
-                add(&s, "    { %s x = r;", U);
-            for (int k = 0; k < n_ops; k++)
-                add(&s, " o%d += (%s)x * (%s)a.strides[%d][%d];", k, I, I, k, d);
-            add(&s, " }\n");
-        }
-    }
+    render_offsets(&s, L, n_ops);
     bool live[EW_MAX_NODES];
     ew_live_nodes(p, live);
-    for (int v = 0; v < p->n_nodes; v++) {
-        if (!live[v]) continue;
-        const ew_node *e = &p->nodes[v];
-        add(&s, "    %s v%d = ", T, v);
-        int a = e->a, b = e->b, c = e->c;
-        switch ((ew_opcode)e->op) {
-            case EW_INPUT: {
-                int k = p->n_outputs + e->input;
-                add(&s, "(%s)((const %s *)a.ptr[%d])[o%d]", T,
-                    dt[k] == TENSOR_F64 ? "double" : "float", k, k);
-                break;
-            }
-            case EW_CONST:
-                if (slot[v] >= 0)
-                    add(&s, "(%s)a.scalar[%d]", T, slot[v]);
-                else if (isnan(e->value))
-                    add(&s, "(%s)__longlong_as_double(0x7ff8000000000000ULL)", T);
-                else if (isinf(e->value))
-                    add(&s, "(%s)(%s__longlong_as_double(0x7ff0000000000000ULL))", T,
-                        e->value < 0 ? "-" : "");
-                else
-                    add(&s, "(%s)(%.17g)", T, e->value);
-                break;
-            case EW_NEG: add(&s, "-v%d", a); break;
-            case EW_RAND_U01: add(&s, "(%s)ew_u01(w[0], w[1])", T); break;
-            case EW_RAND_NORMAL:
-                add(&s,
-                    "(%s)(sqrt(-2.0 * log(ew_u01(w[0], w[1]))) * cos(6.283185307179586 * "
-                    "ew_u01(w[2], w[3])))",
-                    T);
-                break;
-            case EW_BERNOULLI: // compared in double, as on the CPU, so masks are bit-identical
-                if (p->nodes[a].op == EW_CONST && slot[a] >= 0)
-                    add(&s, "(%s)(ew_u01(w[0], w[1]) < a.scalar[%d])", T, slot[a]);
-                else
-                    add(&s, "(%s)(ew_u01(w[0], w[1]) < (double)v%d)", T, a);
-                break;
-            case EW_EXP:
-            case EW_LOG:
-            case EW_SQRT:
-            case EW_RSQRT:
-            case EW_ABS:
-            case EW_TANH: add(&s, "%s(v%d)", fn1(e->op, f64), a); break;
-            case EW_SIGMOID:
-                add(&s, f64 ? "1.0 / (1.0 + exp(-v%d))" : "1.0f / (1.0f + expf(-v%d))", a);
-                break;
-            case EW_RELU: add(&s, "v%d > 0 ? v%d : 0", a, a); break;
-            case EW_SIGN: add(&s, "(%s)((v%d > 0) - (v%d < 0))", T, a, a); break;
-            case EW_ADD: add(&s, "v%d + v%d", a, b); break;
-            case EW_SUB: add(&s, "v%d - v%d", a, b); break;
-            case EW_MUL: add(&s, "v%d * v%d", a, b); break;
-            case EW_DIV: add(&s, "v%d / v%d", a, b); break;
-            case EW_MAX: add(&s, "v%d >= v%d ? v%d : v%d", a, b, a, b); break;
-            case EW_MIN: add(&s, "v%d <= v%d ? v%d : v%d", a, b, a, b); break;
-            case EW_POW: add(&s, "%s(v%d, v%d)", f64 ? "pow" : "powf", a, b); break;
-            case EW_LT: add(&s, "(%s)(v%d < v%d)", T, a, b); break;
-            case EW_LE: add(&s, "(%s)(v%d <= v%d)", T, a, b); break;
-            case EW_GT: add(&s, "(%s)(v%d > v%d)", T, a, b); break;
-            case EW_GE: add(&s, "(%s)(v%d >= v%d)", T, a, b); break;
-            case EW_EQ: add(&s, "(%s)(v%d == v%d)", T, a, b); break;
-            case EW_NE: add(&s, "(%s)(v%d != v%d)", T, a, b); break;
-            case EW_WHERE: add(&s, "v%d != 0 ? v%d : v%d", a, b, c); break;
-            default: add(&s, "0"); break;
-        }
-        add(&s, ";\n");
-    }
+    for (int v = 0; v < p->n_nodes; v++)
+        if (live[v]) render_node(&s, p, v, f64, dt, slot);
     for (int k = 0; k < p->n_outputs; k++)
         add(&s, "    ((%s *)a.ptr[%d])[o%d] = (%s)v%d;\n", dt[k] == TENSOR_F64 ? "double" : "float",
             k, k, dt[k] == TENSOR_F64 ? "double" : "float", p->outputs[k]);

@@ -353,15 +353,14 @@ __device__ __forceinline__ void k_range(const cuda_gemm_args &g, int &kb, int &k
     ke = split ? min(g.K, kb + g.k_chunk) : g.K;
 }
 
-// exact: each thread a 4 x 8 tile of C (rows ty*4.., columns tx + 16 j)
-template <int P, typename T>
-__device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
-    constexpr int BK = 16;
-    __shared__ T As[BM][BK + 1], Bs[BK][BN + 1];
-    tile_loader<P, T, BK> L;
-    L.init(a, b, g);
-    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-    T acc[4][8] = {};
+// The main loop both GEMM forms share: K in tiles of BK from the block's share (k_range), each
+// tile loaded into registers while the one before it is computed, then staged in shared memory
+// (A m-major at As[m][k], B k-major at Bs[k][n], each element through `cvt`). compute() reads
+// the staged tile between the two barriers.
+template <int P, typename T, int BK, typename S, int AW, int BW, typename Cvt, typename Compute>
+__device__ __forceinline__ void k_loop(tile_loader<P, T, BK> &L, const cuda_gemm_args &g,
+                                       S (&As)[BM][AW], S (&Bs)[BK][BW], Cvt cvt, Compute compute) {
+    int tid = threadIdx.x;
     T ra[tile_loader<P, T, BK>::NA], rb[tile_loader<P, T, BK>::NB];
     int kb, ke;
     k_range<P>(g, kb, ke);
@@ -373,29 +372,45 @@ __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
 #pragma unroll
         for (int i = 0; i < L.NA; i++) {
             int e = tid + 256 * i;
-            As[e / BK][e % BK] = ra[i];
+            As[e / BK][e % BK] = cvt(ra[i]);
         }
 #pragma unroll
-        for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
+        for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = cvt(rb[i]);
         __syncthreads();
         if (k0 + BK < ke) {
             L.load_a(k0 + BK, ra);
             L.load_b(k0 + BK, rb);
         }
-#pragma unroll
-        for (int kk = 0; kk < BK; kk++) {
-            T av[4], bv[8];
-#pragma unroll
-            for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
-#pragma unroll
-            for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
-        }
+        compute();
         __syncthreads();
     }
+}
+
+// exact: each thread a 4 x 8 tile of C (rows ty*4.., columns tx + 16 j)
+template <int P, typename T>
+__device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
+    constexpr int BK = 16;
+    __shared__ T As[BM][BK + 1], Bs[BK][BN + 1];
+    tile_loader<P, T, BK> L;
+    L.init(a, b, g);
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    T acc[4][8] = {};
+    k_loop(
+        L, g, As, Bs, [](T v) { return v; },
+        [&]() {
+#pragma unroll
+            for (int kk = 0; kk < BK; kk++) {
+                T av[4], bv[8];
+#pragma unroll
+                for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
+#pragma unroll
+                for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+            }
+        });
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 8; j++)
             store_c<P, T>(c, g, blockIdx.z, L.m0 + ty * 4 + i, L.n0 + tx + 16 * j, acc[i][j]);
@@ -417,50 +432,32 @@ __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_a
     int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
     int gq = lane / 4, t = lane % 4;
     float acc[2][4][4] = {};
-    float ra[tile_loader<P, float, BK>::NA], rb[tile_loader<P, float, BK>::NB];
-    int kb, ke;
-    k_range<P>(g, kb, ke);
-    if (kb < ke) {
-        L.load_a(kb, ra);
-        L.load_b(kb, rb);
-    }
-    for (int k0 = kb; k0 < ke; k0 += BK) {
+    k_loop(
+        L, g, As, Bs, [](float v) { return to_tf32(v); },
+        [&]() {
 #pragma unroll
-        for (int i = 0; i < L.NA; i++) {
-            int e = tid + 256 * i;
-            As[e / BK][e % BK] = to_tf32(ra[i]);
-        }
+            for (int ks = 0; ks < BK; ks += 8) {
+                unsigned af[2][4], bf[4][2];
 #pragma unroll
-        for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = to_tf32(rb[i]);
-        __syncthreads();
-        if (k0 + BK < ke) {
-            L.load_a(k0 + BK, ra);
-            L.load_b(k0 + BK, rb);
-        }
+                for (int mi = 0; mi < 2; mi++) {
+                    int rb0 = wm * 32 + mi * 16;
+                    af[mi][0] = As[rb0 + gq][ks + t];
+                    af[mi][1] = As[rb0 + gq + 8][ks + t];
+                    af[mi][2] = As[rb0 + gq][ks + t + 4];
+                    af[mi][3] = As[rb0 + gq + 8][ks + t + 4];
+                }
 #pragma unroll
-        for (int ks = 0; ks < BK; ks += 8) {
-            unsigned af[2][4], bf[4][2];
+                for (int ni = 0; ni < 4; ni++) {
+                    int cb = wn * 32 + ni * 8;
+                    bf[ni][0] = Bs[ks + t][cb + gq];
+                    bf[ni][1] = Bs[ks + t + 4][cb + gq];
+                }
 #pragma unroll
-            for (int mi = 0; mi < 2; mi++) {
-                int rb0 = wm * 32 + mi * 16;
-                af[mi][0] = As[rb0 + gq][ks + t];
-                af[mi][1] = As[rb0 + gq + 8][ks + t];
-                af[mi][2] = As[rb0 + gq][ks + t + 4];
-                af[mi][3] = As[rb0 + gq + 8][ks + t + 4];
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], af[mi], bf[ni]);
             }
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) {
-                int cb = wn * 32 + ni * 8;
-                bf[ni][0] = Bs[ks + t][cb + gq];
-                bf[ni][1] = Bs[ks + t + 4][cb + gq];
-            }
-#pragma unroll
-            for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], af[mi], bf[ni]);
-        }
-        __syncthreads();
-    }
+        });
     for (int mi = 0; mi < 2; mi++)
         for (int ni = 0; ni < 4; ni++) {
             int r = L.m0 + wm * 32 + mi * 16 + gq, col = L.n0 + wn * 32 + ni * 8 + 2 * t;

@@ -15,11 +15,11 @@
 #include <omp.h>
 #endif
 
-#include "../tensor/clock.h"
-#include "../nn/nn.h"
-#include "../ops/backend.h"
-#include "../ops/cuda/cuda.h"
-#include "../tensor/error.h"
+#include "../../tensor/clock.h"
+#include "../../nn/nn.h"
+#include "../../ops/backend.h"
+#include "../../ops/cuda/cuda.h"
+#include "../../tensor/error.h"
 
 // The machine's FP32 peak: 12 independent FMA chains on vectors of the widest width the CPU
 // has (a vector wider than the registers would be kept in memory, and measure that instead),

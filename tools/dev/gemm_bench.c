@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../tensor/clock.h"
-#include "../ops/cpu/cpu.h"
+#include "../../tensor/clock.h"
+#include "../../ops/cpu/cpu.h"
 
 typedef struct {
     const char *what;

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ops/backend.h"
-#include "../ops/cuda/cuda.h"
-#include "../tensor/error.h"
-#include "gradcheck_table.h"
+#include "../../ops/backend.h"
+#include "../../ops/cuda/cuda.h"
+#include "../../tensor/error.h"
+#include "../../tests/gradcheck_table.h"
 
 int main(int argc, char **argv) {
     tensor_device_type dev = DEVICE_CPU;

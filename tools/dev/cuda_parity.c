@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ops/backend.h"
-#include "../ops/cuda/cuda.h"
-#include "../ops/ops.h"
-#include "../tensor/error.h"
-#include "gradcheck_table.h"
+#include "../../ops/backend.h"
+#include "../../ops/cuda/cuda.h"
+#include "../../ops/ops.h"
+#include "../../tensor/error.h"
+#include "../../tests/gradcheck_table.h"
 
 // Runs case c on `dev` from host inputs; returns outputs then input gradients, flattened.
 static double *run(const gradcheck_case *c, tensor_device_type dev, tensor_dtype dt,

@@ -2,7 +2,7 @@
 # CI: every C, header and CUDA source is as clang-format leaves it (.clang-format: 100 columns).
 # To apply: git ls-files '*.c' '*.h' '*.cu' | xargs clang-format -i
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 if ! command -v clang-format >/dev/null; then
     echo "check-format: clang-format is not installed (apt-get install clang-format)" >&2
     exit 1

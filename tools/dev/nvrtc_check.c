@@ -9,12 +9,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "../tensor/clock.h"
-#include "../banis/model.h"
-#include "../ops/cuda/cuda_nvrtc.h"
-#include "../ops/cuda/cuda_render.h"
-#include "../tensor/error.h"
-#include "gradcheck_table.h"
+#include "../../tensor/clock.h"
+#include "../../banis/model.h"
+#include "../../ops/cuda/cuda_nvrtc.h"
+#include "../../ops/cuda/cuda_render.h"
+#include "../../tensor/error.h"
+#include "../../tests/gradcheck_table.h"
 
 typedef struct {
     char name[64];

@@ -1,0 +1,556 @@
+// The paper's preprocessing of real images (dataset.h): the layouts (side by side, A/ and B/
+// folders, TIFF stacks with their channels), the embryo boxes, Otsu normalisation, resizing and
+// padding to 64x64 pairs.
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../../tensor/error.h"
+#include "dataset.h"
+
+prepare_options prepare_defaults(void) {
+    return (prepare_options){
+        .layout = LAYOUT_AUTO, .scale = 4, .channel_a = 0, .channel_b = 1, .tiff_channels = 0};
+}
+
+int prepare_read_boxes(const char *path, prepare_options *o) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        err_set("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[256];
+    int lineno = 0;
+    o->n_boxes = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        int b[4];
+        char extra;
+        int k = sscanf(line, "%d %d %d %d %c", &b[0], &b[1], &b[2], &b[3], &extra);
+        if (k <= 0) continue; // blank
+        if (k != 4 || b[0] < 0 || b[2] < 0 || b[1] <= b[0] || b[3] <= b[2]) {
+            fclose(f);
+            err_set("%s:%d: expected 'row0 row1 col0 col1' with row0 < row1, col0 < col1", path,
+                    lineno);
+            return -1;
+        }
+        if (o->n_boxes == PREP_MAX_BOXES) {
+            fclose(f);
+            err_set("%s: more than %d boxes", path, PREP_MAX_BOXES);
+            return -1;
+        }
+        memcpy(o->boxes[o->n_boxes++], b, sizeof b);
+    }
+    fclose(f);
+    if (!o->n_boxes) {
+        err_set("%s: no boxes", path);
+        return -1;
+    }
+    return 0;
+}
+
+void prepare_pad(const image *crop, float *out) {
+    // the background: mean of the crop's first 3 rows
+    double s = 0;
+    int rows = crop->h < 3 ? crop->h : 3;
+    for (int y = 0; y < rows; y++)
+        for (int x = 0; x < crop->w; x++) s += *image_at(crop, x, y);
+    float bg = (float)(s / (rows * crop->w));
+    for (int i = 0; i < BANIS_PIXELS; i++) out[i] = bg;
+    int w = crop->w < BANIS_SIDE ? crop->w : BANIS_SIDE,
+        h = crop->h < BANIS_SIDE ? crop->h : BANIS_SIDE;
+    int sx = (crop->w - w) / 2, sy = (crop->h - h) / 2; // centre-crop when larger
+    int ox = (BANIS_SIDE - w) / 2, oy = (BANIS_SIDE - h) / 2;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            out[(oy + y) * BANIS_SIDE + ox + x] = *image_at(crop, sx + x, sy + y);
+}
+
+// Otsu's threshold over values in [0, max].
+static float otsu(const image *im) {
+    int hist[256] = {0};
+    float mx = image_max(im);
+    if (mx <= 0) return 0;
+    size_t n = (size_t)im->w * (size_t)im->h;
+    for (size_t i = 0; i < n; i++) {
+        int b = (int)(im->data[i] / mx * 255);
+        hist[b < 0 ? 0 : b > 255 ? 255 : b]++;
+    }
+    double sum = 0, sum_b = 0, w_b = 0, best = -1;
+    for (int i = 0; i < 256; i++) sum += i * (double)hist[i];
+    int t = 0;
+    for (int i = 0; i < 256; i++) {
+        w_b += hist[i];
+        if (w_b == 0 || w_b == (double)n) continue;
+        sum_b += i * (double)hist[i];
+        double mb = sum_b / w_b, mf = (sum - sum_b) / ((double)n - w_b);
+        double between = w_b * ((double)n - w_b) * (mb - mf) * (mb - mf);
+        if (between > best) {
+            best = between;
+            t = i;
+        }
+    }
+    return (float)(t + 0.5) / 255 * mx;
+}
+
+static image *shrink(const image *raw, int scale) {
+    image *blur = image_gaussian_blur(raw, 5, 1.5);
+    if (!blur) return NULL;
+    int w = raw->w / scale, h = raw->h / scale;
+    image *small = w > 0 && h > 0 ? image_resize_lanczos(blur, w, h) : NULL;
+    if (!small && (w <= 0 || h <= 0))
+        err_set("image of %dx%d is smaller than the scale factor %d", raw->w, raw->h, scale);
+    image_free(blur);
+    return small;
+}
+
+static int emit(const image *sa, const image *sb, int x0, int y0, int w, int h, float ma, float mb,
+                float *out_a, float *out_b) {
+    image *ca = image_crop(sa, x0, y0, w, h), *cb = ca ? image_crop(sb, x0, y0, w, h) : NULL;
+    if (!ca || !cb) {
+        image_free(ca);
+        return -1;
+    }
+    if (ca->w > ca->h) { // a crop wider than tall is transposed
+        image *ta = image_transpose(ca), *tb = image_transpose(cb);
+        image_free(ca);
+        image_free(cb);
+        ca = ta;
+        cb = tb;
+        if (!ca || !cb) {
+            image_free(ca);
+            image_free(cb);
+            return -1;
+        }
+    }
+    prepare_pad(ca, out_a);
+    prepare_pad(cb, out_b);
+    // (x - m/2) / (m/2), m the raw image's maximum: [0, m] -> [-1, 1]
+    for (int i = 0; i < BANIS_PIXELS; i++) {
+        out_a[i] = ma > 0 ? (out_a[i] - ma / 2) / (ma / 2) : -1;
+        out_b[i] = mb > 0 ? (out_b[i] - mb / 2) / (mb / 2) : -1;
+        out_a[i] = out_a[i] < -1 ? -1 : out_a[i] > 1 ? 1 : out_a[i];
+        out_b[i] = out_b[i] < -1 ? -1 : out_b[i] > 1 ? 1 : out_b[i];
+    }
+    image_free(ca);
+    image_free(cb);
+    return 0;
+}
+
+int prepare_pair(const image *raw_a, const image *raw_b, const prepare_options *o, float *out_a,
+                 float *out_b) {
+    if (raw_a->w != raw_b->w || raw_a->h != raw_b->h) {
+        err_set("the two channels differ in size (%dx%d and %dx%d)", raw_a->w, raw_a->h, raw_b->w,
+                raw_b->h);
+        return -1;
+    }
+    int scale = o->scale > 0 ? o->scale : 1;
+    image *ga = image_grayscale(raw_a), *gb = ga ? image_grayscale(raw_b) : NULL;
+    image *sa = gb ? shrink(ga, scale) : NULL, *sb = sa ? shrink(gb, scale) : NULL;
+    float ma = ga ? image_max(ga) : 0, mb = gb ? image_max(gb) : 0;
+    int count = -1;
+    if (!sb) goto done;
+    count = 0;
+    if (o->n_boxes) {
+        for (int k = 0; k < o->n_boxes; k++) {
+            const int *bx = o->boxes[k]; // [row0, row1, col0, col1] at raw scale
+            int y0 = bx[0] / scale, y1 = bx[1] / scale, x0 = bx[2] / scale, x1 = bx[3] / scale;
+            if (x1 > sa->w || y1 > sa->h || x1 <= x0 || y1 <= y0) {
+                err_set("box %d [%d,%d,%d,%d] lies outside the %dx%d image", k, bx[0], bx[1], bx[2],
+                        bx[3], raw_a->w, raw_a->h);
+                count = -1;
+                goto done;
+            }
+            if (emit(sa, sb, x0, y0, x1 - x0, y1 - y0, ma, mb, out_a + count * BANIS_PIXELS,
+                     out_b + count * BANIS_PIXELS)) {
+                count = -1;
+                goto done;
+            }
+            count++;
+        }
+    } else {
+        // automatic: the bounding box of the foreground of both channels (Otsu), at most 64
+        image *sum = image_new(sa->w, sa->h, 1);
+        if (!sum) {
+            count = -1;
+            goto done;
+        }
+        for (size_t i = 0; i < (size_t)sa->w * (size_t)sa->h; i++)
+            sum->data[i] = (ma > 0 ? sa->data[i] / ma : 0) + (mb > 0 ? sb->data[i] / mb : 0);
+        float t = otsu(sum);
+        int x0 = sa->w, y0 = sa->h, x1 = -1, y1 = -1;
+        for (int y = 0; y < sa->h; y++)
+            for (int x = 0; x < sa->w; x++)
+                if (*image_at(sum, x, y) > t) {
+                    x0 = x < x0 ? x : x0;
+                    y0 = y < y0 ? y : y0;
+                    x1 = x > x1 ? x : x1;
+                    y1 = y > y1 ? y : y1;
+                }
+        image_free(sum);
+        if (x1 < 0) {
+            x0 = 0;
+            y0 = 0;
+            x1 = sa->w - 1;
+            y1 = sa->h - 1;
+        } // blank: take it all
+        int cx = (x0 + x1 + 1) / 2, cy = (y0 + y1 + 1) / 2;
+        int w = x1 - x0 + 1, h = y1 - y0 + 1;
+        int side = BANIS_SIDE;
+        if (w > h) {
+            int t2 = side;
+            side = t2;
+        } // transposition happens after the crop
+        w = w > side ? side : w;
+        h = h > side ? side : h;
+        x0 = cx - w / 2;
+        y0 = cy - h / 2;
+        x0 = x0 < 0 ? 0 : x0 + w > sa->w ? sa->w - w : x0;
+        y0 = y0 < 0 ? 0 : y0 + h > sa->h ? sa->h - h : y0;
+        if (emit(sa, sb, x0, y0, w, h, ma, mb, out_a, out_b))
+            count = -1;
+        else
+            count = 1;
+    }
+done:
+    image_free(ga);
+    image_free(gb);
+    image_free(sa);
+    image_free(sb);
+    return count;
+}
+
+// ---- folders ------------------------------------------------------------------------------
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool image_name(const char *n) {
+    const char *dot = strrchr(n, '.');
+    return dot &&
+           (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".tif") || !strcasecmp(dot, ".tiff"));
+}
+
+// Sorted image file names in dir.
+static int list_images(const char *dir, char ***names) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        err_set("%s: cannot open folder: %s", dir, strerror(errno));
+        return -1;
+    }
+    int n = 0, cap = 0;
+    char **v = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !image_name(e->d_name)) continue;
+        if (!strcmp(e->d_name, "contact_sheet.png"))
+            continue; // the overview banis-data writes, not a pair
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **g = realloc(v, sizeof *v * (size_t)cap);
+            if (!g) break;
+            v = g;
+        }
+        v[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (n == 0) {
+        free(v);
+        err_set("%s: no PNG or TIFF images in this folder", dir);
+        return -1;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    *names = v;
+    return n;
+}
+
+static void free_names(char **v, int n) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static int append(banis_dataset *d, int *cap, const float *a, const float *b, int k) {
+    if (d->n + k > *cap) {
+        int c = (*cap ? 2 * *cap : 256) + k;
+        float *na = realloc(d->a, sizeof(float) * BANIS_PIXELS * (size_t)c);
+        if (!na) return -1;
+        d->a = na;
+        float *nb = realloc(d->b, sizeof(float) * BANIS_PIXELS * (size_t)c);
+        if (!nb) return -1;
+        d->b = nb;
+        *cap = c;
+    }
+    memcpy(d->a + (size_t)d->n * BANIS_PIXELS, a, sizeof(float) * BANIS_PIXELS * (size_t)k);
+    memcpy(d->b + (size_t)d->n * BANIS_PIXELS, b, sizeof(float) * BANIS_PIXELS * (size_t)k);
+    d->n += k;
+    return 0;
+}
+
+static image *grey_page(const char *path, image **pages, int i) {
+    image *g = image_grayscale(pages[i]);
+    if (!g) err_prefix("%s: ", path);
+    return g;
+}
+
+static const char *layout_name(data_layout l) {
+    return l == LAYOUT_FOLDERS        ? "folders"
+           : l == LAYOUT_TIFF         ? "tiff"
+           : l == LAYOUT_SIDE_BY_SIDE ? "side-by-side"
+                                      : "auto";
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+// A file whose pages form a stack: several pages, 2 channels per pixel, or metadata saying so.
+static bool is_stack(int n_pages, image **pages, const image_stack_info *info) {
+    return n_pages > 1 || pages[0]->c == 2 || (info->source[0] && info->channels > 1);
+}
+
+// How the single-channel pages of a TIFF stack hold channels, slices and frames: from its
+// ImageJ/OME metadata, or --tiff-channels; what neither settles is refused, naming the flag.
+static int stack_geometry(const char *path, int n_pages, const image_stack_info *meta,
+                          const prepare_options *o, image_stack_info *g) {
+    if (meta->source[0]) {
+        if (o->tiff_channels > 0 && o->tiff_channels != meta->channels) {
+            err_set("%s: its %s metadata says %d channel%s, --tiff-channels says %d: drop the flag "
+                    "(or fix the file)",
+                    path, meta->source, meta->channels, meta->channels == 1 ? "" : "s",
+                    o->tiff_channels);
+            return -1;
+        }
+        long long pages = (long long)meta->channels * meta->slices * meta->frames; // each <= 4096
+        if (pages != n_pages) {
+            err_set("%s: its %s metadata says %d channels x %d slices x %d frames = %lld pages; "
+                    "the file has %d",
+                    path, meta->source, meta->channels, meta->slices, meta->frames, pages, n_pages);
+            return -1;
+        }
+        *g = *meta;
+        return 0;
+    }
+    if (o->tiff_channels <= 0) {
+        err_set(
+            "%s: %d single-channel pages and no ImageJ or OME description of its channels: give "
+            "--tiff-channels N (pages alternate channels: page = slice * N + channel)",
+            path, n_pages);
+        return -1;
+    }
+    if (n_pages % o->tiff_channels) {
+        err_set("%s: %d pages do not divide into %d channels", path, n_pages, o->tiff_channels);
+        return -1;
+    }
+    *g = (image_stack_info){.channels = o->tiff_channels,
+                            .slices = n_pages / o->tiff_channels,
+                            .frames = 1,
+                            .order = "CZT"};
+    return 0;
+}
+
+// The pairs of one TIFF stack: every slice (and frame), or the middle half of them.
+static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **pa, int na,
+                         const image_stack_info *meta, const prepare_options *o, float *ca,
+                         float *cb) {
+    bool multi = pa[0]->c > 1; // channels interleaved in each page: pages are slices
+    image_stack_info g = {.channels = pa[0]->c, .slices = na, .frames = 1, .order = "CZT"};
+    if (multi && meta->source[0] && meta->channels != pa[0]->c && meta->channels != 1) {
+        err_set("%s: its %s metadata says %d channels, its pages hold %d", path, meta->source,
+                meta->channels, pa[0]->c);
+        return -1;
+    }
+    if (!multi && stack_geometry(path, na, meta, o, &g)) return -1;
+    if (o->channel_a >= g.channels || o->channel_b >= g.channels) {
+        err_set("%s: channels %d and %d requested (--channels); the file has %d", path,
+                o->channel_a, o->channel_b, g.channels);
+        return -1;
+    }
+    int count = g.slices * g.frames, s0 = 0, s1 = count;
+    if (o->middle_half && count >= 4) {
+        s0 = count / 4;
+        s1 = s0 + count / 2;
+    }
+    for (int i = 0; i < na; i++)
+        if (pa[i]->w != pa[0]->w || pa[i]->h != pa[0]->h || pa[i]->c != pa[0]->c) {
+            err_set("%s: page %d is %dx%d with %d channels, page 0 %dx%d with %d", path, i,
+                    pa[i]->w, pa[i]->h, pa[i]->c, pa[0]->w, pa[0]->h, pa[0]->c);
+            return -1;
+        }
+    for (int s = s0; s < s1; s++) {
+        int z = s % g.slices, t = s / g.slices;
+        image *ia, *ib;
+        if (multi) {
+            ia = image_channel(pa[s], o->channel_a);
+            ib = ia ? image_channel(pa[s], o->channel_b) : NULL;
+        } else {
+            ia = image_channel(pa[image_stack_page(&g, o->channel_a, z, t)], 0);
+            ib = ia ? image_channel(pa[image_stack_page(&g, o->channel_b, z, t)], 0) : NULL;
+        }
+        int got = ib ? prepare_pair(ia, ib, o, ca, cb) : -1;
+        image_free(ia);
+        image_free(ib);
+        if (got < 0 || append(d, cap, ca, cb, got)) {
+            if (g.frames > 1)
+                err_prefix("%s slice %d frame %d: ", path, z, t);
+            else
+                err_prefix("%s slice %d: ", path, z);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// The pair of one side-by-side image: membrane on the left half, nuclei on the right.
+static int prepare_side_by_side(banis_dataset *d, int *cap, const char *path, image **pa,
+                                const prepare_options *o, float *ca, float *cb) {
+    image *g = grey_page(path, pa, 0);
+    if (!g) return -1;
+    if (g->w < 2 * o->scale) {
+        err_set("%s: %dx%d is too small to hold two side-by-side channels", path, g->w, g->h);
+        image_free(g);
+        return -1;
+    }
+    image *l = image_crop(g, 0, 0, g->w / 2, g->h),
+          *r = l ? image_crop(g, g->w / 2, 0, g->w / 2, g->h) : NULL;
+    int got = l && r ? prepare_pair(l, r, o, ca, cb) : -1;
+    image_free(l);
+    image_free(r);
+    image_free(g);
+    if (got < 0 || append(d, cap, ca, cb, got)) {
+        err_prefix("%s: ", path);
+        return -1;
+    }
+    return 0;
+}
+
+// The pair of A/name (read already: pa) and B/name.
+static int prepare_folders(banis_dataset *d, int *cap, const char *dir, const char *name,
+                           const char *path, image **pa, const prepare_options *o, float *ca,
+                           float *cb) {
+    char path_b[4096];
+    snprintf(path_b, sizeof path_b, "%s/B/%s", dir, name);
+    image **pb = NULL;
+    int nb = image_read(path_b, &pb);
+    if (nb < 0) {
+        err_prefix("no match for %s: ", path);
+        return -1;
+    }
+    if (nb > 1) {
+        err_set("%s: %d pages where the folders layout reads one slice per file: give "
+                "--layout tiff",
+                path_b, nb);
+        image_free_pages(pb, nb);
+        return -1;
+    }
+    image *ga = grey_page(path, pa, 0), *gb = ga ? grey_page(path_b, pb, 0) : NULL;
+    int got = gb ? prepare_pair(ga, gb, o, ca, cb) : -1;
+    image_free(ga);
+    image_free(gb);
+    image_free_pages(pb, nb);
+    if (got < 0 || append(d, cap, ca, cb, got)) {
+        err_prefix("%s: ", path);
+        return -1;
+    }
+    return 0;
+}
+
+// LAYOUT_AUTO: the first file decides (a stack, or one grey page of two channels side by
+// side; a colour image is ambiguous and refused); `note` says what was chosen and why.
+static int decide_layout(data_layout *layout, const char *path, const char *name, bool stack,
+                         image **pa, int na, const image_stack_info *info, char *note,
+                         size_t note_size) {
+    if (stack)
+        *layout = LAYOUT_TIFF;
+    else if (pa[0]->c >= 3) {
+        err_set("%s: a single colour image, which could be one slice side by side (membrane left, "
+                "nuclei right) or two channels in its colours: give --layout side-by-side, or "
+                "--layout tiff --channels A,B",
+                path);
+        return -1;
+    } else
+        *layout = LAYOUT_SIDE_BY_SIDE;
+    snprintf(note, note_size, "layout %s, from %s: %s", layout_name(*layout), name,
+             !stack            ? "one grey page"
+             : info->source[0] ? info->source
+             : na > 1          ? "several pages"
+                               : "channels");
+    return 0;
+}
+
+// The pairs of one file of the layout (LAYOUT_AUTO: decided by this file).
+static int prepare_file(banis_dataset *d, int *cap, const char *dir, const char *sub,
+                        const char *name, data_layout *layout, const prepare_options *o, float *ca,
+                        float *cb, char *note, size_t note_size) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", sub, name);
+    image **pa = NULL;
+    image_stack_info info;
+    int na = image_read_stack(path, &pa, &info);
+    if (na < 0) return -1;
+    bool stack = is_stack(na, pa, &info);
+    int rc = 0;
+    if (*layout == LAYOUT_AUTO)
+        rc = decide_layout(layout, path, name, stack, pa, na, &info, note, note_size);
+    if (!rc && stack && *layout != LAYOUT_TIFF) {
+        err_set("%s: a stack (%d page%s of %d channel%s%s%s) where the %s layout reads one slice "
+                "per file: give --layout tiff",
+                path, na, na == 1 ? "" : "s", pa[0]->c, pa[0]->c == 1 ? "" : "s",
+                info.source[0] ? ", described by " : "", info.source, layout_name(*layout));
+        rc = -1;
+    }
+    if (!rc && *layout == LAYOUT_SIDE_BY_SIDE)
+        rc = prepare_side_by_side(d, cap, path, pa, o, ca, cb);
+    else if (!rc && *layout == LAYOUT_FOLDERS)
+        rc = prepare_folders(d, cap, dir, name, path, pa, o, ca, cb);
+    else if (!rc)
+        rc = prepare_stack(d, cap, path, pa, na, &info, o, ca, cb);
+    image_free_pages(pa, na);
+    return rc;
+}
+
+banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
+    banis_dataset *d = calloc(1, sizeof *d);
+    int cap = 0, n_names = 0;
+    char **names = NULL;
+    char sub[4096], path_b[4096], note[160] = "";
+    float *ca = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
+    float *cb = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
+    if (!d || !ca || !cb) {
+        err_set("out of host memory");
+        goto fail;
+    }
+    data_layout layout = o->layout;
+    if (layout == LAYOUT_AUTO) {
+        snprintf(sub, sizeof sub, "%s/A", dir);
+        snprintf(path_b, sizeof path_b, "%s/B", dir);
+        if (is_dir(sub) && is_dir(path_b)) {
+            layout = LAYOUT_FOLDERS;
+            snprintf(note, sizeof note, "layout folders: found A/ and B/");
+        }
+    }
+    snprintf(sub, sizeof sub, "%s%s", dir, layout == LAYOUT_FOLDERS ? "/A" : "");
+    n_names = list_images(sub, &names);
+    if (n_names < 0) goto fail;
+    for (int f = 0; f < n_names; f++)
+        if (prepare_file(d, &cap, dir, sub, names[f], &layout, o, ca, cb, note, sizeof note))
+            goto fail;
+    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, n_names, note[0] ? "; " : "",
+             note);
+    free_names(names, n_names);
+    free(ca);
+    free(cb);
+    return d;
+fail:
+    free_names(names, n_names > 0 ? n_names : 0);
+    free(ca);
+    free(cb);
+    banis_dataset_free(d);
+    return NULL;
+}
