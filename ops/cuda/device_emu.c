@@ -28,7 +28,6 @@
 // cannot show: timing, races between asynchronous operations (it
 // is synchronous), the GPU's math library differences, shared-memory bank conflicts.
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -38,202 +37,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../../tensor/error.h"
 #include "device.h"
-#include "kernel_cache.h"
-#ifdef BANIS_HAVE_CUDA
-#include "cuda_nvrtc.h"
-#endif
-#include "emu_prelude.h" // generated from emu/prelude.h: static const char emu_prelude[]
-
-// the launch block shared with prelude.h (same layout)
-typedef struct {
-    void (*tramp)(void **args);
-    void **args;
-    const char *kernel;
-    unsigned grid[3], block[3];
-    unsigned long long first_block, end_block;
-    int order;
-    unsigned long long seed;
-    size_t stack_bytes;
-    volatile unsigned cur_block[3], cur_thread[3];
-    char fault[768];
-} emu_launch;
-
-typedef struct {
-    char name[128];
-    void (*tramp)(void **args);
-    int (*run)(emu_launch *L);
-    const unsigned *sizes; // the parameters' sizes, 0-terminated
-    bool launched;         // launched outside a capture at least once (its module is loaded)
-} emu_kernel;
+#include "emu/emu.h"
 
 static cudev dev;
-static int n_compiled, order, protect = 1, execute = 1, n_threads = 1, nvrtc_arch;
-static long page;
+static int order;
+emu_state emu = {.protect = 1, .execute = 1, .n_threads = 1};
+static int e_compile_count(void) { return emu.n_compiled; }
 
-// ---- capture refusals: what a capture may not do, kept for capture_end to report ----------------
-static bool recording_now; // a graph is being captured (the graph itself is further down)
-static char capture_fault[512];
-static int refuse_in_capture(const char *what) {
+// ---- capture refusals
+bool emu_recording_now;
+char emu_capture_fault[512];
+int emu_refuse_in_capture(const char *what) {
     err_set("emulated CUDA device: %s while capturing a graph (a graph holds device work only)",
             what);
-    if (!capture_fault[0]) snprintf(capture_fault, sizeof capture_fault, "%s", err_message());
+    if (!emu_capture_fault[0])
+        snprintf(emu_capture_fault, sizeof emu_capture_fault, "%s", err_message());
     return -1;
-}
-
-// ---- device memory: each allocation ends at a guard page ---------------------------------------
-typedef struct {
-    char *user, *map;
-    size_t size, map_len;
-    int id;
-    bool parked; // kept by the caching allocator above: no kernel may touch it
-} allocation;
-static allocation *allocs;
-static int n_allocs, cap_allocs, next_id;
-static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void set_access(allocation *a, int prot) {
-    mprotect(a->map, a->map_len - (size_t)page, prot);
-}
-
-// The allocations are kept sorted by address: a lookup is a binary search.
-static int first_after(const void *p) { // index of the first allocation whose map starts above p
-    int lo = 0, hi = n_allocs;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (allocs[mid].map <= (const char *)p)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static allocation *find_alloc(const void *p, size_t n) { // the allocation holding [p, p + n)
-    int i = first_after(p) - 1;
-    if (i >= 0 && (const char *)p >= allocs[i].user &&
-        (const char *)p + n <= allocs[i].user + allocs[i].size)
-        return &allocs[i];
-    return NULL;
-}
-
-static int describe(const void *addr, char *buf, size_t n) {
-    const char *p = addr;
-    for (int i = 0; i < n_allocs; i++) {
-        allocation *a = &allocs[i];
-        if (p >= a->map && p < a->map + a->map_len) {
-            if (p >= a->user + a->size)
-                snprintf(buf, n,
-                         "address %p is %lld bytes past the end of allocation #%d (%zu bytes)",
-                         addr, (long long)(p - (a->user + a->size)), a->id, a->size);
-            else if (p < a->user)
-                snprintf(buf, n, "address %p is %lld bytes before allocation #%d (%zu bytes)", addr,
-                         (long long)(a->user - p), a->id, a->size);
-            else
-                snprintf(buf, n, "address %p is at offset %lld of allocation #%d (%zu bytes)", addr,
-                         (long long)(p - a->user), a->id, a->size);
-            return 0;
-        }
-    }
-    snprintf(buf, n, "address %p is in no allocation of the device", addr);
-    return 0;
-}
-
-static int e_malloc(void **p, size_t n) {
-    if (recording_now) {
-        char what[96];
-        snprintf(what, sizeof what, "a device allocation (cudaMalloc of %zu bytes)", n);
-        return refuse_in_capture(what);
-    }
-    size_t size = (n + 15) & ~(size_t)15,
-           body = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
-    size_t len = body + (size_t)page;
-    char *map =
-        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (map == MAP_FAILED) {
-        err_set("emulated CUDA device: out of memory: asked for %zu bytes (%s)", n,
-                strerror(errno));
-        return -1;
-    }
-    if (execute) // NaN in every float and double: read-before-write shows (no kernel runs: untouched)
-        memset(map + body - size, 0xff, size);
-    mprotect(map + body, (size_t)page, PROT_NONE);
-    pthread_mutex_lock(&alloc_lock);
-    if (n_allocs == cap_allocs) {
-        cap_allocs = cap_allocs ? 2 * cap_allocs : 256;
-        allocs = realloc(allocs, sizeof *allocs * (size_t)cap_allocs);
-    }
-    int at = first_after(map);
-    memmove(&allocs[at + 1], &allocs[at], sizeof *allocs * (size_t)(n_allocs - at));
-    n_allocs++;
-    allocation *a = &allocs[at];
-    *a = (allocation){
-        .user = map + body - size, .map = map, .size = size, .map_len = len, .id = ++next_id};
-    if (protect) set_access(a, PROT_NONE);
-    pthread_mutex_unlock(&alloc_lock);
-    *p = a->user;
-    return 0;
-}
-
-static void e_park(void *p, bool parked) {
-    if (!execute) return; // no kernel runs: nothing to guard (and the host's own cost is measured)
-    pthread_mutex_lock(&alloc_lock);
-    allocation *a = find_alloc(p, 1);
-    if (a) {
-        a->parked = parked;
-        if (!parked) { // handed out again: its old contents are garbage to the new owner
-            set_access(a, PROT_READ | PROT_WRITE);
-            memset(a->user, 0xff, a->size);
-        }
-        set_access(a, parked || protect ? PROT_NONE : PROT_READ | PROT_WRITE);
-    }
-    pthread_mutex_unlock(&alloc_lock);
-}
-
-static void e_free(void *p) {
-    if (recording_now) { // refused: the block stays allocated
-        refuse_in_capture("a device free (cudaFree)");
-        return;
-    }
-    pthread_mutex_lock(&alloc_lock);
-    allocation *a = find_alloc(p, 1);
-    if (a && a->user == p) {
-        munmap(a->map, a->map_len);
-        int i = (int)(a - allocs);
-        memmove(&allocs[i], &allocs[i + 1], sizeof *allocs * (size_t)(n_allocs - i - 1));
-        n_allocs--;
-    }
-    pthread_mutex_unlock(&alloc_lock);
-}
-
-static void e_mem_info(size_t *f, size_t *t) {
-    *t = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)page;
-    *f = (size_t)sysconf(_SC_AVPHYS_PAGES) * (size_t)page;
-}
-static void *e_host_alloc(size_t n) { return malloc(n); }
-static void e_host_free(void *p) { free(p); }
-
-// A copy touching device memory: the range must lie inside one allocation.
-static int open_alloc_range(const char *what, const void *p, size_t n, allocation **out) {
-    allocation *a = find_alloc(p, n);
-    if (!a) {
-        char where[200];
-        describe(p, where, sizeof where);
-        err_set("emulated CUDA device: %s of %zu bytes outside device memory: %s", what, n, where);
-        return -1;
-    }
-    if (protect) set_access(a, PROT_READ | PROT_WRITE);
-    *out = a;
-    return 0;
-}
-static void close_alloc_range(allocation *a) {
-    if (protect && a) set_access(a, PROT_NONE);
 }
 
 // ---- graphs: what a capture records (each launch with a copy of its argument bytes, each
@@ -269,25 +93,25 @@ static emu_node *new_node(void) {
 }
 
 static int e_h2d(void *dst, const void *src, size_t n) {
-    if (recording) return refuse_in_capture("a host-to-device copy");
+    if (recording) return emu_refuse_in_capture("a host-to-device copy");
     allocation *a;
-    if (open_alloc_range("host-to-device copy", dst, n, &a)) return -1;
+    if (emu_open_range("host-to-device copy", dst, n, &a)) return -1;
     memcpy(dst, src, n);
-    close_alloc_range(a);
+    emu_close_range(a);
     return 0;
 }
 static int e_d2h(void *dst, const void *src, size_t n) {
-    if (recording) return refuse_in_capture("a device-to-host copy");
+    if (recording) return emu_refuse_in_capture("a device-to-host copy");
     allocation *a;
-    if (!execute) { // no kernel ran: what comes back is zeros (so that loss checks pass), checked all the same
-        if (open_alloc_range("device-to-host copy", src, n, &a)) return -1;
-        close_alloc_range(a);
+    if (!emu.execute) { // no kernel ran: what comes back is zeros (so that loss checks pass), checked all the same
+        if (emu_open_range("device-to-host copy", src, n, &a)) return -1;
+        emu_close_range(a);
         memset(dst, 0, n);
         return 0;
     }
-    if (open_alloc_range("device-to-host copy", src, n, &a)) return -1;
+    if (emu_open_range("device-to-host copy", src, n, &a)) return -1;
     memcpy(dst, src, n);
-    close_alloc_range(a);
+    emu_close_range(a);
     return 0;
 }
 static int e_d2d(void *dst, const void *src, size_t n) {
@@ -301,17 +125,17 @@ static int e_d2d(void *dst, const void *src, size_t n) {
         return 0;
     }
     allocation *a, *b;
-    if (open_alloc_range("device-to-device copy (source)", src, n, &a)) return -1;
-    if (open_alloc_range("device-to-device copy (destination)", dst, n, &b)) {
-        close_alloc_range(a);
+    if (emu_open_range("device-to-device copy (source)", src, n, &a)) return -1;
+    if (emu_open_range("device-to-device copy (destination)", dst, n, &b)) {
+        emu_close_range(a);
         return -1;
     }
     memmove(dst, src, n);
-    close_alloc_range(a);
-    close_alloc_range(b);
+    emu_close_range(a);
+    emu_close_range(b);
     return 0;
 }
-static int e_sync(void) { return recording ? refuse_in_capture("a synchronisation") : 0; }
+static int e_sync(void) { return recording ? emu_refuse_in_capture("a synchronisation") : 0; }
 
 // ---- events: the device is synchronous, so every event has been reached -------------------------
 static int e_event_new(void **ev) {
@@ -336,230 +160,6 @@ static int e_event_ms(void *a, void *b, float *ms) {
     return 0;
 }
 
-// ---- modules: host C++ from the kernel source ---------------------------------------------------
-static uint64_t hash_str(uint64_t h, const char *s) { return cuda_kernel_hash(h, s, strlen(s)); }
-
-static const char *
-cache_dir(void) { // the emulator needs a folder for its shared objects: never off
-    static char dir[1024];
-    if (!dir[0] && cuda_kernel_cache_dir(dir, sizeof dir, "emu", true)) dir[0] = 0;
-    return dir[0] ? dir : ".";
-}
-
-static const char *compiler(void) {
-    const char *cxx = getenv("CXX");
-    return cxx && *cxx ? cxx : "c++";
-}
-
-static int run_command(const char *cmd, const char *what, const char *log) {
-    int st = system(cmd);
-    if (st == 0) return 0;
-    char msg[2048] = "";
-    FILE *f = fopen(log, "r");
-    if (f) {
-        size_t k = fread(msg, 1, sizeof msg - 1, f);
-        msg[k] = 0;
-        fclose(f);
-    }
-    err_set("emulated CUDA device: compiling kernel %s with the host C++ compiler failed (%s):\n%s",
-            what, cmd, msg);
-    return -1;
-}
-
-static void append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
-    if (*len + n + 1 > *cap) {
-        *cap = (*len + n + 1) * 2;
-        *buf = realloc(*buf, *cap);
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = 0;
-}
-
-// Trampolines from the preprocessed source: for `__emu_kernel void NAME(T1 a, T2 b)`, a
-// function `__emu_tramp_NAME(void **args)` that calls NAME(*(T1 *)args[0], *(T2 *)args[1]).
-static char *trampolines(const char *pre) {
-    char *out = NULL;
-    size_t len = 0, cap = 0;
-    append(&out, &len, &cap, "\n", 1);
-    for (const char *p = strstr(pre, "__emu_kernel"); p; p = strstr(p + 1, "__emu_kernel")) {
-        const char *q = p + strlen("__emu_kernel");
-        while (*q == ' ' || *q == '\t' || *q == '\n') q++;
-        if (strncmp(q, "void", 4)) continue;
-        q += 4;
-        while (*q == ' ' || *q == '\n') q++;
-        const char *name = q;
-        while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-               *q == '_')
-            q++;
-        int name_len = (int)(q - name);
-        while (*q == ' ') q++;
-        if (*q != '(' || name_len == 0) continue;
-        const char *params = ++q;
-        int depth = 0;
-        while (*q && (*q != ')' || depth)) {
-            depth += *q == '(' || *q == '<';
-            depth -= *q == '>' || (*q == ')' && depth);
-            q++;
-        }
-        char line[8192], types[32][200];
-        int at =
-            snprintf(line, sizeof line, "extern \"C\" void __emu_tramp_%.*s(void **args) { %.*s(",
-                     name_len, name, name_len, name);
-        int k = 0;
-        for (const char *s = params; s < q && at < (int)sizeof line - 200;) {
-            const char *e = s;
-            int d = 0;
-            while (e < q && (*e != ',' || d)) {
-                d += *e == '<' || *e == '(';
-                d -= *e == '>' || *e == ')';
-                e++;
-            }
-            const char *t_end = e; // the type is the parameter without its trailing name
-            while (t_end > s && (t_end[-1] == ' ' || t_end[-1] == '\n')) t_end--;
-            while (t_end > s && ((t_end[-1] >= 'a' && t_end[-1] <= 'z') ||
-                                 (t_end[-1] >= 'A' && t_end[-1] <= 'Z') ||
-                                 (t_end[-1] >= '0' && t_end[-1] <= '9') || t_end[-1] == '_'))
-                t_end--;
-            while (*s == ' ' || *s == '\n') s++;
-            if (t_end > s && k < 32) {
-                snprintf(types[k], sizeof types[k], "%.*s", (int)(t_end - s), s);
-                at += snprintf(line + at, sizeof line - (size_t)at, "%s*(%s *)args[%d]",
-                               k ? ", " : "", types[k], k);
-                k++;
-            }
-            s = e < q ? e + 1 : q;
-        }
-        at += snprintf(line + at, sizeof line - (size_t)at, "); }\n");
-        // the parameters' sizes, so the host can find the device memory a launch is given
-        at += snprintf(line + at, sizeof line - (size_t)at,
-                       "extern \"C\" const unsigned __emu_sizes_%.*s[] = {", name_len, name);
-        for (int j = 0; j < k; j++)
-            at += snprintf(line + at, sizeof line - (size_t)at, "sizeof(%s), ", types[j]);
-        at += snprintf(line + at, sizeof line - (size_t)at, "0};\n");
-        append(&out, &len, &cap, line, (size_t)at);
-    }
-    return out;
-}
-
-// BANIS_EMU_NVRTC_ARCH: the module compiled by NVRTC for a GPU too, into the kernel cache.
-static int nvrtc_fill(const char *src, const char *what) {
-#ifdef BANIS_HAVE_CUDA
-    void *image;
-    size_t size;
-    bool cached;
-    if (cuda_kernel_image(src, what, nvrtc_arch, &image, &size, &cached)) {
-        err_prefix("emulated CUDA device (BANIS_EMU_NVRTC_ARCH=%d): ", nvrtc_arch);
-        return -1;
-    }
-    free(image);
-    return 0;
-#else
-    (void)src;
-    err_set(
-        "emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%d, but this build has no NVRTC (kernel %s)",
-        nvrtc_arch, what);
-    return -1;
-#endif
-}
-
-static int e_load(const char *src, const char *what, void **module) {
-    if (recording_now) {
-        char why[200];
-        snprintf(why, sizeof why, "loading the module of %s", what);
-        return refuse_in_capture(why);
-    }
-    if (nvrtc_arch && nvrtc_fill(src, what)) return -1;
-    uint64_t h = hash_str(hash_str(hash_str(KERNEL_HASH_SEED, emu_prelude), src), compiler());
-    const char *dir = cache_dir();
-    char so[1200];
-    snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)h);
-    if (access(so, R_OK)) { // compile: preprocess to find the kernels, then build with trampolines
-        char base[1200], cpp[1300], pre[1300], log[1300], tmp_so[1300], cmd[4096];
-        snprintf(base, sizeof base, "%s/%016llx.%d", dir, (unsigned long long)h, (int)getpid());
-        snprintf(cpp, sizeof cpp, "%s.cpp", base);
-        snprintf(pre, sizeof pre, "%s.ii", base);
-        snprintf(log, sizeof log, "%s.log", base);
-        snprintf(tmp_so, sizeof tmp_so, "%s.so", base);
-        FILE *f = fopen(cpp, "w");
-        if (!f) {
-            err_set("emulated CUDA device: cannot write %s: %s", cpp, strerror(errno));
-            return -1;
-        }
-        fprintf(f, "%s\n#line 1 \"%s\"\n%s\n", emu_prelude, what, src);
-        fclose(f);
-        snprintf(cmd, sizeof cmd, "%s -std=c++17 -E -P -x c++ %s -o %s 2>%s", compiler(), cpp, pre,
-                 log);
-        if (run_command(cmd, what, log)) return -1;
-        FILE *pf = fopen(pre, "r");
-        char *text = NULL;
-        size_t n = 0;
-        if (pf) {
-            fseek(pf, 0, SEEK_END);
-            long sz = ftell(pf);
-            rewind(pf);
-            text = malloc((size_t)sz + 1);
-            n = text ? fread(text, 1, (size_t)sz, pf) : 0;
-            if (text) text[n] = 0;
-            fclose(pf);
-        }
-        char *tramp = text ? trampolines(text) : NULL;
-        free(text);
-        f = tramp ? fopen(cpp, "a") : NULL;
-        if (!f) {
-            free(tramp);
-            err_set("emulated CUDA device: preparing kernel %s failed", what);
-            return -1;
-        }
-        fputs(tramp, f);
-        fclose(f);
-        free(tramp);
-        snprintf(cmd, sizeof cmd,
-                 "%s -std=c++17 -O1 -g0 -fPIC -shared -fno-strict-aliasing -D__emu_kernel= -x c++ "
-                 "%s -o %s 2>%s",
-                 compiler(), cpp, tmp_so, log);
-        if (run_command(cmd, what, log)) return -1;
-        n_compiled++;
-        if (rename(tmp_so, so)) {
-            err_set("emulated CUDA device: cannot place %s: %s", so, strerror(errno));
-            return -1;
-        }
-        if (!getenv("BANIS_EMU_KEEP")) { // BANIS_EMU_KEEP=1 keeps the C++ source for a debugger
-            unlink(cpp);
-            unlink(pre);
-        }
-        unlink(log);
-    }
-    void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        err_set("emulated CUDA device: loading kernel %s: %s", what, dlerror());
-        return -1;
-    }
-    *module = lib;
-    return 0;
-}
-
-static int e_kernel(void *module, const char *name, void **kernel) {
-    char sym[200];
-    snprintf(sym, sizeof sym, "__emu_tramp_%s", name);
-    emu_kernel *k = calloc(1, sizeof *k);
-    if (!k) return -1;
-    snprintf(k->name, sizeof k->name, "%s", name);
-    *(void **)&k->tramp = dlsym(module, sym);
-    *(void **)&k->run = dlsym(module, "__emu_launch");
-    snprintf(sym, sizeof sym, "__emu_sizes_%s", name);
-    k->sizes = dlsym(module, sym);
-    if (!k->tramp || !k->run || !k->sizes) {
-        free(k);
-        err_set("emulated CUDA device: kernel %s not found in its module", name);
-        return -1;
-    }
-    *kernel = k;
-    return 0;
-}
-
-static int e_compile_count(void) { return n_compiled; }
-
 // ---- launches ---------------------------------------------------------------------------------
 static _Thread_local sigjmp_buf segv_jmp;
 static _Thread_local volatile int in_kernel;
@@ -573,7 +173,7 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
         siglongjmp(segv_jmp, 1);
     }
     char where[300];
-    describe(si->si_addr, where, sizeof where);
+    emu_describe(si->si_addr, where, sizeof where);
     if (strstr(where, "allocation #")) { // the host touched device memory
         char msg[512];
         int n =
@@ -602,7 +202,7 @@ static void *run_worker(void *arg) {
     if (sigsetjmp(segv_jmp, 1)) {
         in_kernel = 0;
         char where[300];
-        describe(segv_addr, where, sizeof where);
+        emu_describe(segv_addr, where, sizeof where);
         snprintf(w->L.fault, sizeof w->L.fault,
                  "emulated CUDA device: kernel %s, block (%u, %u, %u), thread (%u, %u, %u): "
                  "invalid memory access: %s",
@@ -648,7 +248,7 @@ static void pool_run(worker *w, int n) {
         return;
     }
     pthread_mutex_lock(&pool.lock);
-    while (pool.started < n_threads - 1) { // start the helpers once
+    while (pool.started < emu.n_threads - 1) { // start the helpers once
         pthread_t t;
         if (pthread_create(&t, NULL, pool_thread, NULL)) break;
         pthread_detach(t);
@@ -707,7 +307,7 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
             snprintf(why, sizeof why,
                      "the first launch of kernel %s (%s; its module would be loaded now)", k->name,
                      what);
-            return refuse_in_capture(why);
+            return emu_refuse_in_capture(why);
         }
         emu_node *e = new_node();
         size_t total = 0;
@@ -729,7 +329,7 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         return 0;
     }
     k->launched = true;
-    if (!execute) return 0;
+    if (!emu.execute) return 0;
     order = parse_order(getenv("BANIS_EMU_ORDER")); // read at every launch, so a test can switch it
     if (order < 0) {
         err_set("emulated CUDA device: BANIS_EMU_ORDER=%s is not in-order, reverse or shuffle",
@@ -737,7 +337,7 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
         return -1;
     }
     unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];
-    int nw = blocks < (unsigned long long)n_threads ? (int)blocks : n_threads;
+    int nw = blocks < (unsigned long long)emu.n_threads ? (int)blocks : emu.n_threads;
     worker w[64];
     static unsigned long long launches;
     launches++;
@@ -758,22 +358,22 @@ static int e_launch(void *kernel, const char *what, const unsigned grid[3], cons
     // argument that falls in an allocation): a kernel reaching any other allocation faults.
     allocation *open[512];
     int n_open = 0;
-    if (protect)
+    if (emu.protect)
         for (int p = 0; k->sizes[p]; p++)
             for (unsigned off = 0; off + sizeof(void *) <= k->sizes[p]; off += sizeof(void *)) {
                 void *v;
                 memcpy(&v, (char *)args[p] + off, sizeof v);
-                allocation *a = find_alloc(v, 1);
+                allocation *a = emu_find_alloc(v, 1);
                 if (!a || a->parked) continue;
                 bool seen = false;
                 for (int j = 0; j < n_open && !seen; j++) seen = open[j] == a;
                 if (!seen && n_open < 512) {
-                    set_access(a, PROT_READ | PROT_WRITE);
+                    emu_set_access(a, PROT_READ | PROT_WRITE);
                     open[n_open++] = a;
                 }
             }
     pool_run(w, nw);
-    for (int j = 0; j < n_open; j++) set_access(open[j], PROT_NONE);
+    for (int j = 0; j < n_open; j++) emu_set_access(open[j], PROT_NONE);
     for (int i = 0; i < nw; i++)
         if (w[i].rc) {
             err_set("%s (launching %s)",
@@ -795,8 +395,8 @@ static int e_capture_begin(void) {
     }
     recording = calloc(1, sizeof *recording);
     if (!recording) err_set("emulated CUDA device: out of host memory for a graph");
-    recording_now = recording != NULL;
-    capture_fault[0] = 0;
+    emu_recording_now = recording != NULL;
+    emu_capture_fault[0] = 0;
     return recording ? 0 : -1;
 }
 
@@ -804,9 +404,9 @@ static void e_graph_free(void *graph);
 static int e_capture_end(void **graph) {
     *graph = recording;
     recording = NULL;
-    recording_now = false;
-    if (*graph && capture_fault[0]) { // what was refused while capturing fails the capture
-        err_set("%s", capture_fault);
+    emu_recording_now = false;
+    if (*graph && emu_capture_fault[0]) { // what was refused while capturing fails the capture
+        err_set("%s", emu_capture_fault);
         e_graph_free(*graph);
         *graph = NULL;
     }
@@ -838,14 +438,14 @@ static int e_graph_launch(void *graph) {
 const cudev *cudev_emulated(char *why, size_t n) {
     if (dev.name) return &dev;
     char cmd[300];
-    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", compiler());
+    snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", emu_compiler());
     if (system(cmd)) {
         snprintf(why, n,
                  "emulated CUDA device: no host C++ compiler (%s); apt-get install g++ or set CXX",
-                 compiler());
+                 emu_compiler());
         return NULL;
     }
-    page = sysconf(_SC_PAGESIZE);
+    emu.page = sysconf(_SC_PAGESIZE);
     const char *o = getenv("BANIS_EMU_ORDER"), *p = getenv("BANIS_EMU_PROTECT"),
                *x = getenv("BANIS_EMU_EXECUTE");
     order = parse_order(o);
@@ -858,18 +458,18 @@ const cudev *cudev_emulated(char *why, size_t n) {
                  o ? o : "-", p ? p : "-", x ? x : "-");
         return NULL;
     }
-    protect = !(p && !strcmp(p, "0"));
-    execute = !(x && !strcmp(x, "0"));
+    emu.protect = !(p && !strcmp(p, "0"));
+    emu.execute = !(x && !strcmp(x, "0"));
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    n_threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+    emu.n_threads = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
     const char *sms = getenv("BANIS_EMU_SMS"), *arch = getenv("BANIS_EMU_NVRTC_ARCH");
-    int n_sms = n_threads;
+    int n_sms = emu.n_threads;
     if (sms && *sms && (sscanf(sms, "%d", &n_sms) != 1 || n_sms < 1 || n_sms > 1024)) {
         snprintf(why, n, "emulated CUDA device: BANIS_EMU_SMS=%s is not a count of 1 to 1024", sms);
         return NULL;
     }
-    nvrtc_arch = 0;
-    if (arch && *arch && (sscanf(arch, "%d", &nvrtc_arch) != 1 || nvrtc_arch < 50)) {
+    emu.nvrtc_arch = 0;
+    if (arch && *arch && (sscanf(arch, "%d", &emu.nvrtc_arch) != 1 || emu.nvrtc_arch < 50)) {
         snprintf(why, n,
                  "emulated CUDA device: BANIS_EMU_NVRTC_ARCH=%s is not an architecture "
                  "such as 90 (sm_90)",
@@ -878,7 +478,7 @@ const cudev *cudev_emulated(char *why, size_t n) {
     }
     static char name[160];
     snprintf(name, sizeof name, "emulated CUDA device (sm_90 rules, %d SMs, %s)", n_sms,
-             execute ? "kernels run on the host CPU" : "launches checked, kernels not run");
+             emu.execute ? "kernels run on the host CPU" : "launches checked, kernels not run");
     struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_ONSTACK};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
@@ -887,18 +487,18 @@ const cudev *cudev_emulated(char *why, size_t n) {
                   .arch = 90,
                   .sms = n_sms,
                   .emulated = true,
-                  .malloc = e_malloc,
-                  .free = e_free,
-                  .park = e_park,
-                  .mem_info = e_mem_info,
-                  .host_alloc = e_host_alloc,
-                  .host_free = e_host_free,
+                  .malloc = emu_malloc,
+                  .free = emu_free,
+                  .park = emu_park,
+                  .mem_info = emu_mem_info,
+                  .host_alloc = malloc,
+                  .host_free = free,
                   .copy_h2d = e_h2d,
                   .copy_d2h = e_d2h,
                   .copy_d2d = e_d2d,
                   .sync = e_sync,
-                  .load = e_load,
-                  .kernel = e_kernel,
+                  .load = emu_load,
+                  .kernel = emu_kernel_find,
                   .compile_count = e_compile_count,
                   .launch = e_launch,
                   .event_new = e_event_new,

@@ -119,6 +119,92 @@ static int gemm_cases(gradcheck_case *out) {
     return n;
 }
 
+// One case on the CPU and on CUDA from the same inputs: its outputs (and gradients) within tol
+// of each other, relative to the largest magnitude. Prints a row; returns whether it passed.
+static bool compare_case(const gradcheck_case *c, tensor_dtype dt, double tol, bool verbose,
+                         rng *r) {
+    double *in_host[4];
+    for (int i = 0; i < c->n_inputs; i++) {
+        int64_t m = 1;
+        for (int d = 0; d < c->inputs[i].ndim; d++) m *= c->inputs[i].shape[d];
+        in_host[i] = malloc(sizeof(double) * (size_t)m);
+        double lo = c->inputs[i].kind == INPUT_POSITIVE      ? 0.5
+                    : c->inputs[i].kind == INPUT_PROBABILITY ? 0.05
+                                                             : -1;
+        double hi = c->inputs[i].kind == INPUT_POSITIVE      ? 2
+                    : c->inputs[i].kind == INPUT_PROBABILITY ? 0.95
+                                                             : 1;
+        if (c->inputs[i].kind == INPUT_BINARY)
+            rng_fill_bernoulli(r, in_host[i], m, 0.5);
+        else
+            rng_fill_uniform(r, in_host[i], m, lo, hi);
+    }
+    int64_t na = 0, nb = 0;
+    double *a = run(c, DEVICE_CPU, dt, in_host, &na);
+    double *b = run(c, DEVICE_CUDA, dt, in_host, &nb);
+    double worst = 0, scale = 1e-30;
+    bool ok = a && b && na == nb;
+    for (int64_t i = 0; ok && i < na; i++) {
+        scale = fmax(scale, fabs(a[i]));
+        worst = fmax(worst, fabs(a[i] - b[i]));
+        if (isnan(b[i]) != isnan(a[i])) ok = false;
+    }
+    ok = ok && worst <= tol * scale;
+    for (int64_t i = 0; verbose && a && b && i < na && i < 64; i++)
+        printf("  [%lld] cpu %.9g cuda %.9g\n", (long long)i, a[i], b[i]);
+    printf("%-48s %10.3e  %s%s\n", c->name, worst / scale, ok ? "ok" : "FAIL",
+           b ? "" : err_message());
+    free(a);
+    free(b);
+    for (int i = 0; i < c->n_inputs; i++) free(in_host[i]);
+    return ok;
+}
+
+// Random numbers are drawn inside the kernels from the same Philox stream on both devices:
+// dropout masks and Bernoulli draws must be bit-identical, uniform and normal draws equal
+// within the dtype's rounding. -1 when a draw failed.
+static int compare_random(tensor_dtype dt, int *passed, int *failed) {
+    const int64_t shape[4] = {64, 16, 32, 32};
+    int64_t nel = 64 * 16 * 32 * 32;
+    double *v[2][4];
+    for (int d = 0; d < 2; d++) {
+        tensor_device_type dv = d ? DEVICE_CUDA : DEVICE_CPU;
+        rng rr;
+        rng_init(&rr, 2026);
+        tensor_scope_begin();
+        tensor *ones = tensor_ones(dt, 4, shape, dv);
+        tensor *t[4] = {op_dropout(ones, 0.3, true, &rr),
+                        op_rand_bernoulli(&rr, dt, 4, shape, 0.25, dv),
+                        op_rand_uniform(&rr, dt, 4, shape, -1, 1, dv),
+                        op_rand_normal(&rr, dt, 4, shape, 0, 1, dv)};
+        for (int i = 0; i < 4; i++) {
+            v[d][i] = malloc(sizeof(double) * (size_t)nel);
+            if (!t[i] || tensor_to_doubles(t[i], v[d][i])) {
+                printf("random draws on %s: %s\n", tensor_device_name(dv), err_message());
+                return 1;
+            }
+        }
+        tensor_scope_end();
+    }
+    static const char *what[4] = {"dropout mask (p 0.3)", "bernoulli (p 0.25)", "uniform (-1, 1)",
+                                  "normal (0, 1)"};
+    for (int i = 0; i < 4; i++) {
+        int64_t differ = 0;
+        double worst = 0;
+        for (int64_t j = 0; j < nel; j++) {
+            differ += v[0][i][j] != v[1][i][j];
+            worst = fmax(worst, fabs(v[0][i][j] - v[1][i][j]));
+        }
+        bool exact = i < 2, ok = exact ? differ == 0 : worst <= (dt == TENSOR_F64 ? 1e-12 : 1e-5);
+        printf("random %-41s %10.3e  %s (%lld of %lld differ%s)\n", what[i], worst,
+               ok ? "ok" : "FAIL", (long long)differ, (long long)nel, exact ? ", must be 0" : "");
+        ok ? (*passed)++ : (*failed)++;
+        free(v[0][i]);
+        free(v[1][i]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     tensor_dtype dt = TENSOR_F64;
     bool with_gradcheck = true, verbose = false;
@@ -155,89 +241,10 @@ int main(int argc, char **argv) {
            backend_cuda_device_name(), tensor_dtype_name(dt), tol);
     rng r;
     rng_init(&r, 77);
-    for (int k = 0; k < n; k++) {
-        const gradcheck_case *c = &cases[k];
-        if (only && strncmp(c->name, only, strlen(only))) continue;
-        double *in_host[4];
-        for (int i = 0; i < c->n_inputs; i++) {
-            int64_t m = 1;
-            for (int d = 0; d < c->inputs[i].ndim; d++) m *= c->inputs[i].shape[d];
-            in_host[i] = malloc(sizeof(double) * (size_t)m);
-            double lo = c->inputs[i].kind == INPUT_POSITIVE      ? 0.5
-                        : c->inputs[i].kind == INPUT_PROBABILITY ? 0.05
-                                                                 : -1;
-            double hi = c->inputs[i].kind == INPUT_POSITIVE      ? 2
-                        : c->inputs[i].kind == INPUT_PROBABILITY ? 0.95
-                                                                 : 1;
-            if (c->inputs[i].kind == INPUT_BINARY)
-                rng_fill_bernoulli(&r, in_host[i], m, 0.5);
-            else
-                rng_fill_uniform(&r, in_host[i], m, lo, hi);
-        }
-        int64_t na = 0, nb = 0;
-        double *a = run(c, DEVICE_CPU, dt, in_host, &na);
-        double *b = run(c, DEVICE_CUDA, dt, in_host, &nb);
-        double worst = 0, scale = 1e-30;
-        bool ok = a && b && na == nb;
-        for (int64_t i = 0; ok && i < na; i++) {
-            scale = fmax(scale, fabs(a[i]));
-            worst = fmax(worst, fabs(a[i] - b[i]));
-            if (isnan(b[i]) != isnan(a[i])) ok = false;
-        }
-        ok = ok && worst <= tol * scale;
-        for (int64_t i = 0; verbose && a && b && i < na && i < 64; i++)
-            printf("  [%lld] cpu %.9g cuda %.9g\n", (long long)i, a[i], b[i]);
-        printf("%-48s %10.3e  %s%s\n", c->name, worst / scale, ok ? "ok" : "FAIL",
-               b ? "" : err_message());
-        ok ? passed++ : failed++;
-        free(a);
-        free(b);
-        for (int i = 0; i < c->n_inputs; i++) free(in_host[i]);
-    }
-    // Random numbers are drawn inside the kernels from the same Philox stream on both devices:
-    // dropout masks and Bernoulli draws must be bit-identical, uniform and normal draws equal
-    // within the dtype's rounding.
-    {
-        const int64_t shape[4] = {64, 16, 32, 32};
-        int64_t nel = 64 * 16 * 32 * 32;
-        double *v[2][4];
-        for (int d = 0; d < 2; d++) {
-            tensor_device_type dv = d ? DEVICE_CUDA : DEVICE_CPU;
-            rng rr;
-            rng_init(&rr, 2026);
-            tensor_scope_begin();
-            tensor *ones = tensor_ones(dt, 4, shape, dv);
-            tensor *t[4] = {op_dropout(ones, 0.3, true, &rr),
-                            op_rand_bernoulli(&rr, dt, 4, shape, 0.25, dv),
-                            op_rand_uniform(&rr, dt, 4, shape, -1, 1, dv),
-                            op_rand_normal(&rr, dt, 4, shape, 0, 1, dv)};
-            for (int i = 0; i < 4; i++) {
-                v[d][i] = malloc(sizeof(double) * (size_t)nel);
-                if (!t[i] || tensor_to_doubles(t[i], v[d][i])) {
-                    printf("random draws on %s: %s\n", tensor_device_name(dv), err_message());
-                    return 1;
-                }
-            }
-            tensor_scope_end();
-        }
-        static const char *what[4] = {"dropout mask (p 0.3)", "bernoulli (p 0.25)",
-                                      "uniform (-1, 1)", "normal (0, 1)"};
-        for (int i = 0; i < 4; i++) {
-            int64_t differ = 0;
-            double worst = 0;
-            for (int64_t j = 0; j < nel; j++) {
-                differ += v[0][i][j] != v[1][i][j];
-                worst = fmax(worst, fabs(v[0][i][j] - v[1][i][j]));
-            }
-            bool exact = i < 2,
-                 ok = exact ? differ == 0 : worst <= (dt == TENSOR_F64 ? 1e-12 : 1e-5);
-            printf("random %-41s %10.3e  %s (%lld of %lld differ%s)\n", what[i], worst,
-                   ok ? "ok" : "FAIL", (long long)differ, (long long)n, exact ? ", must be 0" : "");
-            ok ? passed++ : failed++;
-            free(v[0][i]);
-            free(v[1][i]);
-        }
-    }
+    for (int k = 0; k < n; k++)
+        if (!only || !strncmp(cases[k].name, only, strlen(only)))
+            compare_case(&cases[k], dt, tol, verbose, &r) ? passed++ : failed++;
+    if (compare_random(dt, &passed, &failed)) return 1;
     if (dt == TENSOR_F64 && with_gradcheck) {
         printf("gradient check on CUDA, float64\n");
         for (int k = 0; k < n_table; k++) {

@@ -178,6 +178,142 @@ static double rel_err(tensor *a, tensor *b) {
     return worst / scale;
 }
 
+// Each of BANIS's convolutions: forward, input gradient (but for the data's layers), weight
+// gradient; on CUDA the forward result against the CPU backend.
+static void bench_convs(bench_ctx *c, rng *r, int n, double width, int reps) {
+    const conv_shape shapes[] = {
+        {"G convT 8x8 s1", ch(width, 256), 8, ch(width, 256), 1, true},
+        {"G convT 8x8 s2", ch(width, 256), 8, ch(width, 128), 2, true},
+        {"G convT 16x16 s2", ch(width, 128), 16, ch(width, 64), 2, true},
+        {"G convT 32x32 s2 ->1", ch(width, 64), 32, 1, 2, true},
+        {"D conv 64x64 s2 1->", 1, 64, ch(width, 64), 2, false},
+        {"E conv 64x64 s2 1->", 1, 64, ch(width, 128), 2, false},
+        {"D conv 32x32 s2", ch(width, 64), 32, ch(width, 128), 2, false},
+        {"E conv 32x32 s2", ch(width, 128), 32, ch(width, 256), 2, false},
+        {"E conv 16x16 s2", ch(width, 256), 16, ch(width, 512), 2, false},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const conv_shape *s = &shapes[i];
+        if (!wanted(s->name)) continue;
+        tensor_scope_begin();
+        int oh = s->transpose ? s->h * s->stride : (s->h + s->stride - 1) / s->stride;
+        c->transpose = s->transpose;
+        c->x = randn(r, SHAPE(n, s->c, s->h, s->h), 1);
+        c->w = s->transpose ? randn(r, SHAPE(s->c, s->k, 5, 5), 0.05)
+                            : randn(r, SHAPE(s->k, s->c, 5, 5), 0.05);
+        c->seed = randn(r, SHAPE(n, s->k, oh, oh), 1);
+        c->o = s->transpose ? op_conv_transpose_same(s->h, s->h, 5, 5, s->stride)
+                            : op_conv_same(s->h, s->h, 5, 5, s->stride);
+        double macs =
+            (double)n * s->c * s->k * 25 * (s->transpose ? (double)s->h * s->h : (double)oh * oh);
+        report(s->name, "forward", timed(reps, conv_forward, c), 2 * macs, false);
+        if (s->c > 1) { // the first layers' input is the data: no gradient wanted there
+            c->x->requires_grad = true;
+            report(s->name, "dx", timed(reps, conv_backward, c), 2 * macs, false);
+            c->x->requires_grad = false;
+        }
+        c->w->requires_grad = true;
+        report(s->name, "dw", timed(reps, conv_backward, c), 2 * macs, false);
+        c->w->requires_grad = false;
+        if (dev == DEVICE_CUDA) { // the forward result against the CPU backend
+            tensor *xc = tensor_to_device(c->x, DEVICE_CPU),
+                   *wc = tensor_to_device(c->w, DEVICE_CPU);
+            tensor *ycpu = s->transpose ? op_conv_transpose2d(xc, wc, NULL, &c->o)
+                                        : op_conv2d(xc, wc, NULL, &c->o);
+            printf("%-28s %-8s rel err vs CPU %.1e\n", s->name, "check",
+                   rel_err(ycpu, tensor_to_device(conv(c), DEVICE_CPU)));
+        }
+        tensor_scope_end();
+    }
+}
+
+static void bench_batch_norm(bench_ctx *c, rng *r, int n, double width, int reps) {
+    // batch norm (training statistics) + LeakyReLU, fused: E's third layer and G's first
+    struct {
+        const char *name;
+        int ndim;
+        int64_t shape[4];
+    } bns[] = {{"BN+LReLU (N,C,16,16)", 4, {n, ch(width, 256), 16, 16}},
+               {"BN+LReLU (N,8*8*C)", 2, {n, 64 * ch(width, 256)}}};
+    for (int i = 0; i < 2; i++) {
+        if (!wanted(bns[i].name)) continue;
+        tensor_scope_begin();
+        int64_t cdim = bns[i].shape[1];
+        c->x = randn(r, bns[i].ndim, bns[i].shape, 1);
+        c->seed = randn(r, bns[i].ndim, bns[i].shape, 1);
+        c->gamma = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
+        c->beta = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
+        c->rm = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
+        c->rv = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
+        c->bn = (op_bn_opts){
+            .training = true, .momentum = 0.8, .eps = 1e-3, .act = OP_ACT_LEAKY_RELU, .slope = 0.2};
+        double bytes = 4.0 * (double)tensor_numel(c->x);
+        report(bns[i].name, "forward", timed(reps, bn_forward, c), 3 * bytes,
+               true); // x twice, y once
+        c->x->requires_grad = c->gamma->requires_grad = c->beta->requires_grad = true;
+        // forward (3) + backward: x, dy twice (sums, then dx), dx written
+        report(bns[i].name, "backward", timed(reps, bn_backward, c), 8 * bytes, true);
+        c->x->requires_grad = c->gamma->requires_grad = c->beta->requires_grad = false;
+        tensor_scope_end();
+    }
+}
+
+static void bench_leaky_relu(bench_ctx *c, rng *r, int n, double width, int reps) {
+    if (wanted("LeakyReLU")) {
+        tensor_scope_begin();
+        c->x = randn(r, SHAPE(n, ch(width, 128), 32, 32), 1);
+        c->seed = randn(r, SHAPE(n, ch(width, 128), 32, 32), 1);
+        double bytes = 4.0 * (double)tensor_numel(c->x);
+        report("LeakyReLU (N,C,32,32)", "forward", timed(reps, lrelu_forward, c), 2 * bytes, true);
+        c->x->requires_grad = true;
+        report("LeakyReLU (N,C,32,32)", "backward", timed(reps, lrelu_backward, c), 5 * bytes,
+               true);
+        tensor_scope_end();
+    }
+}
+
+static void bench_adam(bench_ctx *c, rng *r, int n, double width, int reps) {
+    // Adam over the parameters of BANIS's six networks at this width (about 3.37M at 0.25)
+    if (wanted("Adam")) {
+        tensor_scope_begin();
+        int64_t n_params = (int64_t)lround(3366058.0 * width * width / 0.0625);
+        tensor *param = randn(r, SHAPE(n_params), 0.05);
+        param->requires_grad = true;
+        param->grad = tensor_keep(randn(r, SHAPE(n_params), 1e-3)); // owned by param
+        nn_tensor_list list = {0};
+        nn_list_add(&list, "p", param);
+        c->opt = nn_optimizer_new("adam", nn_adam(2e-4, 0.5, 0.999, 1e-7), &list);
+        nn_list_free(&list);
+        // reads p, g, m, v; writes p, m, v
+        report("Adam (BANIS's parameters)", "step", timed(reps, adam_step, c),
+               4.0 * 7 * (double)n_params, true);
+        nn_optimizer_free(c->opt);
+        tensor_scope_end();
+    }
+}
+
+static void bench_linear(bench_ctx *c, rng *r, int n, double width, int reps) {
+    // the Linear layers: E's last (8*8*C -> 100) and G's first (100 -> 8*8*C)
+    struct {
+        const char *name;
+        int64_t in, out;
+    } lins[] = {{"E Linear 8*8*C->100", 64 * ch(width, 512), 100},
+                {"G Linear 100->8*8*C", 100, 64 * ch(width, 256)}};
+    for (int i = 0; i < 2; i++) {
+        if (!wanted(lins[i].name)) continue;
+        tensor_scope_begin();
+        c->x = randn(r, SHAPE(n, lins[i].in), 1);
+        c->w = randn(r, SHAPE(lins[i].in, lins[i].out), 0.05);
+        c->seed = randn(r, SHAPE(n, lins[i].out), 1);
+        double flops = 2.0 * n * (double)lins[i].in * (double)lins[i].out;
+        report(lins[i].name, "forward", timed(reps, matmul_forward, c), flops, false);
+        c->x->requires_grad = c->w->requires_grad = true;
+        report(lins[i].name, "backward", timed(reps, matmul_backward, c), 2 * flops, false);
+        c->x->requires_grad = c->w->requires_grad = false;
+        tensor_scope_end();
+    }
+}
+
 int main(int argc, char **argv) {
     int reps = 10, batch = 128;
     double width = 1;
@@ -229,127 +365,13 @@ int main(int argc, char **argv) {
         printf("machine FP32 peak (FMA loop on every thread): %.1f GFLOP/s\n", peak);
     }
     printf("%-28s %-8s %10s %10s\n", "op", "pass", "ms", "rate");
-    int n = batch;
-    const conv_shape shapes[] = {
-        {"G convT 8x8 s1", ch(width, 256), 8, ch(width, 256), 1, true},
-        {"G convT 8x8 s2", ch(width, 256), 8, ch(width, 128), 2, true},
-        {"G convT 16x16 s2", ch(width, 128), 16, ch(width, 64), 2, true},
-        {"G convT 32x32 s2 ->1", ch(width, 64), 32, 1, 2, true},
-        {"D conv 64x64 s2 1->", 1, 64, ch(width, 64), 2, false},
-        {"E conv 64x64 s2 1->", 1, 64, ch(width, 128), 2, false},
-        {"D conv 32x32 s2", ch(width, 64), 32, ch(width, 128), 2, false},
-        {"E conv 32x32 s2", ch(width, 128), 32, ch(width, 256), 2, false},
-        {"E conv 16x16 s2", ch(width, 256), 16, ch(width, 512), 2, false},
-    };
     rng r;
     rng_init(&r, 1);
     bench_ctx c = {0};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        const conv_shape *s = &shapes[i];
-        if (!wanted(s->name)) continue;
-        tensor_scope_begin();
-        int oh = s->transpose ? s->h * s->stride : (s->h + s->stride - 1) / s->stride;
-        c.transpose = s->transpose;
-        c.x = randn(&r, SHAPE(n, s->c, s->h, s->h), 1);
-        c.w = s->transpose ? randn(&r, SHAPE(s->c, s->k, 5, 5), 0.05)
-                           : randn(&r, SHAPE(s->k, s->c, 5, 5), 0.05);
-        c.seed = randn(&r, SHAPE(n, s->k, oh, oh), 1);
-        c.o = s->transpose ? op_conv_transpose_same(s->h, s->h, 5, 5, s->stride)
-                           : op_conv_same(s->h, s->h, 5, 5, s->stride);
-        double macs =
-            (double)n * s->c * s->k * 25 * (s->transpose ? (double)s->h * s->h : (double)oh * oh);
-        report(s->name, "forward", timed(reps, conv_forward, &c), 2 * macs, false);
-        if (s->c > 1) { // the first layers' input is the data: no gradient wanted there
-            c.x->requires_grad = true;
-            report(s->name, "dx", timed(reps, conv_backward, &c), 2 * macs, false);
-            c.x->requires_grad = false;
-        }
-        c.w->requires_grad = true;
-        report(s->name, "dw", timed(reps, conv_backward, &c), 2 * macs, false);
-        c.w->requires_grad = false;
-        if (dev == DEVICE_CUDA) { // the forward result against the CPU backend
-            tensor *xc = tensor_to_device(c.x, DEVICE_CPU), *wc = tensor_to_device(c.w, DEVICE_CPU);
-            tensor *ycpu = s->transpose ? op_conv_transpose2d(xc, wc, NULL, &c.o)
-                                        : op_conv2d(xc, wc, NULL, &c.o);
-            printf("%-28s %-8s rel err vs CPU %.1e\n", s->name, "check",
-                   rel_err(ycpu, tensor_to_device(conv(&c), DEVICE_CPU)));
-        }
-        tensor_scope_end();
-    }
-    // batch norm (training statistics) + LeakyReLU, fused: E's third layer and G's first
-    struct {
-        const char *name;
-        int ndim;
-        int64_t shape[4];
-    } bns[] = {{"BN+LReLU (N,C,16,16)", 4, {n, ch(width, 256), 16, 16}},
-               {"BN+LReLU (N,8*8*C)", 2, {n, 64 * ch(width, 256)}}};
-    for (int i = 0; i < 2; i++) {
-        if (!wanted(bns[i].name)) continue;
-        tensor_scope_begin();
-        int64_t cdim = bns[i].shape[1];
-        c.x = randn(&r, bns[i].ndim, bns[i].shape, 1);
-        c.seed = randn(&r, bns[i].ndim, bns[i].shape, 1);
-        c.gamma = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
-        c.beta = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
-        c.rm = tensor_zeros(TENSOR_F32, SHAPE(cdim), dev);
-        c.rv = tensor_ones(TENSOR_F32, SHAPE(cdim), dev);
-        c.bn = (op_bn_opts){
-            .training = true, .momentum = 0.8, .eps = 1e-3, .act = OP_ACT_LEAKY_RELU, .slope = 0.2};
-        double bytes = 4.0 * (double)tensor_numel(c.x);
-        report(bns[i].name, "forward", timed(reps, bn_forward, &c), 3 * bytes,
-               true); // x twice, y once
-        c.x->requires_grad = c.gamma->requires_grad = c.beta->requires_grad = true;
-        // forward (3) + backward: x, dy twice (sums, then dx), dx written
-        report(bns[i].name, "backward", timed(reps, bn_backward, &c), 8 * bytes, true);
-        c.x->requires_grad = c.gamma->requires_grad = c.beta->requires_grad = false;
-        tensor_scope_end();
-    }
-    if (wanted("LeakyReLU")) {
-        tensor_scope_begin();
-        c.x = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
-        c.seed = randn(&r, SHAPE(n, ch(width, 128), 32, 32), 1);
-        double bytes = 4.0 * (double)tensor_numel(c.x);
-        report("LeakyReLU (N,C,32,32)", "forward", timed(reps, lrelu_forward, &c), 2 * bytes, true);
-        c.x->requires_grad = true;
-        report("LeakyReLU (N,C,32,32)", "backward", timed(reps, lrelu_backward, &c), 5 * bytes,
-               true);
-        tensor_scope_end();
-    }
-    // Adam over the parameters of BANIS's six networks at this width (about 3.37M at 0.25)
-    if (wanted("Adam")) {
-        tensor_scope_begin();
-        int64_t n_params = (int64_t)lround(3366058.0 * width * width / 0.0625);
-        tensor *param = randn(&r, SHAPE(n_params), 0.05);
-        param->requires_grad = true;
-        param->grad = tensor_keep(randn(&r, SHAPE(n_params), 1e-3)); // owned by param
-        nn_tensor_list list = {0};
-        nn_list_add(&list, "p", param);
-        c.opt = nn_optimizer_new("adam", nn_adam(2e-4, 0.5, 0.999, 1e-7), &list);
-        nn_list_free(&list);
-        // reads p, g, m, v; writes p, m, v
-        report("Adam (BANIS's parameters)", "step", timed(reps, adam_step, &c),
-               4.0 * 7 * (double)n_params, true);
-        nn_optimizer_free(c.opt);
-        tensor_scope_end();
-    }
-    // the Linear layers: E's last (8*8*C -> 100) and G's first (100 -> 8*8*C)
-    struct {
-        const char *name;
-        int64_t in, out;
-    } lins[] = {{"E Linear 8*8*C->100", 64 * ch(width, 512), 100},
-                {"G Linear 100->8*8*C", 100, 64 * ch(width, 256)}};
-    for (int i = 0; i < 2; i++) {
-        if (!wanted(lins[i].name)) continue;
-        tensor_scope_begin();
-        c.x = randn(&r, SHAPE(n, lins[i].in), 1);
-        c.w = randn(&r, SHAPE(lins[i].in, lins[i].out), 0.05);
-        c.seed = randn(&r, SHAPE(n, lins[i].out), 1);
-        double flops = 2.0 * n * (double)lins[i].in * (double)lins[i].out;
-        report(lins[i].name, "forward", timed(reps, matmul_forward, &c), flops, false);
-        c.x->requires_grad = c.w->requires_grad = true;
-        report(lins[i].name, "backward", timed(reps, matmul_backward, &c), 2 * flops, false);
-        c.x->requires_grad = c.w->requires_grad = false;
-        tensor_scope_end();
-    }
+    bench_convs(&c, &r, batch, width, reps);
+    bench_batch_norm(&c, &r, batch, width, reps);
+    bench_leaky_relu(&c, &r, batch, width, reps);
+    bench_adam(&c, &r, batch, width, reps);
+    bench_linear(&c, &r, batch, width, reps);
     return 0;
 }
