@@ -21,6 +21,77 @@
 static const char usage_line[] = "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] "
                                  "[--reps N] [--graphs on|off]\n";
 
+// One kind of step (warm-up, or full when `full`): an untimed rep, one run as issued (its FLOPs
+// and peak memory), one that on CUDA is captured as a graph, then `reps` timed ones. Prints its
+// row; -1 (said) when a step failed, or with graphs on was not one graph launch.
+static int bench_kind(banis_model *m, bool full, tensor *ta, tensor *tb, tensor_device_type dev,
+                      bool graphs, int reps, double *ms, double *flops, int64_t *peak) {
+    const banis_schedule *sched = &m->sched;
+    int64_t step = full ? sched->warmup_steps : 0;
+    banis_losses l;
+    nn_runner_set_graphs(m->runner, false);
+    if (banis_train_step(m, step, ta, tb, &l)) { // untimed warm-up rep (allocator, caches)
+        fprintf(stderr, "banis-bench: %s\n", err_message());
+        return -1;
+    }
+    // a second, run as issued: its FLOPs and peak memory are the step's (a replayed graph's
+    // ops are not issued on the host, and its temporaries stay in the graph's pool); a
+    // third: on CUDA it runs and is captured as a graph
+    tensor_storage_reset_peak();
+    op_flops_reset();
+    for (int k = 0; k < 2; k++) {
+        nn_runner_set_graphs(m->runner, graphs && k == 1);
+        if (banis_train_step(m, step, ta, tb, &l)) {
+            fprintf(stderr, "banis-bench: %s\n", err_message());
+            return -1;
+        }
+        if (k == 0) {
+            *flops = (double)op_flops();
+            int64_t p = tensor_storage_peak_bytes();
+            *peak = p > *peak ? p : *peak;
+        }
+    }
+    const char *why = nn_runner_fallback(m->runner);
+    if (dev == DEVICE_CUDA && graphs && !nn_runner_captured(m->runner, full)) {
+        fprintf(stderr, "banis-bench: the %s step could not be captured as a CUDA graph: %s\n",
+                full ? "full" : "warm-up", why[0] ? why : "no reason given");
+        return -1;
+    }
+    backend_counters c0 = backend_cuda_counters();
+    double t0 = now_seconds();
+    for (int r = 0; r < reps; r++)
+        if (banis_train_step(m, step, ta, tb, &l)) {
+            fprintf(stderr, "banis-bench: %s\n", err_message());
+            return -1;
+        }
+    tensor_backend(ta)->mem.synchronize();
+    double t = (now_seconds() - t0) / reps;
+    *ms = 1e3 * t;
+    printf("%-10s step: %11.3f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n",
+           full ? "full" : "warm-up", *ms, *flops / t / 1e12, *flops / 1e9);
+    if (dev == DEVICE_CUDA) {
+        backend_counters c1 = backend_cuda_counters();
+#define PER(f) ((double)(c1.f - c0.f) / reps)
+        printf("           per step: %.0f graph launches, %.0f kernel launches, %.0f compiles, "
+               "%.0f "
+               "module loads, %.0f device allocations, "
+               "%.0f host-to-device copies (%.0f bytes), %.0f device-to-host copies (%.0f "
+               "bytes), %.0f synchronisations\n",
+               PER(graph_launches), PER(launches), PER(compiles), PER(module_loads),
+               PER(device_allocs), PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies), PER(d2h_bytes),
+               PER(syncs));
+        if (graphs && c1.graph_launches - c0.graph_launches != reps) {
+            fprintf(stderr,
+                    "banis-bench: CUDA graphs on, but the timed %s steps made %.2f graph "
+                    "launches each, not 1: the figure above is not the graph's%s%s\n",
+                    full ? "full" : "warm-up", PER(graph_launches), why[0] ? ": " : "", why);
+            return -1;
+        }
+#undef PER
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
     bool graphs = true;
@@ -77,73 +148,11 @@ int main(int argc, char **argv) {
            : graphs
                ? " (CUDA graphs: the third runs and captures the step, the timed reps replay it)"
                : " (CUDA graphs off: every launch issued by the host)");
-    double ms[2], tflops[2], flops[2];
+    double ms[2], flops[2];
     int64_t peak = 0;
-    for (int full = 0; full < 2; full++) {
-        int64_t step = full ? s.warmup_steps : 0;
-        banis_losses l;
-        nn_runner_set_graphs(m->runner, false);
-        if (banis_train_step(m, step, ta, tb, &l)) { // untimed warm-up rep (allocator, caches)
-            fprintf(stderr, "banis-bench: %s\n", err_message());
+    for (int full = 0; full < 2; full++)
+        if (bench_kind(m, full, ta, tb, dev, graphs, reps, &ms[full], &flops[full], &peak))
             return 1;
-        }
-        // a second, run as issued: its FLOPs and peak memory are the step's (a replayed graph's
-        // ops are not issued on the host, and its temporaries stay in the graph's pool); a
-        // third: on CUDA it runs and is captured as a graph
-        tensor_storage_reset_peak();
-        op_flops_reset();
-        for (int k = 0; k < 2; k++) {
-            nn_runner_set_graphs(m->runner, graphs && k == 1);
-            if (banis_train_step(m, step, ta, tb, &l)) {
-                fprintf(stderr, "banis-bench: %s\n", err_message());
-                return 1;
-            }
-            if (k == 0) {
-                flops[full] = (double)op_flops();
-                int64_t p = tensor_storage_peak_bytes();
-                peak = p > peak ? p : peak;
-            }
-        }
-        const char *why = nn_runner_fallback(m->runner);
-        if (dev == DEVICE_CUDA && graphs && !nn_runner_captured(m->runner, full)) {
-            fprintf(stderr, "banis-bench: the %s step could not be captured as a CUDA graph: %s\n",
-                    full ? "full" : "warm-up", why[0] ? why : "no reason given");
-            return 1;
-        }
-        backend_counters c0 = backend_cuda_counters();
-        double t0 = now_seconds();
-        for (int r = 0; r < reps; r++)
-            if (banis_train_step(m, step, ta, tb, &l)) {
-                fprintf(stderr, "banis-bench: %s\n", err_message());
-                return 1;
-            }
-        tensor_backend(ta)->mem.synchronize();
-        double t = (now_seconds() - t0) / reps;
-        ms[full] = 1e3 * t;
-        tflops[full] = flops[full] / t / 1e12;
-        printf("%-10s step: %11.3f ms  %7.3f TFLOP/s (%.1f GFLOP per step)\n",
-               full ? "full" : "warm-up", ms[full], tflops[full], flops[full] / 1e9);
-        if (dev == DEVICE_CUDA) {
-            backend_counters c1 = backend_cuda_counters();
-#define PER(f) ((double)(c1.f - c0.f) / reps)
-            printf("           per step: %.0f graph launches, %.0f kernel launches, %.0f compiles, "
-                   "%.0f "
-                   "module loads, %.0f device allocations, "
-                   "%.0f host-to-device copies (%.0f bytes), %.0f device-to-host copies (%.0f "
-                   "bytes), %.0f synchronisations\n",
-                   PER(graph_launches), PER(launches), PER(compiles), PER(module_loads),
-                   PER(device_allocs), PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies),
-                   PER(d2h_bytes), PER(syncs));
-            if (graphs && c1.graph_launches - c0.graph_launches != reps) {
-                fprintf(stderr,
-                        "banis-bench: CUDA graphs on, but the timed %s steps made %.2f graph "
-                        "launches each, not 1: the figure above is not the graph's%s%s\n",
-                        full ? "full" : "warm-up", PER(graph_launches), why[0] ? ": " : "", why);
-                return 1;
-            }
-#undef PER
-        }
-    }
     double projected = (17000 * ms[0] + 23000 * ms[1]) / 1e3;
     printf("peak tensor memory: %.1f MiB\n", (double)peak / (1 << 20));
     printf("projected paper schedule (17,000 warm-up + 23,000 full steps): %.1f h (paper: ~12.3 h "
