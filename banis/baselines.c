@@ -204,9 +204,11 @@ static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
         return nn_step_minimize(r, m->opt_t, op_add(lab, lba), 2, "Auto-Encoder loss");
     }
     // generators: fool both (frozen) discriminators, least squares towards "real" (1), and
-    // come back round the cycle (L1, lambda 10)
+    // come back round the cycle (L1, lambda 10). Each update in a scope of its own: its graph
+    // and activations are freed when it has stepped; the translations (detached) go on.
     nn_freeze(m->d_a, true);
     nn_freeze(m->d_b, true);
+    tensor_scope_begin();
     tensor *fake_b = nn_forward(m->t_ab, a), *fake_a = nn_forward(m->t_ba, b);
     tensor *adv =
         op_add(lsgan(nn_forward(m->d_b, fake_b), 1), lsgan(nn_forward(m->d_a, fake_a), 1));
@@ -215,20 +217,27 @@ static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
     if (!rc)
         rc = nn_step_minimize(r, m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), 0,
                               "Cycle-GAN generator loss");
+    tensor *fakes[2] = {tensor_keep(rc ? NULL : op_detach(fake_a)),
+                        tensor_keep(rc ? NULL : op_detach(fake_b))};
+    tensor_scope_end();
+    fakes[0] = tensor_autorelease(fakes[0]);
+    fakes[1] = tensor_autorelease(fakes[1]);
     nn_freeze(m->d_a, false);
     nn_freeze(m->d_b, false);
     if (rc) return rc;
     // discriminators: (D(real) - 1)^2 + D(pooled translation)^2, halved
-    tensor *reals[2] = {a, b}, *fakes[2] = {op_detach(fake_a), op_detach(fake_b)};
+    tensor *reals[2] = {a, b};
     nn_module *ds[2] = {m->d_a, m->d_b};
     static const char *what[2] = {"Cycle-GAN D_A loss", "Cycle-GAN D_B loss"};
     for (int x = 0; x < 2 && !rc; x++) {
         nn_optimizer_zero_grad(m->opt_d[x]);
+        tensor_scope_begin();
         tensor *pooled = pool_query(m, x, fakes[x], in[2 + 2 * x], in[3 + 2 * x]);
         tensor *loss = op_mul_scalar(
             op_add(lsgan(nn_forward(ds[x], reals[x]), 1), lsgan(nn_forward(ds[x], pooled), 0)),
             0.5);
         rc = nn_step_minimize(r, m->opt_d[x], loss, 1 + x, what[x]);
+        tensor_scope_end();
     }
     return rc;
 }

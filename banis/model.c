@@ -278,14 +278,19 @@ static int minimize(banis_model *m, nn_optimizer *o, tensor *loss, double *dst, 
 int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l) {
     int n = (int)real->shape[0], rc = -1;
     tensor *z = banis_sample_z(m, n);
-    // x_gen = G_X(z) in inference mode
+    // x_gen = G_X(z) in inference mode (in a scope of its own: only gen outlives it)
     nn_set_training(m->gen[x], false);
     bool prev = ag_set_grad_enabled(false);
-    tensor *gen = banis_generate(m, x, z);
+    tensor_scope_begin();
+    tensor *gen = tensor_keep(banis_generate(m, x, z));
+    tensor_scope_end();
+    tensor_autorelease(gen);
     ag_set_grad_enabled(prev);
     nn_set_training(m->gen[x], true);
     if (!gen) return -1;
-    // D_X learns real = 1, generated = 0
+    // D_X learns real = 1, generated = 0. Each update runs in a scope of its own: its graph and
+    // activations are freed as soon as its optimizer has stepped (only z and gen outlive it).
+    tensor_scope_begin();
     tensor *labels =
         op_concat(2,
                   (tensor *[]){tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)),
@@ -293,16 +298,19 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
                   0);
     nn_optimizer_zero_grad(m->opt_d[x]);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
-    if (minimize(m, m->opt_d[x], op_bce_logits(pred, labels), &l->d_loss[x],
-                 x ? "D_B loss" : "D_A loss"))
-        goto done;
+    int rc_d = minimize(m, m->opt_d[x], op_bce_logits(pred, labels), &l->d_loss[x],
+                        x ? "D_B loss" : "D_A loss");
+    tensor_scope_end();
+    if (rc_d) goto done;
     // G_X learns to make the frozen D_X say 1 on G_X(z), the same z
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
+    tensor_scope_begin();
     rc = minimize(m, m->opt_g[x],
                   op_bce_logits(banis_pioneer(m, x, z),
                                 tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
                   &l->g_loss[x], x ? "G_B loss" : "G_A loss");
+    tensor_scope_end();
     nn_freeze(m->disc[x], false);
 done:
     if (rc) err_prefix("Pioneer %c: ", "AB"[x]);
@@ -315,7 +323,9 @@ static int mse_step(banis_model *m, nn_optimizer *o, tensor *(*net)(banis_model 
                     int x, tensor *src, tensor *target, double *loss, const char *what,
                     const char *name) {
     nn_optimizer_zero_grad(o);
+    tensor_scope_begin(); // the update's graph and activations freed when it has stepped
     int rc = minimize(m, o, op_mse(net(m, x, src), op_detach(target)), loss, what);
+    tensor_scope_end();
     if (rc) err_prefix("%s %c: ", name, "AB"[x]);
     return rc;
 }

@@ -92,10 +92,18 @@ static int keep(nn_runner *r, tensor *value, int slot, const char *what) {
                 slot < 0 || slot >= NN_STEP_SLOTS ? "out of range" : "kept twice in one step");
         return -1;
     }
-    if (!value) return -1;
-    r->cur[slot] = value;
+    // a detached view kept by the runner: the update's scope may end (and free its graph and
+    // activations) long before the step's slots are gathered
+    tensor *kept = value ? tensor_keep(op_detach(value)) : NULL;
+    if (!kept) return -1;
+    r->cur[slot] = kept;
     r->cur_what[slot] = what;
     return 0;
+}
+
+static void release_kept(nn_runner *r) {
+    for (int k = 0; k < NN_STEP_SLOTS; k++) tensor_release(r->cur[k]);
+    memset(r->cur, 0, sizeof r->cur);
 }
 
 int nn_step_minimize(nn_runner *r, nn_optimizer *o, tensor *loss, int slot, const char *what) {
@@ -135,7 +143,7 @@ static int issue(void *p) {
             s.slot[s.n++] = k;
         }
     if (!rc && s.n) rc = nn_gather_scalars(s.n, kept, r->slots_dev);
-    memset(r->cur, 0, sizeof r->cur);
+    release_kept(r);
     tensor_scope_end();
     r->issued = rc ? (slot_list){0} : s;
     if (!rc && c->runs++ == 0) c->first = s;

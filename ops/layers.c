@@ -134,8 +134,14 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
                     (long long)count);
             return NULL;
         }
-        mean = op_mean(x, n_axes, axes, true);
-        var = op_mean(op_square(op_sub(x, mean)), n_axes, axes, true);
+        // in a scope of their own: x - mean and its square are as large as x, and only the
+        // per-channel statistics are needed after (they outlive it)
+        tensor_scope_begin();
+        mean = tensor_keep(op_mean(x, n_axes, axes, true));
+        var = tensor_keep(op_mean(op_square(op_sub(x, mean)), n_axes, axes, true));
+        tensor_scope_end();
+        tensor_autorelease(mean);
+        tensor_autorelease(var);
         // running = momentum * running + (1 - momentum) * batch; variance unbiased.
         ew_program p;
         ew_init(&p, 4);

@@ -92,6 +92,61 @@ static int bench_kind(banis_model *m, bool full, tensor *ta, tensor *tb, tensor_
     return 0;
 }
 
+static double mib(int64_t bytes) { return (double)bytes / (1 << 20); }
+
+static int64_t state_bytes(nn_optimizer *o) {
+    nn_tensor_list l = {0};
+    nn_optimizer_state(o, &l);
+    int64_t n = 0;
+    for (int i = 0; i < l.n; i++)
+        n += tensor_numel(l.items[i].t) * tensor_dtype_size(l.items[i].t->dtype);
+    nn_list_free(&l);
+    return n;
+}
+
+// Where the step's memory goes: what is held between steps (parameters, their gradients, the
+// optimizers' state, the rest: batch-norm statistics, the batch, the runner's slots), what a
+// step adds at its peak (activations and temporaries), and the floor: what is held plus the
+// largest single update's peak (a Coordinator update, run alone; the warm-up step's Pioneer
+// updates as a check), which a step that frees each update's graph before the next can reach.
+static int print_memory(banis_model *m, tensor *ta, tensor *tb, tensor_device_type dev,
+                        int64_t peak) {
+    int64_t params = 4 * nn_count_parameters(m->root), state = 0;
+    nn_optimizer *opts[8] = {m->opt_d[0], m->opt_d[1], m->opt_g[0], m->opt_g[1],
+                             m->opt_s[0], m->opt_s[1], m->opt_c[0], m->opt_c[1]};
+    for (int i = 0; i < 8; i++) state += state_bytes(opts[i]);
+    if (dev == DEVICE_CUDA) {
+        size_t in_use, cached;
+        backend_cuda_memory(&in_use, &cached);
+        printf("CUDA allocator: %.1f MiB in blocks held by tensors (rounded), %.1f MiB cached "
+               "for reuse (its reserve; the graphs' private pools, which their replays reuse, not "
+               "included)\n",
+               mib((int64_t)in_use), mib((int64_t)cached));
+    }
+    nn_runner_set_graphs(m->runner, false); // issued, so that their peaks are measured
+    int64_t held = tensor_storage_live_bytes(), largest = 0;
+    for (int k = 0; k < 2; k++) { // a Coordinator update alone, then the warm-up step
+        double loss;
+        banis_losses l;
+        tensor_storage_reset_peak();
+        int64_t before = tensor_storage_live_bytes();
+        if (k == 0 ? banis_coordinator_step(m, DOMAIN_A, tb, &loss)
+                   : banis_train_step(m, 0, ta, tb, &l)) {
+            fprintf(stderr, "banis-bench: %s\n", err_message());
+            return -1;
+        }
+        int64_t p = tensor_storage_peak_bytes() - before;
+        largest = p > largest ? p : largest;
+    }
+    printf("memory held between steps: %.1f MiB = parameters %.1f + gradients %.1f + optimizer "
+           "state %.1f + the rest %.1f (statistics, batch, slots)\n",
+           mib(held), mib(params), mib(params), mib(state), mib(held - 2 * params - state));
+    printf("a step's activations and temporaries at its peak: %.1f MiB; the floor (held + the "
+           "largest update's): %.1f MiB, the peak %.2fx it\n",
+           mib(peak - held), mib(held + largest), (double)peak / (double)(held + largest));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
     bool graphs = true;
@@ -155,6 +210,7 @@ int main(int argc, char **argv) {
             return 1;
     double projected = (17000 * ms[0] + 23000 * ms[1]) / 1e3;
     printf("peak tensor memory: %.1f MiB\n", (double)peak / (1 << 20));
+    if (print_memory(m, ta, tb, dev, peak)) return 1;
     printf("projected paper schedule (17,000 warm-up + 23,000 full steps): %.1f h (paper: ~12.3 h "
            "on a GP104)\n",
            projected / 3600);
