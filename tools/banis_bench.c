@@ -115,16 +115,17 @@ static int print_memory(banis_model *m, tensor *ta, tensor *tb, tensor_device_ty
     nn_optimizer *opts[8] = {m->opt_d[0], m->opt_d[1], m->opt_g[0], m->opt_g[1],
                              m->opt_s[0], m->opt_s[1], m->opt_c[0], m->opt_c[1]};
     for (int i = 0; i < 8; i++) state += state_bytes(opts[i]);
+    int64_t held = tensor_storage_live_bytes();
     if (dev == DEVICE_CUDA) {
-        size_t in_use, cached;
-        backend_cuda_memory(&in_use, &cached);
-        printf("CUDA allocator: %.1f MiB in blocks held by tensors (rounded), %.1f MiB cached "
-               "for reuse (its reserve; the graphs' private pools, which their replays reuse, not "
-               "included)\n",
-               mib((int64_t)in_use), mib((int64_t)cached));
+        size_t in_use, cached, pools;
+        backend_cuda_memory(&in_use, &cached, &pools);
+        printf("CUDA allocator: %.1f MiB in blocks held by tensors, %.1f MiB in the graphs' "
+               "private pools (%.2fx a step's peak activations), %.1f MiB cached for reuse\n",
+               mib((int64_t)in_use), mib((int64_t)pools),
+               peak > held ? (double)pools / (double)(peak - held) : 0.0, mib((int64_t)cached));
     }
     nn_runner_set_graphs(m->runner, false); // issued, so that their peaks are measured
-    int64_t held = tensor_storage_live_bytes(), largest = 0;
+    int64_t largest = 0;
     for (int k = 0; k < 2; k++) { // a Coordinator update alone, then the warm-up step
         double loss;
         banis_losses l;

@@ -13,8 +13,9 @@ const backend *backend_cuda(void);
 // TF32 tensor cores for float32 matmul and convolutions (PyTorch's allow_tf32); on by
 // default, BANIS_ALLOW_TF32=0 or this call turns it off for exact FP32.
 void backend_cuda_allow_tf32(bool allow);
-// Bytes held by tensors and kept in the allocator's cache.
-void backend_cuda_memory(size_t *in_use, size_t *cached);
+// Bytes in blocks held by tensors, kept in the allocator's cache for reuse, and kept in live
+// CUDA graphs' private pools (their temporaries, reused by every replay).
+void backend_cuda_memory(size_t *in_use, size_t *cached, size_t *graph_pools);
 
 // What the CUDA backend has done since the start (take differences for a step): kernels
 // launched, NVRTC compilations, modules loaded (compiled or from the disk cache), device allocations (cudaMalloc, not cache hits), copies each

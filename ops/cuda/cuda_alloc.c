@@ -9,7 +9,7 @@
 #include "cuda_internal.h"
 
 static u64_map classes; // block size -> head of its free list (block *)
-static size_t bytes_in_use, bytes_cached;
+static size_t bytes_in_use, bytes_cached, bytes_in_graphs; // the last: graphs' private pools
 
 typedef struct block {
     void *ptr;
@@ -111,6 +111,7 @@ static int graph_keep(backend_graph *g, void *p, size_t size) {
         g->cap_blocks = c;
     }
     g->blocks[g->n_blocks++] = (graph_block){p, size};
+    bytes_in_graphs += size;
     return 0;
 }
 
@@ -241,11 +242,14 @@ void cuda_alloc_capture_done(backend_graph *g) {
 void cuda_alloc_graph_freed(backend_graph *g) {
     for (size_t i = 0; i < cap_live; i++) // blocks it wrote, still held: ordinary from now on
         if (live[i].ptr && live[i].ptr != TOMBSTONE && live[i].graph == g) live[i].graph = NULL;
-    for (size_t i = 0; i < g->n_blocks; i++) // its pool back to the cache (parked already)
+    for (size_t i = 0; i < g->n_blocks; i++) { // its pool back to the cache (parked already)
+        bytes_in_graphs -= g->blocks[i].size;
         cuda_cache_block(&classes, g->blocks[i].ptr, g->blocks[i].size);
+    }
 }
 
-void backend_cuda_memory(size_t *in_use, size_t *cached) {
+void backend_cuda_memory(size_t *in_use, size_t *cached, size_t *graph_pools) {
     *in_use = bytes_in_use;
     *cached = bytes_cached;
+    *graph_pools = bytes_in_graphs;
 }
