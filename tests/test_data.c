@@ -232,7 +232,37 @@ START_TEST(test_folders_layout_and_unmatched) {
     image_free(a);
     image_free(b);
     ck_assert_ptr_null(banis_prepare(tmpdir, &o));
-    ck_assert_ptr_nonnull(strstr(err_message(), "s9.png"));
+    ck_assert_msg(strstr(err_message(), "/A/s9.png") && strstr(err_message(), "--skip-unpaired"),
+                  "%s", err_message());
+    // and a B image without its A partner (it used to be ignored: 2 pairs, no word)
+    snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
+    unlink(p);
+    raw_pair(&a, &b, 21);
+    snprintf(p, sizeof p, "%s/B/z.png", tmpdir);
+    image_write_png(p, b, 0, 255);
+    image_free(a);
+    image_free(b);
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_msg(strstr(err_message(), "/B/z.png") && strstr(err_message(), "1 image without"),
+                  "%s", err_message());
+    // both kinds at once, skipped on request: the pairs that are whole, the others listed
+    raw_pair(&a, &b, 22);
+    snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
+    image_write_png(p, a, 0, 255);
+    image_free(a);
+    image_free(b);
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_msg(strstr(err_message(), "2 images without") && strstr(err_message(), "/A/s9.png") &&
+                      strstr(err_message(), "/B/z.png"),
+                  "%s", err_message());
+    o.skip_unpaired = true;
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 2);
+    ck_assert_msg(strstr(d->source, "(2 files") && strstr(d->source, "skipped 2 unpaired") &&
+                      strstr(d->source, "s9.png") && strstr(d->source, "z.png"),
+                  "%s", d->source);
+    banis_dataset_free(d);
 }
 END_TEST
 

@@ -3,7 +3,7 @@
 //       N synthetic pairs as PNG (A | B side by side, and a colour overlay: membrane magenta,
 //       nuclei green), a contact sheet, and the set itself (DIR/dataset.safetensors).
 //   banis-data prepare RAW_DIR --out DIR [--layout auto|side-by-side|folders|tiff] [--boxes FILE]
-//       [--scale 4] [--channels A,B] [--tiff-channels N] [--middle-half]
+//       [--scale 4] [--channels A,B] [--tiff-channels N] [--middle-half] [--skip-unpaired]
 //       The paper's preprocessing of a folder of raw images into DIR/dataset.safetensors,
 //       with a contact sheet to look at.
 #include <errno.h>
@@ -23,6 +23,7 @@ static int usage_to(FILE *f, int rc) {
         "       banis-data prepare RAW_DIR --out DIR [--layout auto|side-by-side|folders|tiff]\n"
         "                  [--boxes FILE] [--scale 4] [--channels 0,1] [--tiff-channels N] "
         "[--middle-half]\n"
+        "                  [--skip-unpaired]\n"
         "synth writes N synthetic membrane/nuclei pairs as PNG plus a contact sheet;\n"
         "prepare turns raw microscopy images into the 64x64 training set "
         "(DIR/dataset.safetensors).\n"
@@ -33,7 +34,9 @@ static int usage_to(FILE *f, int rc) {
         "                       page per file -> side-by-side (membrane left, nuclei right)\n"
         "  --channels A,B       the channels holding membrane and nuclei (default 0,1)\n"
         "  --tiff-channels N    channels per slice of a stack of single-channel pages that has no\n"
-        "                       ImageJ or OME metadata (page = slice * N + channel)\n");
+        "                       ImageJ or OME metadata (page = slice * N + channel)\n"
+        "  --skip-unpaired      folders layout: skip (and list) images of A/ or B/ without a\n"
+        "                       partner of the same name in the other, instead of refusing\n");
     return rc;
 }
 static int usage(void) { return usage_to(stderr, 2); }
@@ -85,6 +88,10 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--middle-half")) {
             po.middle_half = true;
+            continue;
+        }
+        if (!strcmp(a, "--skip-unpaired")) {
+            po.skip_unpaired = true;
             continue;
         }
         if (!v) return usage();

@@ -62,6 +62,9 @@ typedef struct {
     // the file (a stack that does not say is refused, naming the flag).
     int channel_a, channel_b, tiff_channels;
     bool middle_half; // keep the middle half of each stack's slices (the paper: 15 of 30)
+    // The folders layout: an image in A/ or B/ without its partner of the same name in the
+    // other is refused, naming it, unless skipped (then listed in the data set's source).
+    bool skip_unpaired;
 } prepare_options;
 
 prepare_options prepare_defaults(void);

@@ -515,11 +515,56 @@ static int prepare_file(banis_dataset *d, int *cap, const char *dir, const char 
     return rc;
 }
 
+static bool has_name(char **names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return true;
+    return false;
+}
+
+// The folders layout pairs A/NAME with B/NAME: every image in either needs its partner. Refused
+// naming the first few without one (-1), or, with skip_unpaired, those of A/ marked in `skip`
+// and all of them listed in `note`.
+static int check_pairs(const char *dir, char **a, int na, bool *skip, const prepare_options *o,
+                       char *note, size_t note_size) {
+    char sub[4096], list[600] = "";
+    snprintf(sub, sizeof sub, "%s/B", dir);
+    char **b = NULL;
+    int nb = list_images(sub, &b), unpaired = 0;
+    if (nb < 0) nb = 0; // an empty B/: every A image is unpaired
+    size_t at = 0;
+    for (int side = 0; side < 2; side++) {
+        char **mine = side ? b : a, **other = side ? a : b;
+        int n_mine = side ? nb : na, n_other = side ? na : nb;
+        for (int i = 0; i < n_mine; i++) {
+            if (has_name(other, n_other, mine[i])) continue;
+            if (!side) skip[i] = true;
+            if (unpaired++ < 4 && at < sizeof list)
+                at += (size_t)snprintf(list + at, sizeof list - at, "%s%s/%s/%s",
+                                       unpaired > 1 ? ", " : "", dir, side ? "B" : "A", mine[i]);
+        }
+    }
+    free_names(b, nb);
+    if (!unpaired) return 0;
+    if (unpaired > 4 && at < sizeof list)
+        snprintf(list + at, sizeof list - at, " and %d more", unpaired - 4);
+    if (!o->skip_unpaired) {
+        err_set("%d image%s without a partner of the same name in the other folder (the folders "
+                "layout pairs A/NAME with B/NAME): %s; add or remove them, or give "
+                "--skip-unpaired",
+                unpaired, unpaired > 1 ? "s" : "", list);
+        return -1;
+    }
+    size_t n = strlen(note);
+    snprintf(note + n, note_size - n, "%sskipped %d unpaired: %s", n ? "; " : "", unpaired, list);
+    return 0;
+}
+
 banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
     banis_dataset *d = calloc(1, sizeof *d);
     int cap = 0, n_names = 0;
     char **names = NULL;
-    char sub[4096], path_b[4096], note[160] = "";
+    char sub[4096], path_b[4096], note[800] = "";
+    bool *skip = NULL;
     float *ca = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
     float *cb = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
     if (!d || !ca || !cb) {
@@ -538,17 +583,29 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
     snprintf(sub, sizeof sub, "%s%s", dir, layout == LAYOUT_FOLDERS ? "/A" : "");
     n_names = list_images(sub, &names);
     if (n_names < 0) goto fail;
+    skip = calloc((size_t)n_names, sizeof *skip);
+    if (!skip) {
+        err_set("out of host memory");
+        goto fail;
+    }
+    if (layout == LAYOUT_FOLDERS && check_pairs(dir, names, n_names, skip, o, note, sizeof note))
+        goto fail;
     for (int f = 0; f < n_names; f++)
-        if (prepare_file(d, &cap, dir, sub, names[f], &layout, o, ca, cb, note, sizeof note))
+        if (!skip[f] &&
+            prepare_file(d, &cap, dir, sub, names[f], &layout, o, ca, cb, note, sizeof note))
             goto fail;
-    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, n_names, note[0] ? "; " : "",
+    int used = 0;
+    for (int f = 0; f < n_names; f++) used += !skip[f];
+    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, used, note[0] ? "; " : "",
              note);
     free_names(names, n_names);
+    free(skip);
     free(ca);
     free(cb);
     return d;
 fail:
     free_names(names, n_names > 0 ? n_names : 0);
+    free(skip);
     free(ca);
     free(cb);
     banis_dataset_free(d);
