@@ -1,6 +1,7 @@
 #include "checkpoint.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,11 +72,38 @@ int nn_ckpt_save(nn_checkpoint *c, const char *path) {
     return incomplete(c, path) ? -1 : st_save(path, &c->tensors, c->n_meta, c->meta);
 }
 
+// Every tensor the checkpoint would load is finite, checked in the file's bytes before any is
+// loaded: a poisoned checkpoint (a run that diverged, a damaged file) is refused whole, naming
+// the tensor and the element, and nothing it holds reaches the model.
+static int check_finite(const st_file *f, const nn_tensor_list *l, const char *path) {
+    for (int i = 0; i < l->n; i++) {
+        const st_entry *e = st_find(f, l->items[i].name);
+        if (!e) continue; // st_load_list names what is missing
+        const unsigned char *p = f->bytes + f->data_start + e->begin;
+        size_t es = (size_t)tensor_dtype_size(e->dtype), n = (e->end - e->begin) / es;
+        for (size_t k = 0; k < n; k++) {
+            double v;
+            if (e->dtype == TENSOR_F32) {
+                float x;
+                memcpy(&x, p + k * es, sizeof x);
+                v = x;
+            } else
+                memcpy(&v, p + k * es, sizeof v);
+            if (!isfinite(v)) {
+                err_set("%s: %s holds a NaN or an infinity (element %zu is %g): not loaded", path,
+                        e->name, k, v);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int nn_ckpt_load(nn_checkpoint *c, const char *path, st_file **out) {
     if (incomplete(c, path)) return -1;
     st_file *f = st_open(path);
     if (!f) return -1;
-    if (st_load_list(f, &c->tensors)) goto fail;
+    if (check_finite(f, &c->tensors, path) || st_load_list(f, &c->tensors)) goto fail;
     char key[64];
     for (int i = 0; i < c->n_optimizers; i++) {
         snprintf(key, sizeof key, "%s.steps", nn_optimizer_name(c->optimizers[i]));

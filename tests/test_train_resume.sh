@@ -103,6 +103,14 @@ PY
 sample=$(dirname "$train")/banis-sample
 if "$sample" --ckpt "$tmp/poison.safetensors" --n 4 --out "$tmp/poison-out" > "$tmp/poison.log" 2>&1; then fail "a checkpoint with an infinite weight was sampled"; fi
 grep -q "poison.safetensors: gen_a.* holds a NaN or an infinity" "$tmp/poison.log" || fail "poisoned checkpoint: $(cat "$tmp/poison.log")"
+# ... and by every other path: a resume (before a step is trained) and the export
+mkdir -p "$tmp/poisoned-run" && cp "$tmp/poison.safetensors" "$tmp/poisoned-run/checkpoint_latest.safetensors"
+if "$train" --resume "$tmp/poisoned-run" > "$tmp/poison-resume.log" 2>&1; then fail "a poisoned checkpoint was resumed"; fi
+grep -q "checkpoint_latest.safetensors: gen_a.* holds a NaN or an infinity" "$tmp/poison-resume.log" || fail "poisoned resume: $(cat "$tmp/poison-resume.log")"
+if grep -q "last good checkpoint\|step *1/" "$tmp/poison-resume.log"; then fail "a poisoned resume trained or called it good: $(cat "$tmp/poison-resume.log")"; fi
+export_bin=$(dirname "$train")/tools/banis-export
+if "$export_bin" --ckpt "$tmp/poison.safetensors" --out "$tmp/poison-export.safetensors" > "$tmp/poison-export.log" 2>&1; then fail "a poisoned checkpoint was exported"; fi
+grep -q "holds a NaN or an infinity" "$tmp/poison-export.log" || fail "poisoned export: $(cat "$tmp/poison-export.log")"
 # banis-data prepare makes its output's missing parents, and --data takes the prepared folder
 synth=$(dirname "$train")/tools/banis-data
 # 30 raw grey slices side by side (membrane ring left, nucleus right), as a microscope saves them

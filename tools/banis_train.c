@@ -365,9 +365,12 @@ static int train(run *r) {
         int err = banis_batch(r->d, r->idx, c->sched.batch, TENSOR_F32, r->inv.dev, &a, &b) ||
                   banis_train_step(r->m, r->step, a, b, &l);
         tensor_scope_end();
-        if (err) {
-            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\nthe last good checkpoint is %s\n",
-                    r->step, err_message(), r->ckpt_path);
+        if (err) { // a checkpoint is only ever written finite (save_checkpoint_as), and read so
+            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\n", r->step, err_message());
+            if (!access(r->ckpt_path, F_OK))
+                fprintf(stderr, "the last good checkpoint is %s\n", r->ckpt_path);
+            else
+                fprintf(stderr, "no checkpoint was written before this step\n");
             return 1;
         }
         static bool told; // a step that could not be captured runs as issued: say so once
