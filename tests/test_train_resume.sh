@@ -181,6 +181,25 @@ full=$(stat -c %s "$tmp/keep/checkpoint_latest.safetensors"); part=$(stat -c %s 
 [ $((part * 2)) -lt "$full" ] || fail "a periodic checkpoint ($part bytes) is not much smaller than the full one ($full)"
 "$sample" --ckpt "$tmp/keep/checkpoint_step_000008.safetensors" --n 4 --out "$tmp/keep-sample" > "$tmp/keep-sample.log" 2>&1 \
   || fail "banis-sample on a periodic checkpoint: $(tail -2 "$tmp/keep-sample.log")"
+# nothing already written is lost or mixed: banis-data over a prepared set is refused (the set
+# untouched), banis-sample into a folder holding its earlier output is refused (that output
+# untouched), and banis-sample --from with a corrupt image writes nothing
+cp "$tmp/deep/er/prepared/dataset.safetensors" "$tmp/prepared-before.safetensors"
+if "$synth" synth --n 4 --out "$tmp/deep/er/prepared" > "$tmp/over-prep.log" 2>&1; then fail "banis-data synth replaced a prepared set"; fi
+grep -q "holds a data set already (dataset.safetensors)" "$tmp/over-prep.log" || fail "no message for a data set there: $(cat "$tmp/over-prep.log")"
+cmp -s "$tmp/deep/er/prepared/dataset.safetensors" "$tmp/prepared-before.safetensors" || fail "the prepared set changed"
+cp "$tmp/keep-sample/pairs.png" "$tmp/pairs-before.png"
+if "$sample" --ckpt "$tmp/keep/checkpoint_latest.safetensors" --n 2 --seed 9 --out "$tmp/keep-sample" > "$tmp/over-sample.log" 2>&1; then fail "banis-sample wrote over its earlier output"; fi
+grep -q "holds an earlier banis-sample's output (pairs.png)" "$tmp/over-sample.log" || fail "no message for earlier output: $(cat "$tmp/over-sample.log")"
+cmp -s "$tmp/keep-sample/pairs.png" "$tmp/pairs-before.png" || fail "the earlier pairs.png changed"
+mkdir -p "$tmp/from-a" && cp "$tmp/raw/slice_00.png" "$tmp/raw/slice_01.png" "$tmp/from-a/"
+head -c 300 "$tmp/raw/slice_02.png" > "$tmp/from-a/slice_02.png" # truncated
+if "$sample" --ckpt "$tmp/keep/checkpoint_latest.safetensors" --n 3 --from a "$tmp/from-a" --out "$tmp/from-out" > "$tmp/from.log" 2>&1; then fail "a corrupt image was translated"; fi
+grep -q "slice_02.png" "$tmp/from.log" || fail "the corrupt image is not named: $(cat "$tmp/from.log")"
+[ -z "$(ls -A "$tmp/from-out" 2>/dev/null)" ] || fail "banis-sample left files after failing: $(ls -A "$tmp/from-out")"
+rm "$tmp/from-a/slice_02.png"
+"$sample" --ckpt "$tmp/keep/checkpoint_latest.safetensors" --n 3 --from a "$tmp/from-a" --out "$tmp/from-out" > "$tmp/from.log" 2>&1 || fail "banis-sample --from a: $(tail -2 "$tmp/from.log")"
+[ -s "$tmp/from-out/translated.png" ] && [ -s "$tmp/from-out/pair_0002.png" ] && [ -z "$(ls -A "$tmp/from-out" | grep staging)" ] || fail "banis-sample --from wrote: $(ls -A "$tmp/from-out")"
 # TensorBoard's Images tab: the sample grids are image summaries in the event file (decoded
 # here from the TFRecord framing and the protocol buffers, independently of our writer)
 python3 - "$tmp"/straight/events.out.tfevents.* <<'PY' || fail "no sample images in the TensorBoard events"

@@ -41,14 +41,6 @@ static int usage_to(FILE *f, int rc) {
 }
 static int usage(void) { return usage_to(stderr, 2); }
 
-static int make_dir(const char *dir) { // with its missing parents (data/mine in a fresh checkout)
-    if (files_make_dirs(dir)) {
-        fprintf(stderr, "banis-data: cannot create %s: %s\n", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static int write_outputs(const banis_dataset *d, const char *out, bool each) {
     char path[4096];
     if (each) {
@@ -62,10 +54,8 @@ static int write_outputs(const banis_dataset *d, const char *out, bool each) {
     int sheet_n = d->n < 64 ? d->n : 64;
     snprintf(path, sizeof path, "%s/contact_sheet.png", out);
     if (banis_write_pairs_png(path, d->a, d->b, sheet_n, 4)) return -1;
-    printf("wrote %s (%d pairs: A | B | overlay, membrane magenta, nuclei green)\n", path, sheet_n);
     snprintf(path, sizeof path, "%s/dataset.safetensors", out);
     if (banis_dataset_save(d, path)) return -1;
-    printf("wrote %s (%d pairs of 64x64, A = membrane, B = nuclei, in [-1, 1])\n", path, d->n);
     return 0;
 }
 
@@ -148,7 +138,15 @@ int main(int argc, char **argv) {
             return usage();
     }
     if (!out) return usage();
-    if (make_dir(out)) return 1;
+    static const char *const ours[] = {"dataset.safetensors", "contact_sheet.png", "pair_0000.png"};
+    for (int k = 0; k < 3; k++)
+        if (files_exists(out, ours[k])) {
+            fprintf(stderr,
+                    "banis-data: %s holds a data set already (%s): choose another --out, or "
+                    "remove it\n",
+                    out, ours[k]);
+            return 1;
+        }
     banis_dataset *d;
     if (raw) {
         d = banis_prepare(raw, &po);
@@ -170,7 +168,18 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    int rc = write_outputs(d, out, raw == NULL);
+    char stage[4200]; // everything into a staging folder, then moved into out at once
+    int rc = files_stage_begin(out, stage, sizeof stage);
+    if (rc)
+        err_set("cannot create %s: %s", out, strerror(errno));
+    else if ((rc = write_outputs(d, stage, raw == NULL)))
+        files_stage_abort(stage);
+    else if ((rc = files_stage_commit(stage, out)))
+        err_set("moving the outputs into %s: %s", out, strerror(errno));
+    if (!rc)
+        printf("wrote %s: dataset.safetensors (%d pairs of 64x64, A = membrane, B = nuclei, in "
+               "[-1, 1]), contact_sheet.png%s\n",
+               out, d->n, raw ? "" : ", pair_NNNN.png");
     if (rc) fprintf(stderr, "banis-data: %s\n", err_message());
     banis_dataset_free(d);
     return rc ? 1 : 0;

@@ -10,6 +10,7 @@
 
 #include "../tensor/error.h"
 #include "../banis/model.h"
+#include "../tensor/files.h"
 
 static int usage(int rc) {
     fprintf(rc ? stderr : stdout,
@@ -45,53 +46,104 @@ static int to_tile(const char *path, float *tile) {
     return 0;
 }
 
-static int translate(banis_model *m, char from, const char *dir, const char *out) {
+// Every PNG or TIFF image of dir as a tile, all read before anything is written: a corrupt one
+// is refused (naming it) with nothing written. The count, or -1.
+static int read_tiles(const char *dir, float **out) {
     DIR *d = opendir(dir);
     if (!d) {
         err_set("%s: %s", dir, strerror(errno));
         return -1;
     }
-    int n = 0, cap = 64;
+    int n = 0, cap = 64, rc = 0;
     float *src = malloc(sizeof(float) * BANIS_PIXELS * (size_t)cap);
     struct dirent *e;
     char path[4096];
-    int rc = 0;
-    while ((e = readdir(d)) && !rc) {
+    while (src && (e = readdir(d)) && !rc) {
         const char *dot = strrchr(e->d_name, '.');
         if (e->d_name[0] == '.' || !dot ||
             (strcasecmp(dot, ".png") && strcasecmp(dot, ".tif") && strcasecmp(dot, ".tiff")))
             continue;
-        if (n == cap) src = realloc(src, sizeof(float) * BANIS_PIXELS * (size_t)(cap *= 2));
+        if (n == cap) {
+            float *g = realloc(src, sizeof(float) * BANIS_PIXELS * (size_t)(cap *= 2));
+            if (!g) break;
+            src = g;
+        }
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         rc = to_tile(path, src + (size_t)n * BANIS_PIXELS);
         n++;
     }
     closedir(d);
+    if (!src && !rc) {
+        err_set("out of host memory reading %s", dir);
+        rc = -1;
+    }
     if (!rc && n == 0) {
         err_set("%s: no PNG or TIFF images", dir);
         rc = -1;
     }
-    float *dst = rc ? NULL : malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
-    if (!rc) {
-        tensor_scope_begin();
-        bool prev = ag_set_grad_enabled(false);
-        tensor *x =
-            tensor_from_host(TENSOR_F32, SHAPE(n, 1, BANIS_SIDE, BANIS_SIDE), src, DEVICE_CPU);
-        // a -> S_B(a) is nuclei; b -> S_A(b) is membrane
-        tensor *y = banis_successor(m, from == 'a' ? DOMAIN_B : DOMAIN_A, x);
-        rc = !y || tensor_to_host(y, dst);
-        ag_set_grad_enabled(prev);
-        tensor_scope_end();
+    if (rc) {
+        free(src);
+        return -1;
     }
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/translated.png", out);
+    *out = src;
+    return n;
+}
+
+// src (n tiles of channel `from`) through the Successor into the other channel, written as
+// OUT/translated.png.
+static int translate(banis_model *m, char from, const float *src, int n, const char *out) {
+    float *dst = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
+    if (!dst) {
+        err_set("out of host memory");
+        return -1;
+    }
+    tensor_scope_begin();
+    bool prev = ag_set_grad_enabled(false);
+    tensor *x = tensor_from_host(TENSOR_F32, SHAPE(n, 1, BANIS_SIDE, BANIS_SIDE), src, DEVICE_CPU);
+    // a -> S_B(a) is nuclei; b -> S_A(b) is membrane
+    tensor *y = banis_successor(m, from == 'a' ? DOMAIN_B : DOMAIN_A, x);
+    int rc = !y || tensor_to_host(y, dst) ? -1 : 0;
+    ag_set_grad_enabled(prev);
+    tensor_scope_end();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/translated.png", out);
+    if (!rc)
         rc = from == 'a' ? banis_write_pairs_png(path, src, dst, n, 2)
                          : banis_write_pairs_png(path, dst, src, n, 2);
-        if (!rc)
-            printf("translated %d %s images -> %s\n", n, from == 'a' ? "membrane" : "nuclei", path);
-    }
-    free(src);
     free(dst);
+    return rc;
+}
+
+// n pairs from z ~ U(-1, 1) (seeded) through G_A and G_B, written into out.
+static int synthesise(banis_model *m, int n, unsigned long long seed, const char *out) {
+    rng r;
+    rng_init(&r, seed);
+    float *a = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n),
+          *b = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
+    int rc = a && b ? 0 : -1;
+    if (rc) err_set("out of host memory for %d pairs", n);
+    bool prev = ag_set_grad_enabled(false);
+    for (int at = 0; at < n && !rc; at += 64) {
+        int k = n - at < 64 ? n - at : 64;
+        tensor_scope_begin();
+        tensor *z =
+            tensor_rand_uniform(&r, TENSOR_F32, SHAPE(k, m->arch.latent), -1, 1, DEVICE_CPU);
+        tensor *ga = banis_generate(m, DOMAIN_A, z), *gb = banis_generate(m, DOMAIN_B, z);
+        rc = !ga || !gb || tensor_to_host(ga, a + (size_t)at * BANIS_PIXELS) ||
+             tensor_to_host(gb, b + (size_t)at * BANIS_PIXELS);
+        tensor_scope_end();
+    }
+    ag_set_grad_enabled(prev);
+    char path[4096];
+    for (int i = 0; i < n && !rc; i++) {
+        snprintf(path, sizeof path, "%s/pair_%04d.png", out, i);
+        rc = banis_write_pairs_png(path, a + (size_t)i * BANIS_PIXELS, b + (size_t)i * BANIS_PIXELS,
+                                   1, 1);
+    }
+    snprintf(path, sizeof path, "%s/pairs.png", out);
+    if (!rc) rc = banis_write_pairs_png(path, a, b, n < 64 ? n : 64, 4);
+    free(a);
+    free(b);
     return rc ? -1 : 0;
 }
 
@@ -127,47 +179,48 @@ int main(int argc, char **argv) {
             return usage(2);
     }
     if (!ckpt || !out) return usage(2);
-    if (mkdir(out, 0755) && errno != EEXIST) {
-        fprintf(stderr, "banis-sample: cannot create %s: %s\n", out, strerror(errno));
-        return 1;
-    }
+    static const char *const ours[] = {"pairs.png", "translated.png", "pair_0000.png"};
+    for (int i = 0; i < 3; i++)
+        if (files_exists(out, ours[i])) {
+            fprintf(stderr,
+                    "banis-sample: %s holds an earlier banis-sample's output (%s): choose another "
+                    "--out, or remove it\n",
+                    out, ours[i]);
+            return 1;
+        }
     banis_model *m = banis_model_load(ckpt);
     if (!m) {
         fprintf(stderr, "banis-sample: %s\n", err_message());
         return 1;
     }
-    rng r;
-    rng_init(&r, seed);
-    float *a = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n),
-          *b = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n);
-    int rc = 0;
-    bool prev = ag_set_grad_enabled(false);
-    for (int at = 0; at < n && !rc; at += 64) {
-        int k = n - at < 64 ? n - at : 64;
-        tensor_scope_begin();
-        tensor *z =
-            tensor_rand_uniform(&r, TENSOR_F32, SHAPE(k, m->arch.latent), -1, 1, DEVICE_CPU);
-        tensor *ga = banis_generate(m, DOMAIN_A, z), *gb = banis_generate(m, DOMAIN_B, z);
-        rc = !ga || !gb || tensor_to_host(ga, a + (size_t)at * BANIS_PIXELS) ||
-             tensor_to_host(gb, b + (size_t)at * BANIS_PIXELS);
-        tensor_scope_end();
+    float *src = NULL;
+    int n_src = from ? read_tiles(from_dir, &src) : 0;
+    char stage[4200];
+    int rc = n_src < 0 ? -1 : 0;
+    if (!rc && files_stage_begin(out, stage, sizeof stage)) {
+        err_set("cannot create %s: %s", out, strerror(errno));
+        rc = -1;
     }
-    ag_set_grad_enabled(prev);
-    char path[4096];
-    for (int i = 0; i < n && !rc; i++) {
-        snprintf(path, sizeof path, "%s/pair_%04d.png", out, i);
-        rc = banis_write_pairs_png(path, a + (size_t)i * BANIS_PIXELS, b + (size_t)i * BANIS_PIXELS,
-                                   1, 1);
+    if (!rc) { // everything into the staging folder, then moved into out at once
+        rc = synthesise(m, n, seed, stage);
+        if (!rc && from) rc = translate(m, from, src, n_src, stage);
+        if (rc)
+            files_stage_abort(stage);
+        else if (files_stage_commit(stage, out)) {
+            err_set("moving the outputs into %s: %s", out, strerror(errno));
+            rc = -1;
+        }
     }
-    snprintf(path, sizeof path, "%s/pairs.png", out);
-    if (!rc) rc = banis_write_pairs_png(path, a, b, n < 64 ? n : 64, 4);
-    if (!rc)
-        printf("synthesised %d pairs -> %s (A | B | overlay: membrane magenta, nuclei green)\n", n,
-               path);
-    if (!rc && from) rc = translate(m, from, from_dir, out);
-    if (rc) fprintf(stderr, "banis-sample: %s\n", err_message());
-    free(a);
-    free(b);
+    if (!rc) {
+        printf("synthesised %d pairs -> %s/pairs.png and pair_NNNN.png (A | B | overlay: membrane "
+               "magenta, nuclei green)\n",
+               n, out);
+        if (from)
+            printf("translated %d %s images -> %s/translated.png\n", n_src,
+                   from == 'a' ? "membrane" : "nuclei", out);
+    } else
+        fprintf(stderr, "banis-sample: %s\n", err_message());
+    free(src);
     banis_model_free(m);
     return rc ? 1 : 0;
 }
