@@ -13,6 +13,9 @@ pkg-config --exists check 2>/dev/null || need+=(check)
 pkg-config --exists libpng 2>/dev/null || need+=(libpng-dev)
 pkg-config --exists libtiff-4 2>/dev/null || need+=(libtiff-dev)
 pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
+command -v clang >/dev/null || need+=(clang) # the fuzz test's libFuzzer build
+[ -n "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] ||
+  need+=(libclang-rt-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
