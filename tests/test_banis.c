@@ -852,6 +852,122 @@ START_TEST(test_a_step_holds_one_update_at_a_time) {
 }
 END_TEST
 
+// ---- the GMI's thresholds, fractions and ground-truth figures on hand-made reconstructions ----
+// A "translator" that hands back prepared reconstructions in batch order (the batch is the
+// test's own idx order, all in one batch), whatever it is given.
+static float hand_a[8 * BANIS_PIXELS], hand_b[8 * BANIS_PIXELS];
+static tensor *hand_translate(void *model, int to, tensor *src) {
+    (void)model;
+    return tensor_from_host(TENSOR_F32, SHAPE(src->shape[0], 1, 64, 64),
+                            to == DOMAIN_A ? hand_a : hand_b, DEVICE_CPU);
+}
+static void square(float *img, int x0, int y0, int side, float value) {
+    for (int y = y0; y < y0 + side; y++)
+        for (int x = x0; x < x0 + side; x++) img[y * 64 + x] = value;
+}
+
+START_TEST(test_gmi_thresholds_and_fractions) {
+    // 1. seven pairs: a 10x10 square in a_rec, the same square in b_rec shifted by (dx, dy), so
+    //    DSC = (10 - dx)(10 - dy) / 100: 0.09, 0.10, 0.12, 0.20, 0.25, 0.30, 0.36. A pair is
+    //    matched at TS when DSC < TS (strictly): 1, 3 and 5 of 7 at 0.1, 0.2, 0.3.
+    static const int shift[7][2] = {{7, 7}, {8, 5}, {7, 6}, {6, 5}, {5, 5}, {5, 4}, {4, 4}};
+    static const double want_dsc[7] = {0.09, 0.10, 0.12, 0.20, 0.25, 0.30, 0.36};
+    banis_dataset d = {.n = 7};
+    static float zeros[8 * BANIS_PIXELS];
+    d.a = d.b = zeros;
+    for (int i = 0; i < 8 * BANIS_PIXELS; i++) hand_a[i] = hand_b[i] = -1;
+    for (int i = 0; i < 7; i++) {
+        square(hand_a + i * BANIS_PIXELS, 20, 20, 10, 1);
+        square(hand_b + i * BANIS_PIXELS, 20 + shift[i][0], 20 + shift[i][1], 10, 1);
+        uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
+        ck_assert_double_eq_tol(
+            banis_pair_dsc(hand_a + i * BANIS_PIXELS, hand_b + i * BANIS_PIXELS, ma, mb),
+            want_dsc[i], 1e-12);
+    }
+    int idx[7] = {0, 1, 2, 3, 4, 5, 6};
+    banis_eval e;
+    ck_assert_msg(
+        !banis_evaluate_translator(hand_translate, NULL, TENSOR_F32, DEVICE_CPU, &d, idx, 7, &e),
+        "%s", err_message());
+    ck_assert_int_eq(e.pairs, 7);
+    ck_assert_double_eq_tol(e.gmi[0], 100.0 * 1 / 7, 1e-9);
+    ck_assert_double_eq_tol(e.gmi[1], 100.0 * 3 / 7, 1e-9);
+    ck_assert_double_eq_tol(e.gmi[2], 100.0 * 5 / 7, 1e-9);
+    ck_assert_double_eq_tol(e.mean_dsc, (0.09 + 0.10 + 0.12 + 0.20 + 0.25 + 0.30 + 0.36) / 7, 1e-9);
+    ck_assert_int_eq(e.empty_pairs, 0);
+    ck_assert(isnan(e.membrane_dice)); // no ground truth
+    // 2. the fractions: a_rec is kept above 0.6 of its maximum, b_rec above 0.3, on [0, 255]
+    //    (v + 1) * 127.5. Graded squares just below and just above each fraction of the peak.
+    static float ga[BANIS_PIXELS], gb[BANIS_PIXELS];
+    for (int i = 0; i < BANIS_PIXELS; i++) ga[i] = gb[i] = -1;
+    float lvl[2][2] = {{0.59f, 0.61f}, {0.29f, 0.31f}}; // of the maximum, 255
+    square(ga, 0, 0, 4, 1);
+    square(gb, 0, 0, 4, 1); // the peak: 16 pixels in both
+    for (int k = 0; k < 2; k++) {
+        square(ga, 10 + 10 * k, 10, 5, lvl[0][k] * 2 - 1);
+        square(gb, 10 + 10 * k, 10, 5, lvl[1][k] * 2 - 1);
+    }
+    uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
+    double dsc = banis_pair_dsc(ga, gb, ma, mb);
+    int in_a[2] = {0}, in_b[2] = {0}, na = 0, nb = 0;
+    for (int i = 0; i < BANIS_PIXELS; i++) {
+        na += ma[i];
+        nb += mb[i];
+    }
+    for (int k = 0; k < 2; k++) {
+        in_a[k] = ma[12 * 64 + 12 + 10 * k];
+        in_b[k] = mb[12 * 64 + 12 + 10 * k];
+    }
+    ck_assert_int_eq(in_a[0], 0); // 0.59 of the peak: below 0.6
+    ck_assert_int_eq(in_a[1], 1); // 0.61: above
+    ck_assert_int_eq(in_b[0], 0); // 0.29: below 0.3
+    ck_assert_int_eq(in_b[1], 1); // 0.31: above
+    ck_assert_int_eq(na, 16 + 25);
+    ck_assert_int_eq(nb, 16 + 25);
+    ck_assert_double_eq_tol(dsc, 2.0 * (16 + 25) / (41 + 41), 1e-12);
+}
+END_TEST
+
+START_TEST(test_ground_truth_figures_by_hand) {
+    // One pair with ground truth: cells 1 and 2 either side of a wall at x = 32 (columns 31-32),
+    // outside the embryo (label 0) beyond x >= 50. The true nuclei: a 6x6 square in cell 1.
+    static float zeros[BANIS_PIXELS];
+    static int16_t labels[BANIS_PIXELS];
+    static uint8_t membrane[BANIS_PIXELS], nuclei[BANIS_PIXELS];
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++) {
+            int i = y * 64 + x;
+            labels[i] = x >= 50 ? 0 : x < 32 ? 1 : 2;
+            membrane[i] = x == 31 || x == 32;
+            nuclei[i] = x >= 10 && x < 16 && y >= 10 && y < 16;
+        }
+    banis_dataset d = {
+        .n = 1, .a = zeros, .b = zeros, .labels = labels, .membrane = membrane, .nuclei = nuclei};
+    for (int i = 0; i < BANIS_PIXELS; i++) hand_a[i] = hand_b[i] = -1;
+    // a_rec: the wall, columns 31-32, rows 0-19 (40 of the true 128 wall pixels)
+    for (int y = 0; y < 20; y++) hand_a[y * 64 + 31] = hand_a[y * 64 + 32] = 1;
+    // b_rec: 20 nucleus pixels: 12 of the true nucleus (rows 10-11, x 10-15), 4 more inside
+    // cell 2 (row 40, x 40-43), 2 on the wall (row 40, x 31-32), 2 outside the embryo (x 55-56)
+    for (int x = 10; x < 16; x++) hand_b[10 * 64 + x] = hand_b[11 * 64 + x] = 1;
+    for (int x = 40; x < 44; x++) hand_b[40 * 64 + x] = 1;
+    hand_b[40 * 64 + 31] = hand_b[40 * 64 + 32] = 1;
+    hand_b[40 * 64 + 55] = hand_b[40 * 64 + 56] = 1;
+    int idx[1] = {0};
+    banis_eval e;
+    ck_assert_msg(
+        !banis_evaluate_translator(hand_translate, NULL, TENSOR_F32, DEVICE_CPU, &d, idx, 1, &e),
+        "%s", err_message());
+    // membrane Dice: 2 * 40 / (40 + 128); nuclei Dice: 2 * 12 / (20 + 36)
+    ck_assert_double_eq_tol(e.membrane_dice, 80.0 / 168.0, 1e-12);
+    ck_assert_double_eq_tol(e.nuclei_dice, 24.0 / 56.0, 1e-12);
+    // nucleus pixels inside cells and off the walls: 12 + 4 of 20
+    ck_assert_double_eq_tol(e.nuclei_in_cells, 100.0 * 16 / 20, 1e-9);
+    // a_rec and b_rec overlap on the 2 wall pixels of row 40? a_rec's wall ends at row 19: 0
+    ck_assert_double_eq(e.mean_dsc, 0);
+    ck_assert_double_eq(e.gmi[0], 100);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case(
         "banis", 300,
@@ -867,6 +983,7 @@ int main(void) {
             test_cpu_presets_pass_over_their_data_at_most_ten_times,
             test_gpu_short_is_the_papers_networks_for_three_minutes,
             test_run_folder_never_mixes_two_runs, test_run_folder_cleans_what_a_killed_run_left,
-            test_a_step_holds_one_update_at_a_time));
+            test_a_step_holds_one_update_at_a_time, test_gmi_thresholds_and_fractions,
+            test_ground_truth_figures_by_hand));
     return check_main("banis", tc);
 }
