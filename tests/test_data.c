@@ -79,14 +79,26 @@ START_TEST(test_synth_geometry_invariants) {
 END_TEST
 
 START_TEST(test_preprocess_steps_hand_worked) {
-    // pad: a 2x3 crop, background = mean of its first 3 rows (here all 2 rows)
+    // pad: a 5x3 crop (3 wide, 5 tall), background = mean of its first 3 rows only (1..9: 5,
+    // where all 5 rows would give 8), the crop centred
+    image *crop5 = image_new(3, 5, 1);
+    for (int i = 0; i < 15; i++) crop5->data[i] = (float)(i + 1);
+    static float out[BANIS_PIXELS];
+    prepare_pad(crop5, out);
+    ck_assert_float_eq_tol(out[0], 5.0f, 1e-6);
+    ck_assert_float_eq_tol(out[63 * 64 + 63], 5.0f, 1e-6);
+    int ox = (64 - 3) / 2, oy = (64 - 5) / 2;
+    ck_assert_float_eq(out[oy * 64 + ox], 1);
+    ck_assert_float_eq(out[(oy + 4) * 64 + ox + 2], 15);
+    ck_assert_float_eq_tol(out[(oy - 1) * 64 + ox], 5.0f, 1e-6); // the row above: background
+    image_free(crop5);
+    // a 2x3 crop (2 rows): the mean of the rows it has
     image *crop = image_new(3, 2, 1);
     float v[6] = {1, 2, 3, 4, 5, 6};
     memcpy(crop->data, v, sizeof v);
-    static float out[BANIS_PIXELS];
     prepare_pad(crop, out);
     ck_assert_float_eq_tol(out[0], 3.5f, 1e-6);
-    int ox = (64 - 3) / 2, oy = (64 - 2) / 2;
+    oy = (64 - 2) / 2;
     ck_assert_float_eq(out[oy * 64 + ox], 1);
     ck_assert_float_eq(out[(oy + 1) * 64 + ox + 2], 6);
     // transpose
@@ -223,6 +235,26 @@ START_TEST(test_folders_layout_and_unmatched) {
     banis_dataset *d = banis_prepare(tmpdir, &o);
     ck_assert_msg(d != NULL, "%s", err_message());
     ck_assert_int_eq(d->n, 2);
+    // each pair is A/sK with B/sK: the files read back and put through the pipeline by hand
+    for (int k = 0; k < 2; k++) {
+        static float ea[BANIS_PIXELS * PREP_MAX_BOXES], eb[BANIS_PIXELS * PREP_MAX_BOXES];
+        image **pa, **pb;
+        snprintf(p, sizeof p, "%s/A/s%d.png", tmpdir, k);
+        ck_assert_int_eq(image_read(p, &pa), 1);
+        snprintf(p, sizeof p, "%s/B/s%d.png", tmpdir, k);
+        ck_assert_int_eq(image_read(p, &pb), 1);
+        image *ga = image_grayscale(pa[0]), *gb = image_grayscale(pb[0]);
+        ck_assert_int_eq(prepare_pair(ga, gb, &o, ea, eb), 1);
+        ck_assert_msg(
+            !memcmp(ea, d->a + (size_t)k * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS) &&
+                !memcmp(eb, d->b + (size_t)k * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS),
+            "pair %d is not A/s%d with B/s%d", k, k, k);
+        ck_assert(memcmp(eb, d->b + (size_t)(1 - k) * BANIS_PIXELS, sizeof(float) * BANIS_PIXELS));
+        image_free(ga);
+        image_free(gb);
+        image_free_pages(pa, 1);
+        image_free_pages(pb, 1);
+    }
     banis_dataset_free(d);
     // an A image without its B partner
     image *a, *b;
