@@ -224,4 +224,3 @@ done:
     image_free(sb);
     return count;
 }
-
