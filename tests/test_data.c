@@ -655,6 +655,64 @@ START_TEST(test_layout_detection) {
 }
 END_TEST
 
+// A grey PNG written by libpng itself (not our writer): depth 8 or 16, rows of `w` values.
+static void write_grey_png(const char *path, int w, int h, int depth, const unsigned *values) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    ck_assert(png && info && !setjmp(png_jmpbuf(png)));
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    unsigned char *row = malloc((size_t)w * 2);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            unsigned v = values ? values[(y * w + x) % 6] : (unsigned)x % 256;
+            if (depth == 16) {
+                row[2 * x] = (unsigned char)(v >> 8); // big-endian, as PNG stores it
+                row[2 * x + 1] = (unsigned char)(v & 255);
+            } else
+                row[x] = (unsigned char)v;
+        }
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    fclose(f);
+}
+
+START_TEST(test_16_bit_png_and_the_size_limit) {
+    make_tmpdir();
+    char p[512];
+    // 16-bit grey: every value read exactly, above 255 too, and the depth said
+    static const unsigned v16[6] = {0, 1, 255, 256, 40000, 65535};
+    snprintf(p, sizeof p, "%s/deep.png", tmpdir);
+    write_grey_png(p, 3, 2, 16, v16);
+    image **pages;
+    ck_assert_int_eq(image_read(p, &pages), 1);
+    ck_assert_int_eq(pages[0]->bit_depth, 16);
+    ck_assert_int_eq(pages[0]->w, 3);
+    ck_assert_int_eq(pages[0]->h, 2);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(pages[0]->data[i], (float)v16[i]);
+    ck_assert_float_eq(image_max(pages[0]), 65535);
+    image_free_pages(pages, 1);
+    // 16,384 pixels a side is the limit: a row of 16,384 is read, one of 16,385 refused by name
+    snprintf(p, sizeof p, "%s/wide.png", tmpdir);
+    write_grey_png(p, IMAGE_MAX_SIDE, 1, 8, NULL);
+    ck_assert_int_eq(image_read(p, &pages), 1);
+    ck_assert_int_eq(pages[0]->w, 16384);
+    image_free_pages(pages, 1);
+    snprintf(p, sizeof p, "%s/too_wide.png", tmpdir);
+    write_grey_png(p, IMAGE_MAX_SIDE + 1, 1, 8, NULL);
+    ck_assert_int_eq(image_read(p, &pages), -1);
+    ck_assert_msg(strstr(err_message(), "too_wide.png"), "%s", err_message());
+    ck_assert_ptr_null(image_new(IMAGE_MAX_SIDE + 1, 1, 1));
+}
+END_TEST
+
 START_TEST(test_bad_input_refused) {
     make_tmpdir();
     char p[512];
@@ -748,6 +806,6 @@ int main(void) {
                                        test_folders_layout_and_unmatched, test_tiff_stacks,
                                        test_stack_metadata, test_layout_detection,
                                        test_tiff_float_and_signed, test_bad_input_refused,
-                                       test_split_and_sampler));
+                                       test_16_bit_png_and_the_size_limit, test_split_and_sampler));
     return check_main("data", tc);
 }

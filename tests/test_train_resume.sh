@@ -62,13 +62,22 @@ sleep 0.5
 if "$train" --resume "$tmp/straight" > "$tmp/locked.log" 2>&1; then kill $holder; fail "a second run into a locked folder was accepted"; fi
 kill $holder 2>/dev/null || true; wait $holder 2>/dev/null || true
 grep -q "is in use by another banis-train" "$tmp/locked.log" || fail "no lock message: $(cat "$tmp/locked.log")"
-# SIGHUP (a closed terminal) saves a checkpoint and stops, like Ctrl-C
-"$train" --preset tiny --device cpu --stage2 100000 --out "$tmp/hup" > "$tmp/hup.log" 2>&1 & run=$!
-for _ in $(seq 100); do [ -s "$tmp/hup/metrics.csv" ] && [ "$(wc -l < "$tmp/hup/metrics.csv")" -gt 5 ] && break; sleep 0.2; done
-kill -HUP $run; st=0; wait $run || st=$?
-[ "$st" -eq 130 ] || fail "SIGHUP: exit status $st, want 130 ($(tail -2 "$tmp/hup.log"))"
-grep -q "interrupted at step" "$tmp/hup.log" || fail "SIGHUP did not save a checkpoint"
-[ -s "$tmp/hup/checkpoint_latest.safetensors" ] || fail "no checkpoint after SIGHUP"
+# SIGINT (Ctrl-C), SIGTERM (a scheduler) and SIGHUP (a closed terminal) each save a checkpoint
+# and stop with 130; the saved run resumes
+for sig in INT TERM HUP; do
+  "$train" --preset tiny --device cpu --stage2 100000 --out "$tmp/sig$sig" > "$tmp/sig$sig.log" 2>&1 & run=$!
+  for _ in $(seq 100); do [ -s "$tmp/sig$sig/metrics.csv" ] && [ "$(wc -l < "$tmp/sig$sig/metrics.csv")" -gt 5 ] && break; sleep 0.2; done
+  kill -$sig $run; st=0; wait $run || st=$?
+  [ "$st" -eq 130 ] || fail "SIG$sig: exit status $st, want 130 ($(tail -2 "$tmp/sig$sig.log"))"
+  grep -q "interrupted at step" "$tmp/sig$sig.log" || fail "SIG$sig did not save a checkpoint"
+  [ -s "$tmp/sig$sig/checkpoint_latest.safetensors" ] || fail "no checkpoint after SIG$sig"
+done
+"$train" --resume "$tmp/sigTERM" --max-steps 1 > "$tmp/sigTERM-resume.log" 2>&1 || fail "resume after SIGTERM: $(tail -2 "$tmp/sigTERM-resume.log")"
+grep -q "resumed .* at step [1-9]" "$tmp/sigTERM-resume.log" || fail "resume after SIGTERM: $(head -3 "$tmp/sigTERM-resume.log")"
+# the default folder moves on to runs/banis-2 when runs/banis holds a run (run from a scratch cwd)
+mkdir -p "$tmp/cwd" && (cd "$tmp/cwd" && "$train" --preset tiny --device cpu --max-steps 1 > first.log 2>&1 && "$train" --preset tiny --device cpu --max-steps 1 > second.log 2>&1) || fail "default-folder runs: $(tail -2 "$tmp/cwd/second.log")"
+grep -q "runs/banis holds an earlier run: this run goes to runs/banis-2" "$tmp/cwd/second.log" || fail "no move to runs/banis-2: $(head -3 "$tmp/cwd/second.log")"
+[ -s "$tmp/cwd/runs/banis-2/metrics.csv" ] && [ -s "$tmp/cwd/runs/banis/metrics.csv" ] || fail "runs/banis-2 not written beside runs/banis"
 # unknown or missing preset values are refused
 if "$train" --preset huge --out "$tmp/huge" > "$tmp/huge.log" 2>&1; then fail "--preset huge accepted"; fi
 grep -q "unknown preset 'huge'" "$tmp/huge.log" || fail "no message for an unknown preset"
