@@ -64,3 +64,9 @@ int files_exists(const char *dir, const char *name) {
     snprintf(p, sizeof p, "%s/%s", dir, name);
     return access(p, F_OK) == 0;
 }
+
+const char *files_first_present(const char *dir, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (files_exists(dir, names[i])) return names[i];
+    return NULL;
+}

@@ -14,3 +14,5 @@ int files_stage_commit(const char *stage, const char *out);
 void files_stage_abort(const char *stage);
 // Whether dir/name exists.
 int files_exists(const char *dir, const char *name);
+// The first of the n names that exists in dir (a program's earlier output), or NULL.
+const char *files_first_present(const char *dir, const char *const *names, int n);

@@ -213,6 +213,16 @@ START_TEST(test_side_by_side_layout) {
 }
 END_TEST
 
+// One image of raw_pair(seed) (which 0: A, 1: B) written as tmpdir/name; its path in p.
+static void write_raw(char *p, size_t size, const char *name, int which, int seed) {
+    image *a, *b;
+    raw_pair(&a, &b, seed);
+    snprintf(p, size, "%s/%s", tmpdir, name);
+    ck_assert_int_eq(image_write_png(p, which ? b : a, 0, 255), 0);
+    image_free(a);
+    image_free(b);
+}
+
 START_TEST(test_folders_layout_and_unmatched) {
     make_tmpdir();
     char p[512];
@@ -257,32 +267,19 @@ START_TEST(test_folders_layout_and_unmatched) {
     }
     banis_dataset_free(d);
     // an A image without its B partner
-    image *a, *b;
-    raw_pair(&a, &b, 20);
-    snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
-    image_write_png(p, a, 0, 255);
-    image_free(a);
-    image_free(b);
+    write_raw(p, sizeof p, "A/s9.png", 0, 20);
     ck_assert_ptr_null(banis_prepare(tmpdir, &o));
     ck_assert_msg(strstr(err_message(), "/A/s9.png") && strstr(err_message(), "--skip-unpaired"),
                   "%s", err_message());
     // and a B image without its A partner (it used to be ignored: 2 pairs, no word)
     snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
     unlink(p);
-    raw_pair(&a, &b, 21);
-    snprintf(p, sizeof p, "%s/B/z.png", tmpdir);
-    image_write_png(p, b, 0, 255);
-    image_free(a);
-    image_free(b);
+    write_raw(p, sizeof p, "B/z.png", 1, 21);
     ck_assert_ptr_null(banis_prepare(tmpdir, &o));
     ck_assert_msg(strstr(err_message(), "/B/z.png") && strstr(err_message(), "1 image without"),
                   "%s", err_message());
     // both kinds at once, skipped on request: the pairs that are whole, the others listed
-    raw_pair(&a, &b, 22);
-    snprintf(p, sizeof p, "%s/A/s9.png", tmpdir);
-    image_write_png(p, a, 0, 255);
-    image_free(a);
-    image_free(b);
+    write_raw(p, sizeof p, "A/s9.png", 0, 22);
     ck_assert_ptr_null(banis_prepare(tmpdir, &o));
     ck_assert_msg(strstr(err_message(), "2 images without") && strstr(err_message(), "/A/s9.png") &&
                       strstr(err_message(), "/B/z.png"),

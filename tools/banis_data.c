@@ -139,14 +139,14 @@ int main(int argc, char **argv) {
     }
     if (!out) return usage();
     static const char *const ours[] = {"dataset.safetensors", "contact_sheet.png", "pair_0000.png"};
-    for (int k = 0; k < 3; k++)
-        if (files_exists(out, ours[k])) {
-            fprintf(stderr,
-                    "banis-data: %s holds a data set already (%s): choose another --out, or "
-                    "remove it\n",
-                    out, ours[k]);
-            return 1;
-        }
+    const char *there = files_first_present(out, ours, 3);
+    if (there) {
+        fprintf(stderr,
+                "banis-data: %s holds a data set already (%s): choose another --out, or remove "
+                "it\n",
+                out, there);
+        return 1;
+    }
     banis_dataset *d;
     if (raw) {
         d = banis_prepare(raw, &po);

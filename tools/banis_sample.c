@@ -180,14 +180,14 @@ int main(int argc, char **argv) {
     }
     if (!ckpt || !out) return usage(2);
     static const char *const ours[] = {"pairs.png", "translated.png", "pair_0000.png"};
-    for (int i = 0; i < 3; i++)
-        if (files_exists(out, ours[i])) {
-            fprintf(stderr,
-                    "banis-sample: %s holds an earlier banis-sample's output (%s): choose another "
-                    "--out, or remove it\n",
-                    out, ours[i]);
-            return 1;
-        }
+    const char *there = files_first_present(out, ours, 3);
+    if (there) {
+        fprintf(stderr,
+                "banis-sample: %s holds an earlier banis-sample's output (%s): choose another "
+                "--out, or remove it\n",
+                out, there);
+        return 1;
+    }
     banis_model *m = banis_model_load(ckpt);
     if (!m) {
         fprintf(stderr, "banis-sample: %s\n", err_message());
