@@ -78,7 +78,8 @@ START_TEST(test_stages_update_exactly_their_parameters) {
     batch(&a, &b);
     banis_losses l;
     snapshot s;
-    // Pioneer A with D's rate 0: its G step must leave D alone (frozen), and only G_A moves
+    // Pioneer A with D's rate 0: only G_A moves (that G's update leaves D frozen, with a rate at
+    // which D could move: test_g_update_leaves_d_frozen)
     banis_model *m = tiny_model(0.0);
     take(m, &s);
     tensor *gen;
@@ -968,6 +969,63 @@ START_TEST(test_ground_truth_figures_by_hand) {
 }
 END_TEST
 
+// G's update leaves D frozen: with D's rate non-zero (so D can move), D's gradient buffers after
+// a Pioneer step hold D's own loss's gradient only, the same as an identical model that made the
+// D update alone (by hand, from the same z); without the freeze G's loss would add to them.
+START_TEST(test_g_update_leaves_d_frozen) {
+    tensor_scope_begin();
+    tensor *a, *b;
+    batch(&a, &b);
+    banis_model *m1 = tiny_model(1e-2), *m2 = tiny_model(1e-2);
+    banis_losses l;
+    tensor *gen;
+    ck_assert_int_eq(banis_pioneer_step(m1, DOMAIN_A, a, &gen, &l), 0);
+    // m2: the D update alone, as banis_pioneer_step makes it
+    int n = (int)a->shape[0];
+    tensor *z = banis_sample_z(m2, n);
+    nn_set_training(m2->gen[0], false);
+    bool prev = ag_set_grad_enabled(false);
+    tensor *g2 = banis_generate(m2, DOMAIN_A, z);
+    ag_set_grad_enabled(prev);
+    nn_set_training(m2->gen[0], true);
+    tensor *labels = op_concat(2,
+                               (tensor *[]){tensor_ones(TENSOR_F32, SHAPE(n, 1), DEVICE_CPU),
+                                            tensor_zeros(TENSOR_F32, SHAPE(n, 1), DEVICE_CPU)},
+                               0);
+    nn_optimizer_zero_grad(m2->opt_d[0]);
+    tensor *pred = nn_forward(m2->disc[0], op_concat(2, (tensor *[]){a, g2}, 0));
+    double loss;
+    ck_assert_int_eq(nn_minimize(m2->opt_d[0], op_bce_logits(pred, labels), &loss), 0);
+    ck_assert_double_eq_tol(loss, l.d_loss[0], 1e-6);
+    nn_tensor_list p1 = {0}, p2 = {0};
+    nn_collect(m1->disc[0], "", true, false, &p1);
+    nn_collect(m2->disc[0], "", true, false, &p2);
+    ck_assert_int_eq(p1.n, p2.n);
+    double worst = 0, size = 0;
+    for (int i = 0; i < p1.n; i++) {
+        tensor *g1 = p1.items[i].t->grad, *gg2 = p2.items[i].t->grad;
+        ck_assert(g1 && gg2);
+        int64_t k = tensor_numel(g1);
+        double *x = malloc(sizeof(double) * (size_t)k), *y = malloc(sizeof(double) * (size_t)k);
+        tensor_to_doubles(g1, x);
+        tensor_to_doubles(gg2, y);
+        for (int64_t j = 0; j < k; j++) {
+            worst = fmax(worst, fabs(x[j] - y[j]));
+            size = fmax(size, fabs(y[j]));
+        }
+        free(x);
+        free(y);
+    }
+    ck_assert_msg(size > 0 && worst <= 1e-6 * size, "D's gradients differ by %g (largest %g)",
+                  worst, size);
+    nn_list_free(&p1);
+    nn_list_free(&p2);
+    banis_model_free(m1);
+    banis_model_free(m2);
+    tensor_scope_end();
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case(
         "banis", 300,
@@ -984,6 +1042,6 @@ int main(void) {
             test_gpu_short_is_the_papers_networks_for_three_minutes,
             test_run_folder_never_mixes_two_runs, test_run_folder_cleans_what_a_killed_run_left,
             test_a_step_holds_one_update_at_a_time, test_gmi_thresholds_and_fractions,
-            test_ground_truth_figures_by_hand));
+            test_ground_truth_figures_by_hand, test_g_update_leaves_d_frozen));
     return check_main("banis", tc);
 }
