@@ -217,11 +217,8 @@ static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
     if (!rc)
         rc = nn_step_minimize(r, m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), 0,
                               "Cycle-GAN generator loss");
-    tensor *fakes[2] = {tensor_keep(rc ? NULL : op_detach(fake_a)),
-                        tensor_keep(rc ? NULL : op_detach(fake_b))};
-    tensor_scope_end();
-    fakes[0] = tensor_autorelease(fakes[0]);
-    fakes[1] = tensor_autorelease(fakes[1]);
+    tensor *fakes[2] = {rc ? NULL : op_detach(fake_a), rc ? NULL : op_detach(fake_b)};
+    tensor_scope_end_keeping(2, fakes);
     nn_freeze(m->d_a, false);
     nn_freeze(m->d_b, false);
     if (rc) return rc;

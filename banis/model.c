@@ -209,13 +209,9 @@ banis_model *banis_model_load(const char *path) {
     banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 0);
     if (!m) return NULL;
     nn_checkpoint ck = {0};
-    nn_ckpt_add_module(&ck, "", m->root); // weights and batch-norm statistics
-    int rc = nn_ckpt_load(&ck, path, NULL);
+    nn_ckpt_add_module(&ck, "", m->root);   // weights and batch-norm statistics
+    int rc = nn_ckpt_load(&ck, path, NULL); // refuses a non-finite tensor before loading it
     nn_ckpt_free(&ck);
-    if (!rc && nn_check_finite(m->root)) {
-        err_prefix("%s: ", path);
-        rc = -1;
-    }
     if (rc) {
         banis_model_free(m);
         return NULL;
@@ -282,9 +278,8 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
     nn_set_training(m->gen[x], false);
     bool prev = ag_set_grad_enabled(false);
     tensor_scope_begin();
-    tensor *gen = tensor_keep(banis_generate(m, x, z));
-    tensor_scope_end();
-    tensor_autorelease(gen);
+    tensor *gen = banis_generate(m, x, z);
+    tensor_scope_end_keeping(1, &gen);
     ag_set_grad_enabled(prev);
     nn_set_training(m->gen[x], true);
     if (!gen) return -1;

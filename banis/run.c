@@ -15,11 +15,7 @@
 #include "../tensor/files.h"
 
 bool banis_run_holds(const char *dir) {
-    char p[1200];
-    snprintf(p, sizeof p, "%s/checkpoint_latest.safetensors", dir);
-    if (!access(p, F_OK)) return true;
-    snprintf(p, sizeof p, "%s/metrics.csv", dir);
-    return !access(p, F_OK);
+    return files_exists(dir, "checkpoint_latest.safetensors") || files_exists(dir, "metrics.csv");
 }
 
 // An exclusive lock on DIR/.lock, holding our pid: the descriptor, or -1 naming the holder.

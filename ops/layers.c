@@ -137,11 +137,9 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
         // in a scope of their own: x - mean and its square are as large as x, and only the
         // per-channel statistics are needed after (they outlive it)
         tensor_scope_begin();
-        mean = tensor_keep(op_mean(x, n_axes, axes, true));
-        var = tensor_keep(op_mean(op_square(op_sub(x, mean)), n_axes, axes, true));
-        tensor_scope_end();
-        tensor_autorelease(mean);
-        tensor_autorelease(var);
+        mean = op_mean(x, n_axes, axes, true);
+        var = op_mean(op_square(op_sub(x, mean)), n_axes, axes, true);
+        tensor_scope_end_keeping(2, (tensor *[]){mean, var});
         // running = momentum * running + (1 - momentum) * batch; variance unbiased.
         ew_program p;
         ew_init(&p, 4);

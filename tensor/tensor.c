@@ -81,6 +81,12 @@ tensor *tensor_keep(tensor *t) {
     return tensor_retain(t); // made in an outer scope: take a reference of our own
 }
 
+void tensor_scope_end_keeping(int n, tensor *const *ts) {
+    for (int i = 0; i < n; i++) tensor_keep(ts[i]);
+    tensor_scope_end();
+    for (int i = 0; i < n; i++) tensor_autorelease(ts[i]);
+}
+
 tensor *tensor_retain(tensor *t) {
     if (t) t->refcount++;
     return t;

@@ -104,6 +104,9 @@ void tensor_scope_begin(void);
 void tensor_scope_end(void);
 // Takes a tensor out of the innermost scope: the caller owns it now.
 tensor *tensor_keep(tensor *t);
+// Ends the innermost scope but hands the n tensors of ts (NULL ones skipped) to the scope around
+// it: what a training step's update leaves for a later one, everything else freed now.
+void tensor_scope_end_keeping(int n, tensor *const *ts);
 // Registers a new tensor with the innermost scope (used by constructors).
 tensor *tensor_autorelease(tensor *t);
 // How a tensor's graph node is freed with it: set by autograd/ when it records the first node

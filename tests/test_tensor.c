@@ -352,11 +352,35 @@ START_TEST(test_backward_accumulates) {
 }
 END_TEST
 
+// tensor_scope_end_keeping: the scope's other tensors are freed at its end; the kept ones move
+// to the scope around it (alive until that one ends), NULLs skipped.
+START_TEST(test_scope_end_keeping) {
+    int64_t before = tensor_live_count();
+    tensor_scope_begin(); // the outer scope
+    tensor_scope_begin();
+    tensor *a = tensor_ones(TENSOR_F32, SHAPE(3), DEVICE_CPU);
+    tensor *b = tensor_zeros(TENSOR_F32, SHAPE(5), DEVICE_CPU);
+    tensor *c = tensor_full(TENSOR_F64, SHAPE(2), 7, DEVICE_CPU);
+    ck_assert_int_eq(tensor_live_count(), before + 3);
+    tensor_scope_end_keeping(3, (tensor *[]){a, NULL, c});
+    ck_assert_int_eq(tensor_live_count(), before + 2); // b freed; a and c alive
+    double v[3];
+    ck_assert_int_eq(tensor_to_doubles(a, v), 0);
+    ck_assert_double_eq(v[2], 1);
+    ck_assert_int_eq(tensor_to_doubles(c, v), 0);
+    ck_assert_double_eq(v[1], 7);
+    (void)b;
+    tensor_scope_end(); // the outer scope frees them
+    ck_assert_int_eq(tensor_live_count(), before);
+}
+END_TEST
+
 int main(void) {
-    TCase *tc = check_case(
-        "core", 0,
-        CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting, test_cast_and_copy,
-                    test_philox_known_answers, test_rng_determinism, test_rng_u01_threshold,
-                    test_rng_moments, test_no_leaks_across_steps, test_backward_accumulates));
+    TCase *tc =
+        check_case("core", 0,
+                   CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting,
+                               test_cast_and_copy, test_philox_known_answers, test_rng_determinism,
+                               test_rng_u01_threshold, test_rng_moments, test_no_leaks_across_steps,
+                               test_backward_accumulates, test_scope_end_keeping));
     return check_main("tensor", tc);
 }

@@ -65,7 +65,11 @@ static int read_tiles(const char *dir, float **out) {
             continue;
         if (n == cap) {
             float *g = realloc(src, sizeof(float) * BANIS_PIXELS * (size_t)(cap *= 2));
-            if (!g) break;
+            if (!g) {
+                err_set("out of host memory reading %s (%d images)", dir, n);
+                rc = -1;
+                break;
+            }
             src = g;
         }
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
