@@ -239,7 +239,8 @@ static void write_health(FILE *f, const banis_eval *e) {
     if (e->notes[0]) fprintf(f, "\n**%s**\n", e->notes);
 }
 
-int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title) {
+int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title,
+                          const char *split_how) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -250,8 +251,8 @@ int banis_write_gmi_table(const char *path, const banis_eval *e, const char *tit
     fprintf(f,
             "# %s\n\nGeometric Matching Index on %d test pairs (Algorithm 1: a_rec = S_A(b), "
             "b_rec = S_B(a), binarised at 0.6 and 0.3 of their maxima; a pair is matched when "
-            "their Dice < TS).\n\n",
-            title, e->pairs);
+            "their Dice < TS). Test split: %s.\n\n",
+            title, e->pairs, split_how);
     fprintf(f, "| TS | 0.1 | 0.2 | 0.3 | mean DSC |\n|---|---|---|---|---|\n");
     fprintf(f, "| BANIS (GMI %%) | %.2f | %.2f | %.2f | %.4f |\n\n", e->gmi[0], e->gmi[1],
             e->gmi[2], e->mean_dsc);

@@ -157,4 +157,5 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
                               tensor_device_type dev, const banis_dataset *d, const int *idx, int n,
                               banis_eval *out);
 // Writes the GMI table in Markdown.
-int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title);
+int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title,
+                          const char *split_how);

@@ -378,7 +378,7 @@ static void gmi_text(const banis_eval *e, const char *title, char *text, size_t 
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    ck_assert_int_eq(banis_write_gmi_table(path, e, title), 0);
+    ck_assert_int_eq(banis_write_gmi_table(path, e, title, "random (a test)"), 0);
     FILE *f = fopen(path, "r");
     memset(text, 0, size);
     ck_assert_uint_gt(fread(text, 1, size - 1, f), 0);

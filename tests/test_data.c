@@ -796,13 +796,348 @@ START_TEST(test_split_and_sampler) {
 }
 END_TEST
 
+// ---- tiling and the grouped split ---------------------------------------------------------
+// A field of w x h: membrane walls every 16 px over a cytoplasm-bright background (A) and a
+// disc of radius r_nuc in each cell (B), over
+// the columns x < tissue_w; blank beyond.
+static void tissue_field(image **a, image **b, int w, int h, int tissue_w, double r_nuc) {
+    *a = image_new(w, h, 1);
+    *b = image_new(w, h, 1);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            bool in = x < tissue_w;
+            int cx = x % 16, cy = y % 16;
+            *image_at(*a, x, y) = in && (cx == 0 || cy == 0) ? 1000 : in ? 500 : 0;
+            *image_at(*b, x, y) = in && hypot(cx - 8, cy - 8) < r_nuc ? 2000 : 0;
+        }
+}
+
+START_TEST(test_nucleus_diameter) {
+    for (int k = 0; k < 2; k++) {
+        double r = k ? 5 : 3;
+        image *a, *b;
+        tissue_field(&a, &b, 128, 128, 128, r);
+        // pixels nearer than r to the centre, by hand: 25 (r 3), 69 (r 5); diameter 2 sqrt(A/pi)
+        int area = 0;
+        for (int y = 0; y < 16; y++)
+            for (int x = 0; x < 16; x++) area += hypot(x - 8, y - 8) < r;
+        ck_assert_int_eq(area, k ? 69 : 25);
+        double want = 2 * sqrt(area / M_PI), got = prepare_nucleus_diameter(b);
+        ck_assert_msg(fabs(got - want) < 1.0, "radius %g: diameter %g, want %g", r, got, want);
+        image_free(a);
+        image_free(b);
+    }
+    image *blank = image_new(64, 64, 1); // zeros: no nuclei
+    ck_assert_double_eq(prepare_nucleus_diameter(blank), 0);
+    image_free(blank);
+}
+END_TEST
+
+START_TEST(test_tiles_of_a_field) {
+    image *a, *b;
+    tissue_field(&a, &b, 256, 256, 128, 3); // tissue on the left half, blank on the right
+    prepare_options o = prepare_defaults();
+    o.tiles = true;
+    o.tile_scale = 1;
+    banis_dataset *d = calloc(1, sizeof *d);
+    tile_report rep;
+    image *map = NULL;
+    ck_assert_int_eq(prepare_tiles(a, b, &o, d, 3, 7, &map, &rep), 0);
+    ck_assert_int_eq(rep.kept, 8); // the 4 x 2 tiles over the tissue
+    ck_assert_int_eq(rep.skipped, 8);
+    ck_assert_int_eq(d->n, 8);
+    ck_assert_ptr_nonnull(map);
+    ck_assert_int_eq(map->w, 256);
+    ck_assert_float_eq(*image_at(map, 200, 0), 1); // a skipped tile's outline: red
+    ck_assert_float_lt(image_at(map, 200, 0)[1], 0.5);
+    ck_assert_float_eq(image_at(map, 0, 100)[1], 1); // a kept one: white
+    for (int i = 0; i < d->n; i++) {
+        const int32_t * or = d->origin + i * BANIS_ORIGIN;
+        ck_assert_int_eq(or [ORIGIN_GROUP], 3);
+        ck_assert_int_eq(or [ORIGIN_SLICE], 7);
+        ck_assert_int_lt(or [ORIGIN_X], 128);
+        ck_assert_int_eq(or [ORIGIN_X] % 64, 0);
+        // at scale 1 a tile is the raw pixels, (v - m/2) / (m/2) with the field's maxima
+        for (int y = 0; y < 64; y++)
+            for (int x = 0; x < 64; x++) {
+                float va = *image_at(a, or [ORIGIN_X] + x, or [ORIGIN_Y] + y),
+                      vb = *image_at(b, or [ORIGIN_X] + x, or [ORIGIN_Y] + y);
+                ck_assert_float_eq_tol(d->a[i * BANIS_PIXELS + y * 64 + x], (va - 500) / 500, 1e-6);
+                ck_assert_float_eq_tol(d->b[i * BANIS_PIXELS + y * 64 + x], (vb - 1000) / 1000,
+                                       1e-6);
+            }
+    }
+    image_free(map);
+    banis_dataset_free(d);
+    // stride 32: 7 x 7 positions, those reaching into the tissue (x0 <= 96: 4 columns) kept
+    d = calloc(1, sizeof *d);
+    o.tile_stride = 32;
+    ck_assert_int_eq(prepare_tiles(a, b, &o, d, 0, 0, NULL, &rep), 0);
+    ck_assert_int_eq(rep.kept + rep.skipped, 49);
+    ck_assert_int_eq(rep.kept, 7 * 4);
+    banis_dataset_free(d);
+    // scale 2: a 128 x 128 field, 2 x 2 tiles; the automatic scale: nuclei 6 px across -> 1
+    d = calloc(1, sizeof *d);
+    o.tile_stride = 64;
+    o.tile_scale = 2;
+    o.tile_min_foreground = 0;
+    ck_assert_int_eq(prepare_tiles(a, b, &o, d, 0, 0, NULL, &rep), 0);
+    ck_assert_int_eq(rep.scale, 2);
+    ck_assert_int_eq(rep.kept, 4);
+    o.tile_scale = 0;
+    ck_assert_int_eq(prepare_tiles(a, b, &o, d, 0, 0, NULL, &rep), 0);
+    ck_assert_int_eq(rep.scale, 1);
+    ck_assert_double_gt(rep.nucleus_px, 5);
+    // too small a field for one tile at the scale asked: refused, naming the flag
+    o.tile_scale = 5;
+    ck_assert_int_eq(prepare_tiles(a, b, &o, d, 0, 0, NULL, &rep), -1);
+    ck_assert_ptr_nonnull(strstr(err_message(), "--tile-scale"));
+    banis_dataset_free(d);
+    image_free(a);
+    image_free(b);
+}
+END_TEST
+
+// A data set of n pairs whose origins come from f(i, origin); the pixels are the pair's index.
+static banis_dataset *with_origins(int n, int groups, void (*f)(int, int32_t *)) {
+    banis_dataset *d = calloc(1, sizeof *d);
+    static float px[BANIS_PIXELS];
+    for (int i = 0; i < n; i++) {
+        int32_t o[BANIS_ORIGIN];
+        f(i, o);
+        for (int k = 0; k < BANIS_PIXELS; k++) px[k] = (float)i;
+        ck_assert_int_eq(banis_dataset_append(d, px, px, o, 1), 0);
+    }
+    d->n_groups = groups;
+    d->group_names = calloc((size_t)groups, sizeof *d->group_names);
+    for (int g = 0; g < groups; g++) {
+        char name[32];
+        snprintf(name, sizeof name, "stack%d.tif", g);
+        d->group_names[g] = strdup(name);
+    }
+    snprintf(d->source, sizeof d->source, "hand-made origins");
+    return d;
+}
+static void ten_groups(int i, int32_t *o) { // 10 groups of 5 slices
+    o[ORIGIN_GROUP] = i / 5;
+    o[ORIGIN_SLICE] = i % 5;
+    o[ORIGIN_X] = o[ORIGIN_Y] = -1;
+}
+static void one_stack(int i, int32_t *o) { // 20 slices of 2 tiles
+    o[ORIGIN_GROUP] = 0;
+    o[ORIGIN_SLICE] = i / 2;
+    o[ORIGIN_X] = 64 * (i % 2);
+    o[ORIGIN_Y] = 0;
+}
+static void one_field(int i, int32_t *o) { // one field, tiles every 32 px: 15 x 15
+    o[ORIGIN_GROUP] = 0;
+    o[ORIGIN_SLICE] = 0;
+    o[ORIGIN_X] = 32 * (i % 15);
+    o[ORIGIN_Y] = 32 * (i / 15);
+}
+static void two_slices(int i, int32_t *o) { // two groups of one untiled slice each
+    o[ORIGIN_GROUP] = i % 2;
+    o[ORIGIN_SLICE] = 0;
+    o[ORIGIN_X] = o[ORIGIN_Y] = -1;
+}
+
+START_TEST(test_grouped_split) {
+    banis_split s;
+    // whole groups: 5 of 50 pairs, none of a group on both sides
+    banis_dataset *d = with_origins(50, 10, ten_groups);
+    ck_assert_int_eq(banis_split_data(d, 0.1, 3, &s), 0);
+    ck_assert_int_eq(s.n_test, 5);
+    ck_assert_int_eq(s.n_train, 45);
+    for (int i = 0; i < s.n_test; i++)
+        for (int j = 0; j < s.n_train; j++) ck_assert_int_ne(s.test[i] / 5, s.train[j] / 5);
+    ck_assert_ptr_nonnull(strstr(s.how, "by group: 1 of 10"));
+    banis_split s2; // the seed picks the groups
+    int differs = 0;
+    for (uint64_t seed = 4; seed < 10 && !differs; seed++) {
+        ck_assert_int_eq(banis_split_data(d, 0.1, seed, &s2), 0);
+        differs = s2.test[0] / 5 != s.test[0] / 5;
+        banis_split_free(&s2);
+    }
+    ck_assert(differs);
+    banis_split_free(&s);
+    banis_dataset_free(d);
+    // one stack: the last 2 of 20 slices test, slice 17 left out, the rest train
+    d = with_origins(40, 1, one_stack);
+    ck_assert_int_eq(banis_split_data(d, 0.1, 3, &s), 0);
+    ck_assert_int_eq(s.n_test, 4);
+    ck_assert_int_eq(s.n_train, 34);
+    for (int i = 0; i < s.n_test; i++) ck_assert_int_ge(s.test[i] / 2, 18);
+    for (int i = 0; i < s.n_train; i++) ck_assert_int_le(s.train[i] / 2, 16);
+    ck_assert_ptr_nonnull(strstr(s.how, "by slices"));
+    banis_split_free(&s);
+    banis_dataset_free(d);
+    // one field: the tiles of its last rows test; no training tile overlaps a test tile
+    d = with_origins(225, 1, one_field);
+    ck_assert_int_eq(banis_split_data(d, 0.1, 3, &s), 0);
+    ck_assert_int_ge(s.n_test, 22);
+    ck_assert_int_gt(s.n_train, 150);
+    ck_assert_int_lt(s.n_train + s.n_test, 225); // the overlapping row left out
+    for (int i = 0; i < s.n_test; i++)
+        for (int j = 0; j < s.n_train; j++) {
+            const int32_t *t = d->origin + s.test[i] * BANIS_ORIGIN,
+                          *r = d->origin + s.train[j] * BANIS_ORIGIN;
+            bool overlap =
+                abs(t[ORIGIN_X] - r[ORIGIN_X]) < 64 && abs(t[ORIGIN_Y] - r[ORIGIN_Y]) < 64;
+            ck_assert_msg(!overlap, "test tile %d overlaps training tile %d", s.test[i],
+                          s.train[j]);
+        }
+    ck_assert_ptr_nonnull(strstr(s.how, "by rows"));
+    banis_split_free(&s);
+    banis_dataset_free(d);
+    // two single slices: no honest split, said
+    d = with_origins(2, 2, two_slices);
+    ck_assert_int_eq(banis_split_data(d, 0.1, 3, &s), -1);
+    ck_assert_ptr_nonnull(strstr(err_message(), "near copies"));
+    banis_dataset_free(d);
+    // synthetic pairs (no origins): the plain random split
+    synth_config c = synth_defaults();
+    d = banis_synthetic(&c, 40, 1);
+    ck_assert_int_eq(banis_split_data(d, 0.1, 3, &s), 0);
+    s2 = banis_split_make(40, 0.1, 3);
+    ck_assert_int_eq(s.n_test, s2.n_test);
+    ck_assert_int_eq(memcmp(s.test, s2.test, sizeof(int) * (size_t)s.n_test), 0);
+    ck_assert_ptr_nonnull(strstr(s.how, "random"));
+    banis_split_free(&s);
+    banis_split_free(&s2);
+    banis_dataset_free(d);
+}
+END_TEST
+
+// The synthetic tissue as a 16-bit big-endian ImageJ hyperstack, prepared with --tiles: the
+// file reads back as written, nuclei come out several pixels across, the tiles hold the raw
+// field's pixels, the saved set keeps their origins, and the split cuts along the slices.
+START_TEST(test_tiling_a_tissue_stack) {
+    make_tmpdir();
+    tissue_config tc = tissue_defaults();
+    tc.size = 192;
+    tc.slices = 6;
+    tc.lumens = 1;
+    image **pages = tissue_stack(&tc, 4);
+    ck_assert_ptr_nonnull(pages);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tissue.tif", tmpdir);
+    const char *desc = "ImageJ=1.54f\nimages=18\nchannels=3\nslices=6\nframes=1\nhyperstack=true\n";
+    ck_assert_int_eq(image_write_tiff16(path, pages, 18, desc, true), 0);
+    FILE *f = fopen(path, "rb");
+    char order[2];
+    ck_assert_int_eq(fread(order, 1, 2, f), 2);
+    fclose(f);
+    ck_assert_int_eq(memcmp(order, "MM", 2), 0); // big-endian
+    image **back;
+    image_stack_info info;
+    ck_assert_int_eq(image_read_stack(path, &back, &info), 18);
+    ck_assert_int_eq(info.channels, 3);
+    ck_assert_int_eq(info.slices, 6);
+    for (int p = 0; p < 18; p++)
+        for (int i = 0; i < 192 * 192; i++)
+            ck_assert_float_eq(back[p]->data[i], roundf(pages[p]->data[i]));
+    double nucleus = prepare_nucleus_diameter(back[1]);
+    ck_assert_msg(nucleus > 3.5 && nucleus < 7.5, "nucleus %g px across", nucleus);
+    prepare_options o = prepare_defaults();
+    o.tiles = true;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_ptr_nonnull(strstr(d->source, "tiles at 1/1"));
+    ck_assert_int_gt(d->n, 6 * 5);
+    ck_assert_int_le(d->n, 6 * 9);
+    ck_assert_int_eq(d->n_groups, 1);
+    ck_assert_str_eq(d->group_names[0], "tissue.tif");
+    ck_assert_ptr_nonnull(d->tile_map);
+    for (int i = 0; i < d->n; i++) { // the raw pixels of slice z, scaled by that field's maxima
+        const int32_t * or = d->origin + i * BANIS_ORIGIN;
+        const image *ra = back[3 * or [ORIGIN_SLICE]], *rb = back[3 * or [ORIGIN_SLICE] + 1];
+        float ma = image_max(ra), mb = image_max(rb);
+        for (int k = 0; k < BANIS_PIXELS; k += 97) {
+            float va = *image_at(ra, or [ORIGIN_X] + k % 64, or [ORIGIN_Y] + k / 64),
+                  vb = *image_at(rb, or [ORIGIN_X] + k % 64, or [ORIGIN_Y] + k / 64);
+            ck_assert_float_eq_tol(d->a[i * BANIS_PIXELS + k], (va - ma / 2) / (ma / 2), 1e-5);
+            ck_assert_float_eq_tol(d->b[i * BANIS_PIXELS + k], (vb - mb / 2) / (mb / 2), 1e-5);
+        }
+    }
+    snprintf(path, sizeof path, "%s/set.safetensors", tmpdir);
+    ck_assert_int_eq(banis_dataset_save(d, path), 0);
+    banis_dataset *l = banis_dataset_load(path);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(memcmp(l->origin, d->origin, sizeof(int32_t) * BANIS_ORIGIN * (size_t)d->n),
+                     0);
+    ck_assert_str_eq(l->group_names[0], "tissue.tif");
+    banis_split s;
+    ck_assert_int_eq(banis_split_data(l, 0.1, 1, &s), 0);
+    for (int i = 0; i < s.n_test; i++) ck_assert_int_eq(l->origin[s.test[i] * BANIS_ORIGIN + 1], 5);
+    for (int i = 0; i < s.n_train; i++)
+        ck_assert_int_le(l->origin[s.train[i] * BANIS_ORIGIN + 1], 3);
+    banis_split_free(&s);
+    banis_dataset_free(l);
+    banis_dataset_free(d);
+    // without --tiles the field is shrunk to one 64x64 crop per slice (the embryo path)
+    o.tiles = false;
+    d = banis_prepare(tmpdir, &o);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(d->n, 6);
+    banis_dataset_free(d);
+    o.tiles = true;
+    o.n_boxes = 1;
+    ck_assert_ptr_null(banis_prepare(tmpdir, &o));
+    ck_assert_ptr_nonnull(strstr(err_message(), "--boxes"));
+    image_free_pages(back, 18);
+    image_free_pages(pages, 18);
+}
+END_TEST
+
+// Single-slice files named alike but for a number are one series (their numbers its slices);
+// other names are groups of their own.
+START_TEST(test_series_groups) {
+    make_tmpdir();
+    char p[512];
+    const char *names[] = {"emb_z01.png", "emb_z02.png", "emb_z10.png", "other.png"};
+    for (int side = 0; side < 2; side++) {
+        snprintf(p, sizeof p, "%s/%s", tmpdir, side ? "B" : "A");
+        mkdir(p, 0755);
+        for (int k = 0; k < 4; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s/%s", side ? "B" : "A", names[k]);
+            write_raw(p, sizeof p, name, side, 20 + k);
+        }
+    }
+    prepare_options o = prepare_defaults();
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 4);
+    ck_assert_int_eq(d->n_groups, 2);
+    ck_assert_str_eq(d->group_names[0], "emb_z#.png");
+    ck_assert_str_eq(d->group_names[1], "other.png");
+    const int group[4] = {0, 0, 0, 1}, slice[4] = {1, 2, 10, 0};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(d->origin[i * BANIS_ORIGIN + ORIGIN_GROUP], group[i]);
+        ck_assert_int_eq(d->origin[i * BANIS_ORIGIN + ORIGIN_SLICE], slice[i]);
+        ck_assert_int_eq(d->origin[i * BANIS_ORIGIN + ORIGIN_X], -1);
+    }
+    banis_split s; // slice 10 of the series tests, slice 2 is left out
+    ck_assert_int_eq(banis_split_data(d, 0.1, 1, &s), 0);
+    ck_assert_int_eq(s.n_test, 1);
+    ck_assert_int_eq(s.test[0], 2);
+    ck_assert_int_eq(s.n_train, 2);
+    ck_assert_int_eq(s.train[0], 0);
+    ck_assert_int_eq(s.train[1], 3);
+    banis_split_free(&s);
+    banis_dataset_free(d);
+}
+END_TEST
+
 int main(void) {
-    TCase *tc = check_case("data", 120,
-                           CHECK_TESTS(test_synth_determinism, test_synth_geometry_invariants,
-                                       test_preprocess_steps_hand_worked, test_side_by_side_layout,
-                                       test_folders_layout_and_unmatched, test_tiff_stacks,
-                                       test_stack_metadata, test_layout_detection,
-                                       test_tiff_float_and_signed, test_bad_input_refused,
-                                       test_16_bit_png_and_the_size_limit, test_split_and_sampler));
+    TCase *tc = check_case(
+        "data", 120,
+        CHECK_TESTS(test_synth_determinism, test_synth_geometry_invariants,
+                    test_preprocess_steps_hand_worked, test_side_by_side_layout,
+                    test_folders_layout_and_unmatched, test_tiff_stacks, test_stack_metadata,
+                    test_layout_detection, test_tiff_float_and_signed, test_bad_input_refused,
+                    test_16_bit_png_and_the_size_limit, test_split_and_sampler,
+                    test_nucleus_diameter, test_tiles_of_a_field, test_grouped_split,
+                    test_tiling_a_tissue_stack, test_series_groups));
     return check_main("data", tc);
 }

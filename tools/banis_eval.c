@@ -314,6 +314,7 @@ typedef struct {
     const eval_args *a;
     const banis_dataset *d;
     int n_test;
+    const char *split_how;
     banis_eval (*after)[MAX_SEEDS], (*before)[MAX_SEEDS];
     int seeds_done;          // the seeds scored so far (the table is written after each)
     double seconds[TRAINED]; // wall time of all runs so far, training and scoring
@@ -434,11 +435,11 @@ static int write_table(const char *path, const eval_run *x) {
     fprintf(f, "# Table 1 on synthetic embryos (%s preset%s)\n\n", a->p.name,
             strcmp(a->p.name, "paper") ? ": a reduced schedule and network, not the paper's" : "");
     fprintf(f,
-            "Written by `banis-eval --preset %s --seeds %d`%s; %s, %d test pairs; every model "
-            "trained with seeds 100 to %d.\n\n",
+            "Written by `banis-eval --preset %s --seeds %d`%s; %s, %d test pairs (split %s); "
+            "every model trained with seeds 100 to %d.\n\n",
             a->p.name, a->seeds,
             x->seeds_done < a->seeds ? " (written after each seed: not all done)" : "",
-            x->d->source, x->n_test, 99 + x->seeds_done);
+            x->d->source, x->n_test, x->split_how, 99 + x->seeds_done);
     write_settings(f, x);
     fprintf(f,
             "\nAfter training: mean +- std over %d seeds. GMI %% counts the test pairs whose "
@@ -527,7 +528,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "banis-eval: out of memory for %d synthetic pairs\n", p->n_synthetic);
         return 1;
     }
-    banis_split split = banis_split_make(d->n, 0.1, 1);
+    banis_split split;
+    if (banis_split_data(d, 0.1, 1, &split)) {
+        fprintf(stderr, "banis-eval: %s\n", err_message());
+        banis_dataset_free(d);
+        return 1;
+    }
     if (split.n_test < FIG_PAIRS) { // the preset's data set is too small for Fig. 3
         fprintf(stderr, "banis-eval: %d test pairs; Fig. 3 needs %d\n", split.n_test, FIG_PAIRS);
         banis_split_free(&split);
@@ -542,7 +548,12 @@ int main(int argc, char **argv) {
                    (long long)model_steps(p, k), p->sched.batch,
                    k == M_CYCLEGAN ? p->cyclegan_width : p->arch.width);
     static banis_eval after[ROWS][MAX_SEEDS], before[ROWS][MAX_SEEDS];
-    eval_run x = {.a = &args, .d = d, .n_test = split.n_test, .after = after, .before = before};
+    eval_run x = {.a = &args,
+                  .d = d,
+                  .n_test = split.n_test,
+                  .split_how = split.how,
+                  .after = after,
+                  .before = before};
     // Fig. 3's rows: the real test pairs, then each row's translations of them (seed 1)
     size_t fig_size = sizeof(float) * BANIS_PIXELS * FIG_PAIRS * (ROWS + 1);
     float *fig_a = malloc(fig_size), *fig_b = malloc(fig_size);

@@ -255,8 +255,9 @@ static int open_logs(run *r) {
 
 static void print_header(const run *r) {
     const config *c = &r->c;
-    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs)\n", c->preset,
-           backend_device_description(r->inv.dev), r->d->source, r->split.n_train, r->split.n_test);
+    printf("BANIS: %s preset on %s; data: %s (%d train / %d test pairs, split %s)\n", c->preset,
+           backend_device_description(r->inv.dev), r->d->source, r->split.n_train, r->split.n_test,
+           r->split.how);
     printf("networks: width %.3g, %lld parameters; batch %d; stages %" PRId64 " + %" PRId64
            " + %" PRId64 " steps; G's batch-norm statistics %s\n",
            c->arch.width, (long long)nn_count_parameters(r->m->root), c->sched.batch,
@@ -409,7 +410,7 @@ static int final_evaluation(run *r) {
              r->c.sched.identical_gen ? "BANIS" : ABLATION_IDENTICAL_GEN, r->c.preset, r->total,
              r->d->source);
     snprintf(path, sizeof path, "%s/gmi.md", r->c.out);
-    if (banis_write_gmi_table(path, &e, title)) {
+    if (banis_write_gmi_table(path, &e, title, r->split.how)) {
         fprintf(stderr, "banis-train: %s\n", err_message());
         return 1;
     }
@@ -454,7 +455,11 @@ int main(int argc, char **argv) {
     int rc = banis_train_parse_args(argc, argv, &r.c, &r.inv);
     if (rc >= 0) return rc;
     if (!(r.d = open_data(&r.c))) return 1;
-    r.split = banis_split_make(r.d->n, 0.1, r.c.seed);
+    if (banis_split_data(r.d, 0.1, r.c.seed, &r.split)) {
+        fprintf(stderr, "banis-train: %s\n", err_message());
+        banis_dataset_free(r.d);
+        return 1;
+    }
     banis_sampler_init(&r.sampler, r.split.train, r.split.n_train, r.c.seed + 7);
     r.m = banis_model_new(&r.c.arch, &r.c.sched, TENSOR_F32, r.inv.dev, r.c.seed);
     if (r.m) nn_runner_set_graphs(r.m->runner, !r.c.no_graphs);

@@ -485,3 +485,56 @@ int image_read_stack(const char *path, image ***pages, image_stack_info *info) {
     free(buf);
     return n;
 }
+
+int image_write_tiff16(const char *path, image *const *pages, int n, const char *description,
+                       bool big_endian) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    TIFFSetErrorHandler(tiff_error);
+    tiff_msg[0] = 0;
+    TIFF *t = TIFFOpen(tmp, big_endian ? "wb" : "wl");
+    if (!t) {
+        err_set("%s: cannot create: %s", tmp, tiff_msg[0] ? tiff_msg : strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    uint16_t *row = malloc(sizeof(uint16_t) * (size_t)(n ? pages[0]->w : 1));
+    for (int p = 0; p < n && !rc && row; p++) {
+        const image *im = pages[p];
+        if (im->c != 1 || im->w != pages[0]->w || im->h != pages[0]->h) {
+            err_set("%s: page %d is not a grey page of the first page's size", path, p);
+            rc = -1;
+            break;
+        }
+        if (p == 0 && description) TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, description);
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, im->w);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, im->h);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 16);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+        TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+        TIFFSetField(t, TIFFTAG_SUBFILETYPE, FILETYPE_PAGE);
+        TIFFSetField(t, TIFFTAG_PAGENUMBER, p, n);
+        for (int y = 0; y < im->h && !rc; y++) {
+            for (int x = 0; x < im->w; x++) {
+                float v = *image_at(im, x, y);
+                row[x] = (uint16_t)(v < 0 ? 0 : v > 65535 ? 65535 : v + 0.5f);
+            }
+            if (TIFFWriteScanline(t, row, (uint32_t)y, 0) < 0) rc = -1;
+        }
+        if (!rc && !TIFFWriteDirectory(t)) rc = -1;
+        if (rc) err_set("%s: writing page %d failed: %s", path, p, tiff_msg);
+    }
+    if (!row) {
+        err_set("%s: out of host memory", path);
+        rc = -1;
+    }
+    free(row);
+    TIFFClose(t);
+    if (!rc && rename(tmp, path)) {
+        err_set("%s: rename failed: %s", path, strerror(errno));
+        rc = -1;
+    }
+    if (rc) unlink(tmp);
+    return rc;
+}

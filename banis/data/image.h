@@ -47,6 +47,10 @@ void image_free_pages(image **pages, int n);
 
 // Writes 8-bit PNG (1 = grey, 3 = RGB) from values in [lo, hi] (clamped). Atomic.
 int image_write_png(const char *path, const image *im, float lo, float hi);
+// A TIFF of n grey 16-bit pages (values rounded and clipped to 0..65535), the description (NULL:
+// none) on the first page, in either byte order; written to a temporary file, then renamed.
+int image_write_tiff16(const char *path, image *const *pages, int n, const char *description,
+                       bool big_endian);
 
 // ---- operations ---------------------------------------------------------------------------
 image *image_grayscale(const image *im); // luminance (ITU-R 601) or copy

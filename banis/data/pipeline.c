@@ -12,8 +12,13 @@
 #include "dataset.h"
 
 prepare_options prepare_defaults(void) {
-    return (prepare_options){
-        .layout = LAYOUT_AUTO, .scale = 4, .channel_a = 0, .channel_b = 1, .tiff_channels = 0};
+    return (prepare_options){.layout = LAYOUT_AUTO,
+                             .scale = 4,
+                             .channel_a = 0,
+                             .channel_b = 1,
+                             .tiff_channels = 0,
+                             .tile_stride = BANIS_SIDE,
+                             .tile_min_foreground = 0.25};
 }
 
 int prepare_read_boxes(const char *path, prepare_options *o) {
@@ -71,8 +76,7 @@ void prepare_pad(const image *crop, float *out) {
             out[(oy + y) * BANIS_SIDE + ox + x] = *image_at(crop, sx + x, sy + y);
 }
 
-// Otsu's threshold over values in [0, max].
-static float otsu(const image *im) {
+float prepare_otsu(const image *im) {
     int hist[256] = {0};
     float mx = image_max(im);
     if (mx <= 0) return 0;
@@ -182,7 +186,7 @@ int prepare_pair(const image *raw_a, const image *raw_b, const prepare_options *
         }
         for (size_t i = 0; i < (size_t)sa->w * (size_t)sa->h; i++)
             sum->data[i] = (ma > 0 ? sa->data[i] / ma : 0) + (mb > 0 ? sb->data[i] / mb : 0);
-        float t = otsu(sum);
+        float t = prepare_otsu(sum);
         int x0 = sa->w, y0 = sa->h, x1 = -1, y1 = -1;
         for (int y = 0; y < sa->h; y++)
             for (int x = 0; x < sa->w; x++)

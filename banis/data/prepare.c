@@ -59,20 +59,98 @@ static void free_names(char **v, int n) {
     free(v);
 }
 
-static int append(banis_dataset *d, int *cap, const float *a, const float *b, int k) {
-    if (d->n + k > *cap) {
-        int c = (*cap ? 2 * *cap : 256) + k;
-        float *na = realloc(d->a, sizeof(float) * BANIS_PIXELS * (size_t)c);
-        if (!na) return -1;
-        d->a = na;
-        float *nb = realloc(d->b, sizeof(float) * BANIS_PIXELS * (size_t)c);
-        if (!nb) return -1;
-        d->b = nb;
-        *cap = c;
+#define TILE_MAPS 4 // fields drawn on the tile map: the first field of the first groups
+
+// What preparing a folder carries from file to file.
+typedef struct {
+    banis_dataset *d;
+    prepare_options o; // tiling: the scale chosen on the first field holds for all
+    float *ca, *cb;    // room for PREP_MAX_BOXES pairs
+    int kept, skipped, fields, n_maps, map_group;
+    double nucleus_px;
+    image *maps[TILE_MAPS];
+} prep_ctx;
+
+// A new group named `name`: its index, or -1 (said).
+static int new_group(prep_ctx *x, const char *name) {
+    banis_dataset *d = x->d;
+    char **g = realloc(d->group_names, sizeof *g * (size_t)(d->n_groups + 1));
+    if (!g) return -1;
+    d->group_names = g;
+    if (!(g[d->n_groups] = strdup(name))) {
+        err_set("out of host memory");
+        return -1;
     }
-    memcpy(d->a + (size_t)d->n * BANIS_PIXELS, a, sizeof(float) * BANIS_PIXELS * (size_t)k);
-    memcpy(d->b + (size_t)d->n * BANIS_PIXELS, b, sizeof(float) * BANIS_PIXELS * (size_t)k);
-    d->n += k;
+    return d->n_groups++;
+}
+
+// The group of a single-slice file: the series of files named like it but for a trailing
+// number before the extension ("emb1_z03.png": series "emb1_z#.png", slice 3); a name without
+// one is a group of its own. -1 (said) when out of memory.
+static int series_group(prep_ctx *x, const char *name, int *slice) {
+    const char *dot = strrchr(name, '.');
+    size_t end = dot ? (size_t)(dot - name) : strlen(name), digits = end;
+    while (digits > 0 && name[digits - 1] >= '0' && name[digits - 1] <= '9') digits--;
+    char series[300];
+    *slice = 0;
+    if (digits == end || end - digits > 8)
+        snprintf(series, sizeof series, "%s", name);
+    else {
+        *slice = atoi(name + digits);
+        snprintf(series, sizeof series, "%.*s#%s", (int)digits, name, dot ? dot : "");
+    }
+    for (int g = 0; g < x->d->n_groups; g++)
+        if (!strcmp(x->d->group_names[g], series)) return g;
+    return new_group(x, series);
+}
+
+// One field (the raw A and B of a slice) into pairs: tiles, or the boxes / the auto crop.
+static int prepare_field(prep_ctx *x, const image *ia, const image *ib, int group, int slice) {
+    if (x->o.tiles) {
+        image **map = x->n_maps < TILE_MAPS && group != x->map_group ? &x->maps[x->n_maps] : NULL;
+        tile_report rep;
+        if (prepare_tiles(ia, ib, &x->o, x->d, group, slice, map, &rep)) return -1;
+        if (map && *map) {
+            x->n_maps++;
+            x->map_group = group;
+        }
+        if (!x->o.tile_scale) {
+            x->o.tile_scale = rep.scale;
+            x->nucleus_px = rep.nucleus_px;
+        }
+        x->kept += rep.kept;
+        x->skipped += rep.skipped;
+        x->fields++;
+        return 0;
+    }
+    int got = prepare_pair(ia, ib, &x->o, x->ca, x->cb);
+    if (got < 0) return -1;
+    int32_t origin[PREP_MAX_BOXES * BANIS_ORIGIN];
+    for (int k = 0; k < got; k++) {
+        int32_t *o = origin + k * BANIS_ORIGIN;
+        o[ORIGIN_GROUP] = group;
+        o[ORIGIN_SLICE] = slice;
+        o[ORIGIN_X] = o[ORIGIN_Y] = -1;
+    }
+    return banis_dataset_append(x->d, x->ca, x->cb, origin, got);
+}
+
+// The tile maps side by side, 4 pixels apart, into d->tile_map.
+static int join_maps(prep_ctx *x) {
+    int w = 0, h = 0;
+    for (int i = 0; i < x->n_maps; i++) {
+        w += x->maps[i]->w + (i ? 4 : 0);
+        h = x->maps[i]->h > h ? x->maps[i]->h : h;
+    }
+    if (!x->n_maps) return 0;
+    image *m = image_new(w, h, 3);
+    if (!m) return -1;
+    for (size_t i = 0; i < (size_t)w * (size_t)h * 3; i++) m->data[i] = 0.25f;
+    for (int i = 0, x0 = 0; i < x->n_maps; x0 += x->maps[i]->w + 4, i++)
+        for (int y = 0; y < x->maps[i]->h; y++)
+            memcpy(image_at(m, x0, y), image_at(x->maps[i], 0, y),
+                   sizeof(float) * 3 * (size_t)x->maps[i]->w);
+    x->d->tile_map = m;
     return 0;
 }
 
@@ -140,9 +218,9 @@ static int stack_geometry(const char *path, int n_pages, const image_stack_info 
 }
 
 // The pairs of one TIFF stack: every slice (and frame), or the middle half of them.
-static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **pa, int na,
-                         const image_stack_info *meta, const prepare_options *o, float *ca,
-                         float *cb) {
+static int prepare_stack(prep_ctx *x, const char *path, const char *name, image **pa, int na,
+                         const image_stack_info *meta) {
+    const prepare_options *o = &x->o;
     bool multi = pa[0]->c > 1; // channels interleaved in each page: pages are slices
     image_stack_info g = {.channels = pa[0]->c, .slices = na, .frames = 1, .order = "CZT"};
     if (multi && meta->source[0] && meta->channels != pa[0]->c && meta->channels != 1) {
@@ -167,6 +245,8 @@ static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **p
                     pa[i]->w, pa[i]->h, pa[i]->c, pa[0]->w, pa[0]->h, pa[0]->c);
             return -1;
         }
+    int group = new_group(x, name);
+    if (group < 0) return -1;
     for (int s = s0; s < s1; s++) {
         int z = s % g.slices, t = s / g.slices;
         image *ia, *ib;
@@ -177,10 +257,10 @@ static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **p
             ia = image_channel(pa[image_stack_page(&g, o->channel_a, z, t)], 0);
             ib = ia ? image_channel(pa[image_stack_page(&g, o->channel_b, z, t)], 0) : NULL;
         }
-        int got = ib ? prepare_pair(ia, ib, o, ca, cb) : -1;
+        int rc = ib ? prepare_field(x, ia, ib, group, s) : -1;
         image_free(ia);
         image_free(ib);
-        if (got < 0 || append(d, cap, ca, cb, got)) {
+        if (rc) {
             if (g.frames > 1)
                 err_prefix("%s slice %d frame %d: ", path, z, t);
             else
@@ -192,22 +272,22 @@ static int prepare_stack(banis_dataset *d, int *cap, const char *path, image **p
 }
 
 // The pair of one side-by-side image: membrane on the left half, nuclei on the right.
-static int prepare_side_by_side(banis_dataset *d, int *cap, const char *path, image **pa,
-                                const prepare_options *o, float *ca, float *cb) {
-    image *g = grey_page(path, pa, 0);
+static int prepare_side_by_side(prep_ctx *x, const char *path, const char *name, image **pa) {
+    int slice, group = series_group(x, name, &slice);
+    image *g = group >= 0 ? grey_page(path, pa, 0) : NULL;
     if (!g) return -1;
-    if (g->w < 2 * o->scale) {
+    if (g->w < 2 * x->o.scale) {
         err_set("%s: %dx%d is too small to hold two side-by-side channels", path, g->w, g->h);
         image_free(g);
         return -1;
     }
     image *l = image_crop(g, 0, 0, g->w / 2, g->h),
           *r = l ? image_crop(g, g->w / 2, 0, g->w / 2, g->h) : NULL;
-    int got = l && r ? prepare_pair(l, r, o, ca, cb) : -1;
+    int rc = l && r ? prepare_field(x, l, r, group, slice) : -1;
     image_free(l);
     image_free(r);
     image_free(g);
-    if (got < 0 || append(d, cap, ca, cb, got)) {
+    if (rc) {
         err_prefix("%s: ", path);
         return -1;
     }
@@ -215,9 +295,10 @@ static int prepare_side_by_side(banis_dataset *d, int *cap, const char *path, im
 }
 
 // The pair of A/name (read already: pa) and B/name.
-static int prepare_folders(banis_dataset *d, int *cap, const char *dir, const char *name,
-                           const char *path, image **pa, const prepare_options *o, float *ca,
-                           float *cb) {
+static int prepare_folders(prep_ctx *x, const char *dir, const char *name, const char *path,
+                           image **pa) {
+    int slice, group = series_group(x, name, &slice);
+    if (group < 0) return -1;
     char path_b[4096];
     snprintf(path_b, sizeof path_b, "%s/B/%s", dir, name);
     image **pb = NULL;
@@ -234,11 +315,11 @@ static int prepare_folders(banis_dataset *d, int *cap, const char *dir, const ch
         return -1;
     }
     image *ga = grey_page(path, pa, 0), *gb = ga ? grey_page(path_b, pb, 0) : NULL;
-    int got = gb ? prepare_pair(ga, gb, o, ca, cb) : -1;
+    int rc = gb ? prepare_field(x, ga, gb, group, slice) : -1;
     image_free(ga);
     image_free(gb);
     image_free_pages(pb, nb);
-    if (got < 0 || append(d, cap, ca, cb, got)) {
+    if (rc) {
         err_prefix("%s: ", path);
         return -1;
     }
@@ -269,9 +350,8 @@ static int decide_layout(data_layout *layout, const char *path, const char *name
 }
 
 // The pairs of one file of the layout (LAYOUT_AUTO: decided by this file).
-static int prepare_file(banis_dataset *d, int *cap, const char *dir, const char *sub,
-                        const char *name, data_layout *layout, const prepare_options *o, float *ca,
-                        float *cb, char *note, size_t note_size) {
+static int prepare_file(prep_ctx *x, const char *dir, const char *sub, const char *name,
+                        data_layout *layout, char *note, size_t note_size) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", sub, name);
     image **pa = NULL;
@@ -290,11 +370,11 @@ static int prepare_file(banis_dataset *d, int *cap, const char *dir, const char 
         rc = -1;
     }
     if (!rc && *layout == LAYOUT_SIDE_BY_SIDE)
-        rc = prepare_side_by_side(d, cap, path, pa, o, ca, cb);
+        rc = prepare_side_by_side(x, path, name, pa);
     else if (!rc && *layout == LAYOUT_FOLDERS)
-        rc = prepare_folders(d, cap, dir, name, path, pa, o, ca, cb);
+        rc = prepare_folders(x, dir, name, path, pa);
     else if (!rc)
-        rc = prepare_stack(d, cap, path, pa, na, &info, o, ca, cb);
+        rc = prepare_stack(x, path, name, pa, na, &info);
     image_free_pages(pa, na);
     return rc;
 }
@@ -343,16 +423,37 @@ static int check_pairs(const char *dir, char **a, int na, bool *skip, const prep
     return 0;
 }
 
+// What tiling made of the fields, for the data set's source.
+static void tiling_note(const prep_ctx *x, char *note, size_t size) {
+    size_t n = strlen(note);
+    char why[96] = "given";
+    if (x->nucleus_px > 0)
+        snprintf(why, sizeof why, "median nucleus %.1f px across, %.1f px in the tiles",
+                 x->nucleus_px, x->nucleus_px / x->o.tile_scale);
+    else if (x->o.tile_scale == 1 && x->fields)
+        snprintf(why, sizeof why, "no nuclei found to size it");
+    snprintf(note + n, size - n,
+             "%s%dx%d tiles at 1/%d (%s), stride %d: %d kept, %d with foreground under %.0f%% "
+             "skipped, from %d fields",
+             n ? "; " : "", BANIS_SIDE, BANIS_SIDE, x->o.tile_scale, why, x->o.tile_stride, x->kept,
+             x->skipped, 100 * x->o.tile_min_foreground, x->fields);
+}
+
 banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
-    banis_dataset *d = calloc(1, sizeof *d);
-    int cap = 0, n_names = 0;
+    prep_ctx x = {.o = *o, .map_group = -1};
+    x.d = calloc(1, sizeof *x.d);
+    int n_names = 0;
     char **names = NULL;
     char sub[4096], path_b[4096], note[800] = "";
     bool *skip = NULL;
-    float *ca = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
-    float *cb = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
-    if (!d || !ca || !cb) {
+    x.ca = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
+    x.cb = malloc(sizeof(float) * BANIS_PIXELS * PREP_MAX_BOXES);
+    if (!x.d || !x.ca || !x.cb) {
         err_set("out of host memory");
+        goto fail;
+    }
+    if (o->tiles && o->n_boxes) {
+        err_set("--tiles and --boxes both given: tiles cover the whole field, boxes crop it");
         goto fail;
     }
     data_layout layout = o->layout;
@@ -375,23 +476,30 @@ banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
     if (layout == LAYOUT_FOLDERS && check_pairs(dir, names, n_names, skip, o, note, sizeof note))
         goto fail;
     for (int f = 0; f < n_names; f++)
-        if (!skip[f] &&
-            prepare_file(d, &cap, dir, sub, names[f], &layout, o, ca, cb, note, sizeof note))
+        if (!skip[f] && prepare_file(&x, dir, sub, names[f], &layout, note, sizeof note)) goto fail;
+    if (o->tiles) {
+        tiling_note(&x, note, sizeof note);
+        if (join_maps(&x)) {
+            err_set("out of host memory");
             goto fail;
+        }
+    }
     int used = 0;
     for (int f = 0; f < n_names; f++) used += !skip[f];
-    snprintf(d->source, sizeof d->source, "%s (%d files%s%s)", dir, used, note[0] ? "; " : "",
+    snprintf(x.d->source, sizeof x.d->source, "%s (%d files%s%s)", dir, used, note[0] ? "; " : "",
              note);
     free_names(names, n_names);
     free(skip);
-    free(ca);
-    free(cb);
-    return d;
+    free(x.ca);
+    free(x.cb);
+    for (int i = 0; i < x.n_maps; i++) image_free(x.maps[i]);
+    return x.d;
 fail:
     free_names(names, n_names > 0 ? n_names : 0);
     free(skip);
-    free(ca);
-    free(cb);
-    banis_dataset_free(d);
+    free(x.ca);
+    free(x.cb);
+    for (int i = 0; i < x.n_maps; i++) image_free(x.maps[i]);
+    banis_dataset_free(x.d);
     return NULL;
 }
