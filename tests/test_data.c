@@ -1129,6 +1129,58 @@ START_TEST(test_series_groups) {
 }
 END_TEST
 
+// The channels asked for are the ones read: a page of 3 interleaved channels, each a disc in a
+// place of its own (c at x = 12 + 12 c), prepared with --channels 2,0, gives A from channel 2
+// and B from channel 0, equal to prepare_pair of those channels and unlike channel 1's or the
+// two swapped.
+START_TEST(test_channels_asked_are_read) {
+    make_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/three.tif", tmpdir);
+    const int w = 48, h = 40;
+    TIFF *t = TIFFOpen(p, "w");
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, h);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 2, (uint16_t[]){0, 0});
+    unsigned char row[48 * 3];
+    image *ch[3];
+    for (int c = 0; c < 3; c++) ch[c] = image_new(w, h, 1);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                int v = hypot(x - (12 + 12 * c), y - 20) < 6 ? 200 : 10;
+                row[3 * x + c] = (unsigned char)v;
+                *image_at(ch[c], x, y) = (float)v;
+            }
+        TIFFWriteScanline(t, row, (uint32_t)y, 0);
+    }
+    TIFFClose(t);
+    prepare_options o = prepare_defaults();
+    o.layout = LAYOUT_TIFF;
+    o.scale = 1;
+    o.channel_a = 2;
+    o.channel_b = 0;
+    banis_dataset *d = banis_prepare(tmpdir, &o);
+    ck_assert_msg(d != NULL, "%s", err_message());
+    ck_assert_int_eq(d->n, 1);
+    static float want_a[BANIS_PIXELS], want_b[BANIS_PIXELS], swap_a[BANIS_PIXELS],
+        swap_b[BANIS_PIXELS], one_a[BANIS_PIXELS], one_b[BANIS_PIXELS];
+    ck_assert_int_eq(prepare_pair(ch[2], ch[0], &o, want_a, want_b), 1);
+    ck_assert_int_eq(prepare_pair(ch[0], ch[2], &o, swap_a, swap_b), 1);
+    ck_assert_int_eq(prepare_pair(ch[1], ch[0], &o, one_a, one_b), 1);
+    ck_assert_int_eq(memcmp(d->a, want_a, sizeof want_a), 0);
+    ck_assert_int_eq(memcmp(d->b, want_b, sizeof want_b), 0);
+    ck_assert_int_ne(memcmp(d->a, swap_a, sizeof swap_a), 0); // the channels differ
+    ck_assert_int_ne(memcmp(d->a, one_a, sizeof one_a), 0);
+    banis_dataset_free(d);
+    for (int c = 0; c < 3; c++) image_free(ch[c]);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case(
         "data", 120,
@@ -1138,6 +1190,6 @@ int main(void) {
                     test_layout_detection, test_tiff_float_and_signed, test_bad_input_refused,
                     test_16_bit_png_and_the_size_limit, test_split_and_sampler,
                     test_nucleus_diameter, test_tiles_of_a_field, test_grouped_split,
-                    test_tiling_a_tissue_stack, test_series_groups));
+                    test_tiling_a_tissue_stack, test_series_groups, test_channels_asked_are_read));
     return check_main("data", tc);
 }
