@@ -33,6 +33,21 @@ grep -q "resumed .* at step 4 of 8" "$tmp/part2.log" || fail "resume did not sta
 cmp "$tmp/straight/checkpoint_latest.safetensors" "$tmp/resumed/checkpoint_latest.safetensors" \
   || fail "resumed run differs from the uninterrupted one"
 
+# a loss that turns NaN (the fail point poisons a weight before step 5) stops the run at that
+# step, naming the loss, and points to the last checkpoint, written at step 4, which resumes to
+# the uninterrupted run's end bit for bit
+if BANIS_FAILPOINT_NAN_STEP=5 "$train" --preset tiny --device cpu --ckpt-every 2 --out "$tmp/nan" > "$tmp/nan.log" 2>&1; then
+  fail "a run whose loss turned NaN exited 0"
+fi
+grep -q "banis-train: step 5: .* loss is nan" "$tmp/nan.log" || fail "the NaN step is not named: $(tail -3 "$tmp/nan.log")"
+grep -q "the last good checkpoint is $tmp/nan/checkpoint_latest.safetensors" "$tmp/nan.log" || fail "no last good checkpoint named: $(tail -3 "$tmp/nan.log")"
+[ -e "$tmp/nan/checkpoint_step_000004.safetensors" ] && [ ! -e "$tmp/nan/checkpoint_step_000006.safetensors" ] || fail "checkpoints after the NaN step: $(ls "$tmp/nan")"
+[ ! -e "$tmp/nan/gmi.md" ] || fail "a failed run wrote the final table"
+"$train" --resume "$tmp/nan" > "$tmp/nan2.log" 2>&1 || fail "resume after the NaN: $(tail -3 "$tmp/nan2.log")"
+grep -q "resumed .* at step 4 of 8" "$tmp/nan2.log" || fail "did not resume from step 4 after the NaN"
+cmp "$tmp/straight/checkpoint_latest.safetensors" "$tmp/nan/checkpoint_latest.safetensors" \
+  || fail "the run resumed from its last good checkpoint differs from the uninterrupted one"
+
 # the run's optimizer choice is part of its configuration: a resumed SGD run stays SGD
 "$train" --preset tiny --device cpu --sc-optim sgd --out "$tmp/sgd" > "$tmp/sgd.log" 2>&1 || fail "sgd run: $(tail -3 "$tmp/sgd.log")"
 "$train" --preset tiny --device cpu --sc-optim sgd --out "$tmp/sgd2" --max-steps 5 > /dev/null 2>&1 || fail "sgd first half"
@@ -146,7 +161,7 @@ PY
 [ -s "$tmp/deep/er/prepared/dataset.safetensors" ] || fail "no dataset.safetensors"
 "$train" --preset tiny --device cpu --data "$tmp/deep/er/prepared" --out "$tmp/fromprep" --max-steps 1 > "$tmp/fromprep.log" 2>&1 \
   || fail "--data PREPARED_DIR: $(tail -2 "$tmp/fromprep.log")"
-grep -q "(27 train / 3 test pairs)" "$tmp/fromprep.log" || fail "--data PREPARED_DIR read something else: $(grep data: "$tmp/fromprep.log")"
+grep -q "(26 train / 3 test pairs, split by slices: the last 3 slices" "$tmp/fromprep.log" || fail "--data PREPARED_DIR read something else: $(grep data: "$tmp/fromprep.log")"
 bin=$(dirname "$train")
 # banis-eval end to end (tiny preset, two seeds): Table 1 with its four rows after training and
 # before, each row's mean the mean of the per-seed scores in the log, and Fig. 3

@@ -340,6 +340,18 @@ static int periodic_outputs(run *r) {
     return 0;
 }
 
+// A fail point for the tests (tests/test_train_resume.sh): BANIS_FAILPOINT_NAN_STEP=N fills the
+// first parameter with NaN before step N, as a run that diverges there would. The run must stop
+// at that step, naming the loss, and point to the last checkpoint it wrote (which is finite).
+static void failpoint_nan(const run *r) {
+    const char *v = getenv("BANIS_FAILPOINT_NAN_STEP");
+    if (!v || strtoll(v, NULL, 10) != r->step + 1) return; // steps count from 1, as logged
+    nn_tensor_list l = {0};
+    nn_collect(r->m->root, "", true, false, &l);
+    if (l.n) tensor_fill_(l.items[0].t, NAN);
+    nn_list_free(&l);
+}
+
 // Steps until the schedule ends, --max-steps, a signal or an error. Returns the exit code.
 static int train(run *r) {
     const config *c = &r->c;
@@ -360,6 +372,7 @@ static int train(run *r) {
         }
         banis_losses l;
         double t_step = now_seconds();
+        failpoint_nan(r);
         tensor_scope_begin();
         banis_sampler_next(&r->sampler, c->sched.batch, r->idx);
         tensor *a, *b;
@@ -367,7 +380,7 @@ static int train(run *r) {
                   banis_train_step(r->m, r->step, a, b, &l);
         tensor_scope_end();
         if (err) { // a checkpoint is only ever written finite (save_checkpoint_as), and read so
-            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\n", r->step, err_message());
+            fprintf(stderr, "\nbanis-train: step %" PRId64 ": %s\n", r->step + 1, err_message());
             if (!access(r->ckpt_path, F_OK))
                 fprintf(stderr, "the last good checkpoint is %s\n", r->ckpt_path);
             else
