@@ -311,11 +311,11 @@ static void split_by_slices(const banis_dataset *d, double test_fraction, signed
         tested += n_test;
         groups += n_test > 0;
     }
+    int per = groups ? (tested + groups / 2) / groups : 0;
     snprintf(how, size,
-             "by slices: the last %s%d slices of %d group%s in the test split, the slice before "
+             "by slices: the last %s%d slice%s of %d group%s in the test split, the slice before "
              "them left out",
-             groups > 1 ? "~" : "", groups ? (tested + groups / 2) / groups : 0, groups,
-             groups == 1 ? "" : "s");
+             groups > 1 ? "~" : "", per, per == 1 ? "" : "s", groups, groups == 1 ? "" : "s");
 }
 
 // One field's tiles (groups of fewer than 3 slices): those of the last rows in the test split,
