@@ -67,6 +67,7 @@ typedef struct {
     prepare_options o; // tiling: the scale chosen on the first field holds for all
     float *ca, *cb;    // room for PREP_MAX_BOXES pairs
     int kept, skipped, fields, n_maps, map_group;
+    bool scale_given; // --tile-scale; else chosen on the first field from nucleus_px
     double nucleus_px;
     image *maps[TILE_MAPS];
 } prep_ctx;
@@ -75,7 +76,10 @@ typedef struct {
 static int new_group(prep_ctx *x, const char *name) {
     banis_dataset *d = x->d;
     char **g = realloc(d->group_names, sizeof *g * (size_t)(d->n_groups + 1));
-    if (!g) return -1;
+    if (!g) {
+        err_set("out of host memory");
+        return -1;
+    }
     d->group_names = g;
     if (!(g[d->n_groups] = strdup(name))) {
         err_set("out of host memory");
@@ -427,10 +431,10 @@ static int check_pairs(const char *dir, char **a, int na, bool *skip, const prep
 static void tiling_note(const prep_ctx *x, char *note, size_t size) {
     size_t n = strlen(note);
     char why[96] = "given";
-    if (x->nucleus_px > 0)
+    if (!x->scale_given && x->nucleus_px > 0)
         snprintf(why, sizeof why, "median nucleus %.1f px across, %.1f px in the tiles",
                  x->nucleus_px, x->nucleus_px / x->o.tile_scale);
-    else if (x->o.tile_scale == 1 && x->fields)
+    else if (!x->scale_given && x->fields)
         snprintf(why, sizeof why, "no nuclei found to size it");
     snprintf(note + n, size - n,
              "%s%dx%d tiles at 1/%d (%s), stride %d: %d kept, %d with foreground under %.0f%% "
@@ -440,7 +444,7 @@ static void tiling_note(const prep_ctx *x, char *note, size_t size) {
 }
 
 banis_dataset *banis_prepare(const char *dir, const prepare_options *o) {
-    prep_ctx x = {.o = *o, .map_group = -1};
+    prep_ctx x = {.o = *o, .map_group = -1, .scale_given = o->tile_scale > 0};
     x.d = calloc(1, sizeof *x.d);
     int n_names = 0;
     char **names = NULL;
