@@ -8,6 +8,7 @@
 #include "dataset.h"
 
 static int cmp_area(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
 double prepare_nucleus_diameter(const image *nuclei) {
     image *g = image_grayscale(nuclei);
     image *b = g ? image_gaussian_blur(g, 5, 1.0) : NULL; // noise would split nuclei
