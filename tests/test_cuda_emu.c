@@ -20,6 +20,7 @@
 #include "../ops/cuda/device.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
+#include "optim_by_hand.h"
 
 static const cudev *D;
 
@@ -443,67 +444,11 @@ START_TEST(test_banis_steps_in_float64_match_cpu) {
 }
 END_TEST
 
-// loss = sum(w * c) on the device: its gradient is c.
-static void cuda_linear_backward(tensor *w, const double *cv) {
-    tensor_scope_begin();
-    tensor *ct = tensor_from_doubles(w->dtype, SHAPE(3), cv, DEVICE_CUDA);
-    ck_assert_int_eq(ag_backward(op_sum(op_mul(w, ct), ALL_AXES, false), NULL), 0);
-    tensor_scope_end();
-}
-
-// One SGD update with momentum and two Adam updates on CUDA against the formulas worked by hand
-// (as tests/test_nn.c does on the CPU), in float64 and float32.
+// Two SGD and two Adam updates on CUDA against the formulas worked by hand (as tests/test_nn.c
+// does on the CPU), in float64 and float32.
 START_TEST(test_sgd_and_adam_on_cuda_by_hand) {
-    const double w0[3] = {1, -2, 0.5}, c[3] = {0.3, -1.5, 2.0};
-    for (int k = 0; k < 2; k++) {
-        tensor_dtype dt = k ? TENSOR_F32 : TENSOR_F64;
-        double tol = k ? 2e-7 : 1e-15, got[3];
-        tensor *w = tensor_from_doubles(dt, SHAPE(3), w0, DEVICE_CUDA);
-        w->requires_grad = true;
-        nn_tensor_list l = {0};
-        nn_list_add(&l, "w", w);
-        nn_optimizer *sgd = nn_optimizer_new("sgd", nn_sgd(0.1, 0.9), &l);
-        for (int step = 0; step < 2; step++) {
-            nn_optimizer_zero_grad(sgd);
-            cuda_linear_backward(w, c);
-            ck_assert_int_eq(nn_optimizer_step(sgd), 0);
-        }
-        ck_assert_int_eq(tensor_to_doubles(w, got), 0);
-        for (int i = 0; i < 3; i++) { // v = 0.9 v - lr g; w += v
-            double v1 = -0.1 * c[i], v2 = 0.9 * v1 - 0.1 * c[i];
-            ck_assert_msg(fabs(got[i] - (w0[i] + v1 + v2)) <= tol * 4, "sgd %s w[%d]: %.17g",
-                          k ? "f32" : "f64", i, got[i]);
-        }
-        nn_optimizer_free(sgd);
-        nn_list_free(&l);
-        tensor_release(w);
-        w = tensor_from_doubles(dt, SHAPE(3), w0, DEVICE_CUDA);
-        w->requires_grad = true;
-        nn_list_add(&l, "w", w);
-        double lr = 0.01, b1 = 0.5, b2 = 0.999, eps = 1e-7;
-        nn_optimizer *adam = nn_optimizer_new("adam", nn_adam(lr, b1, b2, eps), &l);
-        double m[3] = {0}, v[3] = {0}, ref[3] = {w0[0], w0[1], w0[2]};
-        for (int t = 1; t <= 2; t++) {
-            nn_optimizer_zero_grad(adam);
-            cuda_linear_backward(w, c);
-            ck_assert_int_eq(nn_optimizer_step(adam), 0);
-            double lr_t = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
-            for (int i = 0; i < 3; i++) {
-                m[i] = b1 * m[i] + (1 - b1) * c[i];
-                v[i] = b2 * v[i] + (1 - b2) * c[i] * c[i];
-                ref[i] -= lr_t * m[i] / (sqrt(v[i]) + eps);
-            }
-        }
-        ck_assert_int_eq(tensor_to_doubles(w, got), 0);
-        for (int i = 0; i < 3; i++) {
-            ck_assert_msg(fabs(got[i] - ref[i]) <= tol * 4, "adam %s w[%d]: %.17g, by hand %.17g",
-                          k ? "f32" : "f64", i, got[i], ref[i]);
-            ck_assert(fabs(got[i] - w0[i]) > 0.015); // two updates of about lr each
-        }
-        nn_optimizer_free(adam);
-        nn_list_free(&l);
-        tensor_release(w);
-    }
+    check_sgd_and_adam_by_hand(DEVICE_CUDA, TENSOR_F64, 4e-15, 4e-15);
+    check_sgd_and_adam_by_hand(DEVICE_CUDA, TENSOR_F32, 8e-7, 8e-7);
 }
 END_TEST
 

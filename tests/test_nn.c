@@ -12,6 +12,7 @@
 #include "../nn/nn.h"
 #include "../nn/step.h"
 #include "../tensor/error.h"
+#include "optim_by_hand.h"
 #include "check_runner.h"
 
 static rng init_rng, drop_rng;
@@ -245,62 +246,9 @@ START_TEST(test_initialiser_statistics) {
 }
 END_TEST
 
-// loss = sum(w * c): grad = c
-static void linear_loss_backward(tensor *w, const double *cv) {
-    tensor_scope_begin();
-    tensor *ct = tensor_from_doubles(TENSOR_F64, SHAPE(3), cv, DEVICE_CPU);
-    ck_assert_int_eq(ag_backward(op_sum(op_mul(w, ct), ALL_AXES, false), NULL), 0);
-    tensor_scope_end();
-}
-
+// SGD with momentum and Adam, two steps each, against Keras's formulas written out (f64).
 START_TEST(test_sgd_and_adam_steps_by_hand) {
-    double w0[3] = {1, -2, 0.5}, c[3] = {0.3, -1.5, 2.0};
-    // SGD with momentum 0.9, two steps (Keras: v = 0.9 v - lr g; w += v)
-    tensor *w = tensor_from_doubles(TENSOR_F64, SHAPE(3), w0, DEVICE_CPU);
-    w->requires_grad = true;
-    nn_tensor_list l = {0};
-    nn_list_add(&l, "w", w);
-    nn_optimizer *sgd = nn_optimizer_new("sgd", nn_sgd(0.1, 0.9), &l);
-    for (int step = 0; step < 2; step++) {
-        nn_optimizer_zero_grad(sgd);
-        linear_loss_backward(w, c);
-        ck_assert_int_eq(nn_optimizer_step(sgd), 0);
-    }
-    double got[3];
-    values(w, got);
-    for (int i = 0; i < 3; i++) {
-        double v1 = -0.1 * c[i], v2 = 0.9 * v1 - 0.1 * c[i];
-        ck_assert_double_eq_tol(got[i], w0[i] + v1 + v2, 1e-15);
-    }
-    nn_optimizer_free(sgd);
-    nn_list_free(&l);
-    tensor_release(w);
-
-    // Adam, two steps, against Keras's formulas written out
-    w = tensor_from_doubles(TENSOR_F64, SHAPE(3), w0, DEVICE_CPU);
-    w->requires_grad = true;
-    nn_list_add(&l, "w", w);
-    double lr = 0.01, b1 = 0.5, b2 = 0.999, eps = 1e-7;
-    nn_optimizer *adam = nn_optimizer_new("adam", nn_adam(lr, b1, b2, eps), &l);
-    double m[3] = {0}, v[3] = {0}, ref[3] = {w0[0], w0[1], w0[2]};
-    for (int t = 1; t <= 2; t++) {
-        nn_optimizer_zero_grad(adam);
-        linear_loss_backward(w, c);
-        ck_assert_int_eq(nn_optimizer_step(adam), 0);
-        double lr_t = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
-        for (int i = 0; i < 3; i++) {
-            m[i] = b1 * m[i] + (1 - b1) * c[i];
-            v[i] = b2 * v[i] + (1 - b2) * c[i] * c[i];
-            ref[i] -= lr_t * m[i] / (sqrt(v[i]) + eps);
-        }
-    }
-    values(w, got);
-    for (int i = 0; i < 3; i++) ck_assert_double_eq_tol(got[i], ref[i], 1e-14);
-    // first step of Adam moves every weight by about lr against its gradient's sign
-    ck_assert(got[0] < w0[0] && got[1] > w0[1]);
-    nn_optimizer_free(adam);
-    nn_list_free(&l);
-    tensor_release(w);
+    check_sgd_and_adam_by_hand(DEVICE_CPU, TENSOR_F64, 1e-15, 1e-14);
 }
 END_TEST
 

@@ -277,6 +277,20 @@ static void split_by_group(const banis_dataset *d, double test_fraction, uint64_
              groups, g);
 }
 
+// The distinct slices of group g, sorted, into order; their count.
+static int group_slices(const banis_dataset *d, int g, int *order) {
+    int k = 0;
+    for (int i = 0; i < d->n; i++) {
+        const int32_t *o = d->origin + (size_t)i * BANIS_ORIGIN;
+        if (o[ORIGIN_GROUP] != g) continue;
+        bool seen = false;
+        for (int j = 0; j < k && !seen; j++) seen = order[j] == o[ORIGIN_SLICE];
+        if (!seen) order[k++] = o[ORIGIN_SLICE];
+    }
+    qsort(order, (size_t)k, sizeof *order, cmp_int);
+    return k;
+}
+
 // Within each group of at least 3 slices, its last slices to the test split and the slice
 // before them left out; groups of fewer slices train whole.
 static void split_by_slices(const banis_dataset *d, double test_fraction, signed char *side,
@@ -284,17 +298,8 @@ static void split_by_slices(const banis_dataset *d, double test_fraction, signed
     int tested = 0, groups = 0;
     for (int i = 0; i < d->n; i++) side[i] = -1;
     for (int g = 0; g < d->n_groups; g++) {
-        // distinct slices of group g, sorted
-        int k = 0;
-        for (int i = 0; i < d->n; i++) {
-            const int32_t *o = d->origin + (size_t)i * BANIS_ORIGIN;
-            if (o[ORIGIN_GROUP] != g) continue;
-            bool seen = false;
-            for (int j = 0; j < k && !seen; j++) seen = order[j] == o[ORIGIN_SLICE];
-            if (!seen) order[k++] = o[ORIGIN_SLICE];
-        }
+        int k = group_slices(d, g, order);
         if (!k) continue;
-        qsort(order, (size_t)k, sizeof *order, cmp_int);
         int n_test = k >= 3 ? (int)lround(k * test_fraction) : 0;
         if (k >= 3 && n_test < 1) n_test = 1;
         if (n_test > k - 2) n_test = k - 2;
@@ -355,14 +360,7 @@ int banis_split_data(const banis_dataset *d, double test_fraction, uint64_t seed
     bool tiled = d->n && d->origin[ORIGIN_Y] >= 0;
     int most_slices = 0;
     for (int g = 0; g < d->n_groups && d->n_groups < SPLIT_MIN_GROUPS; g++) {
-        int k = 0; // distinct slices of group g
-        for (int i = 0; i < d->n; i++) {
-            const int32_t *o = d->origin + (size_t)i * BANIS_ORIGIN;
-            if (o[ORIGIN_GROUP] != g) continue;
-            bool seen = false;
-            for (int j = 0; j < k && !seen; j++) seen = order[j] == o[ORIGIN_SLICE];
-            if (!seen) order[k++] = o[ORIGIN_SLICE];
-        }
+        int k = group_slices(d, g, order);
         most_slices = k > most_slices ? k : most_slices;
     }
     if (d->n_groups >= SPLIT_MIN_GROUPS)
