@@ -42,6 +42,26 @@ double banis_pair_dsc(const float *a_rec, const float *b_rec, uint8_t *mask_a, u
     return dice(mask_a, mask_b, NAN);
 }
 
+void banis_gmi_of_pairs(const float *a, const float *b, int n, double gmi[GMI_THRESHOLDS],
+                        double *mean_dsc, int *empty_pairs) {
+    int matched[GMI_THRESHOLDS] = {0}, dsc_n = 0, empty = 0;
+    double dsc_sum = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
+        double dsc =
+            banis_pair_dsc(a + (size_t)i * BANIS_PIXELS, b + (size_t)i * BANIS_PIXELS, ma, mb);
+        if (!isnan(dsc)) {
+            dsc_sum += dsc;
+            dsc_n++;
+        }
+        empty += empty_mask(ma) || empty_mask(mb);
+        for (int t = 0; t < GMI_THRESHOLDS; t++) matched[t] += dsc < banis_gmi_thresholds[t];
+    }
+    for (int t = 0; t < GMI_THRESHOLDS; t++) gmi[t] = n ? 100.0 * matched[t] / n : NAN;
+    *mean_dsc = dsc_n ? dsc_sum / dsc_n : NAN;
+    *empty_pairs = empty;
+}
+
 static tensor *banis_translate(void *model, int to, tensor *src) {
     return banis_successor(model, to, src);
 }
@@ -144,20 +164,78 @@ int banis_evaluate(banis_model *m, const banis_dataset *d, const int *idx, int n
     return rc;
 }
 
+// The even (odd = 0) or odd rows of n feature rows, into out; their count.
+static int rows_of(const double *f, int n, int odd, double *out) {
+    int k = 0;
+    for (int i = odd; i < n; i += 2, k++)
+        memcpy(out + (size_t)k * GEOM_FEATURES, f + (size_t)i * GEOM_FEATURES,
+               sizeof(double) * GEOM_FEATURES);
+    return k;
+}
+
+double banis_half_distance(const double *f_test, int n_test, const double *f_x, int n_x) {
+    int h = n_test / 2;
+    if (h < 2 || n_x < h) return NAN;
+    double *ref = malloc(sizeof(double) * GEOM_FEATURES * (size_t)h);
+    if (!ref) return NAN;
+    rows_of(f_test, 2 * h, 1, ref);
+    double sum = 0;
+    int sets = n_x / h;
+    for (int k = 0; k < sets; k++)
+        sum += geometry_distance(ref, h, f_x + (size_t)k * h * GEOM_FEATURES, h);
+    free(ref);
+    return sum / sets;
+}
+
+// The real test pairs' geometry and that of the reconstructions as pairs, with their distances.
+static int score_geometry(const banis_dataset *d, const int *idx, int n, const float *ar,
+                          const float *br, banis_eval *out) {
+    size_t px = (size_t)n * BANIS_PIXELS;
+    float *ra = malloc(sizeof(float) * (px ? px : 1)), *rb = malloc(sizeof(float) * (px ? px : 1));
+    double *fr = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(n + 1)),
+           *fx = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(n + 1)),
+           *half = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(n + 1));
+    int rc = ra && rb && fr && fx && half ? 0 : -1;
+    for (int i = 0; i < n && !rc; i++) {
+        memcpy(ra + (size_t)i * BANIS_PIXELS, d->a + (size_t)idx[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+        memcpy(rb + (size_t)i * BANIS_PIXELS, d->b + (size_t)idx[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+    }
+    if (!rc) rc = geometry_measure_set(ra, rb, n, fr, &out->real_geometry);
+    if (!rc) rc = geometry_measure_set(ar, br, n, fx, &out->rec_geometry);
+    if (!rc) {
+        int h = rows_of(fr, n, 0, half); // the real pairs' even rows: the noise floor
+        out->real_distance = banis_half_distance(fr, n, half, h);
+        h = rows_of(fx, n, 0, half); // the reconstructions of the same pairs
+        out->rec_distance = banis_half_distance(fr, n, half, h);
+    } else
+        err_set("evaluation: out of memory for the geometry of %d pairs", n);
+    free(ra);
+    free(rb);
+    free(fr);
+    free(fx);
+    free(half);
+    return rc;
+}
+
 int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt,
                               tensor_device_type dev, const banis_dataset *d, const int *idx, int n,
                               banis_eval *out) {
     memset(out, 0, sizeof *out);
     out->membrane_dice = out->nuclei_dice = out->nuclei_in_cells = out->diversity =
-        out->saturated_gen = NAN;
-    int matched[GMI_THRESHOLDS] = {0}, dsc_n = 0, empty = 0;
-    double dsc_sum = 0, mem_sum = 0, nuc_sum = 0, sat_rec = 0, sat_real = 0;
+        out->saturated_gen = out->rec_distance = out->real_distance = NAN;
+    double mem_sum = 0, nuc_sum = 0, sat_rec = 0, sat_real = 0;
     long nuc_px = 0, nuc_ok = 0;
     bool gt = d->labels != NULL;
     bool prev = ag_set_grad_enabled(false);
     int rc = 0;
-    float *ar = malloc(sizeof(float) * BANIS_PIXELS * 64),
-          *br = malloc(sizeof(float) * BANIS_PIXELS * 64);
+    size_t all = (size_t)(n ? n : 1) * BANIS_PIXELS;
+    float *ar = malloc(sizeof(float) * all), *br = malloc(sizeof(float) * all);
+    if (!ar || !br) {
+        err_set("evaluation: out of memory for %d pairs", n);
+        rc = -1;
+    }
     for (int at = 0; at < n && !rc; at += 64) {
         int k = n - at < 64 ? n - at : 64;
         tensor_scope_begin();
@@ -165,49 +243,38 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
         rc = banis_batch(d, idx + at, k, dt, dev, &a, &b);
         tensor *a_rec = rc ? NULL : translate(model, DOMAIN_A, b);
         tensor *b_rec = rc ? NULL : translate(model, DOMAIN_B, a);
-        if (!a_rec || !b_rec || tensor_to_host(tensor_cast(a_rec, TENSOR_F32), ar) ||
-            tensor_to_host(tensor_cast(b_rec, TENSOR_F32), br))
+        if (!a_rec || !b_rec ||
+            tensor_to_host(tensor_cast(a_rec, TENSOR_F32), ar + (size_t)at * BANIS_PIXELS) ||
+            tensor_to_host(tensor_cast(b_rec, TENSOR_F32), br + (size_t)at * BANIS_PIXELS))
             rc = -1;
-        if (!rc) {
-            size_t px = (size_t)k * BANIS_PIXELS;
-            sat_rec += k * (banis_saturated_percent(ar, px) + banis_saturated_percent(br, px));
-            for (int i = 0; i < k; i++) {
-                size_t o = (size_t)idx[at + i] * BANIS_PIXELS;
-                sat_real += banis_saturated_percent(d->a + o, BANIS_PIXELS) +
-                            banis_saturated_percent(d->b + o, BANIS_PIXELS);
-            }
-        }
-        for (int i = 0; i < k && !rc; i++) {
-            uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
-            double dsc = banis_pair_dsc(ar + (size_t)i * BANIS_PIXELS,
-                                        br + (size_t)i * BANIS_PIXELS, ma, mb);
-            if (!isnan(dsc)) {
-                dsc_sum += dsc;
-                dsc_n++;
-            }
-            empty += empty_mask(ma) || empty_mask(mb);
-            for (int t = 0; t < GMI_THRESHOLDS; t++) matched[t] += dsc < banis_gmi_thresholds[t];
-            if (gt) {
-                size_t o = (size_t)idx[at + i] * BANIS_PIXELS;
-                mem_sum += dice(ma, d->membrane + o, 1);
-                nuc_sum += dice(mb, d->nuclei + o, 1);
-                for (int p = 0; p < BANIS_PIXELS; p++)
-                    if (mb[p]) {
-                        nuc_px++;
-                        nuc_ok += d->labels[o + (size_t)p] > 0 && !d->membrane[o + (size_t)p];
-                    }
-            }
-        }
         tensor_scope_end();
+    }
+    ag_set_grad_enabled(prev);
+    if (!rc) {
+        size_t px = (size_t)n * BANIS_PIXELS;
+        sat_rec = n * (banis_saturated_percent(ar, px) + banis_saturated_percent(br, px));
+        banis_gmi_of_pairs(ar, br, n, out->gmi, &out->mean_dsc, &out->empty_pairs);
+        rc = score_geometry(d, idx, n, ar, br, out);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        size_t o = (size_t)idx[i] * BANIS_PIXELS;
+        sat_real += banis_saturated_percent(d->a + o, BANIS_PIXELS) +
+                    banis_saturated_percent(d->b + o, BANIS_PIXELS);
+        if (!gt) continue;
+        uint8_t ma[BANIS_PIXELS], mb[BANIS_PIXELS];
+        banis_pair_dsc(ar + (size_t)i * BANIS_PIXELS, br + (size_t)i * BANIS_PIXELS, ma, mb);
+        mem_sum += dice(ma, d->membrane + o, 1);
+        nuc_sum += dice(mb, d->nuclei + o, 1);
+        for (int p = 0; p < BANIS_PIXELS; p++)
+            if (mb[p]) {
+                nuc_px++;
+                nuc_ok += d->labels[o + (size_t)p] > 0 && !d->membrane[o + (size_t)p];
+            }
     }
     free(ar);
     free(br);
-    ag_set_grad_enabled(prev);
     if (rc) return -1;
     out->pairs = n;
-    for (int t = 0; t < GMI_THRESHOLDS; t++) out->gmi[t] = n ? 100.0 * matched[t] / n : NAN;
-    out->mean_dsc = dsc_n ? dsc_sum / dsc_n : NAN;
-    out->empty_pairs = empty;
     out->saturated_rec = n ? sat_rec / (2.0 * n) : NAN; // per pair: two images
     out->saturated_real = n ? sat_real / (2.0 * n) : NAN;
     if (gt && n) {
@@ -216,6 +283,74 @@ int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_
         out->nuclei_in_cells = nuc_px ? 100.0 * (double)nuc_ok / (double)nuc_px : NAN;
     }
     return 0;
+}
+
+int banis_generate_pairs(banis_model *m, int n, uint64_t seed, float *a, float *b) {
+    bool was = m->root->training, prev = ag_set_grad_enabled(false);
+    nn_set_training(m->root, false);
+    rng r;
+    rng_init(&r, seed);
+    int rc = 0;
+    for (int at = 0; at < n && !rc; at += 64) {
+        int k = n - at < 64 ? n - at : 64;
+        tensor_scope_begin();
+        tensor *z =
+            op_rand_uniform(&r, m->ctx.dtype, SHAPE(k, m->arch.latent), -1, 1, m->ctx.device);
+        tensor *ga = z ? banis_generate(m, DOMAIN_A, z) : NULL;
+        tensor *gb = z ? banis_generate(m, DOMAIN_B, z) : NULL;
+        if (!ga || !gb ||
+            tensor_to_host(tensor_cast(ga, TENSOR_F32), a + (size_t)at * BANIS_PIXELS) ||
+            tensor_to_host(tensor_cast(gb, TENSOR_F32), b + (size_t)at * BANIS_PIXELS))
+            rc = -1;
+        tensor_scope_end();
+    }
+    ag_set_grad_enabled(prev);
+    nn_set_training(m->root, was);
+    return rc;
+}
+
+// The generated pairs' geometry features and summary, and their distance to the test pairs.
+static int generated_geometry(banis_model *m, int n, const double *f_test, int n_test, float *a,
+                              float *b, double *f, geometry_summary *s, double *distance) {
+    if (banis_generate_pairs(m, n, BANIS_GEN_SEED, a, b) || geometry_measure_set(a, b, n, f, s))
+        return -1;
+    *distance = banis_half_distance(f_test, n_test, f, n);
+    return 0;
+}
+
+int banis_score_generated(banis_model *m, banis_model *untrained, const banis_dataset *d,
+                          const banis_split *sp, int n, banis_eval *e) {
+    banis_gen_scores *g = &e->gen;
+    memset(g, 0, sizeof *g);
+    g->distance = g->distance_untrained = NAN;
+    int nt = sp->n_test;
+    size_t px = (size_t)(n > nt ? n : nt) * BANIS_PIXELS;
+    float *a = malloc(sizeof(float) * (px ? px : 1)), *b = malloc(sizeof(float) * (px ? px : 1));
+    double *ft = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(nt + 1)),
+           *f = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(n + 1));
+    int rc = a && b && ft && f ? 0 : -1;
+    if (rc) err_set("out of memory for %d generated pairs", n);
+    for (int i = 0; i < nt && !rc; i++) { // the test pairs' features, in split order
+        memcpy(a + (size_t)i * BANIS_PIXELS, d->a + (size_t)sp->test[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+        memcpy(b + (size_t)i * BANIS_PIXELS, d->b + (size_t)sp->test[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+    }
+    if (!rc) rc = geometry_measure_set(a, b, nt, ft, NULL);
+    if (!rc && untrained)
+        rc = generated_geometry(untrained, n, ft, nt, a, b, f, &g->untrained_geometry,
+                                &g->distance_untrained);
+    if (!rc) rc = generated_geometry(m, n, ft, nt, a, b, f, &g->geometry, &g->distance);
+    if (!rc) {
+        banis_gmi_of_pairs(a, b, n, g->gmi, &g->mean_dsc, &g->empty_pairs);
+        rc = memorisation_measure(d, sp->train, sp->n_train, sp->test, nt, a, b, n, &g->mem);
+    }
+    if (!rc) g->pairs = n;
+    free(a);
+    free(b);
+    free(ft);
+    free(f);
+    return rc;
 }
 
 // What says that a GAN went wrong, beside the table: collapse, saturation, the caller's notes.
@@ -237,6 +372,85 @@ static void write_health(FILE *f, const banis_eval *e) {
             sat_rec ? " **The reconstructions are saturated: their tanh sits at its limits.**" : "",
             sat_gen ? " **The generated images are saturated: G's tanh sits at its limits.**" : "");
     if (e->notes[0]) fprintf(f, "\n**%s**\n", e->notes);
+}
+
+static void write_generated(FILE *f, const banis_eval *e) {
+    const banis_gen_scores *g = &e->gen;
+    if (!g->pairs) return;
+    fprintf(f,
+            "\n## Generated pairs\n\n%d pairs G_A(z), G_B(z) from the same z (a fixed stream: "
+            "what `banis-sample` delivers), Algorithm 1's binarisation and Dice on each pair "
+            "itself.\n\n| TS | 0.1 | 0.2 | 0.3 | mean DSC |\n|---|---|---|---|---|\n"
+            "| generated pairs (GMI %%) | %.2f | %.2f | %.2f | %.4f |\n\n"
+            "%d of %d generated pairs have an empty mask.\n",
+            g->pairs, g->gmi[0], g->gmi[1], g->gmi[2], g->mean_dsc, g->empty_pairs, g->pairs);
+}
+
+// A table cell: the value, or "-" where it is undefined (no cell, no nucleus found).
+static void cell(FILE *f, const char *fmt, double v) {
+    if (isnan(v))
+        fprintf(f, " - |");
+    else {
+        fputc(' ', f);
+        fprintf(f, fmt, v);
+        fprintf(f, " |");
+    }
+}
+
+static void geometry_row(FILE *f, const char *name, const geometry_summary *s, double distance) {
+    fprintf(f, "| %s | %d | %.1f +- %.1f |", name, s->pairs, s->cells, s->cells_sd);
+    cell(f, "%.1f", 100.0 * s->no_cells / (s->pairs ? s->pairs : 1));
+    cell(f, "%.1f", s->nuclei);
+    cell(f, "%.2f", s->nuclei_per_cell);
+    cell(f, "%.1f", s->inside);
+    cell(f, "%.1f", s->on_walls);
+    cell(f, "%.1f", s->cell_area);
+    cell(f, "%.2f", s->wall_thickness);
+    cell(f, "%.1f", s->nucleus_area);
+    cell(f, "%.2f", distance);
+    fputc('\n', f);
+}
+
+// The segmentation's figures for the real pairs, the reconstructions and the generated pairs,
+// with the geometry distance, and memorisation.
+static void write_geometry(FILE *f, const banis_eval *e) {
+    if (!e->real_geometry.pairs) return;
+    const banis_gen_scores *g = &e->gen;
+    fprintf(
+        f,
+        "\n## Geometry\n\nNo ground truth used: walls are the membrane image above its Otsu "
+        "threshold, cells the regions the walls enclose, nuclei the nucleus image above its "
+        "own (docs/results.md, \"Scores of the generated pairs\"). Nuclei per cell: nuclei "
+        "with most of their pixels in one cell, over the cells; inside and on walls: shares of the "
+        "segmented nuclei's signal. Geometry distance: the Frechet distance between Gaussians "
+        "fitted to %d geometry features (cells, cell area and its CV, wall thickness, "
+        "nuclei, nucleus area, nuclei per cell, inside share; counts, areas and thickness as "
+        "log(1 + v); each in units of the real pairs' standard deviation), of sets of %d pairs "
+        "against the odd-numbered half of "
+        "the real test pairs (0: alike; the real pairs' even half gives the floor a set "
+        "this small reaches; generated: the mean over %d sets).\n\n",
+        GEOM_FEATURES, e->pairs / 2, g->pairs && e->pairs >= 4 ? g->pairs / (e->pairs / 2) : 0);
+    fprintf(f, "| pairs | n | cells per embryo | no cell %% | nuclei per image | nuclei per cell | "
+               "inside cells %% | on walls %% | cell area px | wall px | nucleus area px | "
+               "geometry distance |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    geometry_row(f, "real test pairs", &e->real_geometry, e->real_distance);
+    geometry_row(f, "test reconstructions (S_A(b), S_B(a))", &e->rec_geometry, e->rec_distance);
+    if (g->pairs) geometry_row(f, "generated pairs", &g->geometry, g->distance);
+    if (g->pairs && g->untrained_geometry.pairs)
+        geometry_row(f, "generated, untrained networks", &g->untrained_geometry,
+                     g->distance_untrained);
+    if (!g->pairs) return;
+    const memorisation *mm = &g->mem;
+    fprintf(f,
+            "\nMemorisation: the distance of a pair to its nearest of the %d training pairs "
+            "(mean absolute difference of both channels after %dx%d pooling, [-1, 1] units): "
+            "median %.4f for the generated pairs, %.4f for the %d real test pairs (ratio %.2f); "
+            "%.1f%% of the generated pairs lie nearer a training pair than every test pair "
+            "does; a ratio below %.1f is flagged.%s\n",
+            mm->n_train, MEM_POOL, MEM_POOL, mm->median_gen, mm->median_test, mm->n_test, mm->ratio,
+            mm->closer_than_any_test, MEM_FLAG_RATIO,
+            mm->flagged ? " **Memorised: the generated pairs are near copies of training pairs.**"
+                        : "");
 }
 
 int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title,
@@ -266,6 +480,8 @@ int banis_write_gmi_table(const char *path, const banis_eval *e, const char *tit
                 "Ground truth (synthetic data): membrane Dice %.3f, nuclei Dice %.3f, "
                 "%.1f%% of predicted nucleus pixels inside cells and off the walls.\n",
                 e->membrane_dice, e->nuclei_dice, e->nuclei_in_cells);
+    write_generated(f, e);
+    write_geometry(f, e);
     write_health(f, e);
     if (fclose(f) || rename(tmp, path)) {
         err_set("%s: write failed", path);

@@ -10,6 +10,7 @@
 #include "../nn/nn.h"
 #include "../nn/step.h"
 #include "data/dataset.h"
+#include "geometry.h"
 
 enum { DOMAIN_A = 0, DOMAIN_B = 1 };
 
@@ -104,6 +105,20 @@ int banis_train_step(banis_model *m, int64_t step, tensor *a, tensor *b, banis_l
 #define GMI_THRESHOLDS 3
 extern const double banis_gmi_thresholds[GMI_THRESHOLDS]; // 0.1, 0.2, 0.3
 
+// The pairs a generator delivers, (G_A(z), G_B(z)) for z from a fixed stream, scored: Algorithm
+// 1's binarisation and Dice on each pair itself, their geometry, its distance to the real test
+// pairs' beside that of the same networks untrained, and memorisation of the training pairs.
+#define BANIS_GEN_PAIRS 1000    // banis-train's and banis-eval's N
+#define BANIS_GEN_SEED  0x9e0de // the z stream: the same pairs for every run of a model
+typedef struct {
+    int pairs;
+    double gmi[GMI_THRESHOLDS], mean_dsc;
+    int empty_pairs;
+    geometry_summary geometry, untrained_geometry;
+    double distance, distance_untrained; // NaN when no untrained networks were given
+    memorisation mem;
+} banis_gen_scores;
+
 typedef struct {
     int pairs;
     double gmi[GMI_THRESHOLDS]; // % of pairs whose reconstructions overlap with DSC < TS
@@ -118,6 +133,12 @@ typedef struct {
     // BANIS only (NaN otherwise): banis_diversity of 16 images G_A(z) against 16 real test A
     // images, and the % of their pixels saturated
     double diversity, saturated_gen;
+    // Geometry (geometry.h) of the real test pairs and of the reconstructions (a_rec, b_rec)
+    // as pairs, and the geometry distance of the reconstructions to the real pairs (each half
+    // against the other: banis_half_distance)
+    geometry_summary real_geometry, rec_geometry;
+    double rec_distance, real_distance; // real_distance: the real test pairs' two halves
+    banis_gen_scores gen; // what a generator delivers (banis_score_generated); gen.pairs 0: none
     char notes[512]; // what the caller adds below the table (banis-train: a discriminator that won)
 } banis_eval;
 
@@ -156,6 +177,24 @@ typedef tensor *(*banis_translate_fn)(void *model, int to, tensor *src);
 int banis_evaluate_translator(banis_translate_fn translate, void *model, tensor_dtype dt,
                               tensor_device_type dev, const banis_dataset *d, const int *idx, int n,
                               banis_eval *out);
+// GMI of n pairs (a: membrane, b: nuclei) as they are: Algorithm 1's binarisation and Dice on
+// each (the test pairs' reconstructions, or generated pairs); the empty-mask pairs counted.
+void banis_gmi_of_pairs(const float *a, const float *b, int n, double gmi[GMI_THRESHOLDS],
+                        double *mean_dsc, int *empty_pairs);
+// n pairs G_A(z), G_B(z) in inference mode, z ~ U(-1, 1) from the stream `seed` (not the
+// model's generators): into a and b (n x 64 x 64 each). 0, or -1 (said).
+int banis_generate_pairs(banis_model *m, int n, uint64_t seed, float *a, float *b);
+// The geometry distance (geometry_distance) of a set of pairs to the real test pairs, made so
+// that a real set and a generated one are measured alike: the test pairs' features (n_test
+// rows) are split into even and odd rows; the odd rows are the reference; x (n_x rows) is cut
+// into sets of h = n_test / 2 rows, each measured against it, and the mean returned (the real
+// pairs' even rows give the noise floor of a distance over h pairs). NaN when h < 2 or n_x < h.
+double banis_half_distance(const double *f_test, int n_test, const double *f_x, int n_x);
+// Scores BANIS_GEN_PAIRS (or n) generated pairs of m into e->gen (untrained: the same networks
+// at their initial weights, or NULL), against the split's test pairs and, for memorisation,
+// its training pairs.
+int banis_score_generated(banis_model *m, banis_model *untrained, const banis_dataset *d,
+                          const banis_split *s, int n, banis_eval *e);
 // Writes the GMI table in Markdown.
 int banis_write_gmi_table(const char *path, const banis_eval *e, const char *title,
                           const char *split_how);

@@ -118,8 +118,29 @@ static int translate(banis_model *m, char from, const float *src, int n, const c
     return rc;
 }
 
-// n pairs from z ~ U(-1, 1) (seeded) through G_A and G_B, written into out.
-static int synthesise(banis_model *m, int n, unsigned long long seed, const char *out) {
+// What the pairs are, by the scores of gmi.md's "Generated pairs" and "Geometry" (no real
+// data here to compare with: a trained model's gmi.md has the real pairs' figures).
+static int describe(const float *a, const float *b, int n, char *text, size_t size) {
+    double gmi[GMI_THRESHOLDS], dsc;
+    int empty;
+    geometry_summary g;
+    banis_gmi_of_pairs(a, b, n, gmi, &dsc, &empty);
+    if (geometry_measure_set(a, b, n, NULL, &g)) return -1;
+    snprintf(
+        text, size,
+        "  GMI of the pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f, %d "
+        "with an empty mask)\n"
+        "  geometry: %.1f +- %.1f cells per embryo (none found in %d), %.1f nuclei per image, "
+        "%.2f nuclei per cell, %.1f%% of the nucleus signal inside cells, %.1f%% on walls\n",
+        gmi[0], gmi[1], gmi[2], dsc, empty, g.cells, g.cells_sd, g.no_cells, g.nuclei,
+        g.nuclei_per_cell, g.inside, g.on_walls);
+    return 0;
+}
+
+// n pairs from z ~ U(-1, 1) (seeded) through G_A and G_B, written into out; their scores into
+// text.
+static int synthesise(banis_model *m, int n, unsigned long long seed, const char *out, char *text,
+                      size_t size) {
     rng r;
     rng_init(&r, seed);
     float *a = malloc(sizeof(float) * BANIS_PIXELS * (size_t)n),
@@ -146,6 +167,7 @@ static int synthesise(banis_model *m, int n, unsigned long long seed, const char
     }
     snprintf(path, sizeof path, "%s/pairs.png", out);
     if (!rc) rc = banis_write_pairs_png(path, a, b, n < 64 ? n : 64, 4);
+    if (!rc) rc = describe(a, b, n, text, size);
     free(a);
     free(b);
     return rc ? -1 : 0;
@@ -199,14 +221,14 @@ int main(int argc, char **argv) {
     }
     float *src = NULL;
     int n_src = from ? read_tiles(from_dir, &src) : 0;
-    char stage[4200];
+    char stage[4200], scores[1024] = "";
     int rc = n_src < 0 ? -1 : 0;
     if (!rc && files_stage_begin(out, stage, sizeof stage)) {
         err_set("cannot create %s: %s", out, strerror(errno));
         rc = -1;
     }
     if (!rc) { // everything into the staging folder, then moved into out at once
-        rc = synthesise(m, n, seed, stage);
+        rc = synthesise(m, n, seed, stage, scores, sizeof scores);
         if (!rc && from) rc = translate(m, from, src, n_src, stage);
         if (rc)
             files_stage_abort(stage);
@@ -219,6 +241,7 @@ int main(int argc, char **argv) {
         printf("synthesised %d pairs -> %s/pairs.png and pair_NNNN.png (A | B | overlay: membrane "
                "magenta, nuclei green)\n",
                n, out);
+        fputs(scores, stdout);
         if (from)
             printf("translated %d %s images -> %s/translated.png\n", n_src,
                    from == 'a' ? "membrane" : "nuclei", out);

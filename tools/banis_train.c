@@ -417,6 +417,16 @@ static int final_evaluation(run *r) {
         fprintf(stderr, "banis-train: evaluation: %s\n", err_message());
         return 1;
     }
+    // the generated pairs, beside those of the same networks untrained (the same seed)
+    banis_model *untrained =
+        banis_model_new(&r->c.arch, &r->c.sched, TENSOR_F32, r->inv.dev, r->c.seed);
+    int rc =
+        !untrained || banis_score_generated(r->m, untrained, r->d, &r->split, BANIS_GEN_PAIRS, &e);
+    banis_model_free(untrained);
+    if (rc) {
+        fprintf(stderr, "banis-train: scoring the generated pairs: %s\n", err_message());
+        return 1;
+    }
     banis_watch_describe(&r->watch, e.notes, sizeof e.notes);
     char title[512], path[4096];
     snprintf(title, sizeof title, "%s, %s preset, %" PRId64 " steps, %s",
@@ -435,6 +445,20 @@ static int final_evaluation(run *r) {
         printf("ground truth: membrane Dice %.3f, nuclei Dice %.3f, %.1f%% of nucleus pixels "
                "inside cells\n",
                e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
+    const banis_gen_scores *g = &e.gen;
+    printf("generated pairs (%d, G_A(z) and G_B(z)): GMI %.1f%% / %.1f%% / %.1f%% (mean DSC %.3f); "
+           "%.1f cells per embryo (real %.1f), %.2f nuclei per cell (real %.2f), %.1f%% of the "
+           "nucleus signal inside cells (real %.1f%%)\n",
+           g->pairs, g->gmi[0], g->gmi[1], g->gmi[2], g->mean_dsc, g->geometry.cells,
+           e.real_geometry.cells, g->geometry.nuclei_per_cell, e.real_geometry.nuclei_per_cell,
+           g->geometry.inside, e.real_geometry.inside);
+    printf("geometry distance to the real test pairs: generated %.2f, reconstructions %.2f, "
+           "untrained %.2f, real against real %.2f (0 = alike)\n",
+           g->distance, e.rec_distance, g->distance_untrained, e.real_distance);
+    printf("memorisation: nearest training pair at median %.4f for the generated, %.4f for the "
+           "real test pairs (ratio %.2f)%s\n",
+           g->mem.median_gen, g->mem.median_test, g->mem.ratio,
+           g->mem.flagged ? ": MEMORISED, the generated pairs copy training pairs" : "");
     if (!isnan(e.diversity))
         printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as "
                "varied)%s\n",

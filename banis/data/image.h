@@ -62,3 +62,7 @@ image *image_transpose(const image *im);
 float image_max(const image *im);
 // Draws `src` (1 channel) into `dst` at (x, y), mapping [lo, hi] to channel values.
 void image_paste(image *dst, const image *src, int x, int y);
+// Connected regions of the set pixels of a w x h mask (4-connected, or 8 when eight): labels[p]
+// is the region's number, 1 up, in the order their first pixel appears (row-major), 0 where the
+// mask is 0. Returns the region count, or -1 when out of memory.
+int image_label_regions(const uint8_t *mask, int w, int h, bool eight, int32_t *labels);

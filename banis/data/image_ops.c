@@ -160,3 +160,32 @@ void image_paste(image *dst, const image *src, int x, int y) {
                 image_at(dst, dx, dy)[c] = image_at(src, i, j)[c < src->c ? c : 0];
         }
 }
+
+int image_label_regions(const uint8_t *mask, int w, int h, bool eight, int32_t *labels) {
+    size_t n = (size_t)w * (size_t)h;
+    int *stack = malloc(sizeof(int) * (n ? n : 1));
+    if (!stack) return -1;
+    for (size_t p = 0; p < n; p++) labels[p] = 0;
+    int count = 0;
+    for (size_t start = 0; start < n; start++) {
+        if (!mask[start] || labels[start]) continue;
+        int top = 0;
+        labels[start] = ++count;
+        stack[top++] = (int)start;
+        while (top) { // each pixel is pushed once: labelled when pushed
+            int p = stack[--top], x = p % w, y = p / w;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    if ((!dx && !dy) || (!eight && dx && dy)) continue;
+                    int nx = x + dx, ny = y + dy;
+                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                    size_t q = (size_t)ny * (size_t)w + (size_t)nx;
+                    if (!mask[q] || labels[q]) continue;
+                    labels[q] = count;
+                    stack[top++] = (int)q;
+                }
+        }
+    }
+    free(stack);
+    return count;
+}

@@ -13,52 +13,33 @@ double prepare_nucleus_diameter(const image *nuclei) {
     image *g = image_grayscale(nuclei);
     image *b = g ? image_gaussian_blur(g, 5, 1.0) : NULL; // noise would split nuclei
     size_t n = b ? (size_t)b->w * (size_t)b->h : 0;
-    int *stack = b ? malloc(sizeof(int) * n) : NULL, *areas = NULL;
-    unsigned char *seen = stack ? calloc(n, 1) : NULL;
-    int n_areas = 0, cap = 0;
+    uint8_t *mask = b ? malloc(n) : NULL;
+    int32_t *labels = mask ? malloc(sizeof(int32_t) * n) : NULL;
+    int *areas = NULL, regions = -1;
     double d = 0;
-    if (!seen) goto done;
-    float t = prepare_otsu(b);
-    for (size_t start = 0; start < n; start++) {
-        if (seen[start] || b->data[start] <= t) continue;
-        int top = 0, area = 0; // a 4-connected region above the threshold
-        stack[top++] = (int)start;
-        seen[start] = 1;
-        while (top) {
-            int p = stack[--top], x = p % b->w, y = p / b->w;
-            area++;
-            const int nx[4] = {x - 1, x + 1, x, x}, ny[4] = {y, y, y - 1, y + 1};
-            for (int k = 0; k < 4; k++) {
-                if (nx[k] < 0 || ny[k] < 0 || nx[k] >= b->w || ny[k] >= b->h) continue;
-                size_t q = (size_t)ny[k] * (size_t)b->w + (size_t)nx[k];
-                if (seen[q] || b->data[q] <= t) continue;
-                seen[q] = 1;
-                stack[top++] = (int)q;
-            }
-        }
-        if (area < 3) continue; // noise
-        if (n_areas == cap) {
-            cap = cap ? 2 * cap : 256;
-            int *na = realloc(areas, sizeof(int) * (size_t)cap);
-            if (!na) goto done;
-            areas = na;
-        }
-        areas[n_areas++] = area;
+    if (labels) {
+        float t = prepare_otsu(b);
+        for (size_t p = 0; p < n; p++) mask[p] = b->data[p] > t;
+        regions = image_label_regions(mask, b->w, b->h, false, labels);
     }
-    if (n_areas) {
-        qsort(areas, (size_t)n_areas, sizeof *areas, cmp_area);
-        d = 2 * sqrt(areas[n_areas / 2] / M_PI);
+    if (regions > 0 && (areas = calloc((size_t)regions + 1, sizeof *areas))) {
+        for (size_t p = 0; p < n; p++) areas[labels[p]]++;
+        int kept = 0; // regions of at least 3 pixels; the rest is noise
+        for (int r = 1; r <= regions; r++)
+            if (areas[r] >= 3) areas[kept++] = areas[r];
+        if (kept) {
+            qsort(areas, (size_t)kept, sizeof *areas, cmp_area);
+            d = 2 * sqrt(areas[kept / 2] / M_PI);
+        }
     }
-done:
     free(areas);
-    free(seen);
-    free(stack);
+    free(labels);
+    free(mask);
     image_free(b);
     image_free(g);
     return d;
 }
 
-// The field at 1/scale: an anti-alias blur (sigma 0.4 scale) and Lanczos, or a copy at scale 1.
 static image *tile_field(const image *g, int scale) {
     if (scale == 1) return image_crop(g, 0, 0, g->w, g->h);
     double sigma = 0.4 * scale;
