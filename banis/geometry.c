@@ -450,3 +450,53 @@ int memorisation_measure(const banis_dataset *d, const int *idx_train, int n_tra
     free(dq);
     return rc;
 }
+
+// ---- the picture ------------------------------------------------------------------------------
+
+int geometry_write_png(const char *path, const float *a, const float *b, int n, int per_row) {
+    const int gap = 2, cell_w = 2 * BANIS_SIDE + gap, cell_h = BANIS_SIDE;
+    int rows = (n + per_row - 1) / per_row;
+    image *sheet = image_new(per_row * (cell_w + 2 * gap), rows * (cell_h + 2 * gap), 3);
+    geometry_seg *g = malloc(sizeof *g);
+    int rc = sheet && g ? 0 : -1;
+    for (size_t i = 0; !rc && i < (size_t)sheet->w * (size_t)sheet->h * 3; i++)
+        sheet->data[i] = 0.25f;
+    for (int k = 0; k < n && !rc; k++) {
+        const float *ka = a + (size_t)k * BANIS_PIXELS, *kb = b + (size_t)k * BANIS_PIXELS;
+        geometry_pair gp;
+        if ((rc = geometry_measure(ka, kb, &gp, g))) break;
+        int x0 = (k % per_row) * (cell_w + 2 * gap) + gap,
+            y0 = (k / per_row) * (cell_h + 2 * gap) + gap;
+        for (int y = 0; y < BANIS_SIDE; y++)
+            for (int x = 0; x < BANIS_SIDE; x++) {
+                int p = y * BANIS_SIDE + x;
+                float va = (ka[p] + 1) / 2, vb = (kb[p] + 1) / 2;
+                float *po = image_at(sheet, x0 + x, y0 + y),
+                      *ps = image_at(sheet, x0 + BANIS_SIDE + gap + x, y0 + y);
+                po[0] = po[2] = va;
+                po[1] = vb;
+                float c[3] = {0, 0, 0};
+                if (g->wall[p])
+                    c[0] = c[1] = c[2] = 0.6f;
+                else if (g->cell[p]) { // a dark colour per cell, from its number
+                    unsigned h = (unsigned)g->cell[p] * 2654435761u;
+                    for (int j = 0; j < 3; j++)
+                        c[j] = 0.1f + 0.3f * (float)((h >> (8 * j)) & 255) / 255;
+                }
+                if (g->nucleus[p]) {
+                    bool in = g->cell[p] > 0;
+                    c[0] = in ? 0.1f : 1.0f;
+                    c[1] = in ? 1.0f : 0.15f;
+                    c[2] = 0.1f;
+                }
+                for (int j = 0; j < 3; j++) ps[j] = c[j];
+            }
+    }
+    if (!rc)
+        rc = image_write_png(path, sheet, 0, 1);
+    else
+        err_set("%s: out of memory", path);
+    free(g);
+    image_free(sheet);
+    return rc;
+}

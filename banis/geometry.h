@@ -104,3 +104,8 @@ int memorisation_measure(const banis_dataset *d, const int *idx_train, int n_tra
 // into dist (n values). -1 when out of memory.
 int memorisation_distances(const float *ta, const float *tb, int m, const float *a, const float *b,
                            int n, double *dist);
+
+// A picture of the segmentation: for each of n pairs, [overlay | segmentation] (overlay:
+// membrane magenta, nuclei green; segmentation: walls grey, each cell a dark colour of its own,
+// nucleus pixels green inside a cell and red on a wall or outside), per_row pairs to a row.
+int geometry_write_png(const char *path, const float *a, const float *b, int n, int per_row);

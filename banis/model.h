@@ -137,6 +137,7 @@ typedef struct {
     // as pairs, and the geometry distance of the reconstructions to the real pairs (each half
     // against the other: banis_half_distance)
     geometry_summary real_geometry, rec_geometry;
+    double real_gmi[GMI_THRESHOLDS], real_mean_dsc; // Algorithm 1 on the real test pairs themselves
     double rec_distance, real_distance; // real_distance: the real test pairs' two halves
     banis_gen_scores gen; // what a generator delivers (banis_score_generated); gen.pairs 0: none
     char notes[512]; // what the caller adds below the table (banis-train: a discriminator that won)

@@ -427,6 +427,24 @@ static int final_evaluation(run *r) {
         fprintf(stderr, "banis-train: scoring the generated pairs: %s\n", err_message());
         return 1;
     }
+    // the segmentation drawn: 8 real test pairs, then the first 8 generated pairs scored
+    enum { SHOWN = 8 };
+    static float ga[2 * SHOWN * BANIS_PIXELS], gb[2 * SHOWN * BANIS_PIXELS];
+    int shown = r->split.n_test < SHOWN ? r->split.n_test : SHOWN;
+    for (int i = 0; i < shown; i++) {
+        memcpy(ga + (size_t)i * BANIS_PIXELS, r->d->a + (size_t)r->split.test[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+        memcpy(gb + (size_t)i * BANIS_PIXELS, r->d->b + (size_t)r->split.test[i] * BANIS_PIXELS,
+               sizeof(float) * BANIS_PIXELS);
+    }
+    char geo[4096];
+    snprintf(geo, sizeof geo, "%s/geometry.png", r->c.out);
+    if (banis_generate_pairs(r->m, SHOWN, BANIS_GEN_SEED, ga + (size_t)shown * BANIS_PIXELS,
+                             gb + (size_t)shown * BANIS_PIXELS) ||
+        geometry_write_png(geo, ga, gb, shown + SHOWN, 4)) {
+        fprintf(stderr, "banis-train: %s\n", err_message());
+        return 1;
+    }
     banis_watch_describe(&r->watch, e.notes, sizeof e.notes);
     char title[512], path[4096];
     snprintf(title, sizeof title, "%s, %s preset, %" PRId64 " steps, %s",
@@ -446,12 +464,18 @@ static int final_evaluation(run *r) {
                "inside cells\n",
                e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
     const banis_gen_scores *g = &e.gen;
+    char per_cell[2][32], inside[2][32];
+    const geometry_summary *gs[2] = {&g->geometry, &e.real_geometry};
+    for (int i = 0; i < 2; i++) { // undefined where no cell or no nucleus was found
+        snprintf(per_cell[i], sizeof per_cell[i], isnan(gs[i]->nuclei_per_cell) ? "-" : "%.2f",
+                 gs[i]->nuclei_per_cell);
+        snprintf(inside[i], sizeof inside[i], isnan(gs[i]->inside) ? "-" : "%.1f%%", gs[i]->inside);
+    }
     printf("generated pairs (%d, G_A(z) and G_B(z)): GMI %.1f%% / %.1f%% / %.1f%% (mean DSC %.3f); "
-           "%.1f cells per embryo (real %.1f), %.2f nuclei per cell (real %.2f), %.1f%% of the "
-           "nucleus signal inside cells (real %.1f%%)\n",
+           "%.1f cells per embryo (real %.1f), %s nuclei per cell (real %s), %s of the "
+           "nucleus signal inside cells (real %s)\n",
            g->pairs, g->gmi[0], g->gmi[1], g->gmi[2], g->mean_dsc, g->geometry.cells,
-           e.real_geometry.cells, g->geometry.nuclei_per_cell, e.real_geometry.nuclei_per_cell,
-           g->geometry.inside, e.real_geometry.inside);
+           e.real_geometry.cells, per_cell[0], per_cell[1], inside[0], inside[1]);
     printf("geometry distance to the real test pairs: generated %.2f, reconstructions %.2f, "
            "untrained %.2f, real against real %.2f (0 = alike)\n",
            g->distance, e.rec_distance, g->distance_untrained, e.real_distance);
@@ -459,6 +483,7 @@ static int final_evaluation(run *r) {
            "real test pairs (ratio %.2f)%s\n",
            g->mem.median_gen, g->mem.median_test, g->mem.ratio,
            g->mem.flagged ? ": MEMORISED, the generated pairs copy training pairs" : "");
+    printf("segmentation of %d real test pairs and %d generated pairs -> %s\n", shown, SHOWN, geo);
     if (!isnan(e.diversity))
         printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as "
                "varied)%s\n",
