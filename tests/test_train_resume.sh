@@ -9,13 +9,23 @@ export OMP_NUM_THREADS=2
 fail() { echo "FAIL: $*"; echo "0 passed, 1 failed"; exit 1; }
 
 "$train" --preset tiny --device cpu --out "$tmp/straight" > "$tmp/straight.log" 2>&1 || fail "tiny run: $(tail -3 "$tmp/straight.log")"
-for f in checkpoint_latest.safetensors checkpoint_step_000008.safetensors metrics.csv gmi.md \
+for f in checkpoint_latest.safetensors checkpoint_step_000008.safetensors metrics.csv gmi.md geometry.png \
          samples/step_000008_generated.png samples/step_000008_reconstructed.png; do
   [ -s "$tmp/straight/$f" ] || fail "missing $f"
 done
 ls "$tmp/straight"/events.out.tfevents.* > /dev/null || fail "no TensorBoard event file"
 [ "$(wc -l < "$tmp/straight/metrics.csv")" -eq 9 ] || fail "metrics.csv should have a header and 8 rows"
 grep -q "| BANIS (GMI %)" "$tmp/straight/gmi.md" || fail "gmi.md lacks the GMI row"
+# the generated pairs' scores: in gmi.md and printed (the same GMI), the geometry and memorisation
+for row in "| generated pairs (GMI %) |" "| real test pairs | 8 |" "| generated pairs | 1000 |" \
+           "| generated, untrained networks | 1000 |" "Memorisation: the distance of a pair to its nearest of the 72 training pairs"; do
+  grep -qF "$row" "$tmp/straight/gmi.md" || fail "gmi.md lacks '$row'"
+done
+printed=$(sed -n 's/^generated pairs (1000, G_A(z) and G_B(z)): GMI \([0-9.]*\)% \/ \([0-9.]*\)% \/ \([0-9.]*\)%.*/\1 \2 \3/p' "$tmp/straight.log")
+table=$(grep -F "| generated pairs (GMI %) |" "$tmp/straight/gmi.md" | awk -F'|' '{printf "%.1f %.1f %.1f", $3, $4, $5}')
+[ -n "$printed" ] && [ "$printed" = "$table" ] || fail "generated pairs' GMI printed '$printed', in gmi.md '$table'"
+grep -q "^geometry distance to the real test pairs: generated [0-9.]*, reconstructions [0-9.]*, untrained [0-9.]*, real against real [0-9.]*" "$tmp/straight.log" \
+  || fail "no geometry distances printed"
 grep -q "step      8/8" "$tmp/straight.log" || fail "no progress line for the last step"
 
 "$train" --preset tiny --device cpu --out "$tmp/resumed" --max-steps 4 > "$tmp/part1.log" 2>&1 || fail "first half: $(tail -3 "$tmp/part1.log")"
@@ -166,7 +176,10 @@ bin=$(dirname "$train")
 # banis-eval end to end (tiny preset, two seeds): Table 1 with its four rows after training and
 # before, each row's mean the mean of the per-seed scores in the log, and Fig. 3
 "$bin/tools/banis-eval" --preset tiny --seeds 2 --out "$tmp/eval" > "$tmp/eval.log" 2>&1 || fail "banis-eval: $(tail -3 "$tmp/eval.log")"
-[ -s "$tmp/eval/fig3.png" ] || fail "banis-eval wrote no fig3.png"
+[ -s "$tmp/eval/fig3.png" ] && [ -s "$tmp/eval/geometry.png" ] || fail "banis-eval wrote no fig3.png or geometry.png"
+for row in "| real test pairs |" "| BANIS, generated pairs |" "| Cycle-GAN, translations |" "| Auto-Encoder, nuclei dropped, translations |"; do
+  grep -qF "$row" "$tmp/eval/table1.md" || fail "table1.md lacks the geometry row '$row'"
+done
 for model in BANIS Cycle-GAN Auto-Encoder "Auto-Encoder, nuclei dropped"; do
   [ "$(grep -c "^| $model | [0-9.]* +- " "$tmp/eval/table1.md")" -eq 2 ] || fail "table1.md has no rows (trained, untrained) for $model"
   for when in trained untrained; do
@@ -179,7 +192,7 @@ for model in BANIS Cycle-GAN Auto-Encoder "Auto-Encoder, nuclei dropped"; do
   done
 done
 grep -q "^- Cycle-GAN: membrane Dice .* (untrained " "$tmp/eval/table1.md" || fail "table1.md does not say whether Cycle-GAN learned"
-grep -q "table1.md and .*fig3.png: 1 of 2 seeds" "$tmp/eval.log" || fail "banis-eval did not write the table after the first seed"
+grep -q "table1.md, .*fig3.png and .*geometry.png: 1 of 2 seeds" "$tmp/eval.log" || fail "banis-eval did not write the table after the first seed"
 # --n-synthetic sets the data set's size (10% of it the test split); below 20 pairs is refused
 "$bin/tools/banis-eval" --preset tiny --seeds 1 --models ae --ae-steps 2 --n-synthetic 120 --out "$tmp/eval120" > "$tmp/eval120.log" 2>&1 \
   || fail "banis-eval --n-synthetic 120: $(tail -3 "$tmp/eval120.log")"
@@ -205,6 +218,8 @@ full=$(stat -c %s "$tmp/keep/checkpoint_latest.safetensors"); part=$(stat -c %s 
 [ $((part * 2)) -lt "$full" ] || fail "a periodic checkpoint ($part bytes) is not much smaller than the full one ($full)"
 "$sample" --ckpt "$tmp/keep/checkpoint_step_000008.safetensors" --n 4 --out "$tmp/keep-sample" > "$tmp/keep-sample.log" 2>&1 \
   || fail "banis-sample on a periodic checkpoint: $(tail -2 "$tmp/keep-sample.log")"
+grep -q "^  GMI of the pairs: [0-9.]*% / [0-9.]*% / [0-9.]*% at TS" "$tmp/keep-sample.log" && grep -q "^  geometry: .* cells per embryo" "$tmp/keep-sample.log" \
+  || fail "banis-sample did not score what it wrote: $(cat "$tmp/keep-sample.log")"
 # nothing already written is lost or mixed: banis-data over a prepared set is refused (the set
 # untouched), banis-sample into a folder holding its earlier output is refused (that output
 # untouched), and banis-sample --from with a corrupt image writes nothing
