@@ -110,6 +110,7 @@ int geometry_measure(const float *a, const float *b, geometry_pair *out, geometr
             }
             n_area[r] = keep ? ++kept : 0; // renumbered
         }
+        n_area[0] = 0; // off the nuclei
         for (int p = 0; p < BANIS_PIXELS; p++) g->nucleus[p] = n_area[g->nucleus[p]];
         g->nuclei = kept;
         // the nucleus signal: the smoothed image above its background on the pixels above the

@@ -74,6 +74,18 @@ START_TEST(test_geometry_of_hand_made_pairs) {
     ck_assert_int_eq(seg.cell[20 * S + 40], 2);
     ck_assert_int_eq(seg.cell[2 * S + 2], 0); // outside the embryo
     ck_assert_double_eq(g.f[GF_NUCLEI], 2);
+    for (int y = 0; y < S; y++) // each disc is one nucleus (its rim smoothed), nothing else is
+        for (int x = 0; x < S; x++) {
+            int got = seg.nucleus[y * S + x];
+            for (int k = 0; k < 2; k++) {
+                double r = hypot(x + 0.5 - centres_in[k][0], y + 0.5 - centres_in[k][1]);
+                if (r < 4) ck_assert_msg(got == k + 1, "(%d, %d) in disc %d: %d", x, y, k + 1, got);
+            }
+            if (got) {
+                double r = hypot(x + 0.5 - centres_in[got - 1][0], y + 0.5 - centres_in[got - 1][1]);
+                ck_assert_msg(r < 5, "(%d, %d): nucleus %d, %.1f px from its centre", x, y, got, r);
+            }
+        }
     ck_assert_double_eq(g.f[GF_NUCLEI_PER_CELL], 1);
     ck_assert_double_eq(g.f[GF_INSIDE], 1);
     ck_assert_double_eq(g.signal_on_walls, 0);
