@@ -81,6 +81,7 @@ START_TEST(test_geometry_of_hand_made_pairs) {
                 double r = hypot(x + 0.5 - centres_in[k][0], y + 0.5 - centres_in[k][1]);
                 if (r < 4) ck_assert_msg(got == k + 1, "(%d, %d) in disc %d: %d", x, y, k + 1, got);
             }
+            ck_assert_msg(got >= 0 && got <= 2, "(%d, %d): nucleus %d of 2", x, y, got);
             if (got) {
                 double r = hypot(x + 0.5 - centres_in[got - 1][0], y + 0.5 - centres_in[got - 1][1]);
                 ck_assert_msg(r < 5, "(%d, %d): nucleus %d, %.1f px from its centre", x, y, got, r);
