@@ -19,7 +19,9 @@ static int usage(int rc) {
             "G_B\n"
             "  --from a DIR      translate membrane images (PNG/TIFF) to nuclei: B = S_B(a)\n"
             "  --from b DIR      translate nuclei images to membranes: A = S_A(b)\n"
-            "Writes DIR/pairs.png (A | B | overlay), DIR/pair_NNNN.png, DIR/translated.png.\n");
+            "Writes DIR/pairs.png (A | B | overlay), DIR/pair_NNNN.png, DIR/translated.png, and\n"
+            "DIR/geometry.png (the first 16 pairs segmented: walls, cells, nuclei); prints the\n"
+            "pairs' GMI and geometry (cells per embryo, nuclei per cell, nuclei inside cells).\n");
     return rc;
 }
 
@@ -167,6 +169,8 @@ static int synthesise(banis_model *m, int n, unsigned long long seed, const char
     }
     snprintf(path, sizeof path, "%s/pairs.png", out);
     if (!rc) rc = banis_write_pairs_png(path, a, b, n < 64 ? n : 64, 4);
+    snprintf(path, sizeof path, "%s/geometry.png", out);
+    if (!rc) rc = geometry_write_png(path, a, b, n < 16 ? n : 16, 4);
     if (!rc) rc = describe(a, b, n, text, size);
     free(a);
     free(b);
@@ -205,8 +209,9 @@ int main(int argc, char **argv) {
             return usage(2);
     }
     if (!ckpt || !out) return usage(2);
-    static const char *const ours[] = {"pairs.png", "translated.png", "pair_0000.png"};
-    const char *there = files_first_present(out, ours, 3);
+    static const char *const ours[] = {"pairs.png", "translated.png", "pair_0000.png",
+                                       "geometry.png"};
+    const char *there = files_first_present(out, ours, 4);
     if (there) {
         fprintf(stderr,
                 "banis-sample: %s holds an earlier banis-sample's output (%s): choose another "
@@ -239,8 +244,8 @@ int main(int argc, char **argv) {
     }
     if (!rc) {
         printf("synthesised %d pairs -> %s/pairs.png and pair_NNNN.png (A | B | overlay: membrane "
-               "magenta, nuclei green)\n",
-               n, out);
+               "magenta, nuclei green), their segmentation -> %s/geometry.png\n",
+               n, out, out);
         fputs(scores, stdout);
         if (from)
             printf("translated %d %s images -> %s/translated.png\n", n_src,
