@@ -83,7 +83,8 @@ START_TEST(test_geometry_of_hand_made_pairs) {
             }
             ck_assert_msg(got >= 0 && got <= 2, "(%d, %d): nucleus %d of 2", x, y, got);
             if (got) {
-                double r = hypot(x + 0.5 - centres_in[got - 1][0], y + 0.5 - centres_in[got - 1][1]);
+                double r =
+                    hypot(x + 0.5 - centres_in[got - 1][0], y + 0.5 - centres_in[got - 1][1]);
                 ck_assert_msg(r < 5, "(%d, %d): nucleus %d, %.1f px from its centre", x, y, got, r);
             }
         }

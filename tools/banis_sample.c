@@ -3,6 +3,7 @@
 // through the Successors.
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,14 +129,20 @@ static int describe(const float *a, const float *b, int n, char *text, size_t si
     geometry_summary g;
     banis_gmi_of_pairs(a, b, n, gmi, &dsc, &empty);
     if (geometry_measure_set(a, b, n, NULL, &g)) return -1;
+    char per_cell[32] = "no cell found", where[96] = "no nucleus signal";
+    if (!isnan(g.nuclei_per_cell))
+        snprintf(per_cell, sizeof per_cell, "%.2f nuclei per cell", g.nuclei_per_cell);
+    if (!isnan(g.inside))
+        snprintf(where, sizeof where, "%.1f%% of the nucleus signal inside cells, %.1f%% on walls",
+                 g.inside, g.on_walls);
     snprintf(
         text, size,
         "  GMI of the pairs: %.1f%% / %.1f%% / %.1f%% at TS 0.1 / 0.2 / 0.3 (mean DSC %.3f, %d "
         "with an empty mask)\n"
         "  geometry: %.1f +- %.1f cells per embryo (none found in %d), %.1f nuclei per image, "
-        "%.2f nuclei per cell, %.1f%% of the nucleus signal inside cells, %.1f%% on walls\n",
-        gmi[0], gmi[1], gmi[2], dsc, empty, g.cells, g.cells_sd, g.no_cells, g.nuclei,
-        g.nuclei_per_cell, g.inside, g.on_walls);
+        "%s, %s\n",
+        gmi[0], gmi[1], gmi[2], dsc, empty, g.cells, g.cells_sd, g.no_cells, g.nuclei, per_cell,
+        where);
     return 0;
 }
 
