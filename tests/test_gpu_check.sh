@@ -31,7 +31,7 @@ BANIS_EMU_EXECUTE=0 "$bin/tools/banis-bench" --device cuda "${tiny[@]}" --graphs
 [ "$(grep -c 'per step: 0 graph launches' "$tmp/nograph.log")" -eq 2 ] || fail "--graphs off launched a graph"
 
 # 2. banis-train: the same failure said once, the run finished eagerly
-BANIS_EMU_EXECUTE=0 BANIS_EMU_CAPTURE_FAIL=1 "$bin/banis-train" --preset tiny --device cuda \
+BANIS_EMU_EXECUTE=0 BANIS_EMU_CAPTURE_FAIL=1 "$bin/banis-train" --preset tiny --device cuda --score-pairs 16 \
   --out "$tmp/train-fail" > "$tmp/train-fail.log" 2>&1 || fail "banis-train with captures failing: $(tail -3 "$tmp/train-fail.log")"
 [ "$(grep -c 'CUDA graphs off (each launch issued instead): .*BANIS_EMU_CAPTURE_FAIL=1' "$tmp/train-fail.log")" -eq 1 ] \
   || fail "banis-train does not say (once) why its steps are not graphs: $(grep -i graph "$tmp/train-fail.log")"
@@ -39,7 +39,7 @@ grep -q "^GMI on" "$tmp/train-fail.log" || fail "banis-train did not finish afte
 
 # 3. gpu-short at tiny sizes, kernels run: graphs replayed, grids and gmi.md written
 "$bin/banis-train" --preset gpu-short --device cuda --width 0.0625 --batch 4 --warmup 2 --stage2 1 \
-  --stage3 1 --n-synthetic 60 --out "$tmp/gpu-short" > "$tmp/gpu-short.log" 2>&1 \
+  --stage3 1 --n-synthetic 60 --score-pairs 16 --out "$tmp/gpu-short" > "$tmp/gpu-short.log" 2>&1 \
   || fail "gpu-short: $(tail -3 "$tmp/gpu-short.log")"
 grep -q "^BANIS: gpu-short preset on emulated CUDA device" "$tmp/gpu-short.log" || fail "gpu-short's header"
 grep -q "^rates: Adam D 0.0001 0.0001, G 0.0002 0.0002; Adam 0.001 for S and C" "$tmp/gpu-short.log" \
@@ -50,6 +50,7 @@ for f in gmi.md samples/step_000004_generated.png samples/step_000004_reconstruc
   [ -s "$tmp/gpu-short/$f" ] || fail "gpu-short wrote no $f"
 done
 grep -q "^# BANIS, gpu-short preset, 4 steps" "$tmp/gpu-short/gmi.md" || fail "gmi.md's title: $(head -1 "$tmp/gpu-short/gmi.md")"
+grep -qF "| generated pairs | 16 |" "$tmp/gpu-short/gmi.md" || fail "gpu-short's gmi.md does not score 16 generated pairs"
 
 # 3b. the example written against nn/ runs its steps through nn/'s runner: on CUDA captured at
 #     the first, replayed after, with the CPU's losses (train loss to 4 decimals, test within 0.001)

@@ -418,10 +418,11 @@ static int final_evaluation(run *r) {
         return 1;
     }
     // the generated pairs, beside those of the same networks untrained (the same seed)
+    int gen = r->c.score_pairs;
     banis_model *untrained =
-        banis_model_new(&r->c.arch, &r->c.sched, TENSOR_F32, r->inv.dev, r->c.seed);
+        gen ? banis_model_new(&r->c.arch, &r->c.sched, TENSOR_F32, r->inv.dev, r->c.seed) : NULL;
     int rc =
-        !untrained || banis_score_generated(r->m, untrained, r->d, &r->split, BANIS_GEN_PAIRS, &e);
+        gen && (!untrained || banis_score_generated(r->m, untrained, r->d, &r->split, gen, &e));
     banis_model_free(untrained);
     if (rc) {
         fprintf(stderr, "banis-train: scoring the generated pairs: %s\n", err_message());
@@ -430,7 +431,7 @@ static int final_evaluation(run *r) {
     // the segmentation drawn: 8 real test pairs, then the first 8 generated pairs scored
     enum { SHOWN = 8 };
     static float ga[2 * SHOWN * BANIS_PIXELS], gb[2 * SHOWN * BANIS_PIXELS];
-    int shown = r->split.n_test < SHOWN ? r->split.n_test : SHOWN;
+    int shown = r->split.n_test < SHOWN ? r->split.n_test : SHOWN, shown_gen = gen ? SHOWN : 0;
     for (int i = 0; i < shown; i++) {
         memcpy(ga + (size_t)i * BANIS_PIXELS, r->d->a + (size_t)r->split.test[i] * BANIS_PIXELS,
                sizeof(float) * BANIS_PIXELS);
@@ -439,9 +440,10 @@ static int final_evaluation(run *r) {
     }
     char geo[4096];
     snprintf(geo, sizeof geo, "%s/geometry.png", r->c.out);
-    if (banis_generate_pairs(r->m, SHOWN, BANIS_GEN_SEED, ga + (size_t)shown * BANIS_PIXELS,
-                             gb + (size_t)shown * BANIS_PIXELS) ||
-        geometry_write_png(geo, ga, gb, shown + SHOWN, 4)) {
+    if ((shown_gen &&
+         banis_generate_pairs(r->m, SHOWN, BANIS_GEN_SEED, ga + (size_t)shown * BANIS_PIXELS,
+                              gb + (size_t)shown * BANIS_PIXELS)) ||
+        geometry_write_png(geo, ga, gb, shown + shown_gen, 4)) {
         fprintf(stderr, "banis-train: %s\n", err_message());
         return 1;
     }
@@ -464,26 +466,31 @@ static int final_evaluation(run *r) {
                "inside cells\n",
                e.membrane_dice, e.nuclei_dice, e.nuclei_in_cells);
     const banis_gen_scores *g = &e.gen;
-    char per_cell[2][32], inside[2][32];
-    const geometry_summary *gs[2] = {&g->geometry, &e.real_geometry};
-    for (int i = 0; i < 2; i++) { // undefined where no cell or no nucleus was found
-        snprintf(per_cell[i], sizeof per_cell[i], isnan(gs[i]->nuclei_per_cell) ? "-" : "%.2f",
-                 gs[i]->nuclei_per_cell);
-        snprintf(inside[i], sizeof inside[i], isnan(gs[i]->inside) ? "-" : "%.1f%%", gs[i]->inside);
+    if (g->pairs) {
+        char per_cell[2][32], inside[2][32];
+        const geometry_summary *gs[2] = {&g->geometry, &e.real_geometry};
+        for (int i = 0; i < 2; i++) { // undefined where no cell or no nucleus was found
+            snprintf(per_cell[i], sizeof per_cell[i], isnan(gs[i]->nuclei_per_cell) ? "-" : "%.2f",
+                     gs[i]->nuclei_per_cell);
+            snprintf(inside[i], sizeof inside[i], isnan(gs[i]->inside) ? "-" : "%.1f%%",
+                     gs[i]->inside);
+        }
+        printf("generated pairs (%d, G_A(z) and G_B(z)): GMI %.1f%% / %.1f%% / %.1f%% (mean DSC "
+               "%.3f); "
+               "%.1f cells per embryo (real %.1f), %s nuclei per cell (real %s), %s of the "
+               "nucleus signal inside cells (real %s)\n",
+               g->pairs, g->gmi[0], g->gmi[1], g->gmi[2], g->mean_dsc, g->geometry.cells,
+               e.real_geometry.cells, per_cell[0], per_cell[1], inside[0], inside[1]);
+        printf("geometry distance to the real test pairs: generated %.2f, reconstructions %.2f, "
+               "untrained %.2f, real against real %.2f (0 = alike)\n",
+               g->distance, e.rec_distance, g->distance_untrained, e.real_distance);
+        printf("memorisation: nearest training pair at median %.4f for the generated, %.4f for the "
+               "real test pairs (ratio %.2f)%s\n",
+               g->mem.median_gen, g->mem.median_test, g->mem.ratio,
+               g->mem.flagged ? ": MEMORISED, the generated pairs copy training pairs" : "");
     }
-    printf("generated pairs (%d, G_A(z) and G_B(z)): GMI %.1f%% / %.1f%% / %.1f%% (mean DSC %.3f); "
-           "%.1f cells per embryo (real %.1f), %s nuclei per cell (real %s), %s of the "
-           "nucleus signal inside cells (real %s)\n",
-           g->pairs, g->gmi[0], g->gmi[1], g->gmi[2], g->mean_dsc, g->geometry.cells,
-           e.real_geometry.cells, per_cell[0], per_cell[1], inside[0], inside[1]);
-    printf("geometry distance to the real test pairs: generated %.2f, reconstructions %.2f, "
-           "untrained %.2f, real against real %.2f (0 = alike)\n",
-           g->distance, e.rec_distance, g->distance_untrained, e.real_distance);
-    printf("memorisation: nearest training pair at median %.4f for the generated, %.4f for the "
-           "real test pairs (ratio %.2f)%s\n",
-           g->mem.median_gen, g->mem.median_test, g->mem.ratio,
-           g->mem.flagged ? ": MEMORISED, the generated pairs copy training pairs" : "");
-    printf("segmentation of %d real test pairs and %d generated pairs -> %s\n", shown, SHOWN, geo);
+    printf("segmentation of %d real test pairs and %d generated pairs -> %s\n", shown, shown_gen,
+           geo);
     if (!isnan(e.diversity))
         printf("diversity of 16 generated membrane images: %.3f of the real images' (1 = as "
                "varied)%s\n",

@@ -18,7 +18,8 @@ typedef struct {
     char out[1024];
     int log_every, sample_every, ckpt_every, keep;
     int64_t max_steps;
-    bool no_graphs; // --cuda-graphs off
+    int score_pairs; // generated pairs scored at the end (BANIS_GEN_PAIRS; 0: none)
+    bool no_graphs;  // --cuda-graphs off
 } config;
 
 typedef struct {

@@ -23,6 +23,7 @@ static void preset(config *c, const char *name) {
     c->sched = p.sched;
     c->n_synthetic = p.n_synthetic;
     c->keep = 5;
+    c->score_pairs = BANIS_GEN_PAIRS;
     c->log_every = 50;
     c->sample_every = c->ckpt_every = 1000;
     if (!strcmp(name, "cpu")) {
@@ -79,6 +80,8 @@ static int usage(int rc) {
         "  --log-every N --sample-every N --ckpt-every N\n"
         "  --keep N                  periodic checkpoints kept (default 5; weights only: the\n"
         "                            optimizer state is in checkpoint_latest)\n"
+        "  --score-pairs N           generated pairs scored at the end, in gmi.md (default 1000;\n"
+        "                            0: none)\n"
         "Run folder: checkpoint_latest.safetensors (+ periodic), metrics.csv, TensorBoard events,\n"
         "samples/*.png, gmi.md. Ctrl-C saves a checkpoint and exits; --resume continues.\n");
     return rc;
@@ -204,7 +207,7 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
         }
         if (resume && strcmp(a, "--log-every") && strcmp(a, "--sample-every") &&
             strcmp(a, "--ckpt-every") && strcmp(a, "--keep") && strcmp(a, "--max-steps") &&
-            strcmp(a, "--cuda-graphs")) {
+            strcmp(a, "--score-pairs") && strcmp(a, "--cuda-graphs")) {
             fprintf(stderr,
                     "banis-train: %s cannot change a resumed run (its configuration is in the "
                     "checkpoint)\n",
@@ -237,6 +240,7 @@ static int apply_flags(int argc, char **argv, config *c, bool resume) {
         INT("--sample-every", 1, 100000000, c->sample_every)
         INT("--ckpt-every", 1, 100000000, c->ckpt_every)
         INT("--keep", 0, 100000000, c->keep)
+        INT("--score-pairs", 0, 1000000, c->score_pairs)
         REAL("--width", 0.01, 4, c->arch.width)
         REAL("--lr-d", 0, 10, c->sched.lr_d[0] = c->sched.lr_d[1])
         REAL("--lr-g-a", 0, 10, c->sched.lr_g[0])

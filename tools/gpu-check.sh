@@ -96,7 +96,7 @@ else
     tiny_train=(--warmup 1 --stage2 1 --stage3 1 --n-synthetic 300)
   else
     tiny_bench=(--batch 4 --width 0.0625 --reps 1)
-    tiny_train=(--width 0.0625 --batch 4 --warmup 2 --stage2 1 --stage3 1 --n-synthetic 60)
+    tiny_train=(--width 0.0625 --batch 4 --warmup 2 --stage2 1 --stage3 1 --n-synthetic 60 --score-pairs 16)
   fi
 fi
 export BANIS_BIN=$bin
