@@ -54,6 +54,7 @@ int ag_record(tensor *out, const char *op, ag_backward_fn backward, int n_inputs
         memcpy(n->ctx, ctx, ctx_size);
     }
     tensor_set_node_release(ag_node_release); // before the first tensor holds a node
+    if (out->storage && !out->storage->tag.op) out->storage->tag = (tensor_tag){op, false};
     out->node = n;
     out->requires_grad = true;
     return 0;
@@ -143,7 +144,11 @@ static int accumulate_leaf(tensor *leaf, tensor *g) {
     return 0;
 }
 
-int ag_backward(tensor *root, tensor *seed) {
+// The walk. Every tensor of the order is retained while the walk needs it; after a node's
+// backward has run, the node and what it saved are released (unless the graph is kept), then
+// the walk's own reference to the tensor: what only the graph held is freed node by node, as
+// PyTorch frees a graph's saved tensors without retain_graph.
+static int walk(tensor *root, tensor *seed, bool keep_graph) {
     if (!root) return -1;
     if (!root->requires_grad) {
         err_set("backward: the tensor does not require a gradient (nothing it depends on does)");
@@ -174,6 +179,7 @@ int ag_backward(tensor *root, tensor *seed) {
         err_set("backward: out of host memory sorting the graph");
         goto done;
     }
+    for (size_t i = 0; i < order.n; i++) tensor_retain(order.items[i]);
     grads = calloc(order.n, sizeof *grads);
     if (!grads) {
         err_set("backward: out of host memory");
@@ -184,56 +190,69 @@ int ag_backward(tensor *root, tensor *seed) {
     for (size_t i = order.n; i-- > 0;) {
         tensor *t = order.items[i];
         ag_node *n = t->node;
-        if (!grads[i]) continue; // does not reach the root
-        tensor *gin[AG_MAX_INPUTS] = {0};
-        tensor_scope_begin();
-        if (n->backward(n, grads[i], gin)) {
-            err_prefix("backward of %s: ", n->op);
-            tensor_scope_end();
-            goto done;
-        }
-        for (int k = 0; k < n->n_inputs; k++) {
-            tensor *in = n->inputs[k];
-            if (!gin[k] || !in->requires_grad) continue;
-            if (!in->node) {
-                if (accumulate_leaf(in, gin[k])) goto fail_inner;
-                continue;
+        if (grads[i]) { // else it does not reach the root
+            tensor *gin[AG_MAX_INPUTS] = {0};
+            tensor_scope_begin();
+            tensor_tag outer_tag = tensor_tag_set((tensor_tag){n->op, true});
+            int failed = n->backward(n, grads[i], gin);
+            for (int k = 0; k < n->n_inputs && !failed; k++) {
+                tensor *in = n->inputs[k];
+                if (!gin[k] || !in->requires_grad) continue;
+                if (!in->node) {
+                    failed = accumulate_leaf(in, gin[k]);
+                    continue;
+                }
+                size_t j = (size_t)in->node->mark;
+                if (grads[j]) {
+                    tensor *sum = op_add(grads[j], gin[k]);
+                    if (!sum) {
+                        failed = -1;
+                        break;
+                    }
+                    tensor_release(grads[j]);
+                    grads[j] = tensor_retain(sum);
+                } else
+                    grads[j] = tensor_retain(gin[k]);
             }
-            size_t j = (size_t)in->node->mark;
-            if (grads[j]) {
-                tensor *sum = op_add(grads[j], gin[k]);
-                if (!sum) goto fail_inner;
-                tensor_release(grads[j]);
-                grads[j] = tensor_retain(sum);
-            } else
-                grads[j] = tensor_retain(gin[k]);
+            tensor_tag_set(outer_tag);
+            tensor_scope_end();
+            if (failed) {
+                err_prefix("backward of %s: ", n->op);
+                goto done;
+            }
+            if (i != order.n - 1) tensor_release(grads[i]);
+            grads[i] = NULL;
         }
-        tensor_scope_end();
-        if (i != order.n - 1) tensor_release(grads[i]);
-        grads[i] = NULL;
-        continue;
-    fail_inner:
-        err_prefix("backward of %s: ", n->op);
-        tensor_scope_end();
-        goto done;
+        if (!keep_graph) { // the node's saved tensors are not needed any more
+            t->node = NULL;
+            ag_node_release(n);
+        }
+        order.items[i] = NULL;
+        tensor_release(t);
     }
     rc = 0;
 done:
     if (grads)
         for (size_t i = 0; i + 1 < order.n; i++) tensor_release(grads[i]);
-    // Free the graph: nodes and everything they kept alive.
-    // Detach every node first: releasing one may free tensors later in the list.
-    ag_node **nodes = order.n ? malloc(order.n * sizeof *nodes) : NULL;
+    // What the walk did not reach (it failed): the graph is freed unless kept. Every node is
+    // detached first (releasing one may free tensors later in the list), then the walk's
+    // references are dropped.
+    ag_node **nodes = !keep_graph && order.n ? calloc(order.n, sizeof *nodes) : NULL;
     for (size_t i = 0; i < order.n; i++) {
+        if (!order.items[i] || keep_graph) continue;
         ag_node *n = order.items[i]->node;
         order.items[i]->node = NULL;
         if (nodes) nodes[i] = n;
     }
     for (size_t i = 0; nodes && i < order.n; i++) ag_node_release(nodes[i]);
     free(nodes);
+    for (size_t i = 0; i < order.n; i++) tensor_release(order.items[i]);
     free(grads);
     free(order.items);
     tensor_scope_end();
     ag_set_grad_enabled(prev);
     return rc;
 }
+
+int ag_backward(tensor *root, tensor *seed) { return walk(root, seed, false); }
+int ag_backward_keeping_graph(tensor *root, tensor *seed) { return walk(root, seed, true); }

@@ -196,16 +196,21 @@ static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
     tensor *a = in[0], *b = in[1];
     int rc = -1;
     nn_optimizer_zero_grad(m->opt_t);
+    // Each forward runs in a scope of its own, ended before the backward with only the losses
+    // (and what later updates read) kept: the graph alone holds the activations, and frees each
+    // as soon as the backward is past it (autograd.h).
     if (m->kind == BASELINE_AUTOENCODER) {
+        tensor_scope_begin();
         tensor *lab = op_mse(nn_forward(m->t_ab, a), b), *lba = op_mse(nn_forward(m->t_ba, b), a);
-        if (nn_step_report(r, lab, 0, "Auto-Encoder a->b loss") ||
-            nn_step_report(r, lba, 1, "Auto-Encoder b->a loss"))
+        tensor *l[3] = {lab, lba, op_add(lab, lba)};
+        tensor_scope_end_keeping(3, l);
+        if (nn_step_report(r, l[0], 0, "Auto-Encoder a->b loss") ||
+            nn_step_report(r, l[1], 1, "Auto-Encoder b->a loss"))
             return -1;
-        return nn_step_minimize(r, m->opt_t, op_add(lab, lba), 2, "Auto-Encoder loss");
+        return nn_step_minimize(r, m->opt_t, l[2], 2, "Auto-Encoder loss");
     }
     // generators: fool both (frozen) discriminators, least squares towards "real" (1), and
-    // come back round the cycle (L1, lambda 10). Each update in a scope of its own: its graph
-    // and activations are freed when it has stepped; the translations (detached) go on.
+    // come back round the cycle (L1, lambda 10); the translations (detached) go on.
     nn_freeze(m->d_a, true);
     nn_freeze(m->d_b, true);
     tensor_scope_begin();
@@ -213,12 +218,14 @@ static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
     tensor *adv =
         op_add(lsgan(nn_forward(m->d_b, fake_b), 1), lsgan(nn_forward(m->d_a, fake_a), 1));
     tensor *cyc = op_add(l1(nn_forward(m->t_ba, fake_b), a), l1(nn_forward(m->t_ab, fake_a), b));
-    rc = nn_step_report(r, cyc, 3, "Cycle-GAN cycle loss");
-    if (!rc)
-        rc = nn_step_minimize(r, m->opt_t, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)), 0,
-                              "Cycle-GAN generator loss");
-    tensor *fakes[2] = {rc ? NULL : op_detach(fake_a), rc ? NULL : op_detach(fake_b)};
-    tensor_scope_end_keeping(2, fakes);
+    tensor *kept[4] = {cyc, op_add(adv, op_mul_scalar(cyc, m->cycle_weight)),
+                       fake_a ? op_detach(fake_a) : NULL, fake_b ? op_detach(fake_b) : NULL};
+    tensor_scope_end_keeping(4, kept);
+    tensor_scope_begin();
+    rc = nn_step_report(r, kept[0], 3, "Cycle-GAN cycle loss");
+    if (!rc) rc = nn_step_minimize(r, m->opt_t, kept[1], 0, "Cycle-GAN generator loss");
+    tensor_scope_end();
+    tensor *fakes[2] = {rc ? NULL : kept[2], rc ? NULL : kept[3]};
     nn_freeze(m->d_a, false);
     nn_freeze(m->d_b, false);
     if (rc) return rc;
@@ -233,6 +240,8 @@ static int step_body(nn_runner *r, void *ctx, tensor *const *in) {
         tensor *loss = op_mul_scalar(
             op_add(lsgan(nn_forward(ds[x], reals[x]), 1), lsgan(nn_forward(ds[x], pooled), 0)),
             0.5);
+        tensor_scope_end_keeping(1, &loss);
+        tensor_scope_begin();
         rc = nn_step_minimize(r, m->opt_d[x], loss, 1 + x, what[x]);
         tensor_scope_end();
     }

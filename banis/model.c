@@ -283,28 +283,33 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
     ag_set_grad_enabled(prev);
     nn_set_training(m->gen[x], true);
     if (!gen) return -1;
-    // D_X learns real = 1, generated = 0. Each update runs in a scope of its own: its graph and
-    // activations are freed as soon as its optimizer has stepped (only z and gen outlive it).
+    // D_X learns real = 1, generated = 0. Each update's forward runs in a scope of its own,
+    // ended before the backward with only the loss kept: the graph alone holds the
+    // activations and frees each as soon as the backward is past it (only z and gen outlive
+    // the update; see autograd.h).
+    nn_optimizer_zero_grad(m->opt_d[x]);
     tensor_scope_begin();
     tensor *labels =
         op_concat(2,
                   (tensor *[]){tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)),
                                tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))},
                   0);
-    nn_optimizer_zero_grad(m->opt_d[x]);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
-    int rc_d = minimize(m, m->opt_d[x], op_bce_logits(pred, labels), &l->d_loss[x],
-                        x ? "D_B loss" : "D_A loss");
+    tensor *loss = op_bce_logits(pred, labels);
+    tensor_scope_end_keeping(1, &loss);
+    tensor_scope_begin();
+    int rc_d = minimize(m, m->opt_d[x], loss, &l->d_loss[x], x ? "D_B loss" : "D_A loss");
     tensor_scope_end();
     if (rc_d) goto done;
     // G_X learns to make the frozen D_X say 1 on G_X(z), the same z
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
     tensor_scope_begin();
-    rc = minimize(m, m->opt_g[x],
-                  op_bce_logits(banis_pioneer(m, x, z),
-                                tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real))),
-                  &l->g_loss[x], x ? "G_B loss" : "G_A loss");
+    loss = op_bce_logits(banis_pioneer(m, x, z),
+                         tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)));
+    tensor_scope_end_keeping(1, &loss);
+    tensor_scope_begin();
+    rc = minimize(m, m->opt_g[x], loss, &l->g_loss[x], x ? "G_B loss" : "G_A loss");
     tensor_scope_end();
     nn_freeze(m->disc[x], false);
 done:
@@ -318,8 +323,11 @@ static int mse_step(banis_model *m, nn_optimizer *o, tensor *(*net)(banis_model 
                     int x, tensor *src, tensor *target, double *loss, const char *what,
                     const char *name) {
     nn_optimizer_zero_grad(o);
-    tensor_scope_begin(); // the update's graph and activations freed when it has stepped
-    int rc = minimize(m, o, op_mse(net(m, x, src), op_detach(target)), loss, what);
+    tensor_scope_begin(); // the forward: ended before the backward, which frees the graph
+    tensor *l = op_mse(net(m, x, src), op_detach(target));
+    tensor_scope_end_keeping(1, &l);
+    tensor_scope_begin();
+    int rc = minimize(m, o, l, loss, what);
     tensor_scope_end();
     if (rc) err_prefix("%s %c: ", name, "AB"[x]);
     return rc;

@@ -184,6 +184,19 @@ class Banis:
             self.sgd_step(self.opt_c[1], self.successor(0, self.successor(1, a)), a)
 
 
+def proc_status_bytes(key):
+    """A line of /proc/self/status ("VmRSS:", "VmHWM:") in bytes, None where it cannot be read:
+    the method tools/banis_bench.c applies to its own process, so that the CPU figures compare."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return 1024 * int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -199,6 +212,7 @@ def main():
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(1)
+    rss0 = proc_status_bytes("VmRSS:")
     m = Banis(args.width, 100, dev)
     # images in [-1, 1] with the data's sparsity: dark background, bright thin structures
     a = (torch.rand(args.batch, 1, 64, 64, device=dev) > 0.8).float() * 1.6 - 0.8
@@ -222,6 +236,10 @@ def main():
         print(f"{'full' if full else 'warm-up':<10s} step: {ms[-1]:9.1f} ms")
     if dev.type == "cuda":
         print(f"peak device memory: {torch.cuda.max_memory_allocated(dev) / 2**20:.1f} MiB")
+    hwm = proc_status_bytes("VmHWM:")
+    if dev.type == "cpu" and rss0 is not None and hwm is not None:
+        print(f"peak RSS growth: {(hwm - rss0) / 2**20:.1f} MiB (the process's peak resident memory, "
+              f"VmHWM, minus its resident memory before the model was built)")
     print(f"projected paper schedule (17,000 warm-up + 23,000 full steps): "
           f"{(17000 * ms[0] + 23000 * ms[1]) / 1e3 / 3600:.1f} h")
 

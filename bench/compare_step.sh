@@ -38,4 +38,8 @@ om=$(echo "$ours" | awk '/^peak tensor memory:/ {print $4}')
 tm=$(echo "$theirs" | awk '/^peak device memory:/ {print $4}')
 [ -n "$om" ] && [ -n "$tm" ] && awk -v o="$om" -v t="$tm" \
   'BEGIN { printf "peak memory: ours %.1f MiB, PyTorch %.1f MiB, ratio ours/PyTorch %.2f\n", o, t, o / t }'
+or=$(echo "$ours" | awk '/^peak RSS growth:/ {print $4}')
+tr=$(echo "$theirs" | awk '/^peak RSS growth:/ {print $4}')
+[ -n "$or" ] && [ -n "$tr" ] && awk -v o="$or" -v t="$tr" \
+  'BEGIN { printf "peak RSS growth: ours %.1f MiB, PyTorch %.1f MiB, ratio ours/PyTorch %.2f\n", o, t, o / t }'
 exit 0

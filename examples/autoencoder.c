@@ -24,8 +24,12 @@ typedef struct {
 static int train_step(nn_runner *r, void *ctx, tensor *const *inputs) {
     ae_model *m = ctx;
     nn_optimizer_zero_grad(m->adam);
+    // the forward in a scope of its own, ended before the backward with only the loss kept:
+    // the graph alone holds the activations and frees each once the backward is past it
+    tensor_scope_begin();
     tensor *loss =
         nn_mse_loss(nn_forward(m->decoder, nn_forward(m->encoder, inputs[0])), inputs[0]);
+    tensor_scope_end_keeping(1, &loss);
     return nn_step_minimize(r, m->adam, loss, 0, "reconstruction loss");
 }
 

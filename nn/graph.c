@@ -51,23 +51,37 @@ int nn_graph_capture(nn_graph **graph, char *why, size_t why_size, nn_step_fn st
     }
     int64_t steps[MAX_OPTS];
     memcpy(steps, ng->advance, sizeof steps);
-    if (backend_cuda_capture_begin(n_rngs, rngs)) {
-        snprintf(why, why_size, "%s", err_message());
-        free(ng);
-        return 0;
-    }
-    int rc = step(ctx);
+    // Captured twice: the first capture's allocations recorded, that graph dropped, and the
+    // second capture's blocks laid out from the record (ops/cuda/cuda.h), so that the graph's
+    // private pool is near the step's peak of temporaries. A capture runs nothing, so the
+    // host's counts go back to where the step's run left them after each.
     char failed[1024] = "";
-    if (rc) snprintf(failed, sizeof failed, "the step failed while captured: %s", err_message());
-    ng->g = backend_cuda_capture_end();
-    if (!rc && !ng->g) snprintf(failed, sizeof failed, "%s", err_message());
-    for (int i = 0; i < n_opts; i++) ng->advance[i] = nn_optimizer_steps(opts[i]) - ng->advance[i];
-    // the capture ran nothing: the host's counts go back to where the step's run left them
-    put_back(n_rngs, rngs, offsets, n_opts, opts, steps);
-    if (rc || !ng->g) {
-        snprintf(why, why_size, "%s", failed);
-        nn_graph_free(ng);
-        return 0;
+    for (int pass = 0; pass < 2; pass++) {
+        backend_cuda_plan_record(pass == 0);
+        if (backend_cuda_capture_begin(n_rngs, rngs)) {
+            backend_cuda_plan_drop();
+            snprintf(why, why_size, "%s", err_message());
+            free(ng);
+            return 0;
+        }
+        int rc = step(ctx);
+        if (rc)
+            snprintf(failed, sizeof failed, "the step failed while captured: %s", err_message());
+        ng->g = backend_cuda_capture_end();
+        backend_cuda_plan_record(false);
+        if (!rc && !ng->g) snprintf(failed, sizeof failed, "%s", err_message());
+        for (int i = 0; i < n_opts; i++) ng->advance[i] = nn_optimizer_steps(opts[i]) - steps[i];
+        put_back(n_rngs, rngs, offsets, n_opts, opts, steps);
+        if (rc || !ng->g) {
+            backend_cuda_plan_drop();
+            snprintf(why, why_size, "%s", failed);
+            nn_graph_free(ng);
+            return 0;
+        }
+        if (pass == 0) {
+            backend_graph_free(ng->g);
+            ng->g = NULL;
+        }
     }
     *graph = ng;
     return 0;

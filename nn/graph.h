@@ -17,9 +17,12 @@ typedef int (*nn_step_fn)(void *ctx);
 
 // Runs step(ctx) once as it is: this is the step's run (every kernel it needs is loaded, the
 // blocks of its temporaries are left in the cache). Then captures it as a graph for the runs
-// after: the capture runs nothing on the device and allocates nothing, and the host side it
-// moves (the named generators' offsets, the named optimizers' counts) is put back where the run
-// left it. Returns the run's result: -1 with err_message() if the step failed (no graph then).
+// after, twice: the first capture's allocations are recorded and that graph dropped, and the
+// second's blocks are laid out from the record before it starts (blocks whose lifetimes do not
+// overlap share memory), so the graph's private pool is near the step's peak of temporaries;
+// the cache the runs before left is then given back to the device. A capture runs nothing on
+// the device and allocates nothing, and the host side it moves (the named generators'
+// offsets, the named optimizers' counts) is put back where the run left it. Returns the run's result: -1 with err_message() if the step failed (no graph then).
 // 0 when it ran: *graph is the graph, or NULL when the step cannot be captured, with the reason
 // in why[] (the step did something a graph cannot hold, or the device refused the capture);
 // later steps can then run as they are.

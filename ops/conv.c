@@ -63,13 +63,31 @@ static int64_t conv_flops(const conv_geometry *g) {
     return 2 * g->N * g->K * g->C * g->R * g->S * g->OH * g->OW;
 }
 
-static tensor *add_bias(tensor *y, tensor *bias) {
-    if (!bias || !y) return y;
+// y += bias (per output channel) in place: a convolution with a bias is one tensor and one
+// node (its backward sums g for the bias), not a convolution and a broadcast add, which kept a
+// second tensor of the output's size for the graph and a third in its backward.
+static int add_bias_(tensor *y, tensor *bias) {
+    if (!bias) return 0;
     if (bias->ndim != 1 || bias->shape[0] != y->shape[1]) {
         err_set("conv: bias must have shape (%lld)", (long long)y->shape[1]);
-        return NULL;
+        return -1;
     }
-    return op_add(y, op_reshape(bias, SHAPE(1, -1, 1, 1)));
+    ew_program p;
+    ew_init(&p, 2);
+    ew_output(&p, ew_add(&p, ew_input(&p, 0), ew_input(&p, 1)));
+    tensor_scope_begin();
+    int rc = op_ew_into("conv bias", &p, 1, &y, 2,
+                        (tensor *[]){y, tensor_view_reshape(bias, SHAPE(1, -1, 1, 1))});
+    tensor_scope_end();
+    return rc;
+}
+
+// d bias = g summed over the batch and the pixels
+static int bias_grad(ag_node *n, tensor *g, tensor **gin) {
+    if (n->n_inputs < 3 || !n->inputs[2]->requires_grad) return 0;
+    tensor *s = op_sum(op_contiguous(g), 3, (const int[]){0, 2, 3}, true);
+    gin[2] = s ? op_reshape(s, 1, n->inputs[2]->shape) : NULL;
+    return gin[2] ? 0 : -1;
 }
 
 // ---- conv2d -------------------------------------------------------------------------------
@@ -102,7 +120,7 @@ static int conv_grads(ag_node *n, tensor *g, tensor **gin, bool transposed) {
 }
 
 static int conv2d_backward(ag_node *n, tensor *g, tensor **gin) {
-    return conv_grads(n, g, gin, false);
+    return conv_grads(n, g, gin, false) || bias_grad(n, g, gin) ? -1 : 0;
 }
 
 tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
@@ -137,16 +155,20 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
         err_prefix("conv2d: ");
         return NULL;
     }
-    tensor *in[2] = {x, w};
-    if (ag_record(y, "conv2d", conv2d_backward, 2, in, &g, sizeof g)) return NULL;
-    return add_bias(y, bias);
+    if (add_bias_(y, bias)) {
+        err_prefix("conv2d: ");
+        return NULL;
+    }
+    tensor *in[3] = {x, w, bias};
+    if (ag_record(y, "conv2d", conv2d_backward, bias ? 3 : 2, in, &g, sizeof g)) return NULL;
+    return y;
 }
 
 // ---- conv_transpose2d ---------------------------------------------------------------------
 // In the geometry the "convolution" maps the transposed conv's output (N, K, OH, OW) back to
 // its input (N, C, H, W): geometry.C is the output channels, geometry.K the input channels.
 static int conv_transpose2d_backward(ag_node *n, tensor *g, tensor **gin) {
-    return conv_grads(n, g, gin, true);
+    return conv_grads(n, g, gin, true) || bias_grad(n, g, gin) ? -1 : 0;
 }
 
 tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
@@ -184,8 +206,12 @@ tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_op
         err_prefix("conv_transpose2d: ");
         return NULL;
     }
-    tensor *in[2] = {x, w};
-    if (ag_record(y, "conv_transpose2d", conv_transpose2d_backward, 2, in, &g, sizeof g))
+    if (add_bias_(y, bias)) {
+        err_prefix("conv_transpose2d: ");
         return NULL;
-    return add_bias(y, bias);
+    }
+    tensor *in[3] = {x, w, bias};
+    if (ag_record(y, "conv_transpose2d", conv_transpose2d_backward, bias ? 3 : 2, in, &g, sizeof g))
+        return NULL;
+    return y;
 }

@@ -101,6 +101,13 @@ static int ew_backward(ag_node *node, tensor *g, tensor **gin) {
         if (!node->inputs[k]->requires_grad) continue;
         int d = ew_derivative(&p, c->program.outputs[0], k);
         if (p.nodes[d].op == EW_CONST && p.nodes[d].value == 0) continue; // e.g. comparisons
+        if (p.nodes[d].op == EW_CONST && p.nodes[d].value == 1) {
+            // g itself (an add's inputs): no pass, and no copy of g kept by the walk
+            bool same = tensor_same_shape(g, node->inputs[k]);
+            gin[k] = op_sum_to_shape(same ? g : op_contiguous(g), node->inputs[k]);
+            if (!gin[k]) return -1;
+            continue;
+        }
         ew_output(&p, ew_mul(&p, ew_input(&p, n), d));
         which[count++] = k;
     }

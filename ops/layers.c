@@ -59,7 +59,16 @@ typedef struct {
 // batch-norm backward), instead of the many passes of the graph of its parts:
 //   gp = dL/d(pre-activation), dbeta = sum gp, dgamma = sum gp * xhat,
 //   dx = gamma rsqrt(var + eps) (gp - dbeta / M - xhat dgamma / M), M values per channel.
-// Inputs: x, gamma, beta, and the batch mean and variance (saved, no gradient).
+// Inputs: x, gamma, beta, and the batch mean and variance (saved, no gradient). gp and gp * xhat
+// live only for their sums: the pass that writes dx computes gp again from x and g (the same
+// reads as loading a stored gp), so the backward holds g and two tensors of x's size at most,
+// then g and dx, never four.
+static int bn_pre_grad(ew_program *p, const bn_ctx *c) { // inputs x, mean, var, gamma, beta, g
+    int xhat = bn_xhat(p, c->eps);
+    int pre = ew_add(p, ew_mul(p, xhat, ew_input(p, 3)), ew_input(p, 4));
+    return act_backward(p, ew_input(p, 5), pre, c->act, c->slope);
+}
+
 static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
     const bn_ctx *c = n->ctx;
     tensor *x = n->inputs[0], *gamma = n->inputs[1], *beta = n->inputs[2];
@@ -69,29 +78,32 @@ static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
     const int *axes = nd == 4 ? (const int[]){0, 2, 3} : (const int[]){0};
     double M = (double)(tensor_numel(x) / C);
     tensor *gm = op_reshape(gamma, nd, bshape), *bt = op_reshape(beta, nd, bshape);
+    tensor *ins[6] = {x, mean, var, gm, bt, g};
     ew_program p;
     ew_init(&p, 6); // x, mean, var, gamma, beta, g
-    int xhat = bn_xhat(&p, c->eps);
-    int pre = ew_add(&p, ew_mul(&p, xhat, ew_input(&p, 3)), ew_input(&p, 4));
-    int gp = act_backward(&p, ew_input(&p, 5), pre, c->act, c->slope);
+    int gp = bn_pre_grad(&p, c);
     ew_output(&p, gp);
-    ew_output(&p, ew_mul(&p, gp, xhat));
+    ew_output(&p, ew_mul(&p, gp, bn_xhat(&p, c->eps)));
+    tensor_scope_begin(); // gp and gp * xhat: freed once summed
     tensor *GP = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
     tensor *GPX = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
-    tensor *ins[6] = {x, mean, var, gm, bt, g}, *outs[2] = {GP, GPX};
-    if (!GP || !GPX || op_ew_into("batch_norm backward", &p, 2, outs, 6, ins)) return -1;
-    tensor *dbeta = op_sum(GP, n_axes, axes, true), *dgamma = op_sum(GPX, n_axes, axes, true);
+    tensor *outs[2] = {GP, GPX}, *dbeta = NULL, *dgamma = NULL;
+    if (GP && GPX && !op_ew_into("batch_norm backward", &p, 2, outs, 6, ins)) {
+        dbeta = op_sum(GP, n_axes, axes, true);
+        dgamma = op_sum(GPX, n_axes, axes, true);
+    }
+    tensor_scope_end_keeping(2, (tensor *[]){dbeta, dgamma});
     if (!dbeta || !dgamma) return -1;
     if (x->requires_grad) {
-        ew_init(&p, 7); // x, mean, var, gamma, gp, dbeta, dgamma
+        ew_init(&p, 8); // x, mean, var, gamma, beta, g, dbeta, dgamma
+        int gp2 = bn_pre_grad(&p, c);
         int xh = bn_xhat(&p, c->eps);
         int rstd = ew_unary(&p, EW_RSQRT, ew_add(&p, ew_input(&p, 2), ew_const(&p, c->eps)));
-        int centred = ew_sub(
-            &p, ew_sub(&p, ew_input(&p, 4), ew_mul(&p, ew_input(&p, 5), ew_const(&p, 1 / M))),
-            ew_mul(&p, xh, ew_mul(&p, ew_input(&p, 6), ew_const(&p, 1 / M))));
+        int centred = ew_sub(&p, ew_sub(&p, gp2, ew_mul(&p, ew_input(&p, 6), ew_const(&p, 1 / M))),
+                             ew_mul(&p, xh, ew_mul(&p, ew_input(&p, 7), ew_const(&p, 1 / M))));
         ew_output(&p, ew_mul(&p, ew_mul(&p, ew_input(&p, 3), rstd), centred));
-        tensor *in2[7] = {x, mean, var, gm, GP, dbeta, dgamma};
-        gin[0] = op_ew("batch_norm backward", &p, 7, in2);
+        tensor *in2[8] = {x, mean, var, gm, bt, g, dbeta, dgamma};
+        gin[0] = op_ew("batch_norm backward", &p, 8, in2);
         if (!gin[0]) return -1;
     }
     if (gamma->requires_grad && !(gin[1] = op_reshape(dgamma, 1, &C))) return -1;

@@ -126,6 +126,129 @@ const tensor_memory *tensor_memory_for(tensor_device_type dev) {
     return memory_lookup(dev);
 }
 
+// ---------------------------------------------------------------- the memory trace
+// A developer's tool (banis-bench --memory-trace): a list of the storages allocated since the
+// trace started, summed by tag the first time the live bytes reach the threshold. Off, it costs
+// one branch per allocation. Storages are made and freed by the thread that runs the graph.
+#define TRACE_ROWS 256
+typedef struct {
+    tensor_tag tag;
+    int64_t count, bytes;
+} trace_row;
+
+static struct {
+    bool on, taken;
+    int64_t at_bytes, start_bytes, taken_bytes;
+    tensor_storage *head;
+    tensor_storage *pending; // the storage that crossed the threshold: its op is named later
+    trace_row rows[TRACE_ROWS];
+    int n_rows;
+} trace;
+
+static _Thread_local tensor_tag current_tag;
+
+tensor_tag tensor_tag_set(tensor_tag tag) {
+    tensor_tag prev = current_tag;
+    current_tag = tag;
+    return prev;
+}
+
+static void trace_count(const tensor_storage *st) {
+    int r = 0;
+    while (r < trace.n_rows &&
+           (trace.rows[r].tag.op != st->tag.op || trace.rows[r].tag.backward != st->tag.backward))
+        r++;
+    if (r == trace.n_rows) {
+        if (r == TRACE_ROWS - 1)
+            r--; // the last row gathers the rest
+        else
+            trace.rows[trace.n_rows++] = (trace_row){st->tag, 0, 0};
+    }
+    trace.rows[r].count++;
+    trace.rows[r].bytes += (int64_t)st->nbytes;
+}
+
+// The crossing storage is tagged when its op is recorded, after the allocation: it is counted
+// at the next allocation or free, or at the report.
+static void trace_resolve(void) {
+    if (trace.pending) trace_count(trace.pending);
+    trace.pending = NULL;
+}
+
+static void trace_take(tensor_storage *crossing, int64_t now) {
+    trace.taken = true;
+    trace.taken_bytes = now;
+    trace.n_rows = 0;
+    int64_t listed = 0;
+    for (tensor_storage *st = trace.head; st; st = st->trace_next) {
+        if (st->borrowed) continue;
+        listed += (int64_t)st->nbytes;
+        if (st != crossing) trace_count(st);
+    }
+    trace.pending = crossing;
+    trace.start_bytes = now - listed;
+}
+
+static void trace_add(tensor_storage *st, int64_t now) {
+    trace_resolve();
+    st->trace_next = trace.head;
+    if (trace.head) trace.head->trace_prev = st;
+    trace.head = st;
+    if (!trace.taken && now >= trace.at_bytes) trace_take(st, now);
+}
+
+static void trace_remove(tensor_storage *st) {
+    trace_resolve();
+    if (!st->trace_prev && trace.head != st) return; // made before the trace started
+    if (st->trace_prev)
+        st->trace_prev->trace_next = st->trace_next;
+    else
+        trace.head = st->trace_next;
+    if (st->trace_next) st->trace_next->trace_prev = st->trace_prev;
+}
+
+void tensor_trace_start(int64_t at_bytes) {
+    trace.on = true;
+    trace.taken = false;
+    trace.pending = NULL;
+    trace.head = NULL;
+    trace.at_bytes = at_bytes;
+}
+
+static int by_bytes(const void *a, const void *b) {
+    int64_t x = ((const trace_row *)a)->bytes, y = ((const trace_row *)b)->bytes;
+    return (x < y) - (x > y);
+}
+
+int64_t tensor_trace_report(FILE *f) {
+    trace_resolve();
+    for (tensor_storage *st = trace.head, *next; st; st = next) { // unlink what is still live
+        next = st->trace_next;
+        st->trace_prev = st->trace_next = NULL;
+    }
+    trace.head = NULL;
+    trace.on = false;
+    if (!trace.taken) {
+        fprintf(f, "memory trace: the live bytes never reached %.1f MiB\n",
+                (double)trace.at_bytes / (1 << 20));
+        return -1;
+    }
+    qsort(trace.rows, (size_t)trace.n_rows, sizeof trace.rows[0], by_bytes);
+    const double mib = 1 << 20;
+    fprintf(f,
+            "memory trace: %.1f MiB live at the point traced; %.1f MiB of it was live "
+            "before the trace started\n",
+            (double)trace.taken_bytes / mib, (double)trace.start_bytes / mib);
+    fprintf(f, "  %10s %7s  made by\n", "MiB", "tensors");
+    for (int r = 0; r < trace.n_rows; r++) {
+        const trace_row *row = &trace.rows[r];
+        fprintf(f, "  %10.1f %7lld  %s%s\n", (double)row->bytes / mib, (long long)row->count,
+                row->tag.backward ? "backward of " : "",
+                row->tag.op ? row->tag.op : "(no op recorded: a leaf, a batch or a temporary)");
+    }
+    return trace.taken_bytes;
+}
+
 tensor_storage *tensor_storage_new(const tensor_memory *mem, size_t nbytes) {
     tensor_storage *st = calloc(1, sizeof *st);
     if (!st) {
@@ -140,8 +263,10 @@ tensor_storage *tensor_storage_new(const tensor_memory *mem, size_t nbytes) {
         free(st);
         return NULL; // the backend named the size and the device
     }
+    st->tag = current_tag;
     int64_t now = live_storage_bytes += (int64_t)nbytes;
     if (now > peak_storage_bytes) peak_storage_bytes = now;
+    if (trace.on) trace_add(st, now);
     return st;
 }
 
@@ -151,6 +276,7 @@ void tensor_storage_release(tensor_storage *st) {
         st->memory->free(st->data);
         live_storage_bytes -= (int64_t)st->nbytes;
     }
+    if (trace.on) trace_remove(st);
     free(st);
 }
 

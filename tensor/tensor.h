@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define TENSOR_MAX_DIMS 6
 
@@ -18,12 +19,21 @@ typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } tensor_device_type;
 struct tensor_memory;
 struct ag_node;
 
+// What made a storage, for the memory trace (tensor_trace_*): the op whose output it is (named
+// when autograd records the op), or whose backward allocated it.
+typedef struct {
+    const char *op; // a static string; NULL: not known
+    bool backward;
+} tensor_tag;
+
 typedef struct tensor_storage {
     int refcount;
     const struct tensor_memory *memory; // the device's memory `data` is in (tensor/memory.h)
     size_t nbytes;
     void *data;    // host or device pointer
     bool borrowed; // data not ours to free (a view into another allocation)
+    tensor_tag tag;
+    struct tensor_storage *trace_prev, *trace_next; // the live list while a trace runs
 } tensor_storage;
 
 typedef struct tensor {
@@ -121,3 +131,14 @@ int64_t tensor_live_count(void);
 int64_t tensor_storage_live_bytes(void);
 int64_t tensor_storage_peak_bytes(void); // high-water mark since the last reset
 void tensor_storage_reset_peak(void);
+
+// --- the memory trace: what is live at a step's peak, by the op that made it ---
+// New storages take the calling thread's tag (autograd sets it to an op while running that
+// op's backward; a recorded op's output is tagged with the op). Returns the previous tag.
+tensor_tag tensor_tag_set(tensor_tag tag);
+// Starts a trace: storages allocated from now on are listed, and the first time the live bytes
+// reach `at_bytes` what is live is summed by tag. Tracing is off until this is called.
+void tensor_trace_start(int64_t at_bytes);
+// Ends the trace and prints its summary (largest first; storages that were live when the trace
+// started as one row) to `f`. Returns the bytes summed, or -1 if the threshold was never reached.
+int64_t tensor_trace_report(FILE *f);

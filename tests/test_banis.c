@@ -12,6 +12,7 @@
 #include "../banis/run.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
+#include "update_memory.h"
 
 static banis_model *tiny_model_sc(double lr_d, bool sc_adam, double lr_sc) {
     banis_arch a = banis_arch_paper();
@@ -809,16 +810,9 @@ END_TEST
 // scope a step, as before, the full step peaked at 72.6 MiB here (4.7 times its largest update
 // then); now at about 10 MiB.
 START_TEST(test_a_step_holds_one_update_at_a_time) {
-    banis_arch a = banis_arch_paper();
-    a.width = 0.125;
-    a.latent = 8;
-    banis_schedule s = banis_schedule_paper();
-    s.warmup_steps = 1;
-    s.batch = 8;
-    banis_model *m = banis_model_new(&a, &s, TENSOR_F32, DEVICE_CPU, 3);
-    ck_assert_msg(m != NULL, "%s", err_message());
-    synth_config sc = synth_defaults();
-    banis_dataset *d = banis_synthetic(&sc, 8, 1);
+    banis_arch a;
+    banis_dataset *d;
+    banis_model *m = small_banis(DEVICE_CPU, &a, &d);
     int idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     int64_t above[3]; // warm-up step, full step, a Coordinator update alone
     for (int k = 0; k < 3; k++) {
@@ -851,6 +845,10 @@ START_TEST(test_a_step_holds_one_update_at_a_time) {
     banis_dataset_free(d);
     banis_model_free(m);
 }
+END_TEST
+
+// Each update frees what it made except what later updates read (tests/update_memory.h).
+START_TEST(test_updates_free_what_they_made) { check_updates_free_what_they_made(DEVICE_CPU); }
 END_TEST
 
 // ---- the GMI's thresholds, fractions and ground-truth figures on hand-made reconstructions ----
@@ -1029,7 +1027,8 @@ int main(void) {
             test_cpu_presets_pass_over_their_data_at_most_ten_times,
             test_gpu_short_is_the_papers_networks_for_three_minutes,
             test_run_folder_never_mixes_two_runs, test_run_folder_cleans_what_a_killed_run_left,
-            test_a_step_holds_one_update_at_a_time, test_gmi_thresholds_and_fractions,
-            test_ground_truth_figures_by_hand, test_g_update_leaves_d_frozen));
+            test_a_step_holds_one_update_at_a_time, test_updates_free_what_they_made,
+            test_gmi_thresholds_and_fractions, test_ground_truth_figures_by_hand,
+            test_g_update_leaves_d_frozen));
     return check_main("banis", tc);
 }

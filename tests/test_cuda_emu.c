@@ -21,6 +21,7 @@
 #include "../tensor/error.h"
 #include "check_runner.h"
 #include "optim_by_hand.h"
+#include "update_memory.h"
 
 static const cudev *D;
 
@@ -731,6 +732,91 @@ START_TEST(test_capture_refuses_a_device_allocation) {
 }
 END_TEST
 
+// What each update of a BANIS step frees, as on the CPU (tests/update_memory.h).
+START_TEST(test_updates_free_what_they_made_on_cuda) {
+    check_updates_free_what_they_made(DEVICE_CUDA);
+}
+END_TEST
+
+// A step whose temporaries come in sizes that do not repeat: one of 8 MiB, gone before two of
+// 4 MiB live at once. io: (2M,) and (1M,) inputs, a scalar output.
+static int step_two_sizes(void *ctx) {
+    tensor **io = ctx;
+    tensor_scope_begin();
+    tensor_scope_begin();
+    tensor *s1 = op_sum(op_mul_scalar(io[0], 2), 0, NULL, false);
+    tensor_scope_end_keeping(1, &s1);
+    tensor *u = op_mul_scalar(io[1], 3), *v = u ? op_add(u, io[1]) : NULL;
+    tensor *s2 = v ? op_sum(v, 0, NULL, false) : NULL;
+    int rc = s1 && s2 ? tensor_copy_(io[2], op_add(s1, s2)) : -1;
+    tensor_scope_end();
+    return rc;
+}
+
+static double graph_pools(void) {
+    size_t in_use, cached, pools;
+    backend_cuda_memory(&in_use, &cached, &pools);
+    return (double)pools;
+}
+
+// A graph's private pool is the step's peak of live temporaries when nn_graph_capture lays
+// it out from the record of a first capture (temporaries whose lifetimes do not overlap share
+// memory); reused by block size instead (a capture without the record), the three blocks of
+// the example are all the graph's: twice the peak. The planned graph computes what the step
+// does, replay after replay, and allocates nothing.
+START_TEST(test_graph_pool_is_the_steps_peak) {
+    tensor *io[3] = {tensor_full(TENSOR_F32, SHAPE(2 << 20), 0.5, DEVICE_CUDA),
+                     tensor_full(TENSOR_F32, SHAPE(1 << 20), 0.25, DEVICE_CUDA), NULL};
+    io[2] = op_sum(io[1], 0, NULL, false);
+    ck_assert_ptr_nonnull(io[2]);
+    ck_assert_int_eq(step_two_sizes(io), 0); // a first run: the kernels loaded
+    tensor_storage_reset_peak();
+    int64_t held = tensor_storage_live_bytes();
+    ck_assert_int_eq(step_two_sizes(io), 0);
+    double peak = (double)(tensor_storage_peak_bytes() - held);
+    ck_assert_double_ge(peak, 8 << 20);
+    ck_assert_double_lt(peak, 8.01 * (1 << 20));
+    // captured without a record: the blocks by size, 8 + 4 + 4 MiB
+    double p0 = graph_pools();
+    ck_assert_int_eq(backend_cuda_capture_begin(0, NULL), 0);
+    ck_assert_int_eq(step_two_sizes(io), 0);
+    backend_graph *plain = backend_cuda_capture_end();
+    ck_assert_msg(plain != NULL, "%s", err_message());
+    double unplanned = graph_pools() - p0;
+    backend_graph_free(plain);
+    ck_assert_msg(unplanned > 1.9 * peak, "unplanned pool %.0f, peak %.0f", unplanned, peak);
+    // nn_graph_capture: planned
+    p0 = graph_pools();
+    char why[512];
+    nn_graph *g = capture(step_two_sizes, io, 0, NULL, why, sizeof why);
+    ck_assert_msg(g != NULL, "%s", why);
+    double planned = graph_pools() - p0;
+    ck_assert_msg(planned >= peak && planned <= 1.05 * peak, "planned pool %.0f, peak %.0f",
+                  planned, peak);
+    backend_counters c0 = backend_cuda_counters();
+    const double in0[2] = {1.0, 0.5}, in1[2] = {0.5, 0.25};
+    for (int k = 0; k < 3; k++) {
+        const double *in = k == 1 ? in1 : in0;
+        tensor *a = tensor_full(TENSOR_F32, SHAPE(2 << 20), in[0], DEVICE_CUDA),
+               *b = tensor_full(TENSOR_F32, SHAPE(1 << 20), in[1], DEVICE_CUDA);
+        ck_assert_int_eq(tensor_copy_(io[0], a), 0);
+        ck_assert_int_eq(tensor_copy_(io[1], b), 0);
+        tensor_release(a);
+        tensor_release(b);
+        backend_counters r0 = backend_cuda_counters();
+        ck_assert_int_eq(nn_graph_replay(g), 0);
+        backend_counters r1 = backend_cuda_counters();
+        ck_assert_int_eq(r1.device_allocs - r0.device_allocs, 0);
+        // sum(2 x0) + sum(4 x1), exact in float32 at these sizes
+        double want = 2 * in[0] * (2 << 20) + 4 * in[1] * (1 << 20);
+        ck_assert_double_eq(tensor_item(io[2]), want);
+    }
+    ck_assert_int_eq(backend_cuda_counters().graph_launches - c0.graph_launches, 3);
+    nn_graph_free(g);
+    for (int k = 0; k < 3; k++) tensor_release(io[k]);
+}
+END_TEST
+
 // The emulated device refuses, while a graph is captured, what a capture on a GPU must not do:
 // cudaMalloc, cudaFree, loading a module, and a kernel's first launch (its module would be
 // loaded lazily then). Each fails the capture with a message naming it.
@@ -815,6 +901,7 @@ int main(void) {
                     test_steady_training_step_has_no_stalls, test_steady_graphed_step_is_one_launch,
                     test_graphs_refuse_host_work_and_advance_generators,
                     test_capture_of_a_step_never_run, test_capture_refuses_a_device_allocation,
+                    test_graph_pool_is_the_steps_peak, test_updates_free_what_they_made_on_cuda,
                     test_baselines_replay_as_graphs_and_match_cpu));
     suite_add_tcase(s, b);
     return check_run(s);

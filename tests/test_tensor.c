@@ -375,12 +375,112 @@ START_TEST(test_scope_end_keeping) {
 }
 END_TEST
 
+// A probe op: identity forward, and a backward that records the live bytes when it runs (the
+// walk reaches it last when it is the graph's first op).
+static int64_t probe_live;
+static int probe_backward(ag_node *n, tensor *g, tensor **gin) {
+    (void)n;
+    probe_live = tensor_storage_live_bytes();
+    gin[0] = g;
+    return 0;
+}
+static tensor *probe(tensor *x) {
+    tensor *y = tensor_clone(x);
+    return y && !ag_record(y, "probe", probe_backward, 1, &x, NULL, 0) ? y : NULL;
+}
+
+// The walk frees a node's saved tensors once its backward has run: activations that only the
+// graph holds (their scope ended, the loss kept) are gone when the walk reaches the graph's
+// first op; activations a scope still holds stay until it ends (scopes are the rule).
+START_TEST(test_backward_frees_node_by_node) {
+    const int64_t n = 1 << 16; // 256 KiB a float32 activation
+    tensor_scope_begin();
+    tensor *x = tensor_keep(tensor_full(TENSOR_F32, SHAPE(n), 0.5, DEVICE_CPU));
+    x->requires_grad = true;
+    tensor_scope_end();
+    for (int graph_alone = 1; graph_alone >= 0; graph_alone--) {
+        ag_zero_grad(x);
+        int64_t base = tensor_storage_live_bytes(), act = n * 4;
+        tensor_scope_begin(); // the update
+        tensor_scope_begin(); // its forward
+        tensor *loss = op_sum(op_exp(op_exp(op_exp(probe(x)))), ALL_AXES, false);
+        ck_assert_ptr_nonnull(loss);
+        int64_t forward = tensor_storage_live_bytes() - base;
+        if (graph_alone) tensor_scope_end_keeping(1, &loss);
+        ck_assert_int_eq(ag_backward(loss, NULL), 0);
+        // when the probe's backward runs: the probe's output (its tensor is still the walk's)
+        // and the gradient reaching it; held by the scope: the three exp outputs as well
+        int64_t at_probe = probe_live - base;
+        fprintf(stderr, "%s: forward %lld bytes, live at the graph's first op %lld\n",
+                graph_alone ? "graph alone" : "scope holds", (long long)forward,
+                (long long)at_probe);
+        ck_assert_int_ge(forward, 4 * act); // probe + 3 exp outputs, the sum's 4 bytes
+        ck_assert_int_eq(at_probe, (graph_alone ? 2 : 5) * act + 8); // + the sum's seed, loss
+        if (!graph_alone) tensor_scope_end();
+        tensor_scope_end();
+        ck_assert_int_eq(tensor_storage_live_bytes(), base + (x->grad && graph_alone ? act : 0));
+        double g;
+        ck_assert_int_eq(tensor_to_doubles(tensor_view_slice(x->grad, 0, 0, 1, 1), &g), 0);
+        double e1 = exp(0.5), e2 = exp(e1), e3 = exp(e2); // d/dx exp(exp(exp(x)))
+        ck_assert_double_eq_tol(g, e3 * e2 * e1, 1e-3 * e3 * e2 * e1);
+    }
+    tensor_release(x);
+}
+END_TEST
+
+// ag_backward_keeping_graph: the graph can be walked again (gradients add), and ag_backward
+// frees it after; a freed graph's nodes are gone.
+START_TEST(test_backward_keeping_graph) {
+    tensor_scope_begin();
+    double v[3] = {1, 2, 3};
+    tensor *x = tensor_from_doubles(TENSOR_F64, SHAPE(3), v, DEVICE_CPU);
+    x->requires_grad = true;
+    tensor *h = op_square(x);
+    tensor *y = op_sum(op_mul(h, x), ALL_AXES, false); // sum x^3: 3x^2
+    ck_assert_int_eq(ag_backward_keeping_graph(y, NULL), 0);
+    ck_assert_ptr_nonnull(y->node);
+    ck_assert_ptr_nonnull(h->node);
+    ck_assert_int_eq(ag_backward(y, NULL), 0);
+    ck_assert_ptr_null(y->node);
+    ck_assert_ptr_null(h->node);
+    double g[3];
+    values(x->grad, g);
+    for (int i = 0; i < 3; i++) ck_assert_double_eq(g[i], 2 * 3 * v[i] * v[i]);
+    tensor_scope_end();
+}
+END_TEST
+
+// The memory trace: what is live at the threshold, summed by the op that made it.
+START_TEST(test_memory_trace) {
+    tensor_scope_begin();
+    tensor *x = tensor_full(TENSOR_F32, SHAPE(1024), 1, DEVICE_CPU); // 4 KiB, before the trace
+    x->requires_grad = true;
+    int64_t base = tensor_storage_live_bytes();
+    tensor_trace_start(base + 2 * 4096); // reached by the second exp's output
+    tensor *a = op_exp(x), *b = op_exp(a), *c = op_exp(b);
+    ck_assert_ptr_nonnull(c);
+    char buf[2048] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    ck_assert_int_eq(tensor_trace_report(f), base + 2 * 4096); // c came after the point
+    fclose(f);
+    // the storage that crossed the threshold is counted under the op that made it, too
+    ck_assert_msg(strstr(buf, "       2  exp\n"), "%s", buf);
+    ck_assert_msg(!strstr(buf, "no op recorded"), "%s", buf);
+    tensor_trace_start(base + (1 << 30)); // never reached
+    f = fmemopen(buf, sizeof buf - 1, "w");
+    ck_assert_int_eq(tensor_trace_report(f), -1);
+    fclose(f);
+    tensor_scope_end();
+}
+END_TEST
+
 int main(void) {
-    TCase *tc =
-        check_case("core", 0,
-                   CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting,
-                               test_cast_and_copy, test_philox_known_answers, test_rng_determinism,
-                               test_rng_u01_threshold, test_rng_moments, test_no_leaks_across_steps,
-                               test_backward_accumulates, test_scope_end_keeping));
+    TCase *tc = check_case(
+        "core", 0,
+        CHECK_TESTS(test_views, test_cpu_allocator_classes, test_broadcasting, test_cast_and_copy,
+                    test_philox_known_answers, test_rng_determinism, test_rng_u01_threshold,
+                    test_rng_moments, test_no_leaks_across_steps, test_backward_accumulates,
+                    test_scope_end_keeping, test_backward_frees_node_by_node,
+                    test_backward_keeping_graph, test_memory_trace));
     return check_main("tensor", tc);
 }

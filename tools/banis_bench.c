@@ -7,6 +7,7 @@
 // that are not one graph launch each, are an error (exit 1, saying why): the figures would be
 // the eager step's.
 // Usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] [--reps N] [--graphs on|off]
+//        [--memory-trace] (one more full step: what is live at its peak, by the op that made it)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@
 #include "../tensor/error.h"
 
 static const char usage_line[] = "usage: banis-bench [--device cpu|cuda] [--batch N] [--width F] "
-                                 "[--reps N] [--graphs on|off]\n";
+                                 "[--reps N] [--graphs on|off] [--memory-trace]\n";
 
 // One kind of step (warm-up, or full when `full`): an untimed rep, one run as issued (its FLOPs
 // and peak memory), one that on CUDA is captured as a graph, then `reps` timed ones. Prints its
@@ -39,6 +40,9 @@ static int bench_kind(banis_model *m, bool full, tensor *ta, tensor *tb, tensor_
     // third: on CUDA it runs and is captured as a graph
     tensor_storage_reset_peak();
     op_flops_reset();
+    int64_t held = tensor_storage_live_bytes(), kind_peak = 0;
+    size_t in_use, cached, pools0 = 0, pools1 = 0;
+    if (dev == DEVICE_CUDA) backend_cuda_memory(&in_use, &cached, &pools0);
     for (int k = 0; k < 2; k++) {
         nn_runner_set_graphs(m->runner, graphs && k == 1);
         if (banis_train_step(m, step, ta, tb, &l)) {
@@ -49,8 +53,10 @@ static int bench_kind(banis_model *m, bool full, tensor *ta, tensor *tb, tensor_
             *flops = (double)op_flops();
             int64_t p = tensor_storage_peak_bytes();
             *peak = p > *peak ? p : *peak;
+            kind_peak = p - held;
         }
     }
+    if (dev == DEVICE_CUDA) backend_cuda_memory(&in_use, &cached, &pools1);
     const char *why = nn_runner_fallback(m->runner);
     if (dev == DEVICE_CUDA && graphs && !nn_runner_captured(m->runner, full)) {
         fprintf(stderr, "banis-bench: the %s step could not be captured as a CUDA graph: %s\n",
@@ -80,6 +86,10 @@ static int bench_kind(banis_model *m, bool full, tensor *ta, tensor *tb, tensor_
                PER(graph_launches), PER(launches), PER(compiles), PER(module_loads),
                PER(device_allocs), PER(h2d_copies), PER(h2d_bytes), PER(d2h_copies), PER(d2h_bytes),
                PER(syncs));
+        if (graphs)
+            printf("           its graph's private pool: %.1f MiB; the step's activations and "
+                   "temporaries at its peak, issued: %.1f MiB\n",
+                   (double)(pools1 - pools0) / (1 << 20), (double)kind_peak / (1 << 20));
         if (graphs && c1.graph_launches - c0.graph_launches != reps) {
             fprintf(stderr,
                     "banis-bench: CUDA graphs on, but the timed %s steps made %.2f graph "
@@ -93,6 +103,25 @@ static int bench_kind(banis_model *m, bool full, tensor *ta, tensor *tb, tensor_
 }
 
 static double mib(int64_t bytes) { return (double)bytes / (1 << 20); }
+
+// A line of /proc/self/status ("VmRSS:", "VmHWM:") in bytes; -1 where it cannot be read (not
+// Linux). The method bench/banis_step_torch.py applies to PyTorch's process, so that the two
+// CPU figures compare: peak resident memory (VmHWM) minus the resident memory before the
+// model was built.
+static int64_t proc_status_bytes(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    int64_t v = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n)) {
+            v = 1024 * strtoll(line + n, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
 
 static int64_t state_bytes(nn_optimizer *o) {
     nn_tensor_list l = {0};
@@ -148,9 +177,23 @@ static int print_memory(banis_model *m, tensor *ta, tensor *tb, tensor_device_ty
     return 0;
 }
 
+// One more full step, issued, with the memory trace set to the peak measured: what is live
+// there, by the op that made it.
+static int trace_peak(banis_model *m, tensor *ta, tensor *tb, int64_t peak) {
+    banis_losses l;
+    nn_runner_set_graphs(m->runner, false);
+    tensor_trace_start(peak);
+    if (banis_train_step(m, m->sched.warmup_steps, ta, tb, &l)) {
+        tensor_trace_report(stdout);
+        fprintf(stderr, "banis-bench: %s\n", err_message());
+        return -1;
+    }
+    return tensor_trace_report(stdout) < 0 ? -1 : 0;
+}
+
 int main(int argc, char **argv) {
     int batch = 128, reps = 2;
-    bool graphs = true;
+    bool graphs = true, memory_trace = false;
     double width = 1.0;
     tensor_device_type dev = DEVICE_CPU;
     for (int i = 1; i < argc; i++)
@@ -161,6 +204,10 @@ int main(int argc, char **argv) {
             return 0;
         }
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--memory-trace")) {
+            memory_trace = true;
+            continue;
+        }
         if (i + 1 >= argc) goto usage;
         if (!strcmp(argv[i], "--batch"))
             batch = atoi(argv[++i]);
@@ -181,6 +228,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "banis-bench: %s\n", err_message());
         return 1;
     }
+    int64_t rss0 = proc_status_bytes("VmRSS:");
     banis_arch a = banis_arch_paper();
     a.width = width;
     banis_schedule s = banis_schedule_paper();
@@ -212,6 +260,12 @@ int main(int argc, char **argv) {
     double projected = (17000 * ms[0] + 23000 * ms[1]) / 1e3;
     printf("peak tensor memory: %.1f MiB\n", (double)peak / (1 << 20));
     if (print_memory(m, ta, tb, dev, peak)) return 1;
+    if (memory_trace && trace_peak(m, ta, tb, peak)) return 1;
+    int64_t hwm = proc_status_bytes("VmHWM:");
+    if (dev == DEVICE_CPU && rss0 >= 0 && hwm >= 0)
+        printf("peak RSS growth: %.1f MiB (the process's peak resident memory, VmHWM, minus its "
+               "resident memory before the model was built)\n",
+               mib(hwm - rss0));
     printf("projected paper schedule (17,000 warm-up + 23,000 full steps): %.1f h (paper: ~12.3 h "
            "on a GP104)\n",
            projected / 3600);

@@ -43,6 +43,19 @@ bool backend_cuda_is_emulated(void); // true when BANIS_CUDA=emulated chose the 
 // freed later, are the graph's own until it is freed: nothing else is handed the temporaries
 // its kernels were told about. What the graph reads and writes outside them (parameters,
 // inputs) must stay allocated while it is used.
+// A planned pool: between plan_record(true) and plan_record(false) the allocator writes down
+// every block the CUDA backend hands out and when it comes back (a capture of the step, say).
+// The next capture lays its temporaries out from that record at offsets in one block (the
+// way inference runtimes plan their tensors: largest first, each in the tightest gap among
+// those whose lifetimes overlap its own), so that its private pool is the step's peak of live
+// temporaries, not the sum of each block size's own peak (reuse by size class). The
+// capture's k-th allocation takes its planned place when the record's k-th had its size and
+// no live temporary overlaps it there, else a cached block as without a record: a record of
+// other work makes a worse layout, never a wrong one. At the capture's end the block is the
+// graph's, and the cache the runs before it left is given back to the device. plan_drop
+// forgets a record not used.
+void backend_cuda_plan_record(bool on);
+void backend_cuda_plan_drop(void);
 typedef struct backend_graph backend_graph;
 int backend_cuda_capture_begin(int n_rngs, rng *const *rngs);
 backend_graph *backend_cuda_capture_end(void); // NULL (and the capture abandoned) on failure

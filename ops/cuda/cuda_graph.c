@@ -76,7 +76,8 @@ int backend_cuda_capture_begin(int n_rngs, rng *const *rngs) {
         backend_graph_free(g);
         return -1;
     }
-    if (cuda_rt.dev->capture_begin()) {
+    if (cuda_plan_start() || cuda_rt.dev->capture_begin()) {
+        cuda_plan_abandon();
         backend_graph_free(g);
         return -1;
     }

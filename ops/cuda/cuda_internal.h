@@ -79,6 +79,11 @@ void cuda_free(void *p);
 void cuda_cache_block(u64_map *pool, void *p, size_t size);
 // At a capture's end: its pool becomes g's, and the blocks it allocated are marked g's.
 void cuda_alloc_capture_done(backend_graph *g);
+// A capture's plan (cuda.h: backend_cuda_plan_record), made at its start from the record when
+// there is one, its blocks allocated; 0 also when there is none or it could not be made (then
+// the capture takes blocks from the cache). Abandon: its blocks to the cache, before capturing.
+int cuda_plan_start(void);
+void cuda_plan_abandon(void);
 // When g is freed: the blocks it wrote and still held become ordinary, its pool returns.
 void cuda_alloc_graph_freed(backend_graph *g);
 
