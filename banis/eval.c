@@ -326,12 +326,15 @@ int banis_score_generated(banis_model *m, banis_model *untrained, const banis_da
     memset(g, 0, sizeof *g);
     g->distance = g->distance_untrained = NAN;
     int nt = sp->n_test;
-    size_t px = (size_t)(n > nt ? n : nt) * BANIS_PIXELS;
+    // the geometry distance compares sets of nt / 2 pairs: at least one set is generated for
+    // it, also when fewer pairs are asked for (GMI and memorisation score the first n)
+    int ng = n > 0 && n < nt / 2 ? nt / 2 : n;
+    size_t px = (size_t)(ng > nt ? ng : nt) * BANIS_PIXELS;
     float *a = malloc(sizeof(float) * (px ? px : 1)), *b = malloc(sizeof(float) * (px ? px : 1));
     double *ft = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(nt + 1)),
-           *f = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(n + 1));
+           *f = malloc(sizeof(double) * GEOM_FEATURES * (size_t)(ng + 1));
     int rc = a && b && ft && f ? 0 : -1;
-    if (rc) err_set("out of memory for %d generated pairs", n);
+    if (rc) err_set("out of memory for %d generated pairs", ng);
     for (int i = 0; i < nt && !rc; i++) { // the test pairs' features, in split order
         memcpy(a + (size_t)i * BANIS_PIXELS, d->a + (size_t)sp->test[i] * BANIS_PIXELS,
                sizeof(float) * BANIS_PIXELS);
@@ -340,9 +343,9 @@ int banis_score_generated(banis_model *m, banis_model *untrained, const banis_da
     }
     if (!rc) rc = geometry_measure_set(a, b, nt, ft, NULL);
     if (!rc && untrained)
-        rc = generated_geometry(untrained, n, ft, nt, a, b, f, &g->untrained_geometry,
+        rc = generated_geometry(untrained, ng, ft, nt, a, b, f, &g->untrained_geometry,
                                 &g->distance_untrained);
-    if (!rc) rc = generated_geometry(m, n, ft, nt, a, b, f, &g->geometry, &g->distance);
+    if (!rc) rc = generated_geometry(m, ng, ft, nt, a, b, f, &g->geometry, &g->distance);
     if (!rc) {
         banis_gmi_of_pairs(a, b, n, g->gmi, &g->mean_dsc, &g->empty_pairs);
         rc = memorisation_measure(d, sp->train, sp->n_train, sp->test, nt, a, b, n, &g->mem);
@@ -436,7 +439,8 @@ static void write_geometry(FILE *f, const banis_eval *e) {
         "segmentation of 8 real test pairs and the first 8 generated pairs in geometry.png "
         "(each pair: overlay | walls grey, cells coloured, nucleus pixels green in a cell, "
         "red elsewhere).\n\n",
-        GEOM_FEATURES, e->pairs / 2, g->pairs && e->pairs >= 4 ? g->pairs / (e->pairs / 2) : 0);
+        GEOM_FEATURES, e->pairs / 2,
+        g->pairs && e->pairs >= 4 ? g->geometry.pairs / (e->pairs / 2) : 0);
     fprintf(f, "| pairs | n | cells per embryo | no cell %% | nuclei per image | nuclei per cell | "
                "inside cells %% | on walls %% | cell area px | wall px | nucleus area px | "
                "geometry distance |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");

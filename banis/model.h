@@ -193,7 +193,8 @@ int banis_generate_pairs(banis_model *m, int n, uint64_t seed, float *a, float *
 double banis_half_distance(const double *f_test, int n_test, const double *f_x, int n_x);
 // Scores BANIS_GEN_PAIRS (or n) generated pairs of m into e->gen (untrained: the same networks
 // at their initial weights, or NULL), against the split's test pairs and, for memorisation,
-// its training pairs.
+// its training pairs. The geometry (e->gen.geometry, the distance) is measured on at least
+// n_test / 2 pairs, one set of banis_half_distance, also when n is smaller.
 int banis_score_generated(banis_model *m, banis_model *untrained, const banis_dataset *d,
                           const banis_split *s, int n, banis_eval *e);
 // Writes the GMI table in Markdown.

@@ -398,12 +398,62 @@ START_TEST(test_generated_pairs_scored_and_reported) {
 }
 END_TEST
 
+// Fewer generated pairs than a set of the geometry distance (n_test / 2; the GPU preset scores
+// 1,000 against 2,400 test pairs): GMI scores the n asked for, the geometry one whole set, and
+// the distance is that of a set of the generated stream's first n_test / 2 pairs, not NaN.
+START_TEST(test_few_generated_pairs_still_give_a_distance) {
+    banis_arch a = banis_arch_paper();
+    a.width = 0.0625;
+    a.latent = 8;
+    banis_schedule sc = banis_schedule_paper();
+    banis_model *m = banis_model_new(&a, &sc, TENSOR_F32, DEVICE_CPU, 6);
+    ck_assert_ptr_nonnull(m);
+    synth_config c = synth_defaults();
+    banis_dataset *d = banis_synthetic(&c, 40, 4);
+    banis_split s = banis_split_make(d->n, 0.25, 1); // 10 test pairs: sets of 5
+    enum { N = 3, H = 5, T = 10 };
+    float *ga = malloc(sizeof(float) * P * T), *gb = malloc(sizeof(float) * P * T);
+    double ft[T * GEOM_FEATURES], fg[H * GEOM_FEATURES];
+    for (int i = 0; i < T; i++) { // the test pairs, in split order
+        memcpy(ga + (size_t)i * P, d->a + (size_t)s.test[i] * P, sizeof(float) * P);
+        memcpy(gb + (size_t)i * P, d->b + (size_t)s.test[i] * P, sizeof(float) * P);
+    }
+    ck_assert_int_eq(geometry_measure_set(ga, gb, T, ft, NULL), 0);
+    ck_assert_int_eq(banis_generate_pairs(m, H, BANIS_GEN_SEED, ga, gb), 0);
+    ck_assert_int_eq(geometry_measure_set(ga, gb, H, fg, NULL), 0);
+    double want = banis_half_distance(ft, T, fg, H);
+    ck_assert(isfinite(want));
+    ck_assert(isnan(banis_half_distance(ft, T, fg, N))); // a set of 3 is not a set of 5
+
+    banis_eval e;
+    ck_assert_int_eq(banis_evaluate(m, d, s.test, T, &e), 0);
+    ck_assert_int_eq(banis_score_generated(m, NULL, d, &s, N, &e), 0);
+    ck_assert_int_eq(e.gen.pairs, N);
+    ck_assert_int_eq(e.gen.geometry.pairs, H);
+    ck_assert_double_eq_tol(e.gen.distance, want, 1e-12 * (1 + want));
+    ck_assert(isnan(e.gen.distance_untrained)); // none given
+    // GMI: the first N pairs of the same stream
+    ck_assert_int_eq(banis_generate_pairs(m, N, BANIS_GEN_SEED, ga, gb), 0);
+    double gmi[3], dsc;
+    int empty;
+    banis_gmi_of_pairs(ga, gb, N, gmi, &dsc, &empty);
+    for (int t = 0; t < 3; t++) ck_assert_double_eq(e.gen.gmi[t], gmi[t]);
+    ck_assert_double_eq(e.gen.mean_dsc, dsc);
+    free(ga);
+    free(gb);
+    banis_split_free(&s);
+    banis_dataset_free(d);
+    banis_model_free(m);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = check_case("scores", 300,
                            CHECK_TESTS(test_geometry_of_hand_made_pairs,
                                        test_segmentation_against_synthetic_ground_truth,
                                        test_frechet_distance_against_closed_forms,
                                        test_memorisation_flags_copied_training_pairs,
-                                       test_generated_pairs_scored_and_reported));
+                                       test_generated_pairs_scored_and_reported,
+                                       test_few_generated_pairs_still_give_a_distance));
     return check_main("scores", tc);
 }

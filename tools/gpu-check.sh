@@ -154,11 +154,11 @@ for s in "${steps[@]}"; do
       if [ -d "$banis_out" ]; then # what it wrote, less the checkpoints (~300 MB at full width)
         mkdir -p "$work/banis"
         cp "$banis_out"/gmi.md "$banis_out"/metrics.csv "$work/banis/" 2>/dev/null
-        cp "$banis_out"/samples/*.png "$work/banis/" 2>/dev/null
+        cp "$banis_out"/geometry.png "$banis_out"/samples/*.png "$work/banis/" 2>/dev/null
       fi ;;
     step) run step 60 bench/compare_step.sh --device cuda --reps 5 ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
     nograph) run nograph 40 "$bin"/tools/banis-bench --device cuda --reps 3 --graphs off ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
-    conv) run conv 45 bench/compare.sh --device cuda ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
+    conv) run conv 90 bench/compare.sh --device cuda ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
     # the profile times each launch as the host issues it: graphs off
     profile) run profile 45 env BANIS_CUDA_PROFILE=1 "$bin"/tools/banis-bench --device cuda --reps 1 --graphs off ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
   esac
