@@ -18,6 +18,7 @@
 #include "../ops/cuda/cuda.h"
 #include "../ops/cuda/cuda_render.h"
 #include "../ops/cuda/device.h"
+#include "../ops/cuda/kernels/abi.h"
 #include "../tensor/error.h"
 #include "check_runner.h"
 #include "optim_by_hand.h"
@@ -164,6 +165,169 @@ START_TEST(test_mma_m16n8k8_matches_reference) {
             ck_assert_msg(fabs(out[r * 8 + c] - want) <= 1e-5 * (1 + fabs(want)),
                           "D[%d][%d] = %g, want %g", r, c, (double)out[r * 8 + c], want);
         }
+}
+END_TEST
+
+// ---- cp.async and ldmatrix ------------------------------------------------------------------
+// cp.async as the PTX ISA defines it: a copy lands when a wait_group completes its group, not
+// before; a short source fills the rest with zeros; groups complete oldest first.
+static const char cp_src[] =
+    "#include \"primitives_under_test.h\"\n"
+    "extern \"C\" __global__ void cp(const float *x, float *y) {\n"
+    "  __shared__ __align__(16) float s[96];\n"
+    "  int i = threadIdx.x;\n"
+    "  s[i] = -1; s[32 + i] = -1; s[64 + i] = -1;\n"
+    "  __syncthreads();\n"
+    "  cp_async4(&s[i], &x[i], 4); cp_async_commit();\n"            // group 0
+    "  y[i] = s[i];\n"                                             // before any wait: -1
+    "  cp_async4(&s[32 + i], &x[32 + i], 0); cp_async_commit();\n" // group 1: zero-filled
+    "  if (i < 8) cp_async16(&s[64 + 4 * i], &x[64 + 4 * i], 12);\n" // group 2 (uncommitted)
+    "  cp_async_wait<1>();\n" // group 0 done, group 1 may be in flight
+    "  y[32 + i] = s[i]; y[64 + i] = s[32 + i];\n"
+    "  cp_async_commit(); cp_async_wait<0>();\n"
+    "  y[96 + i] = s[32 + i];\n"
+    "  __syncthreads();\n" // the other threads' 16-byte copies
+    "  y[128 + i] = s[64 + i];\n"
+    "}\n";
+
+START_TEST(test_cp_async_lands_at_its_wait) {
+    float x[96], y[160];
+    for (int i = 0; i < 96; i++) x[i] = (float)(i + 1);
+    float *dx = dev_alloc(sizeof x), *dy = dev_alloc(sizeof y);
+    ck_assert_int_eq(D->copy_h2d(dx, x, sizeof x), 0);
+    void *args[] = {&dx, &dy};
+    char *src = with_primitives(cp_src);
+    ck_assert_msg(run(src, "cp", 1, 32, args) == 0, "%s", err_message());
+    free(src);
+    ck_assert_int_eq(D->copy_d2h(y, dy, sizeof y), 0);
+    for (int i = 0; i < 32; i++) {
+        ck_assert_msg(y[i] == -1, "lane %d read %g before its wait", i, (double)y[i]);
+        ck_assert_float_eq(y[32 + i], x[i]);  // group 0 landed at wait_group 1
+        ck_assert_float_eq(y[64 + i], -1);    // group 1 not yet
+        ck_assert_float_eq(y[96 + i], 0);     // then zero-filled (source size 0)
+        ck_assert_float_eq(y[128 + i], i % 4 == 3 ? 0 : x[64 + i]); // 12 of 16 bytes read
+    }
+    D->free(dx);
+    D->free(dy);
+    // a misaligned 16-byte copy is a named fault
+    static const char bad[] =
+        "#include \"primitives_under_test.h\"\n"
+        "extern \"C\" __global__ void cpbad(const float *x) {\n"
+        "  __shared__ __align__(16) float s[8];\n"
+        "  cp_async16(&s[1], x, 16); cp_async_commit(); cp_async_wait<0>(); }\n";
+    float *d1 = dev_alloc(64);
+    void *a1[] = {&d1};
+    char *bs = with_primitives(bad);
+    ck_assert_int_ne(run(bs, "cpbad", 1, 32, a1), 0);
+    ck_assert_msg(strstr(err_message(), "cp.async of 16 bytes: misaligned"), "%s", err_message());
+    free(bs);
+    D->free(d1);
+}
+END_TEST
+
+// ldmatrix.x4 against the PTX ISA's fragment table: lane l receives word l % 4 of row l / 4 of
+// each of the four matrices whose row addresses lanes 8i..8i+7 give. With the row addresses
+// fixed.cu uses on an m-major 16 x 8 tile of words, that is the mma.m16n8k8 A fragment:
+// a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4].
+static const char ldm_src[] =
+    "#include \"primitives_under_test.h\"\n"
+    "extern \"C\" __global__ void ldm(const unsigned *A, unsigned *out, int skew) {\n"
+    "  __shared__ __align__(16) unsigned s[16][12];\n" // rows of 12 words: 48 bytes, aligned
+    "  int l = threadIdx.x;\n"
+    "  for (int e = l; e < 128; e += 32) s[e / 8][e % 8] = A[e];\n"
+    "  __syncthreads();\n"
+    "  unsigned r[4];\n"
+    "  ldmatrix_x4(r, &s[l % 8 + (l / 8 % 2) * 8][l / 16 * 4 + skew]);\n"
+    "  for (int i = 0; i < 4; i++) out[l * 4 + i] = r[i];\n"
+    "}\n";
+
+START_TEST(test_ldmatrix_matches_the_isa_table) {
+    unsigned A[128], out[128];
+    for (int i = 0; i < 128; i++) A[i] = 0x10000u * (unsigned)(i / 8) + (unsigned)(i % 8) + 7;
+    unsigned *dA = dev_alloc(sizeof A), *dO = dev_alloc(sizeof out);
+    ck_assert_int_eq(D->copy_h2d(dA, A, sizeof A), 0);
+    int skew = 0;
+    void *args[] = {&dA, &dO, &skew};
+    char *src = with_primitives(ldm_src);
+    ck_assert_msg(run(src, "ldm", 1, 32, args) == 0, "%s", err_message());
+    ck_assert_int_eq(D->copy_d2h(out, dO, sizeof out), 0);
+    for (int l = 0; l < 32; l++) {
+        int g = l / 4, t = l % 4;
+        unsigned want[4] = {A[g * 8 + t], A[(g + 8) * 8 + t], A[g * 8 + t + 4],
+                            A[(g + 8) * 8 + t + 4]};
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(out[l * 4 + i] == want[i], "lane %d r[%d] = %#x, want %#x", l, i,
+                          out[l * 4 + i], want[i]);
+    }
+    skew = 1; // rows at 4-byte offsets: not 16-byte aligned
+    ck_assert_int_ne(run(src, "ldm", 1, 32, args), 0);
+    ck_assert_msg(strstr(err_message(), "ldmatrix: row address"), "%s", err_message());
+    free(src);
+    D->free(dA);
+    D->free(dO);
+}
+END_TEST
+
+// The TF32 GEMM's pipeline, broken on purpose: waiting for one tile too few, or dropping the
+// barrier after the wait, reads stages before their copies land; the emulated device must
+// make either visible as a wrong product (so the parity tests would catch such a kernel),
+// while the kernel as the library ships it matches a float64 product of the TF32 operands.
+static double tf32_matmul_error(const char *from, const char *to) {
+    enum { M = 64, N = 128, K = 80 }; // 5 tiles of 16: every stage reused
+    const char *fixed = cuda_fixed_source();
+    char *src = strdup(fixed);
+    if (from) {
+        const char *at = strstr(fixed, from);
+        ck_assert_msg(at && !strstr(at + 1, from), "'%s' is not in fixed.cu exactly once", from);
+        size_t head = (size_t)(at - fixed), nf = strlen(from), nt = strlen(to);
+        free(src);
+        src = malloc(strlen(fixed) - nf + nt + 1);
+        memcpy(src, fixed, head);
+        memcpy(src + head, to, nt);
+        strcpy(src + head + nt, at + nf);
+    }
+    static float a[M * K], b[K * N], c[M * N];
+    uint64_t s = 7;
+    for (int i = 0; i < M * K; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        a[i] = (float)((double)(s >> 11) * 0x1p-53 * 2 - 1);
+    }
+    for (int i = 0; i < K * N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        b[i] = (float)((double)(s >> 11) * 0x1p-53 * 2 - 1);
+    }
+    float *da = dev_alloc(sizeof a), *db = dev_alloc(sizeof b), *dc = dev_alloc(sizeof c);
+    ck_assert_int_eq(D->copy_h2d(da, a, sizeof a), 0);
+    ck_assert_int_eq(D->copy_h2d(db, b, sizeof b), 0);
+    cuda_gemm_args g = {.M = M, .N = N, .K = K, .a_rs = K, .a_cs = 1, .b_rs = N, .b_cs = 1};
+    void *args[] = {&da, &db, &dc, &g};
+    ck_assert_msg(run(src, "matmul_f32_tf32", 1, 256, args) == 0, "%s", err_message());
+    ck_assert_int_eq(D->copy_d2h(c, dc, sizeof c), 0);
+    double worst = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double want = 0;
+            for (int k = 0; k < K; k++)
+                want += (double)tf32_reference(a[i * K + k]) * tf32_reference(b[k * N + j]);
+            double e = fabs(c[i * N + j] - want) / (1 + fabs(want));
+            if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+        }
+    free(src);
+    D->free(da);
+    D->free(db);
+    D->free(dc);
+    return worst;
+}
+
+START_TEST(test_broken_gemm_pipelines_are_caught) {
+    double ok = tf32_matmul_error(NULL, NULL);
+    ck_assert_msg(ok < 1e-5, "the shipped TF32 GEMM is off by %g", ok);
+    double early = tf32_matmul_error("cp_async_wait<S - 2>();", "cp_async_wait<S - 1>();");
+    ck_assert_msg(early > 1e-2, "waiting one tile too few went unseen (error %g)", early);
+    double nobar = tf32_matmul_error("__syncthreads();        // everyone's", "// everyone's");
+    ck_assert_msg(nobar > 1e-2, "a missing barrier after the wait went unseen (error %g)", nobar);
+    fprintf(stderr, "TF32 GEMM pipeline: as shipped %.2e, one wait short %.2e, no barrier %.2e\n",
+            ok, early, nobar);
 }
 END_TEST
 
@@ -884,6 +1048,8 @@ int main(void) {
         TCase *t = check_case(
             "emulator", 900,
             CHECK_TESTS(test_cvt_tf32_matches_reference, test_mma_m16n8k8_matches_reference,
+                        test_cp_async_lands_at_its_wait, test_ldmatrix_matches_the_isa_table,
+                        test_broken_gemm_pipelines_are_caught,
                         test_write_past_the_end_is_caught, test_barrier_faults_are_caught,
                         test_warp_collective_with_missing_lanes_is_caught,
                         test_launch_limits_are_refused, test_fresh_memory_reads_as_nan,

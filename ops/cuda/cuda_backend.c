@@ -179,7 +179,7 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
         if (splits > d->K / 512) splits = d->K / 512;
         if (splits > 256) splits = 256;
     }
-    d->k_chunk = ((d->K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16 or 32)
+    d->k_chunk = ((d->K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16)
     splits = d->k_chunk ? (d->K + d->k_chunk - 1) / d->k_chunk : 1;
     if (splits <= 1) {
         d->k_chunk = strcmp(base, "matmul") ? d->K : 0;
@@ -254,8 +254,11 @@ static int check_int_sizes(const char *op, const conv_geometry *g) {
     return 0;
 }
 
-// The GEMM's tile depth for this dtype (TF32 tiles are 32 deep, the exact ones 16).
-static int tile_depth(tensor_dtype dt) { return dt == TENSOR_F32 && cuda_rt.allow_tf32 ? 32 : 16; }
+// The GEMM's tile depth (kernels/fixed.cu's BK: 16 in every form).
+static int tile_depth(tensor_dtype dt) {
+    (void)dt;
+    return 16;
+}
 
 // A copy of the weight w (d0, d1, d2) with element (i0, i1, i2) at i0*s0 + i1*s1 + i2*s2, in a
 // block from the cache (the caller frees it after its launches: the stream orders reuse).

@@ -19,7 +19,10 @@ void cuda_nvrtc_stats(int *compiled, int *disk_hits) {
     *disk_hits = n_disk_hits;
 }
 
-int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin, size_t *size) {
+// The compile itself; with `report`, ptxas's resource report (-v) goes into *report (NVRTC's
+// log, malloc'd).
+static int compile(const char *src, const char *what, int arch, void **cubin, size_t *size,
+                   char **report) {
     nvrtcProgram prog;
     nvrtcResult r = nvrtcCreateProgram(&prog, src, what, 0, NULL, NULL);
     if (r != NVRTC_SUCCESS) {
@@ -28,33 +31,52 @@ int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin
     }
     char arch_opt[64];
     snprintf(arch_opt, sizeof arch_opt, "--gpu-architecture=sm_%d", arch);
-    const char *opts[] = {arch_opt, "--std=c++17", "-default-device"};
-    r = nvrtcCompileProgram(prog, 3, opts);
+    const char *opts[] = {arch_opt, "--std=c++17", "-default-device", "--ptxas-options=-v"};
+    r = nvrtcCompileProgram(prog, report ? 4 : 3, opts);
     n_compiled++;
+    size_t log_size = 0;
+    nvrtcGetProgramLogSize(prog, &log_size);
+    char *log = malloc(log_size + 1);
+    if (log) {
+        nvrtcGetProgramLog(prog, log);
+        log[log_size] = 0;
+    }
     if (r != NVRTC_SUCCESS) {
-        size_t log_size = 0;
-        nvrtcGetProgramLogSize(prog, &log_size);
-        char *log = malloc(log_size + 1);
-        if (log) {
-            nvrtcGetProgramLog(prog, log);
-            log[log_size] = 0;
-        }
         err_set("NVRTC: compiling kernel %s for sm_%d failed: %s\n%s", what, arch,
                 nvrtcGetErrorString(r), log ? log : "");
         free(log);
         nvrtcDestroyProgram(&prog);
         return -1;
     }
+    if (report)
+        *report = log;
+    else
+        free(log);
     r = nvrtcGetCUBINSize(prog, size);
     *cubin = r == NVRTC_SUCCESS ? malloc(*size) : NULL;
     if (!*cubin || nvrtcGetCUBIN(prog, *cubin) != NVRTC_SUCCESS) {
         err_set("NVRTC: no cubin for %s (sm_%d)", what, arch);
         free(*cubin);
+        *cubin = NULL;
+        if (report) {
+            free(*report);
+            *report = NULL;
+        }
         nvrtcDestroyProgram(&prog);
         return -1;
     }
     nvrtcDestroyProgram(&prog);
     return 0;
+}
+
+int cuda_nvrtc_compile(const char *src, const char *what, int arch, void **cubin, size_t *size) {
+    return compile(src, what, arch, cubin, size, NULL);
+}
+
+int cuda_nvrtc_compile_report(const char *src, const char *what, int arch, void **cubin,
+                              size_t *size, char **report) {
+    *report = NULL;
+    return compile(src, what, arch, cubin, size, report);
 }
 
 // The cache folder, made on first use; "" when the cache is off.

@@ -2,7 +2,9 @@
 // sm_90, without a GPU. It runs the op table (the gradient-check cases, float64) and BANIS's
 // training step and inference (float32) on the CPU, recording each elementwise program as the
 // CUDA backend would render it for those operands, plus the fixed kernels (reductions, GEMM,
-// implicit-GEMM convolutions, exact and TF32).
+// implicit-GEMM convolutions, exact and TF32). ptxas's report of every entry point is read: a
+// kernel that spills registers fails the check; the fixed kernels' registers, shared memory,
+// stack frame and the occupancy that follows are printed as a table.
 // Usage: nvrtc-check [--arch 80,90] [--quick]   (--quick: the first 20 table cases only)
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,58 @@ static void observe(const char *op, const ew_program *p, tensor *const *outs,
     }
     snprintf(seen[n_seen].name, sizeof seen[n_seen].name, "%s", name);
     seen[n_seen++].src = src;
+}
+
+// ptxas's report (-v) of one module, entry point by entry point.
+typedef struct {
+    char name[64];
+    int regs, stack, spill_st, spill_ld, smem;
+} kernel_resources;
+
+static int parse_report(const char *log, kernel_resources *out, int max) {
+    int n = 0;
+    for (const char *line = log; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        const char *q;
+        if ((q = strstr(line, "Compiling entry function '")) && (!strchr(line, '\n') || q < strchr(line, '\n'))) {
+            if (n == max) break;
+            kernel_resources *k = &out[n++];
+            memset(k, 0, sizeof *k);
+            q += strlen("Compiling entry function '");
+            int i = 0;
+            while (q[i] && q[i] != '\'' && i < (int)sizeof k->name - 1) k->name[i] = q[i], i++;
+            k->name[i] = 0;
+        } else if (n && (q = strstr(line, "bytes stack frame")) && q - line < 40) {
+            kernel_resources *k = &out[n - 1];
+            sscanf(line, " %d bytes stack frame, %d bytes spill stores, %d bytes spill loads",
+                   &k->stack, &k->spill_st, &k->spill_ld);
+        } else if (n && (q = strstr(line, "Used ")) && (!strchr(line, '\n') || q < strchr(line, '\n'))) {
+            kernel_resources *k = &out[n - 1];
+            sscanf(q, "Used %d registers", &k->regs);
+            const char *sm = strstr(q, " bytes smem");
+            const char *nl = strchr(q, '\n');
+            if (sm && (!nl || sm < nl)) {
+                const char *d = sm;
+                while (d > q && d[-1] >= '0' && d[-1] <= '9') d--;
+                k->smem = atoi(d);
+            }
+        }
+    }
+    return n;
+}
+
+// Resident 256-thread blocks per SM on sm_80/sm_90 (64 K registers, allocated per warp in
+// units of 256; 2,048 threads; shared memory 164 KiB on sm_80 and 228 KiB on sm_90, 1 KiB of
+// it reserved per block), and what limits it.
+static int blocks_per_sm(const kernel_resources *k, int arch, const char **limit) {
+    int by_threads = 2048 / 256, warp_regs = (k->regs * 32 + 255) / 256 * 256;
+    int by_regs = warp_regs ? 65536 / (warp_regs * 8) : by_threads;
+    int sm_bytes = (arch >= 90 ? 228 : 164) * 1024;
+    int by_smem = k->smem ? sm_bytes / (k->smem + 1024) : by_threads;
+    int b = by_threads;
+    *limit = "threads";
+    if (by_regs < b) b = by_regs, *limit = "registers";
+    if (by_smem < b) b = by_smem, *limit = "shared memory";
+    return b;
 }
 
 int main(int argc, char **argv) {
@@ -88,25 +142,62 @@ int main(int argc, char **argv) {
     printf("kernels to compile: %d elementwise (%d from the op table, %d more from BANIS) + %d "
            "fixed entry points in 1 module\n",
            n_seen, from_table, n_seen - from_table, cuda_fixed_kernel_count);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, spilling = 0;
     double t0 = now_seconds();
     for (int k = 0; k < n_arch; k++) {
+        int ew_max_regs = 0, ew_stack = 0;
         for (int i = 0; i <= n_seen; i++) {
             const char *src = i < n_seen ? seen[i].src : cuda_fixed_source();
             const char *what = i < n_seen ? seen[i].name : "fixed kernels";
             void *cubin = NULL;
             size_t size = 0;
-            if (cuda_nvrtc_compile(src, what, archs[k], &cubin, &size)) {
+            char *report = NULL;
+            if (cuda_nvrtc_compile_report(src, what, archs[k], &cubin, &size, &report)) {
                 printf("FAIL sm_%d %s: %s\n", archs[k], what, err_message());
                 failed++;
-            } else {
-                passed++;
-                if (i == n_seen)
-                    printf("sm_%d: fixed kernels module, %zu-byte cubin\n", archs[k], size);
+                continue;
             }
+            passed++;
+            kernel_resources res[64];
+            int nr = parse_report(report, res, 64);
+            if (nr == 0) {
+                printf("FAIL sm_%d %s: no ptxas report in NVRTC's log\n", archs[k], what);
+                failed++;
+            }
+            for (int r = 0; r < nr; r++) {
+                if (res[r].spill_st || res[r].spill_ld) {
+                    printf("FAIL sm_%d %s: %s spills (%d bytes stored, %d loaded)\n", archs[k],
+                           what, res[r].name, res[r].spill_st, res[r].spill_ld);
+                    spilling++;
+                }
+                if (i < n_seen) {
+                    if (res[r].regs > ew_max_regs) ew_max_regs = res[r].regs;
+                    if (res[r].stack) ew_stack++;
+                }
+            }
+            if (i == n_seen) {
+                printf("sm_%d: fixed kernels module, %zu-byte cubin; ptxas, 256-thread blocks:\n",
+                       archs[k], size);
+                printf("  %-32s %5s %7s %6s %6s %6s  %s\n", "kernel", "regs", "smem", "stack",
+                       "spill", "blocks", "occupancy (limit)");
+                for (int r = 0; r < nr; r++) {
+                    const char *limit;
+                    int b = blocks_per_sm(&res[r], archs[k], &limit);
+                    printf("  %-32s %5d %7d %6d %6d %6d  %3d%% (%s)\n", res[r].name, res[r].regs,
+                           res[r].smem, res[r].stack, res[r].spill_st + res[r].spill_ld, b,
+                           b * 8 * 100 / 64, limit);
+                }
+            }
+            free(report);
             free(cubin);
         }
-        printf("sm_%d: %d kernels compiled\n", archs[k], n_seen + 1);
+        printf("sm_%d: %d kernels compiled; the elementwise ones at most %d registers, %d with a "
+               "stack frame\n",
+               archs[k], n_seen + 1, ew_max_regs, ew_stack);
+    }
+    if (spilling) {
+        printf("%d kernels spill registers to local memory (0 allowed)\n", spilling);
+        failed += spilling;
     }
     printf("compiled in %.1f s\n", now_seconds() - t0);
     printf("%d passed, %d failed\n", passed, failed);

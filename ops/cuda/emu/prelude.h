@@ -46,6 +46,7 @@ typedef uint3 dim3;
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
 #define __shared__ static thread_local
+#define __align__(n) __attribute__((aligned(n)))
 
 // ---- math built-ins of CUDA C++ that host C++ lacks --------------------------------------
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
@@ -61,6 +62,16 @@ static inline unsigned __umulhi(unsigned a, unsigned b) {
 // by value: `auto` decays (a decltype of the conditional would be a reference to a parameter)
 template <class A, class B> static inline auto min(A a, B b) { return a < b ? a : b; }
 template <class A, class B> static inline auto max(A a, B b) { return a < b ? b : a; }
+static inline float __uint_as_float(unsigned u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, 4);
+    return u;
+}
 
 // ---- the block engine ---------------------------------------------------------------------
 enum { EMU_RUNNABLE, EMU_AT_BARRIER, EMU_AT_WARP, EMU_DONE };
@@ -78,11 +89,24 @@ struct emu_launch { // filled by the host (device_emu.c); one per host thread
     char fault[768];
 };
 
+// A thread's cp.async copies not yet landed (primitives.h), in issue order, each with the
+// group it belongs to: group g is committed once open_group > g.
+struct emu_cp {
+    void *dst;
+    const void *src;
+    int bytes, src_bytes;
+    unsigned group;
+};
+enum { EMU_CP_MAX = 64 };
+
 struct emu_fiber {
     void *sp; // saved stack pointer while switched out
     uint3 tid;
     int linear, state, line;
     const char *what;
+    emu_cp cp[EMU_CP_MAX];
+    int n_cp;
+    unsigned open_group;
 };
 
 struct emu_block {
@@ -150,6 +174,40 @@ static const void *const *__emu_warp_gather(const void *mine, const char *what) 
 }
 static void __emu_warp_release(const char *what) { __emu_yield(EMU_AT_WARP, 0, what); }
 
+// ---- cp.async (PTX ISA: cp.async, cp.async.commit_group, cp.async.wait_group) -------------
+// A copy is queued in the issuing thread's open group and lands only when a wait_group lets its
+// group complete: until then its destination holds what it held before, so a kernel that reads
+// a stage before the matching wait (or, for another thread's copies, before the barrier after
+// it) reads stale data and fails parity. src_bytes < bytes fills the rest with zeros and reads
+// only src_bytes (0: src is not read at all).
+static void __emu_cp_async(void *dst, const void *src, int bytes, int src_bytes) {
+    emu_fiber *f = __emu_cur;
+    if ((uintptr_t)dst % (unsigned)bytes || (src_bytes > 0 && (uintptr_t)src % (unsigned)bytes))
+        __emu_fault("cp.async of %d bytes: misaligned address (shared %p, global %p)", bytes, dst,
+                    src);
+    if (src_bytes < 0 || src_bytes > bytes)
+        __emu_fault("cp.async of %d bytes: source size %d", bytes, src_bytes);
+    if (f->n_cp == EMU_CP_MAX)
+        __emu_fault("cp.async: more than %d copies pending in one thread (a wait_group missing?)",
+                    EMU_CP_MAX);
+    f->cp[f->n_cp++] = emu_cp{dst, src, bytes, src_bytes, f->open_group};
+}
+static void __emu_cp_commit(void) { __emu_cur->open_group++; }
+// Lands every copy of the committed groups but the newest n, in issue order.
+static void __emu_cp_wait(int n) {
+    emu_fiber *f = __emu_cur;
+    int kept = 0;
+    for (int i = 0; i < f->n_cp; i++) {
+        emu_cp *c = &f->cp[i];
+        if (c->group + (unsigned)n < f->open_group) {
+            if (c->src_bytes) memcpy(c->dst, c->src, (size_t)c->src_bytes);
+            memset((char *)c->dst + c->src_bytes, 0, (size_t)(c->bytes - c->src_bytes));
+        } else
+            f->cp[kept++] = *c;
+    }
+    f->n_cp = kept;
+}
+
 static void __emu_fiber_main(void) {
     emu_fiber *f = __emu_cur;
     __emu_blk->L->tramp(__emu_blk->L->args);
@@ -173,6 +231,8 @@ static bool __emu_run_block(emu_block *b, unsigned long long lin) {
         f->tid.y = (unsigned)i / b->dim.x % b->dim.y;
         f->tid.z = (unsigned)i / (b->dim.x * b->dim.y);
         f->state = EMU_RUNNABLE;
+        f->n_cp = 0;
+        f->open_group = 0;
         // a fresh stack whose first switch "returns" into __emu_fiber_main, aligned as after a call
         uintptr_t top =
             ((uintptr_t)(b->stacks + (size_t)(i + 1) * L->stack_bytes)) & ~(uintptr_t)15;

@@ -75,3 +75,68 @@ __device__ __forceinline__ void mma_tf32(float *d, const unsigned *a, const unsi
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #endif
 }
+
+// cp.async.ca.shared.global [dst], [src], 4, src_bytes and cp.async.cg.shared.global [dst],
+// [src], 16, src_bytes (PTX ISA, "cp.async"): an asynchronous copy from global to shared
+// memory of 4 (or 16) bytes, src_bytes of them read and the rest zero-filled (src_bytes 0: a
+// predicated-off copy, src not read). Both addresses aligned to the copy's size. The copy joins
+// the thread's open group; its data is only sure to be there after the cp_async_wait that
+// completes that group (and, for other threads, the __syncthreads after it).
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes) {
+#ifdef BANIS_EMULATED
+    __emu_cp_async(dst, src, 4, src_bytes);
+#else
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
+#endif
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+#ifdef BANIS_EMULATED
+    __emu_cp_async(dst, src, 16, src_bytes);
+#else
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
+#endif
+}
+// cp.async.commit_group: the copies issued since the last commit become one group.
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef BANIS_EMULATED
+    __emu_cp_commit();
+#else
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// cp.async.wait_group N: wait until at most the N most recent groups are still in flight.
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#ifdef BANIS_EMULATED
+    __emu_cp_wait(N);
+#else
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA, "ldmatrix"), warp-wide: four 8x8 matrices
+// of 16-bit elements, each row 16 contiguous bytes of shared memory at a 16-byte aligned
+// address; lanes 8i..8i+7 give the addresses of matrix i's rows 0..7, and lane l receives in
+// r[i] the 32 bits of matrix i's row l / 4, elements 2 (l % 4) and 2 (l % 4) + 1. On 32-bit data
+// (TF32) a row is 4 words and r[i] is word l % 4 of row l / 4: an mma.m16n8k8 tf32 A fragment
+// from an m-major tile when the four matrices are (rows 0-7, words 0-3), (rows 8-15, words
+// 0-3), (rows 0-7, words 4-7), (rows 8-15, words 4-7). The emulation gathers the 32 addresses.
+__device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *row) {
+#ifdef BANIS_EMULATED
+    if ((uintptr_t)row % 16)
+        __emu_fault("ldmatrix: row address %p is not 16-byte aligned (lane %d)", row, __emu_lane());
+    const void *const *all = __emu_warp_gather(row, "ldmatrix.x4");
+    int lane = __emu_lane();
+    for (int i = 0; i < 4; i++) memcpy(&r[i], (const char *)all[8 * i + lane / 4] + 4 * (lane % 4), 4);
+    __emu_warp_release("ldmatrix.x4");
+#else
+    unsigned a = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+#endif
+}
