@@ -178,9 +178,9 @@ static const char cp_src[] =
     "  int i = threadIdx.x;\n"
     "  s[i] = -1; s[32 + i] = -1; s[64 + i] = -1;\n"
     "  __syncthreads();\n"
-    "  cp_async4(&s[i], &x[i], 4); cp_async_commit();\n"            // group 0
-    "  y[i] = s[i];\n"                                             // before any wait: -1
-    "  cp_async4(&s[32 + i], &x[32 + i], 0); cp_async_commit();\n" // group 1: zero-filled
+    "  cp_async4(&s[i], &x[i], 4); cp_async_commit();\n"             // group 0
+    "  y[i] = s[i];\n"                                               // before any wait: -1
+    "  cp_async4(&s[32 + i], &x[32 + i], 0); cp_async_commit();\n"   // group 1: zero-filled
     "  if (i < 8) cp_async16(&s[64 + 4 * i], &x[64 + 4 * i], 12);\n" // group 2 (uncommitted)
     "  cp_async_wait<1>();\n" // group 0 done, group 1 may be in flight
     "  y[32 + i] = s[i]; y[64 + i] = s[32 + i];\n"
@@ -202,9 +202,9 @@ START_TEST(test_cp_async_lands_at_its_wait) {
     ck_assert_int_eq(D->copy_d2h(y, dy, sizeof y), 0);
     for (int i = 0; i < 32; i++) {
         ck_assert_msg(y[i] == -1, "lane %d read %g before its wait", i, (double)y[i]);
-        ck_assert_float_eq(y[32 + i], x[i]);  // group 0 landed at wait_group 1
-        ck_assert_float_eq(y[64 + i], -1);    // group 1 not yet
-        ck_assert_float_eq(y[96 + i], 0);     // then zero-filled (source size 0)
+        ck_assert_float_eq(y[32 + i], x[i]); // group 0 landed at wait_group 1
+        ck_assert_float_eq(y[64 + i], -1);   // group 1 not yet
+        ck_assert_float_eq(y[96 + i], 0);    // then zero-filled (source size 0)
         ck_assert_float_eq(y[128 + i], i % 4 == 3 ? 0 : x[64 + i]); // 12 of 16 bytes read
     }
     D->free(dx);
@@ -301,7 +301,7 @@ static double tf32_matmul_error(const char *from, const char *to) {
     ck_assert_int_eq(D->copy_h2d(db, b, sizeof b), 0);
     cuda_gemm_args g = {.M = M, .N = N, .K = K, .a_rs = K, .a_cs = 1, .b_rs = N, .b_cs = 1};
     void *args[] = {&da, &db, &dc, &g};
-    ck_assert_msg(run(src, "matmul_f32_tf32", 1, 256, args) == 0, "%s", err_message());
+    ck_assert_msg(run(src, "matmul_f32_tf32_pipelined", 1, 256, args) == 0, "%s", err_message());
     ck_assert_int_eq(D->copy_d2h(c, dc, sizeof c), 0);
     double worst = 0;
     for (int i = 0; i < M; i++)
@@ -1049,8 +1049,8 @@ int main(void) {
             "emulator", 900,
             CHECK_TESTS(test_cvt_tf32_matches_reference, test_mma_m16n8k8_matches_reference,
                         test_cp_async_lands_at_its_wait, test_ldmatrix_matches_the_isa_table,
-                        test_broken_gemm_pipelines_are_caught,
-                        test_write_past_the_end_is_caught, test_barrier_faults_are_caught,
+                        test_broken_gemm_pipelines_are_caught, test_write_past_the_end_is_caught,
+                        test_barrier_faults_are_caught,
                         test_warp_collective_with_missing_lanes_is_caught,
                         test_launch_limits_are_refused, test_fresh_memory_reads_as_nan,
                         test_host_dereference_of_device_memory_is_caught,

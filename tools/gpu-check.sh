@@ -23,6 +23,7 @@
 #   step       the BANIS step (CUDA graphs) beside PyTorch eager: time and memory
 #   nograph    the same step with every launch issued by the host (--graphs off)
 #   conv       BANIS's convolutions and GEMMs one by one beside PyTorch (cuDNN)
+#   pipelined  the same, ours only, with the pipelined TF32 GEMM (BANIS_CUDA_GEMM=pipelined)
 #   profile    device time by kernel of one eager step (BANIS_CUDA_PROFILE=1)
 # Output: $OUT (or ./gpu-check-out) gets gpu-check.tar.gz (every log, the BANIS run's gmi.md,
 # metrics.csv and sample grids), report.md (the summary, then each log: what goes into
@@ -36,7 +37,7 @@ case "${1:-}" in
   --dry-run) mode=dry; shift ;;
   -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 esac
-all=(smi parity64 parity32 parity32x grad graphs banis step nograph conv profile)
+all=(smi parity64 parity32 parity32x grad graphs banis step nograph conv pipelined profile)
 steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=("${all[@]}")
 for s in "${steps[@]}"; do
   [[ " ${all[*]} " == *" $s "* ]] || { echo "gpu-check: unknown step '$s' (steps: ${all[*]})" >&2; exit 2; }
@@ -159,6 +160,7 @@ for s in "${steps[@]}"; do
     step) run step 60 bench/compare_step.sh --device cuda --reps 5 ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
     nograph) run nograph 40 "$bin"/tools/banis-bench --device cuda --reps 3 --graphs off ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
     conv) run conv 90 bench/compare.sh --device cuda ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
+    pipelined) run pipelined 45 env BANIS_CUDA_GEMM=pipelined "$bin"/tools/kernel-bench --device cuda ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
     # the profile times each launch as the host issues it: graphs off
     profile) run profile 45 env BANIS_CUDA_PROFILE=1 "$bin"/tools/banis-bench --device cuda --reps 1 --graphs off ${tiny_bench[@]+"${tiny_bench[@]}"} ;;
   esac

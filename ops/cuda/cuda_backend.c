@@ -156,7 +156,7 @@ static int run_igemm(const char *base, tensor_dtype dt, const void *a, const voi
     char name[64];
     snprintf(name, sizeof name, "%s_%s", base,
              dt == TENSOR_F64     ? "f64"
-             : cuda_rt.allow_tf32 ? "f32_tf32"
+             : cuda_rt.allow_tf32 ? (cuda_rt.gemm_pipelined ? "f32_tf32_pipelined" : "f32_tf32")
                                   : "f32_exact");
     void *k = cuda_fixed_kernel(name);
     if (!k) return -1;
@@ -179,7 +179,7 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
         if (splits > d->K / 512) splits = d->K / 512;
         if (splits > 256) splits = 256;
     }
-    d->k_chunk = ((d->K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16)
+    d->k_chunk = ((d->K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16 or 32)
     splits = d->k_chunk ? (d->K + d->k_chunk - 1) / d->k_chunk : 1;
     if (splits <= 1) {
         d->k_chunk = strcmp(base, "matmul") ? d->K : 0;
@@ -254,10 +254,10 @@ static int check_int_sizes(const char *op, const conv_geometry *g) {
     return 0;
 }
 
-// The GEMM's tile depth (kernels/fixed.cu's BK: 16 in every form).
+// The GEMM's tile depth (kernels/fixed.cu's BK: the register-buffered TF32 form's 32, the
+// exact and pipelined forms' 16).
 static int tile_depth(tensor_dtype dt) {
-    (void)dt;
-    return 16;
+    return dt == TENSOR_F32 && cuda_rt.allow_tf32 && !cuda_rt.gemm_pipelined ? 32 : 16;
 }
 
 // A copy of the weight w (d0, d1, d2) with element (i0, i1, i2) at i0*s0 + i1*s1 + i2*s2, in a
@@ -377,6 +377,14 @@ static int init(void) {
     cuda_rt.sms = cuda_rt.dev->sms;
     const char *tf32 = getenv("BANIS_ALLOW_TF32");
     cuda_rt.allow_tf32 = !(tf32 && !strcmp(tf32, "0"));
+    const char *gemm = getenv("BANIS_CUDA_GEMM");
+    if (gemm && strcmp(gemm, "pipelined") && strcmp(gemm, "registers")) {
+        snprintf(cuda_rt.why, sizeof cuda_rt.why,
+                 "CUDA: BANIS_CUDA_GEMM=%s is neither 'registers' (the default) nor 'pipelined'",
+                 gemm);
+        return -1;
+    }
+    cuda_rt.gemm_pipelined = gemm && !strcmp(gemm, "pipelined");
     if (cuda_load_library(cuda_fixed_source(), "banis fixed kernels", &cuda_rt.fixed)) {
         snprintf(cuda_rt.why, sizeof cuda_rt.why, "%s", err_message());
         return -1;

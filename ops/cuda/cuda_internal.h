@@ -20,7 +20,8 @@ typedef struct {
     char why[512];
     int arch, sms;
     bool allow_tf32;
-    void *fixed; // the module of the fixed kernels
+    bool gemm_pipelined; // BANIS_CUDA_GEMM=pipelined: the TF32 GEMM's cp.async form
+    void *fixed;         // the module of the fixed kernels
     const cudev *dev;
     backend_counters counters;
 } cuda_runtime;

@@ -21,18 +21,23 @@ const char *const cuda_fixed_kernel_names[] = {
     "conv_bwd_input_direct_f64",
     "permute3_f32",
     "permute3_f64",
+    "advance_u64",
     "matmul_f32_exact",
     "matmul_f64",
     "matmul_f32_tf32",
+    "matmul_f32_tf32_pipelined",
     "conv_forward_f32_exact",
     "conv_forward_f64",
     "conv_forward_f32_tf32",
+    "conv_forward_f32_tf32_pipelined",
     "conv_backward_input_f32_exact",
     "conv_backward_input_f64",
     "conv_backward_input_f32_tf32",
+    "conv_backward_input_f32_tf32_pipelined",
     "conv_backward_weight_f32_exact",
     "conv_backward_weight_f64",
     "conv_backward_weight_f32_tf32",
+    "conv_backward_weight_f32_tf32_pipelined",
 };
 const int cuda_fixed_kernel_count =
     (int)(sizeof cuda_fixed_kernel_names / sizeof *cuda_fixed_kernel_names);

@@ -55,9 +55,11 @@ typedef struct {
 
 static int parse_report(const char *log, kernel_resources *out, int max) {
     int n = 0;
-    for (const char *line = log; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    for (const char *line = log; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         const char *q;
-        if ((q = strstr(line, "Compiling entry function '")) && (!strchr(line, '\n') || q < strchr(line, '\n'))) {
+        if ((q = strstr(line, "Compiling entry function '")) &&
+            (!strchr(line, '\n') || q < strchr(line, '\n'))) {
             if (n == max) break;
             kernel_resources *k = &out[n++];
             memset(k, 0, sizeof *k);
@@ -69,7 +71,8 @@ static int parse_report(const char *log, kernel_resources *out, int max) {
             kernel_resources *k = &out[n - 1];
             sscanf(line, " %d bytes stack frame, %d bytes spill stores, %d bytes spill loads",
                    &k->stack, &k->spill_st, &k->spill_ld);
-        } else if (n && (q = strstr(line, "Used ")) && (!strchr(line, '\n') || q < strchr(line, '\n'))) {
+        } else if (n && (q = strstr(line, "Used ")) &&
+                   (!strchr(line, '\n') || q < strchr(line, '\n'))) {
             kernel_resources *k = &out[n - 1];
             sscanf(q, "Used %d registers", &k->regs);
             const char *sm = strstr(q, " bytes smem");
@@ -178,12 +181,12 @@ int main(int argc, char **argv) {
             if (i == n_seen) {
                 printf("sm_%d: fixed kernels module, %zu-byte cubin; ptxas, 256-thread blocks:\n",
                        archs[k], size);
-                printf("  %-32s %5s %7s %6s %6s %6s  %s\n", "kernel", "regs", "smem", "stack",
+                printf("  %-40s %5s %7s %6s %6s %6s  %s\n", "kernel", "regs", "smem", "stack",
                        "spill", "blocks", "occupancy (limit)");
                 for (int r = 0; r < nr; r++) {
                     const char *limit;
                     int b = blocks_per_sm(&res[r], archs[k], &limit);
-                    printf("  %-32s %5d %7d %6d %6d %6d  %3d%% (%s)\n", res[r].name, res[r].regs,
+                    printf("  %-40s %5d %7d %6d %6d %6d  %3d%% (%s)\n", res[r].name, res[r].regs,
                            res[r].smem, res[r].stack, res[r].spill_st + res[r].spill_ld, b,
                            b * 8 * 100 / 64, limit);
                 }

@@ -45,7 +45,7 @@ typedef uint3 dim3;
 #define __forceinline__ inline __attribute__((always_inline))
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
-#define __shared__ static thread_local
+#define __shared__   static thread_local
 #define __align__(n) __attribute__((aligned(n)))
 
 // ---- math built-ins of CUDA C++ that host C++ lacks --------------------------------------

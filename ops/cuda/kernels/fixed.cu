@@ -3,8 +3,8 @@
 //   reductions: one block per output (or per slice of a long reduction), shared-memory tree
 //   igemm<PASS, T>: one tiled GEMM whose tile loaders make it a batched matmul or an
 //     implicit-GEMM convolution (forward, input gradient by phase, weight gradient); TF32 form
-//     on the tensor cores (a cp.async multistage pipeline, ldmatrix, mma.sync m16n8k8, FP32
-//     accumulate) and exact FP32/FP64 forms
+//     on the tensor cores (mma.sync m16n8k8, FP32 accumulate; and a cp.async multistage form
+//     with ldmatrix fragments, BANIS_CUDA_GEMM=pipelined, measured slower) and exact FP32/FP64
 //   conv_bwd_input_direct: the input gradient of a convolution with few input channels
 // Shapes: conv x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous.
 #include "abi.h"
@@ -123,11 +123,10 @@ extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long 
 
 // ---- the implicit GEMM ----------------------------------------------------------------------
 // C (M x N) = A (M x K) B (K x N) in tiles of BM x BN, stepping BK along K. 256 threads; each
-// thread loads BM*BK/256 consecutive elements of a row of A's tile (e = tid * NA + i: column
-// kk = e % BK, row e / BK) and BK/2 of B's (row kk = tid / BN + 2 i, column nn = tid % BN: one
-// column per thread, so a convolution's pixel is decoded once per block). The loaders give
-// addresses (NULL for a zero); the TF32 form copies them with cp.async into a ring of stages,
-// the exact forms load the next tile into registers while the current one is multiplied.
+// thread loads BM*BK/256 elements of A's tile (column kk = e % BK, row e / BK) and BK/2 of B's (row
+// kk = tid / BN + 2 i, column nn = tid % BN: one column per thread, so a convolution's pixel
+// is decoded once per block). The next tile's loads are issued before the current tile is
+// multiplied (register double buffering).
 //
 // Passes and their K order. "Tap-major" (channels a multiple of BK): kk = tap * channels + ch,
 // so a BK tile lies within one filter tap and the tap is decoded once per tile.
@@ -141,8 +140,8 @@ enum { MATMUL = 0, CONV_FWD = 1, CONV_BWD_INPUT = 2, CONV_BWD_WEIGHT = 3 };
 #define BM 64
 #define BN 128
 
-// BK: the tile's depth (16). Each thread loads BM*BK/256 elements of A (consecutive in k) and
-// BK/2 of B per tile.
+// BK: the tile's depth (32 for TF32, 16 for the exact forms, whose FP64 accumulators need the
+// registers, and for the pipelined TF32 form, whose three stages must fit 48 KiB). Each thread loads BM*BK/256 elements of A and BK/2 of B per tile.
 template <int P, typename T, int BK> struct tile_loader {
     static constexpr int NA = BM * BK / 256, NB = BK / 2;
     const T *a, *b;
@@ -200,29 +199,164 @@ template <int P, typename T, int BK> struct tile_loader {
         }
     }
 
-    // The addresses of A(m, kk) for this thread's NA elements of the tile at k0: consecutive
-    // in k (e = tid * NA + i: row e / BK, column e % BK), NULL where the element is zero.
-    __device__ void a_src(int k0, const T **p) {
-        int rs = g.r * g.s, e0 = tid * NA, m = m0 + e0 / BK, kl = e0 % BK;
+    // A(m, kk) for this thread's NA elements of the tile at k0
+    __device__ void load_a(int k0, T *r) {
+        int rs = g.r * g.s;
         if (P == CONV_BWD_INPUT && tap_major) { // one tap for the whole tile: decoded once
             int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
             int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
-            bool ok = ry < g.r && sx < g.s && m < g.M;
-            const T *base = a + (long long)(ry * g.s + sx) * g.c * g.k + ko0 + (long long)m * g.k;
+            bool ok = ry < g.r && sx < g.s;
+            const T *base = a + (long long)(ry * g.s + sx) * g.c * g.k + ko0;
 #pragma unroll
-            for (int i = 0; i < NA; i++) p[i] = ok ? base + kl + i : nullptr;
+            for (int i = 0; i < NA; i++) {
+                int e = tid + 256 * i, m = m0 + e / BK;
+                r[i] = ok && m < g.M ? base[(long long)m * g.k + e % BK] : (T)0;
+            }
             return;
         }
         if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
             int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
-            const T *base = a + ((long long)img * g.k + m) * ohw + pix0;
+            const T *base = a + (long long)img * g.k * ohw + pix0;
 #pragma unroll
-            for (int i = 0; i < NA; i++) p[i] = m < g.M ? base + kl + i : nullptr;
+            for (int i = 0; i < NA; i++) {
+                int e = tid + 256 * i, m = m0 + e / BK;
+                r[i] = m < g.M ? base[(long long)m * ohw + e % BK] : (T)0;
+            }
             return;
         }
 #pragma unroll
         for (int i = 0; i < NA; i++) {
-            int kk = k0 + kl + i;
+            int e = tid + 256 * i, m = m0 + e / BK, kk = k0 + e % BK;
+            T v = (T)0;
+            if (m < g.M && kk < g.K) {
+                if (P == MATMUL)
+                    v = a[(long long)bz * g.a_bs + (long long)m * g.a_rs + (long long)kk * g.a_cs];
+                else if (P == CONV_FWD) {
+                    v = a[(long long)m * g.K + kk]; // tap-major: w pre-permuted to (K, R*S, C)
+                } else if (P == CONV_BWD_INPUT) {
+                    int rsq = g.rq * g.sq;
+                    if (tap_major) { // w pre-permuted to (R*S, C, K_out): contiguous along ko
+                        int t = kk / g.k, ko = kk - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+                        int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+                        if (ry < g.r && sx < g.s)
+                            v = a[((long long)(ry * g.s + sx) * g.c + m) * g.k + ko];
+                    } else {
+                        int ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
+                        int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+                        if (ry < g.r && sx < g.s)
+                            v = a[((long long)ko * g.c + m) * rs + ry * g.s + sx];
+                    }
+                } else {
+                    int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw;
+                    v = a[((long long)img * g.k + m) * ohw + pix];
+                }
+            }
+            r[i] = v;
+        }
+    }
+
+    // B(kk, nn) for this thread's NB elements (rows tid / BN + 2 i) of the tile at k0
+    __device__ void load_b(int k0, T *r) {
+        int rs = g.r * g.s, kl = tid / BN;
+        if (P == CONV_FWD && tap_major) { // one tap for the whole tile
+            int tap = k0 / g.c, c0 = k0 - tap * g.c, ry = tap / g.s, sx = tap - ry * g.s;
+            int iy = p0 + ry, ix = p1 + sx;
+            bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+            long long hw = (long long)g.h * g.w,
+                      off = b_base + (long long)(c0 + kl) * hw + iy * g.w + ix;
+#pragma unroll
+            for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * hw] : (T)0;
+            return;
+        }
+        if (P == CONV_BWD_INPUT && tap_major) {
+            int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy, ox = bx + p1 - jx;
+            bool ok = n_ok && ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow;
+            long long ohw = (long long)g.oh * g.ow,
+                      off = b_base + (long long)(ko0 + kl) * ohw + oy * g.ow + ox;
+#pragma unroll
+            for (int i = 0; i < NB; i++) r[i] = ok ? b[off + 2 * i * ohw] : (T)0;
+            return;
+        }
+        if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
+            int ohw = g.oh * g.ow, img = k0 / ohw, pix = k0 - img * ohw + kl;
+            long long base = ((long long)img * g.c + ci) * g.h * g.w;
+            int oy = pix / g.ow, ox = pix - oy * g.ow; // then stepped by 2 pixels, no division
+#pragma unroll
+            for (int i = 0; i < NB; i++) {
+                int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
+                bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+                r[i] = ok ? b[base + iy * g.w + ix] : (T)0;
+                ox += 2;
+                while (ox >= g.ow) {
+                    ox -= g.ow;
+                    oy++;
+                }
+            }
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < NB; i++) {
+            int kk = k0 + kl + 2 * i;
+            T v = (T)0;
+            if (n_ok && kk < g.K) {
+                if (P == MATMUL)
+                    v = b[b_base + (long long)kk * g.b_rs];
+                else if (P == CONV_FWD) {
+                    int c = kk / rs, q = kk - c * rs, ry = q / g.s, sx = q - ry * g.s, iy = p0 + ry,
+                        ix = p1 + sx;
+                    if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                        v = b[b_base + ((long long)c * g.h + iy) * g.w + ix];
+                } else if (P == CONV_BWD_INPUT) {
+                    int rsq = g.rq * g.sq, ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq,
+                        jx = t - jy * g.sq;
+                    int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx, oy = by + p0 - jy,
+                        ox = bx + p1 - jx;
+                    if (ry < g.r && sx < g.s && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow)
+                        v = b[b_base + ((long long)ko * g.oh + oy) * g.ow + ox];
+                } else {
+                    int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw, oy = pix / g.ow,
+                        ox = pix - oy * g.ow;
+                    int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
+                    if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+                        v = b[(((long long)img * g.c + ci) * g.h + iy) * g.w + ix];
+                }
+            }
+            r[i] = v;
+        }
+    }
+
+    // For the pipelined form (cp.async copies addresses, not values): the addresses of A(m, kk)
+    // for this thread's NA elements of the tile at k0, consecutive in k (element e = tid * NA + i:
+    // row e / BK, column e % BK; four of them make one 16-byte copy), each given to f(i,
+    // address), NULL where the element is zero. The same decoding as load_a.
+    template <typename F> __device__ __forceinline__ void a_each(int k0, F f) {
+        int rs = g.r * g.s;
+        if (P == CONV_BWD_INPUT && tap_major) { // one tap for the whole tile: decoded once
+            int t = k0 / g.k, ko0 = k0 - t * g.k, jy = t / g.sq, jx = t - jy * g.sq;
+            int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
+            bool ok = ry < g.r && sx < g.s;
+            const T *base = a + (long long)(ry * g.s + sx) * g.c * g.k + ko0;
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                int e = tid * NA + i, m = m0 + e / BK;
+                f(i, ok && m < g.M ? base + (long long)m * g.k + e % BK : nullptr);
+            }
+            return;
+        }
+        if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
+            int ohw = g.oh * g.ow, img = k0 / ohw, pix0 = k0 - img * ohw;
+            const T *base = a + (long long)img * g.k * ohw + pix0;
+#pragma unroll
+            for (int i = 0; i < NA; i++) {
+                int e = tid * NA + i, m = m0 + e / BK;
+                f(i, m < g.M ? base + (long long)m * ohw + e % BK : nullptr);
+            }
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < NA; i++) {
+            int e = tid * NA + i, m = m0 + e / BK, kk = k0 + e % BK;
             const T *q = nullptr;
             if (m < g.M && kk < g.K) {
                 if (P == MATMUL)
@@ -239,20 +373,21 @@ template <int P, typename T, int BK> struct tile_loader {
                     } else {
                         int ko = kk / rsq, t = kk - ko * rsq, jy = t / g.sq, jx = t - jy * g.sq;
                         int ry = ry0 + g.sh * jy, sx = rx0 + g.sw * jx;
-                        if (ry < g.r && sx < g.s) q = a + ((long long)ko * g.c + m) * rs + ry * g.s + sx;
+                        if (ry < g.r && sx < g.s)
+                            q = a + ((long long)ko * g.c + m) * rs + ry * g.s + sx;
                     }
                 } else {
                     int ohw = g.oh * g.ow, img = kk / ohw, pix = kk - img * ohw;
                     q = a + ((long long)img * g.k + m) * ohw + pix;
                 }
             }
-            p[i] = q;
+            f(i, q);
         }
     }
 
-    // The addresses of B(kk, nn) for this thread's NB elements (rows tid / BN + 2 i, its
-    // column nn) of the tile at k0, NULL where the element is zero.
-    __device__ void b_src(int k0, const T **p) {
+    // The addresses of B(kk, nn), as load_b's elements (rows tid / BN + 2 i, column nn), each
+    // given to f(i, address), NULL where the element is zero.
+    template <typename F> __device__ __forceinline__ void b_each(int k0, F f) {
         int rs = g.r * g.s, kl = tid / BN;
         if (P == CONV_FWD && tap_major) { // one tap for the whole tile
             int tap = k0 / g.c, c0 = k0 - tap * g.c, ry = tap / g.s, sx = tap - ry * g.s;
@@ -261,7 +396,7 @@ template <int P, typename T, int BK> struct tile_loader {
             long long hw = (long long)g.h * g.w,
                       off = b_base + (long long)(c0 + kl) * hw + iy * g.w + ix;
 #pragma unroll
-            for (int i = 0; i < NB; i++) p[i] = ok ? b + off + 2 * i * hw : nullptr;
+            for (int i = 0; i < NB; i++) f(i, ok ? b + off + 2 * i * hw : nullptr);
             return;
         }
         if (P == CONV_BWD_INPUT && tap_major) {
@@ -271,7 +406,7 @@ template <int P, typename T, int BK> struct tile_loader {
             long long ohw = (long long)g.oh * g.ow,
                       off = b_base + (long long)(ko0 + kl) * ohw + oy * g.ow + ox;
 #pragma unroll
-            for (int i = 0; i < NB; i++) p[i] = ok ? b + off + 2 * i * ohw : nullptr;
+            for (int i = 0; i < NB; i++) f(i, ok ? b + off + 2 * i * ohw : nullptr);
             return;
         }
         if (P == CONV_BWD_WEIGHT && tap_major) { // one image for the whole tile
@@ -282,7 +417,7 @@ template <int P, typename T, int BK> struct tile_loader {
             for (int i = 0; i < NB; i++) {
                 int iy = oy * g.sh - g.pt + p0, ix = ox * g.sw - g.pl + p1;
                 bool ok = n_ok && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
-                p[i] = ok ? b + base + iy * g.w + ix : nullptr;
+                f(i, ok ? b + base + iy * g.w + ix : nullptr);
                 ox += 2;
                 while (ox >= g.ow) {
                     ox -= g.ow;
@@ -318,7 +453,7 @@ template <int P, typename T, int BK> struct tile_loader {
                         q = b + (((long long)img * g.c + ci) * g.h + iy) * g.w + ix;
                 }
             }
-            p[i] = q;
+            f(i, q);
         }
     }
 };
@@ -350,35 +485,34 @@ __device__ __forceinline__ void k_range(const cuda_gemm_args &g, int &kb, int &k
     ke = split ? min(g.K, kb + g.k_chunk) : g.K;
 }
 
-// The exact forms' main loop: K in tiles of BK from the block's share (k_range), each tile
-// loaded into registers while the one before it is computed, then staged in shared memory (A
-// m-major at As[m][k], B k-major at Bs[k][n]). compute() reads the staged tile between the two
-// barriers.
-template <int P, typename T, int BK, int AW, int BW, typename Compute>
-__device__ __forceinline__ void k_loop_exact(tile_loader<P, T, BK> &L, const cuda_gemm_args &g,
-                                             T (&As)[BM][AW], T (&Bs)[BK][BW], Compute compute) {
-    constexpr int NA = tile_loader<P, T, BK>::NA, NB = tile_loader<P, T, BK>::NB;
+// The main loop both GEMM forms share: K in tiles of BK from the block's share (k_range), each
+// tile loaded into registers while the one before it is computed, then staged in shared memory
+// (A m-major at As[m][k], B k-major at Bs[k][n], each element through `cvt`). compute() reads
+// the staged tile between the two barriers.
+template <int P, typename T, int BK, typename S, int AW, int BW, typename Cvt, typename Compute>
+__device__ __forceinline__ void k_loop(tile_loader<P, T, BK> &L, const cuda_gemm_args &g,
+                                       S (&As)[BM][AW], S (&Bs)[BK][BW], Cvt cvt, Compute compute) {
     int tid = threadIdx.x;
-    const T *pa[NA], *pb[NB];
-    T ra[NA], rb[NB];
-    auto load = [&](int k0) {
-        L.a_src(k0, pa);
-        L.b_src(k0, pb);
-#pragma unroll
-        for (int i = 0; i < NA; i++) ra[i] = pa[i] ? *pa[i] : (T)0;
-#pragma unroll
-        for (int i = 0; i < NB; i++) rb[i] = pb[i] ? *pb[i] : (T)0;
-    };
+    T ra[tile_loader<P, T, BK>::NA], rb[tile_loader<P, T, BK>::NB];
     int kb, ke;
     k_range<P>(g, kb, ke);
-    if (kb < ke) load(kb);
+    if (kb < ke) {
+        L.load_a(kb, ra);
+        L.load_b(kb, rb);
+    }
     for (int k0 = kb; k0 < ke; k0 += BK) {
 #pragma unroll
-        for (int i = 0; i < NA; i++) As[tid * NA / BK][tid * NA % BK + i] = ra[i];
+        for (int i = 0; i < L.NA; i++) {
+            int e = tid + 256 * i;
+            As[e / BK][e % BK] = cvt(ra[i]);
+        }
 #pragma unroll
-        for (int i = 0; i < NB; i++) Bs[tid / BN + 2 * i][tid % BN] = rb[i];
+        for (int i = 0; i < L.NB; i++) Bs[tid / BN + 2 * i][tid % BN] = cvt(rb[i]);
         __syncthreads();
-        if (k0 + BK < ke) load(k0 + BK);
+        if (k0 + BK < ke) {
+            L.load_a(k0 + BK, ra);
+            L.load_b(k0 + BK, rb);
+        }
         compute();
         __syncthreads();
     }
@@ -393,27 +527,81 @@ __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
     L.init(a, b, g);
     int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
     T acc[4][8] = {};
-    k_loop_exact(L, g, As, Bs, [&]() {
+    k_loop(
+        L, g, As, Bs, [](T v) { return v; },
+        [&]() {
 #pragma unroll
-        for (int kk = 0; kk < BK; kk++) {
-            T av[4], bv[8];
+            for (int kk = 0; kk < BK; kk++) {
+                T av[4], bv[8];
 #pragma unroll
-            for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
+                for (int i = 0; i < 4; i++) av[i] = As[ty * 4 + i][kk];
 #pragma unroll
-            for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
+                for (int j = 0; j < 8; j++) bv[j] = Bs[kk][tx + 16 * j];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+                for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
-        }
-    });
+                    for (int j = 0; j < 8; j++) acc[i][j] += av[i] * bv[j];
+            }
+        });
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 8; j++)
             store_c<P, T>(c, g, blockIdx.z, L.m0 + ty * 4 + i, L.n0 + tx + 16 * j, acc[i][j]);
 }
 
-// TF32 on the tensor cores: 8 warps as 2 (M) x 4 (N); a warp owns 32 x 32 of C = 2 x 4 mma
-// tiles of 16 x 8 (fragments: primitives.h). K in tiles of 16 through a TF32_STAGES-deep ring of
+// TF32: 8 warps as 2 (M) x 4 (N); a warp owns 32 x 32 of C = 2 x 4 mma tiles of 16 x 8.
+// Fragments (g = lane / 4, t = lane % 4): A a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4);
+// B b0 (k t, n g) b1 (k t+4, n g); C c0 (g, 2t) c1 (g, 2t+1) c2 (g+8, 2t) c3 (g+8, 2t+1).
+// Operands are rounded to TF32 once, when they are written to shared memory. A is kept m-major
+// (rows of BK + 4 words), B k-major (rows of BN + 8): a fragment's 32 lanes read 32 different
+// banks, and a warp's stores too.
+template <int P>
+__device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
+    constexpr int BK = 32;
+    __shared__ unsigned As[BM][BK + 4],
+        Bs[BK][BN + 8]; // A m-major: its stores and fragments conflict-free
+    tile_loader<P, float, BK> L;
+    L.init(a, b, g);
+    int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
+    int gq = lane / 4, t = lane % 4;
+    float acc[2][4][4] = {};
+    k_loop(
+        L, g, As, Bs, [](float v) { return to_tf32(v); },
+        [&]() {
+#pragma unroll
+            for (int ks = 0; ks < BK; ks += 8) {
+                unsigned af[2][4], bf[4][2];
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++) {
+                    int rb0 = wm * 32 + mi * 16;
+                    af[mi][0] = As[rb0 + gq][ks + t];
+                    af[mi][1] = As[rb0 + gq + 8][ks + t];
+                    af[mi][2] = As[rb0 + gq][ks + t + 4];
+                    af[mi][3] = As[rb0 + gq + 8][ks + t + 4];
+                }
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) {
+                    int cb = wn * 32 + ni * 8;
+                    bf[ni][0] = Bs[ks + t][cb + gq];
+                    bf[ni][1] = Bs[ks + t + 4][cb + gq];
+                }
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int ni = 0; ni < 4; ni++) mma_tf32(acc[mi][ni], af[mi], bf[ni]);
+            }
+        });
+    for (int mi = 0; mi < 2; mi++)
+        for (int ni = 0; ni < 4; ni++) {
+            int r = L.m0 + wm * 32 + mi * 16 + gq, col = L.n0 + wn * 32 + ni * 8 + 2 * t;
+            store_c<P, float>(c, g, blockIdx.z, r, col, acc[mi][ni][0]);
+            store_c<P, float>(c, g, blockIdx.z, r, col + 1, acc[mi][ni][1]);
+            store_c<P, float>(c, g, blockIdx.z, r + 8, col, acc[mi][ni][2]);
+            store_c<P, float>(c, g, blockIdx.z, r + 8, col + 1, acc[mi][ni][3]);
+        }
+}
+
+// TF32, pipelined (BANIS_CUDA_GEMM=pipelined; kernels *_f32_tf32_pipelined): the same warps
+// and fragments as igemm_tf32, K in tiles of 16 through a TF32_STAGES-deep ring of
 // shared-memory stages filled by cp.async (the multistage design): while the tensor cores work
 // on tile t, the copies of tiles t + 1 and t + 2 are in flight, and one barrier a tile both
 // publishes tile t and frees the stage that tile t + 2 is copied into. A tile's A is kept m-major
@@ -425,7 +613,7 @@ __device__ void igemm_exact(const T *a, const T *b, T *c, cuda_gemm_args g) {
 // dense cases), else 4; B's are 4 bytes (a strided convolution's pixels are not contiguous).
 #define TF32_STAGES 3
 template <int P>
-__device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {
+__device__ void igemm_tf32_pipelined(const float *a, const float *b, float *c, cuda_gemm_args g) {
     constexpr int BK = 16, S = TF32_STAGES;
     constexpr int NA = tile_loader<P, float, BK>::NA, NB = tile_loader<P, float, BK>::NB;
     __shared__ __align__(16) float As[S][BM][BK + 4];
@@ -439,9 +627,8 @@ __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_a
     int tiles = kb < ke ? (ke - kb + BK - 1) / BK : 0;
     // the copies of the tile at k0 into stage st
     auto issue = [&](int st, int k0) {
-        const float *pa[NA], *pb[NB];
-        L.a_src(k0, pa);
-        L.b_src(k0, pb);
+        const float *pa[NA];
+        L.a_each(k0, [&](int i, const float *q) { pa[i] = q; });
         float *da = &As[st][tid * NA / BK][tid * NA % BK];
         bool vec = pa[0] && ((unsigned long long)pa[0] & 15) == 0;
 #pragma unroll
@@ -451,9 +638,9 @@ __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_a
         else
 #pragma unroll
             for (int i = 0; i < NA; i++) cp_async4(da + i, pa[i] ? pa[i] : a, pa[i] ? 4 : 0);
-#pragma unroll
-        for (int i = 0; i < NB; i++)
-            cp_async4(&Bs[st][tid / BN + 2 * i][tid % BN], pb[i] ? pb[i] : b, pb[i] ? 4 : 0);
+        L.b_each(k0, [&](int i, const float *q) {
+            cp_async4(&Bs[st][tid / BN + 2 * i][tid % BN], q ? q : b, q ? 4 : 0);
+        });
     };
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
@@ -472,7 +659,8 @@ __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_a
             unsigned af[2][4], bf[4][2];
 #pragma unroll
             for (int mi = 0; mi < 2; mi++) {
-                int row = wm * 32 + mi * 16 + lane % 8 + (lane / 8 % 2) * 8, col = ks + lane / 16 * 4;
+                int row = wm * 32 + mi * 16 + lane % 8 + (lane / 8 % 2) * 8,
+                    col = ks + lane / 16 * 4;
                 ldmatrix_x4(af[mi], &As[st][row][col]);
 #pragma unroll
                 for (int q = 0; q < 4; q++) af[mi][q] = to_tf32(__uint_as_float(af[mi][q]));
@@ -512,6 +700,10 @@ __device__ void igemm_tf32(const float *a, const float *b, float *c, cuda_gemm_a
     extern "C" __global__ void __launch_bounds__(256)                                              \
         NAME##_f32_tf32(const float *a, const float *b, float *c, cuda_gemm_args g) {              \
         igemm_tf32<P>(a, b, c, g);                                                                 \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                              \
+        NAME##_f32_tf32_pipelined(const float *a, const float *b, float *c, cuda_gemm_args g) {    \
+        igemm_tf32_pipelined<P>(a, b, c, g);                                                       \
     }
 ENTRY(matmul, MATMUL)
 ENTRY(conv_forward, CONV_FWD)

@@ -87,8 +87,7 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_by
     __emu_cp_async(dst, src, 4, src_bytes);
 #else
     unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src),
-                 "r"(src_bytes));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(src_bytes));
 #endif
 }
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
@@ -130,7 +129,8 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *row) {
         __emu_fault("ldmatrix: row address %p is not 16-byte aligned (lane %d)", row, __emu_lane());
     const void *const *all = __emu_warp_gather(row, "ldmatrix.x4");
     int lane = __emu_lane();
-    for (int i = 0; i < 4; i++) memcpy(&r[i], (const char *)all[8 * i + lane / 4] + 4 * (lane % 4), 4);
+    for (int i = 0; i < 4; i++)
+        memcpy(&r[i], (const char *)all[8 * i + lane / 4] + 4 * (lane % 4), 4);
     __emu_warp_release("ldmatrix.x4");
 #else
     unsigned a = (unsigned)__cvta_generic_to_shared(row);
