@@ -168,6 +168,15 @@ START_TEST(test_mma_m16n8k8_matches_reference) {
 }
 END_TEST
 
+// A kernel that must fault: its launch fails and the message names the fault.
+static void expect_fault(const char *src, const char *name, unsigned grid, unsigned block,
+                         void **args, const char *needle) {
+    int rc = run(src, name, grid, block, args);
+    ck_assert_msg(rc != 0, "kernel %s ran without a fault", name);
+    ck_assert_msg(strstr(err_message(), needle), "kernel %s: message '%s' lacks '%s'", name,
+                  err_message(), needle);
+}
+
 // ---- cp.async and ldmatrix ------------------------------------------------------------------
 // cp.async as the PTX ISA defines it: a copy lands when a wait_group completes its group, not
 // before; a short source fills the rest with zeros; groups complete oldest first.
@@ -218,8 +227,7 @@ START_TEST(test_cp_async_lands_at_its_wait) {
     float *d1 = dev_alloc(64);
     void *a1[] = {&d1};
     char *bs = with_primitives(bad);
-    ck_assert_int_ne(run(bs, "cpbad", 1, 32, a1), 0);
-    ck_assert_msg(strstr(err_message(), "cp.async of 16 bytes: misaligned"), "%s", err_message());
+    expect_fault(bs, "cpbad", 1, 32, a1, "cp.async of 16 bytes: misaligned");
     free(bs);
     D->free(d1);
 }
@@ -260,8 +268,7 @@ START_TEST(test_ldmatrix_matches_the_isa_table) {
                           out[l * 4 + i], want[i]);
     }
     skew = 1; // rows at 4-byte offsets: not 16-byte aligned
-    ck_assert_int_ne(run(src, "ldm", 1, 32, args), 0);
-    ck_assert_msg(strstr(err_message(), "ldmatrix: row address"), "%s", err_message());
+    expect_fault(src, "ldm", 1, 32, args, "ldmatrix: row address");
     free(src);
     D->free(dA);
     D->free(dO);
@@ -332,14 +339,6 @@ START_TEST(test_broken_gemm_pipelines_are_caught) {
 END_TEST
 
 // ---- faults ------------------------------------------------------------------------------------
-static void expect_fault(const char *src, const char *name, unsigned grid, unsigned block,
-                         void **args, const char *needle) {
-    int rc = run(src, name, grid, block, args);
-    ck_assert_msg(rc != 0, "kernel %s ran without a fault", name);
-    ck_assert_msg(strstr(err_message(), needle), "kernel %s: message '%s' lacks '%s'", name,
-                  err_message(), needle);
-}
-
 START_TEST(test_write_past_the_end_is_caught) {
     static const char src[] = "extern \"C\" __global__ void oob(float *y, int n) {\n"
                               "  int i = blockIdx.x * blockDim.x + threadIdx.x; if (i <= n) y[i] = "

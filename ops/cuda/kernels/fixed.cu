@@ -329,7 +329,11 @@ template <int P, typename T, int BK> struct tile_loader {
     // For the pipelined form (cp.async copies addresses, not values): the addresses of A(m, kk)
     // for this thread's NA elements of the tile at k0, consecutive in k (element e = tid * NA + i:
     // row e / BK, column e % BK; four of them make one 16-byte copy), each given to f(i,
-    // address), NULL where the element is zero. The same decoding as load_a.
+    // address), NULL where the element is zero. The same decoding as load_a and load_b, kept
+    // apart from them on purpose: load_a and load_b written on top of these (values read through
+    // the addresses) compile to 9-32% more instructions and, for the forward pass, 158
+    // registers instead of 128 (ptxas, sm_90), and such a loader measured 10-20% slower per
+    // convolution pass on the H200 (docs/gpu-runs/2026-12-04-h200-pipelined.md).
     template <typename F> __device__ __forceinline__ void a_each(int k0, F f) {
         int rs = g.r * g.s;
         if (P == CONV_BWD_INPUT && tap_major) { // one tap for the whole tile: decoded once
