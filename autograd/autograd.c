@@ -20,6 +20,13 @@ tensor *ag_requires_grad(tensor *t, bool requires) {
     return t;
 }
 
+tensor *ag_leaf_grad(const tensor *t) {
+    return t && !t->node && t->requires_grad && t->grad && tensor_is_contiguous(t->grad) &&
+                   t->grad->dtype == t->dtype && tensor_same_shape(t->grad, t)
+               ? t->grad
+               : NULL;
+}
+
 void ag_zero_grad(tensor *t) {
     // in place: a placed parameter's gradient is a view of its module's flat buffer and must
     // stay one (the optimizer reads the buffer)

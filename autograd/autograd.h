@@ -25,7 +25,8 @@
 typedef struct ag_node ag_node;
 
 // Fills grad_in[k] (same shape as input k) for each input that requires a gradient; leaves
-// the others NULL. Runs with grad mode off.
+// the others NULL. Runs with grad mode off. A backward may instead add input k's gradient to
+// ag_leaf_grad(input k) itself, in the kernel that computes it, and leave grad_in[k] NULL.
 typedef int (*ag_backward_fn)(ag_node *node, tensor *grad_out, tensor **grad_in);
 
 struct ag_node {
@@ -58,5 +59,9 @@ bool ag_grad_enabled(void);
 void ag_node_release(ag_node *node);
 // Marks a leaf as requiring a gradient (or not). Returns t.
 tensor *ag_requires_grad(tensor *t, bool requires);
+// The gradient buffer a backward may accumulate t's gradient into by itself (saving the walk's
+// separate `grad += g` pass): t's grad when t is a leaf that requires a gradient and has a
+// contiguous buffer already (optimizers preallocate them); NULL otherwise.
+tensor *ag_leaf_grad(const tensor *t);
 // Zeroes t's accumulated gradient in place (the buffer stays where it is).
 void ag_zero_grad(tensor *t);

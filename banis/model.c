@@ -185,6 +185,7 @@ void banis_model_free(banis_model *m) {
         nn_optimizer_free(m->opt_c[x]);
     }
     nn_free(m->root);
+    tensor_release(m->labels);
     free(m);
 }
 
@@ -271,6 +272,25 @@ static int minimize(banis_model *m, nn_optimizer *o, tensor *loss, double *dst, 
     return nn_step_minimize(m->runner, o, loss, (int)(dst - m->slot_base), what);
 }
 
+// The adversarial targets for batches of n (model.h): made at the first update of a batch size.
+static tensor *adversarial_labels(banis_model *m, const tensor *real) {
+    int64_t n = real->shape[0];
+    if (m->labels && m->labels->shape[0] == 2 * n && m->labels->dtype == real->dtype)
+        return m->labels;
+    bool prev = ag_set_grad_enabled(false);
+    tensor_scope_begin();
+    tensor *t = op_concat(2,
+                          (tensor *[]){tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)),
+                                       tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))},
+                          0);
+    if (t) t = tensor_keep(t);
+    tensor_scope_end();
+    ag_set_grad_enabled(prev);
+    if (!t) return NULL;
+    tensor_release(m->labels);
+    return m->labels = t;
+}
+
 int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, banis_losses *l) {
     int n = (int)real->shape[0], rc = -1;
     tensor *z = banis_sample_z(m, n);
@@ -288,12 +308,9 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
     // activations and frees each as soon as the backward is past it (only z and gen outlive
     // the update; see autograd.h).
     nn_optimizer_zero_grad(m->opt_d[x]);
+    tensor *labels = adversarial_labels(m, real);
+    if (!labels) goto done;
     tensor_scope_begin();
-    tensor *labels =
-        op_concat(2,
-                  (tensor *[]){tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)),
-                               tensor_zeros(real->dtype, SHAPE(n, 1), tensor_device(real))},
-                  0);
     tensor *pred = nn_forward(m->disc[x], op_concat(2, (tensor *[]){real, gen}, 0));
     tensor *loss = op_bce_logits(pred, labels);
     tensor_scope_end_keeping(1, &loss);
@@ -305,8 +322,7 @@ int banis_pioneer_step(banis_model *m, int x, tensor *real, tensor **generated, 
     nn_freeze(m->disc[x], true);
     nn_optimizer_zero_grad(m->opt_g[x]);
     tensor_scope_begin();
-    loss = op_bce_logits(banis_pioneer(m, x, z),
-                         tensor_ones(real->dtype, SHAPE(n, 1), tensor_device(real)));
+    loss = op_bce_logits(banis_pioneer(m, x, z), tensor_view_slice(labels, 0, 0, n, 1));
     tensor_scope_end_keeping(1, &loss);
     tensor_scope_begin();
     rc = minimize(m, m->opt_g[x], loss, &l->g_loss[x], x ? "G_B loss" : "G_A loss");

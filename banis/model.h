@@ -73,6 +73,9 @@ typedef struct {
     // are the runner's slots (the fields of banis_losses, in order), read once per step.
     nn_runner *runner;
     double *slot_base; // inside a step: the banis_losses whose fields are the runner's slots
+    // the adversarial targets, made once per batch size (not filled anew at every update):
+    // (2n, 1), n ones then n zeros (D: real, generated); its first n rows are G's ones
+    tensor *labels;
 } banis_model;
 
 banis_model *banis_model_new(const banis_arch *arch, const banis_schedule *sched, tensor_dtype dt,

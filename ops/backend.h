@@ -27,6 +27,25 @@ typedef struct {
     int64_t stride_h, stride_w, pad_top, pad_left;
 } conv_geometry;
 
+// Per-channel sums in one pass, fused (an optional entry: without it the ops compose them from
+// elementwise passes and reductions, as on the CPU). x: (N, C) or (N, C, H, W), every tensor
+// contiguous, the per-channel ones C values each.
+//   SUMS_STATS: out1 = the batch mean, out2 = the biased variance; when running_mean is given,
+//     running = momentum * running + (1 - momentum) * batch (variance unbiased).
+//   SUMS_BN_GRAD (g: x's shape): with xhat = (x - mean) rsqrt(var + eps) and gp the gradient at
+//     pre = xhat gamma + beta through activation `act` (op_activation, ops.h; `slope` for leaky
+//     ReLU): out1 = sum gp (dbeta), out2 = sum gp xhat (dgamma).
+//   SUMS_PLAIN: out1 = sum x (a bias gradient).
+// acc1 += out1 and acc2 += out2 where given (leaf gradients, accumulated in the same pass).
+typedef enum { SUMS_STATS, SUMS_BN_GRAD, SUMS_PLAIN } sums_mode;
+typedef struct {
+    sums_mode mode;
+    const tensor *x, *g, *mean, *var, *gamma, *beta;
+    tensor *out1, *out2, *acc1, *acc2, *running_mean, *running_var;
+    double eps, slope, momentum;
+    int act;
+} channel_sums_args;
+
 // A device's backend: its memory (what tensor/ sees of it; first, so a storage's memory is its
 // backend), then the compute.
 typedef struct backend {
@@ -39,11 +58,21 @@ typedef struct backend {
     // out has in's ndim with extent 1 on the reduced axes.
     int (*reduce)(reduce_kind kind, const tensor *in, tensor *out);
     int (*gemm)(const gemm_args *args);
-    int (*conv2d_forward)(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y);
+    // The two passes that make a convolution's (or a transposed one's) output also add `bias`
+    // to it when given (one value per output channel; NULL: none), in the same pass.
+    int (*conv2d_forward)(const conv_geometry *g, const tensor *x, const tensor *w,
+                          const tensor *bias, tensor *y);
     int (*conv2d_backward_input)(const conv_geometry *g, const tensor *dy, const tensor *w,
-                                 tensor *dx);
+                                 const tensor *bias, tensor *dx);
     int (*conv2d_backward_weight)(const conv_geometry *g, const tensor *x, const tensor *dy,
                                   tensor *dw);
+    // Optional fusions (NULL: the op composes them, as on the CPU): dw += the weight gradient
+    // and C += A @ B, in the pass that sums split K's partials (a leaf gradient accumulated
+    // without a pass of its own); per-channel sums (above).
+    int (*conv2d_backward_weight_add)(const conv_geometry *g, const tensor *x, const tensor *dy,
+                                      tensor *dw);
+    int (*gemm_add)(const gemm_args *args); // C += A @ B, batch 1 (a dense layer's weight)
+    int (*channel_sums)(const channel_sums_args *a);
 } backend;
 
 // The backend that computes on t's storage.

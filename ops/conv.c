@@ -63,30 +63,42 @@ static int64_t conv_flops(const conv_geometry *g) {
     return 2 * g->N * g->K * g->C * g->R * g->S * g->OH * g->OW;
 }
 
-// y += bias (per output channel) in place: a convolution with a bias is one tensor and one
-// node (its backward sums g for the bias), not a convolution and a broadcast add, which kept a
-// second tensor of the output's size for the graph and a third in its backward.
-static int add_bias_(tensor *y, tensor *bias) {
+// The bias is added by the pass that writes the output (the backend's epilogue): a convolution
+// with a bias is one tensor, one pass and one node (its backward sums g for the bias), not a
+// convolution and a broadcast add, which kept a second tensor of the output's size for the
+// graph and a third in its backward. The bias: one value per output channel, contiguous.
+static int check_bias(tensor *bias, int64_t channels, tensor **contiguous) {
+    *contiguous = NULL;
     if (!bias) return 0;
-    if (bias->ndim != 1 || bias->shape[0] != y->shape[1]) {
-        err_set("conv: bias must have shape (%lld)", (long long)y->shape[1]);
+    if (bias->ndim != 1 || bias->shape[0] != channels) {
+        err_set("conv: bias must have shape (%lld)", (long long)channels);
         return -1;
     }
-    ew_program p;
-    ew_init(&p, 2);
-    ew_output(&p, ew_add(&p, ew_input(&p, 0), ew_input(&p, 1)));
-    tensor_scope_begin();
-    int rc = op_ew_into("conv bias", &p, 1, &y, 2,
-                        (tensor *[]){y, tensor_view_reshape(bias, SHAPE(1, -1, 1, 1))});
-    tensor_scope_end();
-    return rc;
+    *contiguous = tensor_contiguous(bias);
+    return *contiguous ? 0 : -1;
 }
 
-// d bias = g summed over the batch and the pixels
+// d bias = g summed over the batch and the pixels: where the backend has per-channel sums
+// (CUDA), one pass that also adds it to the bias's leaf gradient; else a reduction
 static int bias_grad(ag_node *n, tensor *g, tensor **gin) {
     if (n->n_inputs < 3 || !n->inputs[2]->requires_grad) return 0;
-    tensor *s = op_sum(op_contiguous(g), 3, (const int[]){0, 2, 3}, true);
-    gin[2] = s ? op_reshape(s, 1, n->inputs[2]->shape) : NULL;
+    tensor *bias = n->inputs[2];
+    g = op_contiguous(g);
+    if (!g) return -1;
+    const backend *be = tensor_backend(g);
+    if (be->channel_sums) {
+        tensor *acc = ag_leaf_grad(bias);
+        tensor *s = tensor_empty(g->dtype, 1, bias->shape, tensor_device(g));
+        channel_sums_args a = {.mode = SUMS_PLAIN, .x = g, .out1 = s, .acc1 = acc};
+        if (!s || be->channel_sums(&a)) {
+            err_prefix("bias gradient: ");
+            return -1;
+        }
+        if (!acc) gin[2] = s;
+        return 0;
+    }
+    tensor *s = op_sum(g, 3, (const int[]){0, 2, 3}, true);
+    gin[2] = s ? op_reshape(s, 1, bias->shape) : NULL;
     return gin[2] ? 0 : -1;
 }
 
@@ -105,15 +117,20 @@ static int conv_grads(ag_node *n, tensor *g, tensor **gin, bool transposed) {
         gin[0] = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
         tensor *wc = op_contiguous(w);
         if (!gin[0] || !wc ||
-            (transposed ? be->conv2d_forward(geo, g, wc, gin[0])
-                        : be->conv2d_backward_input(geo, g, wc, gin[0])))
+            (transposed ? be->conv2d_forward(geo, g, wc, NULL, gin[0])
+                        : be->conv2d_backward_input(geo, g, wc, NULL, gin[0])))
             return -1;
     }
     if (w->requires_grad) {
-        gin[1] = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w));
+        // into the leaf's gradient buffer directly where the backend can add (CUDA: in the pass
+        // that sums split K's partials), else a fresh tensor that the walk accumulates
+        tensor *acc = be->conv2d_backward_weight_add ? ag_leaf_grad(w) : NULL;
+        tensor *dw =
+            acc ? acc : (gin[1] = tensor_empty(w->dtype, w->ndim, w->shape, tensor_device(w)));
         tensor *xc = op_contiguous(x);
-        if (!gin[1] || !xc ||
-            be->conv2d_backward_weight(geo, transposed ? g : xc, transposed ? xc : g, gin[1]))
+        if (!dw || !xc ||
+            (acc ? be->conv2d_backward_weight_add
+                 : be->conv2d_backward_weight)(geo, transposed ? g : xc, transposed ? xc : g, dw))
             return -1;
     }
     return 0;
@@ -147,15 +164,15 @@ tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o) {
                 (long long)(g.W + o->pad_left + o->pad_right));
         return NULL;
     }
-    tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
-    tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.K, g.OH, g.OW), tensor_device(x));
-    if (!xc || !wc || !y) return NULL;
-    op_flops_add(conv_flops(&g));
-    if (tensor_backend(x)->conv2d_forward(&g, xc, wc, y)) {
+    tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w), *bc;
+    if (check_bias(bias, g.K, &bc)) {
         err_prefix("conv2d: ");
         return NULL;
     }
-    if (add_bias_(y, bias)) {
+    tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.K, g.OH, g.OW), tensor_device(x));
+    if (!xc || !wc || !y) return NULL;
+    op_flops_add(conv_flops(&g));
+    if (tensor_backend(x)->conv2d_forward(&g, xc, wc, bc, y)) {
         err_prefix("conv2d: ");
         return NULL;
     }
@@ -198,15 +215,15 @@ tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_op
         .pad_top = o->pad_top,
         .pad_left = o->pad_left,
     };
-    tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w);
-    tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.C, OH, OW), tensor_device(x));
-    if (!xc || !wc || !y) return NULL;
-    op_flops_add(conv_flops(&g));
-    if (tensor_backend(x)->conv2d_backward_input(&g, xc, wc, y)) {
+    tensor *xc = tensor_contiguous(x), *wc = tensor_contiguous(w), *bc;
+    if (check_bias(bias, g.C, &bc)) {
         err_prefix("conv_transpose2d: ");
         return NULL;
     }
-    if (add_bias_(y, bias)) {
+    tensor *y = tensor_empty(x->dtype, SHAPE(g.N, g.C, OH, OW), tensor_device(x));
+    if (!xc || !wc || !y) return NULL;
+    op_flops_add(conv_flops(&g));
+    if (tensor_backend(x)->conv2d_backward_input(&g, xc, wc, bc, y)) {
         err_prefix("conv_transpose2d: ");
         return NULL;
     }

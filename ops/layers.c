@@ -1,6 +1,8 @@
 // Ops that layers are made of: batch normalisation (with a fused activation), dropout,
 // and the activations by name. Built from the elementwise and reduction ops, so their
-// gradients come from those ops' rules.
+// gradients come from those ops' rules; batch norm's per-channel sums run as the backend's
+// fused kernels where it has them (CUDA), composed from those ops where not (the CPU, which
+// is thus the reference the fused kernels are checked against).
 #include <math.h>
 
 #include "../tensor/error.h"
@@ -69,16 +71,56 @@ static int bn_pre_grad(ew_program *p, const bn_ctx *c) { // inputs x, mean, var,
     return act_backward(p, ew_input(p, 5), pre, c->act, c->slope);
 }
 
-static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
-    const bn_ctx *c = n->ctx;
-    tensor *x = n->inputs[0], *gamma = n->inputs[1], *beta = n->inputs[2];
-    tensor *mean = n->inputs[3], *var = n->inputs[4];
+// The backend's fused per-channel sums (backend.h), when it has them and every operand is
+// contiguous; else NULL (the op composes them).
+static const backend *fused_bn(int n, const tensor *const *ts) {
+    const backend *be = tensor_backend(ts[0]);
+    if (!be->channel_sums) return NULL;
+    for (int i = 0; i < n; i++)
+        if (ts[i] && !tensor_is_contiguous(ts[i])) return NULL;
+    return be;
+}
+
+// dbeta = sum gp and dgamma = sum gp * xhat over each channel, as (1, C[, 1, 1]). Fused: one
+// pass that stores neither, adding them to gamma's and beta's leaf gradients as it goes (then
+// *acc_gamma / *acc_beta are set). Composed: gp and gp * xhat as tensors, then two sums.
+static int bn_grad_sums(const bn_ctx *c, tensor *const in[6], tensor **dbeta, tensor **dgamma,
+                        bool *acc_beta, bool *acc_gamma) {
+    tensor *x = in[0], *gamma = in[3], *beta = in[4], *g = in[5];
     int nd = x->ndim, n_axes = nd == 4 ? 3 : 1;
     int64_t C = x->shape[1], bshape[4] = {1, C, 1, 1};
+    tensor *gb = ag_leaf_grad(beta), *gg = ag_leaf_grad(gamma);
+    tensor *ops[8] = {x, g, in[1], in[2], gamma, beta, gb, gg};
+    const backend *be = fused_bn(8, (const tensor *const *)ops);
+    *acc_beta = *acc_gamma = false;
+    if (be) {
+        *dbeta = tensor_empty(x->dtype, nd, bshape, tensor_device(x));
+        *dgamma = tensor_empty(x->dtype, nd, bshape, tensor_device(x));
+        channel_sums_args a = {.mode = SUMS_BN_GRAD,
+                               .x = x,
+                               .g = g,
+                               .mean = in[1],
+                               .var = in[2],
+                               .gamma = gamma,
+                               .beta = beta,
+                               .out1 = *dbeta,
+                               .out2 = *dgamma,
+                               .acc1 = gb,
+                               .acc2 = gg,
+                               .eps = c->eps,
+                               .slope = c->slope,
+                               .act = (int)c->act};
+        if (!*dbeta || !*dgamma || be->channel_sums(&a)) {
+            err_prefix("batch_norm backward: ");
+            return -1;
+        }
+        *acc_beta = gb != NULL;
+        *acc_gamma = gg != NULL;
+        return 0;
+    }
     const int *axes = nd == 4 ? (const int[]){0, 2, 3} : (const int[]){0};
-    double M = (double)(tensor_numel(x) / C);
-    tensor *gm = op_reshape(gamma, nd, bshape), *bt = op_reshape(beta, nd, bshape);
-    tensor *ins[6] = {x, mean, var, gm, bt, g};
+    tensor *ins[6] = {x, in[1], in[2], op_reshape(gamma, nd, bshape), op_reshape(beta, nd, bshape),
+                      g};
     ew_program p;
     ew_init(&p, 6); // x, mean, var, gamma, beta, g
     int gp = bn_pre_grad(&p, c);
@@ -87,13 +129,30 @@ static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor_scope_begin(); // gp and gp * xhat: freed once summed
     tensor *GP = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
     tensor *GPX = tensor_empty(x->dtype, x->ndim, x->shape, tensor_device(x));
-    tensor *outs[2] = {GP, GPX}, *dbeta = NULL, *dgamma = NULL;
+    tensor *outs[2] = {GP, GPX};
+    *dbeta = *dgamma = NULL;
     if (GP && GPX && !op_ew_into("batch_norm backward", &p, 2, outs, 6, ins)) {
-        dbeta = op_sum(GP, n_axes, axes, true);
-        dgamma = op_sum(GPX, n_axes, axes, true);
+        *dbeta = op_sum(GP, n_axes, axes, true);
+        *dgamma = op_sum(GPX, n_axes, axes, true);
     }
-    tensor_scope_end_keeping(2, (tensor *[]){dbeta, dgamma});
-    if (!dbeta || !dgamma) return -1;
+    tensor_scope_end_keeping(2, (tensor *[]){*dbeta, *dgamma});
+    return *dbeta && *dgamma ? 0 : -1;
+}
+
+static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
+    const bn_ctx *c = n->ctx;
+    tensor *x = n->inputs[0], *gamma = n->inputs[1], *beta = n->inputs[2];
+    tensor *mean = n->inputs[3], *var = n->inputs[4];
+    int nd = x->ndim;
+    int64_t C = x->shape[1], bshape[4] = {1, C, 1, 1};
+    double M = (double)(tensor_numel(x) / C);
+    tensor *gm = op_reshape(gamma, nd, bshape), *bt = op_reshape(beta, nd, bshape);
+    tensor *dbeta, *dgamma;
+    bool acc_beta, acc_gamma;
+    if (bn_grad_sums(c, (tensor *[]){x, mean, var, gamma, beta, g}, &dbeta, &dgamma, &acc_beta,
+                     &acc_gamma))
+        return -1;
+    ew_program p;
     if (x->requires_grad) {
         ew_init(&p, 8); // x, mean, var, gamma, beta, g, dbeta, dgamma
         int gp2 = bn_pre_grad(&p, c);
@@ -106,9 +165,52 @@ static int bn_backward(ag_node *n, tensor *g, tensor **gin) {
         gin[0] = op_ew("batch_norm backward", &p, 8, in2);
         if (!gin[0]) return -1;
     }
-    if (gamma->requires_grad && !(gin[1] = op_reshape(dgamma, 1, &C))) return -1;
-    if (beta->requires_grad && !(gin[2] = op_reshape(dbeta, 1, &C))) return -1;
+    if (gamma->requires_grad && !acc_gamma && !(gin[1] = op_reshape(dgamma, 1, &C))) return -1;
+    if (beta->requires_grad && !acc_beta && !(gin[2] = op_reshape(dbeta, 1, &C))) return -1;
     return 0;
+}
+
+// The batch mean and biased variance of each channel, as (1, C[, 1, 1]), and the running ones
+// updated in place: running = momentum * running + (1 - momentum) * batch, variance unbiased.
+// Fused: one pass over x in the backend's kernels. Composed: the mean, then the mean of the
+// squared deviations, then the running update.
+static int bn_statistics(tensor *x, tensor *running_mean, tensor *running_var, const op_bn_opts *o,
+                         int64_t count, tensor **mean, tensor **var) {
+    int nd = x->ndim, n_axes = nd == 4 ? 3 : 1;
+    int64_t C = x->shape[1], bshape[4] = {1, C, 1, 1};
+    const backend *be = fused_bn(3, (const tensor *[]){x, running_mean, running_var});
+    if (be) {
+        *mean = tensor_empty(x->dtype, nd, bshape, tensor_device(x));
+        *var = tensor_empty(x->dtype, nd, bshape, tensor_device(x));
+        channel_sums_args a = {.mode = SUMS_STATS,
+                               .x = x,
+                               .out1 = *mean,
+                               .out2 = *var,
+                               .running_mean = running_mean,
+                               .running_var = running_var,
+                               .momentum = o->momentum};
+        if (!*mean || !*var || be->channel_sums(&a)) {
+            err_prefix("batch_norm: ");
+            return -1;
+        }
+        return 0;
+    }
+    const int *axes = nd == 4 ? (const int[]){0, 2, 3} : (const int[]){0};
+    // in a scope of their own: x - mean and its square are as large as x, and only the
+    // per-channel statistics are needed after (they outlive it)
+    tensor_scope_begin();
+    *mean = op_mean(x, n_axes, axes, true);
+    *var = op_mean(op_square(op_sub(x, *mean)), n_axes, axes, true);
+    tensor_scope_end_keeping(2, (tensor *[]){*mean, *var});
+    ew_program p;
+    ew_init(&p, 4);
+    int m = ew_const(&p, o->momentum), one_m = ew_const(&p, 1 - o->momentum);
+    ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 0)), ew_mul(&p, one_m, ew_input(&p, 2))));
+    int unbiased = ew_mul(&p, ew_input(&p, 3), ew_const(&p, (double)count / (double)(count - 1)));
+    ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 1)), ew_mul(&p, one_m, unbiased)));
+    tensor *outs[2] = {running_mean, running_var};
+    tensor *ins[4] = {running_mean, running_var, op_reshape(*mean, 1, &C), op_reshape(*var, 1, &C)};
+    return *var && !op_ew_into("batch_norm running statistics", &p, 2, outs, 4, ins) ? 0 : -1;
 }
 
 tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
@@ -131,9 +233,6 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
     // Per-channel tensors broadcast as (1, C) or (1, C, 1, 1).
     int64_t bshape[4] = {1, C, 1, 1};
     int nd = x->ndim;
-    int axes4[3] = {0, 2, 3}, axes2[1] = {0};
-    const int *axes = nd == 4 ? axes4 : axes2;
-    int n_axes = nd == 4 ? 3 : 1;
     tensor *mean, *var;
     // Training: the batch statistics, and the output, are computed without a graph; one node
     // with bn_backward stands for the whole op.
@@ -146,25 +245,7 @@ tensor *op_batch_norm(tensor *x, tensor *gamma, tensor *beta, tensor *running_me
                     (long long)count);
             return NULL;
         }
-        // in a scope of their own: x - mean and its square are as large as x, and only the
-        // per-channel statistics are needed after (they outlive it)
-        tensor_scope_begin();
-        mean = op_mean(x, n_axes, axes, true);
-        var = op_mean(op_square(op_sub(x, mean)), n_axes, axes, true);
-        tensor_scope_end_keeping(2, (tensor *[]){mean, var});
-        // running = momentum * running + (1 - momentum) * batch; variance unbiased.
-        ew_program p;
-        ew_init(&p, 4);
-        int m = ew_const(&p, o->momentum), one_m = ew_const(&p, 1 - o->momentum);
-        ew_output(&p,
-                  ew_add(&p, ew_mul(&p, m, ew_input(&p, 0)), ew_mul(&p, one_m, ew_input(&p, 2))));
-        int unbiased =
-            ew_mul(&p, ew_input(&p, 3), ew_const(&p, (double)count / (double)(count - 1)));
-        ew_output(&p, ew_add(&p, ew_mul(&p, m, ew_input(&p, 1)), ew_mul(&p, one_m, unbiased)));
-        tensor *outs[2] = {running_mean, running_var};
-        tensor *ins[4] = {running_mean, running_var, op_reshape(mean, 1, &C),
-                          op_reshape(var, 1, &C)};
-        if (!var || op_ew_into("batch_norm running statistics", &p, 2, outs, 4, ins)) {
+        if (bn_statistics(x, running_mean, running_var, o, count, &mean, &var)) {
             ag_set_grad_enabled(prev);
             return NULL;
         }

@@ -3,8 +3,9 @@
 #include "backend.h"
 #include "ops.h"
 
-// C = A @ B for 2-D or 3-D operands (a 2-D B is shared across A's batch).
-static tensor *matmul_raw(tensor *a, tensor *b) {
+// C = A @ B for 2-D or 3-D operands (a 2-D B is shared across A's batch). With `acc` (2-D
+// operands, a backend with gemm_add): acc += A @ B instead, and acc is returned.
+static tensor *matmul_to(tensor *a, tensor *b, tensor *acc) {
     char sa[96], sb[96];
     if (a->ndim < 2 || a->ndim > 3 || b->ndim < 2 || b->ndim > 3 ||
         (a->ndim == 2 && b->ndim == 3)) {
@@ -24,8 +25,9 @@ static tensor *matmul_raw(tensor *a, tensor *b) {
         err_set("matmul: operands differ in dtype or device");
         return NULL;
     }
-    tensor *c = a->ndim == 3 ? tensor_empty(a->dtype, SHAPE(batch, M, N), tensor_device(a))
-                             : tensor_empty(a->dtype, SHAPE(M, N), tensor_device(a));
+    tensor *c = acc            ? acc
+                : a->ndim == 3 ? tensor_empty(a->dtype, SHAPE(batch, M, N), tensor_device(a))
+                               : tensor_empty(a->dtype, SHAPE(M, N), tensor_device(a));
     if (!c) return NULL;
     int ao = a->ndim - 2, bo = b->ndim - 2;
     gemm_args g = {
@@ -44,12 +46,15 @@ static tensor *matmul_raw(tensor *a, tensor *b) {
         .b_col_stride = b->strides[bo + 1],
     };
     op_flops_add(2 * batch * M * N * K);
-    if (tensor_backend(a)->gemm(&g)) {
+    const backend *be = tensor_backend(a);
+    if (acc ? be->gemm_add(&g) : be->gemm(&g)) {
         err_prefix("matmul: ");
         return NULL;
     }
     return c;
 }
+
+static tensor *matmul_raw(tensor *a, tensor *b) { return matmul_to(a, b, NULL); }
 
 static int matmul_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *a = n->inputs[0], *b = n->inputs[1];
@@ -62,6 +67,9 @@ static int matmul_backward(ag_node *n, tensor *g, tensor **gin) {
             tensor *a2 = op_reshape(op_contiguous(a), SHAPE(-1, a->shape[2]));
             tensor *g2 = op_reshape(op_contiguous(g), SHAPE(-1, g->shape[2]));
             gin[1] = a2 && g2 ? matmul_raw(op_transpose(a2, 0, 1), g2) : NULL;
+        } else if (a->ndim == 2 && tensor_backend(b)->gemm_add && ag_leaf_grad(b)) {
+            // added to the leaf's gradient by the GEMM's own pass (CUDA)
+            return matmul_to(op_transpose(a, -2, -1), g, ag_leaf_grad(b)) ? 0 : -1;
         } else {
             gin[1] = matmul_raw(op_transpose(a, -2, -1), g);
         }

@@ -26,6 +26,8 @@ typedef struct {
         int axes[4];
         op_bn_opts bn;
     } arg;
+    bool preset_grads; // cuda-parity: the inputs' gradients exist before the backward (0.5
+                       // each, as an optimizer's preallocated buffers), so it adds to them
 } gradcheck_case;
 
 typedef struct {

@@ -14,9 +14,10 @@ int cpu_elementwise(const char *op, const ew_program *p, tensor *const *outs,
                     const tensor *const *ins);
 int cpu_reduce(reduce_kind kind, const tensor *in, tensor *out);
 int cpu_gemm(const gemm_args *g);
-int cpu_conv2d_forward(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y);
+int cpu_conv2d_forward(const conv_geometry *g, const tensor *x, const tensor *w, const tensor *bias,
+                       tensor *y);
 int cpu_conv2d_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w,
-                              tensor *dx);
+                              const tensor *bias, tensor *dx);
 int cpu_conv2d_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy,
                                tensor *dw);
 

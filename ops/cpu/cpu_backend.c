@@ -122,11 +122,13 @@ static int p_gemm(const gemm_args *g) {
           (long long)g->N, (long long)g->K, g->a_col_stride != 1 ? " At" : "",
           g->b_col_stride != 1 ? " Bt" : "");
 }
-static int p_conv_fwd(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y) {
-    TIMED(cpu_conv2d_forward(g, x, w, y), CONV_NAME("fwd", g));
+static int p_conv_fwd(const conv_geometry *g, const tensor *x, const tensor *w, const tensor *bias,
+                      tensor *y) {
+    TIMED(cpu_conv2d_forward(g, x, w, bias, y), CONV_NAME("fwd", g));
 }
-static int p_conv_dx(const conv_geometry *g, const tensor *dy, const tensor *w, tensor *dx) {
-    TIMED(cpu_conv2d_backward_input(g, dy, w, dx), CONV_NAME("dx ", g));
+static int p_conv_dx(const conv_geometry *g, const tensor *dy, const tensor *w, const tensor *bias,
+                     tensor *dx) {
+    TIMED(cpu_conv2d_backward_input(g, dy, w, bias, dx), CONV_NAME("dx ", g));
 }
 static int p_conv_dw(const conv_geometry *g, const tensor *x, const tensor *dy, tensor *dw) {
     TIMED(cpu_conv2d_backward_weight(g, x, dy, dw), CONV_NAME("dw ", g));

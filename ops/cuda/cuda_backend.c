@@ -168,9 +168,11 @@ static int run_igemm(const char *base, tensor_dtype dt, const void *a, const voi
 
 // One GEMM whose K is split over blocks when its output has too few tiles to fill the GPU and K
 // is long (a weight gradient's images x pixels, a dense layer's features): the blocks write
-// partials, summed in a fixed order (deterministic). C is contiguous (M, N).
+// partials, summed in a fixed order (deterministic). C is contiguous (M, N). With `add`,
+// C += the product (a leaf gradient): the partials' sum adds it (unsplit: the product goes to
+// a workspace first, then one pass adds it).
 static int run_split_k(const char *base, tensor_dtype dt, const void *a, const void *b, void *c,
-                       cuda_gemm_args *d) {
+                       cuda_gemm_args *d, int add) {
     long long tiles = (long long)((d->N + 127) / 128) * ((d->M + 63) / 64),
               target = 2LL * cuda_sm_count();
     int splits = 1;
@@ -181,10 +183,11 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
     }
     d->k_chunk = ((d->K + splits - 1) / splits + 31) / 32 * 32; // whole tiles (BK is 16 or 32)
     splits = d->k_chunk ? (d->K + d->k_chunk - 1) / d->k_chunk : 1;
-    if (splits <= 1) {
+    if (splits <= 1 && !add) {
         d->k_chunk = strcmp(base, "matmul") ? d->K : 0;
         return run_igemm(base, dt, a, b, c, d, 1);
     }
+    if (splits <= 1) d->k_chunk = strcmp(base, "matmul") ? d->K : 0;
     d->a_bs = d->b_bs = 0; // z is the split, not a batch
     size_t esize = (size_t)tensor_dtype_size(dt);
     long long mn = (long long)d->M * d->N;
@@ -194,11 +197,27 @@ static int run_split_k(const char *base, tensor_dtype dt, const void *a, const v
     if (!rc) {
         const char *name = dt == TENSOR_F64 ? "splitk_sum_f64" : "splitk_sum_f32";
         void *k = cuda_fixed_kernel(name);
-        void *args[] = {&ws, &c, &mn, &splits};
+        void *args[] = {&ws, &c, &mn, &splits, &add};
         rc = k ? cuda_launch(k, name, d3(cuda_stride_blocks(mn), 1, 1), d3(256, 1, 1), args) : -1;
     }
     cuda_free(ws);
     return rc;
+}
+
+static int cuda_gemm_add(const gemm_args *g) {
+    if (g->batch != 1) {
+        err_set("CUDA: gemm_add takes one product, not a batch of %lld", (long long)g->batch);
+        return -1;
+    }
+    cuda_gemm_args d = {.M = (int)g->M,
+                        .N = (int)g->N,
+                        .K = (int)g->K,
+                        .a_rs = g->a_row_stride,
+                        .a_cs = g->a_col_stride,
+                        .b_rs = g->b_row_stride,
+                        .b_cs = g->b_col_stride};
+    return run_split_k("matmul", g->c->dtype, cuda_data_ptr(g->a), cuda_data_ptr(g->b),
+                       cuda_data_ptr(g->c), &d, 1);
 }
 
 static int cuda_gemm(const gemm_args *g) {
@@ -213,7 +232,7 @@ static int cuda_gemm(const gemm_args *g) {
                         .b_cs = g->b_col_stride};
     size_t es = (size_t)tensor_dtype_size(g->c->dtype);
     char *a = cuda_data_ptr(g->a), *b = cuda_data_ptr(g->b), *c = cuda_data_ptr(g->c);
-    if (g->batch == 1) return run_split_k("matmul", g->c->dtype, a, b, c, &d);
+    if (g->batch == 1) return run_split_k("matmul", g->c->dtype, a, b, c, &d, 0);
     // the grid's z holds at most 65,535 batch entries: larger batches in slices
     for (int64_t b0 = 0; b0 < g->batch; b0 += 65535) {
         int n = (int)(g->batch - b0 < 65535 ? g->batch - b0 : 65535);
@@ -281,9 +300,11 @@ static void *permuted(const tensor *w, int64_t d0, int64_t d1, int64_t d2, long 
     return out;
 }
 
-static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tensor *w, tensor *y) {
+static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tensor *w,
+                             const tensor *bias, tensor *y) {
     if (check_int_sizes("conv2d forward", g)) return -1;
     cuda_gemm_args d = conv_args(g);
+    d.bias = bias ? cuda_data_ptr(bias) : NULL;
     d.M = (int)g->K, d.N = (int)(g->N * g->OH * g->OW), d.K = (int)(g->C * g->R * g->S);
     d.tap_major = g->C % tile_depth(y->dtype) == 0;
     if (!d.tap_major)
@@ -299,9 +320,10 @@ static int cuda_conv_forward(const conv_geometry *g, const tensor *x, const tens
 }
 
 static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, const tensor *w,
-                                    tensor *dx) {
+                                    const tensor *bias, tensor *dx) {
     if (check_int_sizes("conv2d input gradient", g)) return -1;
     cuda_gemm_args d = conv_args(g);
+    d.bias = bias ? cuda_data_ptr(bias) : NULL;
     if (g->C <= 4) { // a 64-row GEMM tile would be mostly empty: one thread per dx element
         const char *name =
             dx->dtype == TENSOR_F64 ? "conv_bwd_input_direct_f64" : "conv_bwd_input_direct_f32";
@@ -335,14 +357,83 @@ static int cuda_conv_backward_input(const conv_geometry *g, const tensor *dy, co
     return rc;
 }
 
-static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy,
-                                     tensor *dw) {
+static int conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy,
+                                tensor *dw, int add) {
     if (check_int_sizes("conv2d weight gradient", g)) return -1;
     cuda_gemm_args d = conv_args(g);
     d.M = (int)g->K, d.N = (int)(g->C * g->R * g->S), d.K = (int)(g->N * g->OH * g->OW);
     d.tap_major = (g->OH * g->OW) % tile_depth(dw->dtype) == 0; // a tile lies within one image
     return run_split_k("conv_backward_weight", dw->dtype, cuda_data_ptr(dy), cuda_data_ptr(x),
-                       cuda_data_ptr(dw), &d);
+                       cuda_data_ptr(dw), &d, add);
+}
+static int cuda_conv_backward_weight(const conv_geometry *g, const tensor *x, const tensor *dy,
+                                     tensor *dw) {
+    return conv_backward_weight(g, x, dy, dw, 0);
+}
+static int cuda_conv_backward_weight_add(const conv_geometry *g, const tensor *x, const tensor *dy,
+                                         tensor *dw) {
+    return conv_backward_weight(g, x, dy, dw, 1);
+}
+
+// Per-channel sums (backend.h): one launch of channel_sums over (channel, split) blocks, the
+// last block of each channel writing its results (a ticket per channel, in cuda_tickets).
+unsigned *cuda_tickets;
+
+static int cuda_channel_sums(const channel_sums_args *b) {
+    const tensor *x = b->x;
+    int64_t C = x->shape[1], hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    cuda_sums_args a = {.m = x->shape[0] * hw,
+                        .c = (int)C,
+                        .hw = (int)hw,
+                        .mode = b->mode == SUMS_STATS     ? CUDA_SUMS_STATS
+                                : b->mode == SUMS_BN_GRAD ? CUDA_SUMS_BN_GRAD
+                                                          : CUDA_SUMS_PLAIN,
+                        .act = b->act,
+                        .update_running = b->running_mean != NULL,
+                        .eps = b->eps,
+                        .slope = b->slope,
+                        .momentum = b->momentum};
+    if (C == 0 || a.m == 0) return 0;
+    if (C > CUDA_TICKETS || hw > 2147483647) {
+        err_set("CUDA: per-channel sums over %lld channels of %lld values exceed the kernel's "
+                "range (%d channels)",
+                (long long)C, (long long)hw, CUDA_TICKETS);
+        return -1;
+    }
+    a.unbias = a.m > 1 ? (double)a.m / (double)(a.m - 1) : 1.0;
+    // as the reductions split: at least 4 blocks an SM in all, at least 2,048 values a block
+    long long target = 4LL * cuda_sm_count(), splits = 1;
+    if (C < target && a.m >= 8192) {
+        splits = (target + C - 1) / C;
+        if (splits > a.m / 2048) splits = a.m / 2048;
+        if (splits > 65535) splits = 65535;
+    }
+    a.chunk = (a.m + splits - 1) / splits;
+    a.splits = (int)((a.m + a.chunk - 1) / a.chunk);
+    bool f64 = x->dtype == TENSOR_F64, wide = tensor_numel(x) > 2147483647;
+    char name[32];
+    snprintf(name, sizeof name, "channel_sums%s_%s", wide ? "_wide" : "", f64 ? "f64" : "f32");
+    void *k = cuda_fixed_kernel(name);
+    if (!k) return -1;
+    double *part = NULL;
+    if (a.splits > 1 && !(part = cuda_alloc((size_t)(C * a.splits) * 2 * sizeof(double))))
+        return -1;
+    const tensor *in[6] = {x, b->g, b->mean, b->var, b->gamma, b->beta};
+    tensor *out[6] = {b->out1, b->out2, b->acc1, b->acc2, b->running_mean, b->running_var};
+    void *ip[6], *op[6];
+    for (int i = 0; i < 6; i++) {
+        ip[i] = in[i] ? cuda_data_ptr(in[i]) : NULL;
+        op[i] = out[i] ? cuda_data_ptr(out[i]) : NULL;
+    }
+    void *args[] = {&ip[0], &ip[1], &ip[2], &ip[3], &ip[4], &ip[5], &part, &cuda_tickets,
+                    &op[0], &op[1], &op[2], &op[3], &op[4], &op[5], &a};
+    static const char *const what[3] = {"channel_sums (batch norm statistics)",
+                                        "channel_sums (batch norm gradient)",
+                                        "channel_sums (bias gradient)"};
+    int rc =
+        cuda_launch(k, what[a.mode], d3((unsigned)C, (unsigned)a.splits, 1), d3(256, 1, 1), args);
+    if (part) cuda_free(part);
+    return rc;
 }
 
 static const backend cuda_backend = {
@@ -360,6 +451,9 @@ static const backend cuda_backend = {
     .conv2d_forward = cuda_conv_forward,
     .conv2d_backward_input = cuda_conv_backward_input,
     .conv2d_backward_weight = cuda_conv_backward_weight,
+    .conv2d_backward_weight_add = cuda_conv_backward_weight_add,
+    .gemm_add = cuda_gemm_add,
+    .channel_sums = cuda_channel_sums,
 };
 
 static int init(void) {
@@ -390,6 +484,14 @@ static int init(void) {
         return -1;
     }
     if (cuda_graph_init()) {
+        snprintf(cuda_rt.why, sizeof cuda_rt.why, "%s", err_message());
+        return -1;
+    }
+    // the per-channel sums' tickets, zero (each launch leaves them so): made at start, so that
+    // a captured step allocates nothing for them
+    static const unsigned zeros[CUDA_TICKETS];
+    cuda_tickets = cuda_alloc(sizeof zeros);
+    if (!cuda_tickets || cuda_copy_from_host(cuda_tickets, zeros, sizeof zeros)) {
         snprintf(cuda_rt.why, sizeof cuda_rt.why, "%s", err_message());
         return -1;
     }

@@ -26,6 +26,9 @@ typedef struct {
     backend_counters counters;
 } cuda_runtime;
 extern cuda_runtime cuda_rt;
+// The per-channel sums' tickets (cuda_backend.c): one counter a channel, zero between launches.
+#define CUDA_TICKETS 16384
+extern unsigned *cuda_tickets;
 
 // A map from a non-zero 64-bit key to a pointer, open addressing (kept at most half full):
 // the free lists by block size, and the loaded kernels by key.

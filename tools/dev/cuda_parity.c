@@ -27,6 +27,12 @@ static double *run(const gradcheck_case *c, tensor_device_type dev, tensor_dtype
             return NULL;
         }
         in[i]->requires_grad = !c->inputs[i].no_grad;
+        if (c->preset_grads && in[i]->requires_grad &&
+            !(in[i]->grad =
+                  tensor_keep(tensor_full(dt, c->inputs[i].ndim, c->inputs[i].shape, 0.5, dev)))) {
+            tensor_scope_end();
+            return NULL;
+        }
     }
     tensor *y = c->fn(in, &c->arg);
     tensor *l = y ? op_sum(op_square(y), ALL_AXES, false) : NULL;
@@ -117,6 +123,78 @@ static int gemm_cases(gradcheck_case *out) {
     c->n_inputs = 2;
     c->inputs[0] = (gc_input){.ndim = 2, .shape = {9, 3000}, .kind = INPUT_UNIFORM};
     c->inputs[1] = (gc_input){.ndim = 2, .shape = {3000, 5}, .kind = INPUT_UNIFORM};
+    return n;
+}
+
+// Batch norm's output with its running statistics after the update (concatenated, so that
+// both are compared; only the output has a gradient).
+static tensor *f_bn_running(tensor **in, const void *arg) {
+    const op_bn_opts *o = arg;
+    int64_t C = in[0]->shape[1];
+    tensor *rm = tensor_full(in[0]->dtype, 1, &C, 0.25, tensor_device(in[0]));
+    tensor *rv = tensor_full(in[0]->dtype, 1, &C, 1.5, tensor_device(in[0]));
+    tensor *y = op_batch_norm(in[0], in[1], in[2], rm, rv, o);
+    return op_concat(3, (tensor *[]){op_reshape(y, SHAPE(-1)), rm, rv}, 0);
+}
+
+// The per-channel sums (CUDA's channel_sums) over more values than one block takes, so that
+// the blocks of a channel meet at its ticket: batch norm's statistics and gradients (4-D and
+// 2-D, with an activation), and a convolution's bias gradient; and the leaf gradients that the
+// fused passes add to (preset, as an optimizer's buffers are): batch norm's gamma and beta,
+// a convolution's weight (split K's sum adds it) and bias, a dense layer's weight.
+static int sums_cases(gradcheck_case *out) {
+    op_bn_opts bn = {.training = true, .momentum = 0.8, .eps = 1e-3};
+    int n = 0;
+    for (int preset = 0; preset < 2; preset++) {
+        gradcheck_case *c = &out[n++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "batch_norm 8x6x33x35 leaky_relu + running%s",
+                 preset ? ", grads preset" : "");
+        c->fn = f_bn_running;
+        c->n_inputs = 3;
+        c->inputs[0] = shape4(8, 6, 33, 35);
+        c->inputs[1] = (gc_input){.ndim = 1, .shape = {6}, .kind = INPUT_POSITIVE};
+        c->inputs[2] = (gc_input){.ndim = 1, .shape = {6}, .kind = INPUT_UNIFORM};
+        c->arg.bn = bn;
+        c->arg.bn.act = OP_ACT_LEAKY_RELU;
+        c->arg.bn.slope = 0.2;
+        c->preset_grads = preset;
+
+        c = &out[n++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "batch_norm (N,C) 9000x3 sigmoid + running%s",
+                 preset ? ", grads preset" : "");
+        c->fn = f_bn_running;
+        c->n_inputs = 3;
+        c->inputs[0] = (gc_input){.ndim = 2, .shape = {9000, 3}, .kind = INPUT_UNIFORM};
+        c->inputs[1] = (gc_input){.ndim = 1, .shape = {3}, .kind = INPUT_POSITIVE};
+        c->inputs[2] = (gc_input){.ndim = 1, .shape = {3}, .kind = INPUT_UNIFORM};
+        c->arg.bn = bn;
+        c->arg.bn.act = OP_ACT_SIGMOID;
+        c->preset_grads = preset;
+
+        c = &out[n++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "conv2d n8 c16 40x41 k32 r3 s1 bias%s",
+                 preset ? ", grads preset" : "");
+        c->fn = f_conv;
+        c->n_inputs = 3;
+        c->inputs[0] = shape4(8, 16, 40, 41);
+        c->inputs[1] = shape4(32, 16, 3, 3);
+        c->inputs[2] = (gc_input){.ndim = 1, .shape = {32}, .kind = INPUT_UNIFORM};
+        c->arg.conv = op_conv_same(40, 41, 3, 3, 1);
+        c->preset_grads = preset;
+
+        if (!preset) continue; // unpreset: among the GEMM cases
+        c = &out[n++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "matmul 9x3000 @ 3000x5 (split K), grads preset");
+        c->fn = f_matmul;
+        c->n_inputs = 2;
+        c->inputs[0] = (gc_input){.ndim = 2, .shape = {9, 3000}, .kind = INPUT_UNIFORM};
+        c->inputs[1] = (gc_input){.ndim = 2, .shape = {3000, 5}, .kind = INPUT_UNIFORM};
+        c->preset_grads = preset;
+    }
     return n;
 }
 
@@ -251,6 +329,7 @@ int main(int argc, char **argv) {
     int n = n_table < 500 ? n_table : 500;
     memcpy(all, table, sizeof *all * (size_t)n);
     n += gemm_cases(all + n);
+    n += sums_cases(all + n);
     const gradcheck_case *cases = all;
     printf("CUDA (%s) vs CPU, %s: each element within %.0e (|cpu| + %g x the largest |cpu|)\n",
            backend_cuda_device_name(), tensor_dtype_name(dt), tol, floor);

@@ -68,6 +68,13 @@ static inline float __uint_as_float(unsigned u) {
     return f;
 }
 
+// ---- atomics and fences (a launch's blocks run on several host threads at once): the host's
+// sequentially consistent ones, at least as strong as the GPU's device-scope ones
+static inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 // ---- the block engine ---------------------------------------------------------------------
 enum { EMU_RUNNABLE, EMU_AT_BARRIER, EMU_AT_WARP, EMU_DONE };
 

@@ -22,7 +22,27 @@ typedef struct {
     int tap_major; // K ordered tap-major (channels a multiple of the tile depth): the weights are
                    // pre-permuted (forward (K, R*S, C), input gradient (R*S, C, K)); for the
                    // weight gradient: whole tiles within one image (OH*OW a multiple of it)
+    const void *bias; // forward and input gradient: added to output row m (NULL: none)
 } cuda_gemm_args;
+
+// Per-channel sums (fixed.cu's channel_sums): x is (N, C, HW) contiguous; block (c, s) sums
+// values [s * chunk, (s + 1) * chunk) of channel c's m; the last block of a channel to finish
+// (a ticket per channel) sums the channel's partials and writes its results.
+typedef struct {
+    long long m, chunk; // values per channel (N * HW), and per block
+    int c, hw, splits;  // channels, values per image and channel, blocks per channel
+    int mode;           // CUDA_SUMS_STATS, CUDA_SUMS_BN_GRAD or CUDA_SUMS_PLAIN
+    int act;            // batch norm's fused activation, in op_activation's order (ops/ops.h)
+    int update_running; // statistics: the running mean and variance updated in place
+    double eps, slope, momentum, unbias; // unbias = m / (m - 1), for the running variance
+} cuda_sums_args;
+#define CUDA_SUMS_STATS        0 // batch mean and biased variance (and the running ones)
+#define CUDA_SUMS_BN_GRAD      1 // batch norm's dbeta = sum gp and dgamma = sum gp * xhat
+#define CUDA_SUMS_PLAIN        2 // sum x (a bias gradient)
+#define CUDA_BN_ACT_LEAKY_RELU 1
+#define CUDA_BN_ACT_RELU       2
+#define CUDA_BN_ACT_TANH       3
+#define CUDA_BN_ACT_SIGMOID    4
 
 // A captured graph's last kernel: ctr[i] += by[i] for i < n (the device's offsets of the random
 // streams the graph draws from, advanced once per replay).

@@ -5,6 +5,7 @@
 //     implicit-GEMM convolution (forward, input gradient by phase, weight gradient); TF32 form
 //     on the tensor cores (mma.sync m16n8k8, FP32 accumulate; and a cp.async multistage form
 //     with ldmatrix fragments, BANIS_CUDA_GEMM=pipelined, measured slower) and exact FP32/FP64
+//   channel_sums: batch norm's per-channel statistics and its backward's sums, bias gradients
 //   conv_bwd_input_direct: the input gradient of a convolution with few input channels
 // Shapes: conv x (N, C, H, W), w (K, C, R, S), y (N, K, OH, OW), all contiguous.
 #include "abi.h"
@@ -101,25 +102,165 @@ RED_KERNELS(reduce, float, f32)
 RED_KERNELS(reduce, double, f64)
 #undef RED_KERNELS
 
-// The split-K partials (splits, M*N) summed in split order (deterministic).
-template <typename T> __device__ void splitk_sum(const T *ws, T *out, long long mn, int splits) {
+// The split-K partials (splits, M*N) summed in split order (deterministic); added to out when
+// `add` (a leaf gradient accumulated in the same pass).
+template <typename T>
+__device__ void splitk_sum(const T *ws, T *out, long long mn, int splits, int add) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < mn;
          i += (long long)gridDim.x * blockDim.x) {
         T acc = 0;
         for (int z = 0; z < splits; z++) acc += ws[z * mn + i];
-        out[i] = acc;
+        out[i] = add ? out[i] + acc : acc;
     }
 }
 extern "C" __global__ void advance_u64(unsigned long long *ctr, cuda_advance_args a) {
     if (threadIdx.x < (unsigned)a.n) ctr[threadIdx.x] += a.by[threadIdx.x];
 }
 
-extern "C" __global__ void splitk_sum_f32(const float *w, float *o, long long mn, int s) {
-    splitk_sum<float>(w, o, mn, s);
+extern "C" __global__ void splitk_sum_f32(const float *w, float *o, long long mn, int s, int add) {
+    splitk_sum<float>(w, o, mn, s, add);
 }
-extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long mn, int s) {
-    splitk_sum<double>(w, o, mn, s);
+extern "C" __global__ void splitk_sum_f64(const double *w, double *o, long long mn, int s,
+                                          int add) {
+    splitk_sum<double>(w, o, mn, s, add);
 }
+
+// ---- per-channel sums: batch norm's statistics and gradients, a bias gradient ---------------
+// channel_sums: block (c, s) sums two functions of channel c's values in its chunk, in double:
+//   statistics: v - shift and (v - shift)^2, shift the channel's first value (so that a large
+//     mean does not cancel the variance away);
+//   batch norm's gradient: gp and gp * xhat, gp = d act / d pre * g at pre = xhat * gamma +
+//     beta and xhat = (v - mean) * rsqrt(var + eps) (dbeta and dgamma, without storing gp);
+//   plain: v (and nothing).
+// With one block a channel, it writes the channel's results itself. Else it writes its partial
+// pair to part[(c * splits + s) * 2 + {0, 1}], and the channel's last block to finish (by a
+// ticket: tickets[c] counts the blocks done, and is reset to 0 by the last, ready for the next
+// launch) sums the partials in split order (deterministic, whichever block is last) and writes
+// them: mean and biased variance (updating the running ones), or the two sums (each also added
+// to its leaf gradient acc1 / acc2 when given).
+__device__ __forceinline__ double bn_act_backward(double g, double pre, const cuda_sums_args &a) {
+    switch (a.act) {
+        case CUDA_BN_ACT_LEAKY_RELU: return pre > 0 ? g : g * a.slope;
+        case CUDA_BN_ACT_RELU: return pre > 0 ? g : 0.0;
+        case CUDA_BN_ACT_TANH: {
+            double t = tanh(pre);
+            return g * (1 - t * t);
+        }
+        case CUDA_BN_ACT_SIGMOID: {
+            double e = 1 / (1 + exp(-pre));
+            return g * e * (1 - e);
+        }
+        default: return g;
+    }
+}
+template <typename T>
+__device__ void channel_results(int c, double t1, double t2, const T *x, T *out1, T *out2, T *acc1,
+                                T *acc2, T *run_mean, T *run_var, const cuda_sums_args &a) {
+    if (a.mode != CUDA_SUMS_STATS) {
+        T s1 = (T)t1, s2 = (T)t2;
+        out1[c] = s1;
+        if (out2) out2[c] = s2;
+        if (acc1) acc1[c] = acc1[c] + s1;
+        if (acc2) acc2[c] = acc2[c] + s2;
+        return;
+    }
+    double d = t1 / (double)a.m, v = t2 / (double)a.m - d * d;
+    T mean = (T)((double)x[(long long)c * a.hw] + d), var = (T)(v > 0 ? v : 0);
+    out1[c] = mean;
+    out2[c] = var;
+    if (a.update_running) {
+        run_mean[c] = (T)(a.momentum * (double)run_mean[c] + (1 - a.momentum) * (double)mean);
+        run_var[c] =
+            (T)(a.momentum * (double)run_var[c] + (1 - a.momentum) * ((double)var * a.unbias));
+    }
+}
+template <typename T, bool WIDE>
+__device__ void channel_sums(const T *x, const T *g, const T *mean, const T *var, const T *gamma,
+                             const T *beta, double *part, unsigned *tickets, T *out1, T *out2,
+                             T *acc1, T *acc2, T *run_mean, T *run_var, cuda_sums_args a) {
+    __shared__ double s1[256], s2[256];
+    __shared__ int last;
+    int c = blockIdx.x;
+    long long j0 = (long long)blockIdx.y * a.chunk, j1 = j0 + a.chunk < a.m ? j0 + a.chunk : a.m;
+    long long plane = (long long)a.c * a.hw; // one image's values
+    const T *xc = x + (long long)c * a.hw, *gc = g ? g + (long long)c * a.hw : g;
+    double acc1_ = 0, acc2_ = 0, shift = 0, mu = 0, rstd = 0, gm = 0, bt = 0;
+    if (a.mode == CUDA_SUMS_BN_GRAD) {
+        mu = (double)mean[c];
+        rstd = 1 / sqrt((double)var[c] + a.eps);
+        gm = (double)gamma[c];
+        bt = (double)beta[c];
+    } else if (a.mode == CUDA_SUMS_STATS) {
+        shift = (double)xc[0];
+    }
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        long long off;
+        if (WIDE) {
+            long long n = j / a.hw;
+            off = n * plane + (j - n * a.hw);
+        } else { // 32-bit index arithmetic (the host checks that it fits)
+            unsigned jj = (unsigned)j, hw = (unsigned)a.hw, n = jj / hw;
+            off = (long long)(n * (unsigned)plane + (jj - n * hw));
+        }
+        double v = (double)xc[off];
+        if (a.mode == CUDA_SUMS_BN_GRAD) {
+            double xh = (v - mu) * rstd;
+            double gp = bn_act_backward((double)gc[off], xh * gm + bt, a);
+            acc1_ += gp;
+            acc2_ += gp * xh;
+        } else {
+            double d = v - shift;
+            acc1_ += d;
+            acc2_ += d * d;
+        }
+    }
+    s1[threadIdx.x] = acc1_;
+    s2[threadIdx.x] = acc2_;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            s1[threadIdx.x] += s1[threadIdx.x + s];
+            s2[threadIdx.x] += s2[threadIdx.x + s];
+        }
+        __syncthreads();
+    }
+    if (a.splits == 1) {
+        if (threadIdx.x == 0)
+            channel_results<T>(c, s1[0], s2[0], x, out1, out2, acc1, acc2, run_mean, run_var, a);
+        return;
+    }
+    if (threadIdx.x == 0) {
+        long long at = ((long long)c * a.splits + blockIdx.y) * 2;
+        part[at] = s1[0];
+        part[at + 1] = s2[0];
+        __threadfence(); // the partial is visible device-wide before the ticket is taken
+        last = atomicAdd(tickets + c, 1u) == (unsigned)a.splits - 1;
+    }
+    __syncthreads();
+    if (!last || threadIdx.x != 0) return;
+    __threadfence();
+    const volatile double *p = part + (long long)c * a.splits * 2; // not from a stale cache
+    double t1 = 0, t2 = 0;
+    for (int s = 0; s < a.splits; s++) {
+        t1 += p[2 * s];
+        t2 += p[2 * s + 1];
+    }
+    tickets[c] = 0;
+    channel_results<T>(c, t1, t2, x, out1, out2, acc1, acc2, run_mean, run_var, a);
+}
+#define SUMS_KERNELS(T, sfx, WIDE, wsfx)                                                           \
+    extern "C" __global__ void channel_sums##wsfx##_##sfx(                                         \
+        const T *x, const T *g, const T *mean, const T *var, const T *gamma, const T *beta,        \
+        double *part, unsigned *tickets, T *o1, T *o2, T *a1, T *a2, T *rm, T *rv,                 \
+        cuda_sums_args a) {                                                                        \
+        channel_sums<T, WIDE>(x, g, mean, var, gamma, beta, part, tickets, o1, o2, a1, a2, rm, rv, \
+                              a);                                                                  \
+    }
+SUMS_KERNELS(float, f32, false, )
+SUMS_KERNELS(double, f64, false, )
+SUMS_KERNELS(float, f32, true, _wide)
+SUMS_KERNELS(double, f64, true, _wide)
+#undef SUMS_KERNELS
 
 // ---- the implicit GEMM ----------------------------------------------------------------------
 // C (M x N) = A (M x K) B (K x N) in tiles of BM x BN, stepping BK along K. 256 threads; each
@@ -464,6 +605,8 @@ template <int P, typename T, int BK> struct tile_loader {
 
 // C(m, nn): matmul c[bz][m][nn]; fwd y[img, m, pix]; bwd-input dx[img, m, iy, ix] of the phase;
 // bwd-weight dw[m, nn] (a split z, here and in a matmul, writes its partial at c + z * M * N).
+// The forward and the input gradient add the bias of row m when given (a convolution's, or a
+// transposed one's, output channel).
 template <int P, typename T>
 __device__ __forceinline__ void store_c(T *c, const cuda_gemm_args &g, int bz, int m, int nn, T v) {
     if (m >= g.M || nn >= g.N) return;
@@ -471,6 +614,7 @@ __device__ __forceinline__ void store_c(T *c, const cuda_gemm_args &g, int bz, i
         c[((long long)bz * g.M + m) * g.N + nn] = v;
         return;
     }
+    if (g.bias) v += ((const T *)g.bias)[m]; // a convolution's bias, in the same pass
     if (P == CONV_FWD) {
         int plane = g.oh * g.ow, img = nn / plane, pix = nn - img * plane;
         c[((long long)img * g.M + m) * plane + pix] = v;
@@ -772,7 +916,7 @@ __device__ void conv_bwd_input_direct(const T *dy, const T *w, T *dx, cuda_gemm_
         for (int ko = 0; ko < g.k; ko++, dyp += ohw, wp += g.c * rs)
             for (int a = 0; a < ny; a++)
                 for (int b = 0; b < nx; b++) acc += wp[wy[a] + wx[b]] * dyp[oys[a] + oxs[b]];
-        dx[i] = acc;
+        dx[i] = g.bias ? acc + ((const T *)g.bias)[ci] : acc;
     }
 }
 extern "C" __global__ void conv_bwd_input_direct_f32(const float *dy, const float *w, float *dx,
