@@ -106,7 +106,7 @@ static tensor *linear_forward(nn_module *m, tensor *x) {
         return NULL;
     }
     tensor *y = op_matmul(x, w);
-    return b ? op_add(y, b) : y;
+    return b ? op_add_bias(y, b) : y;
 }
 
 nn_module *nn_linear(const nn_ctx *c, int64_t in, int64_t out, bool bias) {

@@ -80,9 +80,7 @@ static int check_bias(tensor *bias, int64_t channels, tensor **contiguous) {
 
 // d bias = g summed over the batch and the pixels: where the backend has per-channel sums
 // (CUDA), one pass that also adds it to the bias's leaf gradient; else a reduction
-static int bias_grad(ag_node *n, tensor *g, tensor **gin) {
-    if (n->n_inputs < 3 || !n->inputs[2]->requires_grad) return 0;
-    tensor *bias = n->inputs[2];
+static int bias_gradient(tensor *bias, tensor *g, tensor **gbias) {
     g = op_contiguous(g);
     if (!g) return -1;
     const backend *be = tensor_backend(g);
@@ -94,12 +92,46 @@ static int bias_grad(ag_node *n, tensor *g, tensor **gin) {
             err_prefix("bias gradient: ");
             return -1;
         }
-        if (!acc) gin[2] = s;
+        if (!acc) *gbias = s;
         return 0;
     }
-    tensor *s = op_sum(g, 3, (const int[]){0, 2, 3}, true);
-    gin[2] = s ? op_reshape(s, 1, bias->shape) : NULL;
-    return gin[2] ? 0 : -1;
+    tensor *s = g->ndim == 4 ? op_sum(g, 3, (const int[]){0, 2, 3}, true)
+                             : op_sum(g, 1, (const int[]){0}, true);
+    *gbias = s ? op_reshape(s, 1, bias->shape) : NULL;
+    return *gbias ? 0 : -1;
+}
+
+static int bias_grad(ag_node *n, tensor *g, tensor **gin) {
+    if (n->n_inputs < 3 || !n->inputs[2]->requires_grad) return 0;
+    return bias_gradient(n->inputs[2], g, &gin[2]);
+}
+
+// ---- a bias per channel (axis 1), for dense layers ------------------------------------------
+static int add_bias_backward(ag_node *n, tensor *g, tensor **gin) {
+    if (n->inputs[0]->requires_grad) gin[0] = g;
+    return n->inputs[1]->requires_grad ? bias_gradient(n->inputs[1], g, &gin[1]) : 0;
+}
+
+tensor *op_add_bias(tensor *y, tensor *bias) {
+    if (!y || !bias) return NULL;
+    if ((y->ndim != 2 && y->ndim != 4) || bias->ndim != 1 || bias->shape[0] != y->shape[1] ||
+        y->dtype != bias->dtype || tensor_device(y) != tensor_device(bias)) {
+        char sy[96], sb[96];
+        err_set("add_bias: expects y (N, C) or (N, C, H, W) and a bias (C) of its dtype and "
+                "device; got %s and %s",
+                tensor_shape_str(y, sy, sizeof sy), tensor_shape_str(bias, sb, sizeof sb));
+        return NULL;
+    }
+    bool prev = ag_set_grad_enabled(false);
+    ew_program p;
+    ew_init(&p, 2);
+    ew_output(&p, ew_add(&p, ew_input(&p, 0), ew_input(&p, 1)));
+    int64_t bshape[4] = {1, y->shape[1], 1, 1};
+    tensor *out = op_ew("add_bias", &p, 2, (tensor *[]){y, op_reshape(bias, y->ndim, bshape)});
+    ag_set_grad_enabled(prev);
+    tensor *in[2] = {y, bias};
+    if (out && ag_record(out, "add_bias", add_bias_backward, 2, in, NULL, 0)) return NULL;
+    return out;
 }
 
 // ---- conv2d -------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ op_conv_opts op_conv_transpose_same(int64_t in_h, int64_t in_w, int k_h, int k_w
 
 // x: (N, C, H, W), w: (K, C, R, S), bias: (K) or NULL -> (N, K, OH, OW)
 tensor *op_conv2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o);
+// y + bias per channel (axis 1) of y (N, C) or (N, C, H, W); its backward sums the gradient
+// per channel in one pass that also adds it to the bias's leaf gradient where the backend can.
+tensor *op_add_bias(tensor *y, tensor *bias);
 // x: (N, C, H, W), w: (C, K, R, S) as PyTorch, bias: (K) or NULL -> (N, K, OH, OW) with
 // OH = (H - 1) * stride - pad_top - pad_bottom + R + output_pad_h.
 tensor *op_conv_transpose2d(tensor *x, tensor *w, tensor *bias, const op_conv_opts *o);
